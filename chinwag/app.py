@@ -1,0 +1,97 @@
+"""Composition root: builds storage, the accounts domain and the XMPP service from settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from chinwag.config import Settings
+from chinwag.network.accounts import AccountService
+from chinwag.server.auth import AccountAuthenticator
+from chinwag.server.tls import ensure_certificate, server_ssl_context
+from chinwag.server.xmpp_server import XMPPServer
+from chinwag.store.accounts import SqlAccountRepository
+from chinwag.store.db import Database, redacted
+
+log = logging.getLogger("chinwag")
+
+
+@dataclass
+class Running:
+    """A started chinwag: what tests and the CLI may reach into."""
+
+    settings: Settings
+    database: Database
+    accounts: AccountService
+    xmpp: XMPPServer
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext:
+    cert, key = settings.tls_cert_path, settings.tls_key_path
+    if ensure_certificate(cert, key, settings.domain):
+        log.info(
+            "generated a self-signed TLS certificate for %s in %s", settings.domain, cert.parent
+        )
+    return server_ssl_context(cert, key)
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Running]:
+    """Start every service for ``settings``; stop them all, gracefully, on exit."""
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    database = Database.open(settings.database_url)
+    await database.migrate()
+    accounts = AccountService(SqlAccountRepository(database))
+    xmpp = XMPPServer(settings, AccountAuthenticator(accounts))
+    xmpp.load_modules()
+    try:
+        await xmpp.start(_tls_context(settings))
+        yield Running(settings, database, accounts, xmpp)
+    finally:
+        await xmpp.stop()
+        await database.close()
+
+
+def _announce(app: Running) -> None:
+    settings, ports = app.settings, app.xmpp.ports
+    host = settings.c2s.host
+    log.info("chinwag is serving %s", settings.domain)
+    log.info(
+        "XMPP clients: %s:%s (STARTTLS), %s:%s (direct TLS)",
+        host,
+        ports["c2s"],
+        host,
+        ports["direct_tls"],
+    )
+    log.info("database: %s", redacted(settings.database_url))
+    log.info("add a user with: chinwag user add NAME --password PASSWORD")
+
+
+async def _serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with running(settings) as app:
+        _announce(app)
+        await stop.wait()
+        log.info("stopping: closing every stream with <system-shutdown/>")
+    log.info("stopped")
+
+
+def serve(settings: Settings) -> None:
+    """Run chinwag until SIGINT or SIGTERM."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_serve(settings))
+    else:
+        uvloop.run(_serve(settings))

@@ -1,0 +1,141 @@
+"""Settings: a TOML file validated into frozen, typed settings.
+
+Every command reads the same file, named by ``--config FILE`` or the
+``CHINWAG_CONFIG`` variable; with neither, the embedded defaults apply.
+Relative paths in the file are taken relative to the working directory, as the
+quick start expects (``./chinwag-data``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_ENV_VAR = "CHINWAG_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration problem, described in one line that names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class C2SSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=5222, ge=0, le=65535)
+    direct_tls_port: int = Field(default=5223, ge=0, le=65535)
+    require_tls: bool = True
+    """False allows SASL on plaintext streams (loopback benchmarks only)."""
+
+
+class HTTPSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=5280, ge=0, le=65535)
+
+
+class DatabaseSettings(_Section):
+    url: str = ""
+    """Empty means ``sqlite+aiosqlite:///{data_dir}/chinwag.db``."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, url: str) -> str:
+        if url and not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return url
+
+
+class TLSSettings(_Section):
+    cert: str = ""
+    """Empty means ``{data_dir}/tls/{domain}.crt``, generated self-signed on first run."""
+    key: str = ""
+
+
+class LimitsSettings(_Section):
+    max_stanza_bytes: int = Field(default=262144, ge=1024)
+    auth_timeout_seconds: float = Field(default=30.0, gt=0)
+    """An unauthenticated stream idle this long gets <connection-timeout/>."""
+    max_auth_failures: int = Field(default=3, ge=1)
+    """SASL failures allowed on one stream before it is closed."""
+    keepalive_seconds: float = Field(default=300.0, ge=0)
+    """Send a whitespace keepalive on a bound stream silent this long (0: never)."""
+
+
+class ServerInfoSettings(_Section):
+    show_version: bool = True
+    """Answer XEP-0092 software version queries with name and version."""
+    show_os: bool = False
+
+
+class Settings(_Section):
+    domain: str = "localhost"
+    data_dir: str = "./chinwag-data"
+    c2s: C2SSettings = C2SSettings()
+    http: HTTPSettings = HTTPSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    tls: TLSSettings = TLSSettings()
+    limits: LimitsSettings = LimitsSettings()
+    server_info: ServerInfoSettings = ServerInfoSettings()
+
+    @field_validator("domain")
+    @classmethod
+    def _bare_domain(cls, domain: str) -> str:
+        if not domain or domain != domain.strip() or any(c in domain for c in "@/ "):
+            raise ValueError("must be a bare domain name such as 'localhost'")
+        return domain
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.data_path / 'chinwag.db'}"
+
+    @property
+    def tls_cert_path(self) -> Path:
+        return (
+            Path(self.tls.cert) if self.tls.cert else self.data_path / "tls" / f"{self.domain}.crt"
+        )
+
+    @property
+    def tls_key_path(self) -> Path:
+        return Path(self.tls.key) if self.tls.key else self.data_path / "tls" / f"{self.domain}.key"
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"unknown config key '{key}'"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"bad config value for '{key}': {message}"
+
+
+def settings_from_mapping(data: dict[str, Any]) -> Settings:
+    """Validate a parsed TOML document; raises ConfigError naming the bad key."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read ``path``, else ``$CHINWAG_CONFIG``, else the embedded defaults."""
+    chosen = path or os.environ.get(CONFIG_ENV_VAR) or None
+    if chosen is None:
+        return Settings()
+    try:
+        with open(chosen, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {chosen}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {chosen} is not valid TOML: {error}") from None
+    return settings_from_mapping(data)

@@ -1,0 +1,253 @@
+"""Drives one client stream over any transport: feeds bytes to the sans-IO stream,
+answers its questions (TLS, SASL, bind) and hands stanzas to the dispatcher.
+
+Writes are batched: everything queued for a connection during one event-loop
+turn leaves in a single transport write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
+
+from chinwag.server.auth import Challenge, Outcome, SaslDriver
+from chinwag.server.session import Session
+from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
+from chinwag.xmpp.events import (
+    AuthAborted,
+    AuthRequested,
+    AuthResponse,
+    BindRequested,
+    Event,
+    StanzaReceived,
+    StartTLSRequested,
+    StreamClosed,
+)
+from chinwag.xmpp.jid import JID
+from chinwag.xmpp.sasl import SaslCondition, SaslFailure
+from chinwag.xmpp.stream import ServerStream
+
+if TYPE_CHECKING:
+    from chinwag.server.xmpp_server import XMPPServer
+
+log = logging.getLogger(__name__)
+
+# A peer that stops reading is cut off once this much output waits for it.
+MAX_WRITE_BUFFER = 8 * 1024 * 1024
+
+
+class Transport(Protocol):
+    """What carries a stream: a TCP socket (maybe TLS) or a WebSocket."""
+
+    kind: str
+    secure: bool
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def write_buffer_size(self) -> int: ...
+
+    async def start_tls(self) -> None: ...
+
+
+class C2SConnection:
+    def __init__(self, server: XMPPServer, transport: Transport) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.server = server
+        self.transport = transport
+        self.stream = ServerStream(server.stream_config, self._loop.time(), secure=transport.secure)
+        self.session: Session | None = None
+        self.closed = False
+        self.wrote_recently = False
+        self._sasl: SaslDriver | None = None
+        self._pending: list[bytes] = []
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        server.connections.add(self)
+        self._schedule_timer()
+
+    @property
+    def transport_kind(self) -> str:
+        return self.transport.kind
+
+    # --- from the transport ---------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._handle(self.stream.receive_data(data, self._loop.time()))
+
+    def connection_lost(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._pending.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+        self.server.connections.discard(self)
+        session, self.session = self.session, None
+        if session is not None:
+            self.server.router.unbind(session)
+            self.server.hooks.notify("session/closed", session)
+
+    # --- output -----------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self._pending.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.closed or not self._pending:
+            return
+        self.transport.write(b"".join(self._pending))
+        self._pending.clear()
+        self.wrote_recently = True
+        if self.transport.write_buffer_size() > MAX_WRITE_BUFFER:
+            self.close_stream(
+                StreamError(StreamCondition.POLICY_VIOLATION, "the client is not reading")
+            )
+
+    def close_stream(self, error: StreamError | None = None) -> None:
+        """End the stream from the server's side and close the transport."""
+        if self.closed:
+            return
+        self.stream.close(error)
+        self._finish()
+
+    def _finish(self) -> None:
+        self._write_stream_output()
+        self._flush()
+        self.transport.close()
+        self.connection_lost()
+
+    def _write_stream_output(self) -> None:
+        data = self.stream.data_to_send()
+        if data:
+            self.write(data)
+
+    # --- stream events ------------------------------------------------------------
+
+    def _handle(self, events: list[Event]) -> None:
+        self._write_stream_output()
+        for event in events:
+            if type(event) is StanzaReceived:
+                self.server.dispatcher.dispatch(event.stanza, event.to, self.session)
+            elif isinstance(event, StreamClosed):
+                self._finish()
+                return
+            elif isinstance(event, AuthRequested):
+                self._run(self._authenticate(event))
+            elif isinstance(event, AuthResponse):
+                self._run(self._continue_authentication(event))
+            elif isinstance(event, AuthAborted):
+                self._sasl = None
+            elif isinstance(event, BindRequested):
+                self._bind(event)
+            elif isinstance(event, StartTLSRequested):
+                self._run(self._start_tls())
+        self._schedule_timer()
+
+    def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run an answer that waits on I/O; reading pauses until it is given."""
+        self.transport.pause_reading()
+        self._task = asyncio.ensure_future(work)
+        self._task.add_done_callback(self._answered)
+
+    def _answered(self, task: asyncio.Task[None]) -> None:
+        self._task = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("stream answer failed", exc_info=task.exception())
+            self.close_stream(StreamError(StreamCondition.INTERNAL_SERVER_ERROR))
+        elif not self.closed:
+            self.transport.resume_reading()
+
+    def _schedule_timer(self) -> None:
+        deadline = self.stream.get_timer()
+        if deadline == self._timer_deadline or self.closed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_deadline = deadline
+        self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_deadline = None
+        self._handle(self.stream.handle_timer(self._loop.time()))
+
+    # --- TLS, SASL and binding -------------------------------------------------------
+
+    async def _start_tls(self) -> None:
+        self._flush()
+        try:
+            await self.transport.start_tls()
+        except (OSError, asyncio.CancelledError, ConnectionError) as error:
+            log.info("TLS handshake failed: %s", error)
+            self.transport.close()
+            self.connection_lost()
+            return
+        self._handle(self.stream.tls_established())
+
+    async def _authenticate(self, event: AuthRequested) -> None:
+        factory = self.server.sasl_drivers.get(event.mechanism)
+        if factory is None:  # offered by the stream config, so only a misconfiguration gets here
+            self._handle(self.stream.sasl_failure(SaslCondition.INVALID_MECHANISM))
+            return
+        self._sasl = factory(self.server.authenticator, self.server.domain)
+        await self._answer_sasl(self._sasl.start(event.initial_response))
+
+    async def _continue_authentication(self, event: AuthResponse) -> None:
+        if self._sasl is None:
+            self._handle(self.stream.sasl_failure(SaslCondition.MALFORMED_REQUEST))
+            return
+        await self._answer_sasl(self._sasl.step(event.data))
+
+    async def _answer_sasl(self, pending: Awaitable[Outcome]) -> None:
+        try:
+            outcome = await pending
+        except SaslFailure as failure:
+            self._sasl = None
+            self._handle(self.stream.sasl_failure(failure.condition, failure.text))
+            return
+        if isinstance(outcome, Challenge):
+            self._handle(self.stream.sasl_challenge(outcome.data))
+        else:
+            self._sasl = None
+            self._handle(self.stream.sasl_success(outcome.username, outcome.additional_data))
+
+    def _bind(self, event: BindRequested) -> None:
+        username = self.stream.username
+        assert username is not None
+        resource = event.resource or self.server.new_resource()
+        jid = JID(username, self.server.domain_jid.domain, resource)
+        if self.server.shutting_down:
+            self._handle(
+                self.stream.bind_error(
+                    event.iq_id, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
+                )
+            )
+            return
+        session = Session(jid, self)
+        replaced = self.server.router.bind(session)
+        if replaced is not None:
+            replaced.close(
+                StreamError(
+                    StreamCondition.CONFLICT, "replaced by a new session for the same resource"
+                )
+            )
+        self.session = session
+        self.server.hooks.notify("session/bound", session)
+        self._handle(self.stream.bind_result(event.iq_id, jid))

@@ -1,0 +1,64 @@
+"""A bound resource: its full JID, its presence, and the connection it writes to."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from chinwag.xmpp.element import Element
+from chinwag.xmpp.errors import StreamError
+from chinwag.xmpp.jid import JID
+
+
+class Connection(Protocol):
+    """What a session needs from whatever carries its stream (TCP, TLS, WebSocket)."""
+
+    transport_kind: str
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes; they reach the peer by the end of the current event-loop turn."""
+        ...
+
+    def close_stream(self, error: StreamError | None = None) -> None: ...
+
+
+class Session:
+    __slots__ = ("available", "connection", "jid", "presence", "priority")
+
+    def __init__(self, jid: JID, connection: Connection) -> None:
+        self.jid = jid
+        self.connection = connection
+        self.presence: Element | None = None
+        """The last broadcast presence, or None before initial presence."""
+        self.available = False
+        self.priority = 0
+
+    @property
+    def username(self) -> str:
+        return self.jid.local or ""
+
+    @property
+    def transport_kind(self) -> str:
+        return self.connection.transport_kind
+
+    def update_presence(self, presence: Element) -> None:
+        """Record broadcast presence (RFC 6121 4.2, 4.5): availability and priority."""
+        if presence.attrs.get("type") == "unavailable":
+            self.available = False
+            self.presence = None
+            return
+        self.available = True
+        self.presence = presence
+        priority = presence.find("priority")
+        try:
+            self.priority = max(-128, min(127, int(priority.text))) if priority is not None else 0
+        except ValueError:
+            self.priority = 0
+
+    def deliver(self, stanza: Element) -> None:
+        self.connection.write(stanza.serialize().encode())
+
+    def close(self, error: StreamError | None = None) -> None:
+        self.connection.close_stream(error)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.jid} via {self.transport_kind}>"

@@ -1,0 +1,118 @@
+"""The XMPP service: settings, modules, router, dispatcher and listeners for one domain."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import secrets
+import ssl
+
+from chinwag.config import Settings
+from chinwag.server import tcp
+from chinwag.server.api import ModuleAPI
+from chinwag.server.auth import Authenticator, DriverFactory, password_drivers
+from chinwag.server.c2s import C2SConnection
+from chinwag.server.dispatch import Dispatcher
+from chinwag.server.hooks import Hooks
+from chinwag.server.routing import Router
+from chinwag.server.routing.local import LocalRouter
+from chinwag.xmpp.errors import StreamCondition, StreamError
+from chinwag.xmpp.jid import JID
+from chinwag.xmpp.stream import StreamConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODULES = ("disco", "ping", "version")
+
+
+class XMPPServer:
+    def __init__(
+        self, settings: Settings, authenticator: Authenticator, *, router: Router | None = None
+    ) -> None:
+        self.settings = settings
+        self.domain_jid = JID.parse(settings.domain)
+        self.domain = self.domain_jid.domain
+        self.authenticator = authenticator
+        self.sasl_drivers: dict[str, DriverFactory] = password_drivers()
+        self.hooks = Hooks()
+        self.router: Router = router or LocalRouter()
+        self.dispatcher = Dispatcher(self.domain_jid, self.hooks, self.router)
+        self.features: set[str] = set()
+        self.identities: set[tuple[str, str, str]] = set()
+        self.modules: dict[str, ModuleAPI] = {}
+        self.connections: set[C2SConnection] = set()
+        self.shutting_down = False
+        self.stream_config = self._stream_config(tls_available=False)
+        self._listeners: list[asyncio.Server] = []
+        self._keepalive: asyncio.Task[None] | None = None
+
+    def _stream_config(self, *, tls_available: bool) -> StreamConfig:
+        limits = self.settings.limits
+        return StreamConfig(
+            domain=self.domain,
+            tls_available=tls_available,
+            tls_required=self.settings.c2s.require_tls,
+            mechanisms=tuple(self.sasl_drivers),
+            max_stanza_bytes=limits.max_stanza_bytes,
+            auth_timeout=limits.auth_timeout_seconds,
+            max_auth_failures=limits.max_auth_failures,
+        )
+
+    def load_modules(self, names: tuple[str, ...] = DEFAULT_MODULES) -> None:
+        for name in names:
+            module = importlib.import_module(f"chinwag.modules.{name}")
+            api = ModuleAPI(self, name)
+            module.setup(api)
+            self.modules[name] = api
+
+    def new_resource(self) -> str:
+        return f"chinwag-{secrets.token_hex(6)}"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """The listening ports by role ("c2s", "direct_tls"), known after start()."""
+        return {
+            role: listener.sockets[0].getsockname()[1]
+            for role, listener in zip(("c2s", "direct_tls"), self._listeners, strict=False)
+        }
+
+    async def start(self, ssl_context: ssl.SSLContext | None) -> None:
+        self.stream_config = self._stream_config(tls_available=ssl_context is not None)
+        c2s = self.settings.c2s
+        self._listeners.append(
+            await tcp.listen(self, c2s.host, c2s.port, ssl_context, direct_tls=False)
+        )
+        if ssl_context is not None:
+            self._listeners.append(
+                await tcp.listen(self, c2s.host, c2s.direct_tls_port, ssl_context, direct_tls=True)
+            )
+        if self.settings.limits.keepalive_seconds > 0:
+            self._keepalive = asyncio.create_task(
+                self._send_keepalives(self.settings.limits.keepalive_seconds)
+            )
+
+    async def stop(self) -> None:
+        """Stop listening, then end every stream with <system-shutdown/>."""
+        self.shutting_down = True
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        for listener in self._listeners:
+            listener.close()
+        for connection in list(self.connections):
+            connection.close_stream(
+                StreamError(StreamCondition.SYSTEM_SHUTDOWN, "the server is stopping")
+            )
+        for listener in self._listeners:
+            await listener.wait_closed()
+        self._listeners.clear()
+        await asyncio.sleep(0)  # let the transports flush their last bytes
+
+    async def _send_keepalives(self, interval: float) -> None:
+        """RFC 6120 4.6.1: whitespace on bound streams that have been silent for a while."""
+        while True:
+            await asyncio.sleep(interval)
+            for connection in list(self.connections):
+                if connection.session is not None and not connection.wrote_recently:
+                    connection.write(b" ")
+                connection.wrote_recently = False

@@ -1,0 +1,72 @@
+"""What a stream tells its driver: frozen events returned by ``ServerStream``.
+
+Events that ask a question (TLS, SASL, bind) leave the stream waiting until the
+driver answers through the matching ``ServerStream`` method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .element import Element
+from .errors import StreamError
+from .jid import JID
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLSRequested:
+    """<proceed/> is queued: flush it, upgrade the transport, then call ``tls_established``."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequested:
+    """The client chose a SASL mechanism; ``initial_response`` is None when it sent none."""
+
+    mechanism: str
+    initial_response: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse:
+    """The client answered the last challenge."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuthAborted:
+    """The client aborted the SASL exchange; the stream already answered <aborted/>."""
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequested:
+    """Resource binding (RFC 6120 7); ``resource`` is prepared, or None for the server to pick."""
+
+    iq_id: str
+    resource: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StanzaReceived:
+    """A stanza from the bound client, ``from`` stamped, ``to`` parsed (None: the account)."""
+
+    stanza: Element
+    to: JID | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed:
+    """The stream is over; ``error`` is the stream error sent, if any. Flush, then close."""
+
+    error: StreamError | None
+
+
+Event = (
+    StartTLSRequested
+    | AuthRequested
+    | AuthResponse
+    | AuthAborted
+    | BindRequested
+    | StanzaReceived
+    | StreamClosed
+)

@@ -1,0 +1,465 @@
+"""The server side of an RFC 6120 client-to-server stream, sans-IO.
+
+Bytes go in with ``receive_data(data, now)`` and come back out of
+``data_to_send()``; what needs a decision from outside (TLS, SASL credentials,
+binding a resource) is returned as an event, and the answer comes back through
+a method (``tls_established``, ``sasl_success``, ``bind_result`` ...). While an
+answer is outstanding, further elements wait in order. Time is passed in:
+``get_timer()`` says when ``handle_timer(now)`` must next be called.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import secrets
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import ns
+from .element import Element, escape_attr, escape_text
+from .errors import StanzaCondition, StanzaError, StreamCondition, StreamError
+from .events import (
+    AuthAborted,
+    AuthRequested,
+    AuthResponse,
+    BindRequested,
+    Event,
+    StanzaReceived,
+    StartTLSRequested,
+    StreamClosed,
+)
+from .jid import JID, InvalidJID, prep_resourcepart
+from .sasl import SaslCondition
+from .stanza import is_error, make_error, make_reply
+from .states import ACCEPTS, STANZA_TAGS, State
+from .xml import StreamEnd, StreamHeader, XMLStreamParser
+
+_IQ_TYPES = frozenset({"get", "set", "result", "error"})
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """What a stream offers; fixed for the life of a listener."""
+
+    domain: str
+    tls_available: bool = True
+    tls_required: bool = True
+    mechanisms: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN")
+    """SASL mechanisms offered on a secure stream (or on any stream when TLS is not required)."""
+    max_stanza_bytes: int = 262144
+    auth_timeout: float = 30.0
+    max_auth_failures: int = 3
+
+
+def _b64decode(text: str) -> bytes:
+    """RFC 6120 6.4.2: '=' is an empty response; anything else must be strict base64."""
+    text = text.strip()
+    if text == "=":
+        return b""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _SaslEncodingError from None
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode() if data else "="
+
+
+class _SaslEncodingError(Exception):
+    pass
+
+
+def _answer(method: Callable[..., list[Event]]) -> Callable[..., list[Event]]:
+    """An answer that arrives after the stream closed (say, timed out) changes nothing."""
+
+    @functools.wraps(method)
+    def answer(self: ServerStream, *args: object) -> list[Event]:
+        if self.state is State.CLOSED:
+            return []
+        return method(self, *args)
+
+    return answer
+
+
+class ServerStream:
+    """One client connection's stream, from the first header to the closing tag."""
+
+    def __init__(self, config: StreamConfig, now: float, *, secure: bool = False) -> None:
+        self.config = config
+        self.secure = secure
+        self.state = State.AWAIT_HEADER
+        self.username: str | None = None
+        """The authenticated account's localpart, once SASL succeeded."""
+        self.jid: JID | None = None
+        """The bound full JID."""
+        self.stream_id = ""
+        self.auth_deadline: float | None = now + config.auth_timeout
+        self._domain_jid = JID.parse(config.domain)
+        self._parser = XMLStreamParser(config.max_stanza_bytes)
+        self._out: list[bytes] = []
+        self._header_sent = False
+        self._auth_failures = 0
+        self._waiting = False
+        self._backlog: deque[StreamHeader | Element | StreamEnd] = deque()
+        self._events: list[Event] = []
+
+    # --- input -------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        """Feed bytes from the client; returns the events they caused."""
+        if self.state is State.CLOSED:
+            return []
+        try:
+            parsed = self._parser.feed(data)
+        except StreamError as error:
+            self._fail(error)
+            return self._take_events()
+        self._backlog.extend(parsed)
+        self._drain()
+        return self._take_events()
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def get_timer(self) -> float | None:
+        return self.auth_deadline if self.state is not State.CLOSED else None
+
+    def handle_timer(self, now: float) -> list[Event]:
+        if (
+            self.auth_deadline is not None
+            and now >= self.auth_deadline
+            and self.state is not State.CLOSED
+        ):
+            self._fail(StreamError(StreamCondition.CONNECTION_TIMEOUT, "not authenticated in time"))
+        return self._take_events()
+
+    # --- answers from the driver -------------------------------------------
+
+    @_answer
+    def tls_established(self) -> list[Event]:
+        """The transport is now TLS: anything received before the handshake is discarded."""
+        self.secure = True
+        self._restart()
+        return self._resume()
+
+    @_answer
+    def sasl_challenge(self, data: bytes) -> list[Event]:
+        self._send_element(Element("challenge", ns.SASL, children=[_b64encode(data)]))
+        return self._resume()
+
+    @_answer
+    def sasl_success(self, username: str, additional_data: bytes | None = None) -> list[Event]:
+        """Authentication succeeded as ``username`` (a prepared localpart)."""
+        children: list[Element | str] = [_b64encode(additional_data)] if additional_data else []
+        self._send_element(Element("success", ns.SASL, children=children))
+        self.username = username
+        self._restart()
+        return self._resume()
+
+    @_answer
+    def sasl_failure(self, condition: SaslCondition, text: str = "") -> list[Event]:
+        try:
+            self._sasl_failed(condition, text)
+        except StreamError as error:
+            self._fail(error)
+        return self._resume()
+
+    @_answer
+    def bind_result(self, iq_id: str, jid: JID) -> list[Event]:
+        reply = Element("iq", attrs={"type": "result", "id": iq_id})
+        reply.add("bind", ns.BIND).add("jid").children.append(str(jid))
+        self._send_element(reply)
+        self.jid = jid
+        self.auth_deadline = None
+        self.state = State.BOUND
+        return self._resume()
+
+    @_answer
+    def bind_error(self, iq_id: str, error: StanzaError) -> list[Event]:
+        self._send_element(make_error(Element("iq", attrs={"id": iq_id}), error))
+        return self._resume()
+
+    def close(self, error: StreamError | None = None) -> None:
+        """End the stream from our side, with ``error`` if given (RFC 6120 4.4, 4.9)."""
+        if self.state is State.CLOSED:
+            return
+        if not self._header_sent:
+            self._send_header()
+        if error is not None:
+            self._send_stream_level(error.to_element())
+        self._out.append(b"</stream:stream>")
+        self.state = State.CLOSED
+        self._backlog.clear()
+
+    # --- internals ---------------------------------------------------------
+
+    def _take_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def _resume(self) -> list[Event]:
+        """Continue with what arrived while the driver was deciding."""
+        self._waiting = False
+        self._drain()
+        return self._take_events()
+
+    def _wait(self) -> None:
+        self._waiting = True
+
+    def _drain(self) -> None:
+        backlog = self._backlog
+        while backlog and not self._waiting and self.state is not State.CLOSED:
+            item = backlog.popleft()
+            try:
+                if isinstance(item, Element):
+                    self._on_element(item)
+                elif isinstance(item, StreamHeader):
+                    self._on_header(item)
+                else:
+                    self._on_stream_end()
+            except StreamError as error:
+                self._fail(error)
+
+    def _fail(self, error: StreamError) -> None:
+        self.close(error)
+        self._events.append(StreamClosed(error))
+
+    def _restart(self) -> None:
+        self._parser = XMLStreamParser(self.config.max_stanza_bytes)
+        self._backlog.clear()
+        self.state = State.AWAIT_HEADER
+
+    def _send_element(self, element: Element) -> None:
+        self._out.append(element.serialize(ns.CLIENT).encode())
+
+    def _send_stream_level(self, element: Element) -> None:
+        """A child of the stream root in the streams namespace, with its usual prefix."""
+        inner = "".join(
+            child.serialize(ns.CLIENT) if isinstance(child, Element) else escape_text(child)
+            for child in element.children
+        )
+        self._out.append(f"<stream:{element.tag}>{inner}</stream:{element.tag}>".encode())
+
+    def _send_header(self) -> None:
+        self.stream_id = secrets.token_hex(8)
+        self._out.append(
+            (
+                "<?xml version='1.0'?>"
+                f"<stream:stream xmlns='{ns.CLIENT}' xmlns:stream='{ns.STREAMS}' "
+                f"id='{self.stream_id}' from='{escape_attr(self.config.domain)}' "
+                "version='1.0' xml:lang='en'>"
+            ).encode()
+        )
+        self._header_sent = True
+
+    # --- stream header and features ------------------------------------------
+
+    def _on_header(self, header: StreamHeader) -> None:
+        if self.state is not State.AWAIT_HEADER:
+            raise StreamError(StreamCondition.BAD_FORMAT, "unexpected stream header")
+        self._send_header()
+        self._check_header(header)
+        self._send_features()
+        self.state = State.AUTHENTICATED if self.username is not None else State.NEGOTIATING
+
+    def _check_header(self, header: StreamHeader) -> None:
+        if header.ns != ns.STREAMS or header.tag != "stream":
+            raise StreamError(StreamCondition.INVALID_NAMESPACE, "the root must be <stream:stream>")
+        if header.default_ns != ns.CLIENT:
+            raise StreamError(
+                StreamCondition.INVALID_NAMESPACE, f"the content namespace must be {ns.CLIENT}"
+            )
+        version = header.attrs.get("version", "")
+        major, _, _minor = version.partition(".")
+        if major != "1":
+            raise StreamError(
+                StreamCondition.UNSUPPORTED_VERSION, "only XMPP version 1.0 is supported"
+            )
+        to = header.attrs.get("to")
+        if to is None:
+            raise StreamError(
+                StreamCondition.HOST_UNKNOWN, "the stream header needs a 'to' attribute"
+            )
+        try:
+            host = JID.parse(to)
+        except InvalidJID:
+            host = None
+        if host != self._domain_jid:
+            raise StreamError(
+                StreamCondition.HOST_UNKNOWN, f"this server serves {self.config.domain}"
+            )
+
+    def _send_features(self) -> None:
+        features = Element("features", ns.STREAMS)
+        if self.username is not None:
+            features.add("bind", ns.BIND)
+            features.add("session", ns.SESSION).add("optional")
+        else:
+            if self.config.tls_available and not self.secure:
+                starttls = features.add("starttls", ns.TLS)
+                if self.config.tls_required:
+                    starttls.add("required")
+            if self._sasl_allowed():
+                mechanisms = features.add("mechanisms", ns.SASL)
+                for name in self.config.mechanisms:
+                    mechanisms.add("mechanism").children.append(name)
+        self._send_stream_level(features)
+
+    def _sasl_allowed(self) -> bool:
+        return self.secure or not self.config.tls_required
+
+    # --- top-level elements ------------------------------------------------
+
+    def _on_element(self, element: Element) -> None:
+        handler = _HANDLERS[self.state].get((element.ns, element.tag))
+        if handler is None:
+            self._unexpected(element)
+        else:
+            handler(self, element)
+
+    def _unexpected(self, element: Element) -> None:
+        if element.tag in STANZA_TAGS and element.ns == ns.CLIENT and self.state is not State.BOUND:
+            raise StreamError(
+                StreamCondition.NOT_AUTHORIZED, "authenticate and bind a resource first"
+            )
+        raise StreamError(
+            StreamCondition.UNSUPPORTED_STANZA_TYPE,
+            f"<{element.tag} xmlns='{element.ns}'> is not expected here",
+        )
+
+    def _on_stream_end(self) -> None:
+        self.close()
+        self._events.append(StreamClosed(None))
+
+    def _on_starttls(self, _element: Element) -> None:
+        if self.secure or not self.config.tls_available:
+            raise StreamError(
+                StreamCondition.UNSUPPORTED_STANZA_TYPE, "STARTTLS is not offered here"
+            )
+        self._out.append(f"<proceed xmlns='{ns.TLS}'/>".encode())
+        self.state = State.TLS_PENDING
+        self._events.append(StartTLSRequested())
+        self._wait()
+
+    def _on_auth(self, element: Element) -> None:
+        mechanism = element.attrs.get("mechanism", "")
+        if not self._sasl_allowed():
+            self._sasl_failed(SaslCondition.ENCRYPTION_REQUIRED, "negotiate TLS first")
+            return
+        if mechanism not in self.config.mechanisms:
+            self._sasl_failed(SaslCondition.INVALID_MECHANISM, f"{mechanism!r} is not offered")
+            return
+        text = element.text.strip()
+        try:
+            initial = _b64decode(text) if text else None
+        except _SaslEncodingError:
+            self._sasl_failed(
+                SaslCondition.INCORRECT_ENCODING, "the initial response is not base64"
+            )
+            return
+        self.state = State.AUTHENTICATING
+        self._events.append(AuthRequested(mechanism, initial))
+        self._wait()
+
+    def _on_sasl_response(self, element: Element) -> None:
+        try:
+            data = _b64decode(element.text) if element.text.strip() else b""
+        except _SaslEncodingError:
+            self._sasl_failed(SaslCondition.INCORRECT_ENCODING, "the response is not base64")
+            self._events.append(AuthAborted())
+            return
+        self._events.append(AuthResponse(data))
+        self._wait()
+
+    def _on_sasl_abort(self, _element: Element) -> None:
+        self._sasl_failed(SaslCondition.ABORTED)
+        self._events.append(AuthAborted())
+
+    def _sasl_failed(self, condition: SaslCondition, text: str = "") -> None:
+        failure = Element("failure", ns.SASL)
+        failure.add(condition.value)
+        if text:
+            failure.add("text", attrs={"xml:lang": "en"}).children.append(text)
+        self._send_element(failure)
+        self.state = State.NEGOTIATING
+        self._auth_failures += 1
+        if self._auth_failures >= self.config.max_auth_failures:
+            raise StreamError(
+                StreamCondition.POLICY_VIOLATION, "too many failed authentication attempts"
+            )
+
+    def _on_bind(self, iq: Element) -> None:
+        bind = iq.find("bind", ns.BIND)
+        iq_id = iq.attrs.get("id")
+        if bind is None or iq.attrs.get("type") != "set" or not iq_id:
+            raise StreamError(
+                StreamCondition.NOT_AUTHORIZED, "bind a resource before sending stanzas"
+            )
+        requested = bind.find("resource")
+        resource = None
+        if requested is not None and requested.text:
+            try:
+                resource = prep_resourcepart(requested.text)
+            except InvalidJID as error:
+                self._send_element(
+                    make_error(iq, StanzaError(StanzaCondition.BAD_REQUEST, str(error)))
+                )
+                return
+        self._events.append(BindRequested(iq_id, resource))
+        self._wait()
+
+    def _on_stanza(self, stanza: Element) -> None:
+        attrs = stanza.attrs
+        to_text = attrs.get("to")
+        to: JID | None = None
+        if to_text is not None:
+            try:
+                to = JID.parse(to_text)
+            except InvalidJID as error:
+                self._bounce(stanza, StanzaError(StanzaCondition.JID_MALFORMED, str(error)))
+                return
+        attrs["from"] = str(self.jid)
+        if stanza.tag == "iq" and not self._valid_iq(stanza):
+            return
+        self._events.append(StanzaReceived(stanza, to))
+
+    def _valid_iq(self, iq: Element) -> bool:
+        """RFC 6120 8.2.3; answers the RFC 3921 session request itself."""
+        iq_type = iq.attrs.get("type")
+        if iq_type not in _IQ_TYPES or not iq.attrs.get("id"):
+            self._bounce(
+                iq, StanzaError(StanzaCondition.BAD_REQUEST, "an IQ needs an id and a valid type")
+            )
+            return False
+        if iq_type in ("get", "set"):
+            payload = [child for child in iq.children if isinstance(child, Element)]
+            if len(payload) != 1:
+                self._bounce(
+                    iq, StanzaError(StanzaCondition.BAD_REQUEST, "an IQ get or set has one payload")
+                )
+                return False
+            if payload[0].ns == ns.SESSION and iq.attrs.get("to") in (None, self.config.domain):
+                self._send_element(make_reply(iq))
+                return False
+        return True
+
+    def _bounce(self, stanza: Element, error: StanzaError) -> None:
+        if is_error(stanza):
+            return
+        stanza.attrs["from"] = str(self.jid)
+        stanza.attrs.pop("to", None)
+        reply = make_error(stanza, error)
+        reply.attrs.pop("from", None)
+        self._send_element(reply)
+
+
+_HANDLERS: dict[State, dict[tuple[str, str], Callable[[ServerStream, Element], None]]] = {
+    state: {key: getattr(ServerStream, f"_on_{name}") for key, name in accepts.items()}
+    for state, accepts in ACCEPTS.items()
+}

@@ -1,0 +1,199 @@
+"""Incremental XML stream parser on expat, with the restricted-XML guard of RFC 6120 11.1.
+
+``feed(bytes)`` returns what the bytes completed: the stream header, whole
+top-level elements (stanzas and negotiation elements), or the end of the stream.
+Only top-level elements are materialised; the stream root never is. Anything
+RFC 6120 forbids raises ``StreamError`` with the condition it names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from xml.parsers import expat
+
+from . import ns
+from .element import Element
+from .errors import StreamCondition, StreamError
+
+_SEPARATOR = " "
+_XML_PREFIX = ns.XML + _SEPARATOR
+# Top-level elements deeper than this are refused: a policy limit that keeps
+# recursion in serialisation bounded (no real stanza comes close).
+MAX_DEPTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHeader:
+    """The opening tag of a stream: its qualified name, attributes and declared namespaces."""
+
+    ns: str
+    tag: str
+    attrs: dict[str, str]
+    default_ns: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The peer closed its stream with ``</stream:stream>``."""
+
+
+Parsed = StreamHeader | Element | StreamEnd
+
+_name_cache: dict[str, tuple[str, str]] = {}
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    """'uri local' -> (uri, local); a name without namespace -> ('', name)."""
+    cached = _name_cache.get(name)
+    if cached is None:
+        uri, sep, local = name.rpartition(_SEPARATOR)
+        cached = (uri, local) if sep else ("", name)
+        if len(_name_cache) < 4096:
+            _name_cache[name] = cached
+    return cached
+
+
+def _convert_attrs(attrs: dict[str, str]) -> dict[str, str]:
+    if not attrs:
+        return attrs
+    for name in attrs:
+        if _SEPARATOR in name:
+            break
+    else:
+        return attrs
+    converted = {}
+    for name, value in attrs.items():
+        if _SEPARATOR in name:
+            uri, local = _split_name(name)
+            name = f"xml:{local}" if uri == ns.XML else f"{{{uri}}}{local}"
+        converted[name] = value
+    return converted
+
+
+def _restricted(what: str) -> StreamError:
+    return StreamError(StreamCondition.RESTRICTED_XML, f"{what} are not allowed in XMPP")
+
+
+class XMLStreamParser:
+    """One stream's parser; make a new one at every stream restart."""
+
+    def __init__(self, max_stanza_bytes: int) -> None:
+        self.max_stanza_bytes = max_stanza_bytes
+        self._parser = self._make_expat()
+        self._depth = 0
+        self._stack: list[Element] = []
+        self._stanza_start = 0
+        self._fed = 0
+        self._default_ns: str | None = None
+        self._out: list[Parsed] = []
+        self._failed = False
+
+    def _make_expat(self) -> Any:
+        parser = expat.ParserCreate("UTF-8", _SEPARATOR)
+        parser.buffer_text = True
+        parser.buffer_size = 65536
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+        parser.CharacterDataHandler = self._text
+        parser.StartNamespaceDeclHandler = self._namespace_declared
+        parser.XmlDeclHandler = self._xml_declaration
+        parser.StartDoctypeDeclHandler = self._doctype
+        parser.CommentHandler = self._comment
+        parser.ProcessingInstructionHandler = self._processing_instruction
+        return parser
+
+    def feed(self, data: bytes) -> list[Parsed]:
+        """Parse ``data``; returns what it completed, or raises StreamError."""
+        if self._failed:
+            raise StreamError(StreamCondition.NOT_WELL_FORMED, "the stream has already failed")
+        self._fed += len(data)
+        if self._depth > 1 and self._fed - self._stanza_start > self.max_stanza_bytes:
+            self._fail()
+            raise self._too_large()
+        try:
+            self._parser.Parse(data, False)
+        except StreamError:
+            self._fail()
+            raise
+        except expat.ExpatError as error:
+            self._fail()
+            raise self._translate(error) from None
+        out, self._out = self._out, []
+        return out
+
+    def _fail(self) -> None:
+        self._failed = True
+        self._stack.clear()
+        self._out.clear()
+
+    def _too_large(self) -> StreamError:
+        return StreamError(
+            StreamCondition.POLICY_VIOLATION,
+            f"stanza larger than the limit of {self.max_stanza_bytes} bytes",
+        )
+
+    @staticmethod
+    def _translate(error: expat.ExpatError) -> StreamError:
+        if error.code == expat.errors.codes[expat.errors.XML_ERROR_UNDEFINED_ENTITY]:
+            return _restricted("entity references other than the five predefined ones")
+        if error.code == expat.errors.codes[expat.errors.XML_ERROR_UNBOUND_PREFIX]:
+            return StreamError(StreamCondition.BAD_NAMESPACE_PREFIX, str(error))
+        if error.code == expat.errors.codes[expat.errors.XML_ERROR_INCORRECT_ENCODING]:
+            return StreamError(StreamCondition.UNSUPPORTED_ENCODING, "streams must be UTF-8")
+        return StreamError(StreamCondition.NOT_WELL_FORMED, str(error))
+
+    # expat callbacks
+
+    def _start(self, name: str, attrs: dict[str, str]) -> None:
+        depth = self._depth = self._depth + 1
+        uri, tag = _split_name(name)
+        if depth == 1:
+            self._out.append(StreamHeader(uri, tag, _convert_attrs(attrs), self._default_ns))
+            return
+        if depth == 2:
+            self._stanza_start = self._parser.CurrentByteIndex
+        elif depth > MAX_DEPTH:
+            raise StreamError(
+                StreamCondition.POLICY_VIOLATION, f"elements nested deeper than {MAX_DEPTH}"
+            )
+        element = Element(tag, uri, _convert_attrs(attrs))
+        if self._stack:
+            self._stack[-1].children.append(element)
+        self._stack.append(element)
+
+    def _end(self, name: str) -> None:
+        depth = self._depth
+        self._depth = depth - 1
+        if depth == 1:
+            self._out.append(StreamEnd())
+            return
+        element = self._stack.pop()
+        if depth == 2:
+            if self._parser.CurrentByteIndex - self._stanza_start > self.max_stanza_bytes:
+                raise self._too_large()
+            self._out.append(element)
+
+    def _text(self, text: str) -> None:
+        if self._stack:
+            self._stack[-1].children.append(text)
+        elif self._depth == 1 and not text.isspace():
+            raise StreamError(StreamCondition.BAD_FORMAT, "text outside of any stanza")
+        # Whitespace between stanzas is a keepalive (RFC 6120 4.6.1) and is dropped.
+
+    def _namespace_declared(self, prefix: str | None, uri: str | None) -> None:
+        if self._depth == 0 and prefix is None:
+            self._default_ns = uri
+
+    def _xml_declaration(self, version: str | None, encoding: str | None, standalone: int) -> None:
+        if encoding is not None and encoding.upper().replace("_", "-") not in ("UTF-8", "UTF8"):
+            raise StreamError(StreamCondition.UNSUPPORTED_ENCODING, "streams must be UTF-8")
+
+    def _doctype(self, *_args: object) -> None:
+        raise _restricted("document type declarations")
+
+    def _comment(self, _data: str) -> None:
+        raise _restricted("comments")
+
+    def _processing_instruction(self, _target: str, _data: str) -> None:
+        raise _restricted("processing instructions")
