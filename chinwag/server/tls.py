@@ -1,0 +1,74 @@
+"""TLS material: a self-signed certificate on first run, and the server SSL context.
+
+The same context serves STARTTLS on the c2s port and XEP-0368 direct TLS, where
+clients ask for the ALPN protocol ``xmpp-client``.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+ALPN_PROTOCOLS = ["xmpp-client"]
+CERTIFICATE_LIFETIME = timedelta(days=3650)
+
+
+def ensure_certificate(cert_path: Path, key_path: Path, domain: str) -> bool:
+    """Create a self-signed certificate for ``domain`` unless both files exist.
+
+    Returns True when it generated one. The key file is readable by its owner only.
+    """
+    if cert_path.exists() and key_path.exists():
+        return False
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write(key_path, key_pem, 0o600)
+    _write(cert_path, _self_signed(key, domain).public_bytes(serialization.Encoding.PEM), 0o644)
+    return True
+
+
+def server_ssl_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
+    """A TLS 1.2+ server context offering ALPN ``xmpp-client``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_path, key_path)
+    context.set_alpn_protocols(ALPN_PROTOCOLS)
+    return context
+
+
+def _self_signed(key: ec.EllipticCurvePrivateKey, domain: str) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + CERTIFICATE_LIFETIME)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Created with its final mode, so the key is never readable by others, even briefly.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(descriptor, "wb") as file:
+        os.fchmod(file.fileno(), mode)
+        file.write(data)

@@ -1,0 +1,206 @@
+"""Account storage: the repository protocol, its SQLAlchemy implementation and values.
+
+Usernames reaching this layer are already normalised; passwords never do, only
+their SCRAM verifiers (:class:`StoredScram`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chinwag.store.db import Database
+from chinwag.store.models import Account, Credential, Profile
+
+# Stays well under the bound-parameter limits of SQLite and asyncpg.
+_IN_CLAUSE_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class StoredScram:
+    """A SCRAM verifier (RFC 5802 section 3) for one mechanism."""
+
+    mechanism: str
+    salt: bytes
+    stored_key: bytes
+    server_key: bytes
+    iterations: int
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    username: str
+    credentials: Sequence[StoredScram]
+    full_name: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    username: str
+    full_name: str | None
+    created_at: datetime
+
+
+class AccountExists(Exception):
+    def __init__(self, usernames: Iterable[str]) -> None:
+        self.usernames = tuple(sorted(usernames))
+        quoted = ", ".join(f"'{name}'" for name in self.usernames)
+        if len(self.usernames) == 1:
+            super().__init__(f"user {quoted} already exists")
+        else:
+            super().__init__(f"users {quoted} already exist")
+
+
+class NoSuchAccount(Exception):
+    def __init__(self, username: str) -> None:
+        self.username = username
+        super().__init__(f"no such user '{username}'")
+
+
+class AccountRepository(Protocol):
+    async def add(
+        self, username: str, credentials: Sequence[StoredScram], full_name: str | None = None
+    ) -> None:
+        """Create one account; raises AccountExists."""
+
+    async def add_many(self, accounts: Sequence[NewAccount]) -> None:
+        """Create all accounts in one transaction, or none; raises AccountExists."""
+
+    async def credentials(self, username: str, mechanism: str) -> StoredScram | None: ...
+
+    async def replace_credentials(self, username: str, credentials: Sequence[StoredScram]) -> None:
+        """Swap every verifier of the account for ``credentials``; raises NoSuchAccount."""
+
+    async def delete(self, username: str) -> bool:
+        """Remove the account and all it owns; False when there was none."""
+
+    async def exists(self, username: str) -> bool: ...
+
+    async def existing(self, usernames: Iterable[str]) -> set[str]:
+        """Those of ``usernames`` that already have an account."""
+
+    async def list(self) -> list[AccountRecord]:
+        """Every account, sorted by username."""
+
+
+class SqlAccountRepository:
+    """AccountRepository on SQLAlchemy; identical on SQLite and PostgreSQL."""
+
+    def __init__(self, db: Database) -> None:
+        self._sessions = db.sessions
+
+    async def add(
+        self, username: str, credentials: Sequence[StoredScram], full_name: str | None = None
+    ) -> None:
+        await self.add_many([NewAccount(username, credentials, full_name)])
+
+    async def add_many(self, accounts: Sequence[NewAccount]) -> None:
+        if not accounts:
+            return
+        try:
+            async with self._sessions.begin() as session:
+                await _insert_accounts(session, accounts)
+        except IntegrityError:
+            names = [account.username for account in accounts]
+            duplicates = {name for name, count in Counter(names).items() if count > 1}
+            taken = await self.existing(names) | duplicates
+            if not taken:
+                raise
+            raise AccountExists(taken) from None
+
+    async def credentials(self, username: str, mechanism: str) -> StoredScram | None:
+        query = (
+            select(Credential)
+            .join(Account)
+            .where(Account.username == username, Credential.mechanism == mechanism)
+        )
+        async with self._sessions() as session:
+            row = await session.scalar(query)
+        return None if row is None else _stored_scram(row)
+
+    async def replace_credentials(self, username: str, credentials: Sequence[StoredScram]) -> None:
+        async with self._sessions.begin() as session:
+            account_id = await session.scalar(
+                select(Account.id).where(Account.username == username)
+            )
+            if account_id is None:
+                raise NoSuchAccount(username)
+            await session.execute(delete(Credential).where(Credential.account_id == account_id))
+            await _insert_credentials(session, [(account_id, each) for each in credentials])
+
+    async def delete(self, username: str) -> bool:
+        async with self._sessions.begin() as session:
+            deleted = await session.scalar(
+                delete(Account).where(Account.username == username).returning(Account.id)
+            )
+        return deleted is not None
+
+    async def exists(self, username: str) -> bool:
+        async with self._sessions() as session:
+            found = await session.scalar(select(Account.id).where(Account.username == username))
+        return found is not None
+
+    async def existing(self, usernames: Iterable[str]) -> set[str]:
+        names = list(dict.fromkeys(usernames))
+        found: set[str] = set()
+        async with self._sessions() as session:
+            for start in range(0, len(names), _IN_CLAUSE_CHUNK):
+                chunk = names[start : start + _IN_CLAUSE_CHUNK]
+                found.update(
+                    await session.scalars(
+                        select(Account.username).where(Account.username.in_(chunk))
+                    )
+                )
+        return found
+
+    async def list(self) -> list[AccountRecord]:
+        query = select(Account.username, Profile.fn, Account.created_at).outerjoin(Profile)
+        async with self._sessions() as session:
+            rows = await session.execute(query)
+        # Sorted here: PostgreSQL's locale collation and SQLite's binary one disagree.
+        return sorted((AccountRecord(*row) for row in rows), key=lambda record: record.username)
+
+
+async def _insert_accounts(session: AsyncSession, accounts: Sequence[NewAccount]) -> None:
+    # Matched by username: ordered RETURNING would make SQLite insert row by row.
+    inserted = await session.execute(
+        insert(Account).returning(Account.username, Account.id),
+        [{"username": account.username} for account in accounts],
+    )
+    id_of = {username: account_id for username, account_id in inserted}
+    created = [(id_of[account.username], account) for account in accounts]
+    await session.execute(
+        insert(Profile),
+        [{"account_id": account_id, "fn": account.full_name} for account_id, account in created],
+    )
+    await _insert_credentials(
+        session,
+        [(account_id, each) for account_id, account in created for each in account.credentials],
+    )
+
+
+async def _insert_credentials(
+    session: AsyncSession, credentials: Sequence[tuple[int, StoredScram]]
+) -> None:
+    if credentials:
+        await session.execute(
+            insert(Credential),
+            [_credential_row(account_id, scram) for account_id, scram in credentials],
+        )
+
+
+def _credential_row(account_id: int, scram: StoredScram) -> dict[str, Any]:
+    return {"account_id": account_id, **asdict(scram)}
+
+
+def _stored_scram(row: Credential) -> StoredScram:
+    return StoredScram(
+        row.mechanism, bytes(row.salt), bytes(row.stored_key), bytes(row.server_key), row.iterations
+    )

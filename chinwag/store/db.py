@@ -1,0 +1,89 @@
+"""The database handle: one async engine and session factory, and schema migrations.
+
+SQLite (``sqlite+aiosqlite://``) is the default; PostgreSQL (``postgresql+asyncpg://``)
+is chosen by URL. Migrations are Alembic revisions shipped inside the package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+MIGRATIONS = "chinwag.store:migrations"
+
+
+class Database:
+    """An engine plus the session factory that repositories open transactions with."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            engine, expire_on_commit=False
+        )
+
+    @classmethod
+    def open(cls, url: str, *, connect_args: Mapping[str, Any] | None = None) -> Database:
+        """Create the engine; ``connect_args`` go to the driver (e.g. asyncpg server_settings)."""
+        engine = create_async_engine(url, connect_args=dict(connect_args or {}))
+        if engine.dialect.name == "sqlite":
+            _prepare_sqlite(engine)
+        return cls(engine)
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision (``alembic upgrade head``)."""
+        async with self.engine.begin() as connection:
+            await connection.run_sync(_upgrade_to_head)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def migrate(url: str) -> None:
+    """Create or upgrade the database at ``url``."""
+    db = Database.open(url)
+    try:
+        await db.migrate()
+    finally:
+        await db.close()
+
+
+def _prepare_sqlite(engine: AsyncEngine) -> None:
+    database = engine.url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _upgrade_to_head(connection: Connection) -> None:
+    # No ini file: Alembic then leaves logging alone, and env.py uses this connection.
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.set_main_option("path_separator", "os")
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password hidden, for messages."""
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,198 @@
+"""The installed ``chinwag`` console command, run as an operator would."""
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from chinwag.config import CONFIG_ENV_VAR
+from chinwag.network.accounts import AccountService
+from chinwag.store.accounts import SqlAccountRepository
+from chinwag.store.db import Database
+
+CHINWAG = Path(sys.executable).with_name("chinwag")
+
+
+class Chinwag:
+    """Runs ``chinwag ARGS --config <a temporary config>`` in a temporary directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.data_dir = directory / "data"
+        self.config = directory / "chinwag.toml"
+        self.config.write_text(f"domain = 'chat.example'\ndata_dir = '{self.data_dir}'\n")
+
+    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.run([*args, "--config", str(self.config)], stdin)
+
+    def run(self, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {key: value for key, value in os.environ.items() if key != CONFIG_ENV_VAR}
+        return subprocess.run(
+            [str(CHINWAG), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=self.directory,
+            env=env,
+            timeout=120,
+            start_new_session=True,  # no terminal: password prompts read stdin
+        )
+
+    @asynccontextmanager
+    async def accounts(self) -> AsyncIterator[AccountService]:
+        """The service on the same store, to check what the command did."""
+        db = Database.open(f"sqlite+aiosqlite:///{self.data_dir / 'chinwag.db'}")
+        await db.migrate()
+        try:
+            yield AccountService(SqlAccountRepository(db))
+        finally:
+            await db.close()
+
+
+@pytest.fixture
+def chinwag(tmp_path):
+    if not CHINWAG.exists():
+        pytest.fail(
+            f"the chinwag console script is missing next to {sys.executable}: pip install -e ."
+        )
+    return Chinwag(tmp_path)
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+async def test_user_lifecycle(chinwag):
+    added = chinwag("user", "add", "Alice", "--password", "s3cret", "--name", "Alice Liddell")
+    assert added.returncode == 0, added.stderr
+    assert "alice@chat.example" in added.stdout
+    assert (chinwag.data_dir / "chinwag.db").is_file()
+
+    again = chinwag("user", "add", "alice", "--password", "other")
+    assert again.returncode == 1
+    assert error_line(again) == "error: user 'alice' already exists"
+
+    listed = chinwag("user", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [user] = json.loads(listed.stdout)
+    assert user["username"] == "alice"
+    assert user["jid"] == "alice@chat.example"
+    assert user["full_name"] == "Alice Liddell"
+    assert user["created_at"].endswith("+00:00")
+
+    changed = chinwag("user", "passwd", "alice", "--password", "n3w", "--json")
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(changed.stdout) == {"username": "alice", "jid": "alice@chat.example"}
+    async with chinwag.accounts() as accounts:
+        assert await accounts.verify_password("alice", "n3w")
+        assert not await accounts.verify_password("alice", "s3cret")
+
+    deleted = chinwag("user", "delete", "alice")
+    assert deleted.returncode == 0, deleted.stderr
+    gone = chinwag("user", "delete", "alice")
+    assert gone.returncode == 1
+    assert error_line(gone) == "error: no such user 'alice'"
+
+
+async def test_passwd_prompts_twice_when_no_password_is_given(chinwag):
+    async with chinwag.accounts() as accounts:
+        await accounts.add_user("bob", "old")
+
+    changed = chinwag("user", "passwd", "bob", stdin="typed\ntyped\n")
+
+    assert changed.returncode == 0, changed.stderr
+    async with chinwag.accounts() as accounts:
+        assert await accounts.verify_password("bob", "typed")
+
+
+def test_invalid_username_is_refused_with_the_reason(chinwag):
+    result = chinwag("user", "add", "a b", "--password", "pw")
+
+    assert result.returncode == 1
+    assert error_line(result) == "error: 'a b' is not a valid username: it contains a space"
+
+
+@pytest.mark.parametrize(
+    ("config_text", "expected"),
+    [
+        ("[c2s]\nprot = 5222\n", "unknown config key 'c2s.prot'"),
+        ("[c2s]\nport = 'x'\n", "bad config value for 'c2s.port'"),
+    ],
+)
+def test_bad_config_exits_2_with_one_line(chinwag, config_text, expected):
+    chinwag.config.write_text(config_text)
+
+    result = chinwag("user", "list")
+
+    assert result.returncode == 2
+    assert expected in error_line(result)
+    assert result.stdout == ""
+
+
+def test_config_comes_from_the_environment_variable(chinwag):
+    missing = chinwag.directory / "absent.toml"
+    env = {**os.environ, CONFIG_ENV_VAR: str(missing)}
+
+    result = subprocess.run(
+        [str(CHINWAG), "user", "list"], capture_output=True, text=True, env=env, timeout=60
+    )
+
+    assert result.returncode == 2
+    assert (
+        error_line(result) == f"error: cannot read config file {missing}: No such file or directory"
+    )
+
+
+async def test_import_with_a_bad_line_imports_nothing(chinwag):
+    csv_file = chinwag.directory / "users.csv"
+    csv_file.write_text("carol,pw1,Carol\nbad name,pw2\ndave\nerin,pw4\n")
+
+    result = chinwag("user", "import", str(csv_file))
+
+    assert result.returncode == 1
+    assert "line 3: expected name,password[,full name]" in result.stderr
+    assert "error: nothing imported: 1 bad line" in result.stderr
+
+    csv_file.write_text("carol,pw1,Carol\nbad name,pw2\nerin,pw4\nCarol,pw5\n")
+
+    result = chinwag("user", "import", str(csv_file))
+
+    assert result.returncode == 1
+    assert "line 2: 'bad name' is not a valid username: it contains a space" in result.stderr
+    assert "line 4: user 'carol' appears more than once" in result.stderr
+    assert "error: nothing imported: 2 bad lines" in result.stderr
+    async with chinwag.accounts() as accounts:
+        assert await accounts.list_users() == []
+
+
+async def test_import_from_stdin_creates_every_user(chinwag):
+    rows = "".join(f"user{i},pw{i},User {i}\n" for i in range(200))
+
+    result = chinwag("user", "import", "-", "--json", stdin=rows)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"imported": 200}
+    async with chinwag.accounts() as accounts:
+        users = {user.username: user.full_name for user in await accounts.list_users()}
+        assert len(users) == 200
+        assert users["user42"] == "User 42"
+        assert await accounts.verify_password("user199", "pw199")
+
+
+def test_an_unreachable_database_is_one_line_without_the_password(chinwag):
+    url = "postgresql+asyncpg://chinwag:s3cret@127.0.0.1:1/chat"
+    chinwag.config.write_text(f"[database]\nurl = '{url}'\n")
+
+    result = chinwag("user", "list")
+
+    assert result.returncode == 1
+    line = error_line(result)
+    assert line.startswith("error: cannot use the database postgresql+asyncpg://chinwag:***@")
+    assert "s3cret" not in line

@@ -1,0 +1,43 @@
+"""Database opening and migrations."""
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from chinwag.store.db import Database, migrate, redacted
+from chinwag.store.models import Base
+
+
+async def test_migrations_create_exactly_the_models(database):
+    def differences(connection):
+        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+    async with database.engine.connect() as connection:
+        assert await connection.run_sync(differences) == []
+
+
+async def test_migrating_twice_is_harmless(database):
+    await database.migrate()
+
+
+async def test_sqlite_file_is_created_with_wal_and_foreign_keys(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'new' / 'dir' / 'chinwag.db'}"
+
+    await migrate(url)
+
+    assert (tmp_path / "new" / "dir" / "chinwag.db").is_file()
+    db = Database.open(url)
+    try:
+        async with db.engine.connect() as connection:
+            assert (await connection.scalar(text("PRAGMA journal_mode"))) == "wal"
+            assert (await connection.scalar(text("PRAGMA foreign_keys"))) == 1
+            assert (await connection.scalar(text("PRAGMA busy_timeout"))) > 0
+    finally:
+        await db.close()
+
+
+def test_redacted_hides_the_password():
+    shown = redacted("postgresql+asyncpg://chinwag:s3cret@db.example/chat")
+
+    assert "s3cret" not in shown
+    assert shown.startswith("postgresql+asyncpg://chinwag:")
