@@ -73,6 +73,38 @@ class ServerInfoSettings(_Section):
     show_os: bool = False
 
 
+class RosterSettings(_Section):
+    management: bool = False
+    """True turns on RFC 6121 roster management and subscriptions; by default the
+    roster mirrors the network's contact list and is read-only over XMPP."""
+
+
+class MessagesSettings(_Section):
+    from_strangers: bool = False
+    """False refuses messages between users who are not contacts (service-unavailable)."""
+    offline_quota: int = Field(default=1000, ge=0)
+    """Messages stored per offline user; further ones bounce with service-unavailable."""
+
+
+class VCardSettings(_Section):
+    public: bool = False
+    """True lets anyone fetch any user's vCard; by default only contacts (and oneself)."""
+    updates: bool = False
+    """True accepts vCard sets, which update the user's profile."""
+
+
+class AuthSettings(_Section):
+    account_passwords: bool = True
+    """False is the strict mode of the modelled service: SCRAM and PLAIN accept only
+    app passwords, and the account password signs in on the web only."""
+
+
+class OAuthSettings(_Section):
+    access_token_ttl_seconds: int = Field(default=3600, ge=60)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    authorization_code_ttl_seconds: int = Field(default=60, ge=10)
+
+
 class Settings(_Section):
     domain: str = "localhost"
     data_dir: str = "./chinwag-data"
@@ -82,6 +114,11 @@ class Settings(_Section):
     tls: TLSSettings = TLSSettings()
     limits: LimitsSettings = LimitsSettings()
     server_info: ServerInfoSettings = ServerInfoSettings()
+    roster: RosterSettings = RosterSettings()
+    messages: MessagesSettings = MessagesSettings()
+    vcard: VCardSettings = VCardSettings()
+    auth: AuthSettings = AuthSettings()
+    oauth: OAuthSettings = OAuthSettings()
 
     @field_validator("domain")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Protocol
 
 from chinwag.xmpp.element import Element
@@ -20,9 +21,13 @@ class Connection(Protocol):
 
     def close_stream(self, error: StreamError | None = None) -> None: ...
 
+    def hold(self, work: Awaitable[None]) -> None:
+        """Read nothing more from this client until ``work`` is done."""
+        ...
+
 
 class Session:
-    __slots__ = ("available", "connection", "jid", "presence", "priority")
+    __slots__ = ("available", "connection", "directed", "interested", "jid", "presence", "priority")
 
     def __init__(self, jid: JID, connection: Connection) -> None:
         self.jid = jid
@@ -31,6 +36,10 @@ class Session:
         """The last broadcast presence, or None before initial presence."""
         self.available = False
         self.priority = 0
+        self.interested = False
+        """Asked for the roster, so gets roster pushes (RFC 6121 2.1.6)."""
+        self.directed: set[JID] | None = None
+        """Who got directed presence from this session and must hear when it leaves."""
 
     @property
     def username(self) -> str:

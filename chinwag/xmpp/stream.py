@@ -52,6 +52,8 @@ class StreamConfig:
     max_stanza_bytes: int = 262144
     auth_timeout: float = 30.0
     max_auth_failures: int = 3
+    bound_features: tuple[tuple[str, str], ...] = ()
+    """(namespace, tag) of further empty features announced after authentication."""
 
 
 def _b64decode(text: str) -> bytes:
@@ -300,6 +302,8 @@ class ServerStream:
         if self.username is not None:
             features.add("bind", ns.BIND)
             features.add("session", ns.SESSION).add("optional")
+            for xmlns, tag in self.config.bound_features:
+                features.add(tag, xmlns)
         else:
             if self.config.tls_available and not self.secure:
                 starttls = features.add("starttls", ns.TLS)

@@ -197,3 +197,16 @@ class XMLStreamParser:
 
     def _processing_instruction(self, _target: str, _data: str) -> None:
         raise _restricted("processing instructions")
+
+
+_FRAGMENT_HEADER = f"<stream xmlns='{ns.CLIENT}'>".encode()
+
+
+def parse_stanza(text: str, max_bytes: int = 1 << 24) -> Element:
+    """Parse one serialized stanza (as ``Element.serialize`` wrote it) back into an Element."""
+    parser = XMLStreamParser(max_bytes)
+    parsed = parser.feed(_FRAGMENT_HEADER + text.encode())
+    elements = [item for item in parsed if isinstance(item, Element)]
+    if len(elements) != 1:
+        raise StreamError(StreamCondition.BAD_FORMAT, "expected exactly one stanza")
+    return elements[0]
