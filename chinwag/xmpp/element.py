@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from .ns import CLIENT
 
-_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 _ATTR_ESCAPES = str.maketrans(
     {
         "&": "&amp;",
@@ -34,7 +34,7 @@ def escape_attr(value: str) -> str:
 
 
 def _needs_escape(text: str) -> bool:
-    return "&" in text or "<" in text or ">" in text
+    return "&" in text or "<" in text or ">" in text or "\r" in text
 
 
 class Element:
@@ -128,7 +128,7 @@ def _write(element: Element, parent_ns: str, out: list[str]) -> None:
     prefixed = 0
     for name, value in element.attrs.items():
         if name[0] == "{":
-            uri, _, local = name[1:].partition("}")
+            uri, _, local = name[1:].rpartition("}")
             prefixed += 1
             prefix = f"ns{prefixed}"
             out.append(

@@ -47,7 +47,7 @@ def prep_domainpart(domain: str) -> str:
         raise InvalidJID("empty domainpart")
     if domain.startswith("[") and domain.endswith("]"):
         return domain.lower()  # IPv6 literal
-    if domain.isascii():
+    if domain.isascii() and "xn--" not in domain.lower():
         domain = domain.lower()
         if any(c in domain for c in " \"&'/:<>@\\") or not domain.isprintable():
             raise InvalidJID(f"invalid domainpart {domain!r}")
@@ -56,6 +56,8 @@ def prep_domainpart(domain: str) -> str:
             domain = idna.decode(idna.encode(domain, uts46=True))
         except idna.IDNAError as error:
             raise InvalidJID(f"invalid domainpart {domain!r}: {error}") from None
+    if "" in domain.split("."):
+        raise InvalidJID(f"invalid domainpart {domain!r}: empty label")
     if len(domain.encode()) > _MAX_PART_BYTES:
         raise InvalidJID("domainpart longer than 1023 bytes")
     return domain
@@ -116,6 +118,9 @@ class JID:
         return JID(self.local, self.domain, resource)
 
     def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("JID is immutable")
+
+    def __delattr__(self, name: str) -> None:
         raise AttributeError("JID is immutable")
 
     def __str__(self) -> str:

@@ -71,6 +71,23 @@ def _convert_attrs(attrs: dict[str, str]) -> dict[str, str]:
     return converted
 
 
+def _merge_text(children: list[Element | str]) -> None:
+    """Join adjacent text children, so a stanza parses the same however it was chunked."""
+    merged: list[Element | str] = []
+    run: list[str] = []
+    for child in children:
+        if isinstance(child, str):
+            run.append(child)
+            continue
+        if run:
+            merged.append("".join(run))
+            run = []
+        merged.append(child)
+    if run:
+        merged.append("".join(run))
+    children[:] = merged
+
+
 def _restricted(what: str) -> StreamError:
     return StreamError(StreamCondition.RESTRICTED_XML, f"{what} are not allowed in XMPP")
 
@@ -83,7 +100,8 @@ class XMLStreamParser:
         self._parser = self._make_expat()
         self._depth = 0
         self._stack: list[Element] = []
-        self._stanza_start = 0
+        self._boundary = 0
+        """Byte offset of the last top-level event: nothing may stay unfinished for longer."""
         self._fed = 0
         self._default_ns: str | None = None
         self._out: list[Parsed] = []
@@ -101,18 +119,20 @@ class XMLStreamParser:
         parser.StartDoctypeDeclHandler = self._doctype
         parser.CommentHandler = self._comment
         parser.ProcessingInstructionHandler = self._processing_instruction
+        if hasattr(parser, "SetReparseDeferralEnabled"):
+            parser.SetReparseDeferralEnabled(False)  # expat >= 2.6 would hold back small chunks
         return parser
 
     def feed(self, data: bytes) -> list[Parsed]:
         """Parse ``data``; returns what it completed, or raises StreamError."""
         if self._failed:
             raise StreamError(StreamCondition.NOT_WELL_FORMED, "the stream has already failed")
+        if self._fed == 0:
+            self._refuse_utf16(data)
         self._fed += len(data)
-        if self._depth > 1 and self._fed - self._stanza_start > self.max_stanza_bytes:
-            self._fail()
-            raise self._too_large()
         try:
             self._parser.Parse(data, False)
+            self._check_size()
         except StreamError:
             self._fail()
             raise
@@ -121,6 +141,16 @@ class XMLStreamParser:
             raise self._translate(error) from None
         out, self._out = self._out, []
         return out
+
+    def _check_size(self) -> None:
+        """Bound what expat may buffer: an unfinished stanza, tag, comment or header."""
+        if self._fed - self._boundary > self.max_stanza_bytes:
+            raise self._too_large()
+
+    def _refuse_utf16(self, data: bytes) -> None:
+        if data[:2] in (b"\xfe\xff", b"\xff\xfe") or b"\x00" in data[:2]:
+            self._fail()
+            raise StreamError(StreamCondition.UNSUPPORTED_ENCODING, "streams must be UTF-8")
 
     def _fail(self) -> None:
         self._failed = True
@@ -149,10 +179,11 @@ class XMLStreamParser:
         depth = self._depth = self._depth + 1
         uri, tag = _split_name(name)
         if depth == 1:
+            self._boundary = self._parser.CurrentByteIndex
             self._out.append(StreamHeader(uri, tag, _convert_attrs(attrs), self._default_ns))
             return
         if depth == 2:
-            self._stanza_start = self._parser.CurrentByteIndex
+            self._boundary = self._parser.CurrentByteIndex
         elif depth > MAX_DEPTH:
             raise StreamError(
                 StreamCondition.POLICY_VIOLATION, f"elements nested deeper than {MAX_DEPTH}"
@@ -169,17 +200,22 @@ class XMLStreamParser:
             self._out.append(StreamEnd())
             return
         element = self._stack.pop()
+        if len(element.children) > 1:
+            _merge_text(element.children)
         if depth == 2:
-            if self._parser.CurrentByteIndex - self._stanza_start > self.max_stanza_bytes:
+            if self._parser.CurrentByteIndex - self._boundary > self.max_stanza_bytes:
                 raise self._too_large()
+            self._boundary = self._parser.CurrentByteIndex
             self._out.append(element)
 
     def _text(self, text: str) -> None:
         if self._stack:
             self._stack[-1].children.append(text)
-        elif self._depth == 1 and not text.isspace():
-            raise StreamError(StreamCondition.BAD_FORMAT, "text outside of any stanza")
-        # Whitespace between stanzas is a keepalive (RFC 6120 4.6.1) and is dropped.
+        elif self._depth == 1:
+            if not text.isspace():
+                raise StreamError(StreamCondition.BAD_FORMAT, "text outside of any stanza")
+            # Whitespace between stanzas is a keepalive (RFC 6120 4.6.1) and is dropped.
+            self._boundary = self._parser.CurrentByteIndex
 
     def _namespace_declared(self, prefix: str | None, uri: str | None) -> None:
         if self._depth == 0 and prefix is None:

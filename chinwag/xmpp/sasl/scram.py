@@ -38,7 +38,7 @@ def _decode(message: bytes | None, step: str) -> str:
 
 def _stand_in_credentials(username: str) -> ScramCredentials:
     """Credentials that never verify, stable per username so the salt reveals nothing."""
-    salt = hmac.new(_UNKNOWN_USER_SECRET, username.encode(), hashlib.sha256).digest()[:16]
+    salt = hmac.new(_UNKNOWN_USER_SECRET, username.encode(), hashlib.sha256).digest()
     return salt, os.urandom(32), os.urandom(32), STAND_IN_ITERATIONS
 
 
