@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from chinwag.server.c2s import C2SConnection
 
@@ -26,8 +26,8 @@ class C2SProtocol(asyncio.Protocol):
         self._connection: C2SConnection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
         self._connection = C2SConnection(self._server, self)
 
     def data_received(self, data: bytes) -> None:

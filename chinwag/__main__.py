@@ -1,0 +1,5 @@
+"""``python -m chinwag`` runs the command line."""
+
+from chinwag.cli import main
+
+main()

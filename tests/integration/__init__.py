@@ -1,0 +1,1 @@
+"""Integration tests: a real chinwag server and real clients over loopback sockets."""
