@@ -1,4 +1,4 @@
-"""The ``chinwag`` command: run the server and manage users.
+"""The ``chinwag`` command: run the server and manage users, contacts and profiles.
 
 Commands work through the network domain and the store, never the XMPP core. A
 problem the operator can fix is one line on stderr: exit status 2 for
@@ -9,11 +9,14 @@ stdout.
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
 import json
+import mimetypes
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -34,9 +37,15 @@ from chinwag.network.accounts import (
     InvalidUsername,
     NoSuchAccount,
     UserRow,
+    normalize_username,
 )
+from chinwag.network.contacts import Contact, ContactService, SameAccount
+from chinwag.network.events import EventLog
+from chinwag.network.profiles import InvalidProfile, Profile, ProfileService
 from chinwag.store.accounts import SqlAccountRepository
+from chinwag.store.contacts import SqlContactRepository
 from chinwag.store.db import Database, redacted
+from chinwag.store.profiles import SqlProfileRepository
 
 T = TypeVar("T")
 
@@ -48,6 +57,10 @@ app = typer.Typer(
 )
 user_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+contacts_app = typer.Typer(help="Manage who is on whose contact list.", no_args_is_help=True)
+app.add_typer(contacts_app, name="contacts")
+profile_app = typer.Typer(help="Manage users' public profiles (vCards).", no_args_is_help=True)
+app.add_typer(profile_app, name="profile")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -65,6 +78,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout."
 NameArgument = Annotated[
     str, typer.Argument(metavar="NAME", help="Username: the part of the JID before '@'.")
 ]
+FirstArgument = Annotated[str, typer.Argument(metavar="A", help="One username.")]
+SecondArgument = Annotated[str, typer.Argument(metavar="B", help="The other username.")]
 
 
 def _password_option(prompt: str) -> Any:
@@ -86,9 +101,13 @@ def main() -> None:
 def serve(config: ConfigOption = None) -> None:
     """Run the server."""
     settings = _settings(config)
+    from chinwag.app import StartupError
     from chinwag.app import serve as serve_forever
 
-    serve_forever(settings)
+    try:
+        serve_forever(settings)
+    except StartupError as error:
+        _fail(str(error))
 
 
 @user_app.command("add")
@@ -103,7 +122,7 @@ def user_add(
 ) -> None:
     """Create a user."""
     settings = _settings(config)
-    username = _run(settings, lambda accounts: accounts.add_user(name, password, full_name))
+    username = _run(settings, lambda network: network.accounts.add_user(name, password, full_name))
     jid = _jid(username, settings)
     _done(json_output, {"username": username, "jid": jid}, f"Added {jid}")
 
@@ -117,7 +136,7 @@ def user_passwd(
 ) -> None:
     """Change a user's password."""
     settings = _settings(config)
-    username = _run(settings, lambda accounts: accounts.change_password(name, password))
+    username = _run(settings, lambda network: network.accounts.change_password(name, password))
     jid = _jid(username, settings)
     _done(json_output, {"username": username, "jid": jid}, f"Changed the password of {jid}")
 
@@ -128,7 +147,7 @@ def user_delete(
 ) -> None:
     """Delete a user and everything the account owns."""
     settings = _settings(config)
-    if not _run(settings, lambda accounts: accounts.delete_user(name)):
+    if not _run(settings, lambda network: network.accounts.delete_user(name)):
         _fail(str(NoSuchAccount(name)))
     _done(json_output, {"username": name, "deleted": True}, f"Deleted {name}")
 
@@ -137,7 +156,7 @@ def user_delete(
 def user_list(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     """List every user."""
     settings = _settings(config)
-    records = _run(settings, lambda accounts: accounts.list_users())
+    records = _run(settings, lambda network: network.accounts.list_users())
     if json_output:
         _print_json([_record_json(record, settings) for record in records])
     elif records:
@@ -169,11 +188,143 @@ def user_import(
         with progress:
             imported = _run(
                 settings,
-                lambda accounts: accounts.import_users(rows, lambda: progress.advance(task)),
+                lambda network: network.accounts.import_users(rows, lambda: progress.advance(task)),
             )
     except ImportRejected as rejected:
         _reject([(line_numbers[p.index], p.message) for p in rejected.problems])
     _done(json_output, {"imported": len(imported)}, f"Imported {len(imported)} users")
+
+
+@contacts_app.command("add")
+def contacts_add(
+    a: FirstArgument,
+    b: SecondArgument,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Make two users contacts of each other (both see each other's presence)."""
+    settings = _settings(config)
+
+    async def add(network: Network) -> tuple[str, str]:
+        await network.contacts.add_mutual(a, b)
+        return normalize_username(a), normalize_username(b)
+
+    first, second = _run(settings, add)
+    _done(
+        json_output,
+        {"users": [first, second], "contacts": True},
+        f"{_jid(first, settings)} and {_jid(second, settings)} are contacts",
+    )
+
+
+@contacts_app.command("remove")
+def contacts_remove(
+    a: FirstArgument,
+    b: SecondArgument,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Take two users off each other's contact lists."""
+    settings = _settings(config)
+
+    async def remove(network: Network) -> tuple[str, str, bool]:
+        removed = await network.contacts.remove_mutual(a, b)
+        return normalize_username(a), normalize_username(b), removed
+
+    first, second, removed = _run(settings, remove)
+    if not removed:
+        _fail(f"'{first}' and '{second}' are not contacts")
+    _done(
+        json_output,
+        {"users": [first, second], "contacts": False},
+        f"{_jid(first, settings)} and {_jid(second, settings)} are no longer contacts",
+    )
+
+
+@contacts_app.command("list")
+def contacts_list(
+    name: NameArgument, config: ConfigOption = None, json_output: JsonOption = False
+) -> None:
+    """List a user's contacts."""
+    settings = _settings(config)
+    contacts = _run(settings, lambda network: network.contacts.list_contacts(name))
+    if json_output:
+        _print_json([_contact_json(contact, settings) for contact in contacts])
+    elif contacts:
+        out.print(_contact_table(contacts, settings))
+    else:
+        out.print(Text(f"{name} has no contacts yet."))
+
+
+@profile_app.command("set")
+def profile_set(
+    name: NameArgument,
+    fn: Annotated[
+        str | None, typer.Option("--fn", metavar="TEXT", help="Full name; '' clears it.")
+    ] = None,
+    nickname: Annotated[
+        str | None, typer.Option("--nickname", metavar="TEXT", help="Nickname; '' clears it.")
+    ] = None,
+    email: Annotated[
+        str | None, typer.Option("--email", metavar="ADDRESS", help="Email; '' clears it.")
+    ] = None,
+    photo: Annotated[
+        str | None,
+        typer.Option(
+            "--photo", metavar="FILE", help="An image; its type comes from its extension."
+        ),
+    ] = None,
+    no_photo: Annotated[bool, typer.Option("--no-photo", help="Remove the photo.")] = False,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Change the given fields of a user's profile, leaving the others as they are."""
+    settings = _settings(config)
+    fields: dict[str, object] = {
+        key: value
+        for key, value in (("fn", fn), ("nickname", nickname), ("email", email))
+        if value is not None
+    }
+    if photo is not None and no_photo:
+        _fail("give --photo or --no-photo, not both")
+    if photo is not None:
+        fields["photo_type"], fields["photo"] = _read_image(photo)
+    elif no_photo:
+        fields["photo"] = None
+    if not fields:
+        _fail("nothing to set: give --fn, --nickname, --email, --photo or --no-photo")
+
+    async def update(network: Network) -> tuple[str, Profile]:
+        username = normalize_username(name)
+        return username, await network.profiles.set_fields(username, **fields)
+
+    username, profile = _run(settings, update)
+    _done(
+        json_output,
+        _profile_json(username, profile, settings),
+        f"Updated the profile of {_jid(username, settings)}",
+    )
+
+
+@profile_app.command("show")
+def profile_show(
+    name: NameArgument, config: ConfigOption = None, json_output: JsonOption = False
+) -> None:
+    """Show a user's profile."""
+    settings = _settings(config)
+
+    async def show(network: Network) -> tuple[str, Profile]:
+        username = normalize_username(name)
+        profile = await network.profiles.get(username)
+        if profile is None:
+            raise NoSuchAccount(username)
+        return username, profile
+
+    username, profile = _run(settings, show)
+    if json_output:
+        _print_json(_profile_json(username, profile, settings))
+    else:
+        out.print(_profile_table(username, profile, settings))
 
 
 def _settings(config: str | None) -> Settings:
@@ -183,23 +334,50 @@ def _settings(config: str | None) -> Settings:
         _fail(str(error), CONFIG_EXIT)
 
 
-def _run(settings: Settings, action: Callable[[AccountService], Awaitable[T]]) -> T:
-    """Run ``action`` on the accounts service, creating or migrating the store first."""
+@dataclass(frozen=True)
+class Network:
+    """The network domain's services over one store, as every command uses them."""
+
+    accounts: AccountService
+    contacts: ContactService
+    profiles: ProfileService
+    events: EventLog
+
+    @classmethod
+    def over(cls, db: Database) -> Network:
+        events = EventLog(db)  # a fresh origin: every server process applies our changes
+        return cls(
+            AccountService(SqlAccountRepository(db), events),
+            ContactService(SqlContactRepository(db), events),
+            ProfileService(SqlProfileRepository(db), events),
+            events,
+        )
+
+
+def _run(settings: Settings, action: Callable[[Network], Awaitable[T]]) -> T:
+    """Run ``action`` on the network's services, creating or migrating the store first."""
     url = settings.database_url
     try:
-        return asyncio.run(_with_accounts(url, action))
-    except (InvalidUsername, InvalidPassword, AccountExists, NoSuchAccount) as error:
+        return asyncio.run(_with_network(url, action))
+    except (
+        InvalidUsername,
+        InvalidPassword,
+        AccountExists,
+        NoSuchAccount,
+        SameAccount,
+        InvalidProfile,
+    ) as error:
         _fail(str(error))
     except (OSError, DBAPIError) as error:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         _fail(f"cannot use the database {redacted(url)}: {reason}")
 
 
-async def _with_accounts(url: str, action: Callable[[AccountService], Awaitable[T]]) -> T:
+async def _with_network(url: str, action: Callable[[Network], Awaitable[T]]) -> T:
     db = Database.open(url)
     try:
         await db.migrate()
-        return await action(AccountService(SqlAccountRepository(db)))
+        return await action(Network.over(db))
     finally:
         await db.close()
 
@@ -262,6 +440,66 @@ def _record_json(record: AccountRecord, settings: Settings) -> dict[str, Any]:
         "jid": _jid(record.username, settings),
         "full_name": record.full_name,
         "created_at": record.created_at.isoformat(),
+    }
+
+
+def _read_image(file: str) -> tuple[str, bytes]:
+    """The media type (by extension) and content of an image file."""
+    media_type, _encoding = mimetypes.guess_type(file, strict=False)
+    if media_type is None or not media_type.startswith("image/"):
+        shown = f"it is {media_type}" if media_type else "its extension is not known"
+        _fail(f"{file} is not an image: {shown} (use .png, .jpg, .gif, .webp, ...)")
+    try:
+        return media_type, Path(file).read_bytes()
+    except OSError as error:
+        _fail(f"cannot read {file}: {error.strerror}")
+
+
+def _contact_table(contacts: Sequence[Contact], settings: Settings) -> Table:
+    table = Table("Contact", "Name", "Subscription", box=None, header_style="bold")
+    for contact in contacts:
+        table.add_row(
+            Text(_jid(contact.username, settings)), Text(contact.name or ""), contact.subscription
+        )
+    return table
+
+
+def _contact_json(contact: Contact, settings: Settings) -> dict[str, Any]:
+    return {
+        "username": contact.username,
+        "jid": _jid(contact.username, settings),
+        "name": contact.name,
+        "subscription": contact.subscription,
+    }
+
+
+def _profile_table(username: str, profile: Profile, settings: Settings) -> Table:
+    table = Table.grid(padding=(0, 2))
+    photo = (
+        f"{profile.photo_type or 'unknown type'}, {len(profile.photo):,} bytes"
+        if profile.photo
+        else None
+    )
+    for label, value in (
+        ("User", _jid(username, settings)),
+        ("Full name", profile.fn),
+        ("Nickname", profile.nickname),
+        ("Email", profile.email),
+        ("Photo", photo),
+    ):
+        table.add_row(Text(label, style="bold"), Text(value or "-", style="" if value else "dim"))
+    return table
+
+
+def _profile_json(username: str, profile: Profile, settings: Settings) -> dict[str, Any]:
+    return {
+        "username": username,
+        "jid": _jid(username, settings),
+        "fn": profile.fn,
+        "nickname": profile.nickname,
+        "email": profile.email,
+        "photo_type": profile.photo_type,
+        "photo": base64.b64encode(profile.photo).decode() if profile.photo else None,
     }
 
 

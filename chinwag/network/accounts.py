@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from precis_i18n import get_profile
 from scramp import ScramException, ScramMechanism
 
+from chinwag.network.events import UNAPPLIED, EventLog
 from chinwag.store.accounts import (
     AccountExists,
     AccountRecord,
@@ -39,7 +40,9 @@ __all__ = [
     "StoredScram",
     "UserRow",
     "derive_credentials",
+    "derive_matching",
     "normalize_username",
+    "password_matches",
 ]
 
 MECHANISMS = ("SCRAM-SHA-1", "SCRAM-SHA-256")
@@ -152,7 +155,21 @@ def _derive(
     return StoredScram(mechanism, *auth_info)  # salt, stored_key, server_key, iterations
 
 
-def _password_matches(stored: StoredScram, password: str) -> bool:
+def derive_matching(password: str, model: StoredScram) -> StoredScram:
+    """The verifier of ``password`` with ``model``'s mechanism, salt and iteration count.
+
+    Verifiers that share a salt can all be checked in one SCRAM exchange, whose
+    server-first message names a single salt. CPU-heavy (PBKDF2).
+    """
+    _check_password(password)
+    try:
+        return _derive(model.mechanism, password, model.iterations, model.salt)
+    except ScramException as error:
+        raise InvalidPassword(f"the password is not usable: {error.args[0]}") from None
+
+
+def password_matches(stored: StoredScram, password: str) -> bool:
+    """Whether ``password`` has the verifier ``stored``; CPU-heavy (PBKDF2)."""
     # Re-deriving with the stored salt is RFC 5802's SaltedPassword -> ClientKey ->
     # StoredKey chain, with the same SASLprep of the password that scramp applies.
     try:
@@ -165,8 +182,10 @@ def _password_matches(stored: StoredScram, password: str) -> bool:
 class AccountService:
     """Use cases over an AccountRepository; usernames are normalised on the way in."""
 
-    def __init__(self, repo: AccountRepository) -> None:
+    def __init__(self, repo: AccountRepository, events: EventLog | None = None) -> None:
+        """``events`` gives the origin that deletions are announced with."""
         self._repo = repo
+        self._origin = events.origin if events is not None else UNAPPLIED
 
     async def add_user(self, name: str, password: str, full_name: str | None = None) -> str:
         """Create the account and return its normalised username."""
@@ -186,7 +205,11 @@ class AccountService:
         return username
 
     async def delete_user(self, name: str) -> bool:
-        return await self._repo.delete(normalize_username(name))
+        """Delete the account and all it owns; its contacts lose it from their rosters.
+
+        Announced with ``account.deleted``; False when there was no such account.
+        """
+        return await self._repo.delete(normalize_username(name), self._origin)
 
     async def list_users(self) -> list[AccountRecord]:
         return await self._repo.list()
@@ -211,7 +234,7 @@ class AccountService:
     async def verify_password(self, name: str, password: str) -> bool:
         """Whether ``password`` is the user's; unknown users cost the same work."""
         stored = await self.scram_credentials(name, VERIFY_MECHANISM)
-        matches = await asyncio.to_thread(_password_matches, stored or _DECOY, password)
+        matches = await asyncio.to_thread(password_matches, stored or _DECOY, password)
         return stored is not None and matches
 
     async def scram_credentials(self, name: str, mechanism: str) -> StoredScram | None:

@@ -12,12 +12,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chinwag.store.db import Database
-from chinwag.store.models import Account, Credential, Profile
+from chinwag.store.events import ACCOUNT_DELETED, ROSTER_CHANGED, UNAPPLIED, NewEvent, record_events
+from chinwag.store.models import Account, Credential, Profile, RosterItem
 
 # Stays well under the bound-parameter limits of SQLite and asyncpg.
 _IN_CLAUSE_CHUNK = 1000
@@ -78,8 +79,12 @@ class AccountRepository(Protocol):
     async def replace_credentials(self, username: str, credentials: Sequence[StoredScram]) -> None:
         """Swap every verifier of the account for ``credentials``; raises NoSuchAccount."""
 
-    async def delete(self, username: str) -> bool:
-        """Remove the account and all it owns; False when there was none."""
+    async def delete(self, username: str, origin: str = UNAPPLIED) -> bool:
+        """Remove the account and all it owns; False when there was none.
+
+        Announces ``account.deleted`` (from ``origin``), and ``roster.changed`` for
+        every account that had it as a contact, whose roster version goes up.
+        """
 
     async def exists(self, username: str) -> bool: ...
 
@@ -135,12 +140,31 @@ class SqlAccountRepository:
             await session.execute(delete(Credential).where(Credential.account_id == account_id))
             await _insert_credentials(session, [(account_id, each) for each in credentials])
 
-    async def delete(self, username: str) -> bool:
+    async def delete(self, username: str, origin: str = UNAPPLIED) -> bool:
         async with self._sessions.begin() as session:
-            deleted = await session.scalar(
-                delete(Account).where(Account.username == username).returning(Account.id)
+            locked = await lock_accounts(session, [username])
+            if username not in locked:
+                return False
+            account_id = locked[username].id
+            # FOR UPDATE also waits out transactions adding rows that refer to the
+            # account (roster items), so none of them is removed unannounced below.
+            await session.execute(
+                select(Account.id).where(Account.id == account_id).with_for_update()
             )
-        return deleted is not None
+            holders = select(RosterItem.owner_id).where(
+                RosterItem.contact_id == account_id, RosterItem.owner_id != account_id
+            )
+            watchers = await bump_roster_versions(session, holders)
+            await session.execute(delete(Account).where(Account.id == account_id))
+            await record_events(
+                session,
+                [
+                    NewEvent(ACCOUNT_DELETED, username, None, origin),
+                    # Nobody has taken these off the contacts' rosters yet: every reader must.
+                    *(NewEvent(ROSTER_CHANGED, owner, username, UNAPPLIED) for owner in watchers),
+                ],
+            )
+        return True
 
     async def exists(self, username: str) -> bool:
         async with self._sessions() as session:
@@ -166,6 +190,55 @@ class SqlAccountRepository:
             rows = await session.execute(query)
         # Sorted here: PostgreSQL's locale collation and SQLite's binary one disagree.
         return sorted((AccountRecord(*row) for row in rows), key=lambda record: record.username)
+
+
+@dataclass(frozen=True, slots=True)
+class LockedAccount:
+    id: int
+    roster_version: int
+
+
+async def lock_accounts(
+    session: AsyncSession, usernames: Iterable[str]
+) -> dict[str, LockedAccount]:
+    """Lock the rows of those of ``usernames`` that exist, for the rest of the transaction.
+
+    A no-op UPDATE: on PostgreSQL it locks the rows (in username order, so two
+    lockers cannot deadlock); on SQLite it takes the write lock, and so puts the
+    reads that follow inside the transaction (pysqlite runs statements before the
+    first write outside of any).
+    """
+    locked: dict[str, LockedAccount] = {}
+    for username in sorted(set(usernames)):
+        row = (
+            await session.execute(
+                update(Account)
+                .where(Account.username == username)
+                .values(roster_version=Account.roster_version)
+                .returning(Account.id, Account.roster_version)
+            )
+        ).one_or_none()
+        if row is not None:
+            locked[username] = LockedAccount(row.id, row.roster_version)
+    return locked
+
+
+async def bump_roster_versions(session: AsyncSession, account_ids: Select[Any]) -> dict[str, int]:
+    """Add one to the roster version of the accounts ``account_ids`` selects.
+
+    Returns the new version by username. Rows are locked in id order first, so
+    concurrent bumps of overlapping sets wait rather than deadlock on PostgreSQL.
+    """
+    await session.execute(
+        select(Account.id).where(Account.id.in_(account_ids)).order_by(Account.id).with_for_update()
+    )
+    bumped = await session.execute(
+        update(Account)
+        .where(Account.id.in_(account_ids))
+        .values(roster_version=Account.roster_version + 1)
+        .returning(Account.username, Account.roster_version)
+    )
+    return {username: version for username, version in bumped}
 
 
 async def _insert_accounts(session: AsyncSession, accounts: Sequence[NewAccount]) -> None:

@@ -9,13 +9,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
+    Text,
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -30,6 +35,9 @@ NAMING_CONVENTION = {
 }
 
 MAX_USERNAME_BYTES = 1023
+
+# A 64-bit id on PostgreSQL; SQLite's rowid (already 64-bit) must be declared INTEGER.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -65,6 +73,8 @@ class Account(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(MAX_USERNAME_BYTES), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    roster_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Bumped by every change of this account's roster (RFC 6121 2.6 versioning)."""
 
 
 class Credential(Base):
@@ -95,3 +105,59 @@ class Profile(Base):
     email: Mapped[str | None] = mapped_column(String)
     photo_type: Mapped[str | None] = mapped_column(String)
     photo: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class RosterItem(Base):
+    """One contact on an owner's roster, with its RFC 6121 subscription state."""
+
+    __tablename__ = "roster_items"
+    __table_args__ = (
+        CheckConstraint("subscription IN ('none', 'to', 'from', 'both')", name="subscription"),
+    )
+
+    owner_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), primary_key=True
+    )
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    name: Mapped[str | None] = mapped_column(String)
+    """The owner's own name for the contact; NULL shows the contact's profile FN."""
+    subscription: Mapped[str] = mapped_column(String(4))
+    ask: Mapped[bool] = mapped_column(Boolean)
+    pending_in: Mapped[bool] = mapped_column(Boolean)
+    approved: Mapped[bool] = mapped_column(Boolean)
+    groups: Mapped[str] = mapped_column(Text)
+    """A JSON array of group names."""
+
+
+class OfflineMessage(Base):
+    """A stanza kept for an account with no available resource (XEP-0160)."""
+
+    __tablename__ = "offline_messages"
+    __table_args__ = (
+        Index("ix_offline_messages_account_id_id", "account_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    # AUTOINCREMENT on SQLite: ids only grow, even after the newest rows are deleted.
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    stanza: Mapped[str] = mapped_column(Text)
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class NetworkEventRow(Base):
+    """The transactional outbox: one row per change, written with the change itself."""
+
+    __tablename__ = "network_events"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    # Readers resume after the last id they saw, so ids must never be reused.
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(MAX_USERNAME_BYTES))
+    object: Mapped[str | None] = mapped_column(String(MAX_USERNAME_BYTES))
+    origin: Mapped[str] = mapped_column(String(64))
+    """The writing process's mark; empty when no process has applied the change yet."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, index=True)

@@ -3,70 +3,11 @@
 import json
 import os
 import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
+from cli_support import CHINWAG, error_line
 
 from chinwag.config import CONFIG_ENV_VAR
-from chinwag.network.accounts import AccountService
-from chinwag.store.accounts import SqlAccountRepository
-from chinwag.store.db import Database
-
-CHINWAG = Path(sys.executable).with_name("chinwag")
-
-
-class Chinwag:
-    """Runs ``chinwag ARGS --config <a temporary config>`` in a temporary directory."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.data_dir = directory / "data"
-        self.config = directory / "chinwag.toml"
-        self.config.write_text(f"domain = 'chat.example'\ndata_dir = '{self.data_dir}'\n")
-
-    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return self.run([*args, "--config", str(self.config)], stdin)
-
-    def run(self, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = {key: value for key, value in os.environ.items() if key != CONFIG_ENV_VAR}
-        return subprocess.run(
-            [str(CHINWAG), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            cwd=self.directory,
-            env=env,
-            timeout=120,
-            start_new_session=True,  # no terminal: password prompts read stdin
-        )
-
-    @asynccontextmanager
-    async def accounts(self) -> AsyncIterator[AccountService]:
-        """The service on the same store, to check what the command did."""
-        db = Database.open(f"sqlite+aiosqlite:///{self.data_dir / 'chinwag.db'}")
-        await db.migrate()
-        try:
-            yield AccountService(SqlAccountRepository(db))
-        finally:
-            await db.close()
-
-
-@pytest.fixture
-def chinwag(tmp_path):
-    if not CHINWAG.exists():
-        pytest.fail(
-            f"the chinwag console script is missing next to {sys.executable}: pip install -e ."
-        )
-    return Chinwag(tmp_path)
-
-
-def error_line(result: subprocess.CompletedProcess[str]) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 async def test_user_lifecycle(chinwag):

@@ -1,6 +1,7 @@
 """A migrated, empty ``Database`` per test, on SQLite and on PostgreSQL.
 
-Every test in ``tests/store`` that asks for ``database`` runs on both engines. The
+Every test in ``tests/store`` that asks for ``database`` (or ``network``, the
+domain services over it) runs on both engines. The
 PostgreSQL run gets a schema of its own (through asyncpg's ``search_path``),
 dropped afterwards; it is skipped, with the reason, when the server is unreachable.
 """
@@ -16,7 +17,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from chinwag.network.accounts import AccountService
+from chinwag.network.contacts import ContactService
+from chinwag.network.events import EventLog
+from chinwag.network.profiles import ProfileService
+from chinwag.store.accounts import SqlAccountRepository
+from chinwag.store.contacts import SqlContactRepository
 from chinwag.store.db import Database
+from chinwag.store.profiles import SqlProfileRepository
 
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -64,3 +72,30 @@ async def database(
         await db.close()
         if schema is not None:
             await _on_postgres(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+class Network:
+    """The network domain's services over one migrated store, as the server wires them."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.events = EventLog(db, origin="this-process")
+        self.account_repo = SqlAccountRepository(db)
+        self.accounts = AccountService(self.account_repo, self.events)
+        self.contacts = ContactService(SqlContactRepository(db), self.events)
+        self.profiles = ProfileService(SqlProfileRepository(db), self.events)
+
+    async def add_users(self, *names: str, full_names: dict[str, str] | None = None) -> None:
+        """Create accounts directly: no credentials, so no key derivation to wait for."""
+        full_names = full_names or {}
+        for name in names:
+            await self.account_repo.add(name, [], full_names.get(name))
+
+    async def event_tuples(self, after: int = 0) -> list[tuple[str, str, str | None, str]]:
+        """(kind, subject, object, origin) of every event after ``after``, in order."""
+        return [(e.kind, e.subject, e.object, e.origin) for e in await self.events.since(after)]
+
+
+@pytest.fixture
+def network(database: Database) -> Network:
+    return Network(database)

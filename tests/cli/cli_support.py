@@ -1,0 +1,63 @@
+"""Running the installed ``chinwag`` console command as an operator would, for tests."""
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from chinwag.cli import Network
+from chinwag.config import CONFIG_ENV_VAR
+from chinwag.network.accounts import AccountService
+from chinwag.store.db import Database
+
+CHINWAG = Path(sys.executable).with_name("chinwag")
+
+
+class Chinwag:
+    """Runs ``chinwag ARGS --config <a temporary config>`` in a temporary directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.data_dir = directory / "data"
+        self.config = directory / "chinwag.toml"
+        self.config.write_text(f"domain = 'chat.example'\ndata_dir = '{self.data_dir}'\n")
+
+    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.run([*args, "--config", str(self.config)], stdin)
+
+    def run(self, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {key: value for key, value in os.environ.items() if key != CONFIG_ENV_VAR}
+        return subprocess.run(
+            [str(CHINWAG), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=self.directory,
+            env=env,
+            timeout=120,
+            start_new_session=True,  # no terminal: password prompts read stdin
+        )
+
+    @asynccontextmanager
+    async def accounts(self) -> AsyncIterator[AccountService]:
+        """The service on the same store, to check what the command did."""
+        async with self.network() as network:
+            yield network.accounts
+
+    @asynccontextmanager
+    async def network(self) -> AsyncIterator[Network]:
+        """Every service on the same store, wired as the command wires them."""
+        db = Database.open(f"sqlite+aiosqlite:///{self.data_dir / 'chinwag.db'}")
+        await db.migrate()
+        try:
+            yield Network.over(db)
+        finally:
+            await db.close()
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
