@@ -12,13 +12,24 @@ from dataclasses import dataclass
 
 from chinwag.config import Settings
 from chinwag.network.accounts import AccountService
+from chinwag.network.contacts import ContactService
+from chinwag.network.events import EventLog
+from chinwag.network.profiles import ProfileService
 from chinwag.server.auth import AccountAuthenticator
+from chinwag.server.services import Services
 from chinwag.server.tls import ensure_certificate, server_ssl_context
 from chinwag.server.xmpp_server import XMPPServer
 from chinwag.store.accounts import SqlAccountRepository
+from chinwag.store.contacts import SqlContactRepository
 from chinwag.store.db import Database, redacted
+from chinwag.store.offline import SqlOfflineRepository
+from chinwag.store.profiles import SqlProfileRepository
 
 log = logging.getLogger("chinwag")
+
+
+class StartupError(Exception):
+    """A problem the operator can fix (a port in use, say), in one line."""
 
 
 @dataclass
@@ -27,8 +38,25 @@ class Running:
 
     settings: Settings
     database: Database
-    accounts: AccountService
+    services: Services
     xmpp: XMPPServer
+
+    @property
+    def accounts(self) -> AccountService:
+        return self.services.accounts
+
+
+def build_services(database: Database) -> Services:
+    events = EventLog(database)
+    accounts = AccountService(SqlAccountRepository(database))
+    return Services(
+        authenticator=AccountAuthenticator(accounts),
+        accounts=accounts,
+        contacts=ContactService(SqlContactRepository(database), events),
+        profiles=ProfileService(SqlProfileRepository(database), events),
+        offline=SqlOfflineRepository(database),
+        events=events,
+    )
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext:
@@ -46,12 +74,15 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
     settings.data_path.mkdir(parents=True, exist_ok=True)
     database = Database.open(settings.database_url)
     await database.migrate()
-    accounts = AccountService(SqlAccountRepository(database))
-    xmpp = XMPPServer(settings, AccountAuthenticator(accounts))
+    services = build_services(database)
+    xmpp = XMPPServer(settings, services)
     xmpp.load_modules()
     try:
-        await xmpp.start(_tls_context(settings))
-        yield Running(settings, database, accounts, xmpp)
+        try:
+            await xmpp.start(_tls_context(settings))
+        except OSError as error:
+            raise StartupError(f"cannot listen for XMPP clients: {error}") from None
+        yield Running(settings, database, services, xmpp)
     finally:
         await xmpp.stop()
         await database.close()

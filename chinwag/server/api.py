@@ -6,14 +6,18 @@ support table) and ``setup(api)``. Everything it registers is recorded here.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chinwag.config import Settings
 from chinwag.server.dispatch import IQHandler
 from chinwag.server.hooks import Handler
+from chinwag.server.rosters import RosterCache
 from chinwag.server.routing import Router
+from chinwag.server.services import Services
 from chinwag.xmpp.element import Element
+from chinwag.xmpp.errors import StanzaError
 from chinwag.xmpp.jid import JID
 
 if TYPE_CHECKING:
@@ -47,6 +51,36 @@ class ModuleAPI:
     @property
     def router(self) -> Router:
         return self._server.router
+
+    @property
+    def services(self) -> Services:
+        return self._server.services
+
+    @property
+    def rosters(self) -> RosterCache:
+        return self._server.rosters
+
+    def jid(self, username: str) -> JID:
+        """The bare JID of a local account."""
+        return JID(username, self._server.domain)
+
+    def fire(self, event: str, *args: Any) -> bool:
+        return self._server.hooks.fire(event, *args)
+
+    def notify(self, event: str, *args: Any) -> None:
+        self._server.hooks.notify(event, *args)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run background work; its failure is logged, never lost silently."""
+        self._server.spawn(work)
+
+    def bounce(self, stanza: Element, error: StanzaError) -> None:
+        self._server.dispatcher.bounce(stanza, error)
+
+    def add_stream_feature(self, xmlns: str, tag: str) -> None:
+        """Announce an empty ``<tag xmlns=xmlns/>`` in the stream features after authentication."""
+        self._server.stream_features.append((xmlns, tag))
+        self.registered.append(("stream feature", (xmlns, tag)))
 
     def hook(self, event: str, handler: Handler, priority: int = 0) -> None:
         self._server.hooks.add(event, handler, priority)

@@ -72,6 +72,7 @@ class C2SConnection:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._held: Awaitable[None] | None = None
         server.connections.add(self)
         self._schedule_timer()
 
@@ -98,6 +99,7 @@ class C2SConnection:
         if session is not None:
             self.server.router.unbind(session)
             self.server.hooks.notify("session/closed", session)
+            self.server.rosters.release(session.username)
 
     # --- output -----------------------------------------------------------------
 
@@ -121,6 +123,11 @@ class C2SConnection:
                 StreamError(StreamCondition.POLICY_VIOLATION, "the client is not reading")
             )
 
+    def hold(self, work: Awaitable[None]) -> None:
+        """Process nothing more from this client until ``work`` is done (say, a message
+        committed to storage before the sender's stream moves on)."""
+        self._held = work
+
     def close_stream(self, error: StreamError | None = None) -> None:
         """End the stream from the server's side and close the transport."""
         if self.closed:
@@ -143,9 +150,13 @@ class C2SConnection:
 
     def _handle(self, events: list[Event]) -> None:
         self._write_stream_output()
-        for event in events:
+        for index, event in enumerate(events):
             if type(event) is StanzaReceived:
                 self.server.dispatcher.dispatch(event.stanza, event.to, self.session)
+                if self._held is not None:
+                    work, self._held = self._held, None
+                    self._run(self._continue_after(work, events[index + 1 :]))
+                    return
             elif isinstance(event, StreamClosed):
                 self._finish()
                 return
@@ -156,10 +167,15 @@ class C2SConnection:
             elif isinstance(event, AuthAborted):
                 self._sasl = None
             elif isinstance(event, BindRequested):
-                self._bind(event)
+                self._run(self._bind(event))
             elif isinstance(event, StartTLSRequested):
                 self._run(self._start_tls())
         self._schedule_timer()
+
+    async def _continue_after(self, work: Awaitable[None], events: list[Event]) -> None:
+        await work
+        if not self.closed:
+            self._handle(events)
 
     def _run(self, work: Coroutine[Any, Any, None]) -> None:
         """Run an answer that waits on I/O; reading pauses until it is given."""
@@ -228,26 +244,22 @@ class C2SConnection:
             self._sasl = None
             self._handle(self.stream.sasl_success(outcome.username, outcome.additional_data))
 
-    def _bind(self, event: BindRequested) -> None:
+    async def _bind(self, event: BindRequested) -> None:
         username = self.stream.username
         assert username is not None
-        resource = event.resource or self.server.new_resource()
-        jid = JID(username, self.server.domain_jid.domain, resource)
         if self.server.shutting_down:
-            self._handle(
-                self.stream.bind_error(
-                    event.iq_id, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
-                )
-            )
+            error = StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, "the server is stopping")
+            self._handle(self.stream.bind_error(event.iq_id, error))
             return
-        session = Session(jid, self)
+        await self.server.rosters.acquire(username)
+        if self.closed:
+            self.server.rosters.release(username)
+            return
+        resource = event.resource or self.server.new_resource()
+        session = Session(JID(username, self.server.domain, resource), self)
         replaced = self.server.router.bind(session)
         if replaced is not None:
-            replaced.close(
-                StreamError(
-                    StreamCondition.CONFLICT, "replaced by a new session for the same resource"
-                )
-            )
+            replaced.close(StreamError(StreamCondition.CONFLICT, "replaced by a new session for the same resource"))
         self.session = session
         self.server.hooks.notify("session/bound", session)
-        self._handle(self.stream.bind_result(event.iq_id, jid))
+        self._handle(self.stream.bind_result(event.iq_id, session.jid))

@@ -9,10 +9,10 @@ gets ``<service-unavailable/>``, once, and never in reply to an error or result.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from chinwag.server.hooks import Hooks
 from chinwag.server.routing import Router
@@ -39,12 +39,18 @@ class Routed:
 
 
 class Dispatcher:
-    def __init__(self, domain: JID, hooks: Hooks, router: Router) -> None:
+    def __init__(
+        self,
+        domain: JID,
+        hooks: Hooks,
+        router: Router,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+    ) -> None:
         self.domain = domain
         self.hooks = hooks
         self.router = router
+        self._spawn = spawn
         self._iq_handlers: dict[tuple[str, str, str, str], IQHandler] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         for tag in ("message", "presence", "iq"):
             for scope in ("host", "account", "bare", "full", "remote", "broadcast"):
                 self.hooks.add(
@@ -112,9 +118,7 @@ class Dispatcher:
             self.bounce(iq, error)
             return True
         if isinstance(result, Awaitable):
-            task = asyncio.ensure_future(self._finish_iq(iq, result))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._finish_iq(iq, result))
         else:
             self._reply(iq, result)
         return True

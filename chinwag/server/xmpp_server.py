@@ -7,45 +7,67 @@ import importlib
 import logging
 import secrets
 import ssl
+from collections.abc import Coroutine
+from typing import Any
 
 from chinwag.config import Settings
+from chinwag.network.events import NetworkEvent
 from chinwag.server import tcp
 from chinwag.server.api import ModuleAPI
-from chinwag.server.auth import Authenticator, DriverFactory, password_drivers
+from chinwag.server.auth import DriverFactory, password_drivers
 from chinwag.server.c2s import C2SConnection
 from chinwag.server.dispatch import Dispatcher
+from chinwag.server.events import EventPump
 from chinwag.server.hooks import Hooks
+from chinwag.server.rosters import RosterCache
 from chinwag.server.routing import Router
 from chinwag.server.routing.local import LocalRouter
+from chinwag.server.services import Services
 from chinwag.xmpp.errors import StreamCondition, StreamError
 from chinwag.xmpp.jid import JID
 from chinwag.xmpp.stream import StreamConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODULES = ("disco", "ping", "version")
+DEFAULT_MODULES = (
+    "disco",
+    "ping",
+    "version",
+    "roster",
+    "presence",
+    "message",
+    "offline",
+    "chatstates",
+    "vcard",
+)
 
 
 class XMPPServer:
     def __init__(
-        self, settings: Settings, authenticator: Authenticator, *, router: Router | None = None
+        self, settings: Settings, services: Services, *, router: Router | None = None
     ) -> None:
         self.settings = settings
         self.domain_jid = JID.parse(settings.domain)
         self.domain = self.domain_jid.domain
-        self.authenticator = authenticator
+        self.services = services
+        self.authenticator = services.authenticator
+        self.rosters = RosterCache(services.contacts)
         self.sasl_drivers: dict[str, DriverFactory] = password_drivers()
         self.hooks = Hooks()
         self.router: Router = router or LocalRouter()
-        self.dispatcher = Dispatcher(self.domain_jid, self.hooks, self.router)
+        self.dispatcher = Dispatcher(self.domain_jid, self.hooks, self.router, self.spawn)
         self.features: set[str] = set()
         self.identities: set[tuple[str, str, str]] = set()
+        self.stream_features: list[tuple[str, str]] = []
         self.modules: dict[str, ModuleAPI] = {}
         self.connections: set[C2SConnection] = set()
         self.shutting_down = False
         self.stream_config = self._stream_config(tls_available=False)
         self._listeners: list[asyncio.Server] = []
         self._keepalive: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.events = EventPump(services.events, self.hooks)
+        self.hooks.add("network/account.deleted", self._end_sessions_of_deleted_account)
 
     def _stream_config(self, *, tls_available: bool) -> StreamConfig:
         limits = self.settings.limits
@@ -57,6 +79,7 @@ class XMPPServer:
             max_stanza_bytes=limits.max_stanza_bytes,
             auth_timeout=limits.auth_timeout_seconds,
             max_auth_failures=limits.max_auth_failures,
+            bound_features=tuple(self.stream_features),
         )
 
     def load_modules(self, names: tuple[str, ...] = DEFAULT_MODULES) -> None:
@@ -65,6 +88,20 @@ class XMPPServer:
             api = ModuleAPI(self, name)
             module.setup(api)
             self.modules[name] = api
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
+
+    def _end_sessions_of_deleted_account(self, event: NetworkEvent) -> None:
+        for session in self.router.resources(JID(event.subject, self.domain)):
+            session.close(StreamError(StreamCondition.NOT_AUTHORIZED, "the account was deleted"))
 
     def new_resource(self) -> str:
         return f"chinwag-{secrets.token_hex(6)}"
@@ -87,6 +124,7 @@ class XMPPServer:
             self._listeners.append(
                 await tcp.listen(self, c2s.host, c2s.direct_tls_port, ssl_context, direct_tls=True)
             )
+        await self.events.start()
         if self.settings.limits.keepalive_seconds > 0:
             self._keepalive = asyncio.create_task(
                 self._send_keepalives(self.settings.limits.keepalive_seconds)
@@ -95,6 +133,7 @@ class XMPPServer:
     async def stop(self) -> None:
         """Stop listening, then end every stream with <system-shutdown/>."""
         self.shutting_down = True
+        await self.events.stop()
         if self._keepalive is not None:
             self._keepalive.cancel()
         for listener in self._listeners:
@@ -106,6 +145,8 @@ class XMPPServer:
         for listener in self._listeners:
             await listener.wait_closed()
         self._listeners.clear()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
         await asyncio.sleep(0)  # let the transports flush their last bytes
 
     async def _send_keepalives(self, interval: float) -> None:

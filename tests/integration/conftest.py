@@ -116,6 +116,7 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
             app = await asyncio.wait_for(stack.enter_async_context(running(settings)), TIMEOUT)
             for name, password in USERS.items():
                 await app.accounts.add_user(name, password)
+            await app.services.contacts.add_mutual("alice", "bob")
             ports = app.xmpp.ports
             handle = ServerHandle(
                 host=HOST,

@@ -1,0 +1,88 @@
+"""RFC 6121 §8.5 message routing for local accounts: highest-priority resources for a bare
+JID, the exact resource for a full one, per-type rules, and the strangers policy."""
+
+from __future__ import annotations
+
+from chinwag.server.api import ModuleAPI, Spec
+from chinwag.server.dispatch import Routed
+from chinwag.server.session import Session
+from chinwag.xmpp.errors import StanzaCondition, StanzaError
+
+SPEC = Spec(
+    "RFC 6121 §5, §8.5",
+    "Messages",
+    "supported",
+    "chat, normal, headline, groupchat and error handled as §8.5 says; with "
+    "`messages.from_strangers = false` (the default) a message from a non-contact gets "
+    "service-unavailable",
+)
+
+
+class Messages:
+    def __init__(self, api: ModuleAPI) -> None:
+        self.api = api
+        self.from_strangers = api.settings.messages.from_strangers
+
+    def permitted(self, routed: Routed) -> bool:
+        """Contacts may message each other; strangers only when configured."""
+        origin = routed.origin
+        if self.from_strangers or origin is None or routed.stanza.attrs.get("type") == "error":
+            return True
+        recipient = routed.to.local
+        if recipient == origin.username:
+            return True
+        roster = self.api.rosters.get(origin.username)
+        return roster is not None and recipient is not None and roster.is_contact(recipient)
+
+    def refuse(self, routed: Routed) -> bool:
+        self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
+        return True
+
+    def on_full(self, routed: Routed) -> bool:
+        if not self.permitted(routed):
+            return self.refuse(routed)
+        session = self.api.router.session(routed.to)
+        if session is not None:
+            session.deliver(routed.stanza)
+            return True
+        message_type = routed.stanza.attrs.get("type", "normal")
+        if message_type in ("normal", "chat"):
+            return self.to_account(Routed(routed.stanza, routed.to.bare, routed.origin))
+        if message_type == "groupchat":
+            return self.refuse(routed)
+        return True  # headline and error: silently dropped (§8.5.3.2.1)
+
+    def on_bare(self, routed: Routed) -> bool:
+        if not self.permitted(routed):
+            return self.refuse(routed)
+        return self.to_account(routed)
+
+    def to_account(self, routed: Routed) -> bool:
+        message_type = routed.stanza.attrs.get("type", "normal")
+        if message_type == "groupchat":
+            return self.refuse(routed)
+        if message_type == "error":
+            return True
+        candidates = [
+            s for s in self.api.router.resources(routed.to) if s.available and s.priority >= 0
+        ]
+        if message_type != "headline":
+            candidates = highest_priority(candidates)
+        for session in candidates:
+            session.deliver(routed.stanza)
+        if not candidates:
+            self.api.fire("message/offline", routed)
+        return True
+
+
+def highest_priority(sessions: list[Session]) -> list[Session]:
+    if not sessions:
+        return sessions
+    top = max(session.priority for session in sessions)
+    return [session for session in sessions if session.priority == top]
+
+
+def setup(api: ModuleAPI) -> None:
+    messages = Messages(api)
+    api.hook("message/full", messages.on_full, 10)
+    api.hook("message/bare", messages.on_bare, 10)

@@ -1,0 +1,101 @@
+"""XEP-0160 offline messages with XEP-0203 delay stamps.
+
+A chat or normal message for an account with no available resource is committed
+to storage before the sender's stream moves on; it is delivered, stamped with
+``<delay/>``, when the account next sends initial presence, then removed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from chinwag.server.api import ModuleAPI, Spec
+from chinwag.server.dispatch import Routed
+from chinwag.server.session import Session
+from chinwag.store.offline import StoreResult
+from chinwag.xmpp import ns
+from chinwag.xmpp.element import Element
+from chinwag.xmpp.errors import StanzaCondition, StanzaError
+from chinwag.xmpp.xml import parse_stanza
+
+SPEC = Spec(
+    "XEP-0160, XEP-0203",
+    "Offline messages, Delayed Delivery",
+    "supported",
+    "chat and normal messages with content are stored (quota `messages.offline_quota`, "
+    "default 1000; beyond it service-unavailable) and delivered at the next initial presence "
+    "with <delay from='DOMAIN' stamp='…'/>; headlines, errors and chat-state-only messages "
+    "are not stored",
+)
+
+STORABLE_TYPES = frozenset({"normal", "chat"})
+
+
+def storable(message: Element) -> bool:
+    if message.attrs.get("type", "normal") not in STORABLE_TYPES:
+        return False
+    return any(child.ns != ns.CHATSTATES for child in message.elements())
+
+
+def stamp(when: datetime) -> str:
+    """XEP-0082 DateTime in UTC, e.g. 2026-11-22T07:15:00.123Z."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Offline:
+    def __init__(self, api: ModuleAPI) -> None:
+        self.api = api
+        self.store = api.services.offline
+        self.quota = api.settings.messages.offline_quota
+        self.delivering: set[str] = set()
+
+    def on_offline(self, routed: Routed) -> bool:
+        work = self.keep(routed) if storable(routed.stanza) else self.drop_or_refuse(routed)
+        if routed.origin is not None:
+            routed.origin.connection.hold(work)
+        else:
+            self.api.spawn(work)
+        return True
+
+    async def keep(self, routed: Routed) -> None:
+        username = routed.to.local or ""
+        text = routed.stanza.serialize()
+        result = await self.store.store(username, text, datetime.now(UTC), self.quota)
+        if result is not StoreResult.STORED:
+            reason = "mailbox full" if result is StoreResult.QUOTA_EXCEEDED else ""
+            self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, reason))
+
+    async def drop_or_refuse(self, routed: Routed) -> None:
+        """Unstored messages vanish quietly, unless the account does not exist (§8.5.2)."""
+        if not await self.api.services.contacts.account_exists(routed.to.local or ""):
+            self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
+
+    def on_initial_presence(self, session: Session) -> None:
+        if session.username not in self.delivering:
+            self.delivering.add(session.username)
+            self.api.spawn(self.deliver(session))
+
+    async def deliver(self, session: Session) -> None:
+        try:
+            stored = await self.store.fetch(session.username)
+            if not stored or self.api.router.session(session.jid) is not session:
+                return
+            for message in stored:
+                stanza = parse_stanza(message.stanza)
+                stanza.attrs["to"] = str(session.jid)
+                stanza.add(
+                    "delay",
+                    ns.DELAY,
+                    {"from": self.api.domain.domain, "stamp": stamp(message.stored_at)},
+                )
+                session.deliver(stanza)
+            await self.store.delete(session.username, stored[-1].id)
+        finally:
+            self.delivering.discard(session.username)
+
+
+def setup(api: ModuleAPI) -> None:
+    offline = Offline(api)
+    api.add_feature(ns.OFFLINE)
+    api.hook("message/offline", offline.on_offline)
+    api.hook("presence/initial", offline.on_initial_presence)

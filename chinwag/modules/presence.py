@@ -1,0 +1,130 @@
+"""RFC 6121 presence: broadcast to contacts and to one's own resources, answers to probes
+on the contacts' behalf, directed presence, and unavailable when a session ends."""
+
+from __future__ import annotations
+
+from chinwag.server.api import ModuleAPI, Spec
+from chinwag.server.dispatch import Routed
+from chinwag.server.session import Session
+from chinwag.xmpp.element import Element
+from chinwag.xmpp.errors import StanzaCondition, StanzaError
+from chinwag.xmpp.jid import JID
+
+SPEC = Spec(
+    "RFC 6121 §4",
+    "Presence",
+    "supported",
+    "broadcast to contacts, probes answered by the server, directed presence, priority; "
+    "unavailable is broadcast on logout and on a dropped connection",
+)
+
+SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
+
+
+def addressed(stanza: Element, to: JID) -> Element:
+    """The same stanza with another 'to' (children are shared, not copied)."""
+    return Element(stanza.tag, stanza.ns, {**stanza.attrs, "to": str(to)}, stanza.children)
+
+
+def unavailable_from(jid: JID) -> Element:
+    return Element("presence", attrs={"from": str(jid), "type": "unavailable"})
+
+
+class Presence:
+    def __init__(self, api: ModuleAPI) -> None:
+        self.api = api
+
+    def available_resources(self, username: str) -> list[Session]:
+        return [s for s in self.api.router.resources(self.api.jid(username)) if s.available]
+
+    def send_to_resources(self, stanza: Element, sessions: list[Session]) -> None:
+        for session in sessions:
+            session.deliver(addressed(stanza, session.jid))
+
+    def audience(self, session: Session) -> list[Session]:
+        """Who hears this session's broadcast presence: its own available resources and
+        the available resources of contacts subscribed to it."""
+        sessions = self.available_resources(session.username)
+        roster = self.api.rosters.get(session.username)
+        if roster is not None:
+            for contact in roster.subscribed_from():
+                sessions.extend(self.available_resources(contact))
+        return sessions
+
+    def on_broadcast(self, routed: Routed) -> bool:
+        session, stanza = routed.origin, routed.stanza
+        if session is None:
+            return True
+        presence_type = stanza.attrs.get("type")
+        if presence_type is None:
+            initial = not session.available
+            session.update_presence(stanza)
+            self.send_to_resources(stanza, self.audience(session))
+            if initial:
+                self.answer_probes(session)
+                self.api.notify("presence/initial", session)
+        elif presence_type == "unavailable":
+            self.leave(session, stanza)
+        elif presence_type not in ("probe", "error", *SUBSCRIPTION_TYPES):
+            self.api.bounce(
+                stanza, StanzaError(StanzaCondition.BAD_REQUEST, "unknown presence type")
+            )
+        return True
+
+    def answer_probes(self, session: Session) -> None:
+        """RFC 6121 4.2.2/4.3: the current presence of contacts and of one's other resources."""
+        roster = self.api.rosters.get(session.username)
+        sources = [s for s in self.available_resources(session.username) if s is not session]
+        if roster is not None:
+            for contact in roster.subscribed_to():
+                sources.extend(self.available_resources(contact))
+        for source in sources:
+            if source.presence is not None:
+                session.deliver(addressed(source.presence, session.jid))
+
+    def leave(self, session: Session, stanza: Element) -> None:
+        if not session.available:
+            return
+        audience = self.audience(session)
+        session.update_presence(stanza)
+        self.send_to_resources(stanza, audience)
+        directed, session.directed = session.directed, None
+        for target in directed or ():
+            self.api.deliver(addressed(stanza, target), target)
+
+    def on_session_closed(self, session: Session) -> None:
+        self.leave(session, unavailable_from(session.jid))
+
+    def on_directed(self, routed: Routed) -> bool:
+        stanza, origin = routed.stanza, routed.origin
+        presence_type = stanza.attrs.get("type")
+        if presence_type in SUBSCRIPTION_TYPES or presence_type == "probe":
+            return False  # subscriptions belong to the roster module; probes come from servers only
+        if origin is not None and presence_type in (None, "unavailable"):
+            self.track_directed(origin, routed.to, presence_type is None)
+        if routed.to.resource is None:
+            self.send_to_resources(stanza, self.available_resources(routed.to.local or ""))
+        else:
+            target = self.api.router.session(routed.to)
+            if target is not None:
+                target.deliver(stanza)
+        return True
+
+    def track_directed(self, session: Session, target: JID, available: bool) -> None:
+        """RFC 6121 4.6: remember who must hear that this session went away."""
+        if not session.available:
+            return
+        if available:
+            roster = self.api.rosters.get(session.username)
+            if roster is None or target.local not in roster.subscribed_from():
+                session.directed = (session.directed or set()) | {target}
+        elif session.directed:
+            session.directed.discard(target)
+
+
+def setup(api: ModuleAPI) -> None:
+    presence = Presence(api)
+    api.hook("presence/broadcast", presence.on_broadcast, 10)
+    api.hook("presence/bare", presence.on_directed, 10)
+    api.hook("presence/full", presence.on_directed, 10)
+    api.hook("session/closed", presence.on_session_closed)

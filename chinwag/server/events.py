@@ -1,0 +1,59 @@
+"""Brings changes made through the network domain, by any process, to the XMPP side.
+
+Every change to contacts, profiles or accounts is written with an event in the
+same transaction (a transactional outbox). The pump polls for new events and
+fires ``network/<kind>`` hooks; events this process wrote itself were already
+applied when they happened and are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from chinwag.network.events import EventLog, NetworkEvent
+from chinwag.server.hooks import Hooks
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+
+
+class EventPump:
+    def __init__(self, events: EventLog, hooks: Hooks) -> None:
+        self._events = events
+        self._hooks = hooks
+        self._last_id = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def origin(self) -> str:
+        """This process's mark on the events it writes."""
+        return self._events.origin
+
+    async def start(self) -> None:
+        self._last_id = await self._events.latest_id()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                await self.poll()
+            except Exception:
+                log.exception("reading network events failed; retrying")
+
+    async def poll(self) -> None:
+        for event in await self._events.since(self._last_id):
+            self._last_id = event.id
+            if event.origin != self.origin:
+                self._deliver(event)
+
+    def _deliver(self, event: NetworkEvent) -> None:
+        self._hooks.notify(f"network/{event.kind}", event)
