@@ -15,15 +15,19 @@ from chinwag.network.accounts import AccountService
 from chinwag.network.contacts import ContactService
 from chinwag.network.events import EventLog
 from chinwag.network.profiles import ProfileService
-from chinwag.server.auth import AccountAuthenticator
+from chinwag.oauth.authenticator import PlatformAuthenticator
+from chinwag.oauth.service import OAuthService
 from chinwag.server.services import Services
 from chinwag.server.tls import ensure_certificate, server_ssl_context
 from chinwag.server.xmpp_server import XMPPServer
 from chinwag.store.accounts import SqlAccountRepository
 from chinwag.store.contacts import SqlContactRepository
 from chinwag.store.db import Database, redacted
+from chinwag.store.oauth import SqlOAuthRepository
 from chinwag.store.offline import SqlOfflineRepository
 from chinwag.store.profiles import SqlProfileRepository
+from chinwag.web.app import build_web_app
+from chinwag.web.server import HTTPServer
 
 log = logging.getLogger("chinwag")
 
@@ -39,24 +43,31 @@ class Running:
     settings: Settings
     database: Database
     services: Services
+    oauth: OAuthService
     xmpp: XMPPServer
+    http: HTTPServer
 
     @property
     def accounts(self) -> AccountService:
         return self.services.accounts
 
 
-def build_services(database: Database) -> Services:
+def build_services(settings: Settings, database: Database) -> tuple[Services, OAuthService]:
     events = EventLog(database)
-    accounts = AccountService(SqlAccountRepository(database))
-    return Services(
-        authenticator=AccountAuthenticator(accounts),
+    accounts = AccountService(SqlAccountRepository(database), events)
+    oauth = OAuthService(SqlOAuthRepository(database), accounts, settings.oauth)
+    authenticator = PlatformAuthenticator(
+        accounts, oauth, account_passwords=settings.auth.account_passwords
+    )
+    services = Services(
+        authenticator=authenticator,
         accounts=accounts,
         contacts=ContactService(SqlContactRepository(database), events),
         profiles=ProfileService(SqlProfileRepository(database), events),
         offline=SqlOfflineRepository(database),
         events=events,
     )
+    return services, oauth
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext:
@@ -74,16 +85,19 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
     settings.data_path.mkdir(parents=True, exist_ok=True)
     database = Database.open(settings.database_url)
     await database.migrate()
-    services = build_services(database)
+    services, oauth = build_services(settings, database)
     xmpp = XMPPServer(settings, services)
     xmpp.load_modules()
+    http = HTTPServer(build_web_app(settings, services.accounts, oauth), settings.http)
     try:
         try:
             await xmpp.start(_tls_context(settings))
+            await http.start()
         except OSError as error:
-            raise StartupError(f"cannot listen for XMPP clients: {error}") from None
-        yield Running(settings, database, services, xmpp)
+            raise StartupError(f"cannot listen: {error}") from None
+        yield Running(settings, database, services, oauth, xmpp, http)
     finally:
+        await http.stop()
         await xmpp.stop()
         await database.close()
 

@@ -42,6 +42,7 @@ from chinwag.network.accounts import (
 from chinwag.network.contacts import Contact, ContactService, SameAccount
 from chinwag.network.events import EventLog
 from chinwag.network.profiles import InvalidProfile, Profile, ProfileService
+from chinwag.oauth_cli import app_cli, app_password_cli, token_cli
 from chinwag.store.accounts import SqlAccountRepository
 from chinwag.store.contacts import SqlContactRepository
 from chinwag.store.db import Database, redacted
@@ -61,6 +62,9 @@ contacts_app = typer.Typer(help="Manage who is on whose contact list.", no_args_
 app.add_typer(contacts_app, name="contacts")
 profile_app = typer.Typer(help="Manage users' public profiles (vCards).", no_args_is_help=True)
 app.add_typer(profile_app, name="profile")
+app.add_typer(app_cli, name="app")
+app.add_typer(token_cli, name="token")
+app.add_typer(app_password_cli, name="app-password")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

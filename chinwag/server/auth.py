@@ -1,7 +1,9 @@
 """Authentication seen from the stream: the Authenticator protocol and one SASL driver per mechanism.
 
 The sans-IO parts of each mechanism live in ``chinwag.xmpp.sasl``; the drivers
-here add the credential lookups, which may wait on storage.
+here add the look-ups, which may wait on storage. Who may sign in with what
+(account passwords, app passwords, OAuth tokens) is the Authenticator's
+business; it is implemented above this layer, by the OAuth platform.
 """
 
 from __future__ import annotations
@@ -11,45 +13,55 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from chinwag.network.accounts import AccountService, InvalidUsername, normalize_username
 from chinwag.xmpp.sasl import SaslCondition, SaslFailure
+from chinwag.xmpp.sasl.oauth import (
+    OAUTHBEARER,
+    X_MESSENGER_OAUTH2,
+    X_OAUTH2,
+    is_oauthbearer_abort,
+    messenger_token_candidates,
+    oauthbearer_error,
+    parse_oauthbearer,
+)
 from chinwag.xmpp.sasl.plain import parse_plain
 from chinwag.xmpp.sasl.scram import MECHANISMS as SCRAM_MECHANISMS
 from chinwag.xmpp.sasl.scram import ScramCredentials, ScramExchange
 
+SIGN_IN_SCOPE = "wl.messenger"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Who signed in, and the third-party app it counts as (None: the account's own password)."""
+
+    username: str
+    app: str | None = None
+    app_password: int | None = None
+    """The app password used, when it was one."""
+
 
 class Authenticator(Protocol):
-    """What SASL needs to know about accounts."""
+    """What SASL needs to know about accounts, app passwords and tokens."""
 
     def prepare_username(self, name: str) -> str | None:
         """The prepared localpart, or None when ``name`` cannot be a username."""
         ...
 
-    async def check_password(self, username: str, password: str) -> bool: ...
+    async def check_password(self, username: str, password: str) -> Grant | None: ...
 
-    async def scram_credentials(self, username: str, mechanism: str) -> ScramCredentials | None: ...
+    async def scram_candidates(
+        self, username: str, mechanism: str
+    ) -> list[tuple[ScramCredentials, Grant]]:
+        """Credentials a SCRAM proof may match, sharing one salt and iteration count."""
+        ...
 
+    async def signed_in(self, grant: Grant) -> None:
+        """Told after each successful sign-in (to note when an app password was last used)."""
+        ...
 
-class AccountAuthenticator:
-    """Checks passwords against the salted credentials of the accounts domain."""
-
-    def __init__(self, accounts: AccountService) -> None:
-        self._accounts = accounts
-
-    def prepare_username(self, name: str) -> str | None:
-        try:
-            return normalize_username(name)
-        except InvalidUsername:
-            return None
-
-    async def check_password(self, username: str, password: str) -> bool:
-        return await self._accounts.verify_password(username, password)
-
-    async def scram_credentials(self, username: str, mechanism: str) -> ScramCredentials | None:
-        stored = await self._accounts.scram_credentials(username, mechanism)
-        if stored is None:
-            return None
-        return stored.salt, stored.stored_key, stored.server_key, stored.iterations
+    async def check_token(self, token: str) -> Grant | None:
+        """The grant of a live access token with the sign-in scope, else None."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +71,7 @@ class Challenge:
 
 @dataclass(frozen=True, slots=True)
 class Success:
-    username: str
+    grant: Grant
     additional_data: bytes | None = None
 
 
@@ -72,6 +84,10 @@ class SaslDriver(Protocol):
     async def start(self, initial_response: bytes | None) -> Outcome: ...
 
     async def step(self, response: bytes) -> Outcome: ...
+
+
+def _refused() -> SaslFailure:
+    return SaslFailure(SaslCondition.NOT_AUTHORIZED, "wrong username or password")
 
 
 class PlainDriver:
@@ -87,13 +103,17 @@ class PlainDriver:
     async def step(self, response: bytes) -> Outcome:
         message = parse_plain(response)
         username = self._authenticator.prepare_username(message.authcid)
-        if username is None or not await self._authenticator.check_password(
-            username, message.password
-        ):
-            raise SaslFailure(SaslCondition.NOT_AUTHORIZED, "wrong username or password")
-        if message.authzid not in ("", username, f"{username}@{self._domain}"):
+        grant = (
+            None
+            if username is None
+            else await self._authenticator.check_password(username, message.password)
+        )
+        if grant is None:
+            raise _refused()
+        if message.authzid not in ("", grant.username, f"{grant.username}@{self._domain}"):
             raise SaslFailure(SaslCondition.INVALID_AUTHZID, "cannot act for another account")
-        return Success(username)
+        await self._authenticator.signed_in(grant)
+        return Success(grant)
 
 
 class ScramDriver:
@@ -101,32 +121,102 @@ class ScramDriver:
         self._authenticator = authenticator
         self._mechanism = mechanism
         self._exchange = ScramExchange(mechanism)
-        self._username: str | None = None
+        self._grants: list[Grant] = []
 
     async def start(self, initial_response: bytes | None) -> Outcome:
         claimed = self._exchange.receive_client_first(initial_response)
-        self._username = self._authenticator.prepare_username(claimed)
-        credentials = None
-        if self._username is not None:
-            credentials = await self._authenticator.scram_credentials(
-                self._username, self._mechanism
-            )
-        return Challenge(self._exchange.server_first(credentials))
+        username = self._authenticator.prepare_username(claimed)
+        candidates = []
+        if username is not None:
+            candidates = await self._authenticator.scram_candidates(username, self._mechanism)
+        self._grants = [grant for _credentials, grant in candidates]
+        return Challenge(
+            self._exchange.server_first([credentials for credentials, _grant in candidates])
+        )
 
     async def step(self, response: bytes) -> Outcome:
-        server_final = self._exchange.receive_client_final(response)
-        if self._username is None:
-            raise SaslFailure(SaslCondition.NOT_AUTHORIZED, "authentication failed")
-        return Success(self._username, server_final)
+        index, server_final = self._exchange.receive_client_final(response)
+        if index >= len(self._grants):
+            raise _refused()
+        grant = self._grants[index]
+        await self._authenticator.signed_in(grant)
+        return Success(grant, server_final)
+
+
+class MessengerOAuth2Driver:
+    """X-MESSENGER-OAUTH2: one step, the token alone; signs in as the token's user."""
+
+    def __init__(self, authenticator: Authenticator, domain: str) -> None:
+        self._authenticator = authenticator
+
+    async def start(self, initial_response: bytes | None) -> Outcome:
+        for token in messenger_token_candidates(initial_response):
+            grant = await self._authenticator.check_token(token)
+            if grant is not None:
+                return Success(grant)
+        raise SaslFailure(SaslCondition.NOT_AUTHORIZED, "the access token is not valid for sign-in")
+
+    async def step(self, response: bytes) -> Outcome:
+        raise SaslFailure(SaslCondition.MALFORMED_REQUEST, "X-MESSENGER-OAUTH2 has a single step")
+
+
+class OAuthBearerDriver:
+    """OAUTHBEARER (RFC 7628), with its JSON error challenge before the failure."""
+
+    def __init__(self, authenticator: Authenticator, domain: str) -> None:
+        self._authenticator = authenticator
+        self._domain = domain
+        self._failed = False
+
+    async def start(self, initial_response: bytes | None) -> Outcome:
+        message = parse_oauthbearer(initial_response)
+        grant = await self._authenticator.check_token(message.token)
+        if grant is None or message.authzid not in (
+            "",
+            grant.username,
+            f"{grant.username}@{self._domain}",
+        ):
+            self._failed = True
+            return Challenge(oauthbearer_error(SIGN_IN_SCOPE))
+        return Success(grant)
+
+    async def step(self, response: bytes) -> Outcome:
+        if self._failed and is_oauthbearer_abort(response):
+            raise SaslFailure(
+                SaslCondition.NOT_AUTHORIZED, "the access token is not valid for sign-in"
+            )
+        raise SaslFailure(SaslCondition.MALFORMED_REQUEST, "unexpected OAUTHBEARER message")
+
+
+class XOAuth2Driver:
+    """X-OAUTH2 (the Google Talk form): username and token, as PLAIN lays them out."""
+
+    def __init__(self, authenticator: Authenticator, domain: str) -> None:
+        self._authenticator = authenticator
+
+    async def start(self, initial_response: bytes | None) -> Outcome:
+        message = parse_plain(initial_response)
+        grant = await self._authenticator.check_token(message.password)
+        if grant is None or self._authenticator.prepare_username(message.authcid) != grant.username:
+            raise SaslFailure(
+                SaslCondition.NOT_AUTHORIZED, "the access token is not valid for sign-in"
+            )
+        return Success(grant)
+
+    async def step(self, response: bytes) -> Outcome:
+        raise SaslFailure(SaslCondition.MALFORMED_REQUEST, "X-OAUTH2 has a single step")
 
 
 DriverFactory = Callable[[Authenticator, str], SaslDriver]
 
 
-def password_drivers() -> dict[str, DriverFactory]:
-    """The mechanisms that check the account password, strongest first."""
+def sasl_drivers() -> dict[str, DriverFactory]:
+    """Every mechanism chinwag offers, in the order it prefers them."""
     drivers: dict[str, DriverFactory] = {
         name: partial(ScramDriver, mechanism=name) for name in SCRAM_MECHANISMS
     }
     drivers["PLAIN"] = PlainDriver
+    drivers[OAUTHBEARER] = OAuthBearerDriver
+    drivers[X_OAUTH2] = XOAuth2Driver
+    drivers[X_MESSENGER_OAUTH2] = MessengerOAuth2Driver
     return drivers

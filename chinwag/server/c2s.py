@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chinwag.server.auth import Challenge, Outcome, SaslDriver
+from chinwag.server.auth import Challenge, Grant, Outcome, SaslDriver
 from chinwag.server.session import Session
 from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
 from chinwag.xmpp.events import (
@@ -67,6 +67,7 @@ class C2SConnection:
         self.closed = False
         self.wrote_recently = False
         self._sasl: SaslDriver | None = None
+        self._grant: Grant | None = None
         self._pending: list[bytes] = []
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -242,7 +243,8 @@ class C2SConnection:
             self._handle(self.stream.sasl_challenge(outcome.data))
         else:
             self._sasl = None
-            self._handle(self.stream.sasl_success(outcome.username, outcome.additional_data))
+            self._grant = outcome.grant
+            self._handle(self.stream.sasl_success(outcome.grant.username, outcome.additional_data))
 
     async def _bind(self, event: BindRequested) -> None:
         username = self.stream.username
@@ -256,10 +258,15 @@ class C2SConnection:
             self.server.rosters.release(username)
             return
         resource = event.resource or self.server.new_resource()
-        session = Session(JID(username, self.server.domain, resource), self)
+        app = self._grant.app if self._grant is not None else None
+        session = Session(JID(username, self.server.domain, resource), self, app)
         replaced = self.server.router.bind(session)
         if replaced is not None:
-            replaced.close(StreamError(StreamCondition.CONFLICT, "replaced by a new session for the same resource"))
+            replaced.close(
+                StreamError(
+                    StreamCondition.CONFLICT, "replaced by a new session for the same resource"
+                )
+            )
         self.session = session
         self.server.hooks.notify("session/bound", session)
         self._handle(self.stream.bind_result(event.iq_id, session.jid))

@@ -27,11 +27,22 @@ class Connection(Protocol):
 
 
 class Session:
-    __slots__ = ("available", "connection", "directed", "interested", "jid", "presence", "priority")
+    __slots__ = (
+        "app",
+        "available",
+        "connection",
+        "directed",
+        "interested",
+        "jid",
+        "presence",
+        "priority",
+    )
 
-    def __init__(self, jid: JID, connection: Connection) -> None:
+    def __init__(self, jid: JID, connection: Connection, app: str | None = None) -> None:
         self.jid = jid
         self.connection = connection
+        self.app = app
+        """The client_id of the third-party app this session signed in as, if any."""
         self.presence: Element | None = None
         """The last broadcast presence, or None before initial presence."""
         self.available = False

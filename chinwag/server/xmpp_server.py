@@ -7,14 +7,14 @@ import importlib
 import logging
 import secrets
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from chinwag.config import Settings
-from chinwag.network.events import NetworkEvent
+from chinwag.network.events import ACCOUNT_DELETED, NetworkEvent
 from chinwag.server import tcp
 from chinwag.server.api import ModuleAPI
-from chinwag.server.auth import DriverFactory, password_drivers
+from chinwag.server.auth import DriverFactory, sasl_drivers
 from chinwag.server.c2s import C2SConnection
 from chinwag.server.dispatch import Dispatcher
 from chinwag.server.events import EventPump
@@ -23,8 +23,11 @@ from chinwag.server.rosters import RosterCache
 from chinwag.server.routing import Router
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.services import Services
+from chinwag.server.session import Session
+from chinwag.store.oauth import OAUTH_APP_SUSPENDED, OAUTH_REVOKED
 from chinwag.xmpp.errors import StreamCondition, StreamError
 from chinwag.xmpp.jid import JID
+from chinwag.xmpp.sasl.oauth import RAW_MECHANISMS
 from chinwag.xmpp.stream import StreamConfig
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,7 @@ class XMPPServer:
         self.services = services
         self.authenticator = services.authenticator
         self.rosters = RosterCache(services.contacts)
-        self.sasl_drivers: dict[str, DriverFactory] = password_drivers()
+        self.sasl_drivers: dict[str, DriverFactory] = sasl_drivers()
         self.hooks = Hooks()
         self.router: Router = router or LocalRouter()
         self.dispatcher = Dispatcher(self.domain_jid, self.hooks, self.router, self.spawn)
@@ -67,7 +70,9 @@ class XMPPServer:
         self._keepalive: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.events = EventPump(services.events, self.hooks)
-        self.hooks.add("network/account.deleted", self._end_sessions_of_deleted_account)
+        self.hooks.add(f"network/{ACCOUNT_DELETED}", self._on_account_deleted)
+        self.hooks.add(f"network/{OAUTH_REVOKED}", self._on_access_revoked)
+        self.hooks.add(f"network/{OAUTH_APP_SUSPENDED}", self._on_app_suspended)
 
     def _stream_config(self, *, tls_available: bool) -> StreamConfig:
         limits = self.settings.limits
@@ -79,6 +84,7 @@ class XMPPServer:
             max_stanza_bytes=limits.max_stanza_bytes,
             auth_timeout=limits.auth_timeout_seconds,
             max_auth_failures=limits.max_auth_failures,
+            raw_mechanisms=RAW_MECHANISMS,
             bound_features=tuple(self.stream_features),
         )
 
@@ -99,9 +105,27 @@ class XMPPServer:
         if not task.cancelled() and task.exception() is not None:
             log.error("background work failed", exc_info=task.exception())
 
-    def _end_sessions_of_deleted_account(self, event: NetworkEvent) -> None:
-        for session in self.router.resources(JID(event.subject, self.domain)):
-            session.close(StreamError(StreamCondition.NOT_AUTHORIZED, "the account was deleted"))
+    def _on_account_deleted(self, event: NetworkEvent) -> None:
+        self._end_sessions(
+            self.router.resources(JID(event.subject, self.domain)), "the account was deleted"
+        )
+
+    def _on_access_revoked(self, event: NetworkEvent) -> None:
+        """The user revoked an app (or one of its tokens or app passwords)."""
+        sessions = self.router.resources(JID(event.subject, self.domain))
+        self._end_sessions([s for s in sessions if s.app == event.object], "access was revoked")
+
+    def _on_app_suspended(self, event: NetworkEvent) -> None:
+        sessions = self.router.all_sessions()
+        self._end_sessions(
+            [s for s in sessions if s.app == event.subject],
+            "access was revoked: the app is suspended",
+        )
+
+    @staticmethod
+    def _end_sessions(sessions: Sequence[Session], reason: str) -> None:
+        for session in sessions:
+            session.close(StreamError(StreamCondition.NOT_AUTHORIZED, reason))
 
     def new_resource(self) -> str:
         return f"chinwag-{secrets.token_hex(6)}"

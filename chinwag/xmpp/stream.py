@@ -52,6 +52,8 @@ class StreamConfig:
     max_stanza_bytes: int = 262144
     auth_timeout: float = 30.0
     max_auth_failures: int = 3
+    raw_mechanisms: frozenset[str] = frozenset()
+    """Mechanisms whose <auth> text is taken as is rather than base64-decoded."""
     bound_features: tuple[tuple[str, str], ...] = ()
     """(namespace, tag) of further empty features announced after authentication."""
 
@@ -361,7 +363,10 @@ class ServerStream:
             return
         text = element.text.strip()
         try:
-            initial = _b64decode(text) if text else None
+            if mechanism in self.config.raw_mechanisms:
+                initial = text.encode() if text else None
+            else:
+                initial = _b64decode(text) if text else None
         except _SaslEncodingError:
             self._sasl_failed(
                 SaslCondition.INCORRECT_ENCODING, "the initial response is not base64"

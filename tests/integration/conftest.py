@@ -111,6 +111,7 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
                 "domain": DOMAIN,
                 "data_dir": str(tmp_path / f"server-{started}"),
                 "c2s": {"host": HOST, "port": 0, "direct_tls_port": 0},
+                "http": {"host": HOST, "port": 0},
             }
             settings = settings_from_mapping(deep_merge(defaults, overrides))
             app = await asyncio.wait_for(stack.enter_async_context(running(settings)), TIMEOUT)

@@ -193,6 +193,7 @@ def server_config(tmp_path: Path, template_data: Path) -> tuple[Path, ServerHand
             "domain": DOMAIN,
             "data_dir": str(data),
             "c2s": {"host": HOST, "port": handle.port, "direct_tls_port": handle.direct_tls_port},
+            "http": {"host": HOST, "port": free_port()},
         },
     )
     return config, handle
@@ -285,8 +286,8 @@ def test_unknown_config_key_exits_2_naming_it(
 async def test_serve_without_any_config_uses_the_defaults_in_the_working_directory(
     tmp_path: Path, processes: list[ServeProcess]
 ) -> None:
-    if not (port_is_free(5222) and port_is_free(5223)):
-        pytest.skip("the default ports 5222 and 5223 are in use on 127.0.0.1")
+    if not (port_is_free(5222) and port_is_free(5223) and port_is_free(5280)):
+        pytest.skip("the default ports 5222, 5223 and 5280 are in use on 127.0.0.1")
     cwd = tmp_path / "empty"
     cwd.mkdir()
     serve = await ServeProcess.start(cwd=cwd)
@@ -317,6 +318,7 @@ def test_busy_port_is_reported_in_one_line(tmp_path: Path) -> None:
             {
                 "data_dir": str(tmp_path / "data"),
                 "c2s": {"host": HOST, "port": port, "direct_tls_port": free_port()},
+                "http": {"host": HOST, "port": free_port()},
             },
         )
 

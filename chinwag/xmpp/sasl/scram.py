@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import secrets
+from collections.abc import Sequence
 
 from scramp import ScramException, ScramMechanism
 from scramp.core import ScramServer
@@ -43,12 +45,17 @@ def _stand_in_credentials(username: str) -> ScramCredentials:
 
 
 class ScramExchange:
-    """One server-side SCRAM exchange."""
+    """One server-side SCRAM exchange, checked against one or more candidate credentials.
+
+    Candidates (an account password and its app passwords, say) share one salt and
+    iteration count, so the client sees a single challenge; its proof tells which
+    one it knows.
+    """
 
     def __init__(self, mechanism_name: str) -> None:
         self._mechanism = ScramMechanism(mechanism_name)
         self._client_first = ""
-        self._server: ScramServer | None = None
+        self._servers: list[ScramServer | None] = []
         self.username = ""
 
     def receive_client_first(self, message: bytes | None) -> str:
@@ -67,25 +74,38 @@ class ScramExchange:
         self.username = names[0]
         return self.username
 
-    def server_first(self, credentials: ScramCredentials | None) -> bytes:
-        """The server-first challenge, computed with the user's stored credentials."""
-        chosen = credentials or _stand_in_credentials(self.username)
-        server = self._mechanism.make_server(lambda _username: chosen)
-        try:
-            server.set_client_first(self._client_first)
-            challenge = server.get_server_first()
-        except ScramException as error:
-            raise SaslFailure(SaslCondition.MALFORMED_REQUEST, str(error)) from None
-        self._server = server
+    def server_first(self, candidates: Sequence[ScramCredentials]) -> bytes:
+        """The server-first challenge. Candidates whose salt or iteration count differ
+        from the first one's cannot share the challenge and are left out."""
+        chosen = list(candidates) or [_stand_in_credentials(self.username)]
+        salt, _stored, _server, iterations = chosen[0]
+        nonce = secrets.token_urlsafe(18)
+        challenge = ""
+        for credentials in chosen:
+            if (credentials[0], credentials[3]) != (salt, iterations):
+                self._servers.append(None)
+                continue
+            server = self._mechanism.make_server(lambda _username, c=credentials: c, s_nonce=nonce)
+            try:
+                server.set_client_first(self._client_first)
+                challenge = server.get_server_first()
+            except ScramException as error:
+                raise SaslFailure(SaslCondition.MALFORMED_REQUEST, str(error)) from None
+            self._servers.append(server)
         return challenge.encode()
 
-    def receive_client_final(self, message: bytes | None) -> bytes:
-        """Check the client's proof; returns the server-final message (the success data)."""
-        if self._server is None:
+    def receive_client_final(self, message: bytes | None) -> tuple[int, bytes]:
+        """Check the client's proof; returns which candidate it matched and the
+        server-final message (the success data)."""
+        if not self._servers:
             raise SaslFailure(SaslCondition.MALFORMED_REQUEST, "SCRAM messages out of order")
         text = _decode(message, "client-final")
-        try:
-            self._server.set_client_final(text)
-        except ScramException:
-            raise SaslFailure(SaslCondition.NOT_AUTHORIZED, "authentication failed") from None
-        return self._server.get_server_final().encode()
+        for index, server in enumerate(self._servers):
+            if server is None:
+                continue
+            try:
+                server.set_client_final(text)
+            except ScramException:
+                continue
+            return index, server.get_server_final().encode()
+        raise SaslFailure(SaslCondition.NOT_AUTHORIZED, "authentication failed")

@@ -93,8 +93,8 @@ def exchange(
     client = ScramClient([mechanism], username, client_password)
     server = ScramExchange(mechanism)
     assert server.receive_client_first(client.get_client_first().encode()) == username
-    client.set_server_first(server.server_first(stored).decode())
-    final = server.receive_client_final(client.get_client_final().encode())
+    client.set_server_first(server.server_first([stored] if stored else []).decode())
+    _index, final = server.receive_client_final(client.get_client_final().encode())
     return client, server, final
 
 
@@ -136,7 +136,7 @@ def server_first_attributes(mechanism: str, username: str, stored: ScramCredenti
     client = ScramClient([mechanism], username, PASSWORD)
     server = ScramExchange(mechanism)
     server.receive_client_first(client.get_client_first().encode())
-    text = server.server_first(stored).decode()
+    text = server.server_first([stored] if stored else []).decode()
     return dict(part.split("=", 1) for part in text.split(","))
 
 
@@ -187,7 +187,7 @@ def test_scram_client_final_before_server_first() -> None:
 def test_scram_empty_or_undecodable_client_final(data: bytes | None) -> None:
     server = ScramExchange("SCRAM-SHA-1")
     server.receive_client_first(b"n,,n=juliet,r=abcdef")
-    server.server_first(credentials("SCRAM-SHA-1"))
+    server.server_first([credentials("SCRAM-SHA-1")])
     with pytest.raises(SaslFailure) as caught:
         server.receive_client_final(data)
     assert caught.value.condition is SaslCondition.MALFORMED_REQUEST
@@ -198,7 +198,7 @@ def test_scram_tampered_client_final() -> None:
     client = ScramClient([mechanism], "juliet", PASSWORD)
     server = ScramExchange(mechanism)
     server.receive_client_first(client.get_client_first().encode())
-    client.set_server_first(server.server_first(credentials(mechanism)).decode())
+    client.set_server_first(server.server_first([credentials(mechanism)]).decode())
     final = client.get_client_final()
     tampered = final.replace("r=", "r=x", 1)
     with pytest.raises(SaslFailure) as caught:
@@ -215,7 +215,7 @@ def test_scram_client_first_only_ever_raises_sasl_failure(prefix: bytes, tail: b
     server = ScramExchange("SCRAM-SHA-1")
     try:
         server.receive_client_first(prefix + tail)
-        server.server_first(None)
+        server.server_first([])
     except SaslFailure:
         pass
 
@@ -228,6 +228,23 @@ def test_scram_client_first_only_ever_raises_sasl_failure(prefix: bytes, tail: b
 def test_scram_client_final_only_ever_raises_sasl_failure(prefix: bytes, tail: bytes) -> None:
     server = ScramExchange("SCRAM-SHA-1")
     server.receive_client_first(b"n,,n=juliet,r=abcdef")
-    server.server_first(None)
+    server.server_first([])
     with pytest.raises(SaslFailure):
         server.receive_client_final(prefix + tail)
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_scram_tells_which_of_several_candidates_the_client_knows(mechanism: str) -> None:
+    """An account password and app passwords share one salt, so one challenge serves all."""
+    scram = ScramMechanism(mechanism)
+    first = scram.make_auth_info("first-password", 4096)
+    salt = first[0]
+    second = scram.make_auth_info("second-password", 4096, salt=salt)
+    other_salt = scram.make_auth_info("second-password", 4096)
+    client = ScramClient([mechanism], "juliet", "second-password")
+    server = ScramExchange(mechanism)
+    server.receive_client_first(client.get_client_first().encode())
+    client.set_server_first(server.server_first([first, other_salt, second]).decode())
+    index, final = server.receive_client_final(client.get_client_final().encode())
+    assert index == 2
+    client.set_server_final(final.decode())

@@ -1,0 +1,71 @@
+"""Who may sign in over XMPP: the platform's answer to the stream's Authenticator protocol.
+
+Account passwords (unless ``auth.account_passwords = false``, the strict mode of the
+modelled service), app passwords, which count as their app, and access tokens that
+carry the ``wl.messenger`` scope and belong to an active app.
+"""
+
+from __future__ import annotations
+
+from chinwag.network.accounts import (
+    AccountService,
+    InvalidUsername,
+    StoredScram,
+    normalize_username,
+)
+from chinwag.oauth.service import AppPasswordGrant, OAuthService
+from chinwag.server.auth import SIGN_IN_SCOPE, Grant
+from chinwag.xmpp.sasl.scram import ScramCredentials
+
+
+def _scram(stored: StoredScram) -> ScramCredentials:
+    return stored.salt, stored.stored_key, stored.server_key, stored.iterations
+
+
+def _app_grant(grant: AppPasswordGrant) -> Grant:
+    return Grant(grant.username, grant.client_id, grant.app_password_id)
+
+
+class PlatformAuthenticator:
+    def __init__(
+        self, accounts: AccountService, oauth: OAuthService, *, account_passwords: bool
+    ) -> None:
+        self._accounts = accounts
+        self._oauth = oauth
+        self._account_passwords = account_passwords
+
+    def prepare_username(self, name: str) -> str | None:
+        try:
+            return normalize_username(name)
+        except InvalidUsername:
+            return None
+
+    async def check_password(self, username: str, password: str) -> Grant | None:
+        if self._account_passwords and await self._accounts.verify_password(username, password):
+            return Grant(username)
+        app_grant = await self._oauth.check_app_password(username, password)
+        return _app_grant(app_grant) if app_grant is not None else None
+
+    async def scram_candidates(
+        self, username: str, mechanism: str
+    ) -> list[tuple[ScramCredentials, Grant]]:
+        candidates: list[tuple[ScramCredentials, Grant]] = []
+        if self._account_passwords:
+            stored = await self._accounts.scram_credentials(username, mechanism)
+            if stored is not None:
+                candidates.append((_scram(stored), Grant(username)))
+        for stored, app_grant in await self._oauth.app_password_candidates(username, mechanism):
+            candidates.append((_scram(stored), _app_grant(app_grant)))
+        return candidates
+
+    async def signed_in(self, grant: Grant) -> None:
+        if grant.app is not None and grant.app_password is not None:
+            await self._oauth.app_password_used(
+                AppPasswordGrant(grant.username, grant.app, grant.app_password)
+            )
+
+    async def check_token(self, token: str) -> Grant | None:
+        token_grant = await self._oauth.check_token(token)
+        if token_grant is None or SIGN_IN_SCOPE not in token_grant.scopes:
+            return None
+        return Grant(token_grant.username, token_grant.client_id)

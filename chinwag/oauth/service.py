@@ -1,0 +1,488 @@
+"""The OAuth platform as the rest of chinwag uses it: apps, tokens, consents, app passwords.
+
+The command line and the web pages manage apps and grants through
+:class:`OAuthService`; the XMPP server asks it whether a token or an app password
+may sign in. The protocol endpoints themselves (authorize, token, revoke,
+introspect) are :attr:`OAuthService.endpoints`, built on Authlib in
+``chinwag.oauth.server``.
+
+Every revocation, suspension and deletion is announced on the network event
+outbox (``oauth.revoked``, ``oauth.app_suspended``), so that whichever process
+holds the affected XMPP sessions ends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from chinwag.config import OAuthSettings
+from chinwag.network.accounts import (
+    MECHANISMS,
+    AccountService,
+    InvalidPassword,
+    InvalidUsername,
+    NoSuchAccount,
+    StoredScram,
+    derive_matching,
+    normalize_username,
+)
+from chinwag.oauth.scopes import MESSENGER, UnknownScope, parse_scope
+from chinwag.oauth.server import OAuthEndpoints
+from chinwag.oauth.tokens import (
+    bearer_token,
+    digest,
+    new_app_password,
+    new_client_id,
+    new_family_id,
+    new_secret,
+    token_row,
+)
+from chinwag.store.events import UNAPPLIED
+from chinwag.store.models import utc_now
+from chinwag.store.oauth import (
+    OAUTH_APP_SUSPENDED,
+    OAUTH_REVOKED,
+    AppPasswordRecord,
+    AppPasswordVerifier,
+    AppRecord,
+    Consent,
+    NewApp,
+    NoSuchApp,
+    OAuthRepository,
+)
+from chinwag.store.oauth_models import MAX_APP_NAME, MAX_LABEL
+
+__all__ = [
+    "OAUTH_APP_SUSPENDED",
+    "OAUTH_REVOKED",
+    "AppInfo",
+    "AppPasswordGrant",
+    "AppPasswordRecord",
+    "AppSuspended",
+    "Consent",
+    "InvalidRegistration",
+    "InvalidRequest",
+    "IssuedToken",
+    "NoSuchAccount",
+    "NoSuchApp",
+    "OAuthService",
+    "RegisteredApp",
+    "TokenGrant",
+    "UnknownScope",
+]
+
+_PLAIN_CHECK_MECHANISM = "SCRAM-SHA-256"
+
+
+class InvalidRequest(ValueError):
+    """A request the service cannot meet, said in one line."""
+
+
+class InvalidRegistration(InvalidRequest):
+    pass
+
+
+class AppSuspended(Exception):
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        super().__init__(f"app '{client_id}' is suspended")
+
+
+@dataclass(frozen=True, slots=True)
+class AppInfo:
+    client_id: str
+    name: str
+    redirect_uris: tuple[str, ...]
+    public: bool
+    allow_implicit: bool
+    owner: str | None
+    status: str
+    """``active`` or ``suspended``."""
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredApp:
+    app: AppInfo
+    client_secret: str | None
+    """Shown once, never stored; None for public apps."""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+    refresh_token: str | None
+    expires_at: datetime
+
+    def response(self) -> dict[str, str | int]:
+        """The RFC 6749 section 5.1 token response."""
+        body: dict[str, str | int] = {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        }
+        if self.refresh_token is not None:
+            body["refresh_token"] = self.refresh_token
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """What a live access token allows: an app acting for a user."""
+
+    username: str
+    client_id: str
+    scopes: frozenset[str]
+    token_id: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AppPasswordGrant:
+    """A sign-in with an app password: it counts as the app."""
+
+    username: str
+    client_id: str
+    app_password_id: int
+
+
+class OAuthService:
+    """Apps, grants and credentials; usernames are normalised on the way in.
+
+    ``origin`` marks the outbox events this service writes (see
+    ``chinwag.network.events``); the default marks them as applied by nobody, so
+    every process's reader, this one's included, acts on them.
+    """
+
+    def __init__(
+        self,
+        repo: OAuthRepository,
+        accounts: AccountService,
+        settings: OAuthSettings,
+        origin: str = UNAPPLIED,
+    ) -> None:
+        self._repo = repo
+        self._accounts = accounts
+        self._settings = settings
+        self._origin = origin
+        self.endpoints = OAuthEndpoints(repo, settings, origin)
+
+    # -- apps
+
+    async def register_app(
+        self,
+        name: str,
+        redirect_uris: Sequence[str],
+        *,
+        public: bool = False,
+        allow_implicit: bool = False,
+        owner: str | None = None,
+    ) -> RegisteredApp:
+        """Register an app; the client secret of a confidential app is returned only here."""
+        checked_name = _check_name(name)
+        uris = tuple(dict.fromkeys(_check_redirect_uri(uri) for uri in redirect_uris))
+        if not uris:
+            raise InvalidRegistration("an app needs at least one redirect URI")
+        if allow_implicit and not public:
+            raise InvalidRegistration(
+                "the implicit grant is for public apps (in a browser, they cannot keep "
+                "a secret): register the app as public too"
+            )
+        secret = None if public else new_secret()
+        record = await self._repo.add_app(
+            NewApp(
+                client_id=new_client_id(),
+                name=checked_name,
+                secret_hash=None if secret is None else digest(secret),
+                redirect_uris=uris,
+                public=public,
+                allow_implicit=allow_implicit,
+                owner=None if owner is None else normalize_username(owner),
+            )
+        )
+        return RegisteredApp(_app_info(record), secret)
+
+    async def list_apps(self) -> list[AppInfo]:
+        return [_app_info(record) for record in await self._repo.apps()]
+
+    async def get_app(self, client_id: str) -> AppInfo | None:
+        record = await self._repo.app(client_id)
+        return None if record is None else _app_info(record)
+
+    async def suspend_app(self, client_id: str) -> None:
+        """Suspend the app: its tokens are revoked and its sessions end; raises NoSuchApp."""
+        if not await self._repo.suspend_app(client_id, self._origin):
+            raise NoSuchApp(client_id)
+
+    async def resume_app(self, client_id: str) -> None:
+        """Let a suspended app in again (its revoked tokens stay revoked); raises NoSuchApp."""
+        if not await self._repo.resume_app(client_id):
+            raise NoSuchApp(client_id)
+
+    async def delete_app(self, client_id: str) -> None:
+        """Delete the app with every grant to it; its sessions end; raises NoSuchApp."""
+        if not await self._repo.delete_app(client_id, self._origin):
+            raise NoSuchApp(client_id)
+
+    # -- tokens and consents
+
+    async def issue_token(
+        self,
+        client_id: str,
+        username: str,
+        scopes: str | Iterable[str],
+        ttl: int | None = None,
+    ) -> IssuedToken:
+        """A token issued without the browser, as if the user had approved the app.
+
+        A refresh token comes with it when ``scopes`` has ``wl.offline_access``.
+        Raises NoSuchApp, AppSuspended, NoSuchAccount, InvalidUsername, UnknownScope.
+        """
+        user = normalize_username(username)
+        scope = " ".join(parse_scope(scopes))
+        await self._require_active_app(client_id)
+        expires_in = self._settings.access_token_ttl_seconds if ttl is None else ttl
+        if expires_in <= 0:
+            raise InvalidRequest("the lifetime of a token must be at least one second")
+        await self._repo.grant_consent(user, client_id, scope, remembered=None)
+        token = bearer_token(scope, expires_in, refreshable=True)
+        row = token_row(
+            token,
+            client_id=client_id,
+            username=user,
+            family_id=new_family_id(),
+            refresh_ttl=self._settings.refresh_token_ttl_seconds,
+            now=utc_now(),
+        )
+        await self._repo.add_token(row)
+        return IssuedToken(
+            access_token=token["access_token"],
+            token_type=token["token_type"],
+            expires_in=expires_in,
+            scope=scope,
+            refresh_token=token.get("refresh_token"),
+            expires_at=row.expires_at,
+        )
+
+    async def revoke_token(self, token: str) -> bool:
+        """Revoke the grant an access or refresh token belongs to; False if unknown."""
+        hashed = digest(token)
+        record = await self._repo.token_by_access(hashed) or await self._repo.token_by_refresh(
+            hashed
+        )
+        if record is None:
+            return False
+        await self._repo.revoke_family(record.family_id, self._origin)
+        return True
+
+    async def check_token(self, token: str) -> TokenGrant | None:
+        """What the access token allows, if it is live, unrevoked and its app active."""
+        record = await self._repo.token_by_access(digest(token))
+        if (
+            record is None
+            or record.revoked
+            or not record.app_active
+            or record.expires_at <= utc_now()
+        ):
+            return None
+        return TokenGrant(
+            username=record.username,
+            client_id=record.client_id,
+            scopes=frozenset(record.scope.split()),
+            token_id=record.id,
+            expires_at=record.expires_at,
+        )
+
+    async def remembered(self, username: str, client_id: str, scopes: Iterable[str]) -> bool:
+        """Whether the user chose to skip the consent page for ``scopes`` of this app."""
+        consent = await self._repo.consent(normalize_username(username), client_id)
+        return (
+            consent is not None and consent.remembered and set(scopes) <= set(consent.scope.split())
+        )
+
+    async def record_consent(
+        self, username: str, client_id: str, scopes: Iterable[str], remember: bool
+    ) -> None:
+        """The user approved ``scopes`` for the app on the consent page."""
+        scope = " ".join(parse_scope(scopes))
+        await self._repo.grant_consent(normalize_username(username), client_id, scope, remember)
+
+    async def connected_apps(self, username: str) -> list[Consent]:
+        """The apps the user granted access to, by name."""
+        return await self._repo.consents(normalize_username(username))
+
+    async def revoke_app_for_user(self, username: str, client_id: str) -> bool:
+        """End the app's access to the user: tokens, consent, app passwords and sessions.
+
+        False if the app had none; raises NoSuchApp, NoSuchAccount.
+        """
+        return await self._repo.revoke_user_app(
+            normalize_username(username), client_id, self._origin
+        )
+
+    # -- app passwords
+
+    async def create_app_password(
+        self, username: str, client_id: str, label: str
+    ) -> tuple[int, str]:
+        """A new app password for the app, shown only now: (its id, the password).
+
+        Its SCRAM verifiers take the salt and iteration count of the account's own,
+        so one SCRAM exchange can be checked against all of them.
+        """
+        user = normalize_username(username)
+        await self._require_active_app(client_id)
+        checked_label = _check_label(label)
+        password = new_app_password()
+        models = [
+            model
+            for mechanism in MECHANISMS
+            if (model := await self._accounts.scram_credentials(user, mechanism)) is not None
+        ]
+        verifiers = await asyncio.to_thread(
+            lambda: [derive_matching(password, model) for model in models]
+        )
+        await self._repo.grant_consent(user, client_id, MESSENGER, remembered=None)
+        password_id = await self._repo.add_app_password(user, client_id, checked_label, verifiers)
+        return password_id, password
+
+    async def list_app_passwords(self, username: str) -> list[AppPasswordRecord]:
+        return await self._repo.app_passwords(normalize_username(username))
+
+    async def revoke_app_password(self, username: str, app_password_id: int) -> bool:
+        """Delete it and end the sessions of its app for the user; False if there was none."""
+        return await self._repo.delete_app_password(
+            normalize_username(username), app_password_id, self._origin
+        )
+
+    async def app_password_candidates(
+        self, username: str, mechanism: str
+    ) -> list[tuple[StoredScram, AppPasswordGrant]]:
+        """The user's app-password verifiers for a SCRAM ``mechanism``, for active apps.
+
+        All share the salt and iteration count of the account's own verifier for
+        that mechanism, which the server-first message announces (verifiers made
+        before a password change, with the old salt, are left out).
+        """
+        try:
+            user = normalize_username(username)
+        except InvalidUsername:
+            return []
+        account = await self._accounts.scram_credentials(user, mechanism)
+        if account is None:
+            return []
+        return [
+            (verifier.scram, AppPasswordGrant(user, verifier.client_id, verifier.id))
+            for verifier in await self._repo.app_password_verifiers(user, mechanism)
+            if (verifier.scram.salt, verifier.scram.iterations)
+            == (account.salt, account.iterations)
+        ]
+
+    async def check_app_password(self, username: str, password: str) -> AppPasswordGrant | None:
+        """The grant of the app password ``password`` of the user (for SASL PLAIN), or None."""
+        try:
+            user = normalize_username(username)
+        except InvalidUsername:
+            return None
+        verifiers = await self._repo.app_password_verifiers(user, _PLAIN_CHECK_MECHANISM)
+        found = await asyncio.to_thread(_matching_verifier, password, verifiers)
+        if found is None:
+            return None
+        return AppPasswordGrant(user, found.client_id, found.id)
+
+    async def app_password_used(self, grant: AppPasswordGrant) -> None:
+        """Record a sign-in with the app password (the connected-apps page shows when)."""
+        await self._repo.touch_app_password(grant.app_password_id, utc_now())
+
+    async def _require_active_app(self, client_id: str) -> None:
+        app = await self._repo.app(client_id)
+        if app is None:
+            raise NoSuchApp(client_id)
+        if not app.active:
+            raise AppSuspended(client_id)
+
+
+def _matching_verifier(
+    password: str, verifiers: Sequence[AppPasswordVerifier]
+) -> AppPasswordVerifier | None:
+    """The verifier ``password`` matches; one PBKDF2 run per distinct salt."""
+    derived: dict[tuple[bytes, int], bytes | None] = {}
+    for verifier in verifiers:
+        scram = verifier.scram
+        key = (scram.salt, scram.iterations)
+        if key not in derived:
+            try:
+                derived[key] = derive_matching(password, scram).stored_key
+            except InvalidPassword:
+                derived[key] = None
+        stored_key = derived[key]
+        if stored_key is not None and hmac.compare_digest(stored_key, scram.stored_key):
+            return verifier
+    return None
+
+
+def _app_info(record: AppRecord) -> AppInfo:
+    return AppInfo(
+        client_id=record.client_id,
+        name=record.name,
+        redirect_uris=record.redirect_uris,
+        public=record.public,
+        allow_implicit=record.allow_implicit,
+        owner=record.owner,
+        status=record.status,
+        created_at=record.created_at,
+    )
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise InvalidRegistration("the app's name is empty")
+    if len(name) > MAX_APP_NAME:
+        raise InvalidRegistration(f"the app's name is longer than {MAX_APP_NAME} characters")
+    return name
+
+
+def _check_label(label: str) -> str:
+    label = label.strip()
+    if not label:
+        raise InvalidRequest("the app password's label is empty")
+    if len(label) > MAX_LABEL:
+        raise InvalidRequest(f"the app password's label is longer than {MAX_LABEL} characters")
+    return label
+
+
+def _check_redirect_uri(uri: str) -> str:
+    """``uri`` if an app may register it (RFC 6749 3.1.2, RFC 8252 7, RFC 9700 2.1)."""
+    parts = urlsplit(uri)
+    if parts.fragment or "#" in uri:
+        raise InvalidRegistration(f"redirect URI {uri!r} must not have a fragment")
+    if parts.scheme == "https" and parts.hostname:
+        return uri
+    if parts.scheme == "http" and _is_loopback(parts.hostname):
+        return uri
+    if "." in parts.scheme:  # a private-use scheme of a native app: com.example.app:/callback
+        return uri
+    raise InvalidRegistration(
+        f"redirect URI {uri!r} must use https, http on a loopback address, or a "
+        "private-use scheme such as com.example.app:/callback"
+    )
+
+
+def _is_loopback(hostname: str | None) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return hostname is not None and ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,389 @@
+"""The ``chinwag app``, ``chinwag token`` and ``chinwag app-password`` commands.
+
+Typer sub-applications for ``chinwag.cli`` to mount. They follow its conventions:
+``--config FILE`` (or ``$CHINWAG_CONFIG``), ``--json`` for machine-readable
+results on stdout, and a problem the operator can fix as one line on stderr with
+exit status 2 for configuration and 1 for everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.exc import DBAPIError
+
+from chinwag.config import ConfigError, Settings, load_settings
+from chinwag.network.accounts import AccountService, InvalidUsername
+from chinwag.oauth.service import (
+    AppInfo,
+    AppPasswordRecord,
+    AppSuspended,
+    InvalidRequest,
+    NoSuchAccount,
+    NoSuchApp,
+    OAuthService,
+    UnknownScope,
+)
+from chinwag.store.accounts import SqlAccountRepository
+from chinwag.store.db import Database, redacted
+from chinwag.store.oauth import SqlOAuthRepository
+
+T = TypeVar("T")
+
+CONFIG_EXIT = 2
+FAILURE_EXIT = 1
+
+app_cli = typer.Typer(help="Register and manage third-party apps.", no_args_is_help=True)
+token_cli = typer.Typer(help="Issue and revoke access tokens.", no_args_is_help=True)
+app_password_cli = typer.Typer(
+    help="Passwords that let one app sign in for a user with SCRAM or PLAIN.",
+    no_args_is_help=True,
+)
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="Settings file (default: $CHINWAG_CONFIG, else built-in defaults).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+ClientIdArgument = Annotated[str, typer.Argument(metavar="CLIENT_ID", help="The app's client_id.")]
+AppOption = Annotated[str, typer.Option("--app", metavar="CLIENT_ID", help="The app's client_id.")]
+UserOption = Annotated[
+    str, typer.Option("--user", metavar="NAME", help="Username: the part of the JID before '@'.")
+]
+
+_SERVICE_ERRORS = (
+    NoSuchApp,
+    NoSuchAccount,
+    AppSuspended,
+    InvalidRequest,
+    InvalidUsername,
+    UnknownScope,
+)
+
+
+# -- chinwag app
+
+
+@app_cli.command("register")
+def app_register(
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Shown to users on the consent page.")
+    ],
+    redirect_uris: Annotated[
+        list[str],
+        typer.Option(
+            "--redirect-uri",
+            metavar="URI",
+            help="Where users come back with a code or token; repeat for several.",
+        ),
+    ],
+    public: Annotated[
+        bool, typer.Option("--public", help="An app that cannot keep a secret (mobile, browser).")
+    ] = False,
+    allow_implicit: Annotated[
+        bool,
+        typer.Option(
+            "--allow-implicit",
+            help="Allow the implicit grant (response_type=token); needs --public.",
+        ),
+    ] = False,
+    owner: Annotated[
+        str | None, typer.Option("--owner", metavar="NAME", help="The developer's username.")
+    ] = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Register an app and print its client_id (and, if confidential, its secret)."""
+    registered = _run(
+        _settings(config),
+        lambda oauth: oauth.register_app(
+            name, redirect_uris, public=public, allow_implicit=allow_implicit, owner=owner
+        ),
+    )
+    secret = registered.client_secret
+    if json_output:
+        _print_json({**_app_json(registered.app), "client_secret": secret})
+        return
+    out.print(Text.assemble(("✓ ", "green"), f"Registered {registered.app.name}"))
+    out.print(Text(f"client_id:     {registered.app.client_id}"))
+    if secret is not None:
+        out.print(Text(f"client_secret: {secret}"))
+        out.print("Keep the secret safe: it is shown only now.")
+
+
+@app_cli.command("list")
+def app_list(config: ConfigOption = None, json_output: JsonOption = False) -> None:
+    """List every registered app."""
+    apps = _run(_settings(config), lambda oauth: oauth.list_apps())
+    if json_output:
+        _print_json([_app_json(app) for app in apps])
+    elif apps:
+        out.print(_app_table(apps))
+    else:
+        out.print("No apps yet.")
+
+
+@app_cli.command("show")
+def app_show(
+    client_id: ClientIdArgument, config: ConfigOption = None, json_output: JsonOption = False
+) -> None:
+    """Show one app."""
+    found = _run(_settings(config), lambda oauth: oauth.get_app(client_id))
+    if found is None:
+        _fail(str(NoSuchApp(client_id)))
+    if json_output:
+        _print_json(_app_json(found))
+        return
+    for key, value in _app_json(found).items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        out.print(Text(f"{key + ':':16}{'' if shown is None else shown}"))
+
+
+@app_cli.command("suspend")
+def app_suspend(
+    client_id: ClientIdArgument, config: ConfigOption = None, json_output: JsonOption = False
+) -> None:
+    """Suspend an app: its tokens are revoked and its users' sessions of it end."""
+    _run(_settings(config), lambda oauth: oauth.suspend_app(client_id))
+    _done(json_output, {"client_id": client_id, "status": "suspended"}, f"Suspended {client_id}")
+
+
+@app_cli.command("resume")
+def app_resume(
+    client_id: ClientIdArgument, config: ConfigOption = None, json_output: JsonOption = False
+) -> None:
+    """Let a suspended app in again (users must authorize it anew)."""
+    _run(_settings(config), lambda oauth: oauth.resume_app(client_id))
+    _done(json_output, {"client_id": client_id, "status": "active"}, f"Resumed {client_id}")
+
+
+@app_cli.command("delete")
+def app_delete(
+    client_id: ClientIdArgument, config: ConfigOption = None, json_output: JsonOption = False
+) -> None:
+    """Delete an app with every token, consent and app password for it."""
+    _run(_settings(config), lambda oauth: oauth.delete_app(client_id))
+    _done(json_output, {"client_id": client_id, "deleted": True}, f"Deleted {client_id}")
+
+
+# -- chinwag token
+
+
+@token_cli.command("issue")
+def token_issue(
+    client_id: AppOption,
+    user: UserOption,
+    scope: Annotated[
+        str,
+        typer.Option(
+            "--scope",
+            metavar="SCOPES",
+            help='Space-separated, e.g. "wl.messenger wl.offline_access".',
+        ),
+    ],
+    ttl: Annotated[
+        int | None,
+        typer.Option(
+            "--ttl", metavar="SECONDS", min=1, help="Lifetime (default: from the config)."
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Issue a token for an app and a user, without the browser."""
+    issued = _run(_settings(config), lambda oauth: oauth.issue_token(client_id, user, scope, ttl))
+    if json_output:
+        _print_json(issued.response())
+        return
+    out.print(Text(f"access_token:  {issued.access_token}"))
+    if issued.refresh_token is not None:
+        out.print(Text(f"refresh_token: {issued.refresh_token}"))
+    out.print(Text(f"scope:         {issued.scope}"))
+    out.print(f"expires:       {issued.expires_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@token_cli.command("revoke")
+def token_revoke(
+    token: Annotated[str, typer.Argument(metavar="TOKEN", help="An access or refresh token.")],
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Revoke a token with every token of its grant; the sessions it opened end."""
+    if not _run(_settings(config), lambda oauth: oauth.revoke_token(token)):
+        _fail("no such token")
+    _done(json_output, {"revoked": True}, "Revoked the token")
+
+
+# -- chinwag app-password
+
+
+@app_password_cli.command("create")
+def app_password_create(
+    user: UserOption,
+    client_id: AppOption,
+    label: Annotated[
+        str, typer.Option("--label", help="A reminder of where it is used.")
+    ] = "command line",
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Make an app password: the user types it in the app instead of their own password."""
+    password_id, password = _run(
+        _settings(config), lambda oauth: oauth.create_app_password(user, client_id, label)
+    )
+    if json_output:
+        _print_json({"id": password_id, "password": password, "client_id": client_id})
+        return
+    out.print(Text.assemble(("✓ ", "green"), f"App password {password_id} for {client_id}:"))
+    out.print(Text(password))
+    out.print("It is shown only now.")
+
+
+@app_password_cli.command("list")
+def app_password_list(
+    user: UserOption, config: ConfigOption = None, json_output: JsonOption = False
+) -> None:
+    """List a user's app passwords (never the passwords themselves)."""
+    records = _run(_settings(config), lambda oauth: oauth.list_app_passwords(user))
+    if json_output:
+        _print_json([_app_password_json(record) for record in records])
+    elif records:
+        out.print(_app_password_table(records))
+    else:
+        out.print("No app passwords.")
+
+
+@app_password_cli.command("revoke")
+def app_password_revoke(
+    password_id: Annotated[int, typer.Argument(metavar="ID", help="As listed.")],
+    user: UserOption,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete an app password; the sessions of its app for the user end."""
+    if not _run(_settings(config), lambda oauth: oauth.revoke_app_password(user, password_id)):
+        _fail(f"no app password {password_id} for {user}")
+    _done(json_output, {"id": password_id, "revoked": True}, f"Revoked app password {password_id}")
+
+
+# -- helpers
+
+
+def _settings(config: str | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as error:
+        _fail(str(error), CONFIG_EXIT)
+
+
+def _run(settings: Settings, action: Callable[[OAuthService], Awaitable[T]]) -> T:
+    """Run ``action`` on the OAuth service, creating or migrating the store first."""
+    url = settings.database_url
+    try:
+        return asyncio.run(_with_oauth(settings, action))
+    except _SERVICE_ERRORS as error:
+        _fail(str(error))
+    except (OSError, DBAPIError) as error:
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        _fail(f"cannot use the database {redacted(url)}: {reason}")
+
+
+async def _with_oauth(settings: Settings, action: Callable[[OAuthService], Awaitable[T]]) -> T:
+    db = Database.open(settings.database_url)
+    try:
+        await db.migrate()
+        accounts = AccountService(SqlAccountRepository(db))
+        return await action(OAuthService(SqlOAuthRepository(db), accounts, settings.oauth))
+    finally:
+        await db.close()
+
+
+def _app_json(app: AppInfo) -> dict[str, Any]:
+    return {
+        "client_id": app.client_id,
+        "name": app.name,
+        "redirect_uris": list(app.redirect_uris),
+        "public": app.public,
+        "allow_implicit": app.allow_implicit,
+        "owner": app.owner,
+        "status": app.status,
+        "created_at": app.created_at.isoformat(),
+    }
+
+
+def _app_table(apps: Sequence[AppInfo]) -> Table:
+    table = Table(
+        "client_id", "Name", "Type", "Status", "Redirect URIs", box=None, header_style="bold"
+    )
+    for app in apps:
+        kind = ("public" if app.public else "confidential") + (
+            ", implicit" if app.allow_implicit else ""
+        )
+        table.add_row(
+            Text(app.client_id),
+            Text(app.name),
+            kind,
+            app.status,
+            Text("\n".join(app.redirect_uris)),
+        )
+    return table
+
+
+def _app_password_json(record: AppPasswordRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "client_id": record.client_id,
+        "app": record.app_name,
+        "label": record.label,
+        "created_at": record.created_at.isoformat(),
+        "last_used_at": None if record.last_used_at is None else record.last_used_at.isoformat(),
+    }
+
+
+def _app_password_table(records: Sequence[AppPasswordRecord]) -> Table:
+    table = Table(
+        "ID", "App", "Label", "Created (UTC)", "Last used (UTC)", box=None, header_style="bold"
+    )
+    for record in records:
+        used = record.last_used_at
+        table.add_row(
+            str(record.id),
+            Text(record.app_name),
+            Text(record.label),
+            f"{record.created_at:%Y-%m-%d %H:%M}",
+            "never" if used is None else f"{used:%Y-%m-%d %H:%M}",
+        )
+    return table
+
+
+def _done(json_output: bool, data: dict[str, Any], message: str) -> None:
+    """Report success: ``data`` as JSON, or ``message`` for people."""
+    if json_output:
+        _print_json(data)
+    else:
+        out.print(Text.assemble(("✓ ", "green"), message))
+
+
+def _print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+
+
+def _fail(message: str, status: int = FAILURE_EXIT) -> NoReturn:
+    err.print(Text.assemble(("error: ", "bold red"), message))
+    raise typer.Exit(status)

@@ -1,0 +1,1 @@
+"""The HTTP side of chinwag: OAuth endpoints, sign-in, consent and connected-apps pages."""

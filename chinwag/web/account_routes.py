@@ -1,0 +1,125 @@
+"""The user's own pages: sign-in, sign-out, and connected apps with app passwords."""
+
+from __future__ import annotations
+
+import contextlib
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from chinwag.network.accounts import normalize_username
+from chinwag.oauth.service import AppSuspended, InvalidRequest, NoSuchApp
+from chinwag.web.pages import (
+    checked_form,
+    form_text,
+    local_path,
+    render,
+    services,
+    sign_in,
+    sign_out,
+    signed_in,
+)
+
+APPS_PATH = "/account/apps"
+SIGNIN_PATH = "/account/signin"
+
+
+async def home(request: Request) -> Response:
+    return RedirectResponse(APPS_PATH, 303)
+
+
+async def signin_page(request: Request) -> Response:
+    target = local_path(request.query_params.get("next", ""), APPS_PATH)
+    return render(request, "signin.html", next=target)
+
+
+async def signin(request: Request) -> Response:
+    form = await checked_form(request)
+    name, password = form_text(form, "username"), form_text(form, "password")
+    target = local_path(form_text(form, "next"), APPS_PATH)
+    if not await services(request).accounts.verify_password(name, password):
+        return render(
+            request, "signin.html", next=target, username=name, error="Wrong username or password."
+        )
+    sign_in(request, normalize_username(name))
+    return RedirectResponse(target, 303)
+
+
+async def signout(request: Request) -> Response:
+    await checked_form(request)
+    sign_out(request)
+    return RedirectResponse(SIGNIN_PATH, 303)
+
+
+async def apps_page(request: Request) -> Response:
+    user = signed_in(request)
+    if user is None:
+        return _to_signin()
+    return await _apps(request, user)
+
+
+async def revoke_app(request: Request) -> Response:
+    form = await checked_form(request)
+    user = signed_in(request)
+    if user is None:
+        return _to_signin()
+    with contextlib.suppress(NoSuchApp):  # deleted meanwhile: nothing is left to revoke
+        await services(request).oauth.revoke_app_for_user(user, form_text(form, "client_id"))
+    return RedirectResponse(APPS_PATH, 303)
+
+
+async def create_app_password(request: Request) -> Response:
+    form = await checked_form(request)
+    user = signed_in(request)
+    if user is None:
+        return _to_signin()
+    oauth = services(request).oauth
+    client_id = form_text(form, "client_id")
+    try:
+        _, password = await oauth.create_app_password(user, client_id, form_text(form, "label"))
+    except (NoSuchApp, AppSuspended, InvalidRequest) as error:
+        return await _apps(request, user, 400, error=f"No app password was made: {error}.")
+    app = await oauth.get_app(client_id)
+    return await _apps(request, user, new_password=password, new_password_app=app and app.name)
+
+
+async def revoke_app_password(request: Request) -> Response:
+    form = await checked_form(request)
+    user = signed_in(request)
+    if user is None:
+        return _to_signin()
+    password_id = form_text(form, "id")
+    if password_id.isdigit():
+        await services(request).oauth.revoke_app_password(user, int(password_id))
+    return RedirectResponse(APPS_PATH, 303)
+
+
+ROUTES = [
+    Route("/", home),
+    Route(SIGNIN_PATH, signin_page, methods=["GET"]),
+    Route(SIGNIN_PATH, signin, methods=["POST"]),
+    Route("/account/signout", signout, methods=["POST"]),
+    Route(APPS_PATH, apps_page, methods=["GET"]),
+    Route(f"{APPS_PATH}/revoke", revoke_app, methods=["POST"]),
+    Route("/account/app-passwords", create_app_password, methods=["POST"]),
+    Route("/account/app-passwords/revoke", revoke_app_password, methods=["POST"]),
+]
+
+
+async def _apps(request: Request, user: str, status: int = 200, **extra: object) -> Response:
+    oauth = services(request).oauth
+    return render(
+        request,
+        "apps.html",
+        status,
+        connected=await oauth.connected_apps(user),
+        app_passwords=await oauth.list_app_passwords(user),
+        apps=[app for app in await oauth.list_apps() if app.status == "active"],
+        **extra,
+    )
+
+
+def _to_signin() -> Response:
+    return RedirectResponse(f"{SIGNIN_PATH}?{urlencode({'next': APPS_PATH})}", 303)

@@ -1,0 +1,70 @@
+"""The web application: OAuth endpoints and the user's pages, on Starlette."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from chinwag.config import Settings
+from chinwag.network.accounts import AccountService
+from chinwag.oauth.service import OAuthService
+from chinwag.web import account_routes, oauth_routes
+from chinwag.web.pages import Services, error_page
+
+SECRET_FILE = "web-secret"
+SESSION_COOKIE = "chinwag_session"
+SESSION_SECONDS = 7 * 24 * 3600
+_MIN_SECRET_LENGTH = 32
+
+
+def build_web_app(settings: Settings, accounts: AccountService, oauth: OAuthService) -> Starlette:
+    """The ASGI application for chinwag's HTTP listener."""
+    app = Starlette(
+        routes=[*oauth_routes.ROUTES, *account_routes.ROUTES],
+        middleware=[
+            Middleware(
+                SessionMiddleware,
+                secret_key=signing_secret(settings.data_path),
+                session_cookie=SESSION_COOKIE,
+                max_age=SESSION_SECONDS,
+                same_site="lax",
+            )
+        ],
+        exception_handlers={HTTPException: _http_error},
+    )
+    app.state.services = Services(settings, accounts, oauth)
+    return app
+
+
+def signing_secret(data_dir: Path) -> str:
+    """The key that signs session cookies: ``{data_dir}/web-secret``, made (0600) if absent."""
+    path = data_dir / SECRET_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_text().strip()
+        if len(secret) < _MIN_SECRET_LENGTH:
+            raise RuntimeError(
+                f"{path} is too short to sign cookies; delete it to make a new one"
+            ) from None
+        return secret
+    secret = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as file:
+        file.write(secret + "\n")
+    return secret
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    titles = {403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
+    title = titles.get(exc.status_code, "Something went wrong")
+    return error_page(request, exc.status_code, title, exc.detail)

@@ -1,0 +1,79 @@
+"""The HTTP listener: uvicorn, run inside chinwag's own event loop.
+
+chinwag's process owns its signals (``chinwag serve`` stops every service
+gracefully on SIGINT and SIGTERM), so uvicorn's signal handling is switched off
+and the listener is started and stopped like the XMPP one. The socket is bound
+here, before uvicorn starts, so that an unusable address is an ``OSError`` from
+:meth:`HTTPServer.start` and port 0 gives a port :attr:`HTTPServer.port` reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from chinwag.config import HTTPSettings
+
+GRACEFUL_SHUTDOWN_SECONDS = 5.0
+_STARTUP_POLL_SECONDS = 0.01
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the process's signals are chinwag's, not uvicorn's
+
+
+class HTTPServer:
+    """Serves ``app`` on ``settings.host``:``settings.port`` in the running event loop."""
+
+    def __init__(self, app: ASGIApp, settings: HTTPSettings) -> None:
+        self._app = app
+        self._settings = settings
+        self._socket: socket.socket | None = None
+        self._server: _EmbeddedUvicorn | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the one chosen by the system when configured as 0)."""
+        if self._socket is None:
+            raise RuntimeError("the HTTP server is not started")
+        port: int = self._socket.getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        """Bind and start serving; returns once requests are accepted."""
+        self._socket = _bind(self._settings.host, self._settings.port)
+        config = uvicorn.Config(
+            self._app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
+        self._server = _EmbeddedUvicorn(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
+        while not self._server.started:
+            if self._task.done():
+                await self._task  # raises what stopped it
+            await asyncio.sleep(_STARTUP_POLL_SECONDS)
+
+    async def stop(self) -> None:
+        """Stop accepting, let running requests finish (a few seconds at most), close."""
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        await self._task
+        self._server = self._task = None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)

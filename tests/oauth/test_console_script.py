@@ -1,0 +1,57 @@
+"""The OAuth commands of the installed ``chinwag`` console script, run as an operator would."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from chinwag.config import CONFIG_ENV_VAR
+
+CHINWAG = Path(sys.executable).with_name("chinwag")
+
+
+def run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key != CONFIG_ENV_VAR}
+    return subprocess.run(
+        [str(CHINWAG), *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_register_an_app_and_issue_a_token(tmp_path):
+    config = tmp_path / "chinwag.toml"
+    config.write_text(f"data_dir = '{tmp_path / 'data'}'\n")
+    assert run(config, "user", "add", "alice", "--password", "wonderland").returncode == 0
+
+    registered = run(
+        config, "app", "register", "Bot", "--redirect-uri", "https://a.example/cb", "--json"
+    )
+    assert registered.returncode == 0, registered.stderr
+    client_id = json.loads(registered.stdout)["client_id"]
+
+    issued = run(
+        config,
+        "token",
+        "issue",
+        "--app",
+        client_id,
+        "--user",
+        "alice",
+        "--scope",
+        "wl.messenger",
+        "--json",
+    )
+    assert issued.returncode == 0, issued.stderr
+    token = json.loads(issued.stdout)["access_token"]
+
+    made = run(config, "app-password", "create", "--user", "alice", "--app", client_id, "--json")
+    assert made.returncode == 0, made.stderr
+    assert run(config, "token", "revoke", token).returncode == 0
+
+    suspended = run(config, "app", "suspend", "nope")
+    assert suspended.returncode == 1
+    assert suspended.stderr.strip() == "error: no such app 'nope'"

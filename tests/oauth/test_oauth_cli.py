@@ -1,0 +1,205 @@
+"""``chinwag app``, ``chinwag token`` and ``chinwag app-password``, through Typer's test runner."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from typer.testing import CliRunner
+
+from chinwag.config import load_settings
+from chinwag.network.accounts import AccountService
+from chinwag.oauth.service import OAuthService
+from chinwag.store.accounts import SqlAccountRepository
+from chinwag.store.db import Database
+from chinwag.store.oauth import SqlOAuthRepository
+from oauth.support import commands
+
+T = TypeVar("T")
+
+
+class Chinwag:
+    def __init__(self, directory: Path) -> None:
+        self.config = directory / "chinwag.toml"
+        self.config.write_text(f"data_dir = '{directory / 'data'}'\n")
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str):
+        return self.runner.invoke(commands, [*args, "--config", str(self.config)])
+
+    def json(self, *args: str):
+        result = self(*args, "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def services(self, action: Callable[[OAuthService, AccountService], Awaitable[T]]) -> T:
+        async def run() -> T:
+            settings = load_settings(self.config)
+            db = Database.open(settings.database_url)
+            try:
+                await db.migrate()
+                accounts = AccountService(SqlAccountRepository(db))
+                oauth = OAuthService(SqlOAuthRepository(db), accounts, settings.oauth)
+                return await action(oauth, accounts)
+            finally:
+                await db.close()
+
+        return asyncio.run(run())
+
+
+@pytest.fixture
+def chinwag(tmp_path):
+    chinwag = Chinwag(tmp_path)
+    chinwag.services(lambda _oauth, accounts: accounts.add_user("alice", "wonderland"))
+    return chinwag
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_app_lifecycle(chinwag):
+    registered = chinwag.json(
+        "app",
+        "register",
+        "Pocket Chat",
+        "--redirect-uri",
+        "https://a.example/cb",
+        "--redirect-uri",
+        "http://127.0.0.1:9/cb",
+    )
+    client_id = registered["client_id"]
+    assert registered["client_secret"]
+    assert registered["redirect_uris"] == ["https://a.example/cb", "http://127.0.0.1:9/cb"]
+    assert registered["public"] is False and registered["status"] == "active"
+
+    [listed] = chinwag.json("app", "list")
+    assert listed["client_id"] == client_id and "client_secret" not in listed
+    assert chinwag.json("app", "show", client_id)["name"] == "Pocket Chat"
+    assert chinwag.json("app", "suspend", client_id) == {
+        "client_id": client_id,
+        "status": "suspended",
+    }
+    assert chinwag.json("app", "show", client_id)["status"] == "suspended"
+    assert chinwag.json("app", "resume", client_id)["status"] == "active"
+    assert chinwag.json("app", "delete", client_id) == {"client_id": client_id, "deleted": True}
+    assert chinwag.json("app", "list") == []
+
+
+def test_people_read_the_plain_output(chinwag):
+    registered = chinwag(
+        "app",
+        "register",
+        "Web Chat",
+        "--redirect-uri",
+        "https://a.example/cb",
+        "--public",
+        "--allow-implicit",
+    )
+
+    assert registered.exit_code == 0, registered.output
+    assert "✓ Registered Web Chat" in registered.stdout
+    assert "client_id:" in registered.stdout and "client_secret" not in registered.stdout
+    listed = chinwag("app", "list")
+    assert "Web Chat" in listed.stdout and "public, implicit" in listed.stdout
+    assert "No apps yet." not in listed.stdout
+
+
+def test_registration_problems_are_one_line(chinwag):
+    implicit = chinwag(
+        "app", "register", "X", "--redirect-uri", "https://a.example/cb", "--allow-implicit"
+    )
+    assert implicit.exit_code == 1
+    assert one_error_line(implicit).startswith("error: the implicit grant is for public apps")
+
+    insecure = chinwag("app", "register", "X", "--redirect-uri", "http://a.example/cb")
+    assert insecure.exit_code == 1
+    assert "must use https" in one_error_line(insecure)
+
+    unknown = chinwag("app", "suspend", "nope")
+    assert unknown.exit_code == 1
+    assert one_error_line(unknown) == "error: no such app 'nope'"
+
+
+def test_token_issue_and_revoke(chinwag):
+    client_id = chinwag.json("app", "register", "Bot", "--redirect-uri", "https://a.example/cb")[
+        "client_id"
+    ]
+
+    token = chinwag.json(
+        "token",
+        "issue",
+        "--app",
+        client_id,
+        "--user",
+        "Alice",
+        "--scope",
+        "wl.messenger wl.offline_access",
+        "--ttl",
+        "600",
+    )
+
+    assert token["token_type"] == "Bearer" and token["expires_in"] == 600
+    assert token["refresh_token"]
+    grant = chinwag.services(lambda oauth, _: oauth.check_token(token["access_token"]))
+    assert (grant.username, grant.client_id) == ("alice", client_id)
+
+    assert chinwag.json("token", "revoke", token["access_token"]) == {"revoked": True}
+    assert chinwag.services(lambda oauth, _: oauth.check_token(token["access_token"])) is None
+    unknown = chinwag("token", "revoke", "nonsense")
+    assert unknown.exit_code == 1 and one_error_line(unknown) == "error: no such token"
+
+
+def test_token_issue_problems_are_one_line(chinwag):
+    client_id = chinwag.json("app", "register", "Bot", "--redirect-uri", "https://a.example/cb")[
+        "client_id"
+    ]
+
+    scope = chinwag(
+        "token", "issue", "--app", client_id, "--user", "alice", "--scope", "wl.everything"
+    )
+    user = chinwag("token", "issue", "--app", client_id, "--user", "bob", "--scope", "wl.messenger")
+
+    assert scope.exit_code == user.exit_code == 1
+    assert one_error_line(scope).startswith("error: unknown scope 'wl.everything'")
+    assert one_error_line(user) == "error: no such user 'bob'"
+
+
+def test_app_passwords(chinwag):
+    client_id = chinwag.json("app", "register", "Gajim", "--redirect-uri", "https://a.example/cb")[
+        "client_id"
+    ]
+
+    made = chinwag.json(
+        "app-password", "create", "--user", "alice", "--app", client_id, "--label", "desktop"
+    )
+
+    grant = chinwag.services(lambda oauth, _: oauth.check_app_password("alice", made["password"]))
+    assert grant.client_id == client_id and grant.app_password_id == made["id"]
+    [listed] = chinwag.json("app-password", "list", "--user", "alice")
+    assert (listed["id"], listed["label"], listed["client_id"]) == (
+        made["id"],
+        "desktop",
+        client_id,
+    )
+    assert "password" not in listed
+    revoked = chinwag.json("app-password", "revoke", str(made["id"]), "--user", "alice")
+    assert revoked == {"id": made["id"], "revoked": True}
+    again = chinwag("app-password", "revoke", str(made["id"]), "--user", "alice")
+    assert again.exit_code == 1
+    assert one_error_line(again) == f"error: no app password {made['id']} for alice"
+
+
+def test_a_bad_config_exits_2(chinwag):
+    chinwag.config.write_text("[oauth]\naccess_token_ttl = 5\n")
+
+    result = chinwag("app", "list")
+
+    assert result.exit_code == 2
+    assert one_error_line(result) == "error: unknown config key 'oauth.access_token_ttl'"

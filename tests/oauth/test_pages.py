@@ -1,0 +1,179 @@
+"""The user's pages: sign-in, CSRF protection, connected apps and app passwords."""
+
+import re
+
+import httpx
+
+from chinwag.store.oauth import OAUTH_REVOKED
+from oauth.support import (
+    ALICE,
+    ALICE_PASSWORD,
+    authorize_path,
+    code_for,
+    exchange,
+    form_to,
+    forms,
+    pkce,
+    shared_loop,
+    submit,
+)
+
+pytestmark = shared_loop
+
+
+async def signed_in_apps_page(browser):
+    page = await browser.get("/account/signin")
+    done = await submit(
+        browser, form_to(page, "/account/signin"), username=ALICE, password=ALICE_PASSWORD
+    )
+    assert done.status_code == 303 and done.headers["location"] == "/account/apps"
+    return await browser.get("/account/apps")
+
+
+async def test_wrong_password_shows_the_form_again(browser):
+    page = await browser.get("/account/signin")
+
+    again = await submit(browser, form_to(page, "/account/signin"), username=ALICE, password="nope")
+
+    assert again.status_code == 200
+    assert "Wrong username or password." in again.text
+    assert (await browser.get("/account/apps")).status_code == 303
+
+
+async def test_sign_in_never_redirects_off_the_site(browser):
+    page = await browser.get("/account/signin?next=//evil.example/")
+
+    done = await submit(
+        browser, form_to(page, "/account/signin"), username=ALICE, password=ALICE_PASSWORD
+    )
+
+    assert done.headers["location"] == "/account/apps"
+
+
+async def test_usernames_are_case_insensitive_at_sign_in(browser):
+    page = await browser.get("/account/signin")
+
+    done = await submit(
+        browser, form_to(page, "/account/signin"), username="ALICE", password=ALICE_PASSWORD
+    )
+
+    assert done.status_code == 303
+    assert "alice@localhost" in (await browser.get("/account/apps")).text
+
+
+async def test_forms_without_the_csrf_token_are_refused(browser, public_app):
+    page = await browser.get("/account/signin")
+    signin = form_to(page, "/account/signin")
+
+    missing = await browser.post(
+        "/account/signin", data={"username": ALICE, "password": ALICE_PASSWORD}
+    )
+    wrong = await submit(
+        browser, signin, username=ALICE, password=ALICE_PASSWORD, csrf_token="forged"
+    )
+
+    assert missing.status_code == wrong.status_code == 403
+    assert "did not come from this site" in wrong.text
+    challenge = pkce()
+    path = authorize_path(
+        public_app.app.client_id,
+        scope="wl.messenger",
+        code_challenge=challenge.challenge,
+        code_challenge_method="S256",
+    )
+    await submit(browser, signin, username=ALICE, password=ALICE_PASSWORD)
+    consent = form_to(await browser.get(path), "/oauth/authorize")
+    forged = await browser.post(consent.action, data={"decision": "approve"})
+    assert forged.status_code == 403
+    assert "location" not in forged.headers
+
+
+async def test_another_browser_session_cannot_reuse_a_token(platform, browser):
+    page = await browser.get("/account/signin")
+    token = form_to(page, "/account/signin").fields["csrf_token"]
+    async with httpx.AsyncClient(base_url=platform.base) as other:
+        response = await other.post(
+            "/account/signin",
+            data={"csrf_token": token, "username": ALICE, "password": ALICE_PASSWORD},
+        )
+    assert response.status_code == 403
+
+
+async def test_sign_out(browser):
+    page = await signed_in_apps_page(browser)
+
+    done = await submit(browser, form_to(page, "/account/signout"))
+
+    assert done.status_code == 303
+    assert (await browser.get("/account/apps")).status_code == 303
+
+
+async def test_connected_apps_lists_and_revokes(platform, browser, public_app):
+    client_id = public_app.app.client_id
+    challenge = pkce()
+    code = await code_for(browser, client_id, "wl.messenger wl.offline_access", challenge)
+    tokens = (await exchange(browser, client_id, code, challenge.verifier)).json()
+
+    page = await browser.get("/account/apps")
+    assert "Pocket Chat" in page.text
+    assert "send and receive messages" in page.text
+    revoke = form_to(page, "/account/apps/revoke")
+    assert revoke.fields["client_id"] == client_id
+
+    done = await submit(browser, revoke)
+
+    assert done.status_code == 303
+    assert await platform.oauth.check_token(tokens["access_token"]) is None
+    assert "No app can use your account." in (await browser.get("/account/apps")).text
+    assert [(e.kind, e.subject, e.object) for e in await platform.events()] == [
+        (OAUTH_REVOKED, ALICE, client_id)
+    ]
+    again = await browser.get(
+        authorize_path(
+            client_id,
+            scope="wl.messenger",
+            code_challenge=challenge.challenge,
+            code_challenge_method="S256",
+        )
+    )
+    assert again.status_code == 200 and "Allow <em>Pocket Chat</em>" in again.text
+
+
+async def test_app_passwords_are_made_listed_and_revoked(platform, browser, public_app):
+    page = await signed_in_apps_page(browser)
+    create = form_to(page, "/account/app-passwords")
+    assert create.fields["client_id"] == public_app.app.client_id
+
+    made = await submit(browser, create, label="Kitchen tablet")
+
+    assert made.status_code == 200
+    password = re.search(r'<p class="secret">([a-z-]+)</p>', made.text).group(1)
+    grant = await platform.oauth.check_app_password(ALICE, password)
+    assert grant.client_id == public_app.app.client_id
+    listed = await browser.get("/account/apps")
+    assert "Kitchen tablet" in listed.text and password not in listed.text
+    assert "Pocket Chat" in listed.text  # it is a connected app now
+
+    revoke = form_to(listed, "/account/app-passwords/revoke")
+    assert (await submit(browser, revoke)).status_code == 303
+
+    assert await platform.oauth.check_app_password(ALICE, password) is None
+    assert "Kitchen tablet" not in (await browser.get("/account/apps")).text
+
+
+async def test_an_app_password_needs_a_label(browser, public_app):
+    page = await signed_in_apps_page(browser)
+
+    made = await submit(browser, form_to(page, "/account/app-passwords"), label="  ")
+
+    assert made.status_code == 400
+    assert "label is empty" in made.text
+
+
+async def test_pages_render_without_javascript_or_external_resources(browser):
+    page = await signed_in_apps_page(browser)
+
+    assert all(form.method == "post" for form in forms(page.text))
+    for external in ("<script", "<link", "src=", "url("):
+        assert external not in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
