@@ -7,6 +7,7 @@ to storage before the sender's stream moves on; it is delivered, stamped with
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from chinwag.server.api import ModuleAPI, Spec
@@ -27,6 +28,8 @@ SPEC = Spec(
     "with <delay from='DOMAIN' stamp='…'/>; headlines, errors and chat-state-only messages "
     "are not stored",
 )
+
+log = logging.getLogger(__name__)
 
 STORABLE_TYPES = frozenset({"normal", "chat"})
 
@@ -60,7 +63,12 @@ class Offline:
     async def keep(self, routed: Routed) -> None:
         username = routed.to.local or ""
         text = routed.stanza.serialize()
-        result = await self.store.store(username, text, datetime.now(UTC), self.quota)
+        try:
+            result = await self.store.store(username, text, datetime.now(UTC), self.quota)
+        except Exception:
+            log.exception("storing an offline message for %s failed", username)
+            self.api.bounce(routed.stanza, StanzaError(StanzaCondition.INTERNAL_SERVER_ERROR))
+            return
         if result is not StoreResult.STORED:
             reason = "mailbox full" if result is StoreResult.QUOTA_EXCEEDED else ""
             self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, reason))

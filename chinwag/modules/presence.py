@@ -98,8 +98,10 @@ class Presence:
     def on_directed(self, routed: Routed) -> bool:
         stanza, origin = routed.stanza, routed.origin
         presence_type = stanza.attrs.get("type")
-        if presence_type in SUBSCRIPTION_TYPES or presence_type == "probe":
-            return False  # subscriptions belong to the roster module; probes come from servers only
+        if presence_type in SUBSCRIPTION_TYPES:
+            return False  # the roster module's
+        if presence_type == "probe":
+            return True  # the server answers probes itself (RFC 6121 4.3); clients send none
         if origin is not None and presence_type in (None, "unavailable"):
             self.track_directed(origin, routed.to, presence_type is None)
         if routed.to.resource is None:

@@ -73,7 +73,7 @@ class C2SConnection:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._task: asyncio.Task[None] | None = None
-        self._held: Awaitable[None] | None = None
+        self._held: asyncio.Task[None] | None = None
         server.connections.add(self)
         self._schedule_timer()
 
@@ -124,10 +124,11 @@ class C2SConnection:
                 StreamError(StreamCondition.POLICY_VIOLATION, "the client is not reading")
             )
 
-    def hold(self, work: Awaitable[None]) -> None:
+    def hold(self, work: Coroutine[Any, Any, None]) -> None:
         """Process nothing more from this client until ``work`` is done (say, a message
-        committed to storage before the sender's stream moves on)."""
-        self._held = work
+        committed to storage before the sender's stream moves on). The work runs as the
+        server's task, so neither a dropped connection nor shutdown cuts it short."""
+        self._held = self.server.spawn(work)
 
     def close_stream(self, error: StreamError | None = None) -> None:
         """End the stream from the server's side and close the transport."""
@@ -173,8 +174,8 @@ class C2SConnection:
                 self._run(self._start_tls())
         self._schedule_timer()
 
-    async def _continue_after(self, work: Awaitable[None], events: list[Event]) -> None:
-        await work
+    async def _continue_after(self, work: asyncio.Task[None], events: list[Event]) -> None:
+        await asyncio.wait([work])  # its failure is the server's to log, not this stream's
         if not self.closed:
             self._handle(events)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StreamError
@@ -21,7 +21,7 @@ class Connection(Protocol):
 
     def close_stream(self, error: StreamError | None = None) -> None: ...
 
-    def hold(self, work: Awaitable[None]) -> None:
+    def hold(self, work: Coroutine[Any, Any, None]) -> None:
         """Read nothing more from this client until ``work`` is done."""
         ...
 
