@@ -101,7 +101,8 @@ class Presence:
         if presence_type in SUBSCRIPTION_TYPES:
             return False  # the roster module's
         if presence_type == "probe":
-            return True  # the server answers probes itself (RFC 6121 4.3); clients send none
+            self.answer_probe(routed)  # never forwarded: the server answers for the contact
+            return True
         if origin is not None and presence_type in (None, "unavailable"):
             self.track_directed(origin, routed.to, presence_type is None)
         if routed.to.resource is None:
@@ -111,6 +112,27 @@ class Presence:
             if target is not None:
                 target.deliver(stanza)
         return True
+
+    def answer_probe(self, routed: Routed) -> None:
+        """RFC 6121 4.3: a client's probe is processed as the contact's server would
+        process one (4.3.2); only those subscribed to the contact's presence learn anything."""
+        prober, contact = routed.origin, routed.to.local or ""
+        if prober is None:
+            return
+        roster = self.api.rosters.get(prober.username)
+        if contact != prober.username and (roster is None or contact not in roster.subscribed_to()):
+            return
+        sources = [
+            s
+            for s in self.available_resources(contact)
+            if routed.to.resource is None or s.jid == routed.to
+        ]
+        for source in sources:
+            if source.presence is not None:
+                prober.deliver(addressed(source.presence, prober.jid))
+        if not sources:
+            attrs = {"from": str(routed.to), "to": str(prober.jid), "type": "unavailable"}
+            prober.deliver(Element("presence", attrs=attrs))
 
     def track_directed(self, session: Session, target: JID, available: bool) -> None:
         """RFC 6121 4.6: remember who must hear that this session went away."""

@@ -33,6 +33,8 @@ SPEC = Spec(
 )
 
 SUBSCRIPTION_TYPES = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
+PRE_APPROVAL = "urn:xmpp:features:pre-approval"
+"""RFC 6121 3.4.1: the stream feature of a server that supports pre-approval."""
 _ADDS = {"to": {"none": "to", "from": "both"}, "from": {"none": "from", "to": "both"}}
 _REMOVES = {"to": {"to": "none", "both": "from"}, "from": {"from": "none", "both": "to"}}
 
@@ -51,14 +53,23 @@ def has(item: Contact | None, direction: str) -> bool:
 
 
 def blank_item(username: str) -> Contact:
-    return Contact(username, None, "none", False, False, False, ())
+    """A row for someone not on the roster (yet)."""
+    return Contact(username, None, "none", False, False, False, (), listed=False)
 
 
-def visible(item: Contact) -> bool:
+def visible(item: Contact | None) -> bool:
     """RFC 6121 3.1.3: a pending inbound request alone does not put anyone on the roster."""
-    return (
-        item.subscription != "none" or item.ask or item.approved or bool(item.name or item.groups)
-    )
+    return item is not None and item.listed
+
+
+def roster_view(item: Contact | None) -> Contact | None:
+    """What a roster push says of ``item``: None when it is not on the roster."""
+    return replace(item, pending_in=False) if item is not None and visible(item) else None
+
+
+def cached(item: Contact | None) -> Contact | None:
+    """What an online account's roster cache keeps of ``item``."""
+    return item if item is not None and (visible(item) or item.pending_in) else None
 
 
 class Rosters:
@@ -145,9 +156,12 @@ class Rosters:
         if any(not group for group in groups):
             raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "empty group name")
         updated = replace(
-            current or blank_item(contact), name=request.attrs.get("name") or None, groups=groups
+            current or blank_item(contact),
+            name=request.attrs.get("name") or None,
+            groups=groups,
+            listed=True,
         )
-        await self.save([RosterChange(owner, contact, updated)])
+        await self.save([RosterChange(owner, contact, updated)], always_push=True)
         return make_reply(iq)
 
     async def remove_item(self, owner: str, contact: str, current: Contact) -> None:
@@ -213,11 +227,11 @@ class Rosters:
         if theirs.approved:
             self.send_subscription(contact, user, "subscribed")
             return (
-                with_direction(replace(mine, ask=False), "to"),
+                with_direction(replace(mine, ask=False, listed=True), "to"),
                 with_direction(replace(theirs, approved=False, pending_in=False), "from"),
             )
         self.send_subscription(user, contact, "subscribe")
-        return replace(mine, ask=True), replace(theirs, pending_in=True)
+        return replace(mine, ask=True, listed=True), replace(theirs, pending_in=True)
 
     def approve(
         self, user: str, contact: str, mine: Contact, theirs: Contact
@@ -225,10 +239,10 @@ class Rosters:
         if has(mine, "from"):
             return mine, theirs
         if not mine.pending_in:
-            return replace(mine, approved=True), theirs  # RFC 6121 3.4 pre-approval
+            return replace(mine, approved=True, listed=True), theirs  # RFC 6121 3.4 pre-approval
         self.send_subscription(user, contact, "subscribed")
         return (
-            with_direction(replace(mine, pending_in=False), "from"),
+            with_direction(replace(mine, pending_in=False, listed=True), "from"),
             with_direction(replace(theirs, ask=False), "to"),
         )
 
@@ -259,21 +273,37 @@ class Rosters:
 
     # --- applying changes ------------------------------------------------------------------
 
-    async def save(self, changes: list[RosterChange]) -> None:
+    async def save(self, changes: list[RosterChange], *, always_push: bool = False) -> None:
         versions = await self.contacts.save(changes)
         for change in changes:
-            self.apply(change.owner, change.contact, change.item, versions[change.owner])
+            self.apply(
+                change.owner,
+                change.contact,
+                change.item,
+                versions[change.owner],
+                always_push=always_push,
+            )
 
-    def apply(self, owner: str, contact: str, item: Contact | None, version: int) -> None:
-        """Bring an online account up to date: cache, roster push, presence."""
+    def apply(
+        self,
+        owner: str,
+        contact: str,
+        item: Contact | None,
+        version: int,
+        *,
+        always_push: bool = False,
+    ) -> None:
+        """Bring an online account up to date: cache, roster push (when what the roster
+        shows changed, or always, as a roster set wants) and presence."""
         roster = self.api.rosters.get(owner)
         if roster is None:
             return
         before = roster.items.pop(contact, None)
-        if item is not None and (visible(item) or item.pending_in):
+        if cached(item) is not None:
             roster.items[contact] = item
         roster.version = version
-        self.push(owner, contact, item, version)
+        if always_push or roster_view(before) != roster_view(item):
+            self.push(owner, contact, item, version)
         self.exchange_presence(owner, contact, before, item)
 
     def push(self, owner: str, contact: str, item: Contact | None, version: int) -> None:
@@ -318,19 +348,24 @@ class Rosters:
                 watcher.deliver(Element("presence", attrs=attrs, children=shown.children))
 
     async def on_network_change(self, event: NetworkEvent) -> None:
-        """A roster item changed in another process (CLI, web, another node)."""
+        """A roster item changed: through the network (CLI, REST API, portal, another
+        node), or by this module, which applied it as it made it."""
         owner, contact = event.subject, event.object or ""
-        roster = self.api.rosters.get(owner)
-        if roster is None:
+        if self.api.rosters.get(owner) is None:
             return
         version, contacts = await self.contacts.roster(owner)
         item = next((c for c in contacts if c.username == contact), None)
+        roster = self.api.rosters.get(owner)
+        if roster is None or roster.items.get(contact) == cached(item):
+            return  # offline meanwhile, or already applied
         self.apply(owner, contact, item, version)
 
 
 def setup(api: ModuleAPI) -> None:
     rosters = Rosters(api)
     api.add_stream_feature(ns.ROSTER_VERSIONING, "ver")
+    if rosters.management:
+        api.add_stream_feature(PRE_APPROVAL, "sub")
     api.iq_handler("get", ns.ROSTER, "query", rosters.on_get, scope="account")
     api.iq_handler("set", ns.ROSTER, "query", rosters.on_set, scope="account")
     api.hook("presence/bare", rosters.on_subscription, 20)

@@ -7,7 +7,7 @@ import base64
 import binascii
 from collections.abc import Awaitable
 
-from chinwag.network.profiles import Profile, ProfileUpdate
+from chinwag.network.profiles import InvalidProfile, Profile, ProfileUpdate
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
@@ -115,7 +115,10 @@ class VCards:
         return self.update(iq, requester.local or "", profile_update(card))
 
     async def update(self, iq: Element, username: str, update: ProfileUpdate) -> Element:
-        await self.profiles.replace(username, update)
+        try:
+            await self.profiles.replace(username, update)
+        except InvalidProfile as error:  # say, a field too long for a profile
+            raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, str(error)) from None
         return make_reply(iq)
 
 

@@ -2,8 +2,11 @@
 
 Every change to contacts, profiles or accounts is written with an event in the
 same transaction (a transactional outbox). The pump polls for new events and
-fires ``network/<kind>`` hooks; events this process wrote itself were already
-applied when they happened and are skipped.
+fires ``network/<kind>`` hooks for every one of them, this process's own
+included: the network services in this process (the REST API, the portal) change
+storage without touching sessions, so their changes reach the XMPP side the same
+way as those of the CLI or another node. Handlers are therefore idempotent: the
+roster module, for one, finds the changes it made itself already applied.
 """
 
 from __future__ import annotations
@@ -52,8 +55,7 @@ class EventPump:
     async def poll(self) -> None:
         for event in await self._events.since(self._last_id):
             self._last_id = event.id
-            if event.origin != self.origin:
-                self._deliver(event)
+            self._deliver(event)
 
     def _deliver(self, event: NetworkEvent) -> None:
         self._hooks.notify(f"network/{event.kind}", event)

@@ -42,6 +42,8 @@ class Contact:
     approved: bool
     """Pre-approved (RFC 6121 3.4)."""
     groups: tuple[str, ...]
+    listed: bool = True
+    """On the owner's roster; False while the row only holds a pending inbound request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ _ITEM_COLUMNS = (
     RosterItem.pending_in,
     RosterItem.approved,
     RosterItem.groups,
+    RosterItem.listed,
 )
 
 
@@ -162,6 +165,7 @@ class SqlContactRepository:
                     "pending_in": False,
                     "approved": False,
                     "groups": groups,
+                    "listed": True,
                 }
                 if current is None or dict(current._mapping) != linked:
                     await _put_row(session, ids[owner], ids[contact], linked, current is not None)
@@ -198,7 +202,7 @@ class SqlContactRepository:
 
 
 def _contact(row: Sequence[Any]) -> Contact:
-    username, own_name, fn, subscription, ask, pending_in, approved, groups = row
+    username, own_name, fn, subscription, ask, pending_in, approved, groups, listed = row
     return Contact(
         username,
         own_name if own_name is not None else fn,
@@ -207,6 +211,7 @@ def _contact(row: Sequence[Any]) -> Contact:
         bool(pending_in),
         bool(approved),
         tuple(json.loads(groups)),
+        bool(listed),
     )
 
 
@@ -236,6 +241,7 @@ async def _stored_item(session: AsyncSession, owner_id: int, contact_id: int) ->
         RosterItem.pending_in,
         RosterItem.approved,
         RosterItem.groups,
+        RosterItem.listed,
     ).where(RosterItem.owner_id == owner_id, RosterItem.contact_id == contact_id)
     return (await session.execute(query)).one_or_none()
 
@@ -269,6 +275,7 @@ async def _write_item(
         "pending_in": item.pending_in,
         "approved": item.approved,
         "groups": json.dumps(list(item.groups), ensure_ascii=False),
+        "listed": item.listed,
     }
     if exists is None and _stateless(row):
         return  # e.g. the other side of removing a one-way item: no row to create
@@ -288,7 +295,12 @@ def _own_name(given: str | None, stored: str | None, fn: str | None) -> str | No
 
 def _stateless(row: dict[str, Any]) -> bool:
     return row["subscription"] == "none" and not (
-        row["ask"] or row["pending_in"] or row["approved"] or row["name"] or row["groups"] != "[]"
+        row["listed"]
+        or row["ask"]
+        or row["pending_in"]
+        or row["approved"]
+        or row["name"]
+        or row["groups"] != "[]"
     )
 
 

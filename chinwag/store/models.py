@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -129,6 +130,8 @@ class RosterItem(Base):
     approved: Mapped[bool] = mapped_column(Boolean)
     groups: Mapped[str] = mapped_column(Text)
     """A JSON array of group names."""
+    listed: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    """On the owner's roster; false for a row that only holds a pending inbound request."""
 
 
 class OfflineMessage(Base):

@@ -23,8 +23,9 @@ def item(
     pending_in=False,
     approved=False,
     groups=(),
+    listed=True,
 ):
-    return Contact(username, name, subscription, ask, pending_in, approved, tuple(groups))
+    return Contact(username, name, subscription, ask, pending_in, approved, tuple(groups), listed)
 
 
 def both(username, name=None, groups=()):
@@ -202,7 +203,7 @@ async def test_save_checks_items(users):
 
 async def test_an_item_with_no_state_is_not_created_but_an_existing_one_is_kept(users):
     contacts = users.contacts
-    await contacts.save([RosterChange("bob", "alice", item("alice"))])
+    await contacts.save([RosterChange("bob", "alice", item("alice", listed=False))])
     assert await contacts.item("bob", "alice") is None
 
     await contacts.add_mutual("alice", "bob")
@@ -210,6 +211,16 @@ async def test_an_item_with_no_state_is_not_created_but_an_existing_one_is_kept(
 
     assert await contacts.item("bob", "alice") == item("alice")
     assert await contacts.list_contacts("bob") == []
+
+
+async def test_a_row_holding_only_a_request_is_not_listed(users):
+    contacts = users.contacts
+    await contacts.save(
+        [RosterChange("bob", "alice", item("alice", pending_in=True, listed=False))]
+    )
+    assert await contacts.item("bob", "alice") == item("alice", pending_in=True, listed=False)
+    await contacts.save([RosterChange("bob", "alice", item("alice"))])
+    assert (await contacts.item("bob", "alice")).listed
 
 
 async def test_display_names_come_from_the_item_then_the_profile_full_name(users):

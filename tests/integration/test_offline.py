@@ -1,0 +1,214 @@
+"""XEP-0160 offline messages with XEP-0203 delay stamps, with real clients, and the
+promise that a stored message survives the server being killed outright.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from chinwag.app import running
+from chinwag.config import settings_from_mapping
+
+from .im_support import (
+    NS_CHATSTATES,
+    Peer,
+    body,
+    delay_stamp,
+    error_condition,
+    login,
+    message,
+    settle,
+)
+from .support import (
+    DOMAIN,
+    HOST,
+    TIMEOUT,
+    USERS,
+    NewClient,
+    ServerHandle,
+    StartServer,
+    free_port,
+    sign_in,
+)
+from .test_serve import ServeProcess, write_config
+
+STAMP_TOLERANCE = timedelta(seconds=2)
+
+
+def chat(text: str, kind: str | None = "chat", to: str = "bob@localhost") -> str:
+    type_attr = "" if kind is None else f" type='{kind}'"
+    return f"<message to='{to}'{type_attr} id='{text}'><body>{text}</body></message>"
+
+
+async def stored_for(server: ServerHandle, user: str) -> int:
+    assert server.app is not None
+    return await server.app.services.offline.count(user)
+
+
+async def test_messages_for_an_offline_user_come_with_delay_at_initial_presence(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice = await login(new_client, server, "alice", "desk")
+    texts = ["first", "second", "third", "fourth"]
+    sent_at = datetime.now(UTC)
+    for text, kind in zip(texts, ("chat", "normal", None, "chat"), strict=True):
+        alice.send(chat(text, kind))
+    await alice.sync()  # stored before alice's stream moved on
+    assert await stored_for(server, "bob") == 4
+
+    bob = await login(new_client, server, "bob", "phone", available=False)
+    await settle(bob)
+    assert bob.take_all(message()) == []  # not before initial presence
+    bob.send("<presence/>")
+
+    delivered = [await bob.next(message()) for _ in texts]
+    assert [body(m) for m in delivered] == texts  # in order
+    for stanza in delivered:
+        assert stanza.get("from") == alice.jid
+        assert stanza.get("to") == bob.jid
+        source, stamp = delay_stamp(stanza)
+        assert source == DOMAIN
+        assert abs(stamp - sent_at) < STAMP_TOLERANCE, (stamp, sent_at)
+
+    for _ in range(50):  # removed once delivered (the delete follows the delivery)
+        if await stored_for(server, "bob") == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await stored_for(server, "bob") == 0
+    await bob.client.disconnect()
+    again = await login(new_client, server, "bob", "tablet")
+    await asyncio.sleep(0.3)  # delivery is started by the presence; give it the chance
+    await settle(again)
+    again.assert_none(message())
+
+
+async def test_a_user_online_but_not_available_gets_messages_stored(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    bob = await login(new_client, server, "bob", "phone", available=False)
+    alice = await login(new_client, server, "alice", "desk")
+
+    alice.send(chat("waiting"))
+    await settle(alice, bob)
+
+    bob.assert_none(message())
+    assert await stored_for(server, "bob") == 1
+    bob.send("<presence/>")
+    got = await bob.next(message(id="waiting"))
+    delay_stamp(got)
+
+
+async def test_only_negative_priority_resources_count_as_offline(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    bob = await login(new_client, server, "bob", "phone", priority=-1)
+    alice = await login(new_client, server, "alice", "desk")
+
+    alice.send(chat("to-the-bare-jid"))
+    await settle(alice, bob)
+
+    bob.assert_none(message())
+    assert await stored_for(server, "bob") == 1
+
+
+async def test_headlines_errors_and_chat_states_alone_are_not_stored(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice = await login(new_client, server, "alice", "desk")
+
+    alice.send(chat("news", "headline"))
+    alice.send(chat("oops", "error"))
+    alice.send(
+        f"<message to='bob@localhost' type='chat'><composing xmlns='{NS_CHATSTATES}'/></message>"
+    )
+    alice.send(f"<message to='bob@localhost' type='chat'><gone xmlns='{NS_CHATSTATES}'/></message>")
+    alice.send("<message to='bob@localhost' type='chat'/>")  # nothing at all
+    alice.send(chat("groupchat", "groupchat"))
+    error = await alice.next(message(type="error", id="groupchat"))
+    assert error_condition(error) == "service-unavailable"
+    await alice.sync()
+
+    assert await stored_for(server, "bob") == 0
+    alice.assert_none(message(type="error"))  # dropped quietly, bob exists
+    bob = await login(new_client, server, "bob", "phone")
+    await asyncio.sleep(0.3)
+    await settle(bob)
+    bob.assert_none(message())
+
+
+async def test_quota_bounces_further_messages(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    server = await start_server(messages={"offline_quota": 3})
+    alice = await login(new_client, server, "alice", "desk")
+
+    for index in range(5):
+        alice.send(chat(f"m{index}"))
+    for index in (3, 4):
+        error = await alice.next(message(type="error", id=f"m{index}"))
+        assert error_condition(error) == "service-unavailable"
+    await alice.sync()
+    alice.assert_none(message(type="error"))
+    assert await stored_for(server, "bob") == 3
+
+    bob = await login(new_client, server, "bob", "phone")
+    assert [body(await bob.next(message())) for _ in range(3)] == ["m0", "m1", "m2"]
+
+
+# --- a killed server loses nothing it acknowledged ---------------------------------------------
+
+
+async def prepared_data(directory: Path) -> tuple[Path, ServerHandle]:
+    """A config on free ports, and a data directory holding alice and bob as contacts."""
+    data = directory / "data"
+    loopback = {
+        "c2s": {"host": HOST, "port": 0, "direct_tls_port": 0},
+        "http": {"host": HOST, "port": 0},
+    }
+    async with running(settings_from_mapping({"data_dir": str(data), **loopback})) as app:
+        for name, password in USERS.items():
+            await app.accounts.add_user(name, password)
+        await app.services.contacts.add_mutual("alice", "bob")
+    handle = ServerHandle(host=HOST, port=free_port(), direct_tls_port=free_port(), domain=DOMAIN)
+    config = write_config(
+        directory / "chinwag.toml",
+        {
+            "domain": DOMAIN,
+            "data_dir": str(data),
+            "c2s": {"host": HOST, "port": handle.port, "direct_tls_port": handle.direct_tls_port},
+            "http": {"host": HOST, "port": free_port()},
+        },
+    )
+    return config, handle
+
+
+async def test_messages_acknowledged_before_sigkill_are_delivered_after_restart(
+    tmp_path: Path, new_client: NewClient
+) -> None:
+    config, handle = await prepared_data(tmp_path)
+    texts = [f"kept-{index}" for index in range(5)]
+    serve = await ServeProcess.start("--config", str(config), cwd=tmp_path)
+    try:
+        await serve.announced()
+        alice = Peer(new_client(handle, "alice", "desk"))
+        await sign_in(alice.client, handle.host, handle.port)
+        for text in texts:
+            alice.send(chat(text))
+        await alice.sync()  # answered only after every message above was committed
+        serve.process.kill()
+        await asyncio.wait_for(serve.process.wait(), TIMEOUT)
+    finally:
+        await serve.kill()
+
+    restarted = await ServeProcess.start("--config", str(config), cwd=tmp_path)
+    try:
+        await restarted.announced()
+        bob = Peer(new_client(handle, "bob", "phone"))
+        await sign_in(bob.client, handle.host, handle.port)
+        bob.send("<presence/>")
+        delivered = [await bob.next(message()) for _ in texts]
+        assert [body(m) for m in delivered] == texts
+    finally:
+        await restarted.kill()
