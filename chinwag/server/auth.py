@@ -86,6 +86,23 @@ class SaslDriver(Protocol):
     async def step(self, response: bytes) -> Outcome: ...
 
 
+def _names(
+    authenticator: Authenticator, domain: str, name: str, grant: Grant, *, empty: bool = False
+) -> bool:
+    """Whether ``name``, a username or a bare JID of this domain, is the grant's account.
+
+    ``empty`` accepts "" (an authzid left out).
+    """
+    if not name:
+        return empty
+    local, at, host = name.rpartition("@")
+    if not at:
+        local = host
+    elif host.lower() != domain:
+        return False
+    return authenticator.prepare_username(local) == grant.username
+
+
 def _refused() -> SaslFailure:
     return SaslFailure(SaslCondition.NOT_AUTHORIZED, "wrong username or password")
 
@@ -110,7 +127,7 @@ class PlainDriver:
         )
         if grant is None:
             raise _refused()
-        if message.authzid not in ("", grant.username, f"{grant.username}@{self._domain}"):
+        if not _names(self._authenticator, self._domain, message.authzid, grant, empty=True):
             raise SaslFailure(SaslCondition.INVALID_AUTHZID, "cannot act for another account")
         await self._authenticator.signed_in(grant)
         return Success(grant)
@@ -166,21 +183,29 @@ class OAuthBearerDriver:
     def __init__(self, authenticator: Authenticator, domain: str) -> None:
         self._authenticator = authenticator
         self._domain = domain
+        self._asked = False
         self._failed = False
 
     async def start(self, initial_response: bytes | None) -> Outcome:
+        if initial_response is None:  # client-first: ask for it (RFC 4422 5, RFC 6120 6.4.2)
+            self._asked = True
+            return Challenge(b"")
+        return await self._check(initial_response)
+
+    async def _check(self, initial_response: bytes) -> Outcome:
         message = parse_oauthbearer(initial_response)
         grant = await self._authenticator.check_token(message.token)
-        if grant is None or message.authzid not in (
-            "",
-            grant.username,
-            f"{grant.username}@{self._domain}",
+        if grant is None or not _names(
+            self._authenticator, self._domain, message.authzid, grant, empty=True
         ):
             self._failed = True
             return Challenge(oauthbearer_error(SIGN_IN_SCOPE))
         return Success(grant)
 
     async def step(self, response: bytes) -> Outcome:
+        if self._asked:
+            self._asked = False
+            return await self._check(response)
         if self._failed and is_oauthbearer_abort(response):
             raise SaslFailure(
                 SaslCondition.NOT_AUTHORIZED, "the access token is not valid for sign-in"
@@ -189,21 +214,40 @@ class OAuthBearerDriver:
 
 
 class XOAuth2Driver:
-    """X-OAUTH2 (the Google Talk form): username and token, as PLAIN lays them out."""
+    """X-OAUTH2 (the Google Talk form): ``authzid NUL user NUL token``, as PLAIN lays it out.
+
+    The user is the token's, as a username or a bare JID (Google Talk sends the
+    address); the authzid, if any, names the same account.
+    """
 
     def __init__(self, authenticator: Authenticator, domain: str) -> None:
         self._authenticator = authenticator
+        self._domain = domain
+        self._asked = False
 
     async def start(self, initial_response: bytes | None) -> Outcome:
+        if initial_response is None:  # client-first: ask for it (RFC 4422 5, RFC 6120 6.4.2)
+            self._asked = True
+            return Challenge(b"")
+        return await self._check(initial_response)
+
+    async def _check(self, initial_response: bytes) -> Outcome:
         message = parse_plain(initial_response)
         grant = await self._authenticator.check_token(message.password)
-        if grant is None or self._authenticator.prepare_username(message.authcid) != grant.username:
+        if (
+            grant is None
+            or not _names(self._authenticator, self._domain, message.authcid, grant)
+            or not _names(self._authenticator, self._domain, message.authzid, grant, empty=True)
+        ):
             raise SaslFailure(
                 SaslCondition.NOT_AUTHORIZED, "the access token is not valid for sign-in"
             )
         return Success(grant)
 
     async def step(self, response: bytes) -> Outcome:
+        if self._asked:
+            self._asked = False
+            return await self._check(response)
         raise SaslFailure(SaslCondition.MALFORMED_REQUEST, "X-OAUTH2 has a single step")
 
 

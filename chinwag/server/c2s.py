@@ -2,7 +2,9 @@
 answers its questions (TLS, SASL, bind) and hands stanzas to the dispatcher.
 
 Writes are batched: everything queued for a connection during one event-loop
-turn leaves in a single transport write.
+turn is handed to the transport at once, as a list of whole elements. A TCP
+transport joins them into one socket write; a WebSocket transport sends each as
+a message of its own (RFC 7395 3.3.3).
 """
 
 from __future__ import annotations
@@ -42,9 +44,12 @@ class Transport(Protocol):
     """What carries a stream: a TCP socket (maybe TLS) or a WebSocket."""
 
     kind: str
+    """"tcp", "starttls" or "tls"; "websocket" makes the stream use RFC 7395 framing."""
     secure: bool
 
-    def write(self, data: bytes) -> None: ...
+    def writelines(self, items: list[bytes]) -> None:
+        """Send ``items``, each one whole element, in order; keep no reference to the list."""
+        ...
 
     def close(self) -> None: ...
 
@@ -62,7 +67,12 @@ class C2SConnection:
         self._loop = asyncio.get_running_loop()
         self.server = server
         self.transport = transport
-        self.stream = ServerStream(server.stream_config, self._loop.time(), secure=transport.secure)
+        self.stream = ServerStream(
+            server.stream_config,
+            self._loop.time(),
+            secure=transport.secure,
+            framing="websocket" if transport.kind == "websocket" else "tcp",
+        )
         self.session: Session | None = None
         self.closed = False
         self.wrote_recently = False
@@ -74,6 +84,9 @@ class C2SConnection:
         self._timer_deadline: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._held: asyncio.Task[None] | None = None
+        self._early_tls: list[bytes] | None = None
+        """While STARTTLS completes: what the client sent over TLS before we noticed the end
+        of the handshake (the restarted header, typically), to feed to the new stream."""
         server.connections.add(self)
         self._schedule_timer()
 
@@ -81,10 +94,22 @@ class C2SConnection:
     def transport_kind(self) -> str:
         return self.transport.kind
 
+    @property
+    def grant(self) -> Grant | None:
+        """Who signed in on this stream, once SASL succeeded."""
+        return self._grant
+
     # --- from the transport ---------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self._early_tls is not None:
+            self._early_tls.append(data)
+            return
         self._handle(self.stream.receive_data(data, self._loop.time()))
+
+    def frame_received(self, data: bytes) -> None:
+        """One whole WebSocket message (websocket framing)."""
+        self._handle(self.stream.receive_frame(data, self._loop.time()))
 
     def connection_lost(self) -> None:
         if self.closed:
@@ -96,6 +121,7 @@ class C2SConnection:
         if self._task is not None:
             self._task.cancel()
         self.server.connections.discard(self)
+        self.server.unbound.discard(self)
         session, self.session = self.session, None
         if session is not None:
             self.server.router.unbind(session)
@@ -116,13 +142,19 @@ class C2SConnection:
         self._flush_scheduled = False
         if self.closed or not self._pending:
             return
-        self.transport.write(b"".join(self._pending))
+        self.transport.writelines(self._pending)
         self._pending.clear()
         self.wrote_recently = True
         if self.transport.write_buffer_size() > MAX_WRITE_BUFFER:
             self.close_stream(
                 StreamError(StreamCondition.POLICY_VIOLATION, "the client is not reading")
             )
+
+    def keepalive(self) -> None:
+        """RFC 6120 4.6.1 whitespace on TCP. Over WebSocket, where only whole elements may be
+        sent (RFC 7395 3.3.3), the WebSocket server's own ping frames do this work."""
+        if self.stream.framing == "tcp":
+            self.write(b" ")
 
     def hold(self, work: Coroutine[Any, Any, None]) -> None:
         """Process nothing more from this client until ``work`` is done (say, a message
@@ -144,9 +176,12 @@ class C2SConnection:
         self.connection_lost()
 
     def _write_stream_output(self) -> None:
-        data = self.stream.data_to_send()
-        if data:
-            self.write(data)
+        frames = self.stream.frames_to_send()
+        if frames and not self.closed:
+            self._pending.extend(frames)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush)
 
     # --- stream events ------------------------------------------------------------
 
@@ -210,6 +245,9 @@ class C2SConnection:
 
     async def _start_tls(self) -> None:
         self._flush()
+        # Reading is paused since <starttls/>, so whatever arrives from here on came
+        # through TLS: keep it for the stream that tls_established() restarts.
+        self._early_tls = []
         try:
             await self.transport.start_tls()
         except (OSError, asyncio.CancelledError, ConnectionError) as error:
@@ -217,7 +255,11 @@ class C2SConnection:
             self.transport.close()
             self.connection_lost()
             return
+        finally:
+            early, self._early_tls = self._early_tls, None
         self._handle(self.stream.tls_established())
+        if early and not self.closed:
+            self.data_received(b"".join(early))
 
     async def _authenticate(self, event: AuthRequested) -> None:
         factory = self.server.sasl_drivers.get(event.mechanism)
@@ -245,6 +287,7 @@ class C2SConnection:
         else:
             self._sasl = None
             self._grant = outcome.grant
+            self.server.unbound.add(self)
             self._handle(self.stream.sasl_success(outcome.grant.username, outcome.additional_data))
 
     async def _bind(self, event: BindRequested) -> None:
@@ -260,7 +303,12 @@ class C2SConnection:
             return
         resource = event.resource or self.server.new_resource()
         app = self._grant.app if self._grant is not None else None
-        session = Session(JID(username, self.server.domain, resource), self, app)
+        session = Session(
+            JID(username, self.server.domain, resource),
+            self,
+            app,
+            parent_ns=self.stream.stanza_parent_ns,
+        )
         replaced = self.server.router.bind(session)
         if replaced is not None:
             replaced.close(
@@ -269,5 +317,6 @@ class C2SConnection:
                 )
             )
         self.session = session
+        self.server.unbound.discard(self)
         self.server.hooks.notify("session/bound", session)
         self._handle(self.stream.bind_result(event.iq_id, session.jid))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
+from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StreamError
 from chinwag.xmpp.jid import JID
@@ -34,15 +35,26 @@ class Session:
         "directed",
         "interested",
         "jid",
+        "parent_ns",
         "presence",
         "priority",
     )
 
-    def __init__(self, jid: JID, connection: Connection, app: str | None = None) -> None:
+    def __init__(
+        self,
+        jid: JID,
+        connection: Connection,
+        app: str | None = None,
+        *,
+        parent_ns: str = ns.CLIENT,
+    ) -> None:
         self.jid = jid
         self.connection = connection
         self.app = app
         """The client_id of the third-party app this session signed in as, if any."""
+        self.parent_ns = parent_ns
+        """The namespace in scope where stanzas are written: ``jabber:client`` on TCP,
+        none over WebSocket, where each message declares its own."""
         self.presence: Element | None = None
         """The last broadcast presence, or None before initial presence."""
         self.available = False
@@ -75,7 +87,7 @@ class Session:
             self.priority = 0
 
     def deliver(self, stanza: Element) -> None:
-        self.connection.write(stanza.serialize().encode())
+        self.connection.write(stanza.serialize(self.parent_ns).encode())
 
     def close(self, error: StreamError | None = None) -> None:
         self.connection.close_stream(error)

@@ -43,9 +43,9 @@ class C2SProtocol(asyncio.Protocol):
 
     # Transport, as the connection sees it.
 
-    def write(self, data: bytes) -> None:
+    def writelines(self, items: list[bytes]) -> None:
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
+            self._transport.write(b"".join(items))
 
     def close(self) -> None:
         if self._transport is not None:

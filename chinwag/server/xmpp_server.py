@@ -7,14 +7,14 @@ import importlib
 import logging
 import secrets
 import ssl
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from chinwag.config import Settings
 from chinwag.network.events import ACCOUNT_DELETED, NetworkEvent
 from chinwag.server import tcp
 from chinwag.server.api import ModuleAPI
-from chinwag.server.auth import DriverFactory, sasl_drivers
+from chinwag.server.auth import DriverFactory, Grant, sasl_drivers
 from chinwag.server.c2s import C2SConnection
 from chinwag.server.dispatch import Dispatcher
 from chinwag.server.events import EventPump
@@ -64,6 +64,8 @@ class XMPPServer:
         self.stream_features: list[tuple[str, str]] = []
         self.modules: dict[str, ModuleAPI] = {}
         self.connections: set[C2SConnection] = set()
+        self.unbound: set[C2SConnection] = set()
+        """Streams signed in but not bound yet: what ends sessions must end them too."""
         self.shutting_down = False
         self.stream_config = self._stream_config(tls_available=False)
         self._listeners: list[asyncio.Server] = []
@@ -108,26 +110,39 @@ class XMPPServer:
             log.error("background work failed", exc_info=task.exception())
 
     def _on_account_deleted(self, event: NetworkEvent) -> None:
-        self._end_sessions(
-            self.router.resources(JID(event.subject, self.domain)), "the account was deleted"
+        user = event.subject
+        self._end_streams(
+            self.router.resources(JID(user, self.domain)),
+            self._unbound(lambda grant: grant.username == user),
+            "the account was deleted",
         )
 
     def _on_access_revoked(self, event: NetworkEvent) -> None:
         """The user revoked an app (or one of its tokens or app passwords)."""
-        sessions = self.router.resources(JID(event.subject, self.domain))
-        self._end_sessions([s for s in sessions if s.app == event.object], "access was revoked")
+        user, app = event.subject, event.object
+        self._end_streams(
+            [s for s in self.router.resources(JID(user, self.domain)) if s.app == app],
+            self._unbound(lambda grant: grant.username == user and grant.app == app),
+            "access was revoked",
+        )
 
     def _on_app_suspended(self, event: NetworkEvent) -> None:
-        sessions = self.router.all_sessions()
-        self._end_sessions(
-            [s for s in sessions if s.app == event.subject],
+        app = event.subject
+        self._end_streams(
+            [s for s in self.router.all_sessions() if s.app == app],
+            self._unbound(lambda grant: grant.app == app),
             "access was revoked: the app is suspended",
         )
 
+    def _unbound(self, matches: Callable[[Grant], bool]) -> list[C2SConnection]:
+        return [c for c in self.unbound if c.grant is not None and matches(c.grant)]
+
     @staticmethod
-    def _end_sessions(sessions: Sequence[Session], reason: str) -> None:
-        for session in sessions:
-            session.close(StreamError(StreamCondition.NOT_AUTHORIZED, reason))
+    def _end_streams(
+        sessions: Sequence[Session], unbound: Sequence[C2SConnection], reason: str
+    ) -> None:
+        for stream in [*(session.connection for session in sessions), *unbound]:
+            stream.close_stream(StreamError(StreamCondition.NOT_AUTHORIZED, reason))
 
     def new_resource(self) -> str:
         return f"chinwag-{secrets.token_hex(6)}"
@@ -181,5 +196,5 @@ class XMPPServer:
             await asyncio.sleep(interval)
             for connection in list(self.connections):
                 if connection.session is not None and not connection.wrote_recently:
-                    connection.write(b" ")
+                    connection.keepalive()
                 connection.wrote_recently = False

@@ -1,6 +1,8 @@
 """XMPP namespace URIs, named once."""
 
 STREAMS = "http://etherx.jabber.org/streams"
+FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
+"""RFC 7395: <open/> and <close/> of a stream over WebSocket."""
 CLIENT = "jabber:client"
 SERVER = "jabber:server"
 XML = "http://www.w3.org/XML/1998/namespace"

@@ -6,6 +6,14 @@ binding a resource) is returned as an event, and the answer comes back through
 a method (``tls_established``, ``sasl_success``, ``bind_result`` ...). While an
 answer is outstanding, further elements wait in order. Time is passed in:
 ``get_timer()`` says when ``handle_timer(now)`` must next be called.
+
+The same stream runs over two framings. On TCP (RFC 6120) the client's bytes
+are one XML document fed in any chunks with ``receive_data``. Over WebSocket
+(RFC 7395) each message is fed whole with ``receive_frame``: the client's
+``<open/>`` element takes the place of the stream header and ``<close/>`` that
+of ``</stream:stream>``, and everything in between goes through the same state
+table and handlers. In both framings ``frames_to_send()`` gives the output one
+element per item (one WebSocket message each), and ``data_to_send()`` joins it.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from . import ns
 from .element import Element, escape_attr, escape_text
@@ -35,9 +44,12 @@ from .jid import JID, InvalidJID, prep_resourcepart
 from .sasl import SaslCondition
 from .stanza import is_error, make_error, make_reply
 from .states import ACCEPTS, STANZA_TAGS, State
-from .xml import StreamEnd, StreamHeader, XMLStreamParser
+from .xml import StreamEnd, StreamHeader, XMLFrameParser, XMLStreamParser
 
 _IQ_TYPES = frozenset({"get", "set", "result", "error"})
+
+Framing = Literal["tcp", "websocket"]
+_CLOSE_FRAME = f"<close xmlns='{ns.FRAMING}'/>".encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +104,23 @@ def _answer(method: Callable[..., list[Event]]) -> Callable[..., list[Event]]:
 class ServerStream:
     """One client connection's stream, from the first header to the closing tag."""
 
-    def __init__(self, config: StreamConfig, now: float, *, secure: bool = False) -> None:
+    def __init__(
+        self,
+        config: StreamConfig,
+        now: float,
+        *,
+        secure: bool = False,
+        framing: Framing = "tcp",
+    ) -> None:
         self.config = config
         self.secure = secure
+        self.framing: Framing = framing
+        websocket = framing == "websocket"
+        self.stanza_parent_ns = "" if websocket else ns.CLIENT
+        """The namespace in scope where a stanza is written: ``jabber:client`` on TCP (the
+        stream header declares it), none over WebSocket (each message declares its own)."""
+        self._tls_available = config.tls_available and not websocket
+        """Never STARTTLS over WebSocket: the WebSocket itself is secure or it is not."""
         self.state = State.AWAIT_HEADER
         self.username: str | None = None
         """The authenticated account's localpart, once SASL succeeded."""
@@ -103,7 +129,7 @@ class ServerStream:
         self.stream_id = ""
         self.auth_deadline: float | None = now + config.auth_timeout
         self._domain_jid = JID.parse(config.domain)
-        self._parser = XMLStreamParser(config.max_stanza_bytes)
+        self._parser = self._new_parser()
         self._out: list[bytes] = []
         self._header_sent = False
         self._auth_failures = 0
@@ -126,9 +152,39 @@ class ServerStream:
         self._drain()
         return self._take_events()
 
+    def receive_frame(self, data: bytes, now: float) -> list[Event]:
+        """Feed one whole WebSocket message (websocket framing); returns the events it caused."""
+        if self.state is State.CLOSED:
+            return []
+        if len(data) > self.config.max_stanza_bytes:
+            self._fail(
+                StreamError(
+                    StreamCondition.POLICY_VIOLATION,
+                    f"message larger than the limit of {self.config.max_stanza_bytes} bytes",
+                )
+            )
+            return self._take_events()
+        parser = self._parser
+        if not isinstance(parser, XMLFrameParser):
+            raise TypeError("receive_frame is for websocket framing; TCP uses receive_data")
+        try:
+            element = parser.feed_frame(data)
+        except StreamError as error:
+            self._fail(error)
+            return self._take_events()
+        if element is not None:
+            self._backlog.append(_unframed(element))
+            self._drain()
+        return self._take_events()
+
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
         self._out.clear()
+        return out
+
+    def frames_to_send(self) -> list[bytes]:
+        """What to send, one element (or stream header, or closing tag) per item."""
+        out, self._out = self._out, []
         return out
 
     def get_timer(self) -> float | None:
@@ -197,7 +253,7 @@ class ServerStream:
             self._send_header()
         if error is not None:
             self._send_stream_level(error.to_element())
-        self._out.append(b"</stream:stream>")
+        self._out.append(_CLOSE_FRAME if self.framing == "websocket" else b"</stream:stream>")
         self.state = State.CLOSED
         self._backlog.clear()
 
@@ -234,24 +290,43 @@ class ServerStream:
         self.close(error)
         self._events.append(StreamClosed(error))
 
+    def _new_parser(self) -> XMLStreamParser:
+        if self.framing == "websocket":
+            return XMLFrameParser(self.config.max_stanza_bytes)
+        return XMLStreamParser(self.config.max_stanza_bytes)
+
     def _restart(self) -> None:
-        self._parser = XMLStreamParser(self.config.max_stanza_bytes)
+        if self.framing == "tcp":  # a frame parser holds nothing from one message to the next
+            self._parser = self._new_parser()
         self._backlog.clear()
         self.state = State.AWAIT_HEADER
 
     def _send_element(self, element: Element) -> None:
-        self._out.append(element.serialize(ns.CLIENT).encode())
+        self._out.append(element.serialize(self.stanza_parent_ns).encode())
 
     def _send_stream_level(self, element: Element) -> None:
-        """A child of the stream root in the streams namespace, with its usual prefix."""
+        """A child of the stream root in the streams namespace, with its usual prefix
+        (declared in the element itself over WebSocket, where each message stands alone)."""
+        parent_ns = self.stanza_parent_ns
         inner = "".join(
-            child.serialize(ns.CLIENT) if isinstance(child, Element) else escape_text(child)
+            child.serialize(parent_ns) if isinstance(child, Element) else escape_text(child)
             for child in element.children
         )
-        self._out.append(f"<stream:{element.tag}>{inner}</stream:{element.tag}>".encode())
+        tag = element.tag
+        declaration = f" xmlns:stream='{ns.STREAMS}'" if self.framing == "websocket" else ""
+        self._out.append(f"<stream:{tag}{declaration}>{inner}</stream:{tag}>".encode())
 
     def _send_header(self) -> None:
         self.stream_id = secrets.token_hex(8)
+        if self.framing == "websocket":
+            self._out.append(
+                (
+                    f"<open xmlns='{ns.FRAMING}' id='{self.stream_id}' "
+                    f"from='{escape_attr(self.config.domain)}' version='1.0' xml:lang='en'/>"
+                ).encode()
+            )
+            self._header_sent = True
+            return
         self._out.append(
             (
                 "<?xml version='1.0'?>"
@@ -273,12 +348,8 @@ class ServerStream:
         self.state = State.AUTHENTICATED if self.username is not None else State.NEGOTIATING
 
     def _check_header(self, header: StreamHeader) -> None:
-        if header.ns != ns.STREAMS or header.tag != "stream":
-            raise StreamError(StreamCondition.INVALID_NAMESPACE, "the root must be <stream:stream>")
-        if header.default_ns != ns.CLIENT:
-            raise StreamError(
-                StreamCondition.INVALID_NAMESPACE, f"the content namespace must be {ns.CLIENT}"
-            )
+        if self.framing == "tcp":  # over WebSocket, only an <open/> element is a header
+            self._check_root(header)
         version = header.attrs.get("version", "")
         major, _, _minor = version.partition(".")
         if major != "1":
@@ -299,6 +370,15 @@ class ServerStream:
                 StreamCondition.HOST_UNKNOWN, f"this server serves {self.config.domain}"
             )
 
+    @staticmethod
+    def _check_root(header: StreamHeader) -> None:
+        if header.ns != ns.STREAMS or header.tag != "stream":
+            raise StreamError(StreamCondition.INVALID_NAMESPACE, "the root must be <stream:stream>")
+        if header.default_ns != ns.CLIENT:
+            raise StreamError(
+                StreamCondition.INVALID_NAMESPACE, f"the content namespace must be {ns.CLIENT}"
+            )
+
     def _send_features(self) -> None:
         features = Element("features", ns.STREAMS)
         if self.username is not None:
@@ -307,7 +387,7 @@ class ServerStream:
             for xmlns, tag in self.config.bound_features:
                 features.add(tag, xmlns)
         else:
-            if self.config.tls_available and not self.secure:
+            if self._tls_available and not self.secure:
                 starttls = features.add("starttls", ns.TLS)
                 if self.config.tls_required:
                     starttls.add("required")
@@ -330,6 +410,11 @@ class ServerStream:
             handler(self, element)
 
     def _unexpected(self, element: Element) -> None:
+        if self.state is State.AWAIT_HEADER:  # only over WebSocket: TCP parses a header first
+            raise StreamError(
+                StreamCondition.INVALID_NAMESPACE,
+                f"a stream over WebSocket opens with <open xmlns='{ns.FRAMING}'/>",
+            )
         if element.tag in STANZA_TAGS and element.ns == ns.CLIENT and self.state is not State.BOUND:
             raise StreamError(
                 StreamCondition.NOT_AUTHORIZED, "authenticate and bind a resource first"
@@ -344,7 +429,7 @@ class ServerStream:
         self._events.append(StreamClosed(None))
 
     def _on_starttls(self, _element: Element) -> None:
-        if self.secure or not self.config.tls_available:
+        if self.secure or not self._tls_available:
             raise StreamError(
                 StreamCondition.UNSUPPORTED_STANZA_TYPE, "STARTTLS is not offered here"
             )
@@ -466,6 +551,16 @@ class ServerStream:
         reply = make_error(stanza, error)
         reply.attrs.pop("from", None)
         self._send_element(reply)
+
+
+def _unframed(element: Element) -> Element | StreamHeader | StreamEnd:
+    """RFC 7395 3.4, 3.6: over WebSocket, <open/> is the stream header and <close/> its end."""
+    if element.ns == ns.FRAMING:
+        if element.tag == "open":
+            return StreamHeader(ns.FRAMING, "open", element.attrs, None)
+        if element.tag == "close":
+            return StreamEnd()
+    return element
 
 
 _HANDLERS: dict[State, dict[tuple[str, str], Callable[[ServerStream, Element], None]]] = {

@@ -4,10 +4,14 @@
 top-level elements (stanzas and negotiation elements), or the end of the stream.
 Only top-level elements are materialised; the stream root never is. Anything
 RFC 6120 forbids raises ``StreamError`` with the condition it names.
+
+``XMLFrameParser`` is the same parser for RFC 7395 framing, where each
+WebSocket message is one whole element: ``feed_frame(bytes)`` returns it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from xml.parsers import expat
@@ -142,6 +146,10 @@ class XMLStreamParser:
         out, self._out = self._out, []
         return out
 
+    def between_elements(self) -> bool:
+        """Inside the stream root with no top-level element begun (the end of a whole element)."""
+        return self._depth == 1
+
     def _check_size(self) -> None:
         """Bound what expat may buffer: an unfinished stanza, tag, comment or header."""
         if self._fed - self._boundary > self.max_stanza_bytes:
@@ -236,6 +244,70 @@ class XMLStreamParser:
 
 
 _FRAGMENT_HEADER = f"<stream xmlns='{ns.CLIENT}'>".encode()
+_FRAME_END_TAG = "chinwag-frame-end"
+_FRAME_END = f"<{_FRAME_END_TAG}/>".encode()
+_XML_DECLARATION = re.compile(rb"<\?xml\s[^>]*?\?>")
+_DECLARED_ENCODING = re.compile(rb"encoding\s*=\s*['\"]([^'\"]*)['\"]")
+
+
+class XMLFrameParser(XMLStreamParser):
+    """RFC 7395 3.3.3: every WebSocket message is one complete element, a document of its own.
+
+    One expat parser serves all of a connection's messages (a new one per
+    message would cost ten times the parse). It is opened on a synthetic root,
+    as if the messages were the children of a TCP stream, and each message must
+    complete exactly one child of it. A marker element fed after each message
+    proves that nothing is left half-parsed: an unfinished tag, comment or
+    attribute would swallow it. So nothing carries over from one message to the
+    next; a namespace declared in a message is scoped to its element. The root
+    declares ``jabber:client`` as the default namespace, so a stanza that does not
+    repeat it is still a ``jabber:client`` stanza, as on TCP.
+    """
+
+    def __init__(self, max_stanza_bytes: int) -> None:
+        super().__init__(max_stanza_bytes)
+        self.feed(_FRAGMENT_HEADER)
+
+    def feed_frame(self, data: bytes) -> Element | None:
+        """The element ``data`` holds, or None for an empty (or whitespace) message.
+
+        Raises ``StreamError``: ``not-well-formed`` unless the message is exactly one
+        whole element (not a part of one, not text, not several), or what the
+        stream parser raises for the element's content.
+        """
+        if data.startswith(b"<?xml"):
+            data = self._without_declaration(data)
+        try:
+            parsed = self.feed(data + _FRAME_END)
+        except StreamError as error:
+            if error.condition is not StreamCondition.BAD_FORMAT:
+                raise
+            raise self._not_one_element() from None  # text outside the element
+        count = len(parsed)
+        if 0 < count <= 2 and self._depth == 1:
+            end = parsed[-1]
+            if type(end) is Element and end.tag == _FRAME_END_TAG and not end.children:
+                element = parsed[0] if count == 2 else None
+                if element is None or type(element) is Element:
+                    return element
+        self._fail()
+        raise self._not_one_element()
+
+    def _without_declaration(self, data: bytes) -> bytes:
+        """A message is a document, so it may start with an XML declaration (UTF-8 only)."""
+        declaration = _XML_DECLARATION.match(data)
+        if declaration is None:
+            return data  # "<?xml-..." is a processing instruction: the parser refuses it
+        encoding = _DECLARED_ENCODING.search(declaration.group())
+        if encoding is not None:
+            self._xml_declaration(None, encoding.group(1).decode("ascii", "replace"), -1)
+        return data[declaration.end() :]
+
+    def _not_one_element(self) -> StreamError:
+        return StreamError(
+            StreamCondition.NOT_WELL_FORMED,
+            "a WebSocket message must hold exactly one whole XML element (RFC 7395 3.3.3)",
+        )
 
 
 def parse_stanza(text: str, max_bytes: int = 1 << 24) -> Element:
