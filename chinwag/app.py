@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from starlette.types import ASGIApp
+
 from chinwag.config import Settings
 from chinwag.network.accounts import AccountService
 from chinwag.network.contacts import ContactService
@@ -27,7 +29,9 @@ from chinwag.store.oauth import SqlOAuthRepository
 from chinwag.store.offline import SqlOfflineRepository
 from chinwag.store.profiles import SqlProfileRepository
 from chinwag.web.app import build_web_app
+from chinwag.web.presence import ONLINE, SHOWS, PresenceSource, ResourcePresence
 from chinwag.web.server import HTTPServer
+from chinwag.xmpp.jid import JID
 
 log = logging.getLogger("chinwag")
 
@@ -70,6 +74,50 @@ def build_services(settings: Settings, database: Database) -> tuple[Services, OA
     return services, oauth
 
 
+def _web_app(
+    settings: Settings,
+    database: Database,
+    services: Services,
+    oauth: OAuthService,
+    xmpp: XMPPServer,
+) -> ASGIApp:
+    # The REST API's changes carry an origin of their own, as the CLI's do, so the
+    # XMPP server's event pump applies them (roster pushes, presence).
+    web_events = EventLog(database)
+    return build_web_app(
+        settings,
+        services.accounts,
+        oauth,
+        contacts=ContactService(SqlContactRepository(database), web_events),
+        profiles=ProfileService(SqlProfileRepository(database), web_events),
+        presence=_live_presence(xmpp),
+        xmpp=xmpp,
+        sessions=xmpp.router.all_sessions,
+    )
+
+
+def _live_presence(xmpp: XMPPServer) -> PresenceSource:
+    """Who is online, read from the XMPP server's router (read-only)."""
+
+    def presence(username: str) -> list[ResourcePresence]:
+        found = []
+        for session in xmpp.router.resources(JID(username, xmpp.domain)):
+            if not session.available or session.presence is None:
+                continue
+            show, status = session.presence.find("show"), session.presence.find("status")
+            found.append(
+                ResourcePresence(
+                    resource=session.jid.resource or "",
+                    show=show.text if show is not None and show.text in SHOWS else ONLINE,
+                    status=status.text if status is not None else None,
+                    priority=session.priority,
+                )
+            )
+        return found
+
+    return presence
+
+
 def _tls_context(settings: Settings) -> ssl.SSLContext:
     cert, key = settings.tls_cert_path, settings.tls_key_path
     if ensure_certificate(cert, key, settings.domain):
@@ -88,7 +136,11 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
     services, oauth = build_services(settings, database)
     xmpp = XMPPServer(settings, services)
     xmpp.load_modules()
-    http = HTTPServer(build_web_app(settings, services.accounts, oauth), settings.http)
+    http = HTTPServer(
+        _web_app(settings, database, services, oauth, xmpp),
+        settings.http,
+        websocket_max_bytes=2 * settings.limits.max_stanza_bytes,
+    )
     try:
         try:
             await xmpp.start(_tls_context(settings))
@@ -97,8 +149,10 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             raise StartupError(f"cannot listen: {error}") from None
         yield Running(settings, database, services, oauth, xmpp, http)
     finally:
-        await http.stop()
+        # XMPP first: its streams, WebSocket ones too, end with <system-shutdown/>
+        # while the HTTP listener still carries them.
         await xmpp.stop()
+        await http.stop()
         await database.close()
 
 

@@ -1,6 +1,7 @@
 """The ``chinwag`` command: run the server and manage users, contacts and profiles.
 
-Commands work through the network domain and the store, never the XMPP core. A
+Commands work through the network domain and the store, never the XMPP core;
+``chinwag sessions`` asks the running server, over its HTTP listener. A
 problem the operator can fix is one line on stderr: exit status 2 for
 configuration, 1 for everything else. ``--json`` puts machine-readable results on
 stdout.
@@ -52,6 +53,7 @@ T = TypeVar("T")
 
 CONFIG_EXIT = 2
 FAILURE_EXIT = 1
+_HTTP_TIMEOUT = 10.0
 
 app = typer.Typer(
     help="chinwag: an XMPP messaging server.", no_args_is_help=True, add_completion=False
@@ -65,6 +67,8 @@ app.add_typer(profile_app, name="profile")
 app.add_typer(app_cli, name="app")
 app.add_typer(token_cli, name="token")
 app.add_typer(app_password_cli, name="app-password")
+sessions_app = typer.Typer(help="See who is connected to the running server.", no_args_is_help=True)
+app.add_typer(sessions_app, name="sessions")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -329,6 +333,87 @@ def profile_show(
         _print_json(_profile_json(username, profile, settings))
     else:
         out.print(_profile_table(username, profile, settings))
+
+
+@sessions_app.command("list")
+def sessions_list(config: ConfigOption = None, json_output: JsonOption = False) -> None:
+    """List the running server's live sessions: user, resource, app and transport.
+
+    Asks the server's HTTP listener, with the admin token it keeps in its data directory.
+    """
+    sessions = _fetch_sessions(_settings(config))
+    if json_output:
+        _print_json(sessions)
+    elif sessions:
+        out.print(_session_table(sessions))
+    else:
+        out.print("No live sessions.")
+
+
+def _fetch_sessions(settings: Settings) -> list[dict[str, Any]]:
+    """``GET /admin/sessions`` on the server that ``settings`` describe."""
+    import httpx  # here, not at the top: the other commands start faster without it
+
+    from chinwag.web.admin_routes import SESSIONS_PATH
+    from chinwag.web.admin_token import ADMIN_TOKEN_FILE
+
+    token_path = settings.data_path / ADMIN_TOKEN_FILE
+    try:
+        token = token_path.read_text().strip()
+    except FileNotFoundError:
+        _fail(f"no admin token at {token_path}: is chinwag serve running with this configuration?")
+    except OSError as error:
+        _fail(f"cannot read the admin token at {token_path}: {error.strerror}")
+    url = _local_url(settings.http.host, settings.http.port) + SESSIONS_PATH
+    try:
+        # trust_env=False: the admin token goes to the server only, never to a proxy.
+        with httpx.Client(trust_env=False, timeout=_HTTP_TIMEOUT) as client:
+            response = client.get(url, headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as error:
+        reason = (str(error) or type(error).__name__).splitlines()[0]
+        _fail(f"cannot reach the server at {url}: {reason} (is chinwag serve running?)")
+    if response.status_code == 401:
+        _fail(
+            f"the server at {url} refused the admin token of {token_path}: "
+            "is it the server of this configuration?"
+        )
+    try:
+        response.raise_for_status()
+        sessions = response.json()
+    except (httpx.HTTPStatusError, ValueError):
+        _fail(f"the server at {url} answered {response.status_code}, not a list of sessions")
+    if not isinstance(sessions, list):
+        _fail(f"the server at {url} did not answer with a list of sessions")
+    return sessions
+
+
+def _local_url(host: str, port: int) -> str:
+    """Where this machine reaches a listener bound to ``host``: a wildcard means loopback."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _session_table(sessions: Sequence[dict[str, Any]]) -> Table:
+    table = Table(
+        "User",
+        "Resource",
+        "App",
+        "Transport",
+        "Available",
+        "Priority",
+        box=None,
+        header_style="bold",
+    )
+    for session in sessions:
+        table.add_row(
+            Text(f"{session['user']}"),
+            Text(f"{session['resource']}"),
+            Text(session["app"] or "-", style="" if session["app"] else "dim"),
+            Text(f"{session['transport']}"),
+            "yes" if session["available"] else "no",
+            str(session["priority"]),
+        )
+    return table
 
 
 def _settings(config: str | None) -> Settings:

@@ -31,12 +31,38 @@ class C2SSettings(_Section):
     port: int = Field(default=5222, ge=0, le=65535)
     direct_tls_port: int = Field(default=5223, ge=0, le=65535)
     require_tls: bool = True
-    """False allows SASL on plaintext streams (loopback benchmarks only)."""
+    """False allows SASL on plaintext streams (loopback benchmarks only). Over WebSocket,
+    TLS is the WebSocket's own: ``wss://``, a proxy's ``X-Forwarded-Proto: https``, or
+    the loopback (see docs/protocol.md)."""
 
 
 class HTTPSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=5280, ge=0, le=65535)
+    operators: tuple[str, ...] = ()
+    """Usernames who, signed in on the web, operate the developer portal: they see
+    every app and can suspend or resume it."""
+
+    @field_validator("operators", mode="before")
+    @classmethod
+    def _operator_list(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return tuple(value)
+        raise ValueError('must be a list of usernames, such as ["admin"]')
+
+    websocket_origins: tuple[str, ...] = ()
+    """Web origins (``scheme://host[:port]``) whose pages may open XMPP streams at
+    ``/xmpp-websocket``, such as ``["https://chat.example.com"]``; empty allows any.
+    A handshake without an ``Origin`` header (not from a browser) is always allowed."""
+
+    @field_validator("websocket_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: object) -> object:
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(origin, str) and "://" in origin for origin in value
+        ):
+            raise ValueError('must be a list of origins, such as ["https://chat.example.com"]')
+        return tuple(origin.strip().rstrip("/").lower() for origin in value)
 
 
 class DatabaseSettings(_Section):

@@ -7,6 +7,8 @@ Every change is announced with ``profile.changed`` in the same transaction.
 
 from __future__ import annotations
 
+import re
+
 from chinwag.network.accounts import InvalidUsername, NoSuchAccount, normalize_username
 from chinwag.network.events import EventLog
 from chinwag.store.profiles import PROFILE_FIELDS, Profile, ProfileRepository, ProfileUpdate
@@ -28,6 +30,10 @@ MAX_TEXT_LENGTH = 1024
 
 class InvalidProfile(ValueError):
     pass
+
+
+# Characters outside XML 1.0's Char production: a vCard could not carry them.
+_NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 class ProfileService:
@@ -78,6 +84,11 @@ def _checked(fields: dict[str, object]) -> dict[str, str | bytes | None]:
             text = (value or "").strip()
             if len(text) > MAX_TEXT_LENGTH:
                 raise InvalidProfile(f"{name} is longer than {MAX_TEXT_LENGTH} characters")
+            bad = _NOT_XML_CHAR.search(text)
+            if bad is not None:
+                raise InvalidProfile(
+                    f"{name} contains U+{ord(bad.group()):04X}, which XMPP cannot carry"
+                )
             values[name] = text or None
         else:
             raise InvalidProfile(f"{name} must be text, not {type(value).__name__}")

@@ -219,6 +219,39 @@ class OAuthService:
         record = await self._repo.app(client_id)
         return None if record is None else _app_info(record)
 
+    async def apps_of(self, owner: str) -> list[AppInfo]:
+        """The apps the user registered (in the developer portal, or with ``--owner``)."""
+        try:
+            user = normalize_username(owner)
+        except InvalidUsername:
+            return []
+        return [_app_info(record) for record in await self._repo.apps_of(user)]
+
+    async def owned_app(self, client_id: str, owner: str | None) -> AppInfo:
+        """The app, if ``owner`` registered it (any app when ``owner`` is None).
+
+        Raises NoSuchApp otherwise: another developer's app is as good as absent.
+        """
+        app = await self.get_app(client_id)
+        if app is None or (owner is not None and app.owner != _normalized_or_none(owner)):
+            raise NoSuchApp(client_id)
+        return app
+
+    async def rotate_secret(self, client_id: str, owner: str | None = None) -> str:
+        """A new client secret for a confidential app, returned only here.
+
+        The old secret stops working at once; tokens already issued stay valid.
+        With ``owner``, only that user's app (else NoSuchApp). Raises NoSuchApp, and
+        InvalidRequest for a public app, which has no secret.
+        """
+        app = await self.owned_app(client_id, owner)
+        if app.public:
+            raise InvalidRequest("a public app has no client secret to rotate")
+        secret = new_secret()
+        if not await self._repo.set_secret(client_id, digest(secret)):
+            raise NoSuchApp(client_id)
+        return secret
+
     async def suspend_app(self, client_id: str) -> None:
         """Suspend the app: its tokens are revoked and its sessions end; raises NoSuchApp."""
         if not await self._repo.suspend_app(client_id, self._origin):
@@ -229,8 +262,13 @@ class OAuthService:
         if not await self._repo.resume_app(client_id):
             raise NoSuchApp(client_id)
 
-    async def delete_app(self, client_id: str) -> None:
-        """Delete the app with every grant to it; its sessions end; raises NoSuchApp."""
+    async def delete_app(self, client_id: str, owner: str | None = None) -> None:
+        """Delete the app with every grant to it; its sessions end; raises NoSuchApp.
+
+        With ``owner``, only that user's app (else NoSuchApp).
+        """
+        if owner is not None:
+            await self.owned_app(client_id, owner)
         if not await self._repo.delete_app(client_id, self._origin):
             raise NoSuchApp(client_id)
 
@@ -442,6 +480,13 @@ def _app_info(record: AppRecord) -> AppInfo:
         status=record.status,
         created_at=record.created_at,
     )
+
+
+def _normalized_or_none(name: str) -> str | None:
+    try:
+        return normalize_username(name)
+    except InvalidUsername:
+        return None
 
 
 def _check_name(name: str) -> str:

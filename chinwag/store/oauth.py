@@ -175,6 +175,12 @@ class OAuthRepository(Protocol):
     async def apps(self) -> list[AppRecord]:
         """Every app, oldest first."""
 
+    async def apps_of(self, owner: str) -> list[AppRecord]:
+        """The apps ``owner`` registered, oldest first."""
+
+    async def set_secret(self, client_id: str, secret_hash: bytes) -> bool:
+        """Replace the app's client secret; False if there is no such app."""
+
     async def suspend_app(self, client_id: str, origin: str) -> bool:
         """Suspend the app and revoke all its tokens; False if there is no such app."""
 
@@ -307,6 +313,25 @@ class SqlOAuthRepository:
                 select(*_APP_COLUMNS).order_by(OAuthApp.created_at, OAuthApp.id)
             )
             return [_app_record(row) for row in rows]
+
+    async def apps_of(self, owner: str) -> list[AppRecord]:
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(*_APP_COLUMNS)
+                .where(OAuthApp.owner == owner)
+                .order_by(OAuthApp.created_at, OAuthApp.id)
+            )
+            return [_app_record(row) for row in rows]
+
+    async def set_secret(self, client_id: str, secret_hash: bytes) -> bool:
+        async with self._sessions.begin() as session:
+            changed = await session.scalar(
+                update(OAuthApp)
+                .where(OAuthApp.client_id == client_id)
+                .values(secret_hash=secret_hash)
+                .returning(OAuthApp.id)
+            )
+        return changed is not None
 
     async def suspend_app(self, client_id: str, origin: str) -> bool:
         async with self._sessions.begin() as session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,9 +16,17 @@ from starlette.responses import Response
 
 from chinwag.config import Settings
 from chinwag.network.accounts import AccountService
+from chinwag.network.contacts import ContactService
+from chinwag.network.profiles import ProfileService
 from chinwag.oauth.service import OAuthService
-from chinwag.web import account_routes, oauth_routes
+from chinwag.web import account_routes, admin_routes, oauth_routes, portal_routes, websocket
+from chinwag.web.admin_token import ensure_admin_token
+from chinwag.web.api import api_mount
 from chinwag.web.pages import Services, error_page
+from chinwag.web.presence import PresenceSource, nobody_online
+
+if TYPE_CHECKING:
+    from chinwag.server.xmpp_server import XMPPServer
 
 SECRET_FILE = "web-secret"
 SESSION_COOKIE = "chinwag_session"
@@ -25,10 +34,35 @@ SESSION_SECONDS = 7 * 24 * 3600
 _MIN_SECRET_LENGTH = 32
 
 
-def build_web_app(settings: Settings, accounts: AccountService, oauth: OAuthService) -> Starlette:
-    """The ASGI application for chinwag's HTTP listener."""
+def build_web_app(
+    settings: Settings,
+    accounts: AccountService,
+    oauth: OAuthService,
+    *,
+    contacts: ContactService | None = None,
+    profiles: ProfileService | None = None,
+    presence: PresenceSource = nobody_online,
+    xmpp: XMPPServer | None = None,
+    sessions: admin_routes.SessionSource = admin_routes.no_sessions,
+) -> Starlette:
+    """The ASGI application for chinwag's HTTP listener.
+
+    ``contacts`` and ``profiles`` serve the REST API (their changes should carry an
+    origin of their own, so that the XMPP server applies them); ``presence`` tells
+    it who is online. ``xmpp`` serves XMPP over WebSocket (RFC 7395) at /xmpp-websocket.
+    ``sessions`` lists the live sessions for the operator (``GET /admin/sessions``).
+    """
+    services = Services(settings, accounts, oauth, contacts, profiles, presence)
+    admin_token = ensure_admin_token(settings.data_path)
     app = Starlette(
-        routes=[*oauth_routes.ROUTES, *account_routes.ROUTES],
+        routes=[
+            *oauth_routes.ROUTES,
+            *account_routes.ROUTES,
+            *portal_routes.ROUTES,
+            *websocket.ROUTES,
+            *admin_routes.ROUTES,
+            api_mount(services, admin_token),
+        ],
         middleware=[
             Middleware(
                 SessionMiddleware,
@@ -40,7 +74,10 @@ def build_web_app(settings: Settings, accounts: AccountService, oauth: OAuthServ
         ],
         exception_handlers={HTTPException: _http_error},
     )
-    app.state.services = Services(settings, accounts, oauth)
+    app.state.services = services
+    app.state.admin_token = admin_token
+    app.state.sessions = sessions
+    app.state.xmpp = xmpp
     return app
 
 

@@ -7,6 +7,8 @@ without it, or with another, is refused with 403.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -20,9 +22,12 @@ from starlette.responses import HTMLResponse
 from starlette.templating import Jinja2Templates
 
 from chinwag.config import Settings
-from chinwag.network.accounts import AccountService
+from chinwag.network.accounts import AccountService, InvalidUsername, normalize_username
+from chinwag.network.contacts import ContactService
+from chinwag.network.profiles import ProfileService
 from chinwag.oauth.scopes import describe
 from chinwag.oauth.service import OAuthService
+from chinwag.web.presence import PresenceSource, nobody_online
 
 _TEMPLATES = Jinja2Templates(
     env=Environment(loader=PackageLoader("chinwag.web", "templates"), autoescape=True)
@@ -48,6 +53,11 @@ class Services:
     settings: Settings
     accounts: AccountService
     oauth: OAuthService
+    contacts: ContactService | None = None
+    """None in a web application without the network services (the REST API then says 503)."""
+    profiles: ProfileService | None = None
+    presence: PresenceSource = nobody_online
+    """Who is online now, read from the XMPP server by whoever composed the application."""
 
 
 def services(request: Request) -> Services:
@@ -56,15 +66,31 @@ def services(request: Request) -> Services:
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    user = signed_in(request)
     base = {
         "domain": services(request).settings.domain,
-        "user": signed_in(request),
+        "user": user,
+        "operator": is_operator(request, user),
         "csrf_token": csrf_token(request),
         "describe": describe,
     }
     return _TEMPLATES.TemplateResponse(
         request, template, {**base, **context}, status_code=status, headers=_PAGE_HEADERS
     )
+
+
+def is_operator(request: Request, user: str | None) -> bool:
+    """Whether ``user`` is one of the ``[http] operators`` of the settings."""
+    return user is not None and user in _operators(services(request).settings.http.operators)
+
+
+@functools.lru_cache(maxsize=8)
+def _operators(names: tuple[str, ...]) -> frozenset[str]:
+    normalized = set()
+    for name in names:
+        with contextlib.suppress(InvalidUsername):  # no such account can ever sign in
+            normalized.add(normalize_username(name))
+    return frozenset(normalized)
 
 
 def signed_in(request: Request) -> str | None:

@@ -32,9 +32,14 @@ class _EmbeddedUvicorn(uvicorn.Server):
 class HTTPServer:
     """Serves ``app`` on ``settings.host``:``settings.port`` in the running event loop."""
 
-    def __init__(self, app: ASGIApp, settings: HTTPSettings) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: HTTPSettings, *, websocket_max_bytes: int = 1 << 24
+    ) -> None:
         self._app = app
         self._settings = settings
+        self._websocket_max_bytes = websocket_max_bytes
+        """A longer WebSocket message is refused by uvicorn itself (close code 1009); the
+        XMPP stream refuses one over its stanza limit with a stream error first."""
         self._socket: socket.socket | None = None
         self._server: _EmbeddedUvicorn | None = None
         self._task: asyncio.Task[None] | None = None
@@ -57,6 +62,7 @@ class HTTPServer:
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            ws_max_size=self._websocket_max_bytes,
         )
         self._server = _EmbeddedUvicorn(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))

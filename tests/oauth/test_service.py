@@ -12,10 +12,13 @@ from chinwag.oauth.service import (
     OAUTH_REVOKED,
     AppSuspended,
     InvalidRegistration,
+    InvalidRequest,
     NoSuchApp,
     UnknownScope,
 )
+from chinwag.oauth.tokens import digest
 from chinwag.store.models import utc_now
+from chinwag.store.oauth import SqlOAuthRepository
 from chinwag.store.oauth_models import OAuthToken
 from oauth.support import ALICE, ALICE_PASSWORD, CALLBACK, shared_loop
 
@@ -107,6 +110,56 @@ async def test_deleting_an_app(services, public_app):
     ):
         with pytest.raises(NoSuchApp):
             await change(client_id)
+
+
+async def test_apps_of_their_owners(services, confidential_app):
+    mine = await services.oauth.register_app("Mine", [CALLBACK], owner="ALICE")
+    await services.oauth.register_app("Bob's", [CALLBACK], owner="bob")
+
+    assert [app.client_id for app in await services.oauth.apps_of("Alice")] == [mine.app.client_id]
+    assert mine.app.owner == ALICE
+    assert await services.oauth.apps_of("nobody") == []
+    assert await services.oauth.apps_of("not a name") == []
+    assert (await services.oauth.owned_app(mine.app.client_id, "alice")).name == "Mine"
+    assert (await services.oauth.owned_app(mine.app.client_id, None)).name == "Mine"
+    for owner in ("bob", "not a name"):
+        with pytest.raises(NoSuchApp):
+            await services.oauth.owned_app(mine.app.client_id, owner)
+    with pytest.raises(NoSuchApp):  # an app registered without an owner is nobody's
+        await services.oauth.owned_app(confidential_app.app.client_id, ALICE)
+
+
+async def test_rotating_a_secret(services):
+    registered = await services.oauth.register_app("Mine", [CALLBACK], owner=ALICE)
+    client_id = registered.app.client_id
+    issued = await services.oauth.issue_token(client_id, ALICE, "wl.basic")
+
+    with pytest.raises(NoSuchApp):
+        await services.oauth.rotate_secret(client_id, owner="bob")
+    secret = await services.oauth.rotate_secret(client_id, owner=ALICE)
+    again = await services.oauth.rotate_secret(client_id)  # an operator's, without owner
+
+    assert len({registered.client_secret, secret, again}) == 3
+    record = await SqlOAuthRepository(services.database).app(client_id)
+    assert record is not None and record.secret_hash == digest(again)
+    assert await services.oauth.check_token(issued.access_token) is not None  # tokens stay
+    with pytest.raises(NoSuchApp):
+        await services.oauth.rotate_secret("no-such-app")
+
+
+async def test_a_public_app_has_no_secret_to_rotate(services, public_app):
+    with pytest.raises(InvalidRequest, match="public app"):
+        await services.oauth.rotate_secret(public_app.app.client_id)
+
+
+async def test_deleting_only_ones_own_app(services):
+    client_id = (await services.oauth.register_app("Mine", [CALLBACK], owner=ALICE)).app.client_id
+
+    with pytest.raises(NoSuchApp):
+        await services.oauth.delete_app(client_id, owner="bob")
+    assert await services.oauth.get_app(client_id) is not None
+    await services.oauth.delete_app(client_id, owner="Alice")
+    assert await services.oauth.get_app(client_id) is None
 
 
 @pytest.mark.parametrize(

@@ -116,3 +116,11 @@ def test_an_explicit_path_beats_the_environment_variable(tmp_path, monkeypatch):
     monkeypatch.setenv(CONFIG_ENV_VAR, str(tmp_path / "absent.toml"))
 
     assert load_settings(write(tmp_path, 'domain = "file.example"\n')).domain == "file.example"
+
+
+def test_http_operators_are_a_list_of_usernames(tmp_path):
+    assert load_settings().http.operators == ()
+    settings = load_settings(write(tmp_path, '[http]\noperators = ["admin", "Ops"]\n'))
+    assert settings.http.operators == ("admin", "Ops")
+    with pytest.raises(ConfigError, match=r"'http\.operators': must be a list of usernames"):
+        load_settings(write(tmp_path, '[http]\noperators = "admin"\n'))

@@ -1,0 +1,289 @@
+"""The OpenAPI 3.1 document of the REST API, written by hand to match ``api.py`` exactly.
+
+Served at ``/api/v1/openapi.json``; the property tests (schemathesis) hold the
+responses of the live API to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chinwag.network.profiles import MAX_TEXT_LENGTH
+from chinwag.web.presence import OFFLINE, ONLINE, SHOWS
+
+API_PREFIX = "/api/v1"
+
+_NULLABLE_TEXT = {"type": ["string", "null"]}
+# What a profile field may hold: XML 1.0 characters (surrogates never reach JSON text).
+_PROFILE_TEXT = {
+    "type": ["string", "null"],
+    "maxLength": MAX_TEXT_LENGTH,
+    "pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\ufffe\\uffff]*$",
+}
+_USERNAME_PARAM = {
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1},
+    "description": "A username (RFC 7622 localpart; compared case-insensitively).",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _challenged(description: str) -> dict[str, Any]:
+    """An error response with an RFC 6750 ``WWW-Authenticate`` challenge."""
+    return {
+        **_error(description),
+        "headers": {
+            "WWW-Authenticate": {
+                "description": 'The RFC 6750 challenge, e.g. `Bearer realm="chinwag"`.',
+                "required": True,
+                "schema": {"type": "string", "pattern": "^Bearer realm="},
+            }
+        },
+    }
+
+
+_USER_AUTH = {
+    "401": _challenged(
+        "No access token, or one that is invalid, expired, revoked or of a suspended app."
+    ),
+    "403": _challenged("The access token lacks the `wl.basic` scope."),
+}
+_ADMIN_AUTH = {"401": _challenged("No admin token, or a wrong one.")}
+_CONTACT_PAIR = {
+    "parameters": [
+        {**_USERNAME_PARAM, "name": "a"},
+        {**_USERNAME_PARAM, "name": "b"},
+    ]
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "chinwag REST API",
+        "version": "1.0.0",
+        "description": (
+            "Read a user's profile and contacts with an OAuth 2.0 access token (scope "
+            "`wl.basic`); operators change contacts and profiles with the admin token "
+            "kept in `{data_dir}/admin-token`. Changes reach online XMPP clients as "
+            "roster pushes. Every error is a JSON `Error`."
+        ),
+    },
+    "servers": [{"url": API_PREFIX}],
+    "paths": {
+        "/me": {
+            "get": {
+                "operationId": "getMe",
+                "summary": "The signed-in user's profile.",
+                "security": [{"bearer": ["wl.basic"]}],
+                "responses": {"200": _json(_ref("Profile"), "The profile."), **_USER_AUTH},
+            }
+        },
+        "/me/contacts": {
+            "get": {
+                "operationId": "getMyContacts",
+                "summary": "The signed-in user's contacts, with their current presence.",
+                "security": [{"bearer": ["wl.basic"]}],
+                "responses": {
+                    "200": _json(_ref("ContactList"), "The contacts, by username."),
+                    **_USER_AUTH,
+                },
+            }
+        },
+        "/admin/contacts/{a}/{b}": {
+            **_CONTACT_PAIR,
+            "put": {
+                "operationId": "addContacts",
+                "summary": "Make two users contacts of each other (idempotent).",
+                "security": [{"admin": []}],
+                "responses": {
+                    "200": _json(_ref("ContactLink"), "They are contacts."),
+                    **_ADMIN_AUTH,
+                    "404": _error("No such user (or a name no user can have)."),
+                    "409": _error("Both names are the same account."),
+                },
+            },
+            "delete": {
+                "operationId": "removeContacts",
+                "summary": "Take two users off each other's contact lists.",
+                "security": [{"admin": []}],
+                "responses": {
+                    "200": _json(_ref("ContactLink"), "They are no longer contacts."),
+                    **_ADMIN_AUTH,
+                    "404": _error("No such user, or they were not contacts."),
+                    "409": _error("Both names are the same account."),
+                },
+            },
+        },
+        "/admin/users/{name}/profile": {
+            "parameters": [{**_USERNAME_PARAM, "name": "name"}],
+            "patch": {
+                "operationId": "updateProfile",
+                "summary": "Change some fields of a user's profile.",
+                "description": (
+                    "Fields left out keep their value; null or an empty string clears one. "
+                    "Surrounding spaces are trimmed."
+                ),
+                "security": [{"admin": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("ProfileChange")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Profile"), "The whole profile after the change."),
+                    "400": _error("The body is not a JSON ProfileChange."),
+                    **_ADMIN_AUTH,
+                    "404": _error("No such user (or a name no user can have)."),
+                    "413": _error("The body is larger than 64 KiB."),
+                },
+            },
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "bearer": {
+                "type": "oauth2",
+                "description": "An OAuth 2.0 access token (RFC 6750 bearer).",
+                "flows": {
+                    "authorizationCode": {
+                        "authorizationUrl": "/oauth/authorize",
+                        "tokenUrl": "/oauth/token",
+                        "refreshUrl": "/oauth/token",
+                        "scopes": {"wl.basic": "Read your profile and your contact list."},
+                    }
+                },
+            },
+            "admin": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The operator's admin token, from `{data_dir}/admin-token`.",
+            },
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error", "message"],
+                "additionalProperties": False,
+                "properties": {
+                    "error": {"type": "string", "description": "A code, e.g. `invalid_token`."},
+                    "message": {"type": "string", "description": "What went wrong, in words."},
+                },
+            },
+            "Photo": {
+                "type": "object",
+                "required": ["type", "data"],
+                "additionalProperties": False,
+                "properties": {
+                    "type": {**_NULLABLE_TEXT, "description": "Media type, e.g. image/png."},
+                    "data": {"type": "string", "contentEncoding": "base64"},
+                },
+            },
+            "Profile": {
+                "type": "object",
+                "required": ["username", "jid", "fn", "nickname", "email", "photo"],
+                "additionalProperties": False,
+                "properties": {
+                    "username": {"type": "string"},
+                    "jid": {"type": "string", "description": "The bare JID: username@domain."},
+                    "fn": {**_NULLABLE_TEXT, "description": "Full name."},
+                    "nickname": _NULLABLE_TEXT,
+                    "email": _NULLABLE_TEXT,
+                    "photo": {"oneOf": [_ref("Photo"), {"type": "null"}]},
+                },
+            },
+            "ProfileChange": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "fn": _PROFILE_TEXT,
+                    "nickname": _PROFILE_TEXT,
+                    "email": _PROFILE_TEXT,
+                },
+            },
+            "ResourcePresence": {
+                "type": "object",
+                "required": ["resource", "show", "status", "priority"],
+                "additionalProperties": False,
+                "properties": {
+                    "resource": {"type": "string"},
+                    "show": {"enum": [ONLINE, *SHOWS]},
+                    "status": _NULLABLE_TEXT,
+                    "priority": {"type": "integer", "minimum": -128, "maximum": 127},
+                },
+            },
+            "Presence": {
+                "type": "object",
+                "description": (
+                    "The account's presence: its highest-priority available resource "
+                    "speaks for it; `offline` with no resource available."
+                ),
+                "required": ["available", "show", "status", "resources"],
+                "additionalProperties": False,
+                "properties": {
+                    "available": {"type": "boolean"},
+                    "show": {"enum": [ONLINE, *SHOWS, OFFLINE]},
+                    "status": _NULLABLE_TEXT,
+                    "resources": {"type": "array", "items": _ref("ResourcePresence")},
+                },
+            },
+            "Contact": {
+                "type": "object",
+                "required": ["username", "jid", "name", "subscription", "groups", "presence"],
+                "additionalProperties": False,
+                "properties": {
+                    "username": {"type": "string"},
+                    "jid": {"type": "string"},
+                    "name": {
+                        **_NULLABLE_TEXT,
+                        "description": "The roster item's name, else the contact's full name.",
+                    },
+                    "subscription": {
+                        "enum": ["to", "from", "both"],
+                        "description": "RFC 6121 subscription state, seen from the user.",
+                    },
+                    "groups": {"type": "array", "items": {"type": "string"}},
+                    "presence": {
+                        "description": (
+                            "Null unless the user is subscribed to the contact's presence "
+                            "(subscription `to` or `both`)."
+                        ),
+                        "oneOf": [_ref("Presence"), {"type": "null"}],
+                    },
+                },
+            },
+            "ContactList": {
+                "type": "object",
+                "required": ["contacts"],
+                "additionalProperties": False,
+                "properties": {"contacts": {"type": "array", "items": _ref("Contact")}},
+            },
+            "ContactLink": {
+                "type": "object",
+                "required": ["users", "contacts"],
+                "additionalProperties": False,
+                "properties": {
+                    "users": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "minItems": 2,
+                        "maxItems": 2,
+                        "description": "The two usernames, normalised.",
+                    },
+                    "contacts": {"type": "boolean", "description": "Whether they now are."},
+                },
+            },
+        },
+    },
+}
+"""The document, as served."""
