@@ -1,0 +1,319 @@
+"""The benchmark command: ``python -m bench.run``.
+
+Runs the scenarios against chinwag, Prosody and ejabberd in turn, one server at a
+time: each server is provisioned once (the same users and contacts everywhere),
+then started fresh for every scenario and stopped right after it. Prints one table
+with every figure per server and chinwag's ratio to each peer; ``--json FILE``
+also writes everything measured. Servers that are not installed are skipped.
+
+    python -m bench.run [--scenarios login,msg-sat] [--servers chinwag,prosody,ejabberd]
+                        [--smoke] [--json FILE]
+
+``--smoke`` runs tiny counts for a few seconds per scenario, against chinwag only
+unless ``--servers`` says otherwise. The exit status is 1 when any message went
+undelivered or any error happened, so a smoke run can gate CI without looking at
+timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.loadgen import (
+    FULL,
+    HIGHER,
+    LOWER,
+    SCENARIOS,
+    SMOKE,
+    Params,
+    Result,
+    event_loop_kind,
+    raise_fd_limit,
+    run_scenario,
+)
+from bench.servers import SERVERS, BenchServer, ServerError, TlsFiles, make_certificate
+
+ALL_SERVERS = ("chinwag", "prosody", "ejabberd")
+BASELINE = "chinwag"
+BUSY_MACHINE_PERCENT = 10.0
+REPORT_WIDTH = 160
+
+
+@dataclass
+class ServerReport:
+    """Everything one server did in this run."""
+
+    name: str
+    version: str = ""
+    skipped: str = ""
+    warnings: list[str] = field(default_factory=list)
+    results: dict[str, Result] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["results"] = {name: result.to_json() for name, result in self.results.items()}
+        return data
+
+
+# --- Command line ------------------------------------------------------------------
+
+
+def _names(text: str, allowed: Sequence[str], what: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in allowed]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {', '.join(unknown) or '(none)'}; choose from {', '.join(allowed)}"
+        )
+    return names
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description="Benchmark chinwag side by side with Prosody and ejabberd on loopback.",
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=lambda text: _names(text, SCENARIOS, "scenario"),
+        default=list(SCENARIOS),
+        help=f"comma-separated, from {','.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument(
+        "--servers",
+        type=lambda text: _names(text, ALL_SERVERS, "server"),
+        default=None,
+        help="comma-separated (default: all three; chinwag alone with --smoke)",
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny counts, a few seconds each")
+    parser.add_argument("--json", metavar="FILE", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.servers is None:
+        args.servers = [BASELINE] if args.smoke else list(ALL_SERVERS)
+    return args
+
+
+# --- Running -----------------------------------------------------------------------
+
+
+def run_server(
+    name: str, scenarios: Sequence[str], params: Params, workdir: Path, tls: TlsFiles, log: Console
+) -> ServerReport:
+    """Provision ``name`` once, then run each scenario on a freshly started server."""
+    kind = SERVERS[name]
+    report = ServerReport(name)
+    if not kind.available():
+        report.skipped = "not installed"
+        log.print(f"[yellow]{name}: not installed, skipped[/]")
+        return report
+    report.version = kind.version()
+    server = kind(workdir, tls)
+    try:
+        users = params.users_needed(scenarios)
+        log.print(f"{name} {report.version}: provisioning {users} users and their contacts")
+        began = time.monotonic()
+        server.provision(users)
+        log.print(f"{name}: provisioned in {time.monotonic() - began:.1f} s")
+        for scenario in scenarios:
+            report.results[scenario] = run_one(server, scenario, params, log)
+    except ServerError as error:
+        report.skipped = f"failed: {error}"
+        log.print(f"[red]{name}: {error}[/]")
+    finally:
+        server.stop()
+        report.warnings.extend(server.warnings)
+        if server.left_running():
+            report.warnings.append(f"{name} left processes running after it was stopped")
+    return report
+
+
+def run_one(server: BenchServer, scenario: str, params: Params, log: Console) -> Result:
+    """Start the server, run one scenario against it, stop it."""
+    try:
+        target = server.start(offline=scenario == "offline")
+    except ServerError as error:
+        return Result(scenario, errors=1, error_samples=[f"could not start: {error}"])
+    try:
+        result = run_scenario(scenario, target, params)
+    finally:
+        server.stop()
+    figures = ", ".join(f"{f.name} {_number(f.value)} {f.unit}" for f in result.figures[:3])
+    style = "green" if result.clean else "red"
+    log.print(
+        f"  {server.name} {scenario}: {figures}; [{style}]undelivered {result.undelivered}, "
+        f"errors {result.errors}[/]"
+    )
+    for sample in result.error_samples[:3]:
+        log.print(f"    [red]{sample}[/]")
+    for note in result.notes:
+        log.print(f"    note: {note}")
+    return result
+
+
+def run_all(
+    servers: Sequence[str], scenarios: Sequence[str], params: Params, log: Console
+) -> list[ServerReport]:
+    with tempfile.TemporaryDirectory(prefix="chinwag-bench-", ignore_cleanup_errors=True) as tmp:
+        workdir = Path(tmp)
+        tls = make_certificate(workdir / "tls")
+        return [run_server(name, scenarios, params, workdir, tls, log) for name in servers]
+
+
+# --- Reporting ---------------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _figure_rows(scenario: str, reports: Sequence[ServerReport]) -> list[tuple[str, str, str]]:
+    """(name, unit, better) of every figure the servers reported for ``scenario``."""
+    rows: dict[str, tuple[str, str, str]] = {}
+    for report in reports:
+        result = report.results.get(scenario)
+        for figure in result.figures if result else ():
+            rows.setdefault(figure.name, (figure.name, figure.unit, figure.better))
+    return list(rows.values())
+
+
+def _value(report: ServerReport, scenario: str, figure: str) -> float | None:
+    result = report.results.get(scenario)
+    for candidate in result.figures if result else ():
+        if candidate.name == figure:
+            return candidate.value
+    return None
+
+
+def _ratio(mine: float | None, theirs: float | None) -> str:
+    if mine is None or theirs is None or theirs == 0:
+        return ""
+    return f"{mine / theirs:.2f}x"
+
+
+def results_table(reports: Sequence[ServerReport], scenarios: Sequence[str]) -> Table:
+    ran = [report for report in reports if report.results]
+    base = next((report for report in ran if report.name == BASELINE), None)
+    peers = [report for report in ran if report is not base] if base else []
+    table = Table(title="chinwag benchmark", show_lines=False)
+    table.add_column("scenario")
+    table.add_column("figure")
+    for report in ran:
+        table.add_column(report.name, justify="right")
+    for peer in peers:
+        table.add_column(f"vs {peer.name}", justify="right")
+    arrows = {HIGHER: " ↑", LOWER: " ↓"}
+    for scenario in scenarios:
+        first = True
+        for name, unit, better in _figure_rows(scenario, ran):
+            values = [_value(report, scenario, name) for report in ran]
+            cells = ["-" if value is None else _number(value) for value in values]
+            mine = _value(base, scenario, name) if base and better else None
+            ratios = [_ratio(mine, _value(peer, scenario, name)) for peer in peers]
+            label = f"{name} ({unit}){arrows.get(better, '')}"
+            table.add_row(scenario if first else "", label, *cells, *ratios)
+            first = False
+        for label, attr in (("undelivered", "undelivered"), ("errors", "errors")):
+            cells = [_count(report, scenario, attr) for report in ran]
+            table.add_row(scenario if first else "", label, *cells, *([""] * len(peers)))
+            first = False
+        table.add_section()
+    return table
+
+
+def _count(report: ServerReport, scenario: str, attr: str) -> str:
+    result = report.results.get(scenario)
+    if result is None:
+        return "-"
+    value = getattr(result, attr)
+    return f"[red]{value}[/]" if value else "0"
+
+
+def print_report(
+    reports: Sequence[ServerReport], scenarios: Sequence[str], params: Params, out: Console
+) -> None:
+    out.print(results_table(reports, scenarios))
+    out.print(
+        "↑ higher is better, ↓ lower is better; 'vs peer' is chinwag's figure over the peer's. "
+        f"Generator: one process on {event_loop_kind()}, {os.cpu_count()} CPUs on this machine."
+    )
+    for report in reports:
+        if report.skipped:
+            out.print(f"[yellow]{report.name}: {report.skipped}[/]")
+        for warning in report.warnings:
+            out.print(f"[bold yellow]WARNING ({report.name}): {warning}[/]")
+        for scenario, result in report.results.items():
+            for note in result.notes:
+                out.print(f"{report.name} {scenario}: {note}")
+            busy = _value(report, scenario, "other CPU") or 0.0
+            if busy > BUSY_MACHINE_PERCENT:
+                out.print(
+                    f"[bold yellow]WARNING ({report.name} {scenario}): other processes used "
+                    f"{busy:.0f} % of a core while it was measured; its figures are skewed[/]"
+                )
+    if params == SMOKE:
+        out.print("[yellow]Smoke counts: these figures say nothing about performance.[/]")
+
+
+def report_json(reports: Sequence[ServerReport], params: Params, smoke: bool) -> dict[str, object]:
+    return {
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "smoke": smoke,
+        "params": asdict(params),
+        "generator": {
+            "event_loop": event_loop_kind(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        },
+        "servers": {report.name: report.to_json() for report in reports},
+    }
+
+
+def all_clean(reports: Sequence[ServerReport]) -> bool:
+    failed = any(report.skipped.startswith("failed") for report in reports)
+    return not failed and all(r.clean for report in reports for r in report.results.values())
+
+
+# --- Entry point -------------------------------------------------------------------
+
+
+def _terminate(_signum: int, _frame: object) -> NoReturn:
+    raise SystemExit(143)  # unwinds through every finally: the servers get stopped
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    params = SMOKE if args.smoke else FULL
+    signal.signal(signal.SIGTERM, _terminate)
+    wide = None if sys.stdout.isatty() else REPORT_WIDTH  # files and pipes get whole rows
+    out, log = Console(width=wide), Console(stderr=True)
+    wanted = params.users_needed(args.scenarios) + 1024
+    if (limit := raise_fd_limit(wanted)) < wanted:
+        log.print(f"[yellow]open-file limit {limit} is below the {wanted} this run wants[/]")
+    reports = run_all(args.servers, args.scenarios, params, log)
+    if args.json:
+        args.json.write_text(json.dumps(report_json(reports, params, args.smoke), indent=2) + "\n")
+    print_report(reports, args.scenarios, params, out)
+    return 0 if all_clean(reports) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Smoke-runs every benchmark scenario against chinwag: tiny counts, a few seconds each.
+
+``python -m bench.run --smoke`` runs as a subprocess (its own event loop, open-file
+limit and server process), and writes its results as JSON. Each scenario must have
+delivered every message without a single error; timings are never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ("login", "login-tls", "idle", "msg-sat", "msg-rate", "offline")
+SMOKE_TIMEOUT_S = 180
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The chinwag results of one smoke run of every scenario."""
+    out = tmp_path_factory.mktemp("bench") / "smoke.json"
+    command = [sys.executable, "-m", "bench.run", "--smoke", "--servers", "chinwag"]
+    done = subprocess.run(
+        [*command, "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT_S,
+        check=False,
+    )
+    if not out.exists():
+        pytest.fail(f"the smoke run wrote no results:\n{done.stdout}\n{done.stderr}")
+    report = json.loads(out.read_text())["servers"]["chinwag"]
+    assert not report["skipped"], report["skipped"]
+    return report["results"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenario_runs_without_errors(smoke: dict[str, Any], scenario: str) -> None:
+    result = smoke[scenario]
+    assert result["errors"] == 0, result["error_samples"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenario_delivers_every_message(smoke: dict[str, Any], scenario: str) -> None:
+    result = smoke[scenario]
+    assert result["undelivered"] == 0, result["counts"]
+    if "sent" in result["counts"]:
+        assert result["counts"]["delivered"] == result["counts"]["sent"] > 0
+
+
+@pytest.mark.parametrize("scenario", ["login", "login-tls", "idle"])
+def test_every_session_signs_in(smoke: dict[str, Any], scenario: str) -> None:
+    assert smoke[scenario]["counts"]["sessions"] > 0
