@@ -40,7 +40,7 @@ from chinwag.network.accounts import (
     UserRow,
     normalize_username,
 )
-from chinwag.network.contacts import Contact, ContactService, SameAccount
+from chinwag.network.contacts import Contact, ContactService, InvalidPairs, SameAccount
 from chinwag.network.events import EventLog
 from chinwag.network.profiles import InvalidProfile, Profile, ProfileService
 from chinwag.oauth_cli import app_cli, app_password_cli, token_cli
@@ -222,6 +222,26 @@ def contacts_add(
         json_output,
         {"users": [first, second], "contacts": True},
         f"{_jid(first, settings)} and {_jid(second, settings)} are contacts",
+    )
+
+
+@contacts_app.command("import")
+def contacts_import(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="CSV lines a,b; - is stdin.")],
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Make many pairs of users contacts at once: all of them, or none if any line is bad."""
+    settings = _settings(config)
+    line_numbers, pairs = _parse_pairs(_read_text(file))
+    try:
+        changed = _run(settings, lambda network: network.contacts.add_many(pairs))
+    except InvalidPairs as invalid:
+        _reject([(line_numbers[index], message) for index, message in invalid.problems])
+    _done(
+        json_output,
+        {"pairs": len(pairs), "changed_items": changed},
+        f"{len(pairs)} pairs are contacts ({changed} roster items changed)",
     )
 
 
@@ -503,6 +523,28 @@ def _parse_import(text: str) -> tuple[list[int], list[UserRow]]:
     if problems:
         _reject(problems)
     return line_numbers, rows
+
+
+def _parse_pairs(text: str) -> tuple[list[int], list[tuple[str, str]]]:
+    """The pairs of a contacts import file, with the line each one came from."""
+    line_numbers: list[int] = []
+    pairs: list[tuple[str, str]] = []
+    problems: list[tuple[int, str]] = []
+    reader = csv.reader(io.StringIO(text), strict=True)
+    try:
+        for record in reader:
+            if not record:
+                continue
+            if len(record) != 2:
+                problems.append((reader.line_num, "expected a,b"))
+                continue
+            line_numbers.append(reader.line_num)
+            pairs.append((record[0], record[1]))
+    except csv.Error as error:
+        problems.append((reader.line_num, f"not valid CSV: {error}"))
+    if problems:
+        _reject(problems)
+    return line_numbers, pairs
 
 
 def _reject(problems: Sequence[tuple[int, str]]) -> NoReturn:

@@ -38,6 +38,14 @@ class InvalidContact(ValueError):
     pass
 
 
+class InvalidPairs(ValueError):
+    """Pairs that cannot become contacts, as (index, reason); nothing was changed."""
+
+    def __init__(self, problems: Sequence[tuple[int, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} bad pairs; nothing changed")
+
+
 class ContactService:
     """Use cases over a ContactRepository; usernames are normalised on the way in."""
 
@@ -52,6 +60,30 @@ class ContactService:
         """
         first, second = _pair(a, b)
         await self._repo.link(first, second, self._origin)
+
+    async def add_many(self, pairs: Sequence[tuple[str, str]]) -> int:
+        """``add_mutual`` for many pairs at once: all of them, or none if any is bad.
+        Raises ``InvalidPairs`` listing every bad pair by its index."""
+        checked: list[tuple[str, str]] = []
+        problems: list[tuple[int, str]] = []
+        for index, (a, b) in enumerate(pairs):
+            try:
+                checked.append(_pair(a, b))
+            except ValueError as error:
+                problems.append((index, str(error)))
+        if problems:
+            raise InvalidPairs(problems)
+        try:
+            return await self._repo.link_many(checked, self._origin)
+        except NoSuchAccount as missing:
+            unknown = missing.username
+            raise InvalidPairs(
+                [
+                    (i, f"no such user '{unknown}'")
+                    for i, pair in enumerate(checked)
+                    if unknown in pair
+                ]
+            ) from None
 
     async def remove_mutual(self, a: str, b: str) -> bool:
         """Take each off the other's roster; False if neither had the other."""

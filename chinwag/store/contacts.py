@@ -70,6 +70,9 @@ class ContactRepository(Protocol):
     async def link(self, a: str, b: str, origin: str) -> bool:
         """Make both items subscription 'both'; False if they already were."""
 
+    async def link_many(self, pairs: Sequence[tuple[str, str]], origin: str) -> int:
+        """``link`` for many pairs in one transaction; how many items changed."""
+
     async def unlink(self, a: str, b: str, origin: str) -> bool:
         """Delete both items; False if there were none."""
 
@@ -152,28 +155,19 @@ class SqlContactRepository:
         return versions
 
     async def link(self, a: str, b: str, origin: str) -> bool:
+        return await self.link_many([(a, b)], origin) > 0
+
+    async def link_many(self, pairs: Sequence[tuple[str, str]], origin: str) -> int:
         async with self._sessions.begin() as session:
-            ids = await _locked_pair(session, a, b)
+            ids = await _locked_accounts(session, {name for pair in pairs for name in pair})
             changed = []
-            for owner, contact in ((a, b), (b, a)):
-                current = await _stored_item(session, ids[owner], ids[contact])
-                name, groups = (current.name, current.groups) if current else (None, "[]")
-                linked = {
-                    "name": name,
-                    "subscription": "both",
-                    "ask": False,
-                    "pending_in": False,
-                    "approved": False,
-                    "groups": groups,
-                    "listed": True,
-                }
-                if current is None or dict(current._mapping) != linked:
-                    await _put_row(session, ids[owner], ids[contact], linked, current is not None)
-                    changed.append((owner, contact))
-            if not changed:
-                return False
-            await _bump_and_announce(session, ids, changed, origin)
-        return True
+            for a, b in pairs:
+                for owner, contact in ((a, b), (b, a)):
+                    if await _link_item(session, ids[owner], ids[contact]):
+                        changed.append((owner, contact))
+            if changed:
+                await _bump_and_announce(session, ids, changed, origin)
+        return len(changed)
 
     async def unlink(self, a: str, b: str, origin: str) -> bool:
         async with self._sessions.begin() as session:
@@ -226,11 +220,34 @@ async def _account_ids(session: AsyncSession, usernames: Iterable[str]) -> dict[
 
 
 async def _locked_pair(session: AsyncSession, a: str, b: str) -> dict[str, int]:
-    locked = await lock_accounts(session, [a, b])
-    for name in (a, b):
-        if name not in locked:
-            raise NoSuchAccount(name)
+    return await _locked_accounts(session, {a, b})
+
+
+async def _locked_accounts(session: AsyncSession, names: set[str]) -> dict[str, int]:
+    locked = await lock_accounts(session, names)
+    missing = sorted(names - locked.keys())
+    if missing:
+        raise NoSuchAccount(missing[0])
     return {name: account.id for name, account in locked.items()}
+
+
+async def _link_item(session: AsyncSession, owner_id: int, contact_id: int) -> bool:
+    """Make one item subscription 'both', keeping its name and groups; False if it was."""
+    current = await _stored_item(session, owner_id, contact_id)
+    name, groups = (current.name, current.groups) if current else (None, "[]")
+    linked = {
+        "name": name,
+        "subscription": "both",
+        "ask": False,
+        "pending_in": False,
+        "approved": False,
+        "groups": groups,
+        "listed": True,
+    }
+    if current is not None and dict(current._mapping) == linked:
+        return False
+    await _put_row(session, owner_id, contact_id, linked, current is not None)
+    return True
 
 
 async def _stored_item(session: AsyncSession, owner_id: int, contact_id: int) -> Row[Any] | None:

@@ -94,3 +94,26 @@ def test_refusals_are_one_line(chinwag_with_users, args, message):
     assert result.returncode == 1
     assert error_line(result) == message
     assert result.stdout == ""
+
+
+async def test_contacts_import_is_all_or_nothing(chinwag_with_users):
+    chinwag = chinwag_with_users
+
+    rejected = chinwag("contacts", "import", "-", stdin="alice,bob\ncarol,carol\nbob\n")
+    assert rejected.returncode == 1
+    assert "line 3: expected a,b" in rejected.stderr
+    rejected = chinwag("contacts", "import", "-", stdin="alice,bob\ncarol,carol\n")
+    assert "line 2: 'carol' cannot be a contact of themselves" in rejected.stderr
+    rejected = chinwag("contacts", "import", "-", stdin="alice,bob\nbob,nobody\n")
+    assert "line 2: no such user 'nobody'" in rejected.stderr
+    async with chinwag.network() as services:
+        assert await services.contacts.list_contacts("alice") == []
+
+    imported = chinwag("contacts", "import", "-", "--json", stdin="alice,bob\nbob,carol\n")
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout) == {"pairs": 2, "changed_items": 4}
+    async with chinwag.network() as services:
+        assert [c.username for c in await services.contacts.list_contacts("bob")] == [
+            "alice",
+            "carol",
+        ]
