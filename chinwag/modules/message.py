@@ -3,6 +3,8 @@ JID, the exact resource for a full one, per-type rules, and the strangers policy
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
 from chinwag.server.session import Session
@@ -63,11 +65,11 @@ class Messages:
             return self.refuse(routed)
         if message_type == "error":
             return True
-        candidates = [
-            s for s in self.api.router.resources(routed.to) if s.available and s.priority >= 0
-        ]
-        if message_type != "headline":
-            candidates = highest_priority(candidates)
+        resources = self.api.router.resources(routed.to)
+        if message_type == "headline":
+            candidates = [s for s in resources if s.available and s.priority >= 0]
+        else:
+            candidates = highest_priority(resources)
         for session in candidates:
             session.deliver(routed.stanza)
         if not candidates:
@@ -75,11 +77,18 @@ class Messages:
         return True
 
 
-def highest_priority(sessions: list[Session]) -> list[Session]:
-    if not sessions:
-        return sessions
-    top = max(session.priority for session in sessions)
-    return [session for session in sessions if session.priority == top]
+def highest_priority(sessions: Sequence[Session]) -> list[Session]:
+    """The available sessions with the highest non-negative priority (RFC 6121 8.5.2.1.1)."""
+    chosen: list[Session] = []
+    top = 0
+    for session in sessions:
+        if not session.available or session.priority < top:
+            continue
+        if session.priority > top:
+            top = session.priority
+            chosen = []
+        chosen.append(session)
+    return chosen
 
 
 def setup(api: ModuleAPI) -> None:

@@ -38,6 +38,12 @@ class Routed:
     origin: Session | None
 
 
+_SCOPES = ("host", "account", "bare", "full", "remote", "broadcast")
+_EVENTS = {
+    (tag, scope): f"{tag}/{scope}" for tag in ("message", "presence", "iq") for scope in _SCOPES
+}
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -52,7 +58,7 @@ class Dispatcher:
         self._spawn = spawn
         self._iq_handlers: dict[tuple[str, str, str, str], IQHandler] = {}
         for tag in ("message", "presence", "iq"):
-            for scope in ("host", "account", "bare", "full", "remote", "broadcast"):
+            for scope in _SCOPES:
                 self.hooks.add(
                     f"{tag}/{scope}", getattr(self, f"_default_{tag}_{scope}", _unclaimed), -1000
                 )
@@ -83,7 +89,7 @@ class Dispatcher:
         else:
             scope = "full"
         routed = Routed(stanza, to, origin)
-        if not self.hooks.fire(f"{stanza.tag}/{scope}", routed):
+        if not self.hooks.fire(_EVENTS[stanza.tag, scope], routed):
             self.bounce(stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
 
     def bounce(self, stanza: Element, error: StanzaError) -> None:

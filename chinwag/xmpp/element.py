@@ -7,6 +7,7 @@ or text strings, so mixed content survives a round trip.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from .ns import CLIENT
@@ -29,8 +30,12 @@ def escape_text(text: str) -> str:
     return text.translate(_TEXT_ESCAPES) if _needs_escape(text) else text
 
 
+_ATTR_SPECIAL = re.compile('[&<>"\t\n\r]')
+
+
 def escape_attr(value: str) -> str:
-    return value.translate(_ATTR_ESCAPES)
+    # Most attribute values (JIDs, ids, types) need nothing: one C scan decides.
+    return value.translate(_ATTR_ESCAPES) if _ATTR_SPECIAL.search(value) else value
 
 
 def _needs_escape(text: str) -> bool:

@@ -114,7 +114,6 @@ class XMLStreamParser:
     def _make_expat(self) -> Any:
         parser = expat.ParserCreate("UTF-8", _SEPARATOR)
         parser.buffer_text = True
-        parser.buffer_size = 65536
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
         parser.CharacterDataHandler = self._text
