@@ -19,7 +19,14 @@ from chinwag.network.accounts import AccountService
 from chinwag.network.contacts import ContactService
 from chinwag.network.profiles import ProfileService
 from chinwag.oauth.service import OAuthService
-from chinwag.web import account_routes, admin_routes, oauth_routes, portal_routes, websocket
+from chinwag.web import (
+    account_routes,
+    admin_routes,
+    examples,
+    oauth_routes,
+    portal_routes,
+    websocket,
+)
 from chinwag.web.admin_token import ensure_admin_token
 from chinwag.web.api import api_mount
 from chinwag.web.pages import Services, error_page
@@ -61,6 +68,7 @@ def build_web_app(
             *portal_routes.ROUTES,
             *websocket.ROUTES,
             *admin_routes.ROUTES,
+            *examples.ROUTES,
             api_mount(services, admin_token),
         ],
         middleware=[
