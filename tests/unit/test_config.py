@@ -124,3 +124,24 @@ def test_http_operators_are_a_list_of_usernames(tmp_path):
     assert settings.http.operators == ("admin", "Ops")
     with pytest.raises(ConfigError, match=r"'http\.operators': must be a list of usernames"):
         load_settings(write(tmp_path, '[http]\noperators = "admin"\n'))
+
+
+def test_the_readme_configuration_example_is_valid_and_complete() -> None:
+    """Every key the README documents loads, and every section of Settings is documented."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from chinwag.config import Settings, settings_from_mapping
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", readme, re.S)
+    assert block is not None
+    data = tomllib.loads(block.group(1))
+    settings_from_mapping(data)
+    sections = {
+        name
+        for name, field in Settings.model_fields.items()
+        if hasattr(field.annotation, "model_fields")
+    }
+    assert sections <= data.keys()
