@@ -113,6 +113,9 @@ class XMLStreamParser:
 
     def _make_expat(self) -> Any:
         parser = expat.ParserCreate("UTF-8", _SEPARATOR)
+        # A small text buffer: expat's default 8 KiB is most of an idle session's memory,
+        # and longer text only arrives in several pieces, which _end merges.
+        parser.buffer_size = 1024
         parser.buffer_text = True
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
