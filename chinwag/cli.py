@@ -9,26 +9,34 @@ stdout.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import csv
 import io
-import json
 import mimetypes
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.exc import DBAPIError
 
-from chinwag.config import ConfigError, Settings, load_settings
+from chinwag.cli_common import (
+    ConfigOption,
+    JsonOption,
+    T,
+    done,
+    err,
+    fail,
+    out,
+    print_json,
+    run_on_database,
+    settings_or_exit,
+)
+from chinwag.config import Settings
 from chinwag.network.accounts import (
     AccountExists,
     AccountRecord,
@@ -46,13 +54,9 @@ from chinwag.network.profiles import InvalidProfile, Profile, ProfileService
 from chinwag.oauth_cli import app_cli, app_password_cli, token_cli
 from chinwag.store.accounts import SqlAccountRepository
 from chinwag.store.contacts import SqlContactRepository
-from chinwag.store.db import Database, redacted
+from chinwag.store.db import Database
 from chinwag.store.profiles import SqlProfileRepository
 
-T = TypeVar("T")
-
-CONFIG_EXIT = 2
-FAILURE_EXIT = 1
 _HTTP_TIMEOUT = 10.0
 
 app = typer.Typer(
@@ -70,19 +74,6 @@ app.add_typer(app_password_cli, name="app-password")
 sessions_app = typer.Typer(help="See who is connected to the running server.", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-ConfigOption = Annotated[
-    str | None,
-    typer.Option(
-        "--config",
-        "-c",
-        metavar="FILE",
-        help="Settings file (default: $CHINWAG_CONFIG, else built-in defaults).",
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 NameArgument = Annotated[
     str, typer.Argument(metavar="NAME", help="Username: the part of the JID before '@'.")
 ]
@@ -108,14 +99,14 @@ def main() -> None:
 @app.command()
 def serve(config: ConfigOption = None) -> None:
     """Run the server."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     from chinwag.app import StartupError
     from chinwag.app import serve as serve_forever
 
     try:
         serve_forever(settings)
     except StartupError as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 @user_app.command("add")
@@ -129,10 +120,10 @@ def user_add(
     json_output: JsonOption = False,
 ) -> None:
     """Create a user."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     username = _run(settings, lambda network: network.accounts.add_user(name, password, full_name))
     jid = _jid(username, settings)
-    _done(json_output, {"username": username, "jid": jid}, f"Added {jid}")
+    done(json_output, {"username": username, "jid": jid}, f"Added {jid}")
 
 
 @user_app.command("passwd")
@@ -143,10 +134,10 @@ def user_passwd(
     json_output: JsonOption = False,
 ) -> None:
     """Change a user's password."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     username = _run(settings, lambda network: network.accounts.change_password(name, password))
     jid = _jid(username, settings)
-    _done(json_output, {"username": username, "jid": jid}, f"Changed the password of {jid}")
+    done(json_output, {"username": username, "jid": jid}, f"Changed the password of {jid}")
 
 
 @user_app.command("delete")
@@ -154,19 +145,19 @@ def user_delete(
     name: NameArgument, config: ConfigOption = None, json_output: JsonOption = False
 ) -> None:
     """Delete a user and everything the account owns."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     if not _run(settings, lambda network: network.accounts.delete_user(name)):
-        _fail(str(NoSuchAccount(name)))
-    _done(json_output, {"username": name, "deleted": True}, f"Deleted {name}")
+        fail(str(NoSuchAccount(name)))
+    done(json_output, {"username": name, "deleted": True}, f"Deleted {name}")
 
 
 @user_app.command("list")
 def user_list(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     """List every user."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     records = _run(settings, lambda network: network.accounts.list_users())
     if json_output:
-        _print_json([_record_json(record, settings) for record in records])
+        print_json([_record_json(record, settings) for record in records])
     elif records:
         out.print(_user_table(records, settings))
     else:
@@ -182,7 +173,7 @@ def user_import(
     json_output: JsonOption = False,
 ) -> None:
     """Create many users at once: all of them, or none if any line is bad."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     line_numbers, rows = _parse_import(_read_text(file))
     progress = Progress(
         *Progress.get_default_columns(),
@@ -200,7 +191,7 @@ def user_import(
             )
     except ImportRejected as rejected:
         _reject([(line_numbers[p.index], p.message) for p in rejected.problems])
-    _done(json_output, {"imported": len(imported)}, f"Imported {len(imported)} users")
+    done(json_output, {"imported": len(imported)}, f"Imported {len(imported)} users")
 
 
 @contacts_app.command("add")
@@ -211,14 +202,14 @@ def contacts_add(
     json_output: JsonOption = False,
 ) -> None:
     """Make two users contacts of each other (both see each other's presence)."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
 
     async def add(network: Network) -> tuple[str, str]:
         await network.contacts.add_mutual(a, b)
         return normalize_username(a), normalize_username(b)
 
     first, second = _run(settings, add)
-    _done(
+    done(
         json_output,
         {"users": [first, second], "contacts": True},
         f"{_jid(first, settings)} and {_jid(second, settings)} are contacts",
@@ -232,13 +223,13 @@ def contacts_import(
     json_output: JsonOption = False,
 ) -> None:
     """Make many pairs of users contacts at once: all of them, or none if any line is bad."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     line_numbers, pairs = _parse_pairs(_read_text(file))
     try:
         changed = _run(settings, lambda network: network.contacts.add_many(pairs))
     except InvalidPairs as invalid:
         _reject([(line_numbers[index], message) for index, message in invalid.problems])
-    _done(
+    done(
         json_output,
         {"pairs": len(pairs), "changed_items": changed},
         f"{len(pairs)} pairs are contacts ({changed} roster items changed)",
@@ -253,7 +244,7 @@ def contacts_remove(
     json_output: JsonOption = False,
 ) -> None:
     """Take two users off each other's contact lists."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
 
     async def remove(network: Network) -> tuple[str, str, bool]:
         removed = await network.contacts.remove_mutual(a, b)
@@ -261,8 +252,8 @@ def contacts_remove(
 
     first, second, removed = _run(settings, remove)
     if not removed:
-        _fail(f"'{first}' and '{second}' are not contacts")
-    _done(
+        fail(f"'{first}' and '{second}' are not contacts")
+    done(
         json_output,
         {"users": [first, second], "contacts": False},
         f"{_jid(first, settings)} and {_jid(second, settings)} are no longer contacts",
@@ -274,10 +265,10 @@ def contacts_list(
     name: NameArgument, config: ConfigOption = None, json_output: JsonOption = False
 ) -> None:
     """List a user's contacts."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     contacts = _run(settings, lambda network: network.contacts.list_contacts(name))
     if json_output:
-        _print_json([_contact_json(contact, settings) for contact in contacts])
+        print_json([_contact_json(contact, settings) for contact in contacts])
     elif contacts:
         out.print(_contact_table(contacts, settings))
     else:
@@ -307,27 +298,27 @@ def profile_set(
     json_output: JsonOption = False,
 ) -> None:
     """Change the given fields of a user's profile, leaving the others as they are."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     fields: dict[str, object] = {
         key: value
         for key, value in (("fn", fn), ("nickname", nickname), ("email", email))
         if value is not None
     }
     if photo is not None and no_photo:
-        _fail("give --photo or --no-photo, not both")
+        fail("give --photo or --no-photo, not both")
     if photo is not None:
         fields["photo_type"], fields["photo"] = _read_image(photo)
     elif no_photo:
         fields["photo"] = None
     if not fields:
-        _fail("nothing to set: give --fn, --nickname, --email, --photo or --no-photo")
+        fail("nothing to set: give --fn, --nickname, --email, --photo or --no-photo")
 
     async def update(network: Network) -> tuple[str, Profile]:
         username = normalize_username(name)
         return username, await network.profiles.set_fields(username, **fields)
 
     username, profile = _run(settings, update)
-    _done(
+    done(
         json_output,
         _profile_json(username, profile, settings),
         f"Updated the profile of {_jid(username, settings)}",
@@ -339,7 +330,7 @@ def profile_show(
     name: NameArgument, config: ConfigOption = None, json_output: JsonOption = False
 ) -> None:
     """Show a user's profile."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
 
     async def show(network: Network) -> tuple[str, Profile]:
         username = normalize_username(name)
@@ -350,7 +341,7 @@ def profile_show(
 
     username, profile = _run(settings, show)
     if json_output:
-        _print_json(_profile_json(username, profile, settings))
+        print_json(_profile_json(username, profile, settings))
     else:
         out.print(_profile_table(username, profile, settings))
 
@@ -361,9 +352,9 @@ def sessions_list(config: ConfigOption = None, json_output: JsonOption = False) 
 
     Asks the server's HTTP listener, with the admin token it keeps in its data directory.
     """
-    sessions = _fetch_sessions(_settings(config))
+    sessions = _fetch_sessions(settings_or_exit(config))
     if json_output:
-        _print_json(sessions)
+        print_json(sessions)
     elif sessions:
         out.print(_session_table(sessions))
     else:
@@ -381,9 +372,9 @@ def _fetch_sessions(settings: Settings) -> list[dict[str, Any]]:
     try:
         token = token_path.read_text().strip()
     except FileNotFoundError:
-        _fail(f"no admin token at {token_path}: is chinwag serve running with this configuration?")
+        fail(f"no admin token at {token_path}: is chinwag serve running with this configuration?")
     except OSError as error:
-        _fail(f"cannot read the admin token at {token_path}: {error.strerror}")
+        fail(f"cannot read the admin token at {token_path}: {error.strerror}")
     url = _local_url(settings.http.host, settings.http.port) + SESSIONS_PATH
     try:
         # trust_env=False: the admin token goes to the server only, never to a proxy.
@@ -391,9 +382,9 @@ def _fetch_sessions(settings: Settings) -> list[dict[str, Any]]:
             response = client.get(url, headers={"Authorization": f"Bearer {token}"})
     except httpx.HTTPError as error:
         reason = (str(error) or type(error).__name__).splitlines()[0]
-        _fail(f"cannot reach the server at {url}: {reason} (is chinwag serve running?)")
+        fail(f"cannot reach the server at {url}: {reason} (is chinwag serve running?)")
     if response.status_code == 401:
-        _fail(
+        fail(
             f"the server at {url} refused the admin token of {token_path}: "
             "is it the server of this configuration?"
         )
@@ -401,9 +392,9 @@ def _fetch_sessions(settings: Settings) -> list[dict[str, Any]]:
         response.raise_for_status()
         sessions = response.json()
     except (httpx.HTTPStatusError, ValueError):
-        _fail(f"the server at {url} answered {response.status_code}, not a list of sessions")
+        fail(f"the server at {url} answered {response.status_code}, not a list of sessions")
     if not isinstance(sessions, list):
-        _fail(f"the server at {url} did not answer with a list of sessions")
+        fail(f"the server at {url} did not answer with a list of sessions")
     return sessions
 
 
@@ -436,13 +427,6 @@ def _session_table(sessions: Sequence[dict[str, Any]]) -> Table:
     return table
 
 
-def _settings(config: str | None) -> Settings:
-    try:
-        return load_settings(config)
-    except ConfigError as error:
-        _fail(str(error), CONFIG_EXIT)
-
-
 @dataclass(frozen=True)
 class Network:
     """The network domain's services over one store, as every command uses them."""
@@ -463,43 +447,30 @@ class Network:
         )
 
 
+_NETWORK_ERRORS = (
+    InvalidUsername,
+    InvalidPassword,
+    AccountExists,
+    NoSuchAccount,
+    SameAccount,
+    InvalidProfile,
+)
+
+
 def _run(settings: Settings, action: Callable[[Network], Awaitable[T]]) -> T:
     """Run ``action`` on the network's services, creating or migrating the store first."""
-    url = settings.database_url
-    try:
-        return asyncio.run(_with_network(url, action))
-    except (
-        InvalidUsername,
-        InvalidPassword,
-        AccountExists,
-        NoSuchAccount,
-        SameAccount,
-        InvalidProfile,
-    ) as error:
-        _fail(str(error))
-    except (OSError, DBAPIError) as error:
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        _fail(f"cannot use the database {redacted(url)}: {reason}")
-
-
-async def _with_network(url: str, action: Callable[[Network], Awaitable[T]]) -> T:
-    db = Database.open(url)
-    try:
-        await db.migrate()
-        return await action(Network.over(db))
-    finally:
-        await db.close()
+    return run_on_database(settings, lambda db: action(Network.over(db)), _NETWORK_ERRORS)
 
 
 def _read_text(file: str) -> str:
     try:
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as error:
-        _fail(f"cannot read {file}: {error.strerror}")
+        fail(f"cannot read {file}: {error.strerror}")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        _fail(f"{file} is not UTF-8 text (byte {error.start})")
+        fail(f"{file} is not UTF-8 text (byte {error.start})")
 
 
 def _parse_import(text: str) -> tuple[list[int], list[UserRow]]:
@@ -551,7 +522,7 @@ def _reject(problems: Sequence[tuple[int, str]]) -> NoReturn:
     for line, message in problems:
         err.print(Text(f"line {line}: {message}"))
     count = len(problems)
-    _fail(f"nothing imported: {count} bad line{'' if count == 1 else 's'}")
+    fail(f"nothing imported: {count} bad line{'' if count == 1 else 's'}")
 
 
 def _user_table(records: Sequence[AccountRecord], settings: Settings) -> Table:
@@ -579,11 +550,11 @@ def _read_image(file: str) -> tuple[str, bytes]:
     media_type, _encoding = mimetypes.guess_type(file, strict=False)
     if media_type is None or not media_type.startswith("image/"):
         shown = f"it is {media_type}" if media_type else "its extension is not known"
-        _fail(f"{file} is not an image: {shown} (use .png, .jpg, .gif, .webp, ...)")
+        fail(f"{file} is not an image: {shown} (use .png, .jpg, .gif, .webp, ...)")
     try:
         return media_type, Path(file).read_bytes()
     except OSError as error:
-        _fail(f"cannot read {file}: {error.strerror}")
+        fail(f"cannot read {file}: {error.strerror}")
 
 
 def _contact_table(contacts: Sequence[Contact], settings: Settings) -> Table:
@@ -636,20 +607,3 @@ def _profile_json(username: str, profile: Profile, settings: Settings) -> dict[s
 
 def _jid(username: str, settings: Settings) -> str:
     return f"{username}@{settings.domain}"
-
-
-def _done(json_output: bool, data: dict[str, Any], message: str) -> None:
-    """Report success: ``data`` as JSON, or ``message`` for people."""
-    if json_output:
-        _print_json(data)
-    else:
-        out.print(Text.assemble(("✓ ", "green"), message))
-
-
-def _print_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
-
-
-def _fail(message: str, status: int = FAILURE_EXIT) -> NoReturn:
-    err.print(Text.assemble(("error: ", "bold red"), message))
-    raise typer.Exit(status)

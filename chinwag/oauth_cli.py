@@ -8,19 +8,25 @@ exit status 2 for configuration and 1 for everything else.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.exc import DBAPIError
 
-from chinwag.config import ConfigError, Settings, load_settings
+from chinwag.cli_common import (
+    ConfigOption,
+    JsonOption,
+    T,
+    done,
+    fail,
+    out,
+    print_json,
+    run_on_database,
+    settings_or_exit,
+)
+from chinwag.config import Settings
 from chinwag.network.accounts import AccountService, InvalidUsername
 from chinwag.oauth.service import (
     AppInfo,
@@ -33,13 +39,8 @@ from chinwag.oauth.service import (
     UnknownScope,
 )
 from chinwag.store.accounts import SqlAccountRepository
-from chinwag.store.db import Database, redacted
+from chinwag.store.db import Database
 from chinwag.store.oauth import SqlOAuthRepository
-
-T = TypeVar("T")
-
-CONFIG_EXIT = 2
-FAILURE_EXIT = 1
 
 app_cli = typer.Typer(help="Register and manage third-party apps.", no_args_is_help=True)
 token_cli = typer.Typer(help="Issue and revoke access tokens.", no_args_is_help=True)
@@ -48,19 +49,6 @@ app_password_cli = typer.Typer(
     no_args_is_help=True,
 )
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-ConfigOption = Annotated[
-    str | None,
-    typer.Option(
-        "--config",
-        "-c",
-        metavar="FILE",
-        help="Settings file (default: $CHINWAG_CONFIG, else built-in defaults).",
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 ClientIdArgument = Annotated[str, typer.Argument(metavar="CLIENT_ID", help="The app's client_id.")]
 AppOption = Annotated[str, typer.Option("--app", metavar="CLIENT_ID", help="The app's client_id.")]
 UserOption = Annotated[
@@ -111,14 +99,14 @@ def app_register(
 ) -> None:
     """Register an app and print its client_id (and, if confidential, its secret)."""
     registered = _run(
-        _settings(config),
+        settings_or_exit(config),
         lambda oauth: oauth.register_app(
             name, redirect_uris, public=public, allow_implicit=allow_implicit, owner=owner
         ),
     )
     secret = registered.client_secret
     if json_output:
-        _print_json({**_app_json(registered.app), "client_secret": secret})
+        print_json({**_app_json(registered.app), "client_secret": secret})
         return
     out.print(Text.assemble(("✓ ", "green"), f"Registered {registered.app.name}"))
     out.print(Text(f"client_id:     {registered.app.client_id}"))
@@ -130,9 +118,9 @@ def app_register(
 @app_cli.command("list")
 def app_list(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     """List every registered app."""
-    apps = _run(_settings(config), lambda oauth: oauth.list_apps())
+    apps = _run(settings_or_exit(config), lambda oauth: oauth.list_apps())
     if json_output:
-        _print_json([_app_json(app) for app in apps])
+        print_json([_app_json(app) for app in apps])
     elif apps:
         out.print(_app_table(apps))
     else:
@@ -144,11 +132,11 @@ def app_show(
     client_id: ClientIdArgument, config: ConfigOption = None, json_output: JsonOption = False
 ) -> None:
     """Show one app."""
-    found = _run(_settings(config), lambda oauth: oauth.get_app(client_id))
+    found = _run(settings_or_exit(config), lambda oauth: oauth.get_app(client_id))
     if found is None:
-        _fail(str(NoSuchApp(client_id)))
+        fail(str(NoSuchApp(client_id)))
     if json_output:
-        _print_json(_app_json(found))
+        print_json(_app_json(found))
         return
     for key, value in _app_json(found).items():
         shown = ", ".join(value) if isinstance(value, list) else value
@@ -160,8 +148,8 @@ def app_suspend(
     client_id: ClientIdArgument, config: ConfigOption = None, json_output: JsonOption = False
 ) -> None:
     """Suspend an app: its tokens are revoked and its users' sessions of it end."""
-    _run(_settings(config), lambda oauth: oauth.suspend_app(client_id))
-    _done(json_output, {"client_id": client_id, "status": "suspended"}, f"Suspended {client_id}")
+    _run(settings_or_exit(config), lambda oauth: oauth.suspend_app(client_id))
+    done(json_output, {"client_id": client_id, "status": "suspended"}, f"Suspended {client_id}")
 
 
 @app_cli.command("resume")
@@ -169,8 +157,8 @@ def app_resume(
     client_id: ClientIdArgument, config: ConfigOption = None, json_output: JsonOption = False
 ) -> None:
     """Let a suspended app in again (users must authorize it anew)."""
-    _run(_settings(config), lambda oauth: oauth.resume_app(client_id))
-    _done(json_output, {"client_id": client_id, "status": "active"}, f"Resumed {client_id}")
+    _run(settings_or_exit(config), lambda oauth: oauth.resume_app(client_id))
+    done(json_output, {"client_id": client_id, "status": "active"}, f"Resumed {client_id}")
 
 
 @app_cli.command("delete")
@@ -178,8 +166,8 @@ def app_delete(
     client_id: ClientIdArgument, config: ConfigOption = None, json_output: JsonOption = False
 ) -> None:
     """Delete an app with every token, consent and app password for it."""
-    _run(_settings(config), lambda oauth: oauth.delete_app(client_id))
-    _done(json_output, {"client_id": client_id, "deleted": True}, f"Deleted {client_id}")
+    _run(settings_or_exit(config), lambda oauth: oauth.delete_app(client_id))
+    done(json_output, {"client_id": client_id, "deleted": True}, f"Deleted {client_id}")
 
 
 # -- chinwag token
@@ -207,9 +195,11 @@ def token_issue(
     json_output: JsonOption = False,
 ) -> None:
     """Issue a token for an app and a user, without the browser."""
-    issued = _run(_settings(config), lambda oauth: oauth.issue_token(client_id, user, scope, ttl))
+    issued = _run(
+        settings_or_exit(config), lambda oauth: oauth.issue_token(client_id, user, scope, ttl)
+    )
     if json_output:
-        _print_json(issued.response())
+        print_json(issued.response())
         return
     out.print(Text(f"access_token:  {issued.access_token}"))
     if issued.refresh_token is not None:
@@ -225,9 +215,9 @@ def token_revoke(
     json_output: JsonOption = False,
 ) -> None:
     """Revoke a token with every token of its grant; the sessions it opened end."""
-    if not _run(_settings(config), lambda oauth: oauth.revoke_token(token)):
-        _fail("no such token")
-    _done(json_output, {"revoked": True}, "Revoked the token")
+    if not _run(settings_or_exit(config), lambda oauth: oauth.revoke_token(token)):
+        fail("no such token")
+    done(json_output, {"revoked": True}, "Revoked the token")
 
 
 # -- chinwag app-password
@@ -245,10 +235,10 @@ def app_password_create(
 ) -> None:
     """Make an app password: the user types it in the app instead of their own password."""
     password_id, password = _run(
-        _settings(config), lambda oauth: oauth.create_app_password(user, client_id, label)
+        settings_or_exit(config), lambda oauth: oauth.create_app_password(user, client_id, label)
     )
     if json_output:
-        _print_json({"id": password_id, "password": password, "client_id": client_id})
+        print_json({"id": password_id, "password": password, "client_id": client_id})
         return
     out.print(Text.assemble(("✓ ", "green"), f"App password {password_id} for {client_id}:"))
     out.print(Text(password))
@@ -260,9 +250,9 @@ def app_password_list(
     user: UserOption, config: ConfigOption = None, json_output: JsonOption = False
 ) -> None:
     """List a user's app passwords (never the passwords themselves)."""
-    records = _run(_settings(config), lambda oauth: oauth.list_app_passwords(user))
+    records = _run(settings_or_exit(config), lambda oauth: oauth.list_app_passwords(user))
     if json_output:
-        _print_json([_app_password_json(record) for record in records])
+        print_json([_app_password_json(record) for record in records])
     elif records:
         out.print(_app_password_table(records))
     else:
@@ -277,41 +267,24 @@ def app_password_revoke(
     json_output: JsonOption = False,
 ) -> None:
     """Delete an app password; the sessions of its app for the user end."""
-    if not _run(_settings(config), lambda oauth: oauth.revoke_app_password(user, password_id)):
-        _fail(f"no app password {password_id} for {user}")
-    _done(json_output, {"id": password_id, "revoked": True}, f"Revoked app password {password_id}")
+    if not _run(
+        settings_or_exit(config), lambda oauth: oauth.revoke_app_password(user, password_id)
+    ):
+        fail(f"no app password {password_id} for {user}")
+    done(json_output, {"id": password_id, "revoked": True}, f"Revoked app password {password_id}")
 
 
 # -- helpers
 
 
-def _settings(config: str | None) -> Settings:
-    try:
-        return load_settings(config)
-    except ConfigError as error:
-        _fail(str(error), CONFIG_EXIT)
-
-
 def _run(settings: Settings, action: Callable[[OAuthService], Awaitable[T]]) -> T:
     """Run ``action`` on the OAuth service, creating or migrating the store first."""
-    url = settings.database_url
-    try:
-        return asyncio.run(_with_oauth(settings, action))
-    except _SERVICE_ERRORS as error:
-        _fail(str(error))
-    except (OSError, DBAPIError) as error:
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        _fail(f"cannot use the database {redacted(url)}: {reason}")
 
-
-async def _with_oauth(settings: Settings, action: Callable[[OAuthService], Awaitable[T]]) -> T:
-    db = Database.open(settings.database_url)
-    try:
-        await db.migrate()
+    def on(db: Database) -> Awaitable[T]:
         accounts = AccountService(SqlAccountRepository(db))
-        return await action(OAuthService(SqlOAuthRepository(db), accounts, settings.oauth))
-    finally:
-        await db.close()
+        return action(OAuthService(SqlOAuthRepository(db), accounts, settings.oauth))
+
+    return run_on_database(settings, on, _SERVICE_ERRORS)
 
 
 def _app_json(app: AppInfo) -> dict[str, Any]:
@@ -370,20 +343,3 @@ def _app_password_table(records: Sequence[AppPasswordRecord]) -> Table:
             "never" if used is None else f"{used:%Y-%m-%d %H:%M}",
         )
     return table
-
-
-def _done(json_output: bool, data: dict[str, Any], message: str) -> None:
-    """Report success: ``data`` as JSON, or ``message`` for people."""
-    if json_output:
-        _print_json(data)
-    else:
-        out.print(Text.assemble(("✓ ", "green"), message))
-
-
-def _print_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
-
-
-def _fail(message: str, status: int = FAILURE_EXIT) -> NoReturn:
-    err.print(Text.assemble(("error: ", "bold red"), message))
-    raise typer.Exit(status)

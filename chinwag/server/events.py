@@ -29,11 +29,6 @@ class EventPump:
         self._last_id = 0
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def origin(self) -> str:
-        """This process's mark on the events it writes."""
-        return self._events.origin
-
     async def start(self) -> None:
         self._last_id = await self._events.latest_id()
         self._task = asyncio.create_task(self._run())
