@@ -103,31 +103,58 @@ def _names(
     return authenticator.prepare_username(local) == grant.username
 
 
+def _token_refused() -> SaslFailure:
+    return SaslFailure(SaslCondition.NOT_AUTHORIZED, "the access token is not valid for sign-in")
+
+
 def _refused() -> SaslFailure:
     return SaslFailure(SaslCondition.NOT_AUTHORIZED, "wrong username or password")
 
 
-class PlainDriver:
+class _ClientFirstDriver:
+    """A client-first mechanism: its one message comes as the initial response or, when
+    the client sent none, as the answer to an empty challenge (RFC 6120 6.4.2)."""
+
+    mechanism = ""
+
     def __init__(self, authenticator: Authenticator, domain: str) -> None:
         self._authenticator = authenticator
         self._domain = domain
+        self._asked = False
 
     async def start(self, initial_response: bytes | None) -> Outcome:
         if initial_response is None:
+            self._asked = True
             return Challenge(b"")
-        return await self.step(initial_response)
+        return await self._first(initial_response)
 
     async def step(self, response: bytes) -> Outcome:
-        message = parse_plain(response)
-        username = self._authenticator.prepare_username(message.authcid)
+        if self._asked:
+            self._asked = False
+            return await self._first(response)
+        return await self._later(response)
+
+    async def _first(self, message: bytes) -> Outcome:
+        raise NotImplementedError
+
+    async def _later(self, response: bytes) -> Outcome:
+        raise SaslFailure(SaslCondition.MALFORMED_REQUEST, f"{self.mechanism} has a single step")
+
+
+class PlainDriver(_ClientFirstDriver):
+    mechanism = "PLAIN"
+
+    async def _first(self, message: bytes) -> Outcome:
+        plain = parse_plain(message)
+        username = self._authenticator.prepare_username(plain.authcid)
         grant = (
             None
             if username is None
-            else await self._authenticator.check_password(username, message.password)
+            else await self._authenticator.check_password(username, plain.password)
         )
         if grant is None:
             raise _refused()
-        if not _names(self._authenticator, self._domain, message.authzid, grant, empty=True):
+        if not _names(self._authenticator, self._domain, plain.authzid, grant, empty=True):
             raise SaslFailure(SaslCondition.INVALID_AUTHZID, "cannot act for another account")
         await self._authenticator.signed_in(grant)
         return Success(grant)
@@ -171,84 +198,56 @@ class MessengerOAuth2Driver:
             grant = await self._authenticator.check_token(token)
             if grant is not None:
                 return Success(grant)
-        raise SaslFailure(SaslCondition.NOT_AUTHORIZED, "the access token is not valid for sign-in")
+        raise _token_refused()
 
     async def step(self, response: bytes) -> Outcome:
         raise SaslFailure(SaslCondition.MALFORMED_REQUEST, "X-MESSENGER-OAUTH2 has a single step")
 
 
-class OAuthBearerDriver:
+class OAuthBearerDriver(_ClientFirstDriver):
     """OAUTHBEARER (RFC 7628), with its JSON error challenge before the failure."""
 
+    mechanism = OAUTHBEARER
+
     def __init__(self, authenticator: Authenticator, domain: str) -> None:
-        self._authenticator = authenticator
-        self._domain = domain
-        self._asked = False
+        super().__init__(authenticator, domain)
         self._failed = False
 
-    async def start(self, initial_response: bytes | None) -> Outcome:
-        if initial_response is None:  # client-first: ask for it (RFC 4422 5, RFC 6120 6.4.2)
-            self._asked = True
-            return Challenge(b"")
-        return await self._check(initial_response)
-
-    async def _check(self, initial_response: bytes) -> Outcome:
-        message = parse_oauthbearer(initial_response)
-        grant = await self._authenticator.check_token(message.token)
+    async def _first(self, message: bytes) -> Outcome:
+        bearer = parse_oauthbearer(message)
+        grant = await self._authenticator.check_token(bearer.token)
         if grant is None or not _names(
-            self._authenticator, self._domain, message.authzid, grant, empty=True
+            self._authenticator, self._domain, bearer.authzid, grant, empty=True
         ):
             self._failed = True
             return Challenge(oauthbearer_error(SIGN_IN_SCOPE))
         return Success(grant)
 
-    async def step(self, response: bytes) -> Outcome:
-        if self._asked:
-            self._asked = False
-            return await self._check(response)
+    async def _later(self, response: bytes) -> Outcome:
         if self._failed and is_oauthbearer_abort(response):
-            raise SaslFailure(
-                SaslCondition.NOT_AUTHORIZED, "the access token is not valid for sign-in"
-            )
+            raise _token_refused()
         raise SaslFailure(SaslCondition.MALFORMED_REQUEST, "unexpected OAUTHBEARER message")
 
 
-class XOAuth2Driver:
+class XOAuth2Driver(_ClientFirstDriver):
     """X-OAUTH2 (the Google Talk form): ``authzid NUL user NUL token``, as PLAIN lays it out.
 
     The user is the token's, as a username or a bare JID (Google Talk sends the
     address); the authzid, if any, names the same account.
     """
 
-    def __init__(self, authenticator: Authenticator, domain: str) -> None:
-        self._authenticator = authenticator
-        self._domain = domain
-        self._asked = False
+    mechanism = X_OAUTH2
 
-    async def start(self, initial_response: bytes | None) -> Outcome:
-        if initial_response is None:  # client-first: ask for it (RFC 4422 5, RFC 6120 6.4.2)
-            self._asked = True
-            return Challenge(b"")
-        return await self._check(initial_response)
-
-    async def _check(self, initial_response: bytes) -> Outcome:
-        message = parse_plain(initial_response)
-        grant = await self._authenticator.check_token(message.password)
+    async def _first(self, message: bytes) -> Outcome:
+        plain = parse_plain(message)
+        grant = await self._authenticator.check_token(plain.password)
         if (
             grant is None
-            or not _names(self._authenticator, self._domain, message.authcid, grant)
-            or not _names(self._authenticator, self._domain, message.authzid, grant, empty=True)
+            or not _names(self._authenticator, self._domain, plain.authcid, grant)
+            or not _names(self._authenticator, self._domain, plain.authzid, grant, empty=True)
         ):
-            raise SaslFailure(
-                SaslCondition.NOT_AUTHORIZED, "the access token is not valid for sign-in"
-            )
+            raise _token_refused()
         return Success(grant)
-
-    async def step(self, response: bytes) -> Outcome:
-        if self._asked:
-            self._asked = False
-            return await self._check(response)
-        raise SaslFailure(SaslCondition.MALFORMED_REQUEST, "X-OAUTH2 has a single step")
 
 
 DriverFactory = Callable[[Authenticator, str], SaslDriver]
