@@ -167,6 +167,11 @@ def _announce(app: Running) -> None:
         host,
         ports["direct_tls"],
     )
+    log.info(
+        "web (OAuth, sign-in, developer portal, WebSocket): http://%s:%s/",
+        settings.http.host,
+        app.http.port,
+    )
     log.info("database: %s", redacted(settings.database_url))
     log.info("add a user with: chinwag user add NAME --password PASSWORD")
 
@@ -188,6 +193,10 @@ def serve(settings: Settings) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Migrations and the embedded HTTP server only speak up when something is wrong,
+    # so that chinwag's own first lines say where it listens.
+    for chatty in ("alembic", "uvicorn.error"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         import uvloop
     except ImportError:
