@@ -38,7 +38,9 @@ def new_secret() -> str:
 
 
 def new_client_id() -> str:
-    return secrets.token_urlsafe(16)
+    """128 random bits in hex: safe in URLs and never mistaken for a command-line option
+    (a base64url ID may start with '-')."""
+    return secrets.token_hex(16)
 
 
 def new_family_id() -> str:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from chinwag.config import load_settings
 from chinwag.network.accounts import AccountService
 from chinwag.oauth.service import OAuthService
+from chinwag.oauth.tokens import new_client_id
 from chinwag.store.accounts import SqlAccountRepository
 from chinwag.store.db import Database
 from chinwag.store.oauth import SqlOAuthRepository
@@ -203,3 +204,7 @@ def test_a_bad_config_exits_2(chinwag):
 
     assert result.exit_code == 2
     assert one_error_line(result) == "error: unknown config key 'oauth.access_token_ttl'"
+
+
+def test_client_ids_never_look_like_options():
+    assert not any(new_client_id().startswith("-") for _ in range(2000))
