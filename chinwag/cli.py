@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from chinwag.cli_common import (
@@ -356,7 +357,8 @@ def sessions_list(config: ConfigOption = None, json_output: JsonOption = False) 
     if json_output:
         print_json(sessions)
     elif sessions:
-        out.print(_session_table(sessions))
+        # Wide enough for whole client IDs, even when stdout is not a terminal.
+        Console(highlight=False, width=max(out.width, 120)).print(_session_table(sessions))
     else:
         out.print("No live sessions.")
 
@@ -405,10 +407,12 @@ def _local_url(host: str, port: int) -> str:
 
 
 def _session_table(sessions: Sequence[dict[str, Any]]) -> Table:
+    # Client IDs are shown whole: a cut one cannot be pasted into 'chinwag app show'.
+    app_width = max((len(session["app"] or "-") for session in sessions), default=3)
     table = Table(
         "User",
         "Resource",
-        "App",
+        Column("App", no_wrap=True, min_width=app_width),
         "Transport",
         "Available",
         "Priority",

@@ -221,11 +221,14 @@ class C2SConnection:
         self._task.add_done_callback(self._answered)
 
     def _answered(self, task: asyncio.Task[None]) -> None:
-        self._task = None
         if not task.cancelled() and task.exception() is not None:
             log.error("stream answer failed", exc_info=task.exception())
             self.close_stream(StreamError(StreamCondition.INTERNAL_SERVER_ERROR))
-        elif not self.closed:
+            return
+        if task is not self._task:
+            return  # it started the next answer (another held stanza): keep waiting for that
+        self._task = None
+        if not self.closed:
             self.transport.resume_reading()
 
     def _schedule_timer(self) -> None:

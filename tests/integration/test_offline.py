@@ -212,3 +212,33 @@ async def test_messages_acknowledged_before_sigkill_are_delivered_after_restart(
         assert [body(m) for m in delivered] == texts
     finally:
         await restarted.kill()
+
+
+async def test_a_stanza_read_later_waits_for_every_held_store(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    """Several stores held in turn: the stream must not read on when the first one ends.
+
+    Stores are slowed down, the messages go out in one write and the ping in a later
+    one; the ping may only be answered once every message is committed.
+    """
+    assert server.app is not None
+    offline = server.app.services.offline
+    original = offline.store
+    committed: list[str] = []
+
+    async def slow_store(username: str, stanza: str, *args: object) -> object:
+        await asyncio.sleep(0.1)
+        result = await original(username, stanza, *args)
+        committed.append(stanza)
+        return result
+
+    offline.store = slow_store  # type: ignore[method-assign]
+    try:
+        alice = await login(new_client, server, "alice", "desk")
+        alice.send("".join(chat(f"held-{index}") for index in range(3)))
+        await asyncio.sleep(0.05)  # the ping arrives while the first store is in flight
+        await alice.sync()
+        assert len(committed) == 3
+    finally:
+        offline.store = original  # type: ignore[method-assign]
