@@ -10,35 +10,20 @@ admin routes (the REST API is mounted as its own) keeps it there too.
 from __future__ import annotations
 
 import hmac
-import os
-import secrets
 from pathlib import Path
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from chinwag.web.secret_files import secret_file
+
 ADMIN_TOKEN_FILE = "admin-token"
 ADMIN_REALM = "chinwag-admin"
-_MIN_TOKEN_LENGTH = 32
 
 
 def ensure_admin_token(data_dir: Path) -> str:
     """The admin token of ``{data_dir}/admin-token``, made (0600) if absent."""
-    path = data_dir / ADMIN_TOKEN_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        token = path.read_text().strip()
-        if len(token) < _MIN_TOKEN_LENGTH:
-            raise RuntimeError(
-                f"{path} is too short to be an admin token; delete it to make a new one"
-            ) from None
-        return token
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as file:
-        file.write(token + "\n")
-    return token
+    return secret_file(data_dir / ADMIN_TOKEN_FILE, "be an admin token")
 
 
 def check_admin(request: Request) -> None:

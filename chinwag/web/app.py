@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +29,7 @@ from chinwag.web.admin_token import ensure_admin_token
 from chinwag.web.api import api_mount
 from chinwag.web.pages import Services, error_page
 from chinwag.web.presence import PresenceSource, nobody_online
+from chinwag.web.secret_files import secret_file
 
 if TYPE_CHECKING:
     from chinwag.server.xmpp_server import XMPPServer
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
 SECRET_FILE = "web-secret"
 SESSION_COOKIE = "chinwag_session"
 SESSION_SECONDS = 7 * 24 * 3600
-_MIN_SECRET_LENGTH = 32
 
 
 def build_web_app(
@@ -91,21 +89,7 @@ def build_web_app(
 
 def signing_secret(data_dir: Path) -> str:
     """The key that signs session cookies: ``{data_dir}/web-secret``, made (0600) if absent."""
-    path = data_dir / SECRET_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        secret = path.read_text().strip()
-        if len(secret) < _MIN_SECRET_LENGTH:
-            raise RuntimeError(
-                f"{path} is too short to sign cookies; delete it to make a new one"
-            ) from None
-        return secret
-    secret = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as file:
-        file.write(secret + "\n")
-    return secret
+    return secret_file(data_dir / SECRET_FILE, "sign cookies")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -1,0 +1,27 @@
+"""Random secrets kept in the data directory: read if present, made (mode 0600) if not."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+MIN_LENGTH = 32
+
+
+def secret_file(path: Path, purpose: str) -> str:
+    """The secret in ``path``; a new one is written there first when it is absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_text().strip()
+        if len(secret) < MIN_LENGTH:
+            raise RuntimeError(
+                f"{path} is too short to {purpose}; delete it to make a new one"
+            ) from None
+        return secret
+    secret = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as file:
+        file.write(secret + "\n")
+    return secret
