@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from chinwag.network.events import EventLog, NetworkEvent
 from chinwag.server.hooks import Hooks
@@ -20,6 +21,9 @@ from chinwag.server.hooks import Hooks
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
+RETENTION = timedelta(days=1)
+"""How long events are kept: far longer than any process lags behind the outbox."""
+PRUNE_EVERY_POLLS = 18000  # an hour of polls
 
 
 class EventPump:
@@ -40,12 +44,20 @@ class EventPump:
             self._task = None
 
     async def _run(self) -> None:
+        polls = 0
         while True:
             await asyncio.sleep(POLL_SECONDS)
+            polls += 1
             try:
                 await self.poll()
+                if polls % PRUNE_EVERY_POLLS == 0:
+                    await self.prune()
             except Exception:
                 log.exception("reading network events failed; retrying")
+
+    async def prune(self) -> int:
+        """Forget events older than RETENTION; the outbox would otherwise grow forever."""
+        return await self._events.prune(RETENTION)
 
     async def poll(self) -> None:
         for event in await self._events.since(self._last_id):

@@ -15,6 +15,8 @@ from chinwag.network.events import (
     NetworkEvent,
 )
 from chinwag.network.profiles import ProfileUpdate
+from chinwag.server.events import RETENTION, EventPump
+from chinwag.server.hooks import Hooks
 from chinwag.store.events import NewEvent, record_events
 from chinwag.store.models import NetworkEventRow
 
@@ -123,3 +125,19 @@ async def test_no_event_becomes_visible_before_an_earlier_one_commits(network, d
         (ROSTER_CHANGED, "this-process"),
     ]
     assert [e.id for e in events] == sorted(e.id for e in events)
+
+
+async def test_the_running_servers_pump_prunes_what_is_past_retention(network, database):
+    await network.add_users("alice", "bob", "carol")
+    await network.contacts.add_mutual("alice", "bob")
+    old = await network.events.latest_id()
+    await network.contacts.add_mutual("alice", "carol")
+    async with database.sessions.begin() as session:
+        await session.execute(
+            update(NetworkEventRow)
+            .where(NetworkEventRow.id <= old)
+            .values(created_at=datetime.now(UTC) - RETENTION - timedelta(minutes=1))
+        )
+
+    assert await EventPump(network.events, Hooks()).prune() == 2
+    assert len(await network.events.since(0)) == 2
