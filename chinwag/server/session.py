@@ -87,7 +87,10 @@ class Session:
             self.priority = 0
 
     def deliver(self, stanza: Element) -> None:
-        self.connection.write(stanza.serialize(self.parent_ns).encode())
+        wire = stanza.wire
+        if wire is None or self.parent_ns != ns.CLIENT:
+            wire = stanza.serialize(self.parent_ns).encode()
+        self.connection.write(wire)
 
     def close(self, error: StreamError | None = None) -> None:
         self.connection.close_stream(error)

@@ -3,6 +3,12 @@
 Attribute keys are plain names; ``xml:lang`` keeps its conventional spelling and
 any other namespaced attribute is written ``{uri}name``. Children are elements
 or text strings, so mixed content survives a round trip.
+
+A stanza received from a client may carry ``wire``: bytes that serialise it exactly
+where ``jabber:client`` is the default namespace (the bytes it arrived as, with the
+server's ``from`` stamped in), so that routing it costs no serialisation. Whoever
+changes a received element in place sets ``wire`` to None; ``append`` and ``add``
+do so themselves.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ def _needs_escape(text: str) -> bool:
 
 
 class Element:
-    __slots__ = ("attrs", "children", "ns", "tag")
+    __slots__ = ("attrs", "children", "ns", "tag", "wire")
 
     def __init__(
         self,
@@ -56,18 +62,21 @@ class Element:
         self.ns = ns
         self.attrs = attrs if attrs is not None else {}
         self.children = children if children is not None else []
+        self.wire: bytes | None = None
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.attrs.get(name, default)
 
     def append(self, child: Element | str) -> Element | str:
         self.children.append(child)
+        self.wire = None
         return child
 
     def add(self, tag: str, ns: str | None = None, attrs: dict[str, str] | None = None) -> Element:
         """Append and return a new child element (in this element's namespace by default)."""
         child = Element(tag, self.ns if ns is None else ns, attrs)
         self.children.append(child)
+        self.wire = None
         return child
 
     def elements(self) -> Iterator[Element]:

@@ -126,6 +126,8 @@ class ServerStream:
         """The authenticated account's localpart, once SASL succeeded."""
         self.jid: JID | None = None
         """The bound full JID."""
+        self._from_attribute = b""
+        """`` from="<bound JID>"``, stamped into the wire form of each stanza."""
         self.stream_id = ""
         self.auth_deadline: float | None = now + config.auth_timeout
         self._domain_jid = JID.parse(config.domain)
@@ -236,6 +238,7 @@ class ServerStream:
         reply.add("bind", ns.BIND).add("jid").children.append(str(jid))
         self._send_element(reply)
         self.jid = jid
+        self._from_attribute = f' from="{escape_attr(str(jid))}"'.encode()
         self.auth_deadline = None
         self.state = State.BOUND
         return self._resume()
@@ -292,8 +295,8 @@ class ServerStream:
 
     def _new_parser(self) -> XMLStreamParser:
         if self.framing == "websocket":
-            return XMLFrameParser(self.config.max_stanza_bytes)
-        return XMLStreamParser(self.config.max_stanza_bytes)
+            return XMLFrameParser(self.config.max_stanza_bytes, keep_wire=True)
+        return XMLStreamParser(self.config.max_stanza_bytes, keep_wire=True)
 
     def _restart(self) -> None:
         if self.framing == "tcp":  # a frame parser holds nothing from one message to the next
@@ -518,10 +521,22 @@ class ServerStream:
             except InvalidJID as error:
                 self._bounce(stanza, StanzaError(StanzaCondition.JID_MALFORMED, str(error)))
                 return
-        attrs["from"] = str(self.jid)
+        self._stamp_from(stanza)
         if stanza.tag == "iq" and not self._valid_iq(stanza):
             return
         self._events.append(StanzaReceived(stanza, to))
+
+    def _stamp_from(self, stanza: Element) -> None:
+        """RFC 6120 8.1.2.1: the server sets ``from`` to the sender's full JID, in the tree
+        and in the wire form (which keeps none when the client wrote a ``from`` itself)."""
+        wire = stanza.wire
+        if wire is not None:
+            if "from" in stanza.attrs:
+                stanza.wire = None
+            else:
+                name_end = len(stanza.tag) + 1
+                stanza.wire = b"".join((wire[:name_end], self._from_attribute, wire[name_end:]))
+        stanza.attrs["from"] = str(self.jid)
 
     def _valid_iq(self, iq: Element) -> bool:
         """RFC 6120 8.2.3; answers the RFC 3921 session request itself."""
@@ -546,6 +561,7 @@ class ServerStream:
     def _bounce(self, stanza: Element, error: StanzaError) -> None:
         if is_error(stanza):
             return
+        stanza.wire = None
         stanza.attrs["from"] = str(self.jid)
         stanza.attrs.pop("to", None)
         reply = make_error(stanza, error)

@@ -7,6 +7,12 @@ RFC 6120 forbids raises ``StreamError`` with the condition it names.
 
 ``XMLFrameParser`` is the same parser for RFC 7395 framing, where each
 WebSocket message is one whole element: ``feed_frame(bytes)`` returns it.
+
+With ``keep_wire``, each top-level element also gets the bytes it was parsed from
+as its ``wire`` (see ``Element``), when those bytes stand on their own: an
+unprefixed top-level tag, and no prefix that only the stream header declares.
+Expat reports where each top-level element begins and where its end tag is, so
+this costs one search and one slice per element.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from .element import Element
 from .errors import StreamCondition, StreamError
 
 _SEPARATOR = " "
+_AFTER_TAG_NAME = frozenset(b" \t\r\n/>")
 _XML_PREFIX = ns.XML + _SEPARATOR
 # Top-level elements deeper than this are refused: a policy limit that keeps
 # recursion in serialisation bounded (no real stanza comes close).
@@ -99,7 +106,7 @@ def _restricted(what: str) -> StreamError:
 class XMLStreamParser:
     """One stream's parser; make a new one at every stream restart."""
 
-    def __init__(self, max_stanza_bytes: int) -> None:
+    def __init__(self, max_stanza_bytes: int, *, keep_wire: bool = False) -> None:
         self.max_stanza_bytes = max_stanza_bytes
         self._parser = self._make_expat()
         self._depth = 0
@@ -110,6 +117,15 @@ class XMLStreamParser:
         self._default_ns: str | None = None
         self._out: list[Parsed] = []
         self._failed = False
+        self._keep_wire = keep_wire
+        self._chunk = b""
+        """The bytes being parsed, which begin at stream offset ``_chunk_base``."""
+        self._chunk_base = 0
+        self._carry = b""
+        """What earlier feeds held after their last top-level event, from ``_carry_base``."""
+        self._carry_base = 0
+        self._element_start = 0
+        self._header_prefixes: tuple[bytes, ...] = ()
 
     def _make_expat(self) -> Any:
         parser = expat.ParserCreate("UTF-8", _SEPARATOR)
@@ -135,6 +151,7 @@ class XMLStreamParser:
             raise StreamError(StreamCondition.NOT_WELL_FORMED, "the stream has already failed")
         if self._fed == 0:
             self._refuse_utf16(data)
+        self._chunk, self._chunk_base = data, self._fed
         self._fed += len(data)
         try:
             self._parser.Parse(data, False)
@@ -145,6 +162,8 @@ class XMLStreamParser:
         except expat.ExpatError as error:
             self._fail()
             raise self._translate(error) from None
+        if self._keep_wire:
+            self._keep_unfinished(data)
         out, self._out = self._out, []
         return out
 
@@ -166,6 +185,49 @@ class XMLStreamParser:
         self._failed = True
         self._stack.clear()
         self._out.clear()
+        self._carry = self._chunk = b""
+
+    def _keep_unfinished(self, data: bytes) -> None:
+        """Hold on to the bytes after the last top-level event: the next feed may finish
+        an element that they begin."""
+        kept_from = self._boundary
+        if kept_from >= self._chunk_base:
+            self._carry = data[kept_from - self._chunk_base :]
+            self._carry_base = kept_from
+        else:
+            self._carry += data
+        self._chunk = b""
+
+    def _element_bytes(self, element: Element) -> bytes | None:
+        """The bytes of the top-level element whose end expat is reporting: up to the end
+        of its end tag, or, for an empty-element tag, up to where expat reports its end."""
+        start, end = self._element_start, self._parser.CurrentByteIndex
+        buffer, base = self._chunk, self._chunk_base
+        if start < base:
+            buffer, base = self._carry + buffer, self._carry_base
+        at = end - base
+        if not element.children and buffer.startswith(b"/>", at - 2):
+            stop = at
+        elif buffer.startswith(b"</", at):
+            stop = buffer.find(b">", at) + 1
+        else:
+            return None
+        self._boundary = base + stop
+        return buffer[start - base : stop]
+
+    def _wire(self, element: Element) -> bytes | None:
+        """The element's bytes, if they stand on their own outside this stream."""
+        wire = self._element_bytes(element)
+        if wire is None:
+            return None
+        name = element.tag.encode()
+        tag_end = len(name) + 1
+        if wire[1:tag_end] != name or wire[tag_end] not in _AFTER_TAG_NAME:
+            return None  # a prefixed top-level tag leans on a declaration outside it
+        for prefix in self._header_prefixes:
+            if prefix in wire:
+                return None  # may lean on the header's declaration (or only mention it)
+        return wire
 
     def _too_large(self) -> StreamError:
         return StreamError(
@@ -193,7 +255,7 @@ class XMLStreamParser:
             self._out.append(StreamHeader(uri, tag, _convert_attrs(attrs), self._default_ns))
             return
         if depth == 2:
-            self._boundary = self._parser.CurrentByteIndex
+            self._boundary = self._element_start = self._parser.CurrentByteIndex
         elif depth > MAX_DEPTH:
             raise StreamError(
                 StreamCondition.POLICY_VIOLATION, f"elements nested deeper than {MAX_DEPTH}"
@@ -216,6 +278,8 @@ class XMLStreamParser:
             if self._parser.CurrentByteIndex - self._boundary > self.max_stanza_bytes:
                 raise self._too_large()
             self._boundary = self._parser.CurrentByteIndex
+            if self._keep_wire:
+                element.wire = self._wire(element)
             self._out.append(element)
 
     def _text(self, text: str) -> None:
@@ -228,8 +292,11 @@ class XMLStreamParser:
             self._boundary = self._parser.CurrentByteIndex
 
     def _namespace_declared(self, prefix: str | None, uri: str | None) -> None:
-        if self._depth == 0 and prefix is None:
-            self._default_ns = uri
+        if self._depth == 0:
+            if prefix is None:
+                self._default_ns = uri
+            else:
+                self._header_prefixes += (f"{prefix}:".encode(),)
 
     def _xml_declaration(self, version: str | None, encoding: str | None, standalone: int) -> None:
         if encoding is not None and encoding.upper().replace("_", "-") not in ("UTF-8", "UTF8"):
@@ -266,8 +333,8 @@ class XMLFrameParser(XMLStreamParser):
     repeat it is still a ``jabber:client`` stanza, as on TCP.
     """
 
-    def __init__(self, max_stanza_bytes: int) -> None:
-        super().__init__(max_stanza_bytes)
+    def __init__(self, max_stanza_bytes: int, *, keep_wire: bool = False) -> None:
+        super().__init__(max_stanza_bytes, keep_wire=keep_wire)
         self.feed(_FRAGMENT_HEADER)
 
     def feed_frame(self, data: bytes) -> Element | None:

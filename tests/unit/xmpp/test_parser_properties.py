@@ -34,6 +34,7 @@ from chinwag.xmpp.jid import JID
 from chinwag.xmpp.sasl import SaslCondition
 from chinwag.xmpp.stream import ServerStream, StreamConfig
 from chinwag.xmpp.xml import Parsed, StreamEnd, StreamHeader, XMLStreamParser
+from chinwag.xmpp.xml import parse_stanza as parse_stanza_text
 
 PROPERTY = settings(
     max_examples=75,
@@ -169,6 +170,25 @@ def test_byte_by_byte_is_the_same_as_whole(items: list[tuple[str, Element]]) -> 
     whole = XMLStreamParser(LIMIT).feed(data)
     single = feed_chunks(XMLStreamParser(LIMIT), [data[i : i + 1] for i in range(len(data))])
     assert single == whole
+
+
+@PROPERTY
+@given(
+    st.lists(st.tuples(whitespace, stanzas), min_size=1, max_size=3),
+    st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=30),
+)
+def test_wire_form_is_the_bytes_each_element_arrived_as(
+    items: list[tuple[str, Element]], cuts: list[int]
+) -> None:
+    parser = XMLStreamParser(LIMIT, keep_wire=True)
+    parsed = feed_chunks(parser, chunked(stream_bytes(items, close=True), cuts))
+    elements = [item for item in parsed if isinstance(item, Element)]
+    assert [element.wire for element in elements] == [
+        stanza.serialize().encode() for _space, stanza in items
+    ]
+    for element in elements:
+        assert element.wire is not None
+        assert parse_stanza_text(element.wire.decode()) == element
 
 
 @PROPERTY

@@ -1,0 +1,129 @@
+"""The wire form of received stanzas: the bytes a stanza arrived as, ``from`` stamped in,
+so that routing it needs no serialisation; and the cases that must fall back to it."""
+
+from __future__ import annotations
+
+import pytest
+from xmpp_helpers import DOMAIN, FULL_JID, USERNAME, authenticated_client, bound_client, header
+
+from chinwag.xmpp import ns
+from chinwag.xmpp.element import Element
+from chinwag.xmpp.events import BindRequested, StanzaReceived
+from chinwag.xmpp.jid import JID
+from chinwag.xmpp.xml import XMLFrameParser, XMLStreamParser, parse_stanza
+
+LIMIT = 1 << 16
+MESSAGE = b"<message to='romeo@example.net' type='chat' id='m1'><body>hi &amp; bye</body></message>"
+
+
+def wires(parser: XMLStreamParser, *chunks: bytes) -> list[bytes | None]:
+    parsed = [item for chunk in chunks for item in parser.feed(chunk)]
+    return [item.wire for item in parsed if isinstance(item, Element)]
+
+
+def header_parser(data: bytes = header()) -> XMLStreamParser:
+    parser = XMLStreamParser(LIMIT, keep_wire=True)
+    parser.feed(data)
+    return parser
+
+
+def test_parser_keeps_the_exact_bytes_of_each_top_level_element() -> None:
+    presence = b"<presence/>"
+    iq = b"<iq type='get' id='1'\n><ping xmlns='urn:xmpp:ping'/></iq >"
+    assert wires(header_parser(), MESSAGE + b" \n" + presence + iq) == [MESSAGE, presence, iq]
+
+
+@pytest.mark.parametrize(
+    "element",
+    [b"<message/>", b"<message></message>", b"<message><a/></message>", b"<message a='/'/>"],
+)
+def test_empty_and_end_tags_followed_by_the_end_of_the_stream(element: bytes) -> None:
+    assert wires(header_parser(), element + b"</stream:stream>") == [element]
+
+
+@pytest.mark.parametrize("cut", range(1, len(MESSAGE)))
+def test_an_element_split_across_reads_keeps_all_its_bytes(cut: int) -> None:
+    parser = header_parser()
+    assert wires(parser, b"<presence/>" + MESSAGE[:cut], MESSAGE[cut:] + b"<presence/>") == [
+        b"<presence/>",
+        MESSAGE,
+        b"<presence/>",
+    ]
+
+
+def test_an_element_over_many_reads() -> None:
+    parser = header_parser()
+    assert wires(parser, *(MESSAGE[i : i + 3] for i in range(0, len(MESSAGE), 3))) == [MESSAGE]
+
+
+def test_without_keep_wire_nothing_is_kept() -> None:
+    parser = XMLStreamParser(LIMIT)
+    parser.feed(header())
+    assert wires(parser, MESSAGE) == [None]
+    assert parse_stanza(MESSAGE.decode()).wire is None
+
+
+def test_a_prefixed_top_level_tag_has_no_wire_form() -> None:
+    """Its prefix is declared on the stream header, which the recipient never sees."""
+    opening = header().replace(b"<stream:stream ", b"<stream:stream xmlns:c='jabber:client' ")
+    parser = header_parser(opening)
+    assert wires(parser, b"<c:message to='a@b'><c:body>x</c:body></c:message>") == [None]
+
+
+def test_a_prefix_of_the_stream_header_inside_an_element_means_no_wire_form() -> None:
+    parser = header_parser()
+    assert wires(parser, b"<message to='a@b'><stream:x/></message>") == [None]
+
+
+def test_prefixes_declared_inside_the_element_keep_the_wire_form() -> None:
+    own = b"<message to='a@b'><x:y xmlns:x='urn:example' x:z='1'/></message>"
+    assert wires(header_parser(), own) == [own]
+
+
+def test_websocket_frames_keep_their_element() -> None:
+    parser = XMLFrameParser(LIMIT, keep_wire=True)
+    frame = b"<message xmlns='jabber:client' to='a@b'><body>x</body></message>"
+    element = parser.feed_frame(frame)
+    assert element is not None and element.wire == frame
+
+
+def test_changing_an_element_through_its_methods_drops_the_wire_form() -> None:
+    [element] = header_parser().feed(MESSAGE)
+    assert isinstance(element, Element) and element.wire is not None
+    element.add("delay", ns.DELAY)
+    assert element.wire is None
+
+
+def received(data: bytes) -> Element:
+    client = bound_client()
+    events = client.send(data)
+    [event] = events
+    assert isinstance(event, StanzaReceived)
+    return event.stanza
+
+
+def test_the_stream_stamps_from_into_the_wire_form() -> None:
+    stanza = received(MESSAGE)
+    assert stanza.wire == MESSAGE.replace(b"<message ", f'<message from="{FULL_JID}" '.encode(), 1)
+    assert parse_stanza(stanza.wire.decode()) == stanza
+
+
+def test_a_from_written_by_the_client_is_replaced_and_never_forwarded_as_is() -> None:
+    stanza = received(b"<message from='mallory@evil.example' to='romeo@example.net'/>")
+    assert stanza.attrs["from"] == str(FULL_JID)
+    assert stanza.wire is None
+    assert b"mallory" not in stanza.serialize().encode()
+
+
+def test_the_stamped_from_is_escaped() -> None:
+    stream = authenticated_client().stream
+    resource = 'a"b&c<d'
+    bind = f"<bind xmlns='{ns.BIND}'><resource>a\"b&amp;c&lt;d</resource></bind>"
+    assert stream.receive_data(f"<iq type='set' id='b1'>{bind}</iq>".encode(), 0) == [
+        BindRequested("b1", resource)
+    ]
+    jid = JID(USERNAME, DOMAIN, resource)
+    stream.bind_result("b1", jid)
+    [event] = stream.receive_data(MESSAGE, 0)
+    assert isinstance(event, StanzaReceived) and event.stanza.wire is not None
+    assert parse_stanza(event.stanza.wire.decode()).attrs["from"] == str(jid)
