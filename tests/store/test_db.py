@@ -4,6 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
+from chinwag.store.accounts import ACCOUNT_ID, SqlAccountRepository
 from chinwag.store.db import Database, migrate, redacted
 from chinwag.store.models import Base
 
@@ -18,6 +19,20 @@ async def test_migrations_create_exactly_the_models(database):
 
 async def test_migrating_twice_is_harmless(database):
     await database.migrate()
+
+
+async def test_reads_outside_the_orm_return_rows_or_none_and_give_the_connection_back(
+    database,
+):
+    await SqlAccountRepository(database).add("alice", [])
+
+    rows = await database.rows(ACCOUNT_ID, {"username": "alice"})
+
+    assert len(rows) == 1
+    assert await database.scalar(ACCOUNT_ID, {"username": "alice"}) == rows[0].id
+    assert await database.rows(ACCOUNT_ID, {"username": "bob"}) == []
+    assert await database.scalar(ACCOUNT_ID, {"username": "bob"}) is None
+    assert database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 async def test_sqlite_file_is_created_with_wal_and_foreign_keys(tmp_path):
