@@ -1,7 +1,9 @@
 """Account storage: the repository protocol, its SQLAlchemy implementation and values.
 
 Usernames reaching this layer are already normalised; passwords never do, only
-their SCRAM verifiers (:class:`StoredScram`).
+their SCRAM verifiers (:class:`StoredScram`). The reads made at every sign-in and
+by message routing (credentials, whether an account exists) are Core statements
+built once.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import Row, Select, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +24,27 @@ from chinwag.store.models import Account, Credential, Profile, RosterItem
 
 # Stays well under the bound-parameter limits of SQLite and asyncpg.
 _IN_CLAUSE_CHUNK = 1000
+
+_ACCOUNT = Account.__table__
+_CREDENTIAL = Credential.__table__
+
+ACCOUNT_ID = select(_ACCOUNT.c.id).where(_ACCOUNT.c.username == bindparam("username"))
+"""The id of the account whose username is the bind parameter ``username``."""
+
+_CREDENTIALS = (
+    select(
+        _CREDENTIAL.c.mechanism,
+        _CREDENTIAL.c.salt,
+        _CREDENTIAL.c.stored_key,
+        _CREDENTIAL.c.server_key,
+        _CREDENTIAL.c.iterations,
+    )
+    .select_from(_CREDENTIAL.join(_ACCOUNT))
+    .where(
+        _ACCOUNT.c.username == bindparam("username"),
+        _CREDENTIAL.c.mechanism == bindparam("mechanism"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +122,7 @@ class SqlAccountRepository:
     """AccountRepository on SQLAlchemy; identical on SQLite and PostgreSQL."""
 
     def __init__(self, db: Database) -> None:
+        self._db = db
         self._sessions = db.sessions
 
     async def add(
@@ -121,20 +145,12 @@ class SqlAccountRepository:
             raise AccountExists(taken) from None
 
     async def credentials(self, username: str, mechanism: str) -> StoredScram | None:
-        query = (
-            select(Credential)
-            .join(Account)
-            .where(Account.username == username, Credential.mechanism == mechanism)
-        )
-        async with self._sessions() as session:
-            row = await session.scalar(query)
-        return None if row is None else _stored_scram(row)
+        rows = await self._db.rows(_CREDENTIALS, {"username": username, "mechanism": mechanism})
+        return _stored_scram(rows[0]) if rows else None
 
     async def replace_credentials(self, username: str, credentials: Sequence[StoredScram]) -> None:
         async with self._sessions.begin() as session:
-            account_id = await session.scalar(
-                select(Account.id).where(Account.username == username)
-            )
+            account_id = await session.scalar(ACCOUNT_ID, {"username": username})
             if account_id is None:
                 raise NoSuchAccount(username)
             await session.execute(delete(Credential).where(Credential.account_id == account_id))
@@ -167,9 +183,7 @@ class SqlAccountRepository:
         return True
 
     async def exists(self, username: str) -> bool:
-        async with self._sessions() as session:
-            found = await session.scalar(select(Account.id).where(Account.username == username))
-        return found is not None
+        return await account_exists(self._db, username)
 
     async def existing(self, usernames: Iterable[str]) -> set[str]:
         names = list(dict.fromkeys(usernames))
@@ -190,6 +204,11 @@ class SqlAccountRepository:
             rows = await session.execute(query)
         # Sorted here: PostgreSQL's locale collation and SQLite's binary one disagree.
         return sorted((AccountRecord(*row) for row in rows), key=lambda record: record.username)
+
+
+async def account_exists(db: Database, username: str) -> bool:
+    """Whether ``username`` has an account."""
+    return await db.scalar(ACCOUNT_ID, {"username": username}) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +292,7 @@ def _credential_row(account_id: int, scram: StoredScram) -> dict[str, Any]:
     return {"account_id": account_id, **asdict(scram)}
 
 
-def _stored_scram(row: Credential) -> StoredScram:
+def _stored_scram(row: Row[Any]) -> StoredScram:
     return StoredScram(
         row.mechanism, bytes(row.salt), bytes(row.stored_key), bytes(row.server_key), row.iterations
     )

@@ -13,11 +13,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Row, and_, delete, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from chinwag.store.accounts import NoSuchAccount, bump_roster_versions, lock_accounts
+from chinwag.store.accounts import (
+    NoSuchAccount,
+    account_exists,
+    bump_roster_versions,
+    lock_accounts,
+)
 from chinwag.store.db import Database
 from chinwag.store.events import ROSTER_CHANGED, NewEvent, record_events
 from chinwag.store.models import Account, Profile, RosterItem
@@ -79,17 +83,41 @@ class ContactRepository(Protocol):
     async def exists(self, username: str) -> bool: ...
 
 
-_CONTACT = aliased(Account, name="contact")
+_OWNER = Account.__table__.alias("owner")
+_CONTACT = Account.__table__.alias("contact")
+_ITEM = RosterItem.__table__
+_PROFILE = Profile.__table__
 _ITEM_COLUMNS = (
-    _CONTACT.username,
-    RosterItem.name,
-    Profile.fn,
-    RosterItem.subscription,
-    RosterItem.ask,
-    RosterItem.pending_in,
-    RosterItem.approved,
-    RosterItem.groups,
-    RosterItem.listed,
+    _CONTACT.c.username,
+    _ITEM.c.name,
+    _PROFILE.c.fn,
+    _ITEM.c.subscription,
+    _ITEM.c.ask,
+    _ITEM.c.pending_in,
+    _ITEM.c.approved,
+    _ITEM.c.groups,
+    _ITEM.c.listed,
+)
+
+# One statement, so the version and the items come from the same snapshot; an
+# account without items gives one row of NULL items.
+_ROSTER = (
+    select(_OWNER.c.roster_version, *_ITEM_COLUMNS)
+    .select_from(
+        _OWNER.outerjoin(_ITEM, _ITEM.c.owner_id == _OWNER.c.id)
+        .outerjoin(_CONTACT, _CONTACT.c.id == _ITEM.c.contact_id)
+        .outerjoin(_PROFILE, _PROFILE.c.account_id == _ITEM.c.contact_id)
+    )
+    .where(_OWNER.c.username == bindparam("owner"))
+)
+_ROSTER_ITEM = (
+    select(*_ITEM_COLUMNS)
+    .select_from(
+        _ITEM.join(_OWNER, _OWNER.c.id == _ITEM.c.owner_id)
+        .join(_CONTACT, _CONTACT.c.id == _ITEM.c.contact_id)
+        .outerjoin(_PROFILE, _PROFILE.c.account_id == _ITEM.c.contact_id)
+    )
+    .where(_OWNER.c.username == bindparam("owner"), _CONTACT.c.username == bindparam("contact"))
 )
 
 
@@ -97,21 +125,11 @@ class SqlContactRepository:
     """ContactRepository on SQLAlchemy; identical on SQLite and PostgreSQL."""
 
     def __init__(self, db: Database) -> None:
+        self._db = db
         self._sessions = db.sessions
 
     async def roster(self, owner: str) -> tuple[int, list[Contact]] | None:
-        # One statement, so the version and the items come from the same snapshot.
-        owner_account = aliased(Account, name="owner")
-        query = (
-            select(owner_account.roster_version, *_ITEM_COLUMNS)
-            .select_from(owner_account)
-            .outerjoin(RosterItem, RosterItem.owner_id == owner_account.id)
-            .outerjoin(_CONTACT, _CONTACT.id == RosterItem.contact_id)
-            .outerjoin(Profile, Profile.account_id == RosterItem.contact_id)
-            .where(owner_account.username == owner)
-        )
-        async with self._sessions() as session:
-            rows = (await session.execute(query)).all()
+        rows = await self._db.rows(_ROSTER, {"owner": owner})
         if not rows:
             return None
         items = [_contact(row[1:]) for row in rows if row.username is not None]
@@ -119,18 +137,8 @@ class SqlContactRepository:
         return rows[0].roster_version, sorted(items, key=lambda item: item.username)
 
     async def item(self, owner: str, contact: str) -> Contact | None:
-        owner_account = aliased(Account, name="owner")
-        query = (
-            select(*_ITEM_COLUMNS)
-            .select_from(RosterItem)
-            .join(owner_account, owner_account.id == RosterItem.owner_id)
-            .join(_CONTACT, _CONTACT.id == RosterItem.contact_id)
-            .outerjoin(Profile, Profile.account_id == RosterItem.contact_id)
-            .where(owner_account.username == owner, _CONTACT.username == contact)
-        )
-        async with self._sessions() as session:
-            row = (await session.execute(query)).one_or_none()
-        return None if row is None else _contact(row)
+        rows = await self._db.rows(_ROSTER_ITEM, {"owner": owner, "contact": contact})
+        return _contact(rows[0]) if rows else None
 
     async def save(self, changes: Sequence[RosterChange], origin: str) -> dict[str, int]:
         if not changes:
@@ -190,9 +198,7 @@ class SqlContactRepository:
         return True
 
     async def exists(self, username: str) -> bool:
-        async with self._sessions() as session:
-            found = await session.scalar(select(Account.id).where(Account.username == username))
-        return found is not None
+        return await account_exists(self._db, username)
 
 
 def _contact(row: Sequence[Any]) -> Contact:
