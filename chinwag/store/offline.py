@@ -2,6 +2,7 @@
 
 ``store`` commits before it returns, so a sender's stream can move on knowing the
 message is safe. Messages are ordered strictly by id, which only ever grows.
+Its statements are Core, built once: ``fetch`` runs at every initial presence.
 """
 
 from __future__ import annotations
@@ -11,12 +12,22 @@ from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
-from sqlalchemy import ScalarSelect, delete, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, delete, func, insert, select
 
-from chinwag.store.accounts import lock_accounts
+from chinwag.store.accounts import ACCOUNT_ID, lock_accounts
 from chinwag.store.db import Database
-from chinwag.store.models import Account, OfflineMessage
+from chinwag.store.models import OfflineMessage
+
+_MESSAGE = OfflineMessage.__table__
+# The account is looked up in the statement itself: one round trip.
+_OF_ACCOUNT = _MESSAGE.c.account_id == ACCOUNT_ID.scalar_subquery()
+_FETCH = (
+    select(_MESSAGE.c.id, _MESSAGE.c.stanza, _MESSAGE.c.stored_at)
+    .where(_OF_ACCOUNT)
+    .order_by(_MESSAGE.c.id)
+)
+_COUNT = select(func.count()).select_from(_MESSAGE).where(_OF_ACCOUNT)
+_DELETE = delete(_MESSAGE).where(_OF_ACCOUNT, _MESSAGE.c.id <= bindparam("up_to_id"))
 
 
 class StoreResult(Enum):
@@ -55,6 +66,7 @@ class SqlOfflineRepository:
     """OfflineRepository on SQLAlchemy; identical on SQLite and PostgreSQL."""
 
     def __init__(self, db: Database) -> None:
+        self._db = db
         self._sessions = db.sessions
 
     async def store(
@@ -65,49 +77,23 @@ class SqlOfflineRepository:
             locked = await lock_accounts(session, [username])
             if username not in locked:
                 return StoreResult.NO_ACCOUNT
-            account_id = locked[username].id
-            if await _count(session, account_id) >= quota:
+            if await session.scalar(_COUNT, {"username": username}) >= quota:
                 return StoreResult.QUOTA_EXCEEDED
             await session.execute(
                 insert(OfflineMessage).values(
-                    account_id=account_id, stanza=stanza, stored_at=stored_at
+                    account_id=locked[username].id, stanza=stanza, stored_at=stored_at
                 )
             )
         return StoreResult.STORED
 
     async def fetch(self, username: str) -> list[StoredMessage]:
-        query = (
-            select(OfflineMessage.id, OfflineMessage.stanza, OfflineMessage.stored_at)
-            .where(OfflineMessage.account_id == _account_id(username))
-            .order_by(OfflineMessage.id)
-        )
-        async with self._sessions() as session:
-            rows = await session.execute(query)
-            return [StoredMessage(*row) for row in rows]
+        rows = await self._db.rows(_FETCH, {"username": username})
+        return [StoredMessage(*row) for row in rows]
 
     async def delete(self, username: str, up_to_id: int) -> int:
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                delete(OfflineMessage).where(
-                    OfflineMessage.account_id == _account_id(username),
-                    OfflineMessage.id <= up_to_id,
-                )
-            )
-        return result.rowcount  # type: ignore[attr-defined, no-any-return]
+        async with self._db.engine.begin() as connection:
+            result = await connection.execute(_DELETE, {"username": username, "up_to_id": up_to_id})
+        return result.rowcount
 
     async def count(self, username: str) -> int:
-        async with self._sessions() as session:
-            return await _count(session, _account_id(username))
-
-
-def _account_id(username: str) -> ScalarSelect[int]:
-    return select(Account.id).where(Account.username == username).scalar_subquery()
-
-
-async def _count(session: AsyncSession, account_id: int | ScalarSelect[int]) -> int:
-    counted = await session.scalar(
-        select(func.count())
-        .select_from(OfflineMessage)
-        .where(OfflineMessage.account_id == account_id)
-    )
-    return counted or 0
+        return int(await self._db.scalar(_COUNT, {"username": username}))
