@@ -49,12 +49,12 @@ class PlatformAuthenticator:
     async def scram_candidates(
         self, username: str, mechanism: str
     ) -> list[tuple[ScramCredentials, Grant]]:
-        candidates: list[tuple[ScramCredentials, Grant]] = []
-        if self._account_passwords:
-            stored = await self._accounts.scram_credentials(username, mechanism)
-            if stored is not None:
-                candidates.append((_scram(stored), Grant(username)))
-        for stored, app_grant in await self._oauth.app_password_candidates(username, mechanism):
+        # Read even when account passwords are off: app passwords share its salt.
+        account = await self._accounts.scram_credentials(username, mechanism)
+        if account is None:
+            return []
+        candidates = [(_scram(account), Grant(username))] if self._account_passwords else []
+        for stored, app_grant in await self._oauth.app_password_candidates(username, account):
             candidates.append((_scram(stored), _app_grant(app_grant)))
         return candidates
 

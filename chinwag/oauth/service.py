@@ -404,24 +404,22 @@ class OAuthService:
         )
 
     async def app_password_candidates(
-        self, username: str, mechanism: str
+        self, username: str, account: StoredScram
     ) -> list[tuple[StoredScram, AppPasswordGrant]]:
-        """The user's app-password verifiers for a SCRAM ``mechanism``, for active apps.
+        """The user's app-password verifiers for the SCRAM mechanism of ``account``, the
+        account's own verifier (which the caller has read already), for active apps.
 
-        All share the salt and iteration count of the account's own verifier for
-        that mechanism, which the server-first message announces (verifiers made
-        before a password change, with the old salt, are left out).
+        All share the salt and iteration count of ``account``, which the server-first
+        message announces (verifiers made before a password change, with the old
+        salt, are left out).
         """
         try:
             user = normalize_username(username)
         except InvalidUsername:
             return []
-        account = await self._accounts.scram_credentials(user, mechanism)
-        if account is None:
-            return []
         return [
             (verifier.scram, AppPasswordGrant(user, verifier.client_id, verifier.id))
-            for verifier in await self._repo.app_password_verifiers(user, mechanism)
+            for verifier in await self._repo.app_password_verifiers(user, account.mechanism)
             if (verifier.scram.salt, verifier.scram.iterations)
             == (account.salt, account.iterations)
         ]

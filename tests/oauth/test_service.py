@@ -229,7 +229,7 @@ async def test_an_app_password_signs_in_with_scram_on_the_account_salt(
     _, password = await services.oauth.create_app_password(ALICE, public_app.app.client_id, "phone")
     account = await services.accounts.scram_credentials(ALICE, mechanism)
 
-    candidates = await services.oauth.app_password_candidates(ALICE, mechanism)
+    candidates = await services.oauth.app_password_candidates(ALICE, account)
 
     assert len(candidates) == 2
     assert {(s.salt, s.iterations) for s, _ in candidates} == {(account.salt, account.iterations)}
@@ -261,7 +261,8 @@ async def test_app_passwords_follow_their_app(services, public_app):
 
     await services.oauth.suspend_app(client_id)
     assert await services.oauth.check_app_password(ALICE, password) is None
-    assert await services.oauth.app_password_candidates(ALICE, "SCRAM-SHA-256") == []
+    account = await services.accounts.scram_credentials(ALICE, "SCRAM-SHA-256")
+    assert await services.oauth.app_password_candidates(ALICE, account) == []
     with pytest.raises(AppSuspended):
         await services.oauth.create_app_password(ALICE, client_id, "tablet")
 
@@ -291,5 +292,6 @@ async def test_after_a_password_change_old_app_passwords_still_work_with_plain(
     await services.accounts.change_password(ALICE, "new password")
 
     # The account's salt changed: SCRAM can no longer check the old verifiers.
-    assert await services.oauth.app_password_candidates(ALICE, "SCRAM-SHA-256") == []
+    account = await services.accounts.scram_credentials(ALICE, "SCRAM-SHA-256")
+    assert await services.oauth.app_password_candidates(ALICE, account) == []
     assert await services.oauth.check_app_password(ALICE, password) is not None
