@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import Row, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chinwag.store.accounts import NoSuchAccount, StoredScram, lock_accounts
@@ -284,10 +284,41 @@ _CONSENT_COLUMNS = (
 )
 
 
+_ACCOUNT = Account.__table__
+_APP = OAuthApp.__table__
+_APP_PASSWORD = AppPassword.__table__
+_APP_PASSWORD_CREDENTIAL = AppPasswordCredential.__table__
+# Read at every SCRAM sign-in: a Core statement built once.
+_APP_PASSWORD_VERIFIERS = (
+    select(
+        _APP_PASSWORD.c.id,
+        _APP.c.client_id,
+        _APP_PASSWORD_CREDENTIAL.c.salt,
+        _APP_PASSWORD_CREDENTIAL.c.stored_key,
+        _APP_PASSWORD_CREDENTIAL.c.server_key,
+        _APP_PASSWORD_CREDENTIAL.c.iterations,
+    )
+    .select_from(
+        _APP_PASSWORD_CREDENTIAL.join(
+            _APP_PASSWORD, _APP_PASSWORD.c.id == _APP_PASSWORD_CREDENTIAL.c.app_password_id
+        )
+        .join(_APP, _APP.c.id == _APP_PASSWORD.c.app_id)
+        .join(_ACCOUNT, _ACCOUNT.c.id == _APP_PASSWORD.c.account_id)
+    )
+    .where(
+        _ACCOUNT.c.username == bindparam("username"),
+        _APP_PASSWORD_CREDENTIAL.c.mechanism == bindparam("mechanism"),
+        _APP.c.status == ACTIVE,
+    )
+    .order_by(_APP_PASSWORD.c.id)
+)
+
+
 class SqlOAuthRepository:
     """OAuthRepository on SQLAlchemy; identical on SQLite and PostgreSQL."""
 
     def __init__(self, db: Database) -> None:
+        self._db = db
         self._sessions = db.sessions
 
     # -- apps
@@ -608,41 +639,23 @@ class SqlOAuthRepository:
     async def app_password_verifiers(
         self, username: str, mechanism: str
     ) -> list[AppPasswordVerifier]:
-        query = (
-            select(
-                AppPassword.id,
-                OAuthApp.client_id,
-                AppPasswordCredential.salt,
-                AppPasswordCredential.stored_key,
-                AppPasswordCredential.server_key,
-                AppPasswordCredential.iterations,
-            )
-            .join(AppPassword, AppPassword.id == AppPasswordCredential.app_password_id)
-            .join(OAuthApp, OAuthApp.id == AppPassword.app_id)
-            .join(Account, Account.id == AppPassword.account_id)
-            .where(
-                Account.username == username,
-                AppPasswordCredential.mechanism == mechanism,
-                OAuthApp.status == ACTIVE,
-            )
-            .order_by(AppPassword.id)
+        rows = await self._db.rows(
+            _APP_PASSWORD_VERIFIERS, {"username": username, "mechanism": mechanism}
         )
-        async with self._sessions() as session:
-            rows = await session.execute(query)
-            return [
-                AppPasswordVerifier(
-                    row.id,
-                    row.client_id,
-                    StoredScram(
-                        mechanism,
-                        bytes(row.salt),
-                        bytes(row.stored_key),
-                        bytes(row.server_key),
-                        row.iterations,
-                    ),
-                )
-                for row in rows
-            ]
+        return [
+            AppPasswordVerifier(
+                row.id,
+                row.client_id,
+                StoredScram(
+                    mechanism,
+                    bytes(row.salt),
+                    bytes(row.stored_key),
+                    bytes(row.server_key),
+                    row.iterations,
+                ),
+            )
+            for row in rows
+        ]
 
     async def delete_app_password(self, username: str, password_id: int, origin: str) -> bool:
         async with self._sessions.begin() as session:
