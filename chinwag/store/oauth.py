@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Row, bindparam, delete, insert, select, update
+from sqlalchemy import Row, Select, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chinwag.store.accounts import NoSuchAccount, StoredScram, lock_accounts
@@ -262,19 +262,6 @@ _CODE_COLUMNS = (
     OAuthCode.family_id,
     OAuthCode.expires_at,
 )
-_TOKEN_COLUMNS = (
-    OAuthToken.id,
-    OAuthToken.family_id,
-    OAuthApp.client_id,
-    Account.username,
-    OAuthToken.scope,
-    OAuthToken.issued_at,
-    OAuthToken.expires_at,
-    OAuthToken.refresh_expires_at,
-    OAuthToken.revoked,
-    OAuthToken.rotated,
-    OAuthApp.status == ACTIVE,
-)
 _CONSENT_COLUMNS = (
     OAuthApp.client_id,
     OAuthApp.name,
@@ -284,11 +271,32 @@ _CONSENT_COLUMNS = (
 )
 
 
+# The reads of every sign-in (tokens, app-password verifiers) are Core statements
+# built once.
 _ACCOUNT = Account.__table__
 _APP = OAuthApp.__table__
+_TOKEN = OAuthToken.__table__
 _APP_PASSWORD = AppPassword.__table__
 _APP_PASSWORD_CREDENTIAL = AppPasswordCredential.__table__
-# Read at every SCRAM sign-in: a Core statement built once.
+_TOKENS = select(
+    _TOKEN.c.id,
+    _TOKEN.c.family_id,
+    _APP.c.client_id,
+    _ACCOUNT.c.username,
+    _TOKEN.c.scope,
+    _TOKEN.c.issued_at,
+    _TOKEN.c.expires_at,
+    _TOKEN.c.refresh_expires_at,
+    _TOKEN.c.revoked,
+    _TOKEN.c.rotated,
+    _APP.c.status == ACTIVE,
+).select_from(
+    _TOKEN.join(_APP, _APP.c.id == _TOKEN.c.app_id).join(
+        _ACCOUNT, _ACCOUNT.c.id == _TOKEN.c.account_id
+    )
+)
+_TOKEN_BY_ACCESS = _TOKENS.where(_TOKEN.c.access_hash == bindparam("hash"))
+_TOKEN_BY_REFRESH = _TOKENS.where(_TOKEN.c.refresh_hash == bindparam("hash"))
 _APP_PASSWORD_VERIFIERS = (
     select(
         _APP_PASSWORD.c.id,
@@ -462,21 +470,14 @@ class SqlOAuthRepository:
         return token_id
 
     async def token_by_access(self, access_hash: bytes) -> TokenRecord | None:
-        return await self._token_where(OAuthToken.access_hash == access_hash)
+        return await self._token(_TOKEN_BY_ACCESS, access_hash)
 
     async def token_by_refresh(self, refresh_hash: bytes) -> TokenRecord | None:
-        return await self._token_where(OAuthToken.refresh_hash == refresh_hash)
+        return await self._token(_TOKEN_BY_REFRESH, refresh_hash)
 
-    async def _token_where(self, condition: Any) -> TokenRecord | None:
-        query = (
-            select(*_TOKEN_COLUMNS)
-            .join(OAuthApp, OAuthApp.id == OAuthToken.app_id)
-            .join(Account, Account.id == OAuthToken.account_id)
-            .where(condition)
-        )
-        async with self._sessions() as session:
-            row = (await session.execute(query)).one_or_none()
-        return None if row is None else TokenRecord(*row)
+    async def _token(self, statement: Select[Any], hashed: bytes) -> TokenRecord | None:
+        rows = await self._db.rows(statement, {"hash": hashed})
+        return TokenRecord(*rows[0]) if rows else None
 
     async def rotate(self, token_id: int) -> bool:
         async with self._sessions.begin() as session:
