@@ -76,6 +76,7 @@ class C2SConnection:
         self.session: Session | None = None
         self.closed = False
         self.wrote_recently = False
+        self.read_recently = False
         self._sasl: SaslDriver | None = None
         self._grant: Grant | None = None
         self._pending: list[bytes] = []
@@ -102,6 +103,7 @@ class C2SConnection:
     # --- from the transport ---------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        self.read_recently = True
         if self._early_tls is not None:
             self._early_tls.append(data)
             return
@@ -109,6 +111,7 @@ class C2SConnection:
 
     def frame_received(self, data: bytes) -> None:
         """One whole WebSocket message (websocket framing)."""
+        self.read_recently = True
         self._handle(self.stream.receive_frame(data, self._loop.time()))
 
     def connection_lost(self) -> None:

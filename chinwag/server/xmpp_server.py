@@ -19,6 +19,7 @@ from chinwag.server.c2s import C2SConnection
 from chinwag.server.dispatch import Dispatcher
 from chinwag.server.events import EventPump
 from chinwag.server.hooks import Hooks
+from chinwag.server.memory import return_free_memory
 from chinwag.server.rosters import RosterCache
 from chinwag.server.routing import Router
 from chinwag.server.routing.local import LocalRouter
@@ -31,6 +32,9 @@ from chinwag.xmpp.sasl.oauth import RAW_MECHANISMS
 from chinwag.xmpp.stream import StreamConfig
 
 log = logging.getLogger(__name__)
+
+IDLE_SWEEP_SECONDS = 10.0
+"""How often streams that read nothing since the last sweep release their parser."""
 
 DEFAULT_MODULES = (
     "disco",
@@ -70,6 +74,7 @@ class XMPPServer:
         self.stream_config = self._stream_config(tls_available=False)
         self._listeners: list[asyncio.Server] = []
         self._keepalive: asyncio.Task[None] | None = None
+        self._idle_sweep: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.events = EventPump(services.events, self.hooks)
         self.hooks.add(f"network/{ACCOUNT_DELETED}", self._on_account_deleted)
@@ -166,6 +171,7 @@ class XMPPServer:
                 await tcp.listen(self, c2s.host, c2s.direct_tls_port, ssl_context, direct_tls=True)
             )
         await self.events.start()
+        self._idle_sweep = asyncio.create_task(self._release_idle_parsers(IDLE_SWEEP_SECONDS))
         if self.settings.limits.keepalive_seconds > 0:
             self._keepalive = asyncio.create_task(
                 self._send_keepalives(self.settings.limits.keepalive_seconds)
@@ -175,8 +181,9 @@ class XMPPServer:
         """Stop listening, then end every stream with <system-shutdown/>."""
         self.shutting_down = True
         await self.events.stop()
-        if self._keepalive is not None:
-            self._keepalive.cancel()
+        for task in (self._keepalive, self._idle_sweep):
+            if task is not None:
+                task.cancel()
         for listener in self._listeners:
             listener.close()
         for connection in list(self.connections):
@@ -189,6 +196,20 @@ class XMPPServer:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         await asyncio.sleep(0)  # let the transports flush their last bytes
+
+    async def _release_idle_parsers(self, interval: float) -> None:
+        """Streams silent for a whole interval give up their XML parser, the largest part
+        of an idle connection's memory; what that frees goes back to the system."""
+        while True:
+            await asyncio.sleep(interval)
+            released = 0
+            for connection in list(self.connections):
+                if connection.read_recently:
+                    connection.read_recently = False
+                elif connection.stream.release_parser():
+                    released += 1
+            if released:
+                return_free_memory()
 
     async def _send_keepalives(self, interval: float) -> None:
         """RFC 6120 4.6.1: whitespace on bound streams that have been silent for a while."""

@@ -22,7 +22,6 @@ import base64
 import binascii
 import functools
 import secrets
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -136,7 +135,7 @@ class ServerStream:
         self._header_sent = False
         self._auth_failures = 0
         self._waiting = False
-        self._backlog: deque[StreamHeader | Element | StreamEnd] = deque()
+        self._backlog: list[StreamHeader | Element | StreamEnd] = []
         self._events: list[Event] = []
 
     # --- input -------------------------------------------------------------
@@ -188,6 +187,11 @@ class ServerStream:
         """What to send, one element (or stream header, or closing tag) per item."""
         out, self._out = self._out, []
         return out
+
+    def release_parser(self) -> bool:
+        """Give up the XML parser while the client is between stanzas (say, silent for a
+        while); the next bytes make a new one. Returns whether it was released."""
+        return self.state is not State.CLOSED and not self._backlog and self._parser.release()
 
     def get_timer(self) -> float | None:
         return self.auth_deadline if self.state is not State.CLOSED else None
@@ -278,7 +282,7 @@ class ServerStream:
     def _drain(self) -> None:
         backlog = self._backlog
         while backlog and not self._waiting and self.state is not State.CLOSED:
-            item = backlog.popleft()
+            item = backlog.pop(0)
             try:
                 if isinstance(item, Element):
                     self._on_element(item)

@@ -13,6 +13,10 @@ as its ``wire`` (see ``Element``), when those bytes stand on their own: an
 unprefixed top-level tag, and no prefix that only the stream header declares.
 Expat reports where each top-level element begins and where its end tag is, so
 this costs one search and one slice per element.
+
+Expat is most of an idle connection's memory, so ``release()`` lets a stream that
+is between elements drop it; the next ``feed`` makes a new one and primes it with
+a root element that declares what the stream header declared.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from typing import Any
 from xml.parsers import expat
 
 from . import ns
-from .element import Element
+from .element import Element, escape_attr
 from .errors import StreamCondition, StreamError
 
 _SEPARATOR = " "
 _AFTER_TAG_NAME = frozenset(b" \t\r\n/>")
+_START_TAG = re.compile(rb"""<([^\s/>]+)(?:\s+[^\s=]+\s*=\s*(?:'[^']*'|"[^"]*"))*\s*>""")
 _XML_PREFIX = ns.XML + _SEPARATOR
 # Top-level elements deeper than this are refused: a policy limit that keeps
 # recursion in serialisation bounded (no real stanza comes close).
@@ -125,7 +130,11 @@ class XMLStreamParser:
         """What earlier feeds held after their last top-level event, from ``_carry_base``."""
         self._carry_base = 0
         self._element_start = 0
+        self._header_declarations: tuple[tuple[str | None, str], ...] = ()
+        """(prefix, namespace) of each declaration on the stream header."""
         self._header_prefixes: tuple[bytes, ...] = ()
+        self._root_name = b"stream:stream"
+        """The stream header's tag as written, for the root of a renewed parser."""
 
     def _make_expat(self) -> Any:
         parser = expat.ParserCreate("UTF-8", _SEPARATOR)
@@ -151,6 +160,8 @@ class XMLStreamParser:
             raise StreamError(StreamCondition.NOT_WELL_FORMED, "the stream has already failed")
         if self._fed == 0:
             self._refuse_utf16(data)
+        if self._parser is None:
+            self._renew()
         self._chunk, self._chunk_base = data, self._fed
         self._fed += len(data)
         try:
@@ -166,6 +177,31 @@ class XMLStreamParser:
             self._keep_unfinished(data)
         out, self._out = self._out, []
         return out
+
+    def release(self) -> bool:
+        """Drop the expat parser if nothing is half-parsed (only with ``keep_wire``, which
+        tracks exactly where the last element ended); returns whether it did."""
+        if not self._keep_wire or self._depth != 1 or self._carry or self._failed:
+            return False
+        self._parser = None
+        return True
+
+    def _renew(self) -> None:
+        """A new expat parser, inside a root that declares what the stream header did."""
+        declarations = "".join(
+            f' xmlns="{escape_attr(uri)}"'
+            if prefix is None
+            else f' xmlns:{prefix}="{escape_attr(uri)}"'
+            for prefix, uri in self._header_declarations
+        )
+        root = b"<%s%s>" % (self._root_name, declarations.encode())
+        saved = self._header_declarations, self._header_prefixes, self._default_ns
+        self._parser = self._make_expat()
+        self._depth = 0
+        self._parser.Parse(root, False)
+        self._header_declarations, self._header_prefixes, self._default_ns = saved
+        self._out.clear()  # the root is not a new stream header
+        self._fed = self._boundary = self._carry_base = len(root)
 
     def between_elements(self) -> bool:
         """Inside the stream root with no top-level element begun (the end of a whole element)."""
@@ -202,9 +238,7 @@ class XMLStreamParser:
         """The bytes of the top-level element whose end expat is reporting: up to the end
         of its end tag, or, for an empty-element tag, up to where expat reports its end."""
         start, end = self._element_start, self._parser.CurrentByteIndex
-        buffer, base = self._chunk, self._chunk_base
-        if start < base:
-            buffer, base = self._carry + buffer, self._carry_base
+        buffer, base = self._bytes_from(start)
         at = end - base
         if not element.children and buffer.startswith(b"/>", at - 2):
             stop = at
@@ -214,6 +248,20 @@ class XMLStreamParser:
             return None
         self._boundary = base + stop
         return buffer[start - base : stop]
+
+    def _bytes_from(self, offset: int) -> tuple[bytes, int]:
+        """What is held of the stream from ``offset`` on, and the offset of its first byte."""
+        if offset < self._chunk_base:
+            return self._carry + self._chunk, self._carry_base
+        return self._chunk, self._chunk_base
+
+    def _note_root(self, offset: int) -> None:
+        """Record the stream header's tag name as written, and move past its start tag."""
+        buffer, base = self._bytes_from(offset)
+        tag = _START_TAG.match(buffer, offset - base)
+        if tag is not None:  # expat has just accepted this very tag
+            self._root_name = tag.group(1)
+            self._boundary = base + tag.end()
 
     def _wire(self, element: Element) -> bytes | None:
         """The element's bytes, if they stand on their own outside this stream."""
@@ -252,6 +300,8 @@ class XMLStreamParser:
         uri, tag = _split_name(name)
         if depth == 1:
             self._boundary = self._parser.CurrentByteIndex
+            if self._keep_wire:
+                self._note_root(self._boundary)
             self._out.append(StreamHeader(uri, tag, _convert_attrs(attrs), self._default_ns))
             return
         if depth == 2:
@@ -293,6 +343,7 @@ class XMLStreamParser:
 
     def _namespace_declared(self, prefix: str | None, uri: str | None) -> None:
         if self._depth == 0:
+            self._header_declarations += ((prefix, uri or ""),)
             if prefix is None:
                 self._default_ns = uri
             else:

@@ -7,9 +7,12 @@ bob signs in on four resources: ``high`` and ``high2`` (priority 5), ``low`` (1)
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 
 import pytest
+
+from chinwag.server import xmpp_server
 
 from .im_support import (
     NS_CHATSTATES,
@@ -270,3 +273,27 @@ async def test_disco_lists_exactly_what_is_supported(
         (i.get("category"), i.get("type")) for i in query.findall(q("identity", NS_DISCO_INFO))
     }
     assert identities == {("server", "im")}
+
+
+# --- idle streams ----------------------------------------------------------------------
+
+
+async def test_streams_that_went_quiet_give_up_their_parser_and_read_on(
+    start_server: StartServer, new_client: NewClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep releases the XML parser of every stream silent since the last one; the next
+    stanza, split across writes, makes a new parser that knows the stream's namespaces."""
+    monkeypatch.setattr(xmpp_server, "IDLE_SWEEP_SECONDS", 0.2)
+    server = await start_server()
+    alice = await login(new_client, server, "alice")
+    bob = await login(new_client, server, "bob")
+    assert server.app is not None
+    streams = [connection.stream for connection in server.app.xmpp.connections]
+    await asyncio.sleep(0.6)
+    assert all(stream._parser._parser is None for stream in streams)
+    half = chat(bob.jid, "after-the-sweep")
+    alice.send(half[:20])
+    await asyncio.sleep(0.05)
+    alice.send(half[20:])
+    got = await bob.next(message(id="after-the-sweep"))
+    assert body(got) == "after-the-sweep" and got.get("from") == alice.jid

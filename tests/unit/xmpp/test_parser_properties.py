@@ -192,6 +192,27 @@ def test_wire_form_is_the_bytes_each_element_arrived_as(
 
 
 @PROPERTY
+@given(
+    st.lists(st.tuples(whitespace, stanzas), max_size=3),
+    st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=30),
+)
+def test_releasing_the_parser_between_reads_changes_nothing(
+    items: list[tuple[str, Element]], cuts: list[int]
+) -> None:
+    data = stream_bytes(items, close=True)
+    whole = XMLStreamParser(LIMIT, keep_wire=True).feed(data)
+    parser = XMLStreamParser(LIMIT, keep_wire=True)
+    parsed: list[Parsed] = []
+    for chunk in chunked(data, cuts):
+        parsed.extend(parser.feed(chunk))
+        parser.release()
+    assert parsed == whole
+    assert [getattr(item, "wire", None) for item in parsed] == [
+        getattr(item, "wire", None) for item in whole
+    ]
+
+
+@PROPERTY
 @given(stanzas)
 @example(Element("message", children=["line\r\nbreak"]))
 def test_serialise_then_parse_is_the_identity(stanza: Element) -> None:

@@ -1,5 +1,6 @@
 """The wire form of received stanzas: the bytes a stanza arrived as, ``from`` stamped in,
-so that routing it needs no serialisation; and the cases that must fall back to it."""
+so that routing it needs no serialisation; the cases that must fall back to it; and
+releasing the parser of a stream that is between stanzas."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from xmpp_helpers import DOMAIN, FULL_JID, USERNAME, authenticated_client, bound
 
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
+from chinwag.xmpp.errors import StreamError
 from chinwag.xmpp.events import BindRequested, StanzaReceived
 from chinwag.xmpp.jid import JID
 from chinwag.xmpp.xml import XMLFrameParser, XMLStreamParser, parse_stanza
@@ -127,3 +129,47 @@ def test_the_stamped_from_is_escaped() -> None:
     [event] = stream.receive_data(MESSAGE, 0)
     assert isinstance(event, StanzaReceived) and event.stanza.wire is not None
     assert parse_stanza(event.stanza.wire.decode()).attrs["from"] == str(jid)
+
+
+def test_a_released_parser_is_renewed_with_the_header_declarations() -> None:
+    opening = header().replace(b"<stream:stream ", b"<stream:stream xmlns:x='urn:example' ")
+    parser = header_parser(opening)
+    assert parser.release()
+    [element] = parser.feed(b"<message to='a@b'><x:y/></message>")
+    assert isinstance(element, Element) and element.ns == ns.CLIENT
+    assert element.children == [Element("y", "urn:example")]
+    assert element.wire is None  # x: is the header's, which the recipient never sees
+    [again] = parser.feed(MESSAGE)
+    assert isinstance(again, Element) and again.wire == MESSAGE
+
+
+@pytest.mark.parametrize("unfinished", [b"<message><body>half", b"<mess", b"<message to='a"])
+def test_a_parser_in_the_middle_of_an_element_is_kept(unfinished: bytes) -> None:
+    parser = header_parser()
+    parser.feed(unfinished)
+    assert not parser.release()
+
+
+def test_a_failed_parser_is_not_released_and_stays_failed() -> None:
+    parser = header_parser()
+    with pytest.raises(StreamError):
+        parser.feed(b"<message><</message>")
+    assert not parser.release()
+    with pytest.raises(StreamError):
+        parser.feed(MESSAGE)
+
+
+def test_a_bound_stream_releases_its_parser_and_reads_on() -> None:
+    client = bound_client()
+    assert client.stream.release_parser()
+    [event] = client.send(MESSAGE)
+    assert isinstance(event, StanzaReceived) and event.stanza.get("id") == "m1"
+    assert event.stanza.wire is not None
+
+
+def test_a_websocket_frame_parser_releases_and_renews() -> None:
+    parser = XMLFrameParser(LIMIT, keep_wire=True)
+    assert parser.release()
+    frame = b"<message to='a@b'><body>x</body></message>"
+    element = parser.feed_frame(frame)
+    assert element is not None and element.ns == ns.CLIENT and element.wire == frame
