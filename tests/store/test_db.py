@@ -3,6 +3,7 @@
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chinwag.store.accounts import ACCOUNT_ID, SqlAccountRepository
 from chinwag.store.db import Database, migrate, redacted
@@ -47,6 +48,37 @@ async def test_sqlite_file_is_created_with_wal_and_foreign_keys(tmp_path):
             assert (await connection.scalar(text("PRAGMA journal_mode"))) == "wal"
             assert (await connection.scalar(text("PRAGMA foreign_keys"))) == 1
             assert (await connection.scalar(text("PRAGMA busy_timeout"))) > 0
+    finally:
+        await db.close()
+
+
+async def test_sqlite_hot_reads_run_on_the_calling_thread_and_see_every_commit(
+    tmp_path, monkeypatch
+):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chinwag.db'}"
+    await migrate(url)
+    db = Database.open(url)
+    try:
+        assert await db.scalar(ACCOUNT_ID, {"username": "alice"}) is None
+        await SqlAccountRepository(db).add("alice", [])  # committed by the asynchronous engine
+
+        def no_hand_off(_engine):
+            raise AssertionError("a hot read went to aiosqlite's thread")
+
+        monkeypatch.setattr(AsyncEngine, "connect", no_hand_off)
+        assert await db.scalar(ACCOUNT_ID, {"username": "alice"}) is not None
+        assert len(await db.rows(ACCOUNT_ID, {"username": "alice"})) == 1
+    finally:
+        monkeypatch.undo()
+        await db.close()
+
+
+async def test_an_in_memory_sqlite_database_reads_through_its_one_engine():
+    db = Database.open("sqlite+aiosqlite://")
+    try:
+        await db.migrate()
+        await SqlAccountRepository(db).add("alice", [])
+        assert await db.scalar(ACCOUNT_ID, {"username": "alice"}) is not None
     finally:
         await db.close()
 
