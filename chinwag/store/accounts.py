@@ -9,10 +9,10 @@ built once.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Row, Select, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +22,8 @@ from chinwag.store.db import Database
 from chinwag.store.events import ACCOUNT_DELETED, ROSTER_CHANGED, UNAPPLIED, NewEvent, record_events
 from chinwag.store.models import Account, Credential, Profile, RosterItem
 
+T = TypeVar("T")
+
 # Stays well under the bound-parameter limits of SQLite and asyncpg.
 _IN_CLAUSE_CHUNK = 1000
 
@@ -30,6 +32,23 @@ _CREDENTIAL = Credential.__table__
 
 ACCOUNT_ID = select(_ACCOUNT.c.id).where(_ACCOUNT.c.username == bindparam("username"))
 """The id of the account whose username is the bind parameter ``username``."""
+
+_IDS_OF_USERNAMES = select(_ACCOUNT.c.id).where(
+    _ACCOUNT.c.username.in_(bindparam("usernames", expanding=True))
+)
+_LOCK_IN_ID_ORDER = (
+    update(_ACCOUNT)
+    .where(
+        _ACCOUNT.c.id.in_(
+            select(_ACCOUNT.c.id)
+            .where(_ACCOUNT.c.id.in_(bindparam("ids", expanding=True)))
+            .order_by(_ACCOUNT.c.id)
+            .with_for_update()
+        )
+    )
+    .values(roster_version=_ACCOUNT.c.roster_version)
+    .returning(_ACCOUNT.c.username, _ACCOUNT.c.id, _ACCOUNT.c.roster_version)
+)
 
 _CREDENTIALS = (
     select(
@@ -189,8 +208,7 @@ class SqlAccountRepository:
         names = list(dict.fromkeys(usernames))
         found: set[str] = set()
         async with self._sessions() as session:
-            for start in range(0, len(names), _IN_CLAUSE_CHUNK):
-                chunk = names[start : start + _IN_CLAUSE_CHUNK]
+            for chunk in in_chunks(names):
                 found.update(
                     await session.scalars(
                         select(Account.username).where(Account.username.in_(chunk))
@@ -204,6 +222,12 @@ class SqlAccountRepository:
             rows = await session.execute(query)
         # Sorted here: PostgreSQL's locale collation and SQLite's binary one disagree.
         return sorted((AccountRecord(*row) for row in rows), key=lambda record: record.username)
+
+
+def in_chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``items`` in slices short enough for one IN clause each."""
+    for start in range(0, len(items), _IN_CLAUSE_CHUNK):
+        yield items[start : start + _IN_CLAUSE_CHUNK]
 
 
 async def account_exists(db: Database, username: str) -> bool:
@@ -222,23 +246,21 @@ async def lock_accounts(
 ) -> dict[str, LockedAccount]:
     """Lock the rows of those of ``usernames`` that exist, for the rest of the transaction.
 
-    A no-op UPDATE: on PostgreSQL it locks the rows (in username order, so two
-    lockers cannot deadlock); on SQLite it takes the write lock, and so puts the
-    reads that follow inside the transaction (pysqlite runs statements before the
-    first write outside of any).
+    Their ids are looked up first, then the rows locked by a no-op UPDATE, a thousand
+    at a time: on PostgreSQL it locks them in id order (as :func:`bump_roster_versions`
+    does), so two lockers cannot deadlock; on SQLite it takes the write lock, and so
+    puts the reads that follow inside the transaction (pysqlite runs statements before
+    the first write outside of any). An account deleted in between is left out.
     """
+    names = sorted(set(usernames))
+    ids: list[int] = []
+    for chunk in in_chunks(names):
+        ids.extend(await session.scalars(_IDS_OF_USERNAMES, {"usernames": chunk}))
+    ids.sort()
     locked: dict[str, LockedAccount] = {}
-    for username in sorted(set(usernames)):
-        row = (
-            await session.execute(
-                update(Account)
-                .where(Account.username == username)
-                .values(roster_version=Account.roster_version)
-                .returning(Account.id, Account.roster_version)
-            )
-        ).one_or_none()
-        if row is not None:
-            locked[username] = LockedAccount(row.id, row.roster_version)
+    for chunk in in_chunks(ids):
+        rows = await session.execute(_LOCK_IN_ID_ORDER, {"ids": chunk})
+        locked.update((row.username, LockedAccount(row.id, row.roster_version)) for row in rows)
     return locked
 
 
