@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
 from chinwag.server.session import Session
-from chinwag.store.offline import StoreResult
+from chinwag.store.offline import NewOfflineMessage, StoreResult
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
@@ -62,9 +62,9 @@ class Offline:
 
     async def keep(self, routed: Routed) -> None:
         username = routed.to.local or ""
-        text = routed.stanza.serialize()
+        message = NewOfflineMessage(username, routed.stanza.serialize(), datetime.now(UTC))
         try:
-            result = await self.store.store(username, text, datetime.now(UTC), self.quota)
+            [result] = await self.store.store_many([message], self.quota)
         except Exception:
             log.exception("storing an offline message for %s failed", username)
             self.api.bounce(routed.stanza, StanzaError(StanzaCondition.INTERNAL_SERVER_ERROR))

@@ -1,20 +1,24 @@
 """Offline message storage (XEP-0160): stanzas kept for an account until it comes online.
 
-``store`` commits before it returns, so a sender's stream can move on knowing the
-message is safe. Messages are ordered strictly by id, which only ever grows.
-Its statements are Core, built once: ``fetch`` runs at every initial presence.
+``store_many`` keeps a batch of messages in one transaction, committed before it
+returns, so the senders' streams can move on knowing their messages are safe; a
+batch costs one commit however many messages it holds. Messages are ordered
+strictly by id, which only ever grows. Its statements are Core, built once:
+``fetch`` runs at every initial presence.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from chinwag.store.accounts import ACCOUNT_ID, lock_accounts
+from chinwag.store.accounts import ACCOUNT_ID, in_chunks, lock_accounts
 from chinwag.store.db import Database
 from chinwag.store.models import OfflineMessage
 
@@ -28,12 +32,27 @@ _FETCH = (
 )
 _COUNT = select(func.count()).select_from(_MESSAGE).where(_OF_ACCOUNT)
 _DELETE = delete(_MESSAGE).where(_OF_ACCOUNT, _MESSAGE.c.id <= bindparam("up_to_id"))
+_COUNTS = (
+    select(_MESSAGE.c.account_id, func.count())
+    .where(_MESSAGE.c.account_id.in_(bindparam("account_ids", expanding=True)))
+    .group_by(_MESSAGE.c.account_id)
+)
+_INSERT = insert(_MESSAGE)
 
 
 class StoreResult(Enum):
     STORED = "stored"
     NO_ACCOUNT = "no account"
     QUOTA_EXCEEDED = "quota exceeded"
+
+
+@dataclass(frozen=True, slots=True)
+class NewOfflineMessage:
+    """A stanza to keep for ``username``."""
+
+    username: str
+    stanza: str
+    stored_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +64,14 @@ class StoredMessage:
 
 
 class OfflineRepository(Protocol):
-    async def store(
-        self, username: str, stanza: str, stored_at: datetime, quota: int
-    ) -> StoreResult:
-        """Keep ``stanza`` for ``username`` unless it has ``quota`` messages already.
+    async def store_many(
+        self, messages: Sequence[NewOfflineMessage], quota: int
+    ) -> list[StoreResult]:
+        """Keep each message unless its account already has ``quota`` messages, counting
+        those kept before it in ``messages``; one result per message, in order.
 
-        One transaction, committed when this returns STORED.
+        One transaction, committed when this returns. An account's new messages get
+        ids in the order of ``messages``, above every id it had.
         """
 
     async def fetch(self, username: str) -> list[StoredMessage]:
@@ -69,22 +90,18 @@ class SqlOfflineRepository:
         self._db = db
         self._sessions = db.sessions
 
-    async def store(
-        self, username: str, stanza: str, stored_at: datetime, quota: int
-    ) -> StoreResult:
+    async def store_many(
+        self, messages: Sequence[NewOfflineMessage], quota: int
+    ) -> list[StoreResult]:
         async with self._sessions.begin() as session:
             # Locked, so concurrent stores for one user count one after the other.
-            locked = await lock_accounts(session, [username])
-            if username not in locked:
-                return StoreResult.NO_ACCOUNT
-            if await session.scalar(_COUNT, {"username": username}) >= quota:
-                return StoreResult.QUOTA_EXCEEDED
-            await session.execute(
-                insert(OfflineMessage).values(
-                    account_id=locked[username].id, stanza=stanza, stored_at=stored_at
-                )
-            )
-        return StoreResult.STORED
+            locked = await lock_accounts(session, {message.username for message in messages})
+            account_ids = {username: account.id for username, account in locked.items()}
+            counts = await _counts(session, account_ids.values())
+            results, rows = _admitted(messages, account_ids, counts, quota)
+            if rows:
+                await session.execute(_INSERT, rows)
+        return results
 
     async def fetch(self, username: str) -> list[StoredMessage]:
         rows = await self._db.rows(_FETCH, {"username": username})
@@ -97,3 +114,39 @@ class SqlOfflineRepository:
 
     async def count(self, username: str) -> int:
         return int(await self._db.scalar(_COUNT, {"username": username}))
+
+
+async def _counts(session: AsyncSession, account_ids: Collection[int]) -> dict[int, int]:
+    """How many messages each of ``account_ids`` has stored (absent: none)."""
+    counts: dict[int, int] = {}
+    for chunk in in_chunks(sorted(account_ids)):
+        rows = await session.execute(_COUNTS, {"account_ids": chunk})
+        counts.update({account_id: count for account_id, count in rows})
+    return counts
+
+
+def _admitted(
+    messages: Sequence[NewOfflineMessage],
+    account_ids: Mapping[str, int],
+    counts: dict[int, int],
+    quota: int,
+) -> tuple[list[StoreResult], list[dict[str, Any]]]:
+    """Each message's result, and the rows to insert for those stored, in order.
+
+    ``counts`` goes up with every message admitted, so the quota covers the batch.
+    """
+    results: list[StoreResult] = []
+    rows: list[dict[str, Any]] = []
+    for message in messages:
+        account_id = account_ids.get(message.username)
+        if account_id is None:
+            results.append(StoreResult.NO_ACCOUNT)
+        elif counts.get(account_id, 0) >= quota:
+            results.append(StoreResult.QUOTA_EXCEEDED)
+        else:
+            counts[account_id] = counts.get(account_id, 0) + 1
+            results.append(StoreResult.STORED)
+            rows.append(
+                {"account_id": account_id, "stanza": message.stanza, "stored_at": message.stored_at}
+            )
+    return results, rows

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from chinwag.app import running
 from chinwag.config import settings_from_mapping
+from chinwag.store.offline import NewOfflineMessage
 
 from .im_support import (
     NS_CHATSTATES,
@@ -224,16 +225,16 @@ async def test_a_stanza_read_later_waits_for_every_held_store(
     """
     assert server.app is not None
     offline = server.app.services.offline
-    original = offline.store
+    original = offline.store_many
     committed: list[str] = []
 
-    async def slow_store(username: str, stanza: str, *args: object) -> object:
+    async def slow_store_many(messages: list[NewOfflineMessage], quota: int) -> object:
         await asyncio.sleep(0.1)
-        result = await original(username, stanza, *args)
-        committed.append(stanza)
-        return result
+        results = await original(messages, quota)
+        committed.extend(message.stanza for message in messages)
+        return results
 
-    offline.store = slow_store  # type: ignore[method-assign]
+    offline.store_many = slow_store_many  # type: ignore[method-assign]
     try:
         alice = await login(new_client, server, "alice", "desk")
         alice.send("".join(chat(f"held-{index}") for index in range(3)))
@@ -241,4 +242,4 @@ async def test_a_stanza_read_later_waits_for_every_held_store(
         await alice.sync()
         assert len(committed) == 3
     finally:
-        offline.store = original  # type: ignore[method-assign]
+        offline.store_many = original  # type: ignore[method-assign]
