@@ -3,17 +3,24 @@
 A chat or normal message for an account with no available resource is committed
 to storage before the sender's stream moves on; it is delivered, stamped with
 ``<delay/>``, when the account next sends initial presence, then removed.
+
+Stores are group-committed (:class:`GroupCommit`): messages that arrive in the same
+event-loop turn, or while a transaction is in flight, share the next transaction,
+and each sender is held until the one holding its message has committed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
 from chinwag.server.session import Session
-from chinwag.store.offline import NewOfflineMessage, StoreResult
+from chinwag.store.offline import NewOfflineMessage, OfflineRepository, StoreResult
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
@@ -45,11 +52,59 @@ def stamp(when: datetime) -> str:
     return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+Outcome = asyncio.Future[StoreResult | None]
+"""A message's result once its transaction has ended; None when storing failed."""
+
+
+class GroupCommit:
+    """Offline stores that arrive close together, kept in one transaction.
+
+    ``submit`` queues a message at once, so batches keep the order of arrival. One
+    batch is stored at a time, and what queues meanwhile makes the next. Nothing
+    waits on a timer: a lone message starts its own batch at the next event-loop turn.
+    """
+
+    def __init__(self, store: OfflineRepository, quota: int, spawn: Spawn) -> None:
+        self._store = store
+        self._quota = quota
+        self._spawn = spawn
+        self._queue: list[tuple[NewOfflineMessage, Outcome]] = []
+        self._running = False
+
+    def submit(self, message: NewOfflineMessage) -> Outcome:
+        outcome: Outcome = asyncio.get_running_loop().create_future()
+        self._queue.append((message, outcome))
+        if not self._running:
+            self._running = True
+            self._spawn(self._run())
+        return outcome
+
+    async def _run(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._commit(batch)
+        finally:
+            self._running = False
+
+    async def _commit(self, batch: list[tuple[NewOfflineMessage, Outcome]]) -> None:
+        results: Sequence[StoreResult | None]
+        try:
+            results = await self._store.store_many([message for message, _ in batch], self._quota)
+        except Exception:
+            log.exception("storing a batch of %d offline messages failed", len(batch))
+            results = [None] * len(batch)
+        for (_, outcome), result in zip(batch, results, strict=True):
+            if not outcome.done():  # cancelled if its waiter was
+                outcome.set_result(result)
+
+
 class Offline:
     def __init__(self, api: ModuleAPI) -> None:
         self.api = api
         self.store = api.services.offline
-        self.quota = api.settings.messages.offline_quota
+        self.commits = GroupCommit(self.store, api.settings.messages.offline_quota, api.spawn)
         self.delivering: set[str] = set()
 
     def on_offline(self, routed: Routed) -> bool:
@@ -60,16 +115,19 @@ class Offline:
             self.api.spawn(work)
         return True
 
-    async def keep(self, routed: Routed) -> None:
-        username = routed.to.local or ""
-        message = NewOfflineMessage(username, routed.stanza.serialize(), datetime.now(UTC))
-        try:
-            [result] = await self.store.store_many([message], self.quota)
-        except Exception:
-            log.exception("storing an offline message for %s failed", username)
+    def keep(self, routed: Routed) -> Coroutine[Any, Any, None]:
+        """Queue the message for storage now, in order of arrival; the work returned
+        waits for its commit and bounces it if it was not stored."""
+        message = NewOfflineMessage(
+            routed.to.local or "", routed.stanza.serialize(), datetime.now(UTC)
+        )
+        return self.answer(routed, self.commits.submit(message))
+
+    async def answer(self, routed: Routed, outcome: Outcome) -> None:
+        result = await outcome
+        if result is None:
             self.api.bounce(routed.stanza, StanzaError(StanzaCondition.INTERNAL_SERVER_ERROR))
-            return
-        if result is not StoreResult.STORED:
+        elif result is not StoreResult.STORED:
             reason = "mailbox full" if result is StoreResult.QUOTA_EXCEEDED else ""
             self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, reason))
 

@@ -5,6 +5,8 @@ promise that a stored message survives the server being killed outright.
 from __future__ import annotations
 
 import asyncio
+import re
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,13 +16,17 @@ from chinwag.store.offline import NewOfflineMessage
 
 from .im_support import (
     NS_CHATSTATES,
+    NS_STANZAS,
     Peer,
+    add_user,
     body,
     delay_stamp,
     error_condition,
     login,
     message,
+    q,
     settle,
+    text_of,
 )
 from .support import (
     DOMAIN,
@@ -243,3 +249,95 @@ async def test_a_stanza_read_later_waits_for_every_held_store(
         assert len(committed) == 3
     finally:
         offline.store_many = original  # type: ignore[method-assign]
+
+
+# --- group commit: stores that arrive together share a transaction -----------------------------
+
+SENDERS = 12
+QUOTA = 15
+
+
+def bodies(messages: list[NewOfflineMessage]) -> list[str]:
+    return [re.findall(r"<body>(.*?)</body>", message.stanza)[0] for message in messages]
+
+
+async def test_many_senders_at_once_are_stored_together_each_held_until_its_commit(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    """Every sender's ping is answered only once its messages' transaction has ended;
+    the quota counts the messages of a batch, and those past it bounce one by one."""
+    server = await start_server(messages={"offline_quota": QUOTA, "from_strangers": True})
+    assert server.app is not None
+    offline = server.app.services.offline
+    original = offline.store_many
+    batches: list[list[str]] = []
+    ended: set[str] = set()
+
+    async def slow_store_many(messages: list[NewOfflineMessage], quota: int) -> object:
+        batches.append(bodies(messages))
+        await asyncio.sleep(0.05)  # the others arrive meanwhile and make the next batch
+        results = await original(messages, quota)
+        ended.update(bodies(messages))
+        return results
+
+    names = [f"sender{index}" for index in range(SENDERS)]
+    for name in names:
+        await add_user(server, name)
+    senders = [await login(new_client, server, name, "desk") for name in names]
+    offline.store_many = slow_store_many  # type: ignore[method-assign]
+
+    async def send_two(sender: Peer, name: str) -> list[ET.Element]:
+        sender.send(chat(f"{name}-0") + chat(f"{name}-1"))
+        await sender.sync()
+        assert {f"{name}-0", f"{name}-1"} <= ended  # held until committed
+        return sender.take_all(message(type="error"))
+
+    try:
+        bounced = await asyncio.gather(*map(send_two, senders, names))
+    finally:
+        offline.store_many = original  # type: ignore[method-assign]
+
+    errors = [error for per_sender in bounced for error in per_sender]
+    assert len(errors) == 2 * SENDERS - QUOTA
+    for error in errors:
+        assert error_condition(error) == "service-unavailable"
+        assert text_of(error.find(q("error")), "text", NS_STANZAS) == "mailbox full"
+    sent = {f"{name}-{index}" for name in names for index in range(2)}
+    assert sorted(text for batch in batches for text in batch) == sorted(sent)
+    assert max(map(len, batches)) > 1 and len(batches) < 2 * SENDERS
+    assert await stored_for(server, "bob") == QUOTA
+
+    bob = await login(new_client, server, "bob", "phone")
+    delivered = [body(await bob.next(message())) for _ in range(QUOTA)]
+    refused = {error.get("id") for error in errors}
+    assert set(delivered) == sent - refused
+    for name in names:  # each sender's messages in the order sent
+        own = [text for text in delivered if text.startswith(f"{name}-")]
+        assert own == sorted(own)
+    await settle(bob)
+    bob.assert_none(message())
+
+
+async def test_a_failed_store_bounces_with_internal_server_error(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    assert server.app is not None
+    offline = server.app.services.offline
+    original = offline.store_many
+
+    async def failing_store_many(messages: list[NewOfflineMessage], quota: int) -> object:
+        raise RuntimeError("the disk is full")
+
+    alice = await login(new_client, server, "alice", "desk")
+    offline.store_many = failing_store_many  # type: ignore[method-assign]
+    try:
+        alice.send(chat("lost"))
+        error = await alice.next(message(type="error", id="lost"))
+    finally:
+        offline.store_many = original  # type: ignore[method-assign]
+    assert error_condition(error) == "internal-server-error"
+
+    alice.send(chat("kept"))
+    await alice.sync()
+    alice.assert_none(message(type="error"))
+    assert await stored_for(server, "bob") == 1
