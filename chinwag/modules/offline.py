@@ -6,13 +6,16 @@ to storage before the sender's stream moves on; it is delivered, stamped with
 
 Stores are group-committed (:class:`GroupCommit`): messages that arrive in the same
 event-loop turn, or while a transaction is in flight, share the next transaction,
-and each sender is held until the one holding its message has committed.
+and each sender is held until the one holding its message has committed. A message
+still being stored when its recipient sends initial presence may commit after that
+presence's delivery read the storage; it is delivered once it has committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -105,7 +108,12 @@ class Offline:
         self.api = api
         self.store = api.services.offline
         self.commits = GroupCommit(self.store, api.settings.messages.offline_quota, api.spawn)
-        self.delivering: set[str] = set()
+        self.storing: Counter[str] = Counter()
+        """Messages per user queued for storage and not yet committed (or refused)."""
+        self.missed: dict[str, Session] = {}
+        """Sessions whose initial presence came while messages for them were being stored."""
+        self.delivering: dict[str, Session | None] = {}
+        """Users with a delivery running, and the session to run it once more for, if asked."""
 
     def on_offline(self, routed: Routed) -> bool:
         work = self.keep(routed) if storable(routed.stanza) else self.drop_or_refuse(routed)
@@ -118,18 +126,32 @@ class Offline:
     def keep(self, routed: Routed) -> Coroutine[Any, Any, None]:
         """Queue the message for storage now, in order of arrival; the work returned
         waits for its commit and bounces it if it was not stored."""
-        message = NewOfflineMessage(
-            routed.to.local or "", routed.stanza.serialize(), datetime.now(UTC)
-        )
-        return self.answer(routed, self.commits.submit(message))
+        username = routed.to.local or ""
+        self.storing[username] += 1
+        message = NewOfflineMessage(username, routed.stanza.serialize(), datetime.now(UTC))
+        return self.answer(routed, username, self.commits.submit(message))
 
-    async def answer(self, routed: Routed, outcome: Outcome) -> None:
-        result = await outcome
+    async def answer(self, routed: Routed, username: str, outcome: Outcome) -> None:
+        try:
+            result = await outcome
+        finally:
+            self.settled(username)
         if result is None:
             self.api.bounce(routed.stanza, StanzaError(StanzaCondition.INTERNAL_SERVER_ERROR))
         elif result is not StoreResult.STORED:
             reason = "mailbox full" if result is StoreResult.QUOTA_EXCEEDED else ""
             self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, reason))
+
+    def settled(self, username: str) -> None:
+        """One message for ``username`` is out of the queue; with the last one, deliver
+        what an initial presence meanwhile may have missed."""
+        self.storing[username] -= 1
+        if self.storing[username]:
+            return
+        del self.storing[username]
+        missed = self.missed.pop(username, None)
+        if missed is not None:
+            self.start_delivery(missed)
 
     async def drop_or_refuse(self, routed: Routed) -> None:
         """Unstored messages vanish quietly, unless the account does not exist (§8.5.2)."""
@@ -137,27 +159,49 @@ class Offline:
             self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
 
     def on_initial_presence(self, session: Session) -> None:
-        if session.username not in self.delivering:
-            self.delivering.add(session.username)
-            self.api.spawn(self.deliver(session))
+        if session.username in self.storing:
+            self.missed[session.username] = session
+        self.start_delivery(session)
+
+    def start_delivery(self, session: Session) -> None:
+        """Deliver the user's stored messages to ``session``; when a delivery to the
+        user is running, run it once more when it ends."""
+        if session.username in self.delivering:
+            self.delivering[session.username] = session
+            return
+        self.delivering[session.username] = None
+        self.api.spawn(self.deliver(session))
 
     async def deliver(self, session: Session) -> None:
+        username = session.username
+        again: Session | None = session
         try:
-            stored = await self.store.fetch(session.username)
-            if not stored or self.api.router.session(session.jid) is not session:
-                return
-            for message in stored:
-                stanza = parse_stanza(message.stanza)
-                stanza.attrs["to"] = str(session.jid)
-                stanza.add(
-                    "delay",
-                    ns.DELAY,
-                    {"from": self.api.domain.domain, "stamp": stamp(message.stored_at)},
-                )
-                session.deliver(stanza)
-            await self.store.delete(session.username, stored[-1].id)
+            while again is not None:
+                await self.deliver_stored(again)
+                again = self.delivering[username]
+                self.delivering[username] = None
         finally:
-            self.delivering.discard(session.username)
+            del self.delivering[username]
+
+    async def deliver_stored(self, session: Session) -> None:
+        """Every stored message to ``session``, if still bound and available; then
+        delete those delivered, and only those."""
+        stored = await self.store.fetch(session.username)
+        if not stored or not self.reachable(session):
+            return
+        for message in stored:
+            stanza = parse_stanza(message.stanza)
+            stanza.attrs["to"] = str(session.jid)
+            stanza.add(
+                "delay",
+                ns.DELAY,
+                {"from": self.api.domain.domain, "stamp": stamp(message.stored_at)},
+            )
+            session.deliver(stanza)
+        await self.store.delete(session.username, stored[-1].id)
+
+    def reachable(self, session: Session) -> bool:
+        return session.available and self.api.router.session(session.jid) is session
 
 
 def setup(api: ModuleAPI) -> None:

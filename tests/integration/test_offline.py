@@ -10,6 +10,8 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from chinwag.app import running
 from chinwag.config import settings_from_mapping
 from chinwag.store.offline import NewOfflineMessage
@@ -341,3 +343,59 @@ async def test_a_failed_store_bounces_with_internal_server_error(
     await alice.sync()
     alice.assert_none(message(type="error"))
     assert await stored_for(server, "bob") == 1
+
+
+# --- a store that commits after the recipient's initial presence -------------------------------
+
+
+@pytest.mark.parametrize("fetch_outlasts_the_commit", [False, True])
+async def test_a_message_committed_after_initial_presence_still_arrives_once(
+    server: ServerHandle, new_client: NewClient, fetch_outlasts_the_commit: bool
+) -> None:
+    """Bob's initial presence reads the storage while alice's message is being stored.
+
+    Once it commits, it is delivered: by a new delivery, or, when the first one is still
+    running (its read returns only after the commit), by that delivery running again.
+    """
+    assert server.app is not None
+    offline = server.app.services.offline
+    original_store, original_fetch = offline.store_many, offline.fetch
+    storing, commit, fetched, fetch_returns = (asyncio.Event() for _ in range(4))
+    if not fetch_outlasts_the_commit:
+        fetch_returns.set()
+
+    async def gated_store_many(messages: list[NewOfflineMessage], quota: int) -> object:
+        storing.set()
+        await commit.wait()
+        return await original_store(messages, quota)
+
+    async def watched_fetch(username: str) -> object:
+        stored = await original_fetch(username)
+        if username == "bob":
+            fetched.set()
+            await fetch_returns.wait()
+        return stored
+
+    alice = await login(new_client, server, "alice", "desk")
+    bob = await login(new_client, server, "bob", "phone", available=False)
+    offline.store_many = gated_store_many  # type: ignore[method-assign]
+    offline.fetch = watched_fetch  # type: ignore[method-assign]
+    try:
+        alice.send(chat("late"))
+        await asyncio.wait_for(storing.wait(), TIMEOUT)
+        bob.send("<presence/>")
+        await asyncio.wait_for(fetched.wait(), TIMEOUT)  # read before the message is there
+        commit.set()
+        await alice.sync()  # committed
+        fetch_returns.set()
+        delay_stamp(await bob.next(message(id="late")))
+    finally:
+        offline.store_many, offline.fetch = original_store, original_fetch  # type: ignore[method-assign]
+
+    for _ in range(50):  # removed once delivered
+        if await stored_for(server, "bob") == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await stored_for(server, "bob") == 0
+    await settle(bob)
+    bob.assert_none(message())
