@@ -23,6 +23,8 @@ SPEC = Spec(
 class Messages:
     def __init__(self, api: ModuleAPI) -> None:
         self.api = api
+        self.router = api.router
+        self.rosters = api.rosters
         self.from_strangers = api.settings.messages.from_strangers
 
     def permitted(self, routed: Routed) -> bool:
@@ -30,10 +32,10 @@ class Messages:
         origin = routed.origin
         if self.from_strangers or origin is None or routed.stanza.attrs.get("type") == "error":
             return True
-        recipient = routed.to.local
-        if recipient == origin.username:
+        recipient, sender = routed.to.local, origin.jid.local
+        if recipient == sender:
             return True
-        roster = self.api.rosters.get(origin.username)
+        roster = self.rosters.get(sender or "")
         return roster is not None and recipient is not None and roster.is_contact(recipient)
 
     def refuse(self, routed: Routed) -> bool:
@@ -43,7 +45,7 @@ class Messages:
     def on_full(self, routed: Routed) -> bool:
         if not self.permitted(routed):
             return self.refuse(routed)
-        session = self.api.router.session(routed.to)
+        session = self.router.session(routed.to)
         if session is not None:
             session.deliver(routed.stanza)
             return True
@@ -65,7 +67,7 @@ class Messages:
             return self.refuse(routed)
         if message_type == "error":
             return True
-        resources = self.api.router.resources(routed.to)
+        resources = self.router.resources(routed.to)
         if message_type == "headline":
             candidates = [s for s in resources if s.available and s.priority >= 0]
         else:

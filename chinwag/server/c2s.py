@@ -4,7 +4,8 @@ answers its questions (TLS, SASL, bind) and hands stanzas to the dispatcher.
 Writes are batched: everything queued for a connection during one event-loop
 turn is handed to the transport at once, as a list of whole elements. A TCP
 transport joins them into one socket write; a WebSocket transport sends each as
-a message of its own (RFC 7395 3.3.3).
+a message of its own (RFC 7395 3.3.3). One callback per turn flushes every
+connection that has output (``OutputBatch``), rather than one per connection.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ class Transport(Protocol):
     """"tcp", "starttls" or "tls"; "websocket" makes the stream use RFC 7395 framing."""
     secure: bool
 
-    def writelines(self, items: list[bytes]) -> None:
-        """Send ``items``, each one whole element, in order; keep no reference to the list."""
+    def writelines(self, items: list[bytes]) -> int:
+        """Send ``items``, each one whole element, in order; keep no reference to the list.
+        Returns how many bytes wait to be sent, this call's included."""
         ...
 
     def close(self) -> None: ...
@@ -57,9 +59,24 @@ class Transport(Protocol):
 
     def resume_reading(self) -> None: ...
 
-    def write_buffer_size(self) -> int: ...
-
     async def start_tls(self) -> None: ...
+
+
+class OutputBatch:
+    """The connections that queued output during this event-loop turn."""
+
+    def __init__(self) -> None:
+        self._waiting: list[C2SConnection] = []
+
+    def add(self, connection: C2SConnection) -> None:
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._waiting.append(connection)
+
+    def _flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for connection in waiting:
+            connection.flush()
 
 
 class C2SConnection:
@@ -74,6 +91,7 @@ class C2SConnection:
             framing="websocket" if transport.kind == "websocket" else "tcp",
         )
         self.session: Session | None = None
+        self._dispatch = server.dispatcher.dispatch
         self.closed = False
         self.wrote_recently = False
         self.read_recently = False
@@ -139,16 +157,17 @@ class C2SConnection:
         self._pending.append(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self.server.output.add(self)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Hand what is queued to the transport (the output batch calls this)."""
         self._flush_scheduled = False
         if self.closed or not self._pending:
             return
-        self.transport.writelines(self._pending)
+        waiting = self.transport.writelines(self._pending)
         self._pending.clear()
         self.wrote_recently = True
-        if self.transport.write_buffer_size() > MAX_WRITE_BUFFER:
+        if waiting > MAX_WRITE_BUFFER:
             self.close_stream(
                 StreamError(StreamCondition.POLICY_VIOLATION, "the client is not reading")
             )
@@ -174,7 +193,7 @@ class C2SConnection:
 
     def _finish(self) -> None:
         self._write_stream_output()
-        self._flush()
+        self.flush()
         self.transport.close()
         self.connection_lost()
 
@@ -184,7 +203,7 @@ class C2SConnection:
             self._pending.extend(frames)
             if not self._flush_scheduled:
                 self._flush_scheduled = True
-                self._loop.call_soon(self._flush)
+                self.server.output.add(self)
 
     # --- stream events ------------------------------------------------------------
 
@@ -192,7 +211,7 @@ class C2SConnection:
         self._write_stream_output()
         for index, event in enumerate(events):
             if type(event) is StanzaReceived:
-                self.server.dispatcher.dispatch(event.stanza, event.to, self.session)
+                self._dispatch(event.stanza, event.to, self.session)
                 if self._held is not None:
                     work, self._held = self._held, None
                     self._run(self._continue_after(work, events[index + 1 :]))
@@ -250,7 +269,7 @@ class C2SConnection:
     # --- TLS, SASL and binding -------------------------------------------------------
 
     async def _start_tls(self) -> None:
-        self._flush()
+        self.flush()
         # Reading is paused since <starttls/>, so whatever arrives from here on came
         # through TLS: keep it for the stream that tls_established() restarts.
         self._early_tls = []

@@ -43,9 +43,12 @@ class C2SProtocol(asyncio.Protocol):
 
     # Transport, as the connection sees it.
 
-    def writelines(self, items: list[bytes]) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(b"".join(items))
+    def writelines(self, items: list[bytes]) -> int:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return 0
+        transport.write(b"".join(items))
+        return transport.get_write_buffer_size()
 
     def close(self) -> None:
         if self._transport is not None:
@@ -58,9 +61,6 @@ class C2SProtocol(asyncio.Protocol):
     def resume_reading(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.resume_reading()
-
-    def write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() if self._transport is not None else 0
 
     async def start_tls(self) -> None:
         if self._ssl_context is None or self._transport is None:

@@ -15,7 +15,7 @@ from chinwag.network.events import ACCOUNT_DELETED, NetworkEvent
 from chinwag.server import tcp
 from chinwag.server.api import ModuleAPI
 from chinwag.server.auth import DriverFactory, Grant, sasl_drivers
-from chinwag.server.c2s import C2SConnection
+from chinwag.server.c2s import C2SConnection, OutputBatch
 from chinwag.server.dispatch import Dispatcher
 from chinwag.server.events import EventPump
 from chinwag.server.hooks import Hooks
@@ -68,6 +68,7 @@ class XMPPServer:
         self.stream_features: list[tuple[str, str]] = []
         self.modules: dict[str, ModuleAPI] = {}
         self.connections: set[C2SConnection] = set()
+        self.output = OutputBatch()
         self.unbound: set[C2SConnection] = set()
         """Streams signed in but not bound yet: what ends sessions must end them too."""
         self.shutting_down = False

@@ -73,12 +73,13 @@ class WebSocketTransport:
         self._outbox_bytes = 0
         self._has_output = asyncio.Event()
 
-    def writelines(self, items: list[bytes]) -> None:
+    def writelines(self, items: list[bytes]) -> int:
         if self.closing:
-            return
+            return 0
         self._outbox.extend(items)
         self._outbox_bytes += sum(map(len, items))
         self._has_output.set()
+        return self._outbox_bytes
 
     def close(self) -> None:
         """Send what is queued, then close the WebSocket (normal closure)."""
@@ -93,9 +94,6 @@ class WebSocketTransport:
 
     def resume_reading(self) -> None:
         self.readable.set()
-
-    def write_buffer_size(self) -> int:
-        return self._outbox_bytes
 
     async def start_tls(self) -> None:
         raise ConnectionError("there is no STARTTLS over WebSocket")

@@ -76,7 +76,7 @@ def prep_resourcepart(resource: str) -> str:
 class JID:
     """A prepared JID. Equal JIDs compare and hash equal; ``str()`` is canonical."""
 
-    __slots__ = ("_hash", "_str", "domain", "local", "resource")
+    __slots__ = ("_bare", "_hash", "_str", "domain", "local", "resource")
 
     local: str | None
     domain: str
@@ -91,6 +91,7 @@ class JID:
             text = f"{text}/{resource}"
         object.__setattr__(self, "_str", text)
         object.__setattr__(self, "_hash", hash(text))
+        object.__setattr__(self, "_bare", None)
 
     @staticmethod
     def parse(text: str) -> JID:
@@ -108,7 +109,13 @@ class JID:
 
     @property
     def bare(self) -> JID:
-        return self if self.resource is None else JID(self.local, self.domain)
+        if self.resource is None:
+            return self
+        bare = self._bare
+        if bare is None:  # made once: routing asks every stanza's target for it
+            bare = JID(self.local, self.domain)
+            object.__setattr__(self, "_bare", bare)
+        return bare
 
     @property
     def is_bare(self) -> bool:

@@ -22,7 +22,7 @@ import base64
 import binascii
 import functools
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -183,9 +183,12 @@ class ServerStream:
         self._out.clear()
         return out
 
-    def frames_to_send(self) -> list[bytes]:
+    def frames_to_send(self) -> Sequence[bytes]:
         """What to send, one element (or stream header, or closing tag) per item."""
-        out, self._out = self._out, []
+        out = self._out
+        if not out:
+            return ()  # the common case on a bound stream: no list made for nothing
+        self._out = []
         return out
 
     def release_parser(self) -> bool:

@@ -70,9 +70,19 @@ def _split_name(name: str) -> tuple[str, str]:
     return cached
 
 
+_encoded_names: dict[str, bytes] = {}
+
+
+def _encoded(tag: str) -> bytes:
+    encoded = _encoded_names.get(tag)
+    if encoded is None:
+        encoded = tag.encode()
+        if len(_encoded_names) < 4096:
+            _encoded_names[tag] = encoded
+    return encoded
+
+
 def _convert_attrs(attrs: dict[str, str]) -> dict[str, str]:
-    if not attrs:
-        return attrs
     for name in attrs:
         if _SEPARATOR in name:
             break
@@ -166,7 +176,8 @@ class XMLStreamParser:
         self._fed += len(data)
         try:
             self._parser.Parse(data, False)
-            self._check_size()
+            if self._fed - self._boundary > self.max_stanza_bytes:
+                raise self._too_large()
         except StreamError:
             self._fail()
             raise
@@ -207,11 +218,6 @@ class XMLStreamParser:
         """Inside the stream root with no top-level element begun (the end of a whole element)."""
         return self._depth == 1
 
-    def _check_size(self) -> None:
-        """Bound what expat may buffer: an unfinished stanza, tag, comment or header."""
-        if self._fed - self._boundary > self.max_stanza_bytes:
-            raise self._too_large()
-
     def _refuse_utf16(self, data: bytes) -> None:
         if data[:2] in (b"\xfe\xff", b"\xff\xfe") or b"\x00" in data[:2]:
             self._fail()
@@ -234,21 +240,6 @@ class XMLStreamParser:
             self._carry += data
         self._chunk = b""
 
-    def _element_bytes(self, element: Element) -> bytes | None:
-        """The bytes of the top-level element whose end expat is reporting: up to the end
-        of its end tag, or, for an empty-element tag, up to where expat reports its end."""
-        start, end = self._element_start, self._parser.CurrentByteIndex
-        buffer, base = self._bytes_from(start)
-        at = end - base
-        if not element.children and buffer.startswith(b"/>", at - 2):
-            stop = at
-        elif buffer.startswith(b"</", at):
-            stop = buffer.find(b">", at) + 1
-        else:
-            return None
-        self._boundary = base + stop
-        return buffer[start - base : stop]
-
     def _bytes_from(self, offset: int) -> tuple[bytes, int]:
         """What is held of the stream from ``offset`` on, and the offset of its first byte."""
         if offset < self._chunk_base:
@@ -263,14 +254,23 @@ class XMLStreamParser:
             self._root_name = tag.group(1)
             self._boundary = base + tag.end()
 
-    def _wire(self, element: Element) -> bytes | None:
-        """The element's bytes, if they stand on their own outside this stream."""
-        wire = self._element_bytes(element)
-        if wire is None:
+    def _wire(self, element: Element, end: int) -> bytes | None:
+        """The bytes of the top-level element that ends at ``end`` (where expat reports the
+        end: its end tag, or just past an empty-element tag), if they stand on their own
+        outside this stream. Moves the boundary past them."""
+        start = self._element_start
+        buffer, base = self._bytes_from(start)
+        at = end - base
+        if not element.children and buffer.startswith(b"/>", at - 2):
+            stop = at
+        elif buffer.startswith(b"</", at):
+            stop = buffer.find(b">", at) + 1
+        else:
             return None
-        name = element.tag.encode()
-        tag_end = len(name) + 1
-        if wire[1:tag_end] != name or wire[tag_end] not in _AFTER_TAG_NAME:
+        self._boundary = base + stop
+        wire = buffer[start - base : stop]
+        name = _encoded(element.tag)
+        if not wire.startswith(name, 1) or wire[len(name) + 1] not in _AFTER_TAG_NAME:
             return None  # a prefixed top-level tag leans on a declaration outside it
         for prefix in self._header_prefixes:
             if prefix in wire:
@@ -297,23 +297,27 @@ class XMLStreamParser:
 
     def _start(self, name: str, attrs: dict[str, str]) -> None:
         depth = self._depth = self._depth + 1
-        uri, tag = _split_name(name)
+        uri, tag = _name_cache.get(name) or _split_name(name)
+        if attrs:
+            attrs = _convert_attrs(attrs)
+        if depth == 2:
+            self._boundary = self._element_start = self._parser.CurrentByteIndex
+            self._stack.append(Element(tag, uri, attrs))
+            return
         if depth == 1:
             self._boundary = self._parser.CurrentByteIndex
             if self._keep_wire:
                 self._note_root(self._boundary)
-            self._out.append(StreamHeader(uri, tag, _convert_attrs(attrs), self._default_ns))
+            self._out.append(StreamHeader(uri, tag, attrs, self._default_ns))
             return
-        if depth == 2:
-            self._boundary = self._element_start = self._parser.CurrentByteIndex
-        elif depth > MAX_DEPTH:
+        if depth > MAX_DEPTH:
             raise StreamError(
                 StreamCondition.POLICY_VIOLATION, f"elements nested deeper than {MAX_DEPTH}"
             )
-        element = Element(tag, uri, _convert_attrs(attrs))
-        if self._stack:
-            self._stack[-1].children.append(element)
-        self._stack.append(element)
+        element = Element(tag, uri, attrs)
+        stack = self._stack
+        stack[-1].children.append(element)
+        stack.append(element)
 
     def _end(self, name: str) -> None:
         depth = self._depth
@@ -324,13 +328,15 @@ class XMLStreamParser:
         element = self._stack.pop()
         if len(element.children) > 1:
             _merge_text(element.children)
-        if depth == 2:
-            if self._parser.CurrentByteIndex - self._boundary > self.max_stanza_bytes:
-                raise self._too_large()
-            self._boundary = self._parser.CurrentByteIndex
-            if self._keep_wire:
-                element.wire = self._wire(element)
-            self._out.append(element)
+        if depth != 2:
+            return
+        end = self._parser.CurrentByteIndex
+        if end - self._boundary > self.max_stanza_bytes:
+            raise self._too_large()
+        self._boundary = end
+        if self._keep_wire:
+            element.wire = self._wire(element, end)
+        self._out.append(element)
 
     def _text(self, text: str) -> None:
         if self._stack:
