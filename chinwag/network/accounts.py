@@ -9,6 +9,7 @@ stalls on it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -97,8 +98,10 @@ class ImportRejected(Exception):
         super().__init__(f"{len(self.problems)} bad rows; nothing imported")
 
 
+@functools.lru_cache(maxsize=16384)
 def normalize_username(name: str) -> str:
-    """The RFC 7622 localpart form of ``name``; raises InvalidUsername saying why not."""
+    """The RFC 7622 localpart form of ``name``; raises InvalidUsername saying why not.
+    Cached: PRECIS is slow, and every sign-in asks for its name more than once."""
     try:
         username = _USERNAME_PROFILE.enforce(name)
     except UnicodeEncodeError as error:

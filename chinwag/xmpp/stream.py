@@ -315,16 +315,7 @@ class ServerStream:
         self._out.append(element.serialize(self.stanza_parent_ns).encode())
 
     def _send_stream_level(self, element: Element) -> None:
-        """A child of the stream root in the streams namespace, with its usual prefix
-        (declared in the element itself over WebSocket, where each message stands alone)."""
-        parent_ns = self.stanza_parent_ns
-        inner = "".join(
-            child.serialize(parent_ns) if isinstance(child, Element) else escape_text(child)
-            for child in element.children
-        )
-        tag = element.tag
-        declaration = f" xmlns:stream='{ns.STREAMS}'" if self.framing == "websocket" else ""
-        self._out.append(f"<stream:{tag}{declaration}>{inner}</stream:{tag}>".encode())
+        self._out.append(_stream_level(element, self.framing))
 
     def _send_header(self) -> None:
         self.stream_id = secrets.token_hex(8)
@@ -390,22 +381,16 @@ class ServerStream:
             )
 
     def _send_features(self) -> None:
-        features = Element("features", ns.STREAMS)
-        if self.username is not None:
-            features.add("bind", ns.BIND)
-            features.add("session", ns.SESSION).add("optional")
-            for xmlns, tag in self.config.bound_features:
-                features.add(tag, xmlns)
-        else:
-            if self._tls_available and not self.secure:
-                starttls = features.add("starttls", ns.TLS)
-                if self.config.tls_required:
-                    starttls.add("required")
-            if self._sasl_allowed():
-                mechanisms = features.add("mechanisms", ns.SASL)
-                for name in self.config.mechanisms:
-                    mechanisms.add("mechanism").children.append(name)
-        self._send_stream_level(features)
+        authenticated = self.username is not None
+        self._out.append(
+            _features(
+                self.config,
+                self.framing,
+                authenticated=authenticated,
+                starttls=not authenticated and self._tls_available and not self.secure,
+                sasl=not authenticated and self._sasl_allowed(),
+            )
+        )
 
     def _sasl_allowed(self) -> bool:
         return self.secure or not self.config.tls_required
@@ -574,6 +559,41 @@ class ServerStream:
         reply = make_error(stanza, error)
         reply.attrs.pop("from", None)
         self._send_element(reply)
+
+
+def _stream_level(element: Element, framing: Framing) -> bytes:
+    """A child of the stream root in the streams namespace, with its usual prefix
+    (declared in the element itself over WebSocket, where each message stands alone)."""
+    parent_ns = "" if framing == "websocket" else ns.CLIENT
+    inner = "".join(
+        child.serialize(parent_ns) if isinstance(child, Element) else escape_text(child)
+        for child in element.children
+    )
+    tag = element.tag
+    declaration = f" xmlns:stream='{ns.STREAMS}'" if framing == "websocket" else ""
+    return f"<stream:{tag}{declaration}>{inner}</stream:{tag}>".encode()
+
+
+@functools.lru_cache(maxsize=64)
+def _features(
+    config: StreamConfig, framing: Framing, *, authenticated: bool, starttls: bool, sasl: bool
+) -> bytes:
+    """<stream:features/>: the same few variants for every stream, so made once each."""
+    features = Element("features", ns.STREAMS)
+    if authenticated:
+        features.add("bind", ns.BIND)
+        features.add("session", ns.SESSION).add("optional")
+        for xmlns, tag in config.bound_features:
+            features.add(tag, xmlns)
+    if starttls:
+        starttls_element = features.add("starttls", ns.TLS)
+        if config.tls_required:
+            starttls_element.add("required")
+    if sasl:
+        mechanisms = features.add("mechanisms", ns.SASL)
+        for name in config.mechanisms:
+            mechanisms.add("mechanism").children.append(name)
+    return _stream_level(features, framing)
 
 
 def _unframed(element: Element) -> Element | StreamHeader | StreamEnd:
