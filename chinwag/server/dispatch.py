@@ -53,6 +53,7 @@ class Dispatcher:
         spawn: Callable[[Coroutine[Any, Any, None]], None],
     ) -> None:
         self.domain = domain
+        self._domain_name = domain.domain
         self.hooks = hooks
         self.router = router
         self._spawn = spawn
@@ -80,7 +81,7 @@ class Dispatcher:
             scope = "account" if stanza.tag == "iq" else "bare"
             if stanza.tag == "presence":
                 scope = "broadcast"
-        elif to.domain != self.domain.domain:
+        elif to.domain != self._domain_name:
             scope = "remote"
         elif to.local is None:
             scope = "host"

@@ -125,6 +125,7 @@ class ServerStream:
         """The authenticated account's localpart, once SASL succeeded."""
         self.jid: JID | None = None
         """The bound full JID."""
+        self._jid_text = ""
         self._from_attribute = b""
         """`` from="<bound JID>"``, stamped into the wire form of each stanza."""
         self.stream_id = ""
@@ -149,7 +150,10 @@ class ServerStream:
         except StreamError as error:
             self._fail(error)
             return self._take_events()
-        self._backlog.extend(parsed)
+        if self._backlog:
+            self._backlog.extend(parsed)
+        else:
+            self._backlog = parsed  # the parser's own list, fresh on every feed
         self._drain()
         return self._take_events()
 
@@ -245,7 +249,8 @@ class ServerStream:
         reply.add("bind", ns.BIND).add("jid").children.append(str(jid))
         self._send_element(reply)
         self.jid = jid
-        self._from_attribute = f' from="{escape_attr(str(jid))}"'.encode()
+        self._jid_text = str(jid)
+        self._from_attribute = f' from="{escape_attr(self._jid_text)}"'.encode()
         self.auth_deadline = None
         self.state = State.BOUND
         return self._resume()
@@ -528,7 +533,7 @@ class ServerStream:
             else:
                 name_end = len(stanza.tag) + 1
                 stanza.wire = b"".join((wire[:name_end], self._from_attribute, wire[name_end:]))
-        stanza.attrs["from"] = str(self.jid)
+        stanza.attrs["from"] = self._jid_text
 
     def _valid_iq(self, iq: Element) -> bool:
         """RFC 6120 8.2.3; answers the RFC 3921 session request itself."""
