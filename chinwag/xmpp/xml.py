@@ -170,11 +170,11 @@ class XMLStreamParser:
             raise StreamError(StreamCondition.NOT_WELL_FORMED, "the stream has already failed")
         if self._fed == 0:
             self._refuse_utf16(data)
-        if self._parser is None:
-            self._renew()
-        self._chunk, self._chunk_base = data, self._fed
-        self._fed += len(data)
         try:
+            if self._parser is None:
+                self._renew()
+            self._chunk, self._chunk_base = data, self._fed
+            self._fed += len(data)
             self._parser.Parse(data, False)
             if self._fed - self._boundary > self.max_stanza_bytes:
                 raise self._too_large()
