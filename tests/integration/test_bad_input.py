@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from chinwag.server import c2s
 from chinwag.xmpp.jid import JID
 
 from .support import (
@@ -407,4 +408,29 @@ async def test_signed_in_client_that_vanishes_is_unbound(
 
     await no_connections_left(server)
     assert server.app.xmpp.router.session(jid) is None
+    await assert_serving(server)
+
+
+async def test_a_client_that_stops_reading_is_cut_off_and_others_are_served(
+    server: ServerHandle,
+    connect: Connect,
+    assert_serving: AssertServing,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Output waiting for a client beyond the limit ends its stream (policy-violation)."""
+    monkeypatch.setattr(c2s, "MAX_WRITE_BUFFER", 64 * 1024)
+    assert server.app is not None
+    router = server.app.xmpp.router
+    bob = await connect(server, "bob", "sleepy")
+    sleepy = JID.parse("bob@localhost/sleepy")
+    assert bob.transport is not None
+    bob.transport.pause_reading()  # bob's socket fills, then the server's buffer for him
+    alice = await connect(server, "alice", "desk")
+    body = "z" * 60_000
+    for _ in range(700):  # at most ~42 MB: far beyond what the kernel buffers hold
+        alice.send_message(mto=str(sleepy), mbody=body)
+        await asyncio.sleep(0.005)
+        if router.session(sleepy) is None:
+            break
+    assert router.session(sleepy) is None, "the server kept writing to a client that never read"
     await assert_serving(server)
