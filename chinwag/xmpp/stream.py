@@ -292,8 +292,12 @@ class ServerStream:
         while backlog and not self._waiting and self.state is not State.CLOSED:
             item = backlog.pop(0)
             try:
-                if isinstance(item, Element):
-                    self._on_element(item)
+                if type(item) is Element:
+                    handler = _HANDLERS[self.state].get((item.ns, item.tag))
+                    if handler is None:
+                        self._unexpected(item)
+                    else:
+                        handler(self, item)
                 elif isinstance(item, StreamHeader):
                     self._on_header(item)
                 else:
@@ -401,13 +405,6 @@ class ServerStream:
         return self.secure or not self.config.tls_required
 
     # --- top-level elements ------------------------------------------------
-
-    def _on_element(self, element: Element) -> None:
-        handler = _HANDLERS[self.state].get((element.ns, element.tag))
-        if handler is None:
-            self._unexpected(element)
-        else:
-            handler(self, element)
 
     def _unexpected(self, element: Element) -> None:
         if self.state is State.AWAIT_HEADER:  # only over WebSocket: TCP parses a header first
