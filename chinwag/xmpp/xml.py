@@ -185,7 +185,11 @@ class XMLStreamParser:
             self._fail()
             raise self._translate(error) from None
         if self._keep_wire:
-            self._keep_unfinished(data)
+            kept_from = self._boundary
+            if kept_from == self._fed:  # the usual case: nothing unfinished
+                self._carry, self._carry_base, self._chunk = b"", kept_from, b""
+            else:
+                self._keep_unfinished(data)
         out, self._out = self._out, []
         return out
 
@@ -258,8 +262,11 @@ class XMLStreamParser:
         """The bytes of the top-level element that ends at ``end`` (where expat reports the
         end: its end tag, or just past an empty-element tag), if they stand on their own
         outside this stream. Moves the boundary past them."""
-        start = self._element_start
-        buffer, base = self._bytes_from(start)
+        start, base = self._element_start, self._chunk_base
+        if start >= base:  # the usual case: the element began in this very read
+            buffer = self._chunk
+        else:
+            buffer, base = self._bytes_from(start)
         at = end - base
         if not element.children and buffer.startswith(b"/>", at - 2):
             stop = at
@@ -269,7 +276,7 @@ class XMLStreamParser:
             return None
         self._boundary = base + stop
         wire = buffer[start - base : stop]
-        name = _encoded(element.tag)
+        name = _encoded_names.get(element.tag) or _encoded(element.tag)
         if not wire.startswith(name, 1) or wire[len(name) + 1] not in _AFTER_TAG_NAME:
             return None  # a prefixed top-level tag leans on a declaration outside it
         for prefix in self._header_prefixes:
