@@ -177,18 +177,19 @@ class SqlAccountRepository:
 
     async def delete(self, username: str, origin: str = UNAPPLIED) -> bool:
         async with self._sessions.begin() as session:
-            locked = await lock_accounts(session, [username])
-            if username not in locked:
+            account_id = await session.scalar(ACCOUNT_ID, {"username": username})
+            if account_id is None:
                 return False
-            account_id = locked[username].id
-            # FOR UPDATE also waits out transactions adding rows that refer to the
-            # account (roster items), so none of them is removed unannounced below.
-            await session.execute(
-                select(Account.id).where(Account.id == account_id).with_for_update()
-            )
             holders = select(RosterItem.owner_id).where(
                 RosterItem.contact_id == account_id, RosterItem.owner_id != account_id
             )
+            # The account and those who have it as a contact, locked together in id
+            # order as every other locker does, so that none of them can deadlock with
+            # this. FOR UPDATE also waits out transactions adding rows that refer to the
+            # account (roster items), so none of them is removed unannounced below.
+            locked = await _lock_ids(session, [account_id, *await session.scalars(holders)])
+            if account_id not in {account.id for account in locked.values()}:
+                return False  # deleted meanwhile
             watchers = await bump_roster_versions(session, holders)
             await session.execute(delete(Account).where(Account.id == account_id))
             await record_events(
@@ -256,9 +257,13 @@ async def lock_accounts(
     ids: list[int] = []
     for chunk in in_chunks(names):
         ids.extend(await session.scalars(_IDS_OF_USERNAMES, {"usernames": chunk}))
-    ids.sort()
+    return await _lock_ids(session, ids)
+
+
+async def _lock_ids(session: AsyncSession, ids: Iterable[int]) -> dict[str, LockedAccount]:
+    """Lock the accounts of ``ids`` that still exist, in id order; by username."""
     locked: dict[str, LockedAccount] = {}
-    for chunk in in_chunks(ids):
+    for chunk in in_chunks(sorted(set(ids))):
         rows = await session.execute(_LOCK_IN_ID_ORDER, {"ids": chunk})
         locked.update((row.username, LockedAccount(row.id, row.roster_version)) for row in rows)
     return locked

@@ -1,5 +1,6 @@
 """SqlAccountRepository, run on SQLite and PostgreSQL by the ``database`` fixture."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,8 @@ from chinwag.store.accounts import (
     SqlAccountRepository,
     StoredScram,
 )
-from chinwag.store.models import Credential, Profile
+from chinwag.store.contacts import SqlContactRepository
+from chinwag.store.models import Account, Credential, Profile
 
 
 def scram(mechanism: str, seed: int = 1) -> StoredScram:
@@ -137,3 +139,33 @@ async def test_existing_handles_more_names_than_one_query_takes(repo):
     found = await repo.existing(f"u{i}" for i in range(2500))
 
     assert found == {f"u{i}" for i in range(0, 2500, 2)}
+
+
+async def test_deleting_an_account_locks_it_and_its_contacts_in_id_order(repo, database):
+    """A transaction that holds a contact's row and then wants the account's (as adding
+    or changing their contact link does) must not deadlock with the deletion."""
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("row locks and deadlocks are PostgreSQL's; SQLite has one writer at a time")
+    await repo.add("alice", [])  # the lower id: every locker takes her row first
+    await repo.add("xavier", [])
+    contacts = SqlContactRepository(database)
+    await contacts.link("alice", "xavier", "test")
+    version, _items = await contacts.roster("alice")
+    account = Account.__table__
+    ids = {
+        name: await database.scalar(select(account.c.id).where(account.c.username == name), {})
+        for name in ("alice", "xavier")
+    }
+
+    def lock(name: str):
+        return select(account.c.id).where(account.c.id == ids[name]).with_for_update()
+
+    async with database.engine.connect() as other:
+        transaction = await other.begin()
+        await other.execute(lock("alice"))
+        deletion = asyncio.ensure_future(repo.delete("xavier"))
+        await asyncio.sleep(0.3)  # the deletion is now waiting for a row lock
+        await asyncio.wait_for(other.execute(lock("xavier")), 5)  # deadlocks if it took xavier's
+        await transaction.commit()
+    assert await asyncio.wait_for(deletion, 5) is True
+    assert await contacts.roster("alice") == (version + 1, [])
