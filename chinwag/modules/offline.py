@@ -2,7 +2,9 @@
 
 A chat or normal message for an account with no available resource is committed
 to storage before the sender's stream moves on; it is delivered, stamped with
-``<delay/>``, when the account next sends initial presence, then removed.
+``<delay/>``, when the account next sends initial presence, then removed. What is
+delivered live to that session meanwhile is held until the stored messages are out,
+so they arrive in the order they were sent.
 
 Stores are group-committed (:class:`GroupCommit`): messages that arrive in the same
 event-loop turn, or while a transaction is in flight, share the next transaction,
@@ -161,6 +163,7 @@ class Offline:
     def on_initial_presence(self, session: Session) -> None:
         if session.username in self.storing:
             self.missed[session.username] = session
+        session.hold_output()  # live messages wait until the stored ones are out
         self.start_delivery(session)
 
     def start_delivery(self, session: Session) -> None:
@@ -177,11 +180,16 @@ class Offline:
         again: Session | None = session
         try:
             while again is not None:
-                await self.deliver_stored(again)
+                try:
+                    await self.deliver_stored(again)
+                finally:
+                    again.release_output()
                 again = self.delivering[username]
                 self.delivering[username] = None
         finally:
-            del self.delivering[username]
+            waiting = self.delivering.pop(username)
+            if waiting is not None:  # asked for while this one failed
+                waiting.release_output()
 
     async def deliver_stored(self, session: Session) -> None:
         """Every stored message to ``session``, if still bound and available; then
@@ -197,7 +205,7 @@ class Offline:
                 ns.DELAY,
                 {"from": self.api.domain.domain, "stamp": stamp(message.stored_at)},
             )
-            session.deliver(stanza)
+            session.deliver(stanza, ahead=True)
         await self.store.delete(session.username, stored[-1].id)
 
     def reachable(self, session: Session) -> bool:

@@ -29,6 +29,7 @@ class Connection(Protocol):
 
 class Session:
     __slots__ = (
+        "_held",
         "app",
         "available",
         "connection",
@@ -63,6 +64,7 @@ class Session:
         """Asked for the roster, so gets roster pushes (RFC 6121 2.1.6)."""
         self.directed: set[JID] | None = None
         """Who got directed presence from this session and must hear when it leaves."""
+        self._held: list[bytes] | None = None
 
     @property
     def username(self) -> str:
@@ -86,11 +88,27 @@ class Session:
         except ValueError:
             self.priority = 0
 
-    def deliver(self, stanza: Element) -> None:
+    def deliver(self, stanza: Element, *, ahead: bool = False) -> None:
+        """Send ``stanza`` to the client; while output is held, only if ``ahead``."""
         wire = stanza.wire
         if wire is None or self.parent_ns != ns.CLIENT:
             wire = stanza.serialize(self.parent_ns).encode()
-        self.connection.write(wire)
+        if self._held is not None and not ahead:
+            self._held.append(wire)
+        else:
+            self.connection.write(wire)
+
+    def hold_output(self) -> None:
+        """Keep what is delivered from now on until ``release_output``, so that what is
+        delivered ``ahead`` meanwhile (messages stored while the user was away) arrives
+        first."""
+        if self._held is None:
+            self._held = []
+
+    def release_output(self) -> None:
+        held, self._held = self._held, None
+        for wire in held or ():
+            self.connection.write(wire)
 
     def close(self, error: StreamError | None = None) -> None:
         self.connection.close_stream(error)
