@@ -402,19 +402,17 @@ async def test_a_message_committed_after_initial_presence_still_arrives_once(
 
 
 async def test_stored_messages_arrive_before_those_sent_after_initial_presence(
-    server: ServerHandle, new_client: NewClient
+    server: ServerHandle, new_client: NewClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A live message that overtakes the read of the stored ones waits for them."""
     assert server.app is not None
     offline = server.app.services.offline
-    original_fetch = offline.fetch
-    fetching, fetch_returns = asyncio.Event(), asyncio.Event()
+    read_stored, reading, read_returns = offline.fetch, asyncio.Event(), asyncio.Event()
 
-    async def slow_fetch(username: str) -> object:
-        stored = await original_fetch(username)
-        if username == "bob":
-            fetching.set()
-            await fetch_returns.wait()
+    async def slow_read(username: str) -> object:
+        stored = await read_stored(username)
+        reading.set()
+        await read_returns.wait()
         return stored
 
     alice = await login(new_client, server, "alice", "desk")
@@ -422,37 +420,29 @@ async def test_stored_messages_arrive_before_those_sent_after_initial_presence(
     await alice.sync()
     assert await stored_for(server, "bob") == 1
     bob = await login(new_client, server, "bob", "phone", available=False)
-    offline.fetch = slow_fetch  # type: ignore[method-assign]
-    try:
-        bob.send("<presence/>")
-        await asyncio.wait_for(fetching.wait(), TIMEOUT)
-        alice.send(chat("live", to="bob@localhost/phone"))
-        await alice.sync()  # routed to bob while his stored message is still being read
-        fetch_returns.set()
-        await bob.next(message(id="live"))
-    finally:
-        offline.fetch = original_fetch  # type: ignore[method-assign]
+    monkeypatch.setattr(offline, "fetch", slow_read)
+    bob.send("<presence/>")
+    await asyncio.wait_for(reading.wait(), TIMEOUT)
+    alice.send(chat("live", to="bob@localhost/phone"))
+    await alice.sync()  # routed to bob while his stored message is still being read
+    read_returns.set()
+    await bob.next(message(id="live"))
     arrived = [element.get("id") for element in bob.inbox if element.tag == q("message")]
     assert arrived == ["stored"], f"the live message came first: {arrived}"
 
 
 async def test_live_messages_flow_even_when_reading_the_stored_ones_fails(
-    server: ServerHandle, new_client: NewClient
+    server: ServerHandle, new_client: NewClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert server.app is not None
-    offline = server.app.services.offline
-    original_fetch = offline.fetch
 
-    async def failing_fetch(username: str) -> object:
+    async def failing_read(username: str) -> object:
         raise RuntimeError("storage unavailable")
 
     alice = await login(new_client, server, "alice", "desk")
     bob = await login(new_client, server, "bob", "phone", available=False)
-    offline.fetch = failing_fetch  # type: ignore[method-assign]
-    try:
-        bob.send("<presence/>")
-        await bob.sync()
-        alice.send(chat("live", to="bob@localhost/phone"))
-        assert body(await bob.next(message(id="live"))) == "live"
-    finally:
-        offline.fetch = original_fetch  # type: ignore[method-assign]
+    monkeypatch.setattr(server.app.services.offline, "fetch", failing_read)
+    bob.send("<presence/>")
+    await bob.sync()
+    alice.send(chat("live", to="bob@localhost/phone"))
+    assert body(await bob.next(message(id="live"))) == "live"
