@@ -91,7 +91,7 @@ class Session:
     def deliver(self, stanza: Element, *, ahead: bool = False) -> None:
         """Send ``stanza`` to the client; while output is held, only if ``ahead``."""
         wire = stanza.wire
-        if wire is None or self.parent_ns != ns.CLIENT:
+        if wire is None:
             wire = stanza.serialize(self.parent_ns).encode()
         if self._held is not None and not ahead:
             self._held.append(wire)

@@ -4,11 +4,11 @@ Attribute keys are plain names; ``xml:lang`` keeps its conventional spelling and
 any other namespaced attribute is written ``{uri}name``. Children are elements
 or text strings, so mixed content survives a round trip.
 
-A stanza received from a client may carry ``wire``: bytes that serialise it exactly
-where ``jabber:client`` is the default namespace (the bytes it arrived as, with the
-server's ``from`` stamped in), so that routing it costs no serialisation. Whoever
-changes a received element in place sets ``wire`` to None; ``append`` and ``add``
-do so themselves.
+A stanza received from a client may carry ``wire``: bytes that serialise it exactly,
+in any context (the bytes it arrived as, with its namespace declared and the
+server's ``from`` stamped in), so that routing it costs no serialisation, over TCP
+and WebSocket alike. Whoever changes a received element in place sets ``wire`` to
+None; ``append`` and ``add`` do so themselves.
 """
 
 from __future__ import annotations

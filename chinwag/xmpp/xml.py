@@ -10,7 +10,8 @@ WebSocket message is one whole element: ``feed_frame(bytes)`` returns it.
 
 With ``keep_wire``, each top-level element also gets the bytes it was parsed from
 as its ``wire`` (see ``Element``), when those bytes stand on their own: an
-unprefixed top-level tag, and no prefix that only the stream header declares.
+unprefixed top-level tag, and no prefix that only the stream header declares; an
+element that inherits its namespace from the header gets an ``xmlns`` of its own.
 Expat reports where each top-level element begins and where its end tag is, so
 this costs one search and one slice per element.
 
@@ -21,6 +22,7 @@ a root element that declares what the stream header declared.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +84,11 @@ def _encoded(tag: str) -> bytes:
     return encoded
 
 
+@functools.lru_cache(maxsize=64)
+def _namespace_attribute(uri: str) -> bytes:
+    return f' xmlns="{escape_attr(uri)}"'.encode()
+
+
 def _convert_attrs(attrs: dict[str, str]) -> dict[str, str]:
     for name in attrs:
         if _SEPARATOR in name:
@@ -140,6 +147,8 @@ class XMLStreamParser:
         """What earlier feeds held after their last top-level event, from ``_carry_base``."""
         self._carry_base = 0
         self._element_start = 0
+        self._declares_default = False
+        """Whether the top-level element being parsed declares its default namespace."""
         self._header_declarations: tuple[tuple[str | None, str], ...] = ()
         """(prefix, namespace) of each declaration on the stream header."""
         self._header_prefixes: tuple[bytes, ...] = ()
@@ -282,7 +291,10 @@ class XMLStreamParser:
         for prefix in self._header_prefixes:
             if prefix in wire:
                 return None  # may lean on the header's declaration (or only mention it)
-        return wire
+        if self._declares_default:
+            return wire
+        tag_end = len(name) + 1  # the namespace the header gave it, declared in the element
+        return b"".join((wire[:tag_end], _namespace_attribute(element.ns), wire[tag_end:]))
 
     def _too_large(self) -> StreamError:
         return StreamError(
@@ -343,6 +355,7 @@ class XMLStreamParser:
         self._boundary = end
         if self._keep_wire:
             element.wire = self._wire(element, end)
+            self._declares_default = False
         self._out.append(element)
 
     def _text(self, text: str) -> None:
@@ -355,7 +368,9 @@ class XMLStreamParser:
             self._boundary = self._parser.CurrentByteIndex
 
     def _namespace_declared(self, prefix: str | None, uri: str | None) -> None:
-        if self._depth == 0:
+        if self._depth == 1 and prefix is None:  # on the top-level element that starts next
+            self._declares_default = True
+        elif self._depth == 0:
             self._header_declarations += ((prefix, uri or ""),)
             if prefix is None:
                 self._default_ns = uri

@@ -1,6 +1,6 @@
-"""The wire form of received stanzas: the bytes a stanza arrived as, ``from`` stamped in,
-so that routing it needs no serialisation; the cases that must fall back to it; and
-releasing the parser of a stream that is between stanzas."""
+"""The wire form of received stanzas: the bytes a stanza arrived as, its namespace and
+``from`` stamped in, so that routing it needs no serialisation; the cases that must fall
+back to it; and releasing the parser of a stream that is between stanzas."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ LIMIT = 1 << 16
 MESSAGE = b"<message to='romeo@example.net' type='chat' id='m1'><body>hi &amp; bye</body></message>"
 
 
+def standalone(raw: bytes) -> bytes:
+    """``raw`` with the namespace the stream header gave it declared in its own tag."""
+    name_end = next(i for i, byte in enumerate(raw) if i and byte in b" \t\r\n/>")
+    return raw[:name_end] + b' xmlns="jabber:client"' + raw[name_end:]
+
+
 def wires(parser: XMLStreamParser, *chunks: bytes) -> list[bytes | None]:
     parsed = [item for chunk in chunks for item in parser.feed(chunk)]
     return [item.wire for item in parsed if isinstance(item, Element)]
@@ -29,10 +35,19 @@ def header_parser(data: bytes = header()) -> XMLStreamParser:
     return parser
 
 
-def test_parser_keeps_the_exact_bytes_of_each_top_level_element() -> None:
+def test_parser_keeps_the_bytes_of_each_top_level_element_with_its_namespace() -> None:
     presence = b"<presence/>"
     iq = b"<iq type='get' id='1'\n><ping xmlns='urn:xmpp:ping'/></iq >"
-    assert wires(header_parser(), MESSAGE + b" \n" + presence + iq) == [MESSAGE, presence, iq]
+    assert wires(header_parser(), MESSAGE + b" \n" + presence + iq) == [
+        standalone(MESSAGE),
+        b'<presence xmlns="jabber:client"/>',
+        standalone(iq),
+    ]
+
+
+def test_an_element_that_declares_its_namespace_is_kept_as_it_came() -> None:
+    own = b"<message xmlns='jabber:client' to='a@b'/>"
+    assert wires(header_parser(), own + MESSAGE) == [own, standalone(MESSAGE)]
 
 
 @pytest.mark.parametrize(
@@ -40,22 +55,23 @@ def test_parser_keeps_the_exact_bytes_of_each_top_level_element() -> None:
     [b"<message/>", b"<message></message>", b"<message><a/></message>", b"<message a='/'/>"],
 )
 def test_empty_and_end_tags_followed_by_the_end_of_the_stream(element: bytes) -> None:
-    assert wires(header_parser(), element + b"</stream:stream>") == [element]
+    assert wires(header_parser(), element + b"</stream:stream>") == [standalone(element)]
 
 
 @pytest.mark.parametrize("cut", range(1, len(MESSAGE)))
 def test_an_element_split_across_reads_keeps_all_its_bytes(cut: int) -> None:
     parser = header_parser()
     assert wires(parser, b"<presence/>" + MESSAGE[:cut], MESSAGE[cut:] + b"<presence/>") == [
-        b"<presence/>",
-        MESSAGE,
-        b"<presence/>",
+        standalone(b"<presence/>"),
+        standalone(MESSAGE),
+        standalone(b"<presence/>"),
     ]
 
 
 def test_an_element_over_many_reads() -> None:
     parser = header_parser()
-    assert wires(parser, *(MESSAGE[i : i + 3] for i in range(0, len(MESSAGE), 3))) == [MESSAGE]
+    chunks = (MESSAGE[i : i + 3] for i in range(0, len(MESSAGE), 3))
+    assert wires(parser, *chunks) == [standalone(MESSAGE)]
 
 
 def test_without_keep_wire_nothing_is_kept() -> None:
@@ -79,7 +95,7 @@ def test_a_prefix_of_the_stream_header_inside_an_element_means_no_wire_form() ->
 
 def test_prefixes_declared_inside_the_element_keep_the_wire_form() -> None:
     own = b"<message to='a@b'><x:y xmlns:x='urn:example' x:z='1'/></message>"
-    assert wires(header_parser(), own) == [own]
+    assert wires(header_parser(), own) == [standalone(own)]
 
 
 def test_websocket_frames_keep_their_element() -> None:
@@ -106,7 +122,8 @@ def received(data: bytes) -> Element:
 
 def test_the_stream_stamps_from_into_the_wire_form() -> None:
     stanza = received(MESSAGE)
-    assert stanza.wire == MESSAGE.replace(b"<message ", f'<message from="{FULL_JID}" '.encode(), 1)
+    stamped = f'<message from="{FULL_JID}" '.encode()
+    assert stanza.wire == standalone(MESSAGE).replace(b"<message ", stamped, 1)
     assert parse_stanza(stanza.wire.decode()) == stanza
 
 
@@ -140,7 +157,7 @@ def test_a_released_parser_is_renewed_with_the_header_declarations() -> None:
     assert element.children == [Element("y", "urn:example")]
     assert element.wire is None  # x: is the header's, which the recipient never sees
     [again] = parser.feed(MESSAGE)
-    assert isinstance(again, Element) and again.wire == MESSAGE
+    assert isinstance(again, Element) and again.wire == standalone(MESSAGE)
 
 
 @pytest.mark.parametrize("unfinished", [b"<message><body>half", b"<mess", b"<message to='a"])
@@ -172,4 +189,4 @@ def test_a_websocket_frame_parser_releases_and_renews() -> None:
     assert parser.release()
     frame = b"<message to='a@b'><body>x</body></message>"
     element = parser.feed_frame(frame)
-    assert element is not None and element.ns == ns.CLIENT and element.wire == frame
+    assert element is not None and element.ns == ns.CLIENT and element.wire == standalone(frame)
