@@ -130,7 +130,8 @@ class Offline:
         waits for its commit and bounces it if it was not stored."""
         username = routed.to.local or ""
         self.storing[username] += 1
-        message = NewOfflineMessage(username, routed.stanza.serialize(), datetime.now(UTC))
+        text = routed.stanza.encoded().decode()
+        message = NewOfflineMessage(username, text, datetime.now(UTC))
         return self.answer(routed, username, self.commits.submit(message))
 
     async def answer(self, routed: Routed, username: str, outcome: Outcome) -> None:

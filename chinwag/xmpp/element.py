@@ -115,6 +115,10 @@ class Element:
         _write(self, parent_ns, out)
         return "".join(out)
 
+    def encoded(self, parent_ns: str = CLIENT) -> bytes:
+        """The wire form when there is one, else the serialisation for ``parent_ns``."""
+        return self.wire if self.wire is not None else self.serialize(parent_ns).encode()
+
     def __bytes__(self) -> bytes:
         return self.serialize().encode()
 

@@ -85,8 +85,10 @@ def _encoded(tag: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
-def _namespace_attribute(uri: str) -> bytes:
-    return f' xmlns="{escape_attr(uri)}"'.encode()
+def _declaration(uri: str, prefix: str | None = None) -> bytes:
+    """`` xmlns="uri"`` (or ``xmlns:prefix``), to write into a tag."""
+    name = "xmlns" if prefix is None else f"xmlns:{prefix}"
+    return f' {name}="{escape_attr(uri)}"'.encode()
 
 
 def _convert_attrs(attrs: dict[str, str]) -> dict[str, str]:
@@ -194,11 +196,7 @@ class XMLStreamParser:
             self._fail()
             raise self._translate(error) from None
         if self._keep_wire:
-            kept_from = self._boundary
-            if kept_from == self._fed:  # the usual case: nothing unfinished
-                self._carry, self._carry_base, self._chunk = b"", kept_from, b""
-            else:
-                self._keep_unfinished(data)
+            self._keep_unfinished(data)
         out, self._out = self._out, []
         return out
 
@@ -212,13 +210,10 @@ class XMLStreamParser:
 
     def _renew(self) -> None:
         """A new expat parser, inside a root that declares what the stream header did."""
-        declarations = "".join(
-            f' xmlns="{escape_attr(uri)}"'
-            if prefix is None
-            else f' xmlns:{prefix}="{escape_attr(uri)}"'
-            for prefix, uri in self._header_declarations
+        declarations = b"".join(
+            _declaration(uri, prefix) for prefix, uri in self._header_declarations
         )
-        root = b"<%s%s>" % (self._root_name, declarations.encode())
+        root = b"<%s%s>" % (self._root_name, declarations)
         saved = self._header_declarations, self._header_prefixes, self._default_ns
         self._parser = self._make_expat()
         self._depth = 0
@@ -246,12 +241,14 @@ class XMLStreamParser:
         """Hold on to the bytes after the last top-level event: the next feed may finish
         an element that they begin."""
         kept_from = self._boundary
-        if kept_from >= self._chunk_base:
+        self._chunk = b""
+        if kept_from == self._fed:  # the usual case: the read ended on a whole element
+            self._carry = b""
+        elif kept_from >= self._chunk_base:
             self._carry = data[kept_from - self._chunk_base :]
             self._carry_base = kept_from
         else:
             self._carry += data
-        self._chunk = b""
 
     def _bytes_from(self, offset: int) -> tuple[bytes, int]:
         """What is held of the stream from ``offset`` on, and the offset of its first byte."""
@@ -271,11 +268,8 @@ class XMLStreamParser:
         """The bytes of the top-level element that ends at ``end`` (where expat reports the
         end: its end tag, or just past an empty-element tag), if they stand on their own
         outside this stream. Moves the boundary past them."""
-        start, base = self._element_start, self._chunk_base
-        if start >= base:  # the usual case: the element began in this very read
-            buffer = self._chunk
-        else:
-            buffer, base = self._bytes_from(start)
+        start = self._element_start
+        buffer, base = self._bytes_from(start)
         at = end - base
         if not element.children and buffer.startswith(b"/>", at - 2):
             stop = at
@@ -285,7 +279,7 @@ class XMLStreamParser:
             return None
         self._boundary = base + stop
         wire = buffer[start - base : stop]
-        name = _encoded_names.get(element.tag) or _encoded(element.tag)
+        name = _encoded(element.tag)
         if not wire.startswith(name, 1) or wire[len(name) + 1] not in _AFTER_TAG_NAME:
             return None  # a prefixed top-level tag leans on a declaration outside it
         for prefix in self._header_prefixes:
@@ -294,7 +288,7 @@ class XMLStreamParser:
         if self._declares_default:
             return wire
         tag_end = len(name) + 1  # the namespace the header gave it, declared in the element
-        return b"".join((wire[:tag_end], _namespace_attribute(element.ns), wire[tag_end:]))
+        return b"".join((wire[:tag_end], _declaration(element.ns), wire[tag_end:]))
 
     def _too_large(self) -> StreamError:
         return StreamError(
