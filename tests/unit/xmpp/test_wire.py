@@ -190,3 +190,11 @@ def test_a_websocket_frame_parser_releases_and_renews() -> None:
     frame = b"<message to='a@b'><body>x</body></message>"
     element = parser.feed_frame(frame)
     assert element is not None and element.ns == ns.CLIENT and element.wire == standalone(frame)
+
+
+def test_encoded_is_the_wire_form_or_else_the_serialisation() -> None:
+    [element] = header_parser().feed(MESSAGE)
+    assert isinstance(element, Element) and element.encoded() == standalone(MESSAGE)
+    element.add("delay", ns.DELAY)
+    assert element.encoded() == element.serialize().encode()
+    assert element.encoded("") == element.serialize("").encode()
