@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import hmac
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from precis_i18n import get_profile
-from scramp import ScramException, ScramMechanism
+from scramp import ScramException
+from scramp.utils import saslprep
 
 from chinwag.network.events import UNAPPLIED, EventLog
 from chinwag.store.accounts import (
@@ -48,6 +53,11 @@ __all__ = [
 
 MECHANISMS = ("SCRAM-SHA-1", "SCRAM-SHA-256")
 DEFAULT_ITERATIONS = 4096
+SALT_BYTES = 32
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "SCRAM-SHA-1": hashes.SHA1,
+    "SCRAM-SHA-256": hashes.SHA256,
+}
 VERIFY_MECHANISM = "SCRAM-SHA-256"
 FORBIDDEN_LOCALPART_CHARS = frozenset("\"&'/:<>@")  # RFC 7622 section 3.3.1
 
@@ -152,10 +162,19 @@ def _checked_row(row: UserRow) -> str:
 def _derive(
     mechanism: str, password: str, iterations: int, salt: bytes | None = None
 ) -> StoredScram:
-    auth_info = ScramMechanism(mechanism).make_auth_info(
-        password, iteration_count=iterations, salt=salt
-    )
-    return StoredScram(mechanism, *auth_info)  # salt, stored_key, server_key, iterations
+    """RFC 5802's SaltedPassword -> (StoredKey, ServerKey) chain, as scramp computes it.
+
+    PBKDF2 comes from cryptography rather than scramp's hashlib: its OpenSSL build
+    derives about three times faster, and every PLAIN sign-in pays for one.
+    """
+    algorithm = _HASHES[mechanism]()
+    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
+    pbkdf2 = PBKDF2HMAC(algorithm, algorithm.digest_size, salt, iterations)
+    salted_password = pbkdf2.derive(saslprep(password).encode())
+    client_key = hmac.digest(salted_password, b"Client Key", algorithm.name)
+    server_key = hmac.digest(salted_password, b"Server Key", algorithm.name)
+    stored_key = hashlib.new(algorithm.name, client_key).digest()
+    return StoredScram(mechanism, salt, stored_key, server_key, iterations)
 
 
 def derive_matching(password: str, model: StoredScram) -> StoredScram:
@@ -284,7 +303,7 @@ class AccountService:
                 if progress is not None:
                     progress()
 
-        # hashlib's PBKDF2 releases the GIL, so threads spread it over every core.
+        # PBKDF2 releases the GIL, so the pool's threads spread it over every core.
         results = await asyncio.gather(*(derive(i, p) for i, p in enumerate(passwords)))
         if problems:
             raise ImportRejected(problems)

@@ -17,6 +17,7 @@ from chinwag.network.accounts import (
     UserRow,
     derive_credentials,
     normalize_username,
+    password_matches,
 )
 from chinwag.store.accounts import SqlAccountRepository
 from chinwag.store.db import Database
@@ -99,6 +100,21 @@ def test_credentials_complete_a_real_scram_exchange(mechanism):
     client.set_server_first(server.get_server_first())
     server.set_client_final(client.get_client_final())
     client.set_server_final(server.get_server_final())  # raises if the proofs differ
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+@pytest.mark.parametrize("password", ["pencil", "I\u00adX", "\u2168", "p\u00e4ss w\u00f6rd"])
+def test_verifiers_match_scramps_for_the_same_salt(mechanism, password):
+    # SASLprep maps the soft hyphen away and U+2168 ROMAN NUMERAL NINE to "IX".
+    [ours] = [c for c in derive_credentials(password) if c.mechanism == mechanism]
+
+    theirs = ScramMechanism(mechanism).make_auth_info(
+        password, iteration_count=ours.iterations, salt=ours.salt
+    )
+
+    assert (ours.salt, ours.stored_key, ours.server_key, ours.iterations) == theirs
+    assert password_matches(ours, password)
+    assert not password_matches(ours, password + "!")
 
 
 @pytest.mark.parametrize(("password", "reason"), [("", "empty"), ("bell\x07", "not usable")])
