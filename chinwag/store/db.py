@@ -7,16 +7,18 @@ Reads on the hot paths (sign-in, resource binding, initial presence) skip the OR
 they run Core statements built once, with bind parameters, through :meth:`Database.rows`
 and :meth:`Database.scalar` on a pooled connection, which costs a fraction of an
 ORM session's Python time per call. On an SQLite file they run on the calling thread,
-through a synchronous engine of their own: in WAL mode a reader never waits for a
-writer, and an indexed read of a few cached pages costs tens of microseconds, where
-the hand-off to aiosqlite's thread and back costs ten times that.
+through a synchronous connection of their own, kept open in autocommit mode so that
+each read is its own transaction and no pool checkout or rollback surrounds it: in
+WAL mode a reader never waits for a writer, and an indexed read of a few cached pages
+costs tens of microseconds, where the hand-off to aiosqlite's thread and back costs
+ten times that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -31,6 +33,7 @@ from sqlalchemy.ext.asyncio import (
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 MIGRATIONS = "chinwag.store:migrations"
+_T = TypeVar("_T")
 
 
 class Database:
@@ -43,6 +46,7 @@ class Database:
         )
         self._reader = reader
         """SQLite only: a synchronous engine on the same file for the hot reads."""
+        self._reading: Connection | None = None
 
     @classmethod
     def open(cls, url: str, *, connect_args: Mapping[str, Any] | None = None) -> Database:
@@ -56,18 +60,33 @@ class Database:
     async def rows(self, statement: Executable, params: Mapping[str, Any]) -> Sequence[Row[Any]]:
         """Every row of the read-only ``statement`` run with ``params``, outside the ORM."""
         if self._reader is not None:
-            with self._reader.connect() as connection:
-                return connection.execute(statement, params).all()
+            return self._read(lambda connection: connection.execute(statement, params).all())
         async with self.engine.connect() as connection:
             return (await connection.execute(statement, params)).all()
 
     async def scalar(self, statement: Executable, params: Mapping[str, Any]) -> Any:
         """The first column of the first row of the read-only ``statement``, or None."""
         if self._reader is not None:
-            with self._reader.connect() as connection:
-                return connection.scalar(statement, params)
+            return self._read(lambda connection: connection.scalar(statement, params))
         async with self.engine.connect() as connection:
             return await connection.scalar(statement, params)
+
+    def _read(self, query: Callable[[Connection], _T]) -> _T:
+        """``query`` on the SQLite reader's connection, opened on first use; a failed
+        read closes it, so the next one starts on a fresh connection."""
+        assert self._reader is not None
+        if self._reading is None:
+            self._reading = self._reader.connect()
+        try:
+            return query(self._reading)
+        except BaseException:
+            self._close_reading()
+            raise
+
+    def _close_reading(self) -> None:
+        if self._reading is not None:
+            self._reading.close()
+            self._reading = None
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (``alembic upgrade head``)."""
@@ -75,6 +94,7 @@ class Database:
             await connection.run_sync(_upgrade_to_head)
 
     async def close(self) -> None:
+        self._close_reading()
         if self._reader is not None:
             self._reader.dispose()
         await self.engine.dispose()
@@ -105,7 +125,9 @@ def _sqlite_reader(engine: AsyncEngine) -> Engine | None:
     which another engine could not see)."""
     if not _on_disk(engine.url):
         return None
-    reader = create_engine(engine.url.set(drivername="sqlite+pysqlite"))
+    reader = create_engine(
+        engine.url.set(drivername="sqlite+pysqlite"), isolation_level="AUTOCOMMIT"
+    )
     _prepare_sqlite(reader)
     return reader
 

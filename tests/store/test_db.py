@@ -1,8 +1,10 @@
 """Database opening and migrations."""
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chinwag.store.accounts import ACCOUNT_ID, SqlAccountRepository
@@ -70,6 +72,20 @@ async def test_sqlite_hot_reads_run_on_the_calling_thread_and_see_every_commit(
         assert len(await db.rows(ACCOUNT_ID, {"username": "alice"})) == 1
     finally:
         monkeypatch.undo()
+        await db.close()
+
+
+async def test_a_failed_sqlite_hot_read_leaves_the_next_one_working(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chinwag.db'}"
+    await migrate(url)
+    db = Database.open(url)
+    try:
+        await SqlAccountRepository(db).add("alice", [])
+        with pytest.raises(OperationalError):
+            await db.rows(text("SELECT no_such_column FROM account"), {})
+
+        assert await db.scalar(ACCOUNT_ID, {"username": "alice"}) is not None
+    finally:
         await db.close()
 
 
