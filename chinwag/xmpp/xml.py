@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from xml.parsers import expat
 
 from . import ns
@@ -72,16 +72,26 @@ def _split_name(name: str) -> tuple[str, str]:
     return cached
 
 
-_encoded_names: dict[str, bytes] = {}
+class _TagBytes(NamedTuple):
+    """A tag name as the wire has it: ``<name``, ``</name>``, and how far ``<name`` goes."""
+
+    name: bytes
+    start: bytes
+    end: bytes
+    skip: int
 
 
-def _encoded(tag: str) -> bytes:
-    encoded = _encoded_names.get(tag)
-    if encoded is None:
-        encoded = tag.encode()
-        if len(_encoded_names) < 4096:
-            _encoded_names[tag] = encoded
-    return encoded
+_tag_bytes_cache: dict[str, _TagBytes] = {}
+
+
+def _tag_bytes(tag: str) -> _TagBytes:
+    found = _tag_bytes_cache.get(tag)
+    if found is None:
+        name = tag.encode()
+        found = _TagBytes(name, b"<" + name, b"</%s>" % name, len(name) + 1)
+        if len(_tag_bytes_cache) < 4096:
+            _tag_bytes_cache[tag] = found
+    return found
 
 
 @functools.lru_cache(maxsize=64)
@@ -269,26 +279,43 @@ class XMLStreamParser:
         end: its end tag, or just past an empty-element tag), if they stand on their own
         outside this stream. Moves the boundary past them."""
         start = self._element_start
-        buffer, base = self._bytes_from(start)
-        at = end - base
+        if start >= self._chunk_base:  # the usual case: the element came in one read
+            buffer, base = self._chunk, self._chunk_base
+        else:
+            buffer, base = self._carry + self._chunk, self._carry_base
+        at, first = end - base, start - base
+        tag = _tag_bytes(element.tag)
+        if element.children and buffer.startswith(tag.end, at):  # so is the start tag
+            stop = at + len(tag.end)
+        else:
+            stop = self._stop_of_unusual_end(buffer, at, first, element, tag.name)
+            if stop < 0:
+                return None
+        self._boundary = base + stop
+        for prefix in self._header_prefixes:
+            if buffer.find(prefix, first, stop) >= 0:
+                return None  # may lean on the header's declaration (or only mention it)
+        if self._declares_default:
+            return buffer[first:stop]
+        # Declare the namespace that the header gave it.
+        return b"%s%s%s" % (tag.start, _declaration(element.ns), buffer[first + tag.skip : stop])
+
+    @staticmethod
+    def _stop_of_unusual_end(
+        buffer: bytes, at: int, first: int, element: Element, name: bytes
+    ) -> int:
+        """Where an element ends that is empty (``<x/>``) or whose end tag has a prefix or
+        spaces; -1 when it may not stand alone (a prefixed tag leans on a declaration)."""
         if not element.children and buffer.startswith(b"/>", at - 2):
             stop = at
         elif buffer.startswith(b"</", at):
             stop = buffer.find(b">", at) + 1
         else:
-            return None
-        self._boundary = base + stop
-        wire = buffer[start - base : stop]
-        name = _encoded(element.tag)
-        if not wire.startswith(name, 1) or wire[len(name) + 1] not in _AFTER_TAG_NAME:
-            return None  # a prefixed top-level tag leans on a declaration outside it
-        for prefix in self._header_prefixes:
-            if prefix in wire:
-                return None  # may lean on the header's declaration (or only mention it)
-        if self._declares_default:
-            return wire
-        tag_end = len(name) + 1  # the namespace the header gave it, declared in the element
-        return b"".join((wire[:tag_end], _declaration(element.ns), wire[tag_end:]))
+            return -1
+        after_name = first + 1 + len(name)
+        if not buffer.startswith(name, first + 1) or buffer[after_name] not in _AFTER_TAG_NAME:
+            return -1
+        return stop
 
     def _too_large(self) -> StreamError:
         return StreamError(
