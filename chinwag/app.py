@@ -19,6 +19,7 @@ from chinwag.network.events import EventLog
 from chinwag.network.profiles import ProfileService
 from chinwag.oauth.authenticator import PlatformAuthenticator
 from chinwag.oauth.service import OAuthService
+from chinwag.server.memory import settle_after_start
 from chinwag.server.services import Services
 from chinwag.server.tls import ensure_certificate, server_ssl_context
 from chinwag.server.xmpp_server import XMPPServer
@@ -182,6 +183,7 @@ async def _serve(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with running(settings) as app:
+        settle_after_start()
         _announce(app)
         await stop.wait()
         log.info("stopping: closing every stream with <system-shutdown/>")
