@@ -286,12 +286,21 @@ class XMLStreamParser:
         at, first = end - base, start - base
         tag = _tag_bytes(element.tag)
         if element.children and buffer.startswith(tag.end, at):  # so is the start tag
-            stop = at + len(tag.end)
-        else:
-            stop = self._stop_of_unusual_end(buffer, at, first, element, tag.name)
-            if stop < 0:
+            stop, unprefixed = at + len(tag.end), True
+        else:  # empty, or an end tag with a prefix or spaces
+            if not element.children and buffer.startswith(b"/>", at - 2):
+                stop = at
+            elif buffer.startswith(b"</", at):
+                stop = buffer.find(b">", at) + 1
+            else:
                 return None
+            after_name = first + tag.skip
+            unprefixed = (
+                buffer.startswith(tag.name, first + 1) and buffer[after_name] in _AFTER_TAG_NAME
+            )
         self._boundary = base + stop
+        if not unprefixed:
+            return None  # a prefixed top-level tag leans on a declaration outside it
         for prefix in self._header_prefixes:
             if buffer.find(prefix, first, stop) >= 0:
                 return None  # may lean on the header's declaration (or only mention it)
@@ -299,23 +308,6 @@ class XMLStreamParser:
             return buffer[first:stop]
         # Declare the namespace that the header gave it.
         return b"%s%s%s" % (tag.start, _declaration(element.ns), buffer[first + tag.skip : stop])
-
-    @staticmethod
-    def _stop_of_unusual_end(
-        buffer: bytes, at: int, first: int, element: Element, name: bytes
-    ) -> int:
-        """Where an element ends that is empty (``<x/>``) or whose end tag has a prefix or
-        spaces; -1 when it may not stand alone (a prefixed tag leans on a declaration)."""
-        if not element.children and buffer.startswith(b"/>", at - 2):
-            stop = at
-        elif buffer.startswith(b"</", at):
-            stop = buffer.find(b">", at) + 1
-        else:
-            return -1
-        after_name = first + 1 + len(name)
-        if not buffer.startswith(name, first + 1) or buffer[after_name] not in _AFTER_TAG_NAME:
-            return -1
-        return stop
 
     def _too_large(self) -> StreamError:
         return StreamError(

@@ -86,6 +86,7 @@ def test_a_prefixed_top_level_tag_has_no_wire_form() -> None:
     opening = header().replace(b"<stream:stream ", b"<stream:stream xmlns:c='jabber:client' ")
     parser = header_parser(opening)
     assert wires(parser, b"<c:message to='a@b'><c:body>x</c:body></c:message>") == [None]
+    assert parser.release()  # nothing of it is held back as unfinished
 
 
 def test_a_prefix_of_the_stream_header_inside_an_element_means_no_wire_form() -> None:
