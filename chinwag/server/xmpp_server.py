@@ -77,7 +77,7 @@ class XMPPServer:
         """Streams signed in but not bound yet: what ends sessions must end them too."""
         self.shutting_down = False
         self.stream_config = self._stream_config(tls_available=False)
-        self._listeners: list[asyncio.Server] = []
+        self._listeners: list[tcp.Listener] = []
         self._keepalive: asyncio.Task[None] | None = None
         self._idle_sweep: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
