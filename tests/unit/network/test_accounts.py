@@ -117,6 +117,17 @@ def test_verifiers_match_scramps_for_the_same_salt(mechanism, password):
     assert not password_matches(ours, password + "!")
 
 
+def test_every_printable_ascii_password_verifies_as_scramp_derives_it():
+    password = "".join(chr(code) for code in range(0x20, 0x7F))
+    [ours] = [c for c in derive_credentials(password) if c.mechanism == "SCRAM-SHA-256"]
+
+    theirs = ScramMechanism("SCRAM-SHA-256").make_auth_info(
+        password, iteration_count=ours.iterations, salt=ours.salt
+    )
+
+    assert (ours.salt, ours.stored_key, ours.server_key, ours.iterations) == theirs
+
+
 @pytest.mark.parametrize(("password", "reason"), [("", "empty"), ("bell\x07", "not usable")])
 def test_unusable_passwords_are_refused(password, reason):
     with pytest.raises(InvalidPassword, match=reason):
