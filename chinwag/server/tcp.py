@@ -10,6 +10,7 @@ sign-in. Accepting them here in one go brought that to ~25 ms.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import ssl
@@ -27,6 +28,9 @@ BACKLOG = 100
 """Connections the kernel completes before they are accepted (asyncio's default)."""
 ACCEPTS_PER_WAKEUP = BACKLOG
 TLS_HANDSHAKE_TIMEOUT_S = 30.0
+ACCEPT_RETRY_S = 1.0
+"""How long a listener that ran out of resources waits before it accepts again."""
+_OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
 
 class C2SProtocol(asyncio.Protocol):
@@ -107,11 +111,14 @@ class Listener:
         self._ssl_context = ssl_context
         self._loop = asyncio.get_running_loop()
         self._handshakes: set[asyncio.Task[object]] = set()
+        self._retry: asyncio.TimerHandle | None = None
         for sock in sockets:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
 
     def close(self) -> None:
         """Stop accepting; connections already accepted live on."""
+        if self._retry is not None:
+            self._retry.cancel()
         for sock in self.sockets:
             if sock.fileno() >= 0:
                 self._loop.remove_reader(sock.fileno())
@@ -129,12 +136,26 @@ class Listener:
                 connection, _address = listening.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as error:  # out of file descriptors, say: the next wakeup retries
-                log.warning("accepting a connection failed: %s", error)
-                return
+            except OSError as error:
+                if error.errno in _OUT_OF_RESOURCES:
+                    self._pause(listening, error)
+                    return
+                continue  # a client that reset before it was accepted: take the next
             connection.setblocking(False)
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._start(connection)
+
+    def _pause(self, listening: socket.socket, error: OSError) -> None:
+        """Out of file descriptors or memory: stop accepting for a while, rather than
+        spin on a socket that stays readable; the kernel queues what arrives meanwhile."""
+        log.warning("cannot accept connections (%s); retrying in %s s", error, ACCEPT_RETRY_S)
+        self._loop.remove_reader(listening.fileno())
+        self._retry = self._loop.call_later(ACCEPT_RETRY_S, self._resume, listening)
+
+    def _resume(self, listening: socket.socket) -> None:
+        self._retry = None
+        if listening.fileno() >= 0:
+            self._loop.add_reader(listening.fileno(), self._accept, listening)
 
     def _start(self, connection: socket.socket) -> None:
         task = self._loop.create_task(

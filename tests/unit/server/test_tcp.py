@@ -5,7 +5,9 @@ Each test runs on both loops chinwag serves with: the standard one, and uvloop."
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -102,3 +104,33 @@ async def test_a_busy_port_names_its_address() -> None:
 
         with pytest.raises(OSError, match=f"cannot bind to \\('127.0.0.1', {port}\\)"):
             await tcp._bound_sockets("127.0.0.1", port)
+
+
+@LOOPS
+def test_out_of_file_descriptors_pauses_accepting_then_resumes(
+    loop_factory, wakeups, monkeypatch, caplog
+) -> None:
+    monkeypatch.setattr(tcp, "ACCEPT_RETRY_S", 0.05)
+    accept = socket.socket.accept
+    out_of_descriptors_until = time.monotonic() + 0.03
+
+    def accept_or_fail(self: socket.socket):
+        if time.monotonic() < out_of_descriptors_until:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return accept(self)
+
+    monkeypatch.setattr(socket.socket, "accept", accept_or_fail)
+
+    async def scenario() -> None:
+        async with listening() as listener:
+            client = socket.create_connection(listener.sockets[0].getsockname())
+            try:
+                async with asyncio.timeout(5):
+                    while not Recorder.made:
+                        await asyncio.sleep(0.01)
+                assert len(wakeups) == 2  # the failed one, then one after the pause: no spinning
+            finally:
+                client.close()
+
+    run(loop_factory, scenario())
+    assert caplog.text.count("cannot accept connections") == 1
