@@ -194,8 +194,12 @@ async def listen(
 
 
 async def _bound_sockets(host: str, port: int) -> list[socket.socket]:
+    """Sockets listening on every address of ``host`` (an empty host means all, as asyncio's
+    ``create_server`` has it)."""
     loop = asyncio.get_running_loop()
-    addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    addresses = await loop.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
     sockets: list[socket.socket] = []
     try:
         for family, kind, proto, _name, address in dict.fromkeys(addresses):

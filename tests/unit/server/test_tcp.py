@@ -134,3 +134,12 @@ def test_out_of_file_descriptors_pauses_accepting_then_resumes(
 
     run(loop_factory, scenario())
     assert caplog.text.count("cannot accept connections") == 1
+
+
+async def test_an_empty_host_listens_on_every_interface() -> None:
+    sockets = await tcp._bound_sockets("", 0)
+    try:
+        assert {sock.getsockname()[0] for sock in sockets} >= {"0.0.0.0"}
+    finally:
+        for sock in sockets:
+            sock.close()
