@@ -7,7 +7,11 @@ with every figure per server and chinwag's ratio to each peer; ``--json FILE``
 also writes everything measured. Servers that are not installed are skipped.
 
     python -m bench.run [--scenarios login,msg-sat] [--servers chinwag,prosody,ejabberd]
-                        [--smoke] [--json FILE]
+                        [--repeat N] [--smoke] [--json FILE]
+
+``--repeat N`` runs each scenario N times, each on a freshly started server, and
+reports each figure's median, noting its range: single runs on a shared machine move
+by 10 % or more.
 
 ``--smoke`` runs tiny counts for a few seconds per scenario, against chinwag only
 unless ``--servers`` says otherwise. The exit status is 1 when any message went
@@ -22,6 +26,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -83,6 +88,12 @@ def _names(text: str, allowed: Sequence[str], what: str) -> list[str]:
     return names
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
@@ -100,6 +111,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="comma-separated (default: all three; chinwag alone with --smoke)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="run each scenario N times and report the median of each figure (default: 1)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny counts, a few seconds each")
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -112,9 +130,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run_server(
-    name: str, scenarios: Sequence[str], params: Params, workdir: Path, tls: TlsFiles, log: Console
+    name: str,
+    scenarios: Sequence[str],
+    params: Params,
+    workdir: Path,
+    tls: TlsFiles,
+    log: Console,
+    repeat: int = 1,
 ) -> ServerReport:
-    """Provision ``name`` once, then run each scenario on a freshly started server."""
+    """Provision ``name`` once, then run each scenario ``repeat`` times, each on a freshly
+    started server."""
     kind = SERVERS[name]
     report = ServerReport(name)
     if not kind.available():
@@ -130,7 +155,8 @@ def run_server(
         server.provision(users)
         log.print(f"{name}: provisioned in {time.monotonic() - began:.1f} s")
         for scenario in scenarios:
-            report.results[scenario] = run_one(server, scenario, params, log)
+            runs = [run_one(server, scenario, params, log) for _ in range(repeat)]
+            report.results[scenario] = combined(runs)
     except ServerError as error:
         report.skipped = f"failed: {error}"
         log.print(f"[red]{name}: {error}[/]")
@@ -165,13 +191,38 @@ def run_one(server: BenchServer, scenario: str, params: Params, log: Console) ->
     return result
 
 
+def combined(runs: Sequence[Result]) -> Result:
+    """Several runs of one scenario as one result: the median of each figure, with its
+    range noted; every undelivered message and error of every run counted."""
+    if len(runs) == 1:
+        return runs[0]
+    first = runs[0]
+    result = Result(first.scenario, counts=dict(first.counts))
+    for figure in first.figures:
+        values = [f.value for run in runs for f in run.figures if f.name == figure.name]
+        result.add(figure.name, statistics.median(values), figure.unit, figure.better)
+        if figure.better:
+            low, high = _number(min(values)), _number(max(values))
+            result.notes.append(f"{figure.name}: median of {len(values)} runs, {low} to {high}")
+    for run in runs:
+        result.undelivered += run.undelivered
+        result.errors += run.errors
+        result.error_samples.extend(run.error_samples[: 10 - len(result.error_samples)])
+        result.notes.extend(note for note in run.notes if note not in result.notes)
+    return result
+
+
 def run_all(
-    servers: Sequence[str], scenarios: Sequence[str], params: Params, log: Console
+    servers: Sequence[str],
+    scenarios: Sequence[str],
+    params: Params,
+    log: Console,
+    repeat: int = 1,
 ) -> list[ServerReport]:
     with tempfile.TemporaryDirectory(prefix="chinwag-bench-", ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)
         tls = make_certificate(workdir / "tls")
-        return [run_server(name, scenarios, params, workdir, tls, log) for name in servers]
+        return [run_server(name, scenarios, params, workdir, tls, log, repeat) for name in servers]
 
 
 # --- Reporting ---------------------------------------------------------------------
@@ -273,10 +324,13 @@ def print_report(
         out.print("[yellow]Smoke counts: these figures say nothing about performance.[/]")
 
 
-def report_json(reports: Sequence[ServerReport], params: Params, smoke: bool) -> dict[str, object]:
+def report_json(
+    reports: Sequence[ServerReport], params: Params, smoke: bool, repeat: int = 1
+) -> dict[str, object]:
     return {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "smoke": smoke,
+        "repeat": repeat,
         "params": asdict(params),
         "generator": {
             "event_loop": event_loop_kind(),
@@ -308,9 +362,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     wanted = params.users_needed(args.scenarios) + 1024
     if (limit := raise_fd_limit(wanted)) < wanted:
         log.print(f"[yellow]open-file limit {limit} is below the {wanted} this run wants[/]")
-    reports = run_all(args.servers, args.scenarios, params, log)
+    reports = run_all(args.servers, args.scenarios, params, log, args.repeat)
     if args.json:
-        args.json.write_text(json.dumps(report_json(reports, params, args.smoke), indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(report_json(reports, params, args.smoke, args.repeat), indent=2) + "\n"
+        )
     print_report(reports, args.scenarios, params, out)
     return 0 if all_clean(reports) else 1
 
