@@ -198,7 +198,8 @@ def combined(runs: Sequence[Result]) -> Result:
         return runs[0]
     first = runs[0]
     result = Result(first.scenario, counts=dict(first.counts))
-    for figure in first.figures:
+    named = {figure.name: figure for run in runs for figure in run.figures}  # failed runs have none
+    for figure in named.values():
         values = [f.value for run in runs for f in run.figures if f.name == figure.name]
         result.add(figure.name, statistics.median(values), figure.unit, figure.better)
         if figure.better:

@@ -38,6 +38,16 @@ def test_every_run_counts_towards_undelivered_messages_and_errors() -> None:
     assert not result.clean
 
 
+def test_a_run_that_never_started_counts_as_an_error_and_lends_no_figures() -> None:
+    failed = Result("login", errors=1, error_samples=["could not start: no port"])
+
+    result = combined([failed, run(900, 150), run(1000, 150)])
+
+    assert result.figures[0].name == "sessions/s"
+    assert result.figures[0].value == 950
+    assert result.errors == 1
+
+
 def test_one_run_is_reported_as_it_came() -> None:
     single = run(945, 148)
     assert combined([single]) is single
