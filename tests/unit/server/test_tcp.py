@@ -23,7 +23,9 @@ LOOPS = pytest.mark.parametrize(
 )
 
 
-def run(loop_factory: Callable[[], asyncio.AbstractEventLoop], test: Coroutine[Any, Any, None]):
+def run(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop], test: Coroutine[Any, Any, None]
+) -> None:
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(test)
 
