@@ -194,29 +194,20 @@ async def listen(
 
 
 async def _bound_sockets(host: str, port: int) -> list[socket.socket]:
-    """Sockets listening on every address of ``host`` (an empty host means all, as asyncio's
-    ``create_server`` has it)."""
+    """Non-blocking sockets listening on every address of ``host`` (an empty host means
+    all, as asyncio's ``create_server`` has it); a bind error names the address."""
     loop = asyncio.get_running_loop()
     addresses = await loop.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )
     sockets: list[socket.socket] = []
     try:
-        for family, kind, proto, _name, address in dict.fromkeys(addresses):
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:  # one socket per family, as asyncio binds them
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                sock.bind(address)
-            except OSError as error:
-                reason = (error.strerror or str(error)).lower()
-                raise OSError(error.errno, f"cannot bind to {address!r}: {reason}") from None
-            sock.listen(BACKLOG)
-            sock.setblocking(False)
+        for family, _kind, _proto, _name, address in dict.fromkeys(addresses):
+            sockets.append(socket.create_server(address, family=family, backlog=BACKLOG))
     except OSError:
         for sock in sockets:
             sock.close()
         raise
+    for sock in sockets:
+        sock.setblocking(False)
     return sockets

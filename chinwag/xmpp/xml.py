@@ -73,12 +73,11 @@ def _split_name(name: str) -> tuple[str, str]:
 
 
 class _TagBytes(NamedTuple):
-    """A tag name as the wire has it: ``<name``, ``</name>``, and how far ``<name`` goes."""
+    """A tag name as the wire has it: ``name``, ``<name`` and ``</name>``."""
 
     name: bytes
     start: bytes
     end: bytes
-    skip: int
 
 
 _tag_bytes_cache: dict[str, _TagBytes] = {}
@@ -88,7 +87,7 @@ def _tag_bytes(tag: str) -> _TagBytes:
     found = _tag_bytes_cache.get(tag)
     if found is None:
         name = tag.encode()
-        found = _TagBytes(name, b"<" + name, b"</%s>" % name, len(name) + 1)
+        found = _TagBytes(name, b"<" + name, b"</%s>" % name)
         if len(_tag_bytes_cache) < 4096:
             _tag_bytes_cache[tag] = found
     return found
@@ -279,10 +278,7 @@ class XMLStreamParser:
         end: its end tag, or just past an empty-element tag), if they stand on their own
         outside this stream. Moves the boundary past them."""
         start = self._element_start
-        if start >= self._chunk_base:  # the usual case: the element came in one read
-            buffer, base = self._chunk, self._chunk_base
-        else:
-            buffer, base = self._carry + self._chunk, self._carry_base
+        buffer, base = self._bytes_from(start)
         at, first = end - base, start - base
         tag = _tag_bytes(element.tag)
         if element.children and buffer.startswith(tag.end, at):  # so is the start tag
@@ -294,7 +290,7 @@ class XMLStreamParser:
                 stop = buffer.find(b">", at) + 1
             else:
                 return None
-            after_name = first + tag.skip
+            after_name = first + len(tag.start)
             unprefixed = (
                 buffer.startswith(tag.name, first + 1) and buffer[after_name] in _AFTER_TAG_NAME
             )
@@ -307,7 +303,11 @@ class XMLStreamParser:
         if self._declares_default:
             return buffer[first:stop]
         # Declare the namespace that the header gave it.
-        return b"%s%s%s" % (tag.start, _declaration(element.ns), buffer[first + tag.skip : stop])
+        return b"%s%s%s" % (
+            tag.start,
+            _declaration(element.ns),
+            buffer[first + len(tag.start) : stop],
+        )
 
     def _too_large(self) -> StreamError:
         return StreamError(
