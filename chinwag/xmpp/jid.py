@@ -96,7 +96,8 @@ class JID:
     @staticmethod
     def parse(text: str) -> JID:
         """Parse and prepare ``text``; raises InvalidJID."""
-        return _parse(text)
+        # Peers choose what they address: only JIDs of a usual length are remembered.
+        return _parse_cached(text) if len(text) <= _CACHED_JID_LENGTH else _parse(text)
 
     @staticmethod
     def make(local: str | None, domain: str, resource: str | None = None) -> JID:
@@ -143,7 +144,9 @@ class JID:
         return isinstance(other, JID) and self._str == other._str
 
 
-@lru_cache(maxsize=65536)
+_CACHED_JID_LENGTH = 256
+
+
 def _parse(text: str) -> JID:
     if len(text.encode()) > 3071:
         raise InvalidJID("JID longer than 3071 bytes")
@@ -156,3 +159,6 @@ def _parse(text: str) -> JID:
     if slash and not resource:
         raise InvalidJID(f"{text!r} has an empty resourcepart")
     return JID.make(local, domain, resource if slash else None)
+
+
+_parse_cached = lru_cache(maxsize=65536)(_parse)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from chinwag.xmpp import jid as jid_module
 from chinwag.xmpp.jid import (
     JID,
     InvalidJID,
@@ -38,6 +39,14 @@ def test_bare_jid() -> None:
     assert (jid.local, jid.domain, jid.resource) == ("juliet", "example.com", None)
     assert jid.is_bare
     assert jid.bare is jid
+
+
+def test_long_jids_parse_alike_but_are_not_remembered() -> None:
+    """Peers choose the JIDs they address: only those of a usual length are cached."""
+    text = "juliet@example.com/" + "r" * 300
+    before = jid_module._parse_cached.cache_info().currsize
+    assert JID.parse(text) == JID.parse(text) == JID("juliet", "example.com", "r" * 300)
+    assert jid_module._parse_cached.cache_info().currsize == before
 
 
 def test_domain_only_and_domain_with_resource() -> None:
