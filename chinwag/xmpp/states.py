@@ -27,6 +27,10 @@ class State(Enum):
     """A resource is bound: stanzas flow."""
     CLOSED = auto()
 
+    # Members are singletons, so identity is equality: hash by identity in C rather than
+    # by Enum's own hash, a Python call, paid on every element the stream handles.
+    __hash__ = object.__hash__
+
 
 ACCEPTS: dict[State, dict[tuple[str, str], str]] = {
     State.AWAIT_HEADER: {},

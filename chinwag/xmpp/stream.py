@@ -126,8 +126,6 @@ class ServerStream:
         self.jid: JID | None = None
         """The bound full JID."""
         self._jid_text = ""
-        self._from_attribute = b""
-        """`` from="<bound JID>"``, stamped into the wire form of each stanza."""
         self.stream_id = ""
         self.auth_deadline: float | None = now + config.auth_timeout
         self._domain_jid = JID.parse(config.domain)
@@ -250,7 +248,10 @@ class ServerStream:
         self._send_element(reply)
         self.jid = jid
         self._jid_text = str(jid)
-        self._from_attribute = f' from="{escape_attr(self._jid_text)}"'.encode()
+        self._parser.stamp_wire("from", self._jid_text)
+        for item in self._backlog:  # parsed before the stamp: serialised from the tree instead
+            if type(item) is Element:
+                item.wire = None
         self.auth_deadline = None
         self.state = State.BOUND
         return self._resume()
@@ -515,22 +516,12 @@ class ServerStream:
             except InvalidJID as error:
                 self._bounce(stanza, StanzaError(StanzaCondition.JID_MALFORMED, str(error)))
                 return
-        self._stamp_from(stanza)
+        # RFC 6120 8.1.2.1: the server sets ``from`` to the sender's full JID. The parser
+        # has written it into the wire form (and left none where the client wrote one).
+        attrs["from"] = self._jid_text
         if stanza.tag == "iq" and not self._valid_iq(stanza):
             return
         self._events.append(StanzaReceived(stanza, to))
-
-    def _stamp_from(self, stanza: Element) -> None:
-        """RFC 6120 8.1.2.1: the server sets ``from`` to the sender's full JID, in the tree
-        and in the wire form (which keeps none when the client wrote a ``from`` itself)."""
-        wire = stanza.wire
-        if wire is not None:
-            if "from" in stanza.attrs:
-                stanza.wire = None
-            else:
-                name_end = len(stanza.tag) + 1
-                stanza.wire = b"".join((wire[:name_end], self._from_attribute, wire[name_end:]))
-        stanza.attrs["from"] = self._jid_text
 
     def _valid_iq(self, iq: Element) -> bool:
         """RFC 6120 8.2.3; answers the RFC 3921 session request itself."""

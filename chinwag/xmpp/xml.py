@@ -58,6 +58,11 @@ class StreamEnd:
 
 Parsed = StreamHeader | Element | StreamEnd
 
+# Names are cached process-wide so that each is split or encoded once. A peer chooses
+# them, so only so many, and only short ones, are kept.
+_CACHED_NAMES = 4096
+_CACHED_NAME_LENGTH = 256
+
 _name_cache: dict[str, tuple[str, str]] = {}
 
 
@@ -67,7 +72,7 @@ def _split_name(name: str) -> tuple[str, str]:
     if cached is None:
         uri, sep, local = name.rpartition(_SEPARATOR)
         cached = (uri, local) if sep else ("", name)
-        if len(_name_cache) < 4096:
+        if len(_name_cache) < _CACHED_NAMES and len(name) <= _CACHED_NAME_LENGTH:
             _name_cache[name] = cached
     return cached
 
@@ -88,7 +93,7 @@ def _tag_bytes(tag: str) -> _TagBytes:
     if found is None:
         name = tag.encode()
         found = _TagBytes(name, b"<" + name, b"</%s>" % name)
-        if len(_tag_bytes_cache) < 4096:
+        if len(_tag_bytes_cache) < _CACHED_NAMES and len(tag) <= _CACHED_NAME_LENGTH:
             _tag_bytes_cache[tag] = found
     return found
 
@@ -100,11 +105,18 @@ def _declaration(uri: str, prefix: str | None = None) -> bytes:
     return f' {name}="{escape_attr(uri)}"'.encode()
 
 
+_plain_attr_names: set[str] = set()
+"""Attribute names seen without a namespace, so that most tags are checked in one C call."""
+
+
 def _convert_attrs(attrs: dict[str, str]) -> dict[str, str]:
+    """Namespaced attribute names as ``xml:lang`` or ``{uri}name``; others as they are."""
     for name in attrs:
         if _SEPARATOR in name:
             break
     else:
+        if len(_plain_attr_names) < _CACHED_NAMES:
+            _plain_attr_names.update(name for name in attrs if len(name) <= _CACHED_NAME_LENGTH)
         return attrs
     converted = {}
     for name, value in attrs.items():
@@ -165,6 +177,9 @@ class XMLStreamParser:
         self._header_prefixes: tuple[bytes, ...] = ()
         self._root_name = b"stream:stream"
         """The stream header's tag as written, for the root of a renewed parser."""
+        self._inherited_declaration = b""
+        self._stamp = b""
+        self._stamp_name: str | None = None
 
     def _make_expat(self) -> Any:
         parser = expat.ParserCreate("UTF-8", _SEPARATOR)
@@ -273,16 +288,27 @@ class XMLStreamParser:
             self._root_name = tag.group(1)
             self._boundary = base + tag.end()
 
+    def stamp_wire(self, name: str, value: str) -> None:
+        """From now on, write `` name="value"`` into the wire form of each top-level element,
+        right after its name (a stream stamps ``from``, RFC 6120 8.1.2.1). An element that
+        carries ``name`` itself gets no wire form."""
+        self._stamp = f' {name}="{escape_attr(value)}"'.encode()
+        self._stamp_name = name
+
     def _wire(self, element: Element, end: int) -> bytes | None:
         """The bytes of the top-level element that ends at ``end`` (where expat reports the
         end: its end tag, or just past an empty-element tag), if they stand on their own
         outside this stream. Moves the boundary past them."""
         start = self._element_start
-        buffer, base = self._bytes_from(start)
+        if start >= self._chunk_base:
+            buffer, base = self._chunk, self._chunk_base
+        else:
+            buffer, base = self._carry + self._chunk, self._carry_base
         at, first = end - base, start - base
-        tag = _tag_bytes(element.tag)
+        tag = _tag_bytes_cache.get(element.tag) or _tag_bytes(element.tag)
         if element.children and buffer.startswith(tag.end, at):  # so is the start tag
-            stop, unprefixed = at + len(tag.end), True
+            stop = at + len(tag.end)
+            self._boundary = base + stop
         else:  # empty, or an end tag with a prefix or spaces
             if not element.children and buffer.startswith(b"/>", at - 2):
                 stop = at
@@ -290,24 +316,31 @@ class XMLStreamParser:
                 stop = buffer.find(b">", at) + 1
             else:
                 return None
+            self._boundary = base + stop
             after_name = first + len(tag.start)
-            unprefixed = (
+            if not (
                 buffer.startswith(tag.name, first + 1) and buffer[after_name] in _AFTER_TAG_NAME
-            )
-        self._boundary = base + stop
-        if not unprefixed:
-            return None  # a prefixed top-level tag leans on a declaration outside it
+            ):
+                return None  # a prefixed top-level tag leans on a declaration outside it
         for prefix in self._header_prefixes:
             if buffer.find(prefix, first, stop) >= 0:
                 return None  # may lean on the header's declaration (or only mention it)
+        if self._stamp_name is not None and self._stamp_name in element.attrs:
+            return None
         if self._declares_default:
-            return buffer[first:stop]
-        # Declare the namespace that the header gave it.
-        return b"%s%s%s" % (
-            tag.start,
-            _declaration(element.ns),
-            buffer[first + len(tag.start) : stop],
-        )
+            if not self._stamp:
+                return buffer[first:stop]
+            declaration = b""
+        else:  # declare the namespace that the header gave it
+            declaration = self._inherited_declaration or self._declare_inherited(element.ns)
+        after_name = first + len(tag.start)
+        return b"".join((tag.start, self._stamp, declaration, buffer[after_name:stop]))
+
+    def _declare_inherited(self, uri: str) -> bytes:
+        """`` xmlns="…"`` for the default namespace a top-level element inherits (the same
+        for every element that declares none of its own)."""
+        self._inherited_declaration = _declaration(uri)
+        return self._inherited_declaration
 
     def _too_large(self) -> StreamError:
         return StreamError(
@@ -330,7 +363,7 @@ class XMLStreamParser:
     def _start(self, name: str, attrs: dict[str, str]) -> None:
         depth = self._depth = self._depth + 1
         uri, tag = _name_cache.get(name) or _split_name(name)
-        if attrs:
+        if attrs and not attrs.keys() <= _plain_attr_names:
             attrs = _convert_attrs(attrs)
         if depth == 2:
             self._boundary = self._element_start = self._parser.CurrentByteIndex

@@ -149,6 +149,31 @@ def test_the_stamped_from_is_escaped() -> None:
     assert parse_stanza(event.stanza.wire.decode()).attrs["from"] == str(jid)
 
 
+def test_a_stanza_sent_in_the_same_read_as_the_bind_request_carries_the_stamped_from() -> None:
+    """It was parsed before the bound JID was known, so its wire form cannot carry it."""
+    stream = authenticated_client().stream
+    bind = f"<iq type='set' id='b1'><bind xmlns='{ns.BIND}'/></iq>".encode()
+    assert stream.receive_data(bind + MESSAGE, 0) == [BindRequested("b1", None)]
+    [event] = stream.bind_result("b1", FULL_JID)
+    assert isinstance(event, StanzaReceived) and event.stanza.attrs["from"] == str(FULL_JID)
+    assert parse_stanza(event.stanza.encoded().decode()).attrs["from"] == str(FULL_JID)
+
+
+def test_the_parser_stamps_an_attribute_into_each_wire_form_from_then_on() -> None:
+    parser = header_parser()
+    [before] = parser.feed(MESSAGE)
+    parser.stamp_wire("from", "juliet@example.com/balcony")
+    own = b"<message xmlns='jabber:client' to='a@b'/>"
+    [after, declared, claimed] = parser.feed(MESSAGE + own + b"<presence from='x@y'/>")
+    assert isinstance(before, Element) and before.wire == standalone(MESSAGE)
+    stamp = b'<message from="juliet@example.com/balcony" '
+    assert isinstance(after, Element) and after.wire == standalone(MESSAGE).replace(
+        b"<message ", stamp, 1
+    )
+    assert isinstance(declared, Element) and declared.wire == own.replace(b"<message ", stamp, 1)
+    assert isinstance(claimed, Element) and claimed.wire is None  # it carries its own
+
+
 def test_a_released_parser_is_renewed_with_the_header_declarations() -> None:
     opening = header().replace(b"<stream:stream ", b"<stream:stream xmlns:x='urn:example' ")
     parser = header_parser(opening)

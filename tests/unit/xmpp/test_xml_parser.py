@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from xmpp_helpers import CLOSE, header
 
-from chinwag.xmpp import ns
+from chinwag.xmpp import ns, xml
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StreamCondition, StreamError
 from chinwag.xmpp.xml import MAX_DEPTH, Parsed, StreamEnd, StreamHeader, XMLStreamParser
@@ -141,6 +141,26 @@ def test_xml_lang_keeps_its_conventional_name() -> None:
     assert element.attrs == {"xml:lang": "fr"}
     body = element.find("body")
     assert body is not None and body.attrs == {"xml:lang": "de"}
+
+
+def test_namespaced_attributes_are_named_so_after_plain_ones_of_the_same_local_name() -> None:
+    """Plain names are remembered for speed; that must never let a namespaced one pass."""
+    elements = elements_of(
+        b"<message a='1' lang='x'/><message xmlns:p='urn:example:p' p:a='2' xml:lang='en'/>"
+    )
+    assert [element.attrs for element in elements] == [
+        {"a": "1", "lang": "x"},
+        {"{urn:example:p}a": "2", "xml:lang": "en"},
+    ]
+
+
+def test_long_names_chosen_by_a_peer_are_not_remembered() -> None:
+    name = "n" * 300
+    [element] = elements_of(f"<message {name}='1'><{name} xmlns='urn:{name}'/></message>".encode())
+    child = element.first_element()
+    assert element.attrs == {name: "1"} and child is not None and child.tag == name
+    assert name not in xml._plain_attr_names
+    assert f"urn:{name} {name}" not in xml._name_cache and name not in xml._tag_bytes_cache
 
 
 def test_text_cdata_and_character_references() -> None:
