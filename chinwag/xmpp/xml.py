@@ -36,6 +36,10 @@ _SEPARATOR = " "
 _AFTER_TAG_NAME = frozenset(b" \t\r\n/>")
 _START_TAG = re.compile(rb"""<([^\s/>]+)(?:\s+[^\s=]+\s*=\s*(?:'[^']*'|"[^"]*"))*\s*>""")
 _XML_PREFIX = ns.XML + _SEPARATOR
+RENEW_AFTER_BYTES = 256 * 1024
+"""Expat keeps every element and attribute name it has seen for as long as it lives, and a
+peer may send new ones forever: a stream's parser is renewed, between elements, after
+this much input (with ``keep_wire``, which tracks where elements end)."""
 # Top-level elements deeper than this are refused: a policy limit that keeps
 # recursion in serialisation bounded (no real stanza comes close).
 MAX_DEPTH = 64
@@ -182,7 +186,8 @@ class XMLStreamParser:
         self._stamp_name: str | None = None
 
     def _make_expat(self) -> Any:
-        parser = expat.ParserCreate("UTF-8", _SEPARATOR)
+        # No interning: its dictionary would hold every distinct name the peer sends.
+        parser = expat.ParserCreate("UTF-8", _SEPARATOR, intern=None)
         # A small text buffer: expat's default 8 KiB is most of an idle session's memory,
         # and longer text only arrives in several pieces, which _end merges.
         parser.buffer_size = 1024
@@ -221,6 +226,8 @@ class XMLStreamParser:
             raise self._translate(error) from None
         if self._keep_wire:
             self._keep_unfinished(data)
+            if self._fed > RENEW_AFTER_BYTES:
+                self.release()
         out, self._out = self._out, []
         return out
 

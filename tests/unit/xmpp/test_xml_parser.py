@@ -3,6 +3,8 @@ and the RFC 6120 11 rules on what XML a stream may contain."""
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from xmpp_helpers import CLOSE, header
 
@@ -161,6 +163,28 @@ def test_long_names_chosen_by_a_peer_are_not_remembered() -> None:
     assert element.attrs == {name: "1"} and child is not None and child.tag == name
     assert name not in xml._plain_attr_names
     assert f"urn:{name} {name}" not in xml._name_cache and name not in xml._tag_bytes_cache
+
+
+def test_a_stream_holds_no_more_memory_for_names_however_many_it_has_seen() -> None:
+    """Every element and attribute name may be new: what the parser remembers of them is
+    bounded by its renewal, not by the length of the stream."""
+    parser = XMLStreamParser(1 << 16, keep_wire=True)
+    parser.feed(header())
+    name = "n" * 300  # longer than any name the process-wide caches keep
+
+    def feed(count: int) -> None:
+        for index in range(count):
+            parser.feed(f"<message {name}{index}='1'><{name}{index}/></message>".encode())
+
+    feed(10)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        feed(4000)  # 2.4 MiB of input
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1024 * 1024, f"{grown} bytes kept after 4,000 stanzas"
 
 
 def test_text_cdata_and_character_references() -> None:
