@@ -12,12 +12,16 @@ With ``keep_wire``, each top-level element also gets the bytes it was parsed fro
 as its ``wire`` (see ``Element``), when those bytes stand on their own: an
 unprefixed top-level tag, and no prefix that only the stream header declares; an
 element that inherits its namespace from the header gets an ``xmlns`` of its own.
-Expat reports where each top-level element begins and where its end tag is, so
-this costs one search and one slice per element.
+Once ``stamp_wire`` is called, each wire form also carries that attribute (the
+stream's ``from``), written in as the form is cut out. Expat reports where each
+top-level element begins and where its end tag is, so this costs one search and
+one join per element.
 
 Expat is most of an idle connection's memory, so ``release()`` lets a stream that
 is between elements drop it; the next ``feed`` makes a new one and primes it with
-a root element that declares what the stream header declared.
+a root element that declares what the stream header declared. The same renewal
+bounds what expat remembers of the names a peer sends: it happens after every
+``RENEW_AFTER_BYTES`` of input too.
 """
 
 from __future__ import annotations
@@ -307,12 +311,9 @@ class XMLStreamParser:
         end: its end tag, or just past an empty-element tag), if they stand on their own
         outside this stream. Moves the boundary past them."""
         start = self._element_start
-        if start >= self._chunk_base:
-            buffer, base = self._chunk, self._chunk_base
-        else:
-            buffer, base = self._carry + self._chunk, self._carry_base
+        buffer, base = self._bytes_from(start)
         at, first = end - base, start - base
-        tag = _tag_bytes_cache.get(element.tag) or _tag_bytes(element.tag)
+        tag = _tag_bytes(element.tag)
         if element.children and buffer.startswith(tag.end, at):  # so is the start tag
             stop = at + len(tag.end)
             self._boundary = base + stop
