@@ -1,0 +1,43 @@
+"""``python -m bench.inprocess`` routes every message it feeds and reports a figure.
+
+It runs as a subprocess (its own event loop and provisioning); timings are never
+asserted, only that the run completed and said what it measured.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_in_process_harness_routes_every_message_and_reports_the_cost() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", "--reads", "100", "--rounds", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(
+        r"700 messages per round, 2 rounds: \d+\.\d\d µs per routed message \(median\), "
+        r"\d+\.\d\d µs fastest\n",
+        done.stdout,
+    ), done.stdout
+
+
+def test_the_in_process_harness_refuses_rounds_too_small_to_flush() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", "--reads", "10"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "--reads must be at least 100" in done.stderr
