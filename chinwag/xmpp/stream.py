@@ -146,7 +146,12 @@ class ServerStream:
         try:
             parsed = self._parser.feed(data)
         except StreamError as error:
-            self._fail(error)
+            # What the same read completed before the error is handled first, as if it
+            # had arrived on its own: a client's last stanzas are not lost to its bad input.
+            self._backlog.extend(self._parser.completed_before_failure())
+            self._drain()
+            if self.state is not State.CLOSED:
+                self._fail(error)
             return self._take_events()
         if self._backlog:
             self._backlog.extend(parsed)

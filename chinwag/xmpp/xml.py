@@ -170,6 +170,7 @@ class XMLStreamParser:
         self._default_ns: str | None = None
         self._out: list[Parsed] = []
         self._failed = False
+        self._completed_before_failure: list[Parsed] = []
         self._keep_wire = keep_wire
         self._chunk = b""
         """The bytes being parsed, which begin at stream offset ``_chunk_base``."""
@@ -266,10 +267,16 @@ class XMLStreamParser:
             self._fail()
             raise StreamError(StreamCondition.UNSUPPORTED_ENCODING, "streams must be UTF-8")
 
+    def completed_before_failure(self) -> list[Parsed]:
+        """After ``feed`` raised: what that input completed before the error, in order
+        (given once), so that the elements a peer sent before its bad input still count."""
+        completed, self._completed_before_failure = self._completed_before_failure, []
+        return completed
+
     def _fail(self) -> None:
         self._failed = True
         self._stack.clear()
-        self._out.clear()
+        self._completed_before_failure, self._out = self._out, []
         self._carry = self._chunk = b""
 
     def _keep_unfinished(self, data: bytes) -> None:

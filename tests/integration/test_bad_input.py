@@ -249,6 +249,26 @@ async def test_oversized_stanza_from_a_signed_in_client(
     await assert_serving(server)
 
 
+async def test_a_message_sent_in_the_same_write_as_bad_xml_is_still_delivered(
+    server: ServerHandle, connect: Connect, assert_serving: AssertServing
+) -> None:
+    """The stream error ends the stream after the stanzas that came before the bad XML."""
+    alice = await connect(server, "alice", "desk")
+    bob = await connect(server, "bob", "phone")
+    received = watch(bob, "message")
+    stream_error = watch(alice, "stream_error")
+    assert alice.transport is not None
+    last = b"<message to='bob@localhost/phone' type='chat'><body>last words</body></message>"
+
+    alice.transport.write(last + b"<message><</message>")
+
+    message = await asyncio.wait_for(received, TIMEOUT)
+    assert message["body"] == "last words" and message["from"] == "alice@localhost/desk"
+    error = await asyncio.wait_for(stream_error, TIMEOUT)
+    assert error["condition"] == "not-well-formed"
+    await assert_serving(server)
+
+
 async def test_oversized_stanza_with_the_default_limit_sent_in_chunks(
     server: ServerHandle, assert_serving: AssertServing
 ) -> None:

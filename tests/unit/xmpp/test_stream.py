@@ -913,6 +913,25 @@ def test_bad_xml_on_a_live_stream(make, data: bytes, condition: StreamCondition)
     assert_stream_error(client, events, condition)
 
 
+@pytest.mark.parametrize(("data", "condition"), BAD_XML, ids=BAD_XML_IDS)
+def test_stanzas_completed_in_the_same_read_before_bad_xml_are_handled(
+    data: bytes, condition: StreamCondition
+) -> None:
+    client = bound_client(StreamConfig(DOMAIN, max_stanza_bytes=1000))
+    first = b"<message to='romeo@example.net' id='m1'><body>last</body></message>"
+    events = client.send(first + b"<presence/>" + data)
+    stanzas = [event for event in events if isinstance(event, StanzaReceived)]
+    assert events[:2] == stanzas
+    assert [event.stanza.tag for event in stanzas] == ["message", "presence"]
+    assert_stream_error(client, events[2:], condition)
+
+
+def test_a_stream_closed_before_bad_xml_in_the_same_read_ends_cleanly() -> None:
+    client = bound_client()
+    events = client.send(CLOSE + b"<<")
+    assert closed_with(events, None)
+
+
 def test_oversized_stanza_trickling_in() -> None:
     client = bound_client(StreamConfig(DOMAIN, max_stanza_bytes=1000))
     assert client.send(b"<message><body>") == []
