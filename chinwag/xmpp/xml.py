@@ -322,8 +322,7 @@ class XMLStreamParser:
         at, first = end - base, start - base
         tag = _tag_bytes(element.tag)
         if element.children and buffer.startswith(tag.end, at):  # so is the start tag
-            stop = at + len(tag.end)
-            self._boundary = base + stop
+            stop, unprefixed = at + len(tag.end), True
         else:  # empty, or an end tag with a prefix or spaces
             if not element.children and buffer.startswith(b"/>", at - 2):
                 stop = at
@@ -331,12 +330,13 @@ class XMLStreamParser:
                 stop = buffer.find(b">", at) + 1
             else:
                 return None
-            self._boundary = base + stop
             after_name = first + len(tag.start)
-            if not (
+            unprefixed = (
                 buffer.startswith(tag.name, first + 1) and buffer[after_name] in _AFTER_TAG_NAME
-            ):
-                return None  # a prefixed top-level tag leans on a declaration outside it
+            )
+        self._boundary = base + stop
+        if not unprefixed:
+            return None  # a prefixed top-level tag leans on a declaration outside it
         for prefix in self._header_prefixes:
             if buffer.find(prefix, first, stop) >= 0:
                 return None  # may lean on the header's declaration (or only mention it)
