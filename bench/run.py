@@ -39,6 +39,7 @@ from typing import NoReturn
 from rich.console import Console
 from rich.table import Table
 
+from bench import calibration
 from bench.loadgen import (
     FULL,
     HIGHER,
@@ -73,6 +74,15 @@ class ServerReport:
         data = asdict(self)
         data["results"] = {name: result.to_json() for name, result in self.results.items()}
         return data
+
+
+@dataclass
+class MachineSpeed:
+    """Microseconds per message of the calibration (``bench/calibration.py``), taken
+    before and after the servers ran; lower is faster."""
+
+    before: float
+    after: float
 
 
 # --- Command line ------------------------------------------------------------------
@@ -300,13 +310,26 @@ def _count(report: ServerReport, scenario: str, attr: str) -> str:
 
 
 def print_report(
-    reports: Sequence[ServerReport], scenarios: Sequence[str], params: Params, out: Console
+    reports: Sequence[ServerReport],
+    scenarios: Sequence[str],
+    params: Params,
+    speed: MachineSpeed,
+    out: Console,
 ) -> None:
     out.print(results_table(reports, scenarios))
     out.print(
         "↑ higher is better, ↓ lower is better; 'vs peer' is chinwag's figure over the peer's. "
         f"Generator: one process on {event_loop_kind()}, {os.cpu_count()} CPUs on this machine."
     )
+    out.print(
+        f"Machine speed: {speed.before:.2f} µs per calibration message before the servers ran "
+        f"and {speed.after:.2f} after (fastest round; lower is faster; see docs/performance.md)."
+    )
+    if calibration.drifted(speed.before, speed.after):
+        out.print(
+            "[bold yellow]WARNING: the machine's speed changed during the run; compare "
+            "figures taken close together[/]"
+        )
     for report in reports:
         if report.skipped:
             out.print(f"[yellow]{report.name}: {report.skipped}[/]")
@@ -326,7 +349,11 @@ def print_report(
 
 
 def report_json(
-    reports: Sequence[ServerReport], params: Params, smoke: bool, repeat: int = 1
+    reports: Sequence[ServerReport],
+    params: Params,
+    speed: MachineSpeed,
+    smoke: bool,
+    repeat: int = 1,
 ) -> dict[str, object]:
     return {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -338,6 +365,7 @@ def report_json(
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
         },
+        "machine_speed_us": asdict(speed),
         "servers": {report.name: report.to_json() for report in reports},
     }
 
@@ -363,12 +391,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     wanted = params.users_needed(args.scenarios) + 1024
     if (limit := raise_fd_limit(wanted)) < wanted:
         log.print(f"[yellow]open-file limit {limit} is below the {wanted} this run wants[/]")
+    before = calibration.measure()
     reports = run_all(args.servers, args.scenarios, params, log, args.repeat)
+    speed = MachineSpeed(before, calibration.measure())
     if args.json:
-        args.json.write_text(
-            json.dumps(report_json(reports, params, args.smoke, args.repeat), indent=2) + "\n"
-        )
-    print_report(reports, args.scenarios, params, out)
+        document = report_json(reports, params, speed, args.smoke, args.repeat)
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    print_report(reports, args.scenarios, params, speed, out)
     return 0 if all_clean(reports) else 1
 
 

@@ -21,8 +21,8 @@ SMOKE_TIMEOUT_S = 180
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The chinwag results of one smoke run of every scenario."""
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Everything one smoke run of every scenario against chinwag wrote."""
     out = tmp_path_factory.mktemp("bench") / "smoke.json"
     command = [sys.executable, "-m", "bench.run", "--smoke", "--servers", "chinwag"]
     done = subprocess.run(
@@ -35,7 +35,14 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
     if not out.exists():
         pytest.fail(f"the smoke run wrote no results:\n{done.stdout}\n{done.stderr}")
-    report = json.loads(out.read_text())["servers"]["chinwag"]
+    assert "Machine speed:" in done.stdout, done.stdout
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def smoke(smoke_run: dict[str, Any]) -> dict[str, Any]:
+    """The chinwag results of the smoke run, by scenario."""
+    report = smoke_run["servers"]["chinwag"]
     assert not report["skipped"], report["skipped"]
     return report["results"]
 
@@ -57,3 +64,10 @@ def test_scenario_delivers_every_message(smoke: dict[str, Any], scenario: str) -
 @pytest.mark.parametrize("scenario", ["login", "login-tls", "idle"])
 def test_every_session_signs_in(smoke: dict[str, Any], scenario: str) -> None:
     assert smoke[scenario]["counts"]["sessions"] > 0
+
+
+def test_the_machine_speed_is_taken_before_and_after_the_servers(
+    smoke_run: dict[str, Any],
+) -> None:
+    speed = smoke_run["machine_speed_us"]
+    assert speed["before"] > 0 and speed["after"] > 0, speed
