@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -20,9 +20,15 @@ SCENARIOS = ("login", "login-tls", "idle", "msg-sat", "msg-rate", "offline")
 SMOKE_TIMEOUT_S = 180
 
 
+class SmokeRun(NamedTuple):
+    results: dict[str, Any]
+    """The JSON the command wrote."""
+    printed: str
+
+
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Everything one smoke run of every scenario against chinwag wrote."""
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
+    """What one smoke run of every scenario against chinwag wrote and printed."""
     out = tmp_path_factory.mktemp("bench") / "smoke.json"
     command = [sys.executable, "-m", "bench.run", "--smoke", "--servers", "chinwag"]
     done = subprocess.run(
@@ -35,14 +41,13 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
     if not out.exists():
         pytest.fail(f"the smoke run wrote no results:\n{done.stdout}\n{done.stderr}")
-    assert "Machine speed:" in done.stdout, done.stdout
-    return json.loads(out.read_text())
+    return SmokeRun(json.loads(out.read_text()), done.stdout)
 
 
 @pytest.fixture(scope="module")
-def smoke(smoke_run: dict[str, Any]) -> dict[str, Any]:
+def smoke(smoke_run: SmokeRun) -> dict[str, Any]:
     """The chinwag results of the smoke run, by scenario."""
-    report = smoke_run["servers"]["chinwag"]
+    report = smoke_run.results["servers"]["chinwag"]
     assert not report["skipped"], report["skipped"]
     return report["results"]
 
@@ -66,8 +71,7 @@ def test_every_session_signs_in(smoke: dict[str, Any], scenario: str) -> None:
     assert smoke[scenario]["counts"]["sessions"] > 0
 
 
-def test_the_machine_speed_is_taken_before_and_after_the_servers(
-    smoke_run: dict[str, Any],
-) -> None:
-    speed = smoke_run["machine_speed_us"]
+def test_the_machine_speed_is_taken_before_and_after_the_servers(smoke_run: SmokeRun) -> None:
+    speed = smoke_run.results["machine_speed_us"]
     assert speed["before"] > 0 and speed["after"] > 0, speed
+    assert "Machine speed:" in smoke_run.printed, smoke_run.printed
