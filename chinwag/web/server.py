@@ -21,12 +21,27 @@ from chinwag.config import HTTPSettings
 
 GRACEFUL_SHUTDOWN_SECONDS = 5.0
 _STARTUP_POLL_SECONDS = 0.01
+_TICK_SECONDS = 0.1
+_TICKS_PER_DAY = 864_000
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.stop_requested = asyncio.Event()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield  # the process's signals are chinwag's, not uvicorn's
+
+    async def main_loop(self) -> None:
+        """uvicorn's loop of ticks (one per 0.1 s: the Date header, the exit check), woken
+        at once by ``stop_requested`` rather than at the next tick."""
+        tick = 0
+        while not await self.on_tick(tick):
+            tick = (tick + 1) % _TICKS_PER_DAY
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_requested.wait(), _TICK_SECONDS)
 
 
 class HTTPServer:
@@ -76,6 +91,7 @@ class HTTPServer:
         if self._server is None or self._task is None:
             return
         self._server.should_exit = True
+        self._server.stop_requested.set()
         await self._task
         self._server = self._task = None
 

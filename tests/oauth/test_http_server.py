@@ -1,5 +1,6 @@
 """HTTPServer (uvicorn inside chinwag's event loop) and the cookie-signing secret."""
 
+import asyncio
 import stat
 
 import httpx
@@ -7,6 +8,7 @@ import pytest
 from starlette.applications import Starlette
 
 from chinwag.config import HTTPSettings
+from chinwag.web import server as web_server
 from chinwag.web.app import SECRET_FILE, signing_secret
 from chinwag.web.server import HTTPServer
 from oauth.support import shared_loop
@@ -33,6 +35,19 @@ async def test_after_stop_nothing_listens():
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as client:
             await client.get(f"http://127.0.0.1:{port}/")
+
+
+@shared_loop
+async def test_stop_wakes_the_server_without_waiting_for_its_next_tick(monkeypatch):
+    monkeypatch.setattr(web_server, "_TICK_SECONDS", 3600.0)  # a tick it must not wait out
+    server = HTTPServer(Starlette(), HTTPSettings(port=0))
+    await server.start()
+    async with httpx.AsyncClient() as client:  # the Date header comes from the first tick
+        response = await client.get(f"http://127.0.0.1:{server.port}/")
+    assert "date" in response.headers
+
+    async with asyncio.timeout(10):
+        await server.stop()
 
 
 @shared_loop
