@@ -51,6 +51,21 @@ async def test_stop_wakes_the_server_without_waiting_for_its_next_tick(monkeypat
 
 
 @shared_loop
+async def test_stop_closes_a_connection_left_open_and_stops_listening():
+    server = HTTPServer(Starlette(), HTTPSettings(port=0))
+    await server.start()
+    url = f"http://127.0.0.1:{server.port}/"
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(url)).status_code == 404  # the connection stays open
+
+        async with asyncio.timeout(10):
+            await server.stop()
+
+        with pytest.raises(httpx.TransportError):
+            await client.get(url)
+
+
+@shared_loop
 async def test_a_port_in_use_fails_at_start():
     first = HTTPServer(Starlette(), HTTPSettings(port=0))
     await first.start()
