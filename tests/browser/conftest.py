@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 from examples.support import DOC_BUILD
-from integration.conftest import connect, new_client, server, start_server
+from integration.conftest import connect, empty_store, new_client, server, start_server
 
-__all__ = ["connect", "new_client", "server", "start_server"]
+__all__ = ["connect", "empty_store", "new_client", "server", "start_server"]
 
 REPO = Path(__file__).resolve().parents[2]
 BROWSER_EXAMPLE = REPO / "examples" / "browser"

@@ -4,6 +4,6 @@
 bob (mutual contacts); ``connect`` signs a slixmpp client in.
 """
 
-from integration.conftest import connect, new_client, server, start_server
+from integration.conftest import connect, empty_store, new_client, server, start_server
 
-__all__ = ["connect", "new_client", "server", "start_server"]
+__all__ = ["connect", "empty_store", "new_client", "server", "start_server"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from integration.conftest import new_client, start_server  # noqa: F401  (fixtures)
+from integration.conftest import empty_store, new_client, start_server  # noqa: F401  (fixtures)
 from starlette.applications import Starlette
 
 from chinwag.config import Settings, settings_from_mapping
