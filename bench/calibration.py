@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from pyexpat import ParserCreate
 
-from bench.loadgen import CHAT, DOMAIN
+from bench.loadgen import CHAT, DOMAIN, STREAM_HEADER
 
 MESSAGES_PER_ROUND = 7_000
 MESSAGES_PER_READ = 7
@@ -27,7 +27,7 @@ DRIFT_WARNING = 0.15
 """A change in speed between the two calibrations worth a warning (15 %)."""
 CALIBRATION_TIMEOUT_S = 60
 
-_ROOT = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+_HEADER = STREAM_HEADER.format(domain=DOMAIN).encode()
 
 
 def _reads() -> list[bytes]:
@@ -64,7 +64,7 @@ def _round(reads: list[bytes]) -> float:
     parser.StartElementHandler = start
     parser.EndElementHandler = end
     parser.CharacterDataHandler = text
-    parser.Parse(_ROOT, False)
+    parser.Parse(_HEADER, False)
     began = time.perf_counter()
     for data in reads:
         parser.Parse(data, False)

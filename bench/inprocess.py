@@ -27,21 +27,17 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench.loadgen import CHAT, DOMAIN, PASSWORD, user_name
+from bench.loadgen import AUTH, BIND, CHAT, DOMAIN, PASSWORD, STREAM_HEADER, user_name
 from bench.servers import Chinwag, make_certificate
 from chinwag.app import running
 from chinwag.config import load_settings
 from chinwag.server.c2s import C2SConnection
 from chinwag.server.xmpp_server import XMPPServer
-from chinwag.xmpp import ns
 
 MESSAGES_PER_READ = 7
 READS_PER_TURN = 100
 SIGN_IN_TIMEOUT_S = 10.0
-HEADER = (
-    f"<?xml version='1.0'?><stream:stream xmlns='{ns.CLIENT}' xmlns:stream='{ns.STREAMS}' "
-    f"to='{DOMAIN}' version='1.0'>"
-).encode()
+HEADER = STREAM_HEADER.format(domain=DOMAIN).encode()
 
 
 class StandInTransport:
@@ -84,10 +80,10 @@ async def sign_in(server: XMPPServer, user: str) -> tuple[C2SConnection, StandIn
     connection = C2SConnection(server, transport)
     connection.data_received(HEADER)
     token = base64.b64encode(f"\0{user}\0{PASSWORD}".encode()).decode()
-    connection.data_received(f"<auth xmlns='{ns.SASL}' mechanism='PLAIN'>{token}</auth>".encode())
+    connection.data_received(AUTH.format(token=token).encode())
     await _until(lambda: connection.stream.username is not None, f"{user}'s authentication")
     connection.data_received(HEADER)
-    connection.data_received(f"<iq type='set' id='b'><bind xmlns='{ns.BIND}'/></iq>".encode())
+    connection.data_received(BIND.encode())
     await _until(lambda: connection.session is not None, f"{user}'s resource binding")
     connection.data_received(b"<presence/>")
     return connection, transport

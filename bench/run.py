@@ -13,6 +13,9 @@ also writes everything measured. Servers that are not installed are skipped.
 reports each figure's median, noting its range: single runs on a shared machine move
 by 10 % or more.
 
+Under the table it prints the machine's speed (``bench/calibration.py``), taken before
+the first server starts and after the last one stops, and warns when it drifted.
+
 ``--smoke`` runs tiny counts for a few seconds per scenario, against chinwag only
 unless ``--servers`` says otherwise. The exit status is 1 when any message went
 undelivered or any error happened, so a smoke run can gate CI without looking at
