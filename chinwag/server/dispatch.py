@@ -125,23 +125,29 @@ class Dispatcher:
             self.bounce(iq, error)
             return True
         if isinstance(result, Awaitable):
-            self._spawn(self._finish_iq(iq, result))
+            self._spawn(self._finish_iq(routed, result))
         else:
-            self._reply(iq, result)
+            self._reply(routed, result)
         return True
 
-    async def _finish_iq(self, iq: Element, pending: Awaitable[Element | None]) -> None:
+    async def _finish_iq(self, routed: Routed, pending: Awaitable[Element | None]) -> None:
+        iq = routed.stanza
         try:
-            self._reply(iq, await pending)
+            self._reply(routed, await pending)
         except StanzaError as error:
             self.bounce(iq, error)
         except Exception:
             log.exception("IQ handler failed on %s", iq)
             self.bounce(iq, StanzaError(StanzaCondition.INTERNAL_SERVER_ERROR))
 
-    def _reply(self, iq: Element, reply: Element | None) -> None:
-        if reply is not None:
-            self.deliver(reply, JID.parse(iq.attrs["from"]))
+    def _reply(self, routed: Routed, reply: Element | None) -> None:
+        if reply is None:
+            return
+        # A session's stanzas carry its own JID as 'from': no need to parse and prepare it again.
+        origin = routed.origin
+        self.deliver(
+            reply, origin.jid if origin is not None else JID.parse(routed.stanza.attrs["from"])
+        )
 
     def _default_iq_host(self, routed: Routed) -> bool:
         return self._handle_iq(routed, "host")
