@@ -1,15 +1,22 @@
-"""Database opening and migrations."""
+"""Database opening, migrations, and the hot reads outside the ORM."""
+
+from datetime import timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import literal_column, select, table, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chinwag.store.accounts import ACCOUNT_ID, SqlAccountRepository
+from chinwag.store import accounts, contacts, oauth, offline
+from chinwag.store.accounts import ACCOUNT_ID, SqlAccountRepository, StoredScram
+from chinwag.store.contacts import SqlContactRepository
 from chinwag.store.db import Database, migrate, redacted
-from chinwag.store.models import Base
+from chinwag.store.models import Base, utc_now
+from chinwag.store.oauth import NewApp, NewToken, SqlOAuthRepository
+from chinwag.store.offline import NewOfflineMessage, SqlOfflineRepository
+from chinwag.store.profiles import SqlProfileRepository
 
 
 async def test_migrations_create_exactly_the_models(database):
@@ -82,9 +89,83 @@ async def test_a_failed_sqlite_hot_read_leaves_the_next_one_working(tmp_path):
     try:
         await SqlAccountRepository(db).add("alice", [])
         with pytest.raises(OperationalError):
-            await db.rows(text("SELECT no_such_column FROM account"), {})
+            await db.rows(
+                select(literal_column("no_such_column")).select_from(table("account")), {}
+            )
 
         assert await db.scalar(ACCOUNT_ID, {"username": "alice"}) is not None
+    finally:
+        await db.close()
+
+
+def _scram(mechanism: str) -> StoredScram:
+    return StoredScram(mechanism, b"s" * 16, b"k" * 32, b"v" * 32, 4096)
+
+
+async def _everything_read_hot(db: Database) -> None:
+    """Rows for every hot read: accounts with credentials, contacts with a profile name,
+    an offline message (a timestamp), an app with a token and an app password."""
+    await SqlAccountRepository(db).add("alice", [_scram("SCRAM-SHA-256")])
+    await SqlAccountRepository(db).add("bob", [_scram("SCRAM-SHA-256")], "Bob Builder")
+    await SqlProfileRepository(db).update("bob", {"nickname": "bobby"}, "test")
+    await SqlContactRepository(db).link("alice", "bob", "test")
+    await SqlOfflineRepository(db).store_many(
+        [NewOfflineMessage("alice", "<message/>", utc_now() - timedelta(minutes=5))], 100
+    )
+    repository = SqlOAuthRepository(db)
+    await repository.add_app(
+        NewApp("app1", "App", b"h" * 32, ("https://app.example/cb",), False, False, "alice")
+    )
+    now = utc_now()
+    await repository.add_token(
+        NewToken(
+            b"a",
+            b"r",
+            "family",
+            "app1",
+            "alice",
+            "wl.messenger",
+            now,
+            now + timedelta(hours=1),
+            now + timedelta(days=1),
+        )
+    )
+    await repository.add_app_password("alice", "app1", "phone", [_scram("SCRAM-SHA-256")])
+
+
+HOT_READS = [
+    (accounts.ACCOUNT_ID, {"username": "alice"}),
+    (accounts._CREDENTIALS, {"username": "alice", "mechanism": "SCRAM-SHA-256"}),
+    (contacts._ROSTER, {"owner": "alice"}),
+    (contacts._ROSTER, {"owner": "nobody"}),
+    (contacts._ROSTER_ITEM, {"owner": "alice", "contact": "bob"}),
+    (offline._FETCH, {"username": "alice"}),
+    (offline._COUNT, {"username": "alice"}),
+    (oauth._TOKEN_BY_ACCESS, {"hash": b"a"}),
+    (oauth._TOKEN_BY_REFRESH, {"hash": b"r"}),
+    (oauth._APP_PASSWORD_VERIFIERS, {"username": "alice", "mechanism": "SCRAM-SHA-256"}),
+]
+
+
+@pytest.mark.parametrize(("statement", "params"), HOT_READS)
+async def test_compiled_sqlite_reads_give_what_sqlalchemy_gives(tmp_path, statement, params):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chinwag.db'}"
+    await migrate(url)
+    db = Database.open(url)
+    try:
+        await _everything_read_hot(db)
+        async with db.engine.connect() as connection:
+            expected = (await connection.execute(statement, params)).all()
+
+        rows = await db.rows(statement, params)
+
+        assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
+        assert [list(map(type, row)) for row in rows] == [list(map(type, row)) for row in expected]
+        for row, wanted in zip(rows, expected, strict=True):
+            assert [getattr(row, name) for name in wanted._fields if name.isidentifier()] == [
+                getattr(wanted, name) for name in wanted._fields if name.isidentifier()
+            ]
+        assert await db.scalar(statement, params) == (expected[0][0] if expected else None)
     finally:
         await db.close()
 
