@@ -13,13 +13,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Row, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chinwag.store.accounts import (
     NoSuchAccount,
     account_exists,
     bump_roster_versions,
+    in_chunks,
     lock_accounts,
 )
 from chinwag.store.db import Database
@@ -166,13 +167,30 @@ class SqlContactRepository:
         return await self.link_many([(a, b)], origin) > 0
 
     async def link_many(self, pairs: Sequence[tuple[str, str]], origin: str) -> int:
+        # A few statements for the whole batch, not a read and a write per item: a bulk
+        # import of thousands of pairs takes seconds.
         async with self._sessions.begin() as session:
             ids = await _locked_accounts(session, {name for pair in pairs for name in pair})
+            items = dict.fromkeys(
+                (owner, contact) for a, b in pairs for owner, contact in ((a, b), (b, a))
+            )
+            stored = await _stored_items(session, [ids[owner] for owner, _contact in items])
+            added: list[dict[str, Any]] = []
+            updated: list[dict[str, Any]] = []
             changed = []
-            for a, b in pairs:
-                for owner, contact in ((a, b), (b, a)):
-                    if await _link_item(session, ids[owner], ids[contact]):
-                        changed.append((owner, contact))
+            for owner, contact in items:
+                key = (ids[owner], ids[contact])
+                current = stored.get(key)
+                linked = _linked(current)
+                if current == linked:
+                    continue
+                row = {"owner_id": key[0], "contact_id": key[1], **linked}
+                (added if current is None else updated).append(row)
+                changed.append((owner, contact))
+            if added:
+                await session.execute(insert(RosterItem), added)
+            if updated:
+                await session.execute(update(RosterItem), updated)
             if changed:
                 await _bump_and_announce(session, ids, changed, origin)
         return len(changed)
@@ -237,11 +255,21 @@ async def _locked_accounts(session: AsyncSession, names: set[str]) -> dict[str, 
     return {name: account.id for name, account in locked.items()}
 
 
-async def _link_item(session: AsyncSession, owner_id: int, contact_id: int) -> bool:
-    """Make one item subscription 'both', keeping its name and groups; False if it was."""
-    current = await _stored_item(session, owner_id, contact_id)
-    name, groups = (current.name, current.groups) if current else (None, "[]")
-    linked = {
+_LINK_COLUMNS = (
+    RosterItem.name,
+    RosterItem.subscription,
+    RosterItem.ask,
+    RosterItem.pending_in,
+    RosterItem.approved,
+    RosterItem.groups,
+    RosterItem.listed,
+)
+
+
+def _linked(current: dict[str, Any] | None) -> dict[str, Any]:
+    """An item made subscription 'both', keeping its name and groups."""
+    name, groups = (current["name"], current["groups"]) if current else (None, "[]")
+    return {
         "name": name,
         "subscription": "both",
         "ask": False,
@@ -250,23 +278,25 @@ async def _link_item(session: AsyncSession, owner_id: int, contact_id: int) -> b
         "groups": groups,
         "listed": True,
     }
-    if current is not None and dict(current._mapping) == linked:
-        return False
-    await _put_row(session, owner_id, contact_id, linked, current is not None)
-    return True
 
 
-async def _stored_item(session: AsyncSession, owner_id: int, contact_id: int) -> Row[Any] | None:
-    query = select(
-        RosterItem.name,
-        RosterItem.subscription,
-        RosterItem.ask,
-        RosterItem.pending_in,
-        RosterItem.approved,
-        RosterItem.groups,
-        RosterItem.listed,
-    ).where(RosterItem.owner_id == owner_id, RosterItem.contact_id == contact_id)
-    return (await session.execute(query)).one_or_none()
+async def _stored_items(
+    session: AsyncSession, owner_ids: Sequence[int]
+) -> dict[tuple[int, int], dict[str, Any]]:
+    """The linking columns of every item on the rosters of ``owner_ids``, by (owner, contact)."""
+    stored = {}
+    for chunk in in_chunks(sorted(set(owner_ids))):
+        rows = await session.execute(
+            select(RosterItem.owner_id, RosterItem.contact_id, *_LINK_COLUMNS).where(
+                RosterItem.owner_id.in_(chunk)
+            )
+        )
+        for row in rows:
+            owner_id, contact_id, *values = row
+            stored[owner_id, contact_id] = {
+                column.key: value for column, value in zip(_LINK_COLUMNS, values, strict=True)
+            }
+    return stored
 
 
 async def _write_item(

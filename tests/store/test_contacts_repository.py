@@ -85,6 +85,30 @@ async def test_add_mutual_settles_pending_requests_and_keeps_names_and_groups(us
     assert (await contacts.roster("bob"))[0] == 2
 
 
+async def test_add_many_links_a_mixed_batch_in_one_go(users):
+    contacts = users.contacts
+    await users.add_users("dave", "erin")
+    await contacts.add_mutual("dave", "erin")  # already linked: unchanged
+    await contacts.save([RosterChange("carol", "alice", item("alice", name="Al", ask=True))])
+    latest = await users.events.latest_id()
+
+    changed = await contacts.add_many(
+        [("alice", "bob"), ("bob", "alice"), ("carol", "alice"), ("erin", "dave")]
+    )
+
+    assert changed == 4  # alice-bob both ways, carol's item settled, alice's item new
+    assert await contacts.roster("alice") == (1, [both("bob", "Bob Bobson"), both("carol")])
+    assert await contacts.roster("bob") == (1, [both("alice")])
+    assert await contacts.roster("carol") == (2, [both("alice", "Al")])
+    assert (await contacts.roster("dave"))[0] == 1
+    assert [event[:3] for event in await users.event_tuples(after=latest)] == [
+        (ROSTER_CHANGED, "alice", "bob"),
+        (ROSTER_CHANGED, "bob", "alice"),
+        (ROSTER_CHANGED, "carol", "alice"),
+        (ROSTER_CHANGED, "alice", "carol"),
+    ]
+
+
 async def test_add_mutual_refuses_oneself_unknown_and_invalid_names(users):
     contacts = users.contacts
 
