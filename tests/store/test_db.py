@@ -9,7 +9,7 @@ from sqlalchemy import literal_column, select, table, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chinwag.store import accounts, contacts, oauth, offline
+from chinwag.store import accounts, contacts, events, oauth, offline
 from chinwag.store.accounts import ACCOUNT_ID, SqlAccountRepository, StoredScram
 from chinwag.store.contacts import SqlContactRepository
 from chinwag.store.db import Database, migrate, redacted
@@ -144,6 +144,7 @@ HOT_READS = [
     (oauth._TOKEN_BY_ACCESS, {"hash": b"a"}),
     (oauth._TOKEN_BY_REFRESH, {"hash": b"r"}),
     (oauth._APP_PASSWORD_VERIFIERS, {"username": "alice", "mechanism": "SCRAM-SHA-256"}),
+    (events._SINCE, {"last_id": 1, "limit": 2}),
 ]
 
 
