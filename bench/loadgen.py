@@ -189,12 +189,15 @@ def _rss_kib(pid: int) -> int:
 
 @dataclass(frozen=True)
 class CpuUse:
-    """CPU over a window, in % of one core: the server's tree, this generator, and
-    everything else on the machine (other work skews a comparison)."""
+    """CPU over a window, in % of one core: the server's tree, this generator,
+    everything else on the machine (other work skews a comparison), and the time the
+    hypervisor of a virtual machine gave its cores to other guests (steal time, which
+    slows everything here as much)."""
 
     server: float = 0.0
     generator: float = 0.0
     others: float = 0.0
+    stolen: float = 0.0
 
 
 class CpuMeter:
@@ -202,7 +205,7 @@ class CpuMeter:
 
     def __init__(self, tree: ProcessTree) -> None:
         self.tree = tree
-        self._start = (0.0, 0.0, 0.0, 0.0)
+        self._start = (0.0, 0.0, 0.0, MachineTime())
 
     def start(self) -> None:
         self._start = self._now()
@@ -212,23 +215,36 @@ class CpuMeter:
         wall1, server1, gen1, machine1 = self._now()
         wall = max(wall1 - wall0, 1e-9)
         server, generator = server1 - server0, gen1 - gen0
-        others = max(machine1 - machine0 - server - generator, 0.0)
-        return CpuUse(100 * server / wall, 100 * generator / wall, 100 * others / wall)
+        others = max(machine1.busy - machine0.busy - server - generator, 0.0)
+        stolen = max(machine1.stolen - machine0.stolen, 0.0)
+        return CpuUse(*(100 * seconds / wall for seconds in (server, generator, others, stolen)))
 
-    def _now(self) -> tuple[float, float, float, float]:
-        return time.monotonic(), self.tree.cpu_seconds(), time.process_time(), _machine_busy()
+    def _now(self) -> tuple[float, float, float, MachineTime]:
+        return time.monotonic(), self.tree.cpu_seconds(), time.process_time(), machine_time()
 
 
-def _machine_busy() -> float:
-    """CPU seconds the whole machine has spent busy (all but idle and iowait)."""
+@dataclass(frozen=True)
+class MachineTime:
+    """CPU seconds of the whole machine since it booted: spent busy (all but idle,
+    iowait and steal), and stolen by the hypervisor."""
+
+    busy: float = 0.0
+    stolen: float = 0.0
+
+
+def machine_time(stat_line: bytes | None = None) -> MachineTime:
+    """MachineTime from the ``cpu`` line of ``/proc/stat`` (read when not given);
+    zeros where it cannot be read."""
     try:
-        with open("/proc/stat", "rb") as file:
-            fields = [int(v) for v in file.readline().split()[1:]]
+        if stat_line is None:
+            with open("/proc/stat", "rb") as file:
+                stat_line = file.readline()
+        fields = [int(v) for v in stat_line.split()[1:]] + [0] * 8
     except (OSError, ValueError):
-        return 0.0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    busy = sum(fields[:8]) - idle  # guest time is already counted in user time
-    return busy / CLOCK_TICKS
+        return MachineTime()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    # guest time is already counted in user time
+    return MachineTime((user + nice + system + irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS)
 
 
 class RssSampler:
@@ -785,6 +801,7 @@ def _add_cpu(result: Result, cpu: CpuUse) -> None:
     result.add("server CPU", cpu.server, "% core", LOWER)
     result.add("generator CPU", cpu.generator, "% core")
     result.add("other CPU", cpu.others, "% core")
+    result.add("stolen CPU", cpu.stolen, "% core")
 
 
 # --- Scenarios ---------------------------------------------------------------------

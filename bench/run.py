@@ -347,6 +347,13 @@ def print_report(
                     f"[bold yellow]WARNING ({report.name} {scenario}): other processes used "
                     f"{busy:.0f} % of a core while it was measured; its figures are skewed[/]"
                 )
+            stolen = _value(report, scenario, "stolen CPU") or 0.0
+            if stolen > BUSY_MACHINE_PERCENT:
+                out.print(
+                    f"[bold yellow]WARNING ({report.name} {scenario}): the hypervisor gave "
+                    f"{stolen:.0f} % of a core to other guests while it was measured (steal "
+                    "time); its figures are skewed[/]"
+                )
     if params == SMOKE:
         out.print("[yellow]Smoke counts: these figures say nothing about performance.[/]")
 

@@ -66,6 +66,14 @@ def test_scenario_delivers_every_message(smoke: dict[str, Any], scenario: str) -
         assert result["counts"]["delivered"] == result["counts"]["sent"] > 0
 
 
+@pytest.mark.parametrize("scenario", ["login", "msg-sat"])
+def test_cpu_figures_include_time_stolen_by_a_hypervisor(
+    smoke: dict[str, Any], scenario: str
+) -> None:
+    figures = {figure["name"] for figure in smoke[scenario]["figures"]}
+    assert {"server CPU", "generator CPU", "other CPU", "stolen CPU"} <= figures
+
+
 @pytest.mark.parametrize("scenario", ["login", "login-tls", "idle"])
 def test_every_session_signs_in(smoke: dict[str, Any], scenario: str) -> None:
     assert smoke[scenario]["counts"]["sessions"] > 0
