@@ -1,6 +1,8 @@
-"""What routing one message costs chinwag's own code, without sockets or a load generator.
+"""What routing one message, or signing in, costs chinwag's own code, without sockets or
+a load generator.
 
     python -m bench.inprocess [--reads N] [--rounds R]
+    python -m bench.inprocess --sign-ins N
 
 Two contacts are provisioned in a temporary directory, as for the benchmark, and
 chinwag's services start in this process. Both users sign in through the same
@@ -9,6 +11,12 @@ seven chat messages to the second, like the ``msg-sat`` scenario's. The figure i
 the time per routed message: parsing, the stream, dispatch, the contact check,
 routing and queueing the write (the event loop flushes once per hundred reads, as it
 flushes once per turn under load), without the kernel's share of the I/O.
+
+With ``--sign-ins N``, N users sign in instead, at most 100 at a time as in the
+``login`` scenario, each with SASL PLAIN, binding, initial presence and a ping to the
+server, and stay signed in. The figure is the event loop's thread's CPU time per
+sign-in (the PBKDF2 derivations run on worker threads and are not in it), with the
+wall time per sign-in beside it.
 
 It moves with the machine's speed: to compare two versions of the hot path, run
 them in turn, several times each. Under a profiler (``py-spy record -- python -m
@@ -24,8 +32,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bench.loadgen import AUTH, BIND, CHAT, DOMAIN, PASSWORD, STREAM_HEADER, user_name
 from bench.servers import Chinwag, make_certificate
@@ -37,7 +46,11 @@ from chinwag.server.xmpp_server import XMPPServer
 MESSAGES_PER_READ = 7
 READS_PER_TURN = 100
 SIGN_IN_TIMEOUT_S = 10.0
+SIGN_INS_IN_FLIGHT = 100
+WARM_UP_SIGN_INS = 50
+_T = TypeVar("_T")
 HEADER = STREAM_HEADER.format(domain=DOMAIN).encode()
+PING = f"<iq type='get' id='ping' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>".encode()
 
 
 class StandInTransport:
@@ -48,9 +61,13 @@ class StandInTransport:
 
     def __init__(self) -> None:
         self.elements = 0
+        self.wrote: asyncio.Event | None = None
+        """Set at every write while a sign-in waits for an answer."""
 
     def writelines(self, items: list[bytes]) -> int:
         self.elements += len(items)
+        if self.wrote is not None:
+            self.wrote.set()
         return 0
 
     def close(self) -> None:
@@ -66,26 +83,38 @@ class StandInTransport:
         raise ConnectionError("no TLS in process")
 
 
-async def _until(done: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + SIGN_IN_TIMEOUT_S
-    while not done():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} took longer than {SIGN_IN_TIMEOUT_S:.0f} s")
-        await asyncio.sleep(0.005)
+async def _answered(transport: StandInTransport, done: Callable[[], bool], what: str) -> None:
+    """Wait, write by write, until ``done()``."""
+    transport.wrote = asyncio.Event()
+    try:
+        async with asyncio.timeout(SIGN_IN_TIMEOUT_S):
+            while not done():
+                transport.wrote.clear()
+                await transport.wrote.wait()
+    except TimeoutError:
+        raise RuntimeError(f"{what} took longer than {SIGN_IN_TIMEOUT_S:.0f} s") from None
+    finally:
+        transport.wrote = None
 
 
 async def sign_in(server: XMPPServer, user: str) -> tuple[C2SConnection, StandInTransport]:
-    """Authenticate ``user`` with SASL PLAIN, bind a resource and send initial presence."""
+    """Authenticate ``user`` with SASL PLAIN, bind a resource, send initial presence and
+    ping the server."""
     transport = StandInTransport()
     connection = C2SConnection(server, transport)
     connection.data_received(HEADER)
     token = base64.b64encode(f"\0{user}\0{PASSWORD}".encode()).decode()
     connection.data_received(AUTH.format(token=token).encode())
-    await _until(lambda: connection.stream.username is not None, f"{user}'s authentication")
+    await _answered(
+        transport, lambda: connection.stream.username is not None, f"{user}'s authentication"
+    )
     connection.data_received(HEADER)
     connection.data_received(BIND.encode())
-    await _until(lambda: connection.session is not None, f"{user}'s resource binding")
+    await _answered(transport, lambda: connection.session is not None, f"{user}'s binding")
     connection.data_received(b"<presence/>")
+    answers = transport.elements
+    connection.data_received(PING)
+    await _answered(transport, lambda: transport.elements > answers, f"{user}'s ping")
     return connection, transport
 
 
@@ -124,24 +153,54 @@ async def measure(config: Path, reads: int, rounds: int) -> list[float]:
         return figures[1:]
 
 
+async def measure_sign_ins(config: Path, count: int) -> tuple[float, float]:
+    """Microseconds of the event loop's CPU and of wall time per sign-in."""
+    settings = load_settings(config)
+    async with running(settings) as app:
+        gate = asyncio.Semaphore(SIGN_INS_IN_FLIGHT)
+
+        async def one(index: int) -> None:
+            async with gate:
+                await sign_in(app.xmpp, user_name(index))
+
+        await asyncio.gather(*(one(index) for index in range(WARM_UP_SIGN_INS)))
+        cpu, wall = time.thread_time(), time.perf_counter()
+        await asyncio.gather(*(one(WARM_UP_SIGN_INS + index) for index in range(count)))
+        return (time.thread_time() - cpu) / count * 1e6, (time.perf_counter() - wall) / count * 1e6
+
+
+def _run(work: Coroutine[Any, Any, _T]) -> _T:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(work)
+    return uvloop.run(work)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__)
     parser.add_argument("--reads", type=int, default=1000, help="reads of 7 messages per round")
     parser.add_argument("--rounds", type=int, default=9, help="rounds measured (after one warm-up)")
+    parser.add_argument("--sign-ins", type=int, default=0, help="measure N sign-ins instead")
     args = parser.parse_args(argv)
-    if args.reads < READS_PER_TURN or args.rounds < 1:
-        parser.error(f"--reads must be at least {READS_PER_TURN} and --rounds at least 1")
+    if args.reads < READS_PER_TURN or args.rounds < 1 or args.sign_ins < 0:
+        parser.error(
+            f"--reads must be at least {READS_PER_TURN}, --rounds at least 1 and --sign-ins "
+            "not negative"
+        )
     with tempfile.TemporaryDirectory(prefix="chinwag-inprocess-") as directory:
         workdir = Path(directory)
         server = Chinwag(workdir, make_certificate(workdir))
+        if args.sign_ins:
+            server.provision(WARM_UP_SIGN_INS + args.sign_ins)
+            cpu, wall = _run(measure_sign_ins(server.config, args.sign_ins))
+            print(
+                f"{args.sign_ins:,} sign-ins, at most {SIGN_INS_IN_FLIGHT} at a time: {cpu:.0f} "
+                f"µs of the event loop's CPU per sign-in, {wall:.0f} µs of wall time"
+            )
+            return 0
         server.provision(2)
-        work = measure(server.config, args.reads, args.rounds)
-        try:
-            import uvloop
-        except ImportError:
-            figures = asyncio.run(work)
-        else:
-            figures = uvloop.run(work)
+        figures = _run(measure(server.config, args.reads, args.rounds))
     print(
         f"{args.reads * MESSAGES_PER_READ:,} messages per round, {args.rounds} rounds: "
         f"{statistics.median(figures):.2f} µs per routed message (median), "

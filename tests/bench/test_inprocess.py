@@ -1,4 +1,5 @@
-"""``python -m bench.inprocess`` routes every message it feeds and reports a figure.
+"""``python -m bench.inprocess`` routes every message it feeds, or signs every user in,
+and reports a figure.
 
 It runs as a subprocess (its own event loop and provisioning); timings are never
 asserted, only that the run completed and said what it measured.
@@ -14,15 +15,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_in_process_harness_routes_every_message_and_reports_the_cost() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.inprocess", "--reads", "100", "--rounds", "2"],
+def _harness(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_the_in_process_harness_routes_every_message_and_reports_the_cost() -> None:
+    done = _harness("--reads", "100", "--rounds", "2")
+
     assert done.returncode == 0, done.stderr
     assert re.fullmatch(
         r"700 messages per round, 2 rounds: \d+\.\d\d µs per routed message \(median\), "
@@ -31,13 +37,18 @@ def test_the_in_process_harness_routes_every_message_and_reports_the_cost() -> N
     ), done.stdout
 
 
+def test_the_in_process_harness_signs_users_in_and_reports_the_event_loops_share() -> None:
+    done = _harness("--sign-ins", "20")
+
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(
+        r"20 sign-ins, at most 100 at a time: \d+ µs of the event loop's CPU per sign-in, "
+        r"\d+ µs of wall time\n",
+        done.stdout,
+    ), done.stdout
+
+
 def test_the_in_process_harness_refuses_rounds_too_small_to_flush() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.inprocess", "--reads", "10"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _harness("--reads", "10")
+
     assert done.returncode == 2 and "--reads must be at least 100" in done.stderr
