@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chinwag.store.accounts import (
@@ -174,7 +174,7 @@ class SqlContactRepository:
             items = dict.fromkeys(
                 (owner, contact) for a, b in pairs for owner, contact in ((a, b), (b, a))
             )
-            stored = await _stored_items(session, [ids[owner] for owner, _contact in items])
+            stored = await _stored_items(session, [(ids[o], ids[c]) for o, c in items])
             added: list[dict[str, Any]] = []
             updated: list[dict[str, Any]] = []
             changed = []
@@ -281,14 +281,14 @@ def _linked(current: dict[str, Any] | None) -> dict[str, Any]:
 
 
 async def _stored_items(
-    session: AsyncSession, owner_ids: Sequence[int]
+    session: AsyncSession, keys: Sequence[tuple[int, int]]
 ) -> dict[tuple[int, int], dict[str, Any]]:
-    """The linking columns of every item on the rosters of ``owner_ids``, by (owner, contact)."""
+    """The linking columns of the items stored under ``keys`` (owner id, contact id)."""
     stored = {}
-    for chunk in in_chunks(sorted(set(owner_ids))):
+    for chunk in in_chunks(keys):
         rows = await session.execute(
             select(RosterItem.owner_id, RosterItem.contact_id, *_LINK_COLUMNS).where(
-                RosterItem.owner_id.in_(chunk)
+                tuple_(RosterItem.owner_id, RosterItem.contact_id).in_(chunk)
             )
         )
         for row in rows:
