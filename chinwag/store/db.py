@@ -13,7 +13,8 @@ WAL mode a reader never waits for a writer, and an indexed read of a few cached 
 costs ~10 microseconds, where the hand-off to aiosqlite's thread and back costs
 tens of times that. There each statement is compiled once (:class:`SqliteRead`) and
 run on the driver's own cursor, with the conversions its column types define, since
-SQLAlchemy's execution of an already compiled statement costs twice the read itself.
+SQLAlchemy's execution of an already compiled statement costs two to three times the
+read itself.
 """
 
 from __future__ import annotations
