@@ -265,7 +265,11 @@ class AccountService:
     async def verify_password(self, name: str, password: str) -> bool:
         """Whether ``password`` is the user's; unknown users cost the same work."""
         stored = await self.scram_credentials(name, VERIFY_MECHANISM)
-        matches = await asyncio.to_thread(password_matches, stored or _DECOY, password)
+        # The loop's executor directly: asyncio.to_thread would also copy the context,
+        # which this pure function does not need, at ~30 µs of the loop's time a sign-in.
+        matches = await asyncio.get_running_loop().run_in_executor(
+            None, password_matches, stored or _DECOY, password
+        )
         return stored is not None and matches
 
     async def scram_credentials(self, name: str, mechanism: str) -> StoredScram | None:

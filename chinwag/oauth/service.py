@@ -431,7 +431,9 @@ class OAuthService:
         except InvalidUsername:
             return None
         verifiers = await self._repo.app_password_verifiers(user, _PLAIN_CHECK_MECHANISM)
-        found = await asyncio.to_thread(_matching_verifier, password, verifiers)
+        found = await asyncio.get_running_loop().run_in_executor(
+            None, _matching_verifier, password, verifiers
+        )
         if found is None:
             return None
         return AppPasswordGrant(user, found.client_id, found.id)
