@@ -8,7 +8,6 @@ can only read it: roster sets and subscription requests get ``<not-allowed/>``.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Awaitable
 from dataclasses import replace
 
@@ -20,6 +19,7 @@ from chinwag.server.session import Session
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
+from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID, InvalidJID
 from chinwag.xmpp.stanza import make_reply
 
@@ -319,7 +319,7 @@ class Rosters:
                     "iq",
                     attrs={
                         "type": "set",
-                        "id": f"push-{secrets.token_hex(4)}",
+                        "id": f"push-{random_hex(4)}",
                         "to": str(session.jid),
                     },
                 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import secrets
 import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -27,6 +26,7 @@ from chinwag.server.services import Services
 from chinwag.server.session import Session
 from chinwag.store.oauth import OAUTH_APP_SUSPENDED, OAUTH_REVOKED
 from chinwag.xmpp.errors import StreamCondition, StreamError
+from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID
 from chinwag.xmpp.sasl.oauth import RAW_MECHANISMS
 from chinwag.xmpp.stream import StreamConfig
@@ -155,7 +155,7 @@ class XMPPServer:
             stream.close_stream(StreamError(StreamCondition.NOT_AUTHORIZED, reason))
 
     def new_resource(self) -> str:
-        return f"chinwag-{secrets.token_hex(6)}"
+        return f"chinwag-{random_hex(6)}"
 
     @property
     def ports(self) -> dict[str, int]:

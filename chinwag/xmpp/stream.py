@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -39,6 +38,7 @@ from .events import (
     StartTLSRequested,
     StreamClosed,
 )
+from .ids import random_hex
 from .jid import JID, InvalidJID, prep_resourcepart
 from .sasl import SaslCondition
 from .stanza import is_error, make_error, make_reply
@@ -333,7 +333,7 @@ class ServerStream:
         self._out.append(_stream_level(element, self.framing))
 
     def _send_header(self) -> None:
-        self.stream_id = secrets.token_hex(8)
+        self.stream_id = random_hex(8)
         if self.framing == "websocket":
             self._out.append(
                 (
