@@ -1,27 +1,31 @@
 """``python -m bench.inprocess`` routes every message it feeds, or signs every user in,
-and reports a figure.
+and reports a figure; ``python -m bench.instructions`` counts what a routed message
+costs under valgrind.
 
-It runs as a subprocess (its own event loop and provisioning); timings are never
-asserted, only that the run completed and said what it measured.
+Each runs as a subprocess (its own event loop and provisioning); timings and counts are
+never asserted, only that the run completed and said what it measured.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _harness(*args: str) -> subprocess.CompletedProcess[str]:
+def _harness(*args: str, module: str = "bench.inprocess") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bench.inprocess", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         check=False,
     )
 
@@ -56,3 +60,16 @@ def test_the_in_process_harness_refuses_rounds_too_small_to_flush() -> None:
     done = _harness("--reads", "10")
 
     assert done.returncode == 2 and "--reads must be at least 100" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instructions_per_routed_message_are_counted() -> None:
+    done = _harness("--messages", "700", module="bench.instructions")
+
+    _assert_reports(done, r"[\d,]+ instructions per routed message \(700 counted\)")
+
+
+def test_instruction_counts_take_whole_rounds_of_messages() -> None:
+    done = _harness("--messages", "1000", module="bench.instructions")
+
+    assert done.returncode == 2 and "a positive multiple of 700" in done.stderr

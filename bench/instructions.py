@@ -1,0 +1,134 @@
+"""What routing one message costs chinwag in instructions executed, counted by valgrind
+rather than timed.
+
+    python -m bench.instructions [--messages N]
+
+On a virtual machine whose hypervisor lends its cores to other guests, timings move by
+a third from one hour to the next; the number of instructions the same work executes
+does not. This runs ``python -m bench.inprocess`` under valgrind's callgrind tool twice
+at once, with one round and with more rounds of the same messages, and divides the
+difference between the two runs' instructions on the event loop's thread by the
+difference in messages routed: start-up, provisioning and warm-up cancel out. The
+figure repeats within about 0.5 % from run to run, so two versions of the hot path can
+be compared on any machine, however busy. It is not a time: an instruction of the
+interpreter's loop counts as much as one of a memory copy, cache misses are not seen,
+and the kernel's work (system calls) is not counted at all.
+
+Sign-ins are not counted this way: valgrind runs one thread at a time, some fifty
+times slower, so the PBKDF2 derivations on the worker threads stretch each run by
+tens of seconds, and what the server does on its timers and in the collections of
+the garbage collector that fall into that time moved the figure between about 0.5 and
+1.8 million instructions per sign-in from one pair of runs to the next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.inprocess import MESSAGES_PER_READ
+
+BASE_READS = 100
+"""Reads of seven messages per round, in both runs."""
+RUN_TIMEOUT_S = 900
+_SUMMARY = re.compile(rb"^summary: (\d+)$", re.MULTILINE)
+
+
+class CountFailed(RuntimeError):
+    """A counted run did not complete."""
+
+
+def _inprocess(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bench.inprocess", *args]
+
+
+def _start_counted(args: list[str], output: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--separate-threads=yes",
+            f"--callgrind-out-file={output}.%p",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # The same string hashes in every run, so that dictionaries probe alike.
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+
+
+def _loop_thread_instructions(output: Path) -> int:
+    """The instructions of the process's first thread (the event loop's)."""
+    (first_thread,) = output.parent.glob(f"{output.name}.*-01")
+    found = _SUMMARY.search(first_thread.read_bytes())
+    if found is None:
+        raise CountFailed(f"no instruction count in {first_thread.name}")
+    return int(found.group(1))
+
+
+def count(small: list[str], large: list[str], workdir: Path) -> int:
+    """Instructions of the loop's thread in run ``large`` minus those in run ``small``."""
+    # Byte-compile everything first: a module compiled in one run only would count.
+    subprocess.run(small, check=True, capture_output=True, timeout=RUN_TIMEOUT_S)
+    outputs = [workdir / "small", workdir / "large"]
+    runs = [
+        _start_counted(args, output) for args, output in zip((small, large), outputs, strict=True)
+    ]
+    try:
+        errors = [run.communicate(timeout=RUN_TIMEOUT_S)[1] for run in runs]
+    finally:
+        for run in runs:
+            run.kill()
+    for run, error in zip(runs, errors, strict=True):
+        if run.returncode != 0:
+            raise CountFailed(error.decode(errors="replace")[-2000:])
+    before, after = (_loop_thread_instructions(output) for output in outputs)
+    return after - before
+
+
+def per_message(messages: int, workdir: Path) -> float:
+    reads = ("--reads", str(BASE_READS))
+    rounds = messages // (BASE_READS * MESSAGES_PER_READ)
+    difference = count(
+        _inprocess(*reads, "--rounds", "1"),
+        _inprocess(*reads, "--rounds", str(1 + rounds)),
+        workdir,
+    )
+    return difference / (rounds * BASE_READS * MESSAGES_PER_READ)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=5_600,
+        help="messages counted (the difference between the two runs)",
+    )
+    args = parser.parse_args(argv)
+    batch = BASE_READS * MESSAGES_PER_READ
+    if args.messages <= 0 or args.messages % batch:
+        parser.error(f"--messages must be a positive multiple of {batch}")
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="chinwag-instructions-") as directory:
+        workdir = Path(directory)
+        try:
+            figure = per_message(args.messages, workdir)
+        except (CountFailed, subprocess.SubprocessError) as error:
+            print(f"a counted run failed: {error}", file=sys.stderr)
+            return 1
+    print(f"{figure:,.0f} instructions per routed message ({args.messages:,} counted)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
