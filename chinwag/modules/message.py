@@ -70,6 +70,9 @@ class Messages:
         resources = self.router.resources(routed.to)
         if message_type == "headline":
             candidates = [s for s in resources if s.available and s.priority >= 0]
+        elif len(resources) == 1:  # the usual case, without a call
+            only = resources[0]
+            candidates = resources if only.available and only.priority >= 0 else ()
         else:
             candidates = highest_priority(resources)
         for session in candidates:

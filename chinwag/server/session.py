@@ -90,7 +90,9 @@ class Session:
 
     def deliver(self, stanza: Element, *, ahead: bool = False) -> None:
         """Send ``stanza`` to the client; while output is held, only if ``ahead``."""
-        wire = stanza.encoded(self.parent_ns)
+        wire = stanza.wire  # what Element.encoded gives, without its call on the hot path
+        if wire is None:
+            wire = stanza.serialize(self.parent_ns).encode()
         if self._held is not None and not ahead:
             self._held.append(wire)
         else:

@@ -76,11 +76,13 @@ def prep_resourcepart(resource: str) -> str:
 class JID:
     """A prepared JID. Equal JIDs compare and hash equal; ``str()`` is canonical."""
 
-    __slots__ = ("_bare", "_hash", "_str", "domain", "local", "resource")
+    __slots__ = ("_bare", "_hash", "domain", "local", "resource", "text")
 
     local: str | None
     domain: str
     resource: str | None
+    text: str
+    """The canonical string form, as ``str()`` gives it."""
 
     def __init__(self, local: str | None, domain: str, resource: str | None = None) -> None:
         object.__setattr__(self, "local", local)
@@ -89,7 +91,7 @@ class JID:
         text = f"{local}@{domain}" if local is not None else domain
         if resource is not None:
             text = f"{text}/{resource}"
-        object.__setattr__(self, "_str", text)
+        object.__setattr__(self, "text", text)
         object.__setattr__(self, "_hash", hash(text))
         object.__setattr__(self, "_bare", None)
 
@@ -132,16 +134,16 @@ class JID:
         raise AttributeError("JID is immutable")
 
     def __str__(self) -> str:
-        return self._str
+        return self.text
 
     def __repr__(self) -> str:
-        return f"JID({self._str!r})"
+        return f"JID({self.text!r})"
 
     def __hash__(self) -> int:
         return self._hash
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, JID) and self._str == other._str
+        return isinstance(other, JID) and self.text == other.text
 
 
 _CACHED_JID_LENGTH = 256

@@ -318,9 +318,12 @@ class XMLStreamParser:
         end: its end tag, or just past an empty-element tag), if they stand on their own
         outside this stream. Moves the boundary past them."""
         start = self._element_start
-        buffer, base = self._bytes_from(start)
+        if start >= self._chunk_base:  # the usual case, without the calls
+            buffer, base = self._chunk, self._chunk_base
+        else:
+            buffer, base = self._bytes_from(start)
         at, first = end - base, start - base
-        tag = _tag_bytes(element.tag)
+        tag = _tag_bytes_cache.get(element.tag) or _tag_bytes(element.tag)
         if element.children and buffer.startswith(tag.end, at):  # so is the start tag
             stop, unprefixed = at + len(tag.end), True
         else:  # empty, or an end tag with a prefix or spaces
