@@ -64,8 +64,8 @@ class ModuleAPI:
         """The bare JID of a local account."""
         return JID(username, self._server.domain)
 
-    def fire(self, event: str, *args: Any) -> bool:
-        return self._server.hooks.fire(event, *args)
+    def fire(self, event: str, subject: Any) -> bool:
+        return self._server.hooks.fire(event, subject)
 
     def notify(self, event: str, *args: Any) -> None:
         self._server.hooks.notify(event, *args)

@@ -34,10 +34,11 @@ class Hooks:
     def _index(self, event: str) -> None:
         self._handlers[event] = tuple(handler for _p, _o, handler in self._entries[event])
 
-    def fire(self, event: str, *args: Any) -> bool:
-        """Call handlers until one returns a true value; returns whether any did."""
+    def fire(self, event: str, subject: Any) -> bool:
+        """Call handlers with ``subject`` until one returns a true value; returns whether any
+        did. One argument, not ``*args``: every routed stanza passes through here."""
         for handler in self._handlers.get(event, ()):  # noqa: SIM110 (hot path: a generator costs more)
-            if handler(*args):
+            if handler(subject):
                 return True
         return False
 
