@@ -68,6 +68,7 @@ class Messages:
         if message_type == "error":
             return True
         resources = self.router.resources(routed.to)
+        candidates: Sequence[Session]
         if message_type == "headline":
             candidates = [s for s in resources if s.available and s.priority >= 0]
         elif len(resources) == 1:  # the usual case, without a call
