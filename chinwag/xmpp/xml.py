@@ -94,6 +94,9 @@ class _TagBytes(NamedTuple):
 
 
 _tag_bytes_cache: dict[str, _TagBytes] = {}
+_WIRE_HEADS = 8
+"""Top-level tags whose wire head a stream keeps (message, presence and iq, and a few
+more: the peer chooses them)."""
 
 
 def _tag_bytes(tag: str) -> _TagBytes:
@@ -189,6 +192,8 @@ class XMLStreamParser:
         self._inherited_declaration = b""
         self._stamp = b""
         self._stamp_name: str | None = None
+        self._wire_heads: dict[str, bytes] = {}
+        """``<tag``, the stamp and the inherited declaration, by top-level tag."""
 
     def _make_expat(self) -> Any:
         # No interning: its dictionary would hold every distinct name the peer sends.
@@ -312,6 +317,7 @@ class XMLStreamParser:
         carries ``name`` itself gets no wire form."""
         self._stamp = f' {name}="{escape_attr(value)}"'.encode()
         self._stamp_name = name
+        self._wire_heads.clear()
 
     def _wire(self, element: Element, end: int) -> bytes | None:
         """The bytes of the top-level element that ends at ``end`` (where expat reports the
@@ -345,20 +351,24 @@ class XMLStreamParser:
                 return None  # may lean on the header's declaration (or only mention it)
         if self._stamp_name is not None and self._stamp_name in element.attrs:
             return None
+        after_name = first + len(tag.start)
         if self._declares_default:
             if not self._stamp:
                 return buffer[first:stop]
-            declaration = b""
-        else:  # declare the namespace that the header gave it
-            declaration = self._inherited_declaration or self._declare_inherited(element.ns)
-        after_name = first + len(tag.start)
-        return b"".join((tag.start, self._stamp, declaration, buffer[after_name:stop]))
+            return b"".join((tag.start, self._stamp, buffer[after_name:stop]))
+        # Declare the namespace that the header gave it.
+        head = self._wire_heads.get(element.tag) or self._wire_head(element, tag.start)
+        return head + buffer[after_name:stop]
 
-    def _declare_inherited(self, uri: str) -> bytes:
-        """`` xmlns="…"`` for the default namespace a top-level element inherits (the same
-        for every element that declares none of its own)."""
-        self._inherited_declaration = _declaration(uri)
-        return self._inherited_declaration
+    def _wire_head(self, element: Element, start: bytes) -> bytes:
+        """``<tag``, the stamp and `` xmlns="…"`` for the default namespace a top-level
+        element inherits (the same for every element that declares none of its own)."""
+        if not self._inherited_declaration:
+            self._inherited_declaration = _declaration(element.ns)
+        head = start + self._stamp + self._inherited_declaration
+        if len(self._wire_heads) < _WIRE_HEADS:
+            self._wire_heads[element.tag] = head
+        return head
 
     def _too_large(self) -> StreamError:
         return StreamError(
