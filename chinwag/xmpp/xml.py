@@ -391,7 +391,7 @@ class XMLStreamParser:
     def _start(self, name: str, attrs: dict[str, str]) -> None:
         depth = self._depth = self._depth + 1
         uri, tag = _name_cache.get(name) or _split_name(name)
-        if attrs and not attrs.keys() <= _plain_attr_names:
+        if attrs and not _plain_attr_names.issuperset(attrs):
             attrs = _convert_attrs(attrs)
         if depth == 2:
             self._boundary = self._element_start = self._parser.CurrentByteIndex
