@@ -1,4 +1,4 @@
-"""What a stream tells its driver: frozen events returned by ``ServerStream``.
+"""What a stream tells its driver: events returned by ``ServerStream``, never changed.
 
 Events that ask a question (TLS, SASL, bind) leave the stream waiting until the
 driver answers through the matching ``ServerStream`` method.
@@ -7,7 +7,6 @@ driver answers through the matching ``ServerStream`` method.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from .element import Element
 from .errors import StreamError
@@ -47,11 +46,13 @@ class BindRequested:
     resource: str | None
 
 
-class StanzaReceived(NamedTuple):
+@dataclass(slots=True)
+class StanzaReceived:
     """A stanza from the bound client, ``from`` stamped, ``to`` parsed (None: the account).
 
-    A named tuple rather than a frozen dataclass: one is made for every stanza, and a
-    frozen dataclass takes twice as long to build."""
+    The one event not frozen, though nothing changes it either: one is made and read for
+    every stanza, and a frozen dataclass builds at half the speed, a named tuple reads
+    its fields through descriptors (2 % of a routed message's instructions)."""
 
     stanza: Element
     to: JID | None
