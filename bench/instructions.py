@@ -1,27 +1,26 @@
-"""What routing one message costs chinwag in instructions executed, counted by valgrind
-rather than timed.
+"""What routing one message, or signing one user in, costs chinwag's event loop in
+instructions executed, counted by valgrind rather than timed.
 
-    python -m bench.instructions [--messages N]
+    python -m bench.instructions [--messages N] [--sign-ins N]
 
 On a virtual machine whose hypervisor lends its cores to other guests, timings move by
 a third from one hour to the next; the number of instructions the same work executes
 does not. This runs ``python -m bench.inprocess`` under valgrind's callgrind tool twice
-at once, with one round and with more rounds of the same messages, and divides the
+at once, with a small and a larger count of messages (or of sign-ins), and divides the
 difference between the two runs' instructions on the event loop's thread by the
-difference in messages routed: start-up, provisioning and warm-up cancel out. The
-figure repeats within about 0.5 % from run to run, so two versions of the hot path can
-be compared on any machine, however busy. It is not a time: an instruction of the
-interpreter's loop counts as much as one of a memory copy, cache misses are not seen,
-and the kernel's work (system calls) is not counted at all. Confirm what it shows with
-the fastest rounds of ``bench.inprocess``, old and new version in turn: the two agree
-for changes to interpreted code, but compiled code has been seen to execute a fifth
-fewer instructions and run no faster.
+difference in messages routed (or users signed in): start-up, provisioning and warm-up
+cancel out. The figure repeats within about 0.5 % from run to run, so two versions of
+the hot path can be compared on any machine, however busy. It is not a time: an
+instruction of the interpreter's loop counts as much as one of a memory copy, cache
+misses are not seen, and the kernel's work (system calls) is not counted at all.
+Confirm what it shows with the fastest rounds of ``bench.inprocess``, old and new
+version in turn: the two agree for changes to interpreted code, but compiled code has
+been seen to execute a fifth fewer instructions and run no faster.
 
-Sign-ins are not counted this way: valgrind runs one thread at a time, some fifty
-times slower, so the PBKDF2 derivations on the worker threads stretch each run by
-tens of seconds, and what the server does on its timers and in the collections of
-the garbage collector that fall into that time moved the figure between about 0.5 and
-1.8 million instructions per sign-in from one pair of runs to the next.
+Sign-ins are counted with ``--without-pbkdf2``: valgrind runs one thread at a time,
+some fifty times slower, and with the real derivations on the worker threads the
+count moved by a factor of three from one pair of runs to the next. Each sign-in's
+figure includes its sign-out when the server stops.
 """
 
 from __future__ import annotations
@@ -39,6 +38,8 @@ from bench.inprocess import MESSAGES_PER_READ
 
 BASE_READS = 100
 """Reads of seven messages per round, in both runs."""
+BASE_SIGN_INS = 20
+"""Sign-ins of the smaller run (after the harness's own warm-up)."""
 RUN_TIMEOUT_S = 900
 _SUMMARY = re.compile(rb"^summary: (\d+)$", re.MULTILINE)
 
@@ -80,6 +81,7 @@ def count(small: list[str], large: list[str], workdir: Path) -> int:
     """Instructions of the loop's thread in run ``large`` minus those in run ``small``."""
     # Byte-compile everything first: a module compiled in one run only would count.
     subprocess.run(small, check=True, capture_output=True, timeout=RUN_TIMEOUT_S)
+    workdir.mkdir()
     outputs = [workdir / "small", workdir / "large"]
     runs = [
         _start_counted(args, output) for args, output in zip((small, large), outputs, strict=True)
@@ -107,29 +109,43 @@ def per_message(messages: int, workdir: Path) -> float:
     return difference / (rounds * BASE_READS * MESSAGES_PER_READ)
 
 
+def per_sign_in(sign_ins: int, workdir: Path) -> float:
+    difference = count(
+        _inprocess("--sign-ins", str(BASE_SIGN_INS), "--without-pbkdf2"),
+        _inprocess("--sign-ins", str(BASE_SIGN_INS + sign_ins), "--without-pbkdf2"),
+        workdir,
+    )
+    return difference / sign_ins
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     parser.add_argument(
         "--messages",
         type=int,
         default=5_600,
-        help="messages counted (the difference between the two runs)",
+        help="messages counted (the difference between the two runs; 0: none)",
     )
+    parser.add_argument("--sign-ins", type=int, default=400, help="sign-ins counted (0: none)")
     args = parser.parse_args(argv)
     batch = BASE_READS * MESSAGES_PER_READ
-    if args.messages <= 0 or args.messages % batch:
-        parser.error(f"--messages must be a positive multiple of {batch}")
+    if args.messages < 0 or args.messages % batch or args.sign_ins < 0:
+        parser.error(f"--messages must be a multiple of {batch}, --sign-ins not negative")
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="chinwag-instructions-") as directory:
         workdir = Path(directory)
         try:
-            figure = per_message(args.messages, workdir)
+            if args.messages:
+                figure = per_message(args.messages, workdir / "messages")
+                print(f"{figure:,.0f} instructions per routed message ({args.messages:,} counted)")
+            if args.sign_ins:
+                figure = per_sign_in(args.sign_ins, workdir / "sign-ins")
+                print(f"{figure:,.0f} instructions per sign-in ({args.sign_ins:,} counted)")
         except (CountFailed, subprocess.SubprocessError) as error:
             print(f"a counted run failed: {error}", file=sys.stderr)
             return 1
-    print(f"{figure:,.0f} instructions per routed message ({args.messages:,} counted)")
     return 0
 
 

@@ -62,14 +62,24 @@ def test_the_in_process_harness_refuses_rounds_too_small_to_flush() -> None:
     assert done.returncode == 2 and "--reads must be at least 100" in done.stderr
 
 
-@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
-def test_instructions_per_routed_message_are_counted() -> None:
-    done = _harness("--messages", "700", module="bench.instructions")
+def test_sign_ins_without_the_key_derivation_still_sign_every_user_in() -> None:
+    done = _harness("--sign-ins", "20", "--without-pbkdf2")
 
-    _assert_reports(done, r"[\d,]+ instructions per routed message \(700 counted\)")
+    _assert_reports(done, r"20 sign-ins, at most 100 at a time: \d+ µs of the event loop's .*")
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instructions_per_routed_message_and_per_sign_in_are_counted() -> None:
+    done = _harness("--messages", "700", "--sign-ins", "20", module="bench.instructions")
+
+    _assert_reports(
+        done,
+        r"[\d,]+ instructions per routed message \(700 counted\)\n"
+        r"[\d,]+ instructions per sign-in \(20 counted\)",
+    )
 
 
 def test_instruction_counts_take_whole_rounds_of_messages() -> None:
     done = _harness("--messages", "1000", module="bench.instructions")
 
-    assert done.returncode == 2 and "a positive multiple of 700" in done.stderr
+    assert done.returncode == 2 and "--messages must be a multiple of 700" in done.stderr
