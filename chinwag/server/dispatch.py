@@ -50,7 +50,7 @@ class Dispatcher:
         domain: JID,
         hooks: Hooks,
         router: Router,
-        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        spawn: Callable[[Coroutine[Any, Any, None]], object],
     ) -> None:
         self.domain = domain
         self._domain_name = domain.domain

@@ -14,7 +14,8 @@ from chinwag.xmpp.jid import JID
 class Connection(Protocol):
     """What a session needs from whatever carries its stream (TCP, TLS, WebSocket)."""
 
-    transport_kind: str
+    @property
+    def transport_kind(self) -> str: ...
 
     def write(self, data: bytes) -> None:
         """Queue bytes; they reach the peer by the end of the current event-loop turn."""

@@ -23,7 +23,7 @@ from chinwag.server.rosters import RosterCache
 from chinwag.server.routing import Router
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.services import Services
-from chinwag.server.session import Session
+from chinwag.server.session import Connection, Session
 from chinwag.store.oauth import OAUTH_APP_SUSPENDED, OAUTH_REVOKED
 from chinwag.xmpp.errors import StreamCondition, StreamError
 from chinwag.xmpp.ids import random_hex
@@ -151,7 +151,9 @@ class XMPPServer:
     def _end_streams(
         sessions: Sequence[Session], unbound: Sequence[C2SConnection], reason: str
     ) -> None:
-        for stream in [*(session.connection for session in sessions), *unbound]:
+        streams: list[Connection | C2SConnection] = [s.connection for s in sessions]
+        streams.extend(unbound)
+        for stream in streams:
             stream.close_stream(StreamError(StreamCondition.NOT_AUTHORIZED, reason))
 
     def new_resource(self) -> str:

@@ -83,6 +83,8 @@ class JID:
     resource: str | None
     text: str
     """The canonical string form, as ``str()`` gives it."""
+    _hash: int
+    _bare: JID | None
 
     def __init__(self, local: str | None, domain: str, resource: str | None = None) -> None:
         object.__setattr__(self, "local", local)
@@ -153,14 +155,14 @@ def _parse(text: str) -> JID:
     if len(text.encode()) > 3071:
         raise InvalidJID("JID longer than 3071 bytes")
     rest, slash, resource = text.partition("/")
-    local, at, domain = rest.partition("@")
+    localpart, at, domain = rest.partition("@")
     if not at:
-        local, domain = None, rest
-    elif not local:
+        domain = rest
+    elif not localpart:
         raise InvalidJID(f"{text!r} has an empty localpart")
     if slash and not resource:
         raise InvalidJID(f"{text!r} has an empty resourcepart")
-    return JID.make(local, domain, resource if slash else None)
+    return JID.make(localpart if at else None, domain, resource if slash else None)
 
 
 _parse_cached = lru_cache(maxsize=65536)(_parse)
