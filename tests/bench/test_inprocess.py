@@ -1,6 +1,6 @@
 """``python -m bench.inprocess`` routes every message it feeds, or signs every user in,
-and reports a figure; ``python -m bench.instructions`` counts what a routed message
-costs under valgrind.
+and reports a figure; ``python -m bench.instructions`` counts what a routed message and
+a sign-in cost under valgrind.
 
 Each runs as a subprocess (its own event loop and provisioning); timings and counts are
 never asserted, only that the run completed and said what it measured.
