@@ -68,12 +68,8 @@ class Messages:
         if message_type == "error":
             return True
         resources = self.router.resources(routed.to)
-        candidates: Sequence[Session]
         if message_type == "headline":
             candidates = [s for s in resources if s.available and s.priority >= 0]
-        elif len(resources) == 1:  # the usual case, without a call
-            only = resources[0]
-            candidates = resources if only.available and only.priority >= 0 else ()
         else:
             candidates = highest_priority(resources)
         for session in candidates:
@@ -85,6 +81,9 @@ class Messages:
 
 def highest_priority(sessions: Sequence[Session]) -> list[Session]:
     """The available sessions with the highest non-negative priority (RFC 6121 8.5.2.1.1)."""
+    if len(sessions) == 1:  # the usual case: an account signed in once
+        only = sessions[0]
+        return [only] if only.available and only.priority >= 0 else []
     chosen: list[Session] = []
     top = 0
     for session in sessions:

@@ -91,9 +91,7 @@ class Session:
 
     def deliver(self, stanza: Element, *, ahead: bool = False) -> None:
         """Send ``stanza`` to the client; while output is held, only if ``ahead``."""
-        wire = stanza.wire  # what Element.encoded gives, without its call on the hot path
-        if wire is None:
-            wire = stanza.serialize(self.parent_ns).encode()
+        wire = stanza.encoded(self.parent_ns)
         if self._held is not None and not ahead:
             self._held.append(wire)
         else:

@@ -99,13 +99,13 @@ _WIRE_HEADS = 8
 more: the peer chooses them)."""
 
 
-def _tag_bytes(tag: str) -> _TagBytes:
-    found = _tag_bytes_cache.get(tag)
-    if found is None:
-        name = tag.encode()
-        found = _TagBytes(name, b"<" + name, b"</%s>" % name)
-        if len(_tag_bytes_cache) < _CACHED_NAMES and len(tag) <= _CACHED_NAME_LENGTH:
-            _tag_bytes_cache[tag] = found
+def _new_tag_bytes(tag: str) -> _TagBytes:
+    """The bytes of a tag not in ``_tag_bytes_cache`` (look there first), kept there when
+    there is room."""
+    name = tag.encode()
+    found = _TagBytes(name, b"<" + name, b"</%s>" % name)
+    if len(_tag_bytes_cache) < _CACHED_NAMES and len(tag) <= _CACHED_NAME_LENGTH:
+        _tag_bytes_cache[tag] = found
     return found
 
 
@@ -324,12 +324,9 @@ class XMLStreamParser:
         end: its end tag, or just past an empty-element tag), if they stand on their own
         outside this stream. Moves the boundary past them."""
         start = self._element_start
-        if start >= self._chunk_base:  # the usual case, without the calls
-            buffer, base = self._chunk, self._chunk_base
-        else:
-            buffer, base = self._bytes_from(start)
+        buffer, base = self._bytes_from(start)
         at, first = end - base, start - base
-        tag = _tag_bytes_cache.get(element.tag) or _tag_bytes(element.tag)
+        tag = _tag_bytes_cache.get(element.tag) or _new_tag_bytes(element.tag)
         if element.children and buffer.startswith(tag.end, at):  # so is the start tag
             stop, unprefixed = at + len(tag.end), True
         else:  # empty, or an end tag with a prefix or spaces
