@@ -197,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="sign-ins: accept every password without deriving its key (for counting)",
     )
     args = parser.parse_args(argv)
+    if args.without_pbkdf2 and not args.sign_ins:
+        parser.error("--without-pbkdf2 goes with --sign-ins")
     if args.reads < READS_PER_TURN or args.rounds < 1 or args.sign_ins < 0:
         parser.error(
             f"--reads must be at least {READS_PER_TURN}, --rounds at least 1 and --sign-ins "

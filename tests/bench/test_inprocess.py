@@ -68,6 +68,12 @@ def test_sign_ins_without_the_key_derivation_still_sign_every_user_in() -> None:
     _assert_reports(done, r"20 sign-ins, at most 100 at a time: \d+ µs of the event loop's .*")
 
 
+def test_skipping_the_key_derivation_is_only_for_sign_ins() -> None:
+    done = _harness("--without-pbkdf2")
+
+    assert done.returncode == 2 and "--without-pbkdf2 goes with --sign-ins" in done.stderr
+
+
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_instructions_per_routed_message_and_per_sign_in_are_counted() -> None:
     done = _harness("--messages", "700", "--sign-ins", "20", module="bench.instructions")
