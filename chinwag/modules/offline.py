@@ -8,9 +8,11 @@ so they arrive in the order they were sent.
 
 Stores are group-committed (:class:`GroupCommit`): messages that arrive in the same
 event-loop turn, or while a transaction is in flight, share the next transaction,
-and each sender is held until the one holding its message has committed. A message
-still being stored when its recipient sends initial presence may commit after that
-presence's delivery read the storage; it is delivered once it has committed.
+and each sender is held until the one holding its message has committed. A batch
+that fails is stored again one message at a time, so only a message that cannot be
+stored on its own is bounced. A message still being stored when its recipient sends
+initial presence may commit after that presence's delivery read the storage; it is
+delivered once it has committed.
 """
 
 from __future__ import annotations
@@ -94,15 +96,30 @@ class GroupCommit:
             self._running = False
 
     async def _commit(self, batch: list[tuple[NewOfflineMessage, Outcome]]) -> None:
+        messages = [message for message, _ in batch]
         results: Sequence[StoreResult | None]
         try:
-            results = await self._store.store_many([message for message, _ in batch], self._quota)
+            results = await self._store.store_many(messages, self._quota)
         except Exception:
             log.exception("storing a batch of %d offline messages failed", len(batch))
-            results = [None] * len(batch)
+            # One message's fault, or a passing one (a deadlock, a dropped connection),
+            # must not bounce the others: each gets a transaction of its own, as it would
+            # have had without group commit.
+            if len(batch) == 1:
+                results = [None]
+            else:
+                results = [await self._store_alone(message) for message in messages]
         for (_, outcome), result in zip(batch, results, strict=True):
             if not outcome.done():  # cancelled if its waiter was
                 outcome.set_result(result)
+
+    async def _store_alone(self, message: NewOfflineMessage) -> StoreResult | None:
+        try:
+            (result,) = await self._store.store_many([message], self._quota)
+        except Exception:
+            log.exception("storing an offline message for %s failed", message.username)
+            return None
+        return result
 
 
 class Offline:

@@ -20,10 +20,12 @@ def new(text: str) -> NewOfflineMessage:
 
 
 class Repository:
-    """Records each batch; refuses stanzas starting with 'refuse', fails those with 'fail'."""
+    """Records each batch; refuses stanzas starting with 'refuse', fails those with 'fail',
+    and fails the next ``failures_left`` calls whatever they hold."""
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
+        self.failures_left = 0
         self.gate = asyncio.Event()
         self.gate.set()
 
@@ -33,6 +35,9 @@ class Repository:
         assert quota == QUOTA
         self.batches.append([message.stanza for message in messages])
         await self.gate.wait()
+        if self.failures_left:
+            self.failures_left -= 1
+            raise RuntimeError("deadlock detected")
         if any(message.stanza.startswith("fail") for message in messages):
             raise RuntimeError("the database went away")
         return [
@@ -106,12 +111,39 @@ async def test_messages_arriving_during_a_transaction_make_the_next_batch(
     assert repository.batches == [["first"], ["second", "third"]]
 
 
-async def test_a_failed_batch_answers_none_for_each_message_and_the_next_batch_goes_on(
+async def test_a_failed_batch_is_stored_again_one_message_at_a_time(
     commits: GroupCommit, repository: Repository, caplog: pytest.LogCaptureFixture
 ) -> None:
-    failed = [commits.submit(new(text)) for text in ("fail", "innocent")]
+    outcomes = [commits.submit(new(text)) for text in ("innocent", "fail", "refuse-c", "d")]
 
-    assert await asyncio.gather(*failed) == [None, None]
-    assert "storing a batch of 2 offline messages failed" in caplog.text
+    results = await asyncio.gather(*outcomes)
+
+    assert results == [StoreResult.STORED, None, StoreResult.QUOTA_EXCEEDED, StoreResult.STORED]
+    assert repository.batches == [
+        ["innocent", "fail", "refuse-c", "d"],
+        ["innocent"],
+        ["fail"],
+        ["refuse-c"],
+        ["d"],
+    ]
+    assert "storing a batch of 4 offline messages failed" in caplog.text
+    assert "storing an offline message for bob failed" in caplog.text
+
+
+async def test_a_batch_that_failed_in_passing_stores_every_message(
+    commits: GroupCommit, repository: Repository
+) -> None:
+    repository.failures_left = 1  # say, a deadlock with another process
+    outcomes = [commits.submit(new(text)) for text in ("a", "b")]
+
+    assert await asyncio.gather(*outcomes) == [StoreResult.STORED, StoreResult.STORED]
+    assert repository.batches == [["a", "b"], ["a"], ["b"]]
+
+
+async def test_a_lone_message_that_fails_is_not_tried_again_and_the_next_batch_goes_on(
+    commits: GroupCommit, repository: Repository
+) -> None:
+    assert await commits.submit(new("fail")) is None
+    assert repository.batches == [["fail"]]
 
     assert await commits.submit(new("after")) is StoreResult.STORED
