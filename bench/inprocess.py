@@ -62,6 +62,7 @@ class StandInTransport:
 
     kind = "tcp"
     secure = False
+    peer_address = "127.0.0.1"
 
     def __init__(self) -> None:
         self.elements = 0

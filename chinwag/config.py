@@ -89,6 +89,10 @@ class LimitsSettings(_Section):
     """An unauthenticated stream idle this long gets <connection-timeout/>."""
     max_auth_failures: int = Field(default=3, ge=1)
     """SASL failures allowed on one stream before it is closed."""
+    max_auth_failures_per_address: int = Field(default=20, ge=0)
+    """Failed sign-ins from one client address (an IPv6 /64) before it is refused (0: no limit)."""
+    auth_failure_ban_seconds: float = Field(default=3600.0, gt=0)
+    """How long failures are remembered, and an address refused, after its last failure."""
     keepalive_seconds: float = Field(default=300.0, ge=0)
     """Send a whitespace keepalive on a bound stream silent this long (0: never)."""
 

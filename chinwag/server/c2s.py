@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chinwag.server.auth import Challenge, Grant, Outcome, SaslDriver
+from chinwag.server.auth_failures import refusal
 from chinwag.server.session import Session
 from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
 from chinwag.xmpp.events import (
@@ -47,6 +48,8 @@ class Transport(Protocol):
     kind: str
     """"tcp", "starttls" or "tls"; "websocket" makes the stream use RFC 7395 framing."""
     secure: bool
+    peer_address: str | None
+    """The client's IP address, where the transport knows it."""
 
     def writelines(self, items: list[bytes]) -> int:
         """Send ``items``, each one whole element, in order; keep no reference to the list.
@@ -287,6 +290,10 @@ class C2SConnection:
             self.data_received(b"".join(early))
 
     async def _authenticate(self, event: AuthRequested) -> None:
+        refused_for = self.server.auth_failures.refused_for(self.transport.peer_address)
+        if refused_for is not None:
+            self.close_stream(StreamError(StreamCondition.POLICY_VIOLATION, refusal(refused_for)))
+            return
         factory = self.server.sasl_drivers.get(event.mechanism)
         if factory is None:  # offered by the stream config, so only a misconfiguration gets here
             self._handle(self.stream.sasl_failure(SaslCondition.INVALID_MECHANISM))
@@ -305,6 +312,8 @@ class C2SConnection:
             outcome = await pending
         except SaslFailure as failure:
             self._sasl = None
+            if failure.condition is SaslCondition.NOT_AUTHORIZED:
+                self.server.auth_failures.failed(self.transport.peer_address)
             self._handle(self.stream.sasl_failure(failure.condition, failure.text))
             return
         if isinstance(outcome, Challenge):

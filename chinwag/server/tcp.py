@@ -43,12 +43,15 @@ class C2SProtocol(asyncio.Protocol):
         self._ssl_context = ssl_context
         self.secure = direct_tls
         self.kind = "tls" if direct_tls else "tcp"
+        self.peer_address: str | None = None
         self._transport: asyncio.Transport | None = None
         self._connection: C2SConnection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer_address = peer[0] if isinstance(peer, tuple) else None
         self._connection = C2SConnection(self._server, self)
 
     def data_received(self, data: bytes) -> None:

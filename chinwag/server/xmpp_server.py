@@ -14,6 +14,7 @@ from chinwag.network.events import ACCOUNT_DELETED, NetworkEvent
 from chinwag.server import tcp
 from chinwag.server.api import ModuleAPI
 from chinwag.server.auth import DriverFactory, Grant, sasl_drivers
+from chinwag.server.auth_failures import AuthFailureLimiter
 from chinwag.server.c2s import C2SConnection, OutputBatch
 from chinwag.server.dispatch import Dispatcher
 from chinwag.server.events import EventPump
@@ -64,6 +65,9 @@ class XMPPServer:
         self.authenticator = services.authenticator
         self.rosters = RosterCache(services.contacts)
         self.sasl_drivers: dict[str, DriverFactory] = sasl_drivers()
+        self.auth_failures = AuthFailureLimiter(
+            settings.limits.max_auth_failures_per_address, settings.limits.auth_failure_ban_seconds
+        )
         self.hooks = Hooks()
         self.router: Router = router or LocalRouter()
         self.dispatcher = Dispatcher(self.domain_jid, self.hooks, self.router, self.spawn)

@@ -65,6 +65,8 @@ class WebSocketTransport:
 
     def __init__(self, websocket: WebSocket, *, secure: bool) -> None:
         self.secure = secure
+        # Behind a proxy uvicorn trusts, the address its X-Forwarded-For names.
+        self.peer_address = websocket.client.host if websocket.client else None
         self.closing = False
         self.readable = asyncio.Event()
         self.readable.set()

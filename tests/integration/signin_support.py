@@ -239,8 +239,8 @@ class RawSasl:
         self.raw = raw
 
     @classmethod
-    async def open(cls, server: ServerHandle) -> RawSasl:
-        raw = await RawStream.open(server.host, server.port)
+    async def open(cls, server: ServerHandle, *, source: str | None = None) -> RawSasl:
+        raw = await RawStream.open(server.host, server.port, source=source)
         await raw.send(stream_header(server.domain))
         await raw.read_until(b"</stream:features>")
         await raw.start_tls()

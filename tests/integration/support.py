@@ -235,8 +235,12 @@ class RawStream:
         self.received = b""
 
     @classmethod
-    async def open(cls, host: str, port: int) -> RawStream:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), TIMEOUT)
+    async def open(cls, host: str, port: int, *, source: str | None = None) -> RawStream:
+        """Connect from ``source`` (another loopback address, say) when given."""
+        local_addr = None if source is None else (source, 0)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, local_addr=local_addr), TIMEOUT
+        )
         return cls(reader, writer)
 
     async def send(self, data: bytes) -> None:

@@ -42,6 +42,7 @@ from .support import (
     AssertServing,
     Connect,
     ServerHandle,
+    SignInFailed,
     StartServer,
 )
 
@@ -292,6 +293,28 @@ async def test_wrong_password_is_a_sasl_failure(
     failure = await stream.recv()
     assert failure.tag == q("failure", NS_SASL)
     assert failure.find(q("not-authorized", NS_SASL)) is not None
+
+
+async def test_failed_sign_ins_over_websocket_count_against_the_clients_address(
+    start_server: StartServer, ws_streams: WSStreams, connect: Connect
+) -> None:
+    server = await start_server(limits={"max_auth_failures_per_address": 2})
+    wrong = b64(b"\0alice\0wrong")
+    for _ in range(2):
+        stream = await ws_streams(server)
+        await stream.open()
+        await stream.send(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{wrong}</auth>")
+        failure = await stream.recv()
+        assert failure.find(q("not-authorized", NS_SASL)) is not None
+        await stream.close()
+
+    stream = await ws_streams(server)
+    await stream.open()
+    right = b64(b"\0alice\0alice-secret")
+    await stream.send(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{right}</auth>")
+    assert await stream.stream_error() == "policy-violation"
+    with pytest.raises(SignInFailed):  # the same address over TCP: refused as well
+        await connect(server, "alice", sasl_mech="PLAIN")
 
 
 async def test_close_from_the_server_a_new_session_replaces_the_old(

@@ -1,0 +1,85 @@
+"""Failed sign-ins counted per client address (``limits.max_auth_failures_per_address``):
+a guesser that reconnects is refused, even with the right password, while other
+addresses sign in as usual."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+
+from .conftest import NewClient, StartServer
+from .signin_support import RawSasl, condition, refusal, session_end
+from .support import TIMEOUT, ServerHandle, SignInFailed, sign_in
+
+OTHER_ADDRESS = "127.0.0.2"
+"""Another loopback address (Linux answers all of 127/8 on the loopback)."""
+
+
+def limited(*, failures: int = 2, ban_seconds: float = 60.0) -> dict[str, object]:
+    return {
+        "limits": {
+            "max_auth_failures_per_address": failures,
+            "auth_failure_ban_seconds": ban_seconds,
+        }
+    }
+
+
+async def guess(new_client: NewClient, server: ServerHandle, times: int) -> None:
+    """Sign in as alice with wrong passwords, one stream each, as a guesser would."""
+    for attempt in range(times):
+        client = new_client(server, "alice", password=f"guess-{attempt}", sasl_mech="PLAIN")
+        assert await refusal(client, server) == "not-authorized"
+
+
+def plain(user: str, password: str) -> str:
+    return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+
+
+async def test_an_address_with_too_many_failures_is_refused_even_with_the_right_password(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    server = await start_server(**limited(failures=2))
+    await guess(new_client, server, 2)
+
+    client = new_client(server, "alice", sasl_mech="PLAIN")
+    ended = session_end(client)
+    with pytest.raises(SignInFailed):
+        await sign_in(client, server.host, server.port)
+
+    end = await asyncio.wait_for(ended, TIMEOUT)
+    assert end.condition == "policy-violation"
+    assert "too many failed sign-ins from this address; try again in 1 minute" in end.text
+
+
+async def test_below_the_limit_the_right_password_still_signs_in(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    server = await start_server(**limited(failures=2))
+    await guess(new_client, server, 1)
+
+    await sign_in(new_client(server, "alice", sasl_mech="PLAIN"), server.host, server.port)
+
+
+async def test_other_addresses_are_not_refused(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    server = await start_server(**limited(failures=2))
+    await guess(new_client, server, 2)
+
+    other = await RawSasl.open(server, source=OTHER_ADDRESS)
+    try:
+        assert condition(await other.auth("PLAIN", plain("alice", "alice-secret"))) == "success"
+    finally:
+        await other.close()
+
+
+async def test_failures_are_forgotten_once_the_ban_has_run_out(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    server = await start_server(**limited(failures=2, ban_seconds=1.0))
+    await guess(new_client, server, 2)
+    await asyncio.sleep(1.2)
+
+    await sign_in(new_client(server, "alice", sasl_mech="PLAIN"), server.host, server.port)
