@@ -94,6 +94,7 @@ def _web_app(
         presence=_live_presence(xmpp),
         xmpp=xmpp,
         sessions=xmpp.router.all_sessions,
+        auth_failures=xmpp.auth_failures,
     )
 
 

@@ -1,7 +1,7 @@
 """Failed sign-ins counted per client address, and the addresses refused for a while
 after too many, as ejabberd's mod_fail2ban does: a password guesser that reconnects
 after each stream's few attempts (``limits.max_auth_failures``) still runs out of
-guesses.
+guesses. The web sign-in form shares the count.
 
 An address is refused once it has ``limit`` failures, each less than ``ban_seconds``
 after the one before, until ``ban_seconds`` after the last. IPv6 clients are counted
@@ -15,6 +15,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from chinwag.config import LimitsSettings
 
 MAX_TRACKED_ADDRESSES = 100_000
 """Addresses remembered at once; past this the oldest record is forgotten first."""
@@ -43,6 +45,10 @@ class AuthFailureLimiter:
         self._clock = clock
         self._max_tracked = max_tracked
         self._records: dict[str, _Record] = {}
+
+    @classmethod
+    def from_settings(cls, limits: LimitsSettings) -> AuthFailureLimiter:
+        return cls(limits.max_auth_failures_per_address, limits.auth_failure_ban_seconds)
 
     def failed(self, address: str | None) -> None:
         """Count one failed authentication from ``address`` (None: unknown, not counted)."""

@@ -65,9 +65,7 @@ class XMPPServer:
         self.authenticator = services.authenticator
         self.rosters = RosterCache(services.contacts)
         self.sasl_drivers: dict[str, DriverFactory] = sasl_drivers()
-        self.auth_failures = AuthFailureLimiter(
-            settings.limits.max_auth_failures_per_address, settings.limits.auth_failure_ban_seconds
-        )
+        self.auth_failures = AuthFailureLimiter.from_settings(settings.limits)
         self.hooks = Hooks()
         self.router: Router = router or LocalRouter()
         self.dispatcher = Dispatcher(self.domain_jid, self.hooks, self.router, self.spawn)

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from chinwag.network.accounts import normalize_username
 from chinwag.oauth.service import AppSuspended, InvalidRequest, NoSuchApp
+from chinwag.server.auth_failures import refusal
 from chinwag.web.pages import (
     checked_form,
     form_text,
@@ -39,7 +40,13 @@ async def signin(request: Request) -> Response:
     form = await checked_form(request)
     name, password = form_text(form, "username"), form_text(form, "password")
     target = local_path(form_text(form, "next"), APPS_PATH)
+    address = request.client.host if request.client else None
+    failures = services(request).auth_failures
+    if (refused_for := failures.refused_for(address)) is not None:
+        error = refusal(refused_for).capitalize() + "."
+        return render(request, "signin.html", 429, next=target, username=name, error=error)
     if not await services(request).accounts.verify_password(name, password):
+        failures.failed(address)
         return render(
             request, "signin.html", next=target, username=name, error="Wrong username or password."
         )

@@ -17,6 +17,7 @@ from chinwag.network.accounts import AccountService
 from chinwag.network.contacts import ContactService
 from chinwag.network.profiles import ProfileService
 from chinwag.oauth.service import OAuthService
+from chinwag.server.auth_failures import AuthFailureLimiter
 from chinwag.web import (
     account_routes,
     admin_routes,
@@ -49,6 +50,7 @@ def build_web_app(
     presence: PresenceSource = nobody_online,
     xmpp: XMPPServer | None = None,
     sessions: admin_routes.SessionSource = admin_routes.no_sessions,
+    auth_failures: AuthFailureLimiter | None = None,
 ) -> Starlette:
     """The ASGI application for chinwag's HTTP listener.
 
@@ -56,8 +58,11 @@ def build_web_app(
     origin of their own, so that the XMPP server applies them); ``presence`` tells
     it who is online. ``xmpp`` serves XMPP over WebSocket (RFC 7395) at /xmpp-websocket.
     ``sessions`` lists the live sessions for the operator (``GET /admin/sessions``).
+    ``auth_failures`` counts the sign-in form's failures (a new count when not given).
     """
-    services = Services(settings, accounts, oauth, contacts, profiles, presence)
+    if auth_failures is None:
+        auth_failures = AuthFailureLimiter.from_settings(settings.limits)
+    services = Services(settings, accounts, oauth, auth_failures, contacts, profiles, presence)
     admin_token = ensure_admin_token(settings.data_path)
     app = Starlette(
         routes=[

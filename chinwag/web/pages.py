@@ -27,6 +27,7 @@ from chinwag.network.contacts import ContactService
 from chinwag.network.profiles import ProfileService
 from chinwag.oauth.scopes import describe
 from chinwag.oauth.service import OAuthService
+from chinwag.server.auth_failures import AuthFailureLimiter
 from chinwag.web.presence import PresenceSource, nobody_online
 
 _TEMPLATES = Jinja2Templates(
@@ -53,6 +54,8 @@ class Services:
     settings: Settings
     accounts: AccountService
     oauth: OAuthService
+    auth_failures: AuthFailureLimiter
+    """Failed sign-ins per client address, shared with the XMPP server where there is one."""
     contacts: ContactService | None = None
     """None in a web application without the network services (the REST API then says 503)."""
     profiles: ProfileService | None = None

@@ -8,9 +8,10 @@ import asyncio
 import base64
 
 import pytest
+from oauth.support import form_to, submit
 
 from .conftest import NewClient, StartServer
-from .signin_support import RawSasl, condition, refusal, session_end
+from .signin_support import RawSasl, browser, condition, refusal, session_end
 from .support import TIMEOUT, ServerHandle, SignInFailed, sign_in
 
 OTHER_ADDRESS = "127.0.0.2"
@@ -33,6 +34,17 @@ async def guess(new_client: NewClient, server: ServerHandle, times: int) -> None
         assert await refusal(client, server) == "not-authorized"
 
 
+async def refused_at_sign_in(new_client: NewClient, server: ServerHandle) -> str:
+    """Sign in as alice with the right password, expecting a stream error; its text."""
+    client = new_client(server, "alice", sasl_mech="PLAIN")
+    ended = session_end(client)
+    with pytest.raises(SignInFailed):
+        await sign_in(client, server.host, server.port)
+    end = await asyncio.wait_for(ended, TIMEOUT)
+    assert end.condition == "policy-violation", end
+    return end.text
+
+
 def plain(user: str, password: str) -> str:
     return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
 
@@ -43,14 +55,26 @@ async def test_an_address_with_too_many_failures_is_refused_even_with_the_right_
     server = await start_server(**limited(failures=2))
     await guess(new_client, server, 2)
 
-    client = new_client(server, "alice", sasl_mech="PLAIN")
-    ended = session_end(client)
-    with pytest.raises(SignInFailed):
-        await sign_in(client, server.host, server.port)
+    text = await refused_at_sign_in(new_client, server)
 
-    end = await asyncio.wait_for(ended, TIMEOUT)
-    assert end.condition == "policy-violation"
-    assert "too many failed sign-ins from this address; try again in 1 minute" in end.text
+    assert text == "too many failed sign-ins from this address; try again in 1 minute"
+
+
+async def test_the_web_sign_in_form_and_xmpp_share_the_count(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    server = await start_server(**limited(failures=2))
+    async with browser(server) as web:
+        page = await web.get("/account/signin")
+        wrong = await submit(web, form_to(page, "/account/signin"), username="alice", password="x")
+        assert wrong.status_code == 200  # the form again, saying the password was wrong
+    await guess(new_client, server, 1)
+
+    async with browser(server) as web:
+        page = await web.get("/account/signin")
+        right = {"username": "alice", "password": server.users["alice"]}
+        assert (await submit(web, form_to(page, "/account/signin"), **right)).status_code == 429
+    await refused_at_sign_in(new_client, server)
 
 
 async def test_below_the_limit_the_right_password_still_signs_in(

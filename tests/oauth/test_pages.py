@@ -40,6 +40,24 @@ async def test_wrong_password_shows_the_form_again(browser):
     assert (await browser.get("/account/apps")).status_code == 303
 
 
+async def test_too_many_wrong_passwords_from_one_address_refuse_even_the_right_one(
+    platform, browser
+):
+    for _ in range(platform.settings.limits.max_auth_failures_per_address):
+        page = await browser.get("/account/signin")
+        await submit(browser, form_to(page, "/account/signin"), username=ALICE, password="nope")
+
+    page = await browser.get("/account/signin")
+    refused = await submit(
+        browser, form_to(page, "/account/signin"), username=ALICE, password=ALICE_PASSWORD
+    )
+
+    assert refused.status_code == 429
+    assert "Too many failed sign-ins from this address; try again in 60 minutes." in refused.text
+    apps = await browser.get("/account/apps")
+    assert apps.status_code == 303 and apps.headers["location"].startswith("/account/signin")
+
+
 async def test_sign_in_never_redirects_off_the_site(browser):
     page = await browser.get("/account/signin?next=//evil.example/")
 
