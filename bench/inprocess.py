@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 from bench.loadgen import AUTH, BIND, CHAT, DOMAIN, PASSWORD, STREAM_HEADER, user_name
 from bench.servers import Chinwag, make_certificate
 from chinwag.app import running
-from chinwag.config import load_settings
+from chinwag.config import Settings, load_settings
 from chinwag.network import accounts
 from chinwag.network.accounts import StoredScram
 from chinwag.server.c2s import C2SConnection
@@ -133,10 +133,22 @@ def message_reads(reads: int, to: str) -> list[bytes]:
     ]
 
 
+def _settings(config: Path) -> Settings:
+    """The benchmark server's settings, listening where the kernel chooses: the streams
+    here are fed directly, and a port chosen in advance may be taken meanwhile (by the
+    run that ``bench.instructions`` starts beside this one, say)."""
+    settings = load_settings(config)
+    return settings.model_copy(
+        update={
+            "c2s": settings.c2s.model_copy(update={"port": 0, "direct_tls_port": 0}),
+            "http": settings.http.model_copy(update={"port": 0}),
+        }
+    )
+
+
 async def measure(config: Path, reads: int, rounds: int) -> list[float]:
     """Microseconds per routed message, one figure per round."""
-    settings = load_settings(config)
-    async with running(settings) as app:
+    async with running(_settings(config)) as app:
         sender, _ = await sign_in(app.xmpp, user_name(0))
         _, recipient = await sign_in(app.xmpp, user_name(1))
         await asyncio.sleep(0.05)  # presence and roster pushes settle
@@ -160,8 +172,7 @@ async def measure(config: Path, reads: int, rounds: int) -> list[float]:
 
 async def measure_sign_ins(config: Path, count: int) -> tuple[float, float]:
     """Microseconds of the event loop's CPU and of wall time per sign-in."""
-    settings = load_settings(config)
-    async with running(settings) as app:
+    async with running(_settings(config)) as app:
         gate = asyncio.Semaphore(SIGN_INS_IN_FLIGHT)
 
         async def one(index: int) -> None:
