@@ -107,8 +107,13 @@ def _token_refused() -> SaslFailure:
     return SaslFailure(SaslCondition.NOT_AUTHORIZED, "the access token is not valid for sign-in")
 
 
+class PasswordRefused(SaslFailure):
+    """A wrong username or password: what guessing looks like. A refused token is not
+    one, being no more guessable than a key, and is not counted per address."""
+
+
 def _refused() -> SaslFailure:
-    return SaslFailure(SaslCondition.NOT_AUTHORIZED, "wrong username or password")
+    return PasswordRefused(SaslCondition.NOT_AUTHORIZED, "wrong username or password")
 
 
 class _ClientFirstDriver:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chinwag.server.auth import Challenge, Grant, Outcome, SaslDriver
+from chinwag.server.auth import Challenge, Grant, Outcome, PasswordRefused, SaslDriver
 from chinwag.server.auth_failures import refusal
 from chinwag.server.session import Session
 from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
@@ -312,7 +312,7 @@ class C2SConnection:
             outcome = await pending
         except SaslFailure as failure:
             self._sasl = None
-            if failure.condition is SaslCondition.NOT_AUTHORIZED:
+            if isinstance(failure, PasswordRefused):
                 self.server.auth_failures.failed(self.transport.peer_address)
             self._handle(self.stream.sasl_failure(failure.condition, failure.text))
             return

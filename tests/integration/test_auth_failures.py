@@ -11,7 +11,14 @@ import pytest
 from oauth.support import form_to, submit
 
 from .conftest import NewClient, StartServer
-from .signin_support import RawSasl, browser, condition, refusal, session_end
+from .signin_support import (
+    RawSasl,
+    browser,
+    condition,
+    refusal,
+    session_end,
+    token_client,
+)
 from .support import TIMEOUT, ServerHandle, SignInFailed, sign_in
 
 OTHER_ADDRESS = "127.0.0.2"
@@ -82,6 +89,17 @@ async def test_below_the_limit_the_right_password_still_signs_in(
 ) -> None:
     server = await start_server(**limited(failures=2))
     await guess(new_client, server, 1)
+
+    await sign_in(new_client(server, "alice", sasl_mech="PLAIN"), server.host, server.port)
+
+
+async def test_refused_tokens_do_not_count(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    server = await start_server(**limited(failures=2))
+    for _ in range(3):  # an app retrying an expired token is no password guesser
+        stale = token_client(new_client, server, "expired-token", "X-MESSENGER-OAUTH2")
+        assert await refusal(stale, server) == "not-authorized"
 
     await sign_in(new_client(server, "alice", sasl_mech="PLAIN"), server.host, server.port)
 
