@@ -3,18 +3,23 @@
 // 1. A public OAuth client with PKCE (RFC 7636, S256 by WebCrypto) and a state:
 //    the page sends you to chinwag's /oauth/authorize, and chinwag sends you
 //    back here with a code, which the page exchanges at /oauth/token (same
-//    origin: no CORS). The verifier, state and token live in sessionStorage,
-//    the client ID in localStorage.
+//    origin: no CORS). It asks for wl.offline_access too, so it also gets a
+//    refresh token: when the access token has expired, or chinwag refuses it,
+//    the page trades the refresh token for a new pair (RFC 6749 section 6)
+//    instead of sending you to sign in again. Signing out revokes them
+//    (RFC 7009). The verifier, state and tokens live in sessionStorage, the
+//    client ID in localStorage.
 // 2. xmpp.js (@xmpp/client, its prebuilt browser bundle: the global XMPP)
 //    connects to /xmpp-websocket (RFC 7395) and signs in with SASL OAUTHBEARER
 //    (RFC 7628), taught to it below; then the roster, presence and chat.
 "use strict";
 
-const SCOPE = "wl.messenger";
+const SCOPE = "wl.messenger wl.offline_access";
 const REDIRECT_URI = location.origin + location.pathname;
 const CLIENT_ID_KEY = "chinwag-example:client-id";
 const PENDING_KEY = "chinwag-example:pending"; // {state, verifier} of the request under way
-const TOKEN_KEY = "chinwag-example:access-token";
+const TOKENS_KEY = "chinwag-example:tokens"; // {accessToken, refreshToken, expiresAt}
+const EXPIRY_MARGIN_MS = 30_000; // an access token this close to its end is refreshed first
 const STATUS_LABELS = { online: "online", chat: "online", away: "away", xa: "away", dnd: "busy" };
 
 const $ = (id) => document.getElementById(id);
@@ -51,7 +56,62 @@ async function startSignIn(clientId) {
   location.assign(`/oauth/authorize?${query}`);
 }
 
-// The answer of the authorization server in this page's query, if any: the token.
+// The token endpoint said no (RFC 6749 section 5.2), as opposed to being out of reach.
+class TokenError extends Error {}
+
+// Asks the token endpoint for tokens, and keeps them.
+async function requestTokens(params) {
+  const response = await fetch("/oauth/token", {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams(params),
+  });
+  const answer = await response.json();
+  if (!response.ok) {
+    const description = answer.error_description || "";
+    throw new TokenError(`The token endpoint said ${answer.error}: ${description}`);
+  }
+  const tokens = {
+    accessToken: answer.access_token,
+    // chinwag rotates refresh tokens: a new one replaces the old, now used up. A server
+    // that does not rotate sends none, and the old one stays good.
+    refreshToken: answer.refresh_token ?? params.refresh_token,
+    expiresAt: Date.now() + answer.expires_in * 1000,
+  };
+  sessionStorage.setItem(TOKENS_KEY, JSON.stringify(tokens));
+  return tokens;
+}
+
+function storedTokens() {
+  return JSON.parse(sessionStorage.getItem(TOKENS_KEY) || "null");
+}
+
+// An access token to sign in with: the stored one while it lives (unless chinwag has
+// just refused it), else a new one for the refresh token. Null if there is none to be had.
+async function liveAccessToken(clientId, refused = false) {
+  const tokens = storedTokens();
+  if (tokens && !refused && Date.now() < tokens.expiresAt - EXPIRY_MARGIN_MS) {
+    return tokens.accessToken;
+  }
+  if (tokens?.refreshToken) {
+    try {
+      const refreshed = await requestTokens({
+        grant_type: "refresh_token",
+        refresh_token: tokens.refreshToken,
+        client_id: clientId,
+      });
+      return refreshed.accessToken;
+    } catch (error) {
+      if (!(error instanceof TokenError)) throw error; // chinwag out of reach: keep the tokens
+    }
+  }
+  // No refresh token, or chinwag refused it (invalid_grant: expired, revoked or used
+  // already): only signing in again helps.
+  sessionStorage.removeItem(TOKENS_KEY);
+  return null;
+}
+
+// The answer of the authorization server in this page's query: exchange its code for tokens.
 async function finishSignIn(clientId, params) {
   const pending = JSON.parse(sessionStorage.getItem(PENDING_KEY) || "null");
   sessionStorage.removeItem(PENDING_KEY);
@@ -62,23 +122,13 @@ async function finishSignIn(clientId, params) {
   if (params.has("error")) {
     throw new Error(`Not authorized: ${params.get("error")}`);
   }
-  const response = await fetch("/oauth/token", {
-    method: "POST",
-    headers: { "Content-Type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({
-      grant_type: "authorization_code",
-      code: params.get("code"),
-      redirect_uri: REDIRECT_URI,
-      client_id: clientId,
-      code_verifier: pending.verifier,
-    }),
+  await requestTokens({
+    grant_type: "authorization_code",
+    code: params.get("code"),
+    redirect_uri: REDIRECT_URI,
+    client_id: clientId,
+    code_verifier: pending.verifier,
   });
-  const tokens = await response.json();
-  if (!response.ok) {
-    throw new Error(`The token endpoint said ${tokens.error}: ${tokens.error_description || ""}`);
-  }
-  sessionStorage.setItem(TOKEN_KEY, tokens.access_token);
-  return tokens.access_token;
 }
 
 // --- SASL OAUTHBEARER for xmpp.js ----------------------------------------------------------
@@ -194,7 +244,7 @@ function onStanza(stanza) {
   }
 }
 
-async function connect(config, accessToken) {
+async function connect(config, clientId, token) {
   setStatus("connecting", "Connecting…");
   xmpp = client({
     service: config.websocket,
@@ -205,14 +255,23 @@ async function connect(config, accessToken) {
       if (!mechanisms.includes("OAUTHBEARER")) {
         throw new Error(`The server does not take tokens (it offers ${mechanisms.join(", ")})`);
       }
-      await authenticate({ accessToken }, "OAUTHBEARER");
+      try {
+        await authenticate({ accessToken: token }, "OAUTHBEARER");
+      } catch (error) {
+        if (error?.condition !== "not-authorized") throw error;
+        // Expired or revoked sooner than we knew: refresh once, and try again on this
+        // stream (RFC 6120 section 6.4.5 allows a retry). A second refusal is final.
+        const refreshed = await liveAccessToken(clientId, true);
+        if (!refreshed) throw error;
+        await authenticate({ accessToken: refreshed }, "OAUTHBEARER");
+      }
     },
   });
   xmpp.reconnect.stop();
   xmpp.saslFactory.use(OAuthBearer);
   xmpp.on("error", (error) => {
     if (error?.condition === "not-authorized") {
-      sessionStorage.removeItem(TOKEN_KEY); // expired or revoked: sign in again
+      sessionStorage.removeItem(TOKENS_KEY); // refused even after a refresh, or revoked
       setStatus("signed-out", "Your sign-in has expired");
       show("signin");
     }
@@ -234,7 +293,10 @@ async function connect(config, accessToken) {
     $("signout").hidden = false;
     show("chat");
   });
-  await xmpp.start();
+  // A refusal is the "error" listener's to show: it asks to sign in again.
+  await xmpp.start().catch((error) => {
+    if (error?.condition !== "not-authorized") throw error;
+  });
 }
 
 async function main() {
@@ -254,17 +316,17 @@ async function main() {
     return;
   }
   $("shown-client-id").textContent = clientId;
-  let token = sessionStorage.getItem(TOKEN_KEY);
   if (params.has("code") || params.has("error")) {
     setStatus("authorizing", "Getting a token…");
-    token = await finishSignIn(clientId, params);
+    await finishSignIn(clientId, params);
   }
+  const token = await liveAccessToken(clientId);
   if (!token) {
     setStatus("signed-out", "Not signed in");
     show("signin");
     return;
   }
-  await connect(config, token);
+  await connect(config, clientId, token);
 }
 
 $("setup-form").addEventListener("submit", (event) => {
@@ -281,8 +343,21 @@ $("signin-button").addEventListener("click", () =>
   startSignIn(localStorage.getItem(CLIENT_ID_KEY)).catch(showError),
 );
 $("signout").addEventListener("click", async () => {
-  sessionStorage.removeItem(TOKEN_KEY);
+  const tokens = storedTokens();
+  sessionStorage.removeItem(TOKENS_KEY);
   if (xmpp) await xmpp.stop().catch(() => {});
+  // Forgetting is not enough: the refresh token stays valid for weeks. Revoking it ends
+  // the whole grant, access token included (RFC 7009 section 2.1).
+  if (tokens) {
+    await fetch("/oauth/revoke", {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        token: tokens.refreshToken || tokens.accessToken,
+        client_id: localStorage.getItem(CLIENT_ID_KEY),
+      }),
+    }).catch(() => {});
+  }
   location.reload();
 });
 $("compose").addEventListener("submit", async (event) => {
