@@ -17,7 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -37,26 +37,16 @@ from chinwag.cli_common import (
     run_on_database,
     settings_or_exit,
 )
-from chinwag.config import Settings
-from chinwag.network.accounts import (
-    AccountExists,
-    AccountRecord,
-    AccountService,
-    ImportRejected,
-    InvalidPassword,
-    InvalidUsername,
-    NoSuchAccount,
-    UserRow,
-    normalize_username,
-)
-from chinwag.network.contacts import Contact, ContactService, InvalidPairs, SameAccount
-from chinwag.network.events import EventLog
-from chinwag.network.profiles import InvalidProfile, Profile, ProfileService
 from chinwag.oauth_cli import app_cli, app_password_cli, token_cli
-from chinwag.store.accounts import SqlAccountRepository
-from chinwag.store.contacts import SqlContactRepository
-from chinwag.store.db import Database
-from chinwag.store.profiles import SqlProfileRepository
+
+# Imported where used, so that ``chinwag --help`` does not wait for SQLAlchemy and Alembic.
+if TYPE_CHECKING:
+    from chinwag.config import Settings
+    from chinwag.network.accounts import AccountRecord, AccountService, UserRow
+    from chinwag.network.contacts import Contact, ContactService
+    from chinwag.network.events import EventLog
+    from chinwag.network.profiles import Profile, ProfileService
+    from chinwag.store.db import Database
 
 _HTTP_TIMEOUT = 10.0
 
@@ -146,6 +136,8 @@ def user_delete(
     name: NameArgument, config: ConfigOption = None, json_output: JsonOption = False
 ) -> None:
     """Delete a user and everything the account owns."""
+    from chinwag.network.accounts import NoSuchAccount
+
     settings = settings_or_exit(config)
     if not _run(settings, lambda network: network.accounts.delete_user(name)):
         fail(str(NoSuchAccount(name)))
@@ -174,6 +166,8 @@ def user_import(
     json_output: JsonOption = False,
 ) -> None:
     """Create many users at once: all of them, or none if any line is bad."""
+    from chinwag.network.accounts import ImportRejected
+
     settings = settings_or_exit(config)
     line_numbers, rows = _parse_import(_read_text(file))
     progress = Progress(
@@ -203,6 +197,8 @@ def contacts_add(
     json_output: JsonOption = False,
 ) -> None:
     """Make two users contacts of each other (both see each other's presence)."""
+    from chinwag.network.accounts import normalize_username
+
     settings = settings_or_exit(config)
 
     async def add(network: Network) -> tuple[str, str]:
@@ -224,6 +220,8 @@ def contacts_import(
     json_output: JsonOption = False,
 ) -> None:
     """Make many pairs of users contacts at once: all of them, or none if any line is bad."""
+    from chinwag.network.contacts import InvalidPairs
+
     settings = settings_or_exit(config)
     line_numbers, pairs = _parse_pairs(_read_text(file))
     try:
@@ -245,6 +243,8 @@ def contacts_remove(
     json_output: JsonOption = False,
 ) -> None:
     """Take two users off each other's contact lists."""
+    from chinwag.network.accounts import normalize_username
+
     settings = settings_or_exit(config)
 
     async def remove(network: Network) -> tuple[str, str, bool]:
@@ -299,6 +299,8 @@ def profile_set(
     json_output: JsonOption = False,
 ) -> None:
     """Change the given fields of a user's profile, leaving the others as they are."""
+    from chinwag.network.accounts import normalize_username
+
     settings = settings_or_exit(config)
     fields: dict[str, object] = {
         key: value
@@ -331,6 +333,8 @@ def profile_show(
     name: NameArgument, config: ConfigOption = None, json_output: JsonOption = False
 ) -> None:
     """Show a user's profile."""
+    from chinwag.network.accounts import NoSuchAccount, normalize_username
+
     settings = settings_or_exit(config)
 
     async def show(network: Network) -> tuple[str, Profile]:
@@ -442,6 +446,14 @@ class Network:
 
     @classmethod
     def over(cls, db: Database) -> Network:
+        from chinwag.network.accounts import AccountService
+        from chinwag.network.contacts import ContactService
+        from chinwag.network.events import EventLog
+        from chinwag.network.profiles import ProfileService
+        from chinwag.store.accounts import SqlAccountRepository
+        from chinwag.store.contacts import SqlContactRepository
+        from chinwag.store.profiles import SqlProfileRepository
+
         events = EventLog(db)  # a fresh origin: every server process applies our changes
         return cls(
             AccountService(SqlAccountRepository(db), events),
@@ -451,19 +463,26 @@ class Network:
         )
 
 
-_NETWORK_ERRORS = (
-    InvalidUsername,
-    InvalidPassword,
-    AccountExists,
-    NoSuchAccount,
-    SameAccount,
-    InvalidProfile,
-)
-
-
 def _run(settings: Settings, action: Callable[[Network], Awaitable[T]]) -> T:
     """Run ``action`` on the network's services, creating or migrating the store first."""
-    return run_on_database(settings, lambda db: action(Network.over(db)), _NETWORK_ERRORS)
+    from chinwag.network.accounts import (
+        AccountExists,
+        InvalidPassword,
+        InvalidUsername,
+        NoSuchAccount,
+    )
+    from chinwag.network.contacts import SameAccount
+    from chinwag.network.profiles import InvalidProfile
+
+    expected = (
+        InvalidUsername,
+        InvalidPassword,
+        AccountExists,
+        NoSuchAccount,
+        SameAccount,
+        InvalidProfile,
+    )
+    return run_on_database(settings, lambda db: action(Network.over(db)), expected)
 
 
 def _read_text(file: str) -> str:
@@ -479,6 +498,8 @@ def _read_text(file: str) -> str:
 
 def _parse_import(text: str) -> tuple[list[int], list[UserRow]]:
     """The rows of an import file, with the line each one came from."""
+    from chinwag.network.accounts import UserRow
+
     line_numbers: list[int] = []
     rows: list[UserRow] = []
     problems: list[tuple[int, str]] = []

@@ -6,19 +6,19 @@ configuration, 1 for everything else. ``--json`` puts results on stdout.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.text import Text
-from sqlalchemy.exc import DBAPIError
 
-from chinwag.config import ConfigError, Settings, load_settings
-from chinwag.store.db import Database, redacted
+# Imported where used, so that ``chinwag --help`` need not load pydantic, SQLAlchemy and Alembic.
+if TYPE_CHECKING:
+    from chinwag.config import Settings
+    from chinwag.store.db import Database
 
 T = TypeVar("T")
 
@@ -41,6 +41,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout."
 
 
 def settings_or_exit(config: str | None) -> Settings:
+    from chinwag.config import ConfigError, load_settings
+
     try:
         return load_settings(config)
     except ConfigError as error:
@@ -54,6 +56,12 @@ def run_on_database(
 ) -> T:
     """Run ``action`` on the store (created or migrated first); ``expected`` errors and
     database failures end the command with one line."""
+    import asyncio
+
+    from sqlalchemy.exc import DBAPIError
+
+    from chinwag.store.db import redacted
+
     url = settings.database_url
     try:
         return asyncio.run(_on_migrated(url, action))
@@ -65,6 +73,8 @@ def run_on_database(
 
 
 async def _on_migrated(url: str, action: Callable[[Database], Awaitable[T]]) -> T:
+    from chinwag.store.db import Database
+
     db = Database.open(url)
     try:
         await db.migrate()

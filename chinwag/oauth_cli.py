@@ -9,7 +9,7 @@ exit status 2 for configuration and 1 for everything else.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -26,21 +26,12 @@ from chinwag.cli_common import (
     run_on_database,
     settings_or_exit,
 )
-from chinwag.config import Settings
-from chinwag.network.accounts import AccountService, InvalidUsername
-from chinwag.oauth.service import (
-    AppInfo,
-    AppPasswordRecord,
-    AppSuspended,
-    InvalidRequest,
-    NoSuchAccount,
-    NoSuchApp,
-    OAuthService,
-    UnknownScope,
-)
-from chinwag.store.accounts import SqlAccountRepository
-from chinwag.store.db import Database
-from chinwag.store.oauth import SqlOAuthRepository
+
+# Imported where used, so that ``chinwag --help`` does not wait for SQLAlchemy and Alembic.
+if TYPE_CHECKING:
+    from chinwag.config import Settings
+    from chinwag.oauth.service import AppInfo, AppPasswordRecord, OAuthService
+    from chinwag.store.db import Database
 
 app_cli = typer.Typer(help="Register and manage third-party apps.", no_args_is_help=True)
 token_cli = typer.Typer(help="Issue and revoke access tokens.", no_args_is_help=True)
@@ -54,15 +45,6 @@ AppOption = Annotated[str, typer.Option("--app", metavar="CLIENT_ID", help="The 
 UserOption = Annotated[
     str, typer.Option("--user", metavar="NAME", help="Username: the part of the JID before '@'.")
 ]
-
-_SERVICE_ERRORS = (
-    NoSuchApp,
-    NoSuchAccount,
-    AppSuspended,
-    InvalidRequest,
-    InvalidUsername,
-    UnknownScope,
-)
 
 
 # -- chinwag app
@@ -132,6 +114,8 @@ def app_show(
     client_id: ClientIdArgument, config: ConfigOption = None, json_output: JsonOption = False
 ) -> None:
     """Show one app."""
+    from chinwag.oauth.service import NoSuchApp
+
     found = _run(settings_or_exit(config), lambda oauth: oauth.get_app(client_id))
     if found is None:
         fail(str(NoSuchApp(client_id)))
@@ -279,12 +263,31 @@ def app_password_revoke(
 
 def _run(settings: Settings, action: Callable[[OAuthService], Awaitable[T]]) -> T:
     """Run ``action`` on the OAuth service, creating or migrating the store first."""
+    from chinwag.network.accounts import AccountService, InvalidUsername
+    from chinwag.oauth.service import (
+        AppSuspended,
+        InvalidRequest,
+        NoSuchAccount,
+        NoSuchApp,
+        OAuthService,
+        UnknownScope,
+    )
+    from chinwag.store.accounts import SqlAccountRepository
+    from chinwag.store.oauth import SqlOAuthRepository
 
     def on(db: Database) -> Awaitable[T]:
         accounts = AccountService(SqlAccountRepository(db))
         return action(OAuthService(SqlOAuthRepository(db), accounts, settings.oauth))
 
-    return run_on_database(settings, on, _SERVICE_ERRORS)
+    expected = (
+        NoSuchApp,
+        NoSuchAccount,
+        AppSuspended,
+        InvalidRequest,
+        InvalidUsername,
+        UnknownScope,
+    )
+    return run_on_database(settings, on, expected)
 
 
 def _app_json(app: AppInfo) -> dict[str, Any]:
