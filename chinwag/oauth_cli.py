@@ -250,7 +250,7 @@ def app_password_revoke(
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Delete an app password; the sessions of its app for the user end."""
+    """Delete an app password; the sessions that signed in with it end."""
     if not _run(
         settings_or_exit(config), lambda oauth: oauth.revoke_app_password(user, password_id)
     ):

@@ -68,4 +68,6 @@ class PlatformAuthenticator:
         token_grant = await self._oauth.check_token(token)
         if token_grant is None or SIGN_IN_SCOPE not in token_grant.scopes:
             return None
-        return Grant(token_grant.username, token_grant.client_id)
+        return Grant(
+            token_grant.username, token_grant.client_id, token_family=token_grant.family_id
+        )

@@ -145,6 +145,8 @@ class TokenGrant:
     scopes: frozenset[str]
     token_id: int
     expires_at: datetime
+    family_id: str
+    """The authorization the token belongs to, with every token refreshed from it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +315,8 @@ class OAuthService:
         )
 
     async def revoke_token(self, token: str) -> bool:
-        """Revoke the grant an access or refresh token belongs to; False if unknown."""
+        """Revoke the grant an access or refresh token belongs to, ending the sessions its
+        tokens signed in; False if unknown."""
         hashed = digest(token)
         record = await self._repo.token_by_access(hashed) or await self._repo.token_by_refresh(
             hashed
@@ -339,6 +342,7 @@ class OAuthService:
             scopes=frozenset(record.scope.split()),
             token_id=record.id,
             expires_at=record.expires_at,
+            family_id=record.family_id,
         )
 
     async def remembered(self, username: str, client_id: str, scopes: Iterable[str]) -> bool:
@@ -398,7 +402,7 @@ class OAuthService:
         return await self._repo.app_passwords(normalize_username(username))
 
     async def revoke_app_password(self, username: str, app_password_id: int) -> bool:
-        """Delete it and end the sessions of its app for the user; False if there was none."""
+        """Delete it and end the sessions it signed in; False if there was none."""
         return await self._repo.delete_app_password(
             normalize_username(username), app_password_id, self._origin
         )

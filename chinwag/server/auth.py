@@ -38,6 +38,9 @@ class Grant:
     app: str | None = None
     app_password: int | None = None
     """The app password used, when it was one."""
+    token_family: str | None = None
+    """The token family (one authorization of the app) of the access token used, when it
+    was one."""
 
 
 class Authenticator(Protocol):

@@ -336,11 +336,10 @@ class C2SConnection:
             self.server.rosters.release(username)
             return
         resource = event.resource or self.server.new_resource()
-        app = self._grant.app if self._grant is not None else None
         session = Session(
             JID(username, self.server.domain, resource),
             self,
-            app,
+            self._grant,
             parent_ns=self.stream.stanza_parent_ns,
         )
         replaced = self.server.router.bind(session)

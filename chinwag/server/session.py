@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
+from chinwag.server.auth import Grant
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StreamError
@@ -31,10 +32,10 @@ class Connection(Protocol):
 class Session:
     __slots__ = (
         "_held",
-        "app",
         "available",
         "connection",
         "directed",
+        "grant",
         "interested",
         "jid",
         "parent_ns",
@@ -46,14 +47,14 @@ class Session:
         self,
         jid: JID,
         connection: Connection,
-        app: str | None = None,
+        grant: Grant | None = None,
         *,
         parent_ns: str = ns.CLIENT,
     ) -> None:
         self.jid = jid
         self.connection = connection
-        self.app = app
-        """The client_id of the third-party app this session signed in as, if any."""
+        self.grant = grant
+        """Who signed in, and with what."""
         self.parent_ns = parent_ns
         """The namespace in scope where stanzas are written: ``jabber:client`` on TCP,
         none over WebSocket, where each message declares its own."""
@@ -70,6 +71,11 @@ class Session:
     @property
     def username(self) -> str:
         return self.jid.local or ""
+
+    @property
+    def app(self) -> str | None:
+        """The client_id of the third-party app this session signed in as, if any."""
+        return self.grant.app if self.grant is not None else None
 
     @property
     def transport_kind(self) -> str:

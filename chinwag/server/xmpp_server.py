@@ -25,7 +25,12 @@ from chinwag.server.routing import Router
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.services import Services
 from chinwag.server.session import Connection, Session
-from chinwag.store.oauth import OAUTH_APP_SUSPENDED, OAUTH_REVOKED
+from chinwag.store.oauth import (
+    OAUTH_APP_SUSPENDED,
+    OAUTH_REVOKED,
+    app_password_credential,
+    token_family_credential,
+)
 from chinwag.xmpp.errors import StreamCondition, StreamError
 from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID
@@ -52,6 +57,15 @@ DEFAULT_MODULES = (
     "chatstates",
     "vcard",
 )
+
+
+def _credential(grant: Grant) -> str | None:
+    """The name revocation events give to what ``grant`` signed in with, if they can."""
+    if grant.app_password is not None:
+        return app_password_credential(grant.app_password)
+    if grant.token_family is not None:
+        return token_family_credential(grant.token_family)
+    return None
 
 
 class XMPPServer:
@@ -130,11 +144,24 @@ class XMPPServer:
         )
 
     def _on_access_revoked(self, event: NetworkEvent) -> None:
-        """The user revoked an app (or one of its tokens or app passwords)."""
-        user, app = event.subject, event.object
+        """The user's grant to an app ended: all of it, or the one app password or token
+        family that the event's detail names (events written without one end all)."""
+        user, app, credential = event.subject, event.object, event.detail
+
+        def revoked(grant: Grant) -> bool:
+            return (
+                grant.username == user
+                and grant.app == app
+                and (credential is None or _credential(grant) == credential)
+            )
+
         self._end_streams(
-            [s for s in self.router.resources(JID(user, self.domain)) if s.app == app],
-            self._unbound(lambda grant: grant.username == user and grant.app == app),
+            [
+                s
+                for s in self.router.resources(JID(user, self.domain))
+                if s.grant is not None and revoked(s.grant)
+            ],
+            self._unbound(revoked),
             "access was revoked",
         )
 

@@ -41,6 +41,7 @@ _SINCE = (
         NetworkEventRow.subject,
         NetworkEventRow.object,
         NetworkEventRow.origin,
+        NetworkEventRow.detail,
     )
     .where(NetworkEventRow.id > bindparam("last_id"))
     .order_by(NetworkEventRow.id)
@@ -56,6 +57,8 @@ class NetworkEvent:
     object: str | None
     origin: str
     """The mark of the process that wrote it, and applied it already."""
+    detail: str | None = None
+    """What narrows the event down, for the kinds that can be narrowed; None: nothing does."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class NewEvent:
     subject: str
     object: str | None
     origin: str
+    detail: str | None = None
 
 
 async def record_events(session: AsyncSession, events: Sequence[NewEvent]) -> None:
@@ -84,6 +88,7 @@ async def record_events(session: AsyncSession, events: Sequence[NewEvent]) -> No
                 "subject": event.subject,
                 "object": event.object,
                 "origin": event.origin,
+                "detail": event.detail,
                 "created_at": now,
             }
             for event in events

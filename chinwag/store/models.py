@@ -161,6 +161,8 @@ class NetworkEventRow(Base):
     kind: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(MAX_USERNAME_BYTES))
     object: Mapped[str | None] = mapped_column(String(MAX_USERNAME_BYTES))
+    detail: Mapped[str | None] = mapped_column(String(128))
+    """What narrows the event down, for the kinds that can be narrowed; None: nothing does."""
     origin: Mapped[str] = mapped_column(String(64))
     """The writing process's mark; empty when no process has applied the change yet."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, index=True)

@@ -5,8 +5,9 @@ digests (or, for app passwords, as SCRAM verifiers). Every revocation, suspensio
 and deletion writes its event to the network outbox in the transaction of the
 change itself, so that every process ends the sessions it concerns:
 ``oauth.revoked`` (subject: the user, object: the app's client_id) ends that
-user's sessions of that app; ``oauth.app_suspended`` (subject: the client_id)
-ends every session of the app.
+user's sessions of that app, or with a detail (see :func:`app_password_credential`
+and :func:`token_family_credential`) only those signed in with the credential it
+names; ``oauth.app_suspended`` (subject: the client_id) ends every session of the app.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from chinwag.store.oauth_models import (
 )
 
 OAUTH_REVOKED = "oauth.revoked"
-"""subject: the user; object: the client_id of the app whose grant to the user ended."""
+"""subject: the user; object: the client_id of the app whose grant to the user ended;
+detail: the one credential of that grant that ended, or None for all of it."""
 OAUTH_APP_SUSPENDED = "oauth.app_suspended"
 """subject: the client_id of an app suspended or deleted."""
 
@@ -43,6 +45,16 @@ SUSPENDED = "suspended"
 
 CODE_RETENTION = timedelta(days=1)
 """How long a used or expired authorization code is kept, to recognise a replay."""
+
+
+def app_password_credential(app_password_id: int) -> str:
+    """How an ``oauth.revoked`` detail names an app password."""
+    return f"app-password:{app_password_id}"
+
+
+def token_family_credential(family_id: str) -> str:
+    """How an ``oauth.revoked`` detail names a token family: the tokens of one authorization."""
+    return f"token-family:{family_id}"
 
 
 class NoSuchApp(Exception):
@@ -514,7 +526,10 @@ class SqlOAuthRepository:
                     .limit(1)
                 )
             ).one()
-            await record_events(session, [NewEvent(OAUTH_REVOKED, username, client_id, origin)])
+            event = NewEvent(
+                OAUTH_REVOKED, username, client_id, origin, token_family_credential(family_id)
+            )
+            await record_events(session, [event])
         return True
 
     async def revoke_user_app(self, username: str, client_id: str, origin: str) -> bool:
@@ -672,7 +687,10 @@ class SqlOAuthRepository:
                 select(OAuthApp.client_id).where(OAuthApp.id == app_id)
             )
             assert client_id is not None
-            await record_events(session, [NewEvent(OAUTH_REVOKED, username, client_id, origin)])
+            event = NewEvent(
+                OAUTH_REVOKED, username, client_id, origin, app_password_credential(password_id)
+            )
+            await record_events(session, [event])
         return True
 
     async def touch_app_password(self, password_id: int, when: datetime) -> None:

@@ -8,7 +8,8 @@
 - :class:`RawSasl` runs one SASL exchange byte by byte, for what slixmpp does
   not send (a base64-wrapped X-MESSENGER-OAUTH2 token, the OAUTHBEARER error
   challenge seen on the wire).
-- :func:`session_end` waits for the stream error that ends a live session.
+- :func:`session_end` waits for the stream error that ends a live session;
+  :func:`chats` shows one that goes on, exchanging messages.
 - :func:`run_chinwag` runs the console script in another process, without
   blocking the event loop the in-process server runs on.
 
@@ -148,6 +149,28 @@ async def ends_within(
 async def still_served(client: ClientXMPP, server: ServerHandle) -> None:
     """``client``'s session is alive: the server answers its ping."""
     await client.plugin["xep_0199"].send_ping(server.domain, timeout=TIMEOUT)
+
+
+async def delivered(sender: ClientXMPP, receiver: ClientXMPP, body: str) -> None:
+    """``sender`` sends ``body`` to ``receiver``'s resource, and it arrives."""
+    arrived = asyncio.get_running_loop().create_future()
+
+    def on_message(message: Any) -> None:
+        if message["body"] == body and not arrived.done():
+            arrived.set_result(None)
+
+    receiver.add_event_handler("message", on_message)
+    try:
+        sender.send_message(mto=receiver.boundjid, mbody=body, mtype="chat")
+        await asyncio.wait_for(arrived, TIMEOUT)
+    finally:
+        receiver.del_event_handler("message", on_message)
+
+
+async def chats(client: ClientXMPP, peer: ClientXMPP) -> None:
+    """``client``'s session is alive and useful: it and ``peer`` exchange messages."""
+    await delivered(client, peer, f"hello from {client.boundjid.resource}")
+    await delivered(peer, client, f"hello to {client.boundjid.resource}")
 
 
 def session_app(server: ServerHandle, client: ClientXMPP) -> str | None:

@@ -9,7 +9,8 @@ small mechanism of ``signin_support``; raw streams send what no client does.
 Tokens are checked at sign-in. Revoking an app (on the connected-apps page, with
 ``chinwag token revoke``) or suspending it (in this process or with ``chinwag app
 suspend`` in another) ends its live sessions within a second, with a stream error
-that says access was revoked.
+that says access was revoked. Revoking one credential of an app (one app password,
+or one grant's tokens) ends only the sessions that signed in with it.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from pathlib import Path
 
 import pytest
 from oauth.support import CALLBACK, form_to, submit
+from slixmpp import ClientXMPP
 from sqlalchemy import update
 
 from chinwag.oauth.tokens import digest
 from chinwag.server.tcp import C2SProtocol
+from chinwag.store.events import UNAPPLIED, NewEvent, record_events
 from chinwag.store.models import utc_now
+from chinwag.store.oauth import OAUTH_REVOKED
 from chinwag.store.oauth_models import OAuthToken
 
 from .signin_support import (
@@ -39,6 +43,7 @@ from .signin_support import (
     Finished,
     RawSasl,
     browser,
+    chats,
     cli_config,
     condition,
     ends_within,
@@ -454,6 +459,176 @@ async def test_console_script_in_another_process_ends_sessions(
     suspended = await run_chinwag(config, "app", "suspend", platform.client_id)
     assert suspended.returncode == 0, suspended.stderr
     await ends_within(app_ended, suspended.at, END_WITHIN_ELSEWHERE)
+
+
+# --- revoking one credential ends only the sessions it signed in --------------------------------
+
+
+async def _app_password_client(
+    platform: Platform, new_client: NewClient, resource: str, mechanism: str
+) -> tuple[int, ClientXMPP]:
+    """A client of alice's signed in with a new app password of the platform's app; its id."""
+    server = platform.server
+    password_id, password = await platform.running.oauth.create_app_password(
+        "alice", platform.client_id, resource
+    )
+    client = new_client(server, "alice", resource, password=password, sasl_mech=mechanism)
+    await sign_in(client, server.host, server.port)
+    assert session_app(server, client) == platform.client_id
+    return password_id, client
+
+
+async def _revoke_app_password(
+    platform: Platform, password_id: int, where: str, tmp_path: Path
+) -> tuple[float, float]:
+    """Revoke it in this process or with ``chinwag`` in another: (when, how soon it acts)."""
+    if where == "here":
+        assert await platform.running.oauth.revoke_app_password("alice", password_id)
+        return asyncio.get_running_loop().time(), END_WITHIN
+    revoked = await run_chinwag(
+        cli_config(tmp_path, platform.server),
+        "app-password",
+        "revoke",
+        str(password_id),
+        "--user",
+        "alice",
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    return revoked.at, END_WITHIN_ELSEWHERE
+
+
+@pytest.mark.parametrize("where", ["here", "elsewhere"])
+async def test_revoking_one_app_password_ends_only_the_session_it_signed_in(
+    platform: Platform, new_client: NewClient, connect: Connect, tmp_path: Path, where: str
+) -> None:
+    """Two app passwords and a token of the same app, for the same user: revoking one app
+    password ends its session alone, and the others go on chatting."""
+    server = platform.server
+    revoked_id, revoked = await _app_password_client(platform, new_client, "gajim", "SCRAM-SHA-256")
+    _, other_password = await _app_password_client(platform, new_client, "dino", "PLAIN")
+    by_token = token_client(
+        new_client, server, await platform.token(), "X-MESSENGER-OAUTH2", resource="phone"
+    )
+    await sign_in(by_token, server.host, server.port)
+    bob = await connect(server, "bob", "desk")
+    ended = session_end(revoked)
+    survivors = [(client, session_end(client)) for client in (other_password, by_token)]
+
+    since, within = await _revoke_app_password(platform, revoked_id, where, tmp_path)
+
+    await ends_within(ended, since, within)
+    for client, survivor_ended in survivors:
+        await chats(client, bob)
+        assert not survivor_ended.done()
+
+
+async def _refresh(server: ServerHandle, client_id: str, refresh_token: str) -> dict[str, str]:
+    async with browser(server) as web:
+        response = await web.post(
+            "/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": client_id,
+            },
+        )
+    assert response.status_code == 200, response.text
+    tokens: dict[str, str] = response.json()
+    return tokens
+
+
+async def test_revoking_one_grant_ends_only_the_sessions_its_tokens_signed_in(
+    platform: Platform, new_client: NewClient, connect: Connect
+) -> None:
+    """A session signed in with a token and one signed in with the token refreshed from it
+    end together when the app revokes the grant (RFC 7009); the same app's other grant to
+    the same user, and its app password, go on chatting."""
+    server = platform.server
+    issued = await platform.running.oauth.issue_token(
+        platform.client_id, "alice", f"{MESSENGER} wl.offline_access"
+    )
+    assert issued.refresh_token is not None
+    first = token_client(new_client, server, issued.access_token, "X-MESSENGER-OAUTH2")
+    await sign_in(first, server.host, server.port)
+    refreshed = await _refresh(server, platform.client_id, issued.refresh_token)
+    second = token_client(
+        new_client, server, refreshed["access_token"], "OAUTHBEARER", resource="tablet"
+    )
+    other_grant = token_client(
+        new_client, server, await platform.token(), "X-OAUTH2", user="alice", resource="laptop"
+    )
+    for client in (second, other_grant):
+        await sign_in(client, server.host, server.port)
+    _, by_password = await _app_password_client(platform, new_client, "gajim", "SCRAM-SHA-1")
+    bob = await connect(server, "bob", "desk")
+    ends = [session_end(client) for client in (first, second)]
+    survivors = [(client, session_end(client)) for client in (other_grant, by_password)]
+
+    async with browser(server) as web:
+        revoked = await web.post(
+            "/oauth/revoke",
+            data={"token": refreshed["refresh_token"], "client_id": platform.client_id},
+        )
+        since = asyncio.get_running_loop().time()
+    assert revoked.status_code == 200, revoked.text
+
+    for ended in ends:
+        await ends_within(ended, since, END_WITHIN)
+    for client, survivor_ended in survivors:
+        await chats(client, bob)
+        assert not survivor_ended.done()
+
+
+async def test_revoking_one_grant_reaches_only_its_streams_not_yet_bound(
+    platform: Platform,
+) -> None:
+    server = platform.server
+    revoked_token, kept_token = await platform.token(), await platform.token()
+    revoked, kept = await RawSasl.open(server), await RawSasl.open(server)
+    try:
+        for stream, token in ((revoked, revoked_token), (kept, kept_token)):
+            assert condition(await stream.auth("X-MESSENGER-OAUTH2", token)) == "success"
+        features = await revoked.restart()
+        await kept.restart()
+
+        assert await platform.running.oauth.revoke_token(revoked_token)
+        data = await revoked.raw.read_until_closed(END_WITHIN + 1)
+        assert stream_error_condition(features + data) == "not-authorized"
+        assert b">access was revoked</text>" in data
+        assert await kept.bind("kept") == "alice@localhost/kept"
+    finally:
+        await revoked.close()
+        await kept.close()
+
+
+async def test_a_revocation_written_without_a_credential_ends_the_whole_grant(
+    platform: Platform, new_client: NewClient, connect: Connect
+) -> None:
+    """An ``oauth.revoked`` event in the outbox from a process that names no credential
+    (one not yet upgraded, during a rolling upgrade) ends every session of the user's
+    grant to the app, as it always did."""
+    server = platform.server
+    _, by_password = await _app_password_client(platform, new_client, "gajim", "PLAIN")
+    by_token = token_client(
+        new_client, server, await platform.token(), "X-MESSENGER-OAUTH2", resource="phone"
+    )
+    bobs = token_client(new_client, server, await platform.token("bob"), "OAUTHBEARER")
+    for client in (by_token, bobs):
+        await sign_in(client, server.host, server.port)
+    own_password = await connect(server, "alice", "desktop")
+    ends = [session_end(client) for client in (by_password, by_token)]
+    survivors = [session_end(client) for client in (own_password, bobs)]
+
+    async with platform.running.database.sessions.begin() as session:
+        await record_events(
+            session, [NewEvent(OAUTH_REVOKED, "alice", platform.client_id, UNAPPLIED)]
+        )
+    since = asyncio.get_running_loop().time()
+
+    for ended in ends:
+        await ends_within(ended, since, END_WITHIN_ELSEWHERE)
+    await chats(own_password, bobs)
+    assert not any(survivor_ended.done() for survivor_ended in survivors)
 
 
 # --- strict mode: app passwords only ------------------------------------------------------------

@@ -5,7 +5,9 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, column, insert, table, update
 
 from chinwag.network.events import (
     ACCOUNT_DELETED,
@@ -17,8 +19,10 @@ from chinwag.network.events import (
 from chinwag.network.profiles import ProfileUpdate
 from chinwag.server.events import RETENTION, EventPump
 from chinwag.server.hooks import Hooks
+from chinwag.store.db import MIGRATIONS
 from chinwag.store.events import NewEvent, record_events
-from chinwag.store.models import NetworkEventRow
+from chinwag.store.models import NetworkEventRow, UTCDateTime, utc_now
+from chinwag.store.oauth import OAUTH_REVOKED, app_password_credential
 
 
 async def test_an_empty_log(network):
@@ -141,3 +145,54 @@ async def test_the_running_servers_pump_prunes_what_is_past_retention(network, d
 
     assert await EventPump(network.events, Hooks()).prune() == 2
     assert len(await network.events.since(0)) == 2
+
+
+async def test_a_detail_travels_with_its_event_and_is_none_without_one(network, database):
+    async with database.sessions.begin() as session:
+        await record_events(
+            session,
+            [
+                NewEvent(OAUTH_REVOKED, "alice", "app1", "p", app_password_credential(7)),
+                NewEvent(OAUTH_REVOKED, "alice", "app1", "p"),
+            ],
+        )
+
+    assert [e.detail for e in await network.events.since(0)] == ["app-password:7", None]
+
+
+def _downgrade(connection: Connection, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.set_main_option("path_separator", "os")
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
+
+
+async def test_events_written_before_the_detail_existed_read_as_not_narrowed(network, database):
+    """An event in the outbox across an upgrade, written by a process that knew no detail."""
+    async with database.engine.begin() as connection:
+        await connection.run_sync(_downgrade, "0004")
+    old_events = table(
+        "network_events",
+        column("kind"),
+        column("subject"),
+        column("object"),
+        column("origin"),
+        column("created_at", UTCDateTime()),
+    )
+    async with database.engine.begin() as connection:
+        await connection.execute(
+            insert(old_events).values(
+                kind=OAUTH_REVOKED, subject="alice", object="app1", origin="", created_at=utc_now()
+            )
+        )
+    await database.migrate()
+
+    [event] = await network.events.since(0)
+
+    assert (event.kind, event.subject, event.object, event.detail) == (
+        OAUTH_REVOKED,
+        "alice",
+        "app1",
+        None,
+    )

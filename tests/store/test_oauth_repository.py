@@ -15,6 +15,8 @@ from chinwag.store.oauth import (
     NewToken,
     NoSuchApp,
     SqlOAuthRepository,
+    app_password_credential,
+    token_family_credential,
 )
 
 ORIGIN = "test-origin"
@@ -72,6 +74,11 @@ def events(database):
 
 async def kinds(events) -> list[tuple[str, str, str | None, str]]:
     return [(e.kind, e.subject, e.object, e.origin) for e in await events.since(0)]
+
+
+async def details(events) -> list[str | None]:
+    """What narrows each event down: the credential an ``oauth.revoked`` is about."""
+    return [e.detail for e in await events.since(0)]
 
 
 async def test_apps_round_trip(repo):
@@ -168,6 +175,7 @@ async def test_revoking_a_family_spares_the_others(repo, events):
     assert (await repo.token_by_access(b"a-2")).revoked
     assert not (await repo.token_by_access(b"a-3")).revoked
     assert await kinds(events) == [(OAUTH_REVOKED, "alice", "app1", ORIGIN)]
+    assert await details(events) == [token_family_credential("fam1")]
 
 
 async def test_consent_accumulates_scopes(repo):
@@ -199,6 +207,7 @@ async def test_revoking_a_user_app_ends_tokens_consent_and_app_passwords(repo, e
     assert await repo.consents("alice") == []
     assert await repo.app_passwords("alice") == []
     assert await kinds(events) == [(OAUTH_REVOKED, "alice", "app1", ORIGIN)]
+    assert await details(events) == [None]  # the whole grant, whatever signed in with it
 
 
 async def test_app_passwords(repo, events):
@@ -226,3 +235,4 @@ async def test_app_passwords(repo, events):
     assert await repo.delete_app_password("alice", password_id, ORIGIN)
     assert await repo.app_passwords("alice") == []
     assert (await kinds(events))[-1] == (OAUTH_REVOKED, "alice", "app1", ORIGIN)
+    assert (await details(events))[-1] == app_password_credential(password_id)
