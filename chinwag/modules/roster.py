@@ -299,8 +299,9 @@ class Rosters:
         if roster is None:
             return
         before = roster.items.pop(contact, None)
-        if cached(item) is not None:
-            roster.items[contact] = item
+        kept = cached(item)
+        if kept is not None:
+            roster.items[contact] = kept
         roster.version = version
         if always_push or roster_view(before) != roster_view(item):
             self.push(owner, contact, item, version)

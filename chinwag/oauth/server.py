@@ -30,7 +30,7 @@ replayed refresh token or code revokes its whole token family.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -218,7 +218,7 @@ async def _in_worker(function: Callable[..., T], *args: Any) -> T:
     return await anyio.to_thread.run_sync(function, *args)
 
 
-def _on_loop(function: Callable[..., Awaitable[T]], *args: Any) -> T:
+def _on_loop(function: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
     """From Authlib's worker thread: run a repository coroutine on the event loop, and wait."""
     return anyio.from_thread.run(function, *args)
 
@@ -233,7 +233,7 @@ class _Payload(OAuth2Payload):
         return self._data
 
     @property
-    def datalist(self) -> dict[str, list[str]]:  # type: ignore[override]
+    def datalist(self) -> dict[str, list[str]]:
         return self._datalist
 
 

@@ -269,7 +269,9 @@ async def _lock_ids(session: AsyncSession, ids: Iterable[int]) -> dict[str, Lock
     return locked
 
 
-async def bump_roster_versions(session: AsyncSession, account_ids: Select[Any]) -> dict[str, int]:
+async def bump_roster_versions(
+    session: AsyncSession, account_ids: Select[*tuple[Any, ...]]
+) -> dict[str, int]:
     """Add one to the roster version of the accounts ``account_ids`` selects.
 
     Returns the new version by username. Rows are locked in id order first, so
@@ -319,7 +321,7 @@ def _credential_row(account_id: int, scram: StoredScram) -> dict[str, Any]:
     return {"account_id": account_id, **asdict(scram)}
 
 
-def _stored_scram(row: Row[Any]) -> StoredScram:
+def _stored_scram(row: Row[*tuple[Any, ...]]) -> StoredScram:
     return StoredScram(
         row.mechanism, bytes(row.salt), bytes(row.stored_key), bytes(row.server_key), row.iterations
     )

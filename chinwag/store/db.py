@@ -23,7 +23,7 @@ import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
@@ -54,7 +54,7 @@ class Database:
         self._reading: Connection | None = None
         self._driver: sqlite3.Connection | None = None
         """The driver's connection under ``_reading``, which the prepared reads use."""
-        self._prepared: dict[Select[Any], SqliteRead] = {}
+        self._prepared: dict[Select[*tuple[Any, ...]], SqliteRead] = {}
 
     @classmethod
     def open(cls, url: str, *, connect_args: Mapping[str, Any] | None = None) -> Database:
@@ -65,7 +65,9 @@ class Database:
         _prepare_sqlite(engine.sync_engine)
         return cls(engine, _sqlite_reader(engine))
 
-    async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Any]:
+    async def rows(
+        self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]
+    ) -> Sequence[Any]:
         """Every row of the read-only ``statement`` (a module constant: SQLite keeps each
         one compiled) run with ``params``, outside the ORM; columns by name or position."""
         if self._reader is not None:
@@ -73,7 +75,7 @@ class Database:
         async with self.engine.connect() as connection:
             return (await connection.execute(statement, params)).all()
 
-    async def scalar(self, statement: Select[Any], params: Mapping[str, Any]) -> Any:
+    async def scalar(self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]) -> Any:
         """The first column of the first row of the read-only ``statement``, or None."""
         if self._reader is not None:
             rows = self._read(statement, params)
@@ -81,7 +83,7 @@ class Database:
         async with self.engine.connect() as connection:
             return await connection.scalar(statement, params)
 
-    def _read(self, statement: Select[Any], params: Mapping[str, Any]) -> list[Any]:
+    def _read(self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]) -> list[Any]:
         """``statement`` on the SQLite reader's connection, opened on first use; a failed
         read closes it, so the next one starts on a fresh connection."""
         assert self._reader is not None
@@ -90,7 +92,9 @@ class Database:
             prepared = self._prepared[statement] = SqliteRead(statement, self._reader.dialect)
         if self._driver is None:
             self._reading = self._reader.connect()
-            self._driver = self._reading.connection.driver_connection
+            # SQLAlchemy types the driver's connection as Any or None (None once detached);
+            # on a connection just opened on pysqlite it is the sqlite3 one.
+            self._driver = cast(sqlite3.Connection, self._reading.connection.driver_connection)
         try:
             return prepared.rows(self._driver, params)
         except BaseException:
@@ -118,7 +122,7 @@ class SqliteRead:
     """A SELECT compiled once for SQLite and run on the driver's cursor, with the
     conversions that SQLAlchemy's column types define for its parameters and results."""
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]], dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         if compiled.positiontup is None or compiled.post_compile_params:
             raise ValueError("only statements with plain positional parameters are prepared")
@@ -153,7 +157,8 @@ class SqliteRead:
         make, convert = self._row, self._result_processors
         if make is None:
             names = [column[0] for column in cursor.description]
-            make = self._row = namedtuple("Row", names, rename=True)._make
+            # Its fields are known only now, so to mypy it is a plain tuple class, without _make.
+            make = self._row = cast(Any, namedtuple("Row", names, rename=True))._make
         if convert is None:
             return [make(row) for row in fetched]
         return [make(_converted(convert, row)) for row in fetched]
@@ -184,8 +189,8 @@ async def migrate(url: str) -> None:
 
 
 def _on_disk(url: URL) -> bool:
-    database = url.database
-    return bool(database) and database != ":memory:" and not database.startswith("file:")
+    database = url.database or ""
+    return database not in ("", ":memory:") and not database.startswith("file:")
 
 
 def _prepare_sqlite(engine: Engine) -> None:

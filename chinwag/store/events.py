@@ -119,4 +119,4 @@ class SqlEventRepository:
             result = await session.execute(
                 delete(NetworkEventRow).where(NetworkEventRow.created_at < before)
             )
-        return result.rowcount  # type: ignore[attr-defined, no-any-return]
+        return result.rowcount  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ storage suite checks that the two never drift apart.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     true,
@@ -66,6 +68,11 @@ def utc_now() -> datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    if TYPE_CHECKING:
+        # SQLAlchemy types it as any FromClause; every model here declares its table, and
+        # a Table is what the Core insert(), update() and delete() take.
+        __table__: ClassVar[Table]
 
 
 class Account(Base):

@@ -487,7 +487,9 @@ class SqlOAuthRepository:
     async def token_by_refresh(self, refresh_hash: bytes) -> TokenRecord | None:
         return await self._token(_TOKEN_BY_REFRESH, refresh_hash)
 
-    async def _token(self, statement: Select[Any], hashed: bytes) -> TokenRecord | None:
+    async def _token(
+        self, statement: Select[*tuple[Any, ...]], hashed: bytes
+    ) -> TokenRecord | None:
         rows = await self._db.rows(statement, {"hash": hashed})
         return TokenRecord(*rows[0]) if rows else None
 
@@ -700,7 +702,7 @@ class SqlOAuthRepository:
             )
 
 
-def _app_record(row: Row[Any]) -> AppRecord:
+def _app_record(row: Row[*tuple[Any, ...]]) -> AppRecord:
     values = row._asdict()
     return AppRecord(**{**values, "redirect_uris": tuple(json.loads(values["redirect_uris"]))})
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -340,7 +341,7 @@ def _ok(body: dict[str, Any]) -> Response:
 
 
 def _error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None
+    status: int, code: str, message: str, headers: Mapping[str, str] | None
 ) -> Response:
     return JSONResponse(
         {"error": code, "message": message},

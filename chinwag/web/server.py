@@ -21,7 +21,7 @@ from starlette.types import ASGIApp
 
 from chinwag.config import HTTPSettings
 
-GRACEFUL_SHUTDOWN_SECONDS = 5.0
+GRACEFUL_SHUTDOWN_SECONDS = 5
 _STARTUP_POLL_SECONDS = 0.01
 _TICK_SECONDS = 0.1
 _TICKS_PER_DAY = 864_000
