@@ -14,13 +14,14 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from chinwag.config import LimitsSettings
 
 MAX_TRACKED_ADDRESSES = 100_000
-"""Addresses remembered at once; past this the oldest record is forgotten first."""
+"""Addresses remembered at once; past this the record with the oldest failure goes."""
 IPV6_PREFIX = 64
 
 
@@ -45,7 +46,8 @@ class AuthFailureLimiter:
         self._ban_seconds = ban_seconds
         self._clock = clock
         self._max_tracked = max_tracked
-        self._records: dict[str, _Record] = {}
+        self._records: OrderedDict[str, _Record] = OrderedDict()
+        """Oldest last failure first, which is also the order in which they expire."""
 
     @classmethod
     def from_settings(cls, limits: LimitsSettings) -> AuthFailureLimiter:
@@ -57,13 +59,13 @@ class AuthFailureLimiter:
         if key is None or not self._limit:
             return
         now = self._clock()
-        record = self._records.pop(key, None)  # re-inserted last: the newest record
+        record = self._records.get(key)
         if record is None or record.expires <= now:
-            record = _Record(0, now)
+            record = self._records[key] = _Record(0, now)
         record.failures += 1
         record.expires = now + self._ban_seconds
-        self._make_room(now)
-        self._records[key] = record
+        self._records.move_to_end(key)
+        self._forget_old(now)
 
     def refused_for(self, address: str | None) -> float | None:
         """Seconds until ``address`` may authenticate again, or None when it may now."""
@@ -74,13 +76,14 @@ class AuthFailureLimiter:
         remaining = record.expires - self._clock()
         return remaining if remaining > 0 else None
 
-    def _make_room(self, now: float) -> None:
-        if len(self._records) < self._max_tracked:
-            return
-        for key in [key for key, record in self._records.items() if record.expires <= now]:
-            del self._records[key]
-        while len(self._records) >= self._max_tracked:
-            del self._records[next(iter(self._records))]
+    def _forget_old(self, now: float) -> None:
+        """Drop expired records, and the oldest live ones past the capacity: both sit at
+        the front, so each failure does a little of this work, never a sweep."""
+        records = self._records
+        while records and (
+            len(records) > self._max_tracked or next(iter(records.values())).expires <= now
+        ):
+            records.popitem(last=False)
 
 
 def client_key(address: str | None) -> str | None:
