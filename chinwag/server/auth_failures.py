@@ -69,6 +69,8 @@ class AuthFailureLimiter:
 
     def refused_for(self, address: str | None) -> float | None:
         """Seconds until ``address`` may authenticate again, or None when it may now."""
+        if not self._records:  # the usual case, without parsing the address
+            return None
         key = client_key(address)
         record = None if key is None else self._records.get(key)
         if record is None or record.failures < self._limit:
