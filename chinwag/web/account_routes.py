@@ -41,12 +41,12 @@ async def signin(request: Request) -> Response:
     name, password = form_text(form, "username"), form_text(form, "password")
     target = local_path(form_text(form, "next"), APPS_PATH)
     address = request.client.host if request.client else None
-    failures = services(request).auth_failures
-    if (refused_for := failures.refused_for(address)) is not None:
+    found = services(request)
+    if (refused_for := found.auth_failures.refused_for(address)) is not None:
         error = refusal(refused_for).capitalize() + "."
         return render(request, "signin.html", 429, next=target, username=name, error=error)
-    if not await services(request).accounts.verify_password(name, password):
-        failures.failed(address)
+    if not await found.accounts.verify_password(name, password):
+        found.auth_failures.failed(address)
         return render(
             request, "signin.html", next=target, username=name, error="Wrong username or password."
         )

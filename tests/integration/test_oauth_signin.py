@@ -25,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from oauth.support import CALLBACK, form_to, submit
+from oauth.support import CALLBACK, form_to, refresh, submit
 from slixmpp import ClientXMPP
 from sqlalchemy import update
 
@@ -522,21 +522,6 @@ async def test_revoking_one_app_password_ends_only_the_session_it_signed_in(
         assert not survivor_ended.done()
 
 
-async def _refresh(server: ServerHandle, client_id: str, refresh_token: str) -> dict[str, str]:
-    async with browser(server) as web:
-        response = await web.post(
-            "/oauth/token",
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": refresh_token,
-                "client_id": client_id,
-            },
-        )
-    assert response.status_code == 200, response.text
-    tokens: dict[str, str] = response.json()
-    return tokens
-
-
 async def test_revoking_one_grant_ends_only_the_sessions_its_tokens_signed_in(
     platform: Platform, new_client: NewClient, connect: Connect
 ) -> None:
@@ -550,7 +535,10 @@ async def test_revoking_one_grant_ends_only_the_sessions_its_tokens_signed_in(
     assert issued.refresh_token is not None
     first = token_client(new_client, server, issued.access_token, "X-MESSENGER-OAUTH2")
     await sign_in(first, server.host, server.port)
-    refreshed = await _refresh(server, platform.client_id, issued.refresh_token)
+    async with browser(server) as web:
+        response = await refresh(web, platform.client_id, issued.refresh_token)
+    assert response.status_code == 200, response.text
+    refreshed = response.json()
     second = token_client(
         new_client, server, refreshed["access_token"], "OAUTHBEARER", resource="tablet"
     )
