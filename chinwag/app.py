@@ -25,7 +25,7 @@ from chinwag.server.tls import ensure_certificate, server_ssl_context
 from chinwag.server.xmpp_server import XMPPServer
 from chinwag.store.accounts import SqlAccountRepository
 from chinwag.store.contacts import SqlContactRepository
-from chinwag.store.db import Database, redacted
+from chinwag.store.db import PRIVATE_DIRECTORY_MODE, Database, redacted
 from chinwag.store.oauth import SqlOAuthRepository
 from chinwag.store.offline import SqlOfflineRepository
 from chinwag.store.profiles import SqlProfileRepository
@@ -132,7 +132,7 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Running]:
     """Start every service for ``settings``; stop them all, gracefully, on exit."""
-    settings.data_path.mkdir(parents=True, exist_ok=True)
+    settings.data_path.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
     database = Database.open(settings.database_url)
     await database.migrate()
     services, oauth = build_services(settings, database)

@@ -8,10 +8,12 @@ quick start expects (``./chinwag-data``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -63,6 +65,58 @@ class HTTPSettings(_Section):
         ):
             raise ValueError('must be a list of origins, such as ["https://chat.example.com"]')
         return tuple(origin.strip().rstrip("/").lower() for origin in value)
+
+    public_url: str = ""
+    """The address users and apps reach this listener at, such as
+    ``https://chat.example.com`` behind a proxy that terminates TLS: the ``issuer`` and
+    endpoints of the OAuth metadata (RFC 8414), and the WebSocket URL that host-meta
+    advertises (``wss://`` when it is https). Empty means ``http://{host}:{port}`` of this
+    listener. A request's ``Host`` header never changes either."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _base_url(cls, url: str) -> str:
+        if not url:
+            return url
+        parts = urlsplit(url)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.query
+            or parts.fragment
+            or "#" in url
+        ):
+            raise ValueError(
+                'must be an http(s) URL without query or fragment, such as "https://chat.example.com"'
+            )
+        return url.rstrip("/")
+
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    """Addresses or networks (``10.0.0.0/8``) of the reverse proxies whose
+    ``X-Forwarded-Proto`` and ``X-Forwarded-For`` headers are believed: only a request from
+    one of them counts as https (Secure cookies) or from the address it names. Empty
+    believes no proxy."""
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: object) -> object:
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(proxy, str) and _is_address_or_network(proxy) for proxy in value
+        ):
+            raise ValueError('must be a list of IP addresses or networks, such as ["127.0.0.1"]')
+        return tuple(value)
+
+
+def _is_address_or_network(text: str) -> bool:
+    try:
+        if "/" in text:
+            ipaddress.ip_network(text)
+        else:
+            ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class DatabaseSettings(_Section):
@@ -133,6 +187,10 @@ class OAuthSettings(_Section):
     access_token_ttl_seconds: int = Field(default=3600, ge=60)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     authorization_code_ttl_seconds: int = Field(default=60, ge=10)
+    allow_implicit: bool = False
+    """True lets the apps registered for it use the implicit grant (``response_type=token``),
+    the legacy of the service chinwag is modelled on, which RFC 9700 advises against; false
+    answers every such request ``unsupported_response_type``."""
 
 
 class Settings(_Section):

@@ -70,7 +70,16 @@ def app_register(
         bool,
         typer.Option(
             "--allow-implicit",
-            help="Allow the implicit grant (response_type=token); needs --public.",
+            help="Allow the implicit grant (response_type=token), if the server's "
+            "[oauth] allow_implicit does too; needs --public.",
+        ),
+    ] = False,
+    pkce_optional: Annotated[
+        bool,
+        typer.Option(
+            "--pkce-optional",
+            help="Let a confidential app skip PKCE (not recommended: RFC 9700 asks every "
+            "app to use it).",
         ),
     ] = False,
     owner: Annotated[
@@ -83,7 +92,12 @@ def app_register(
     registered = _run(
         settings_or_exit(config),
         lambda oauth: oauth.register_app(
-            name, redirect_uris, public=public, allow_implicit=allow_implicit, owner=owner
+            name,
+            redirect_uris,
+            public=public,
+            allow_implicit=allow_implicit,
+            owner=owner,
+            require_pkce=not pkce_optional,
         ),
     )
     secret = registered.client_secret
@@ -297,6 +311,7 @@ def _app_json(app: AppInfo) -> dict[str, Any]:
         "redirect_uris": list(app.redirect_uris),
         "public": app.public,
         "allow_implicit": app.allow_implicit,
+        "require_pkce": app.require_pkce,
         "owner": app.owner,
         "status": app.status,
         "created_at": app.created_at.isoformat(),
@@ -311,6 +326,8 @@ def _app_table(apps: Sequence[AppInfo]) -> Table:
         kind = ("public" if app.public else "confidential") + (
             ", implicit" if app.allow_implicit else ""
         )
+        if not app.require_pkce:
+            kind += ", PKCE optional"
         table.add_row(
             Text(app.client_id),
             Text(app.name),

@@ -21,10 +21,12 @@ one thread hop per request and one loop hop per query, negligible next to the
 network round trip of an OAuth request. Atomic conditional updates in the store
 (claim a code, rotate a refresh token) keep concurrent requests honest.
 
-Policy on top of Authlib: PKCE with S256 is required of public apps and, once a
-challenge was sent, of anyone; the implicit grant only for apps that allow it;
-refresh tokens only with ``wl.offline_access``, rotated on every use, and a
-replayed refresh token or code revokes its whole token family.
+Policy on top of Authlib (RFC 9700): PKCE with S256 is required of every app, except
+a confidential app registered without it, and then still of any request that sent a
+challenge; the implicit grant exists only when the operator allows it (``[oauth]
+allow_implicit``), and then only for apps registered for it; refresh tokens only with
+``wl.offline_access``, rotated on every use, and a replayed refresh token or code
+revokes its whole token family.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from authlib.oauth2.rfc6749 import (
     OAuth2Request,
     RefreshTokenGrant,
     TokenMixin,
+    UnsupportedResponseTypeError,
 )
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -136,6 +139,7 @@ class OAuthEndpoints:
 
     def __init__(self, repo: OAuthRepository, settings: OAuthSettings, origin: str) -> None:
         self._server = _Server(repo, settings, origin)
+        self._implicit = settings.allow_implicit
 
     async def token(self, request: HttpRequest) -> HttpResponse:
         return await _in_worker(self._respond, self._server.create_token_response, request)
@@ -165,6 +169,7 @@ class OAuthEndpoints:
 
     def metadata(self, issuer: str) -> dict[str, Any]:
         """The RFC 8414 metadata of the server at ``issuer`` (its base URL)."""
+        implicit = self._implicit
         return {
             "issuer": issuer,
             "authorization_endpoint": issuer + AUTHORIZE_PATH,
@@ -172,9 +177,13 @@ class OAuthEndpoints:
             "revocation_endpoint": issuer + REVOKE_PATH,
             "introspection_endpoint": issuer + INTROSPECT_PATH,
             "scopes_supported": list(SCOPES),
-            "response_types_supported": ["code", "token"],
-            "response_modes_supported": ["query", "fragment"],
-            "grant_types_supported": ["authorization_code", "implicit", "refresh_token"],
+            "response_types_supported": ["code", "token"] if implicit else ["code"],
+            "response_modes_supported": ["query", "fragment"] if implicit else ["query"],
+            "grant_types_supported": [
+                "authorization_code",
+                *(["implicit"] if implicit else []),
+                "refresh_token",
+            ],
             "token_endpoint_auth_methods_supported": list(_CodeGrant.TOKEN_ENDPOINT_AUTH_METHODS),
             "revocation_endpoint_auth_methods_supported": list(_Revocation.CLIENT_AUTH_METHODS),
             "introspection_endpoint_auth_methods_supported": list(
@@ -201,6 +210,10 @@ class OAuthEndpoints:
         try:
             return self._server.get_consent_grant(_Request(request), end_user=username)
         except OAuth2Error as error:
+            if isinstance(error, UnsupportedResponseTypeError) and request.params.get(
+                "response_type"
+            ) == ["token"]:
+                error.redirect_fragment = True  # where an implicit client reads (RFC 6749 4.2.2.1)
             redirect = HttpResponse(*error()) if error.redirect_uri else None
             raise AuthorizationRefused(
                 error.error, error.get_error_description(), redirect
@@ -331,13 +344,15 @@ class _Token(TokenMixin):
 
 
 class _S256CodeChallenge(CodeChallenge):
-    """PKCE with S256 only, and required of public apps already at the authorization endpoint."""
+    """PKCE with S256 only, required already at the authorization endpoint of every app but
+    the confidential ones registered without it (RFC 9700 2.1.1)."""
 
     def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
         data = grant.request.payload.data
         challenge = data.get("code_challenge")
-        if challenge is None and grant.request.client.app.public:
-            raise InvalidRequestError("Public clients must use PKCE: 'code_challenge' is missing.")
+        app = grant.request.client.app
+        if challenge is None and (app.public or app.require_pkce):
+            raise InvalidRequestError("This app must use PKCE: 'code_challenge' is missing.")
         if challenge is not None and data.get("code_challenge_method") != _PKCE_METHOD:
             raise InvalidRequestError("'code_challenge_method' must be S256.")
         super().validate_code_challenge(grant, redirect_uri)
@@ -424,7 +439,8 @@ class _Server(AuthorizationServer):
         self._origin = origin
         self.register_token_generator("default", self._bearer_token)
         self.register_grant(_CodeGrant, [_S256CodeChallenge(required=True)])
-        self.register_grant(ImplicitGrant)  # to apps with allow_implicit only: see _Client
+        if settings.allow_implicit:  # and then to apps with allow_implicit only: see _Client
+            self.register_grant(ImplicitGrant)
         self.register_grant(_RefreshGrant)
         self.register_endpoint(_Revocation)
         self.register_endpoint(_Introspection)

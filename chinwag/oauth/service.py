@@ -1,4 +1,5 @@
-"""The OAuth platform as the rest of chinwag uses it: apps, tokens, consents, app passwords.
+"""The OAuth platform as the rest of chinwag uses it: apps, tokens, consents, app passwords,
+and the web sessions of the users signed in on its pages.
 
 The command line and the web pages manage apps and grants through
 :class:`OAuthService`; the XMPP server asks it whether a token or an app password
@@ -18,7 +19,7 @@ import hmac
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from chinwag.config import OAuthSettings
@@ -105,6 +106,8 @@ class AppInfo:
     status: str
     """``active`` or ``suspended``."""
     created_at: datetime
+    require_pkce: bool
+    """Always true for a public app; false lets a confidential app skip PKCE."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +192,14 @@ class OAuthService:
         public: bool = False,
         allow_implicit: bool = False,
         owner: str | None = None,
+        require_pkce: bool = True,
     ) -> RegisteredApp:
-        """Register an app; the client secret of a confidential app is returned only here."""
+        """Register an app; the client secret of a confidential app is returned only here.
+
+        Every app must use PKCE unless a confidential one is registered with
+        ``require_pkce=False``. The implicit grant (``allow_implicit``, public apps only)
+        works only while the operator allows it (``[oauth] allow_implicit``).
+        """
         checked_name = _check_name(name)
         uris = tuple(dict.fromkeys(_check_redirect_uri(uri) for uri in redirect_uris))
         if not uris:
@@ -199,6 +208,10 @@ class OAuthService:
             raise InvalidRegistration(
                 "the implicit grant is for public apps (in a browser, they cannot keep "
                 "a secret): register the app as public too"
+            )
+        if public and not require_pkce:
+            raise InvalidRegistration(
+                "a public app always uses PKCE: it has no secret to prove itself with"
             )
         secret = None if public else new_secret()
         record = await self._repo.add_app(
@@ -210,6 +223,7 @@ class OAuthService:
                 public=public,
                 allow_implicit=allow_implicit,
                 owner=None if owner is None else normalize_username(owner),
+                require_pkce=require_pkce,
             )
         )
         return RegisteredApp(_app_info(record), secret)
@@ -446,6 +460,29 @@ class OAuthService:
         """Record a sign-in with the app password (the connected-apps page shows when)."""
         await self._repo.touch_app_password(grant.app_password_id, utc_now())
 
+    # -- web sessions
+
+    async def start_web_session(self, username: str, ttl: timedelta) -> str:
+        """A new session id for a browser the user just signed in on, valid for ``ttl``.
+
+        Only its digest is stored; it ends at sign-out, when it expires, and when the
+        user's password changes or the account is deleted. Raises NoSuchAccount.
+        """
+        session_id = new_secret()
+        expires_at = utc_now() + ttl
+        await self._repo.add_web_session(
+            normalize_username(username), digest(session_id), expires_at
+        )
+        return session_id
+
+    async def web_session_user(self, session_id: str) -> str | None:
+        """The user signed in with ``session_id``, if the session has not ended."""
+        return await self._repo.web_session_user(digest(session_id))
+
+    async def end_web_session(self, session_id: str) -> None:
+        """Sign the session out: its id no longer signs anybody in."""
+        await self._repo.end_web_session(digest(session_id))
+
     async def _require_active_app(self, client_id: str) -> None:
         app = await self._repo.app(client_id)
         if app is None:
@@ -483,6 +520,7 @@ def _app_info(record: AppRecord) -> AppInfo:
         owner=record.owner,
         status=record.status,
         created_at=record.created_at,
+        require_pkce=record.require_pkce,
     )
 
 

@@ -15,10 +15,18 @@ tens of times that. There each statement is compiled once (:class:`SqliteRead`) 
 run on the driver's own cursor, with the conversions its column types define, since
 SQLAlchemy's execution of an already compiled statement costs two to three times the
 read itself.
+
+An SQLite file holds password verifiers and token digests, so it is created readable
+by the server's user only (mode 0600, in a directory made 0700 if it is new) before
+SQLite writes anything; SQLite gives its ``-wal`` and ``-shm`` files the database's
+mode. An existing database, ``-wal`` and ``-shm`` that others may read are made 0600
+when opened; an existing directory is left as the operator made it.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +47,11 @@ from sqlalchemy.ext.asyncio import (
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 MIGRATIONS = "chinwag.store:migrations"
+PRIVATE_DIRECTORY_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+_SQLITE_COMPANIONS = ("-wal", "-shm")
+
+log = logging.getLogger(__name__)
 
 
 class Database:
@@ -195,8 +208,24 @@ def _on_disk(url: URL) -> bool:
 
 def _prepare_sqlite(engine: Engine) -> None:
     if _on_disk(engine.url):
-        Path(engine.url.database or "").parent.mkdir(parents=True, exist_ok=True)
+        _private_database_file(Path(engine.url.database or ""))
     event.listen(engine, "connect", _sqlite_pragmas)
+
+
+def _private_database_file(path: Path) -> None:
+    """Create the SQLite file at ``path`` for this user only, or make an existing one so."""
+    path.parent.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    except FileExistsError:
+        for each in (path, *(path.with_name(path.name + end) for end in _SQLITE_COMPANIONS)):
+            try:
+                if each.stat().st_mode & 0o077:
+                    each.chmod(PRIVATE_FILE_MODE)
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                log.warning("others may read %s, and it cannot be made private: %s", each, error)
 
 
 def _sqlite_reader(engine: AsyncEngine) -> Engine | None:

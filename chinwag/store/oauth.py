@@ -1,4 +1,5 @@
-"""OAuth storage: apps, authorization codes, tokens, consents and app passwords.
+"""OAuth storage: apps, authorization codes, tokens, consents, app passwords and the
+web sessions of the sign-in and consent pages.
 
 Usernames reaching this layer are already normalised, and secrets arrive as their
 digests (or, for app passwords, as SCRAM verifiers). Every revocation, suspension
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chinwag.store.accounts import NoSuchAccount, StoredScram, lock_accounts
 from chinwag.store.db import Database
 from chinwag.store.events import NewEvent, record_events
-from chinwag.store.models import Account, utc_now
+from chinwag.store.models import Account, Credential, utc_now
 from chinwag.store.oauth_models import (
     AppPassword,
     AppPasswordCredential,
@@ -32,6 +33,7 @@ from chinwag.store.oauth_models import (
     OAuthCode,
     OAuthConsent,
     OAuthToken,
+    WebSession,
 )
 
 OAUTH_REVOKED = "oauth.revoked"
@@ -45,6 +47,9 @@ SUSPENDED = "suspended"
 
 CODE_RETENTION = timedelta(days=1)
 """How long a used or expired authorization code is kept, to recognise a replay."""
+
+WEB_SESSION_CREDENTIAL = "SCRAM-SHA-256"
+"""The password verifier a web session depends on; every account with a password has one."""
 
 
 def app_password_credential(app_password_id: int) -> str:
@@ -73,6 +78,7 @@ class NewApp:
     public: bool
     allow_implicit: bool
     owner: str | None = None
+    require_pkce: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,7 @@ class AppRecord:
     status: str
     """``active`` or ``suspended``."""
     created_at: datetime
+    require_pkce: bool
 
     @property
     def active(self) -> bool:
@@ -252,6 +259,14 @@ class OAuthRepository(Protocol):
     async def touch_app_password(self, password_id: int, when: datetime) -> None:
         """Record that the app password was used at ``when``."""
 
+    async def add_web_session(self, username: str, id_hash: bytes, expires_at: datetime) -> None:
+        """Store a signed-in browser's session (and forget expired ones); raises NoSuchAccount."""
+
+    async def web_session_user(self, id_hash: bytes) -> str | None:
+        """The user signed in with the session, while it lasts (one indexed read)."""
+
+    async def end_web_session(self, id_hash: bytes) -> None: ...
+
 
 _APP_COLUMNS = (
     OAuthApp.client_id,
@@ -263,6 +278,7 @@ _APP_COLUMNS = (
     OAuthApp.owner,
     OAuthApp.status,
     OAuthApp.created_at,
+    OAuthApp.require_pkce,
 )
 _CODE_COLUMNS = (
     OAuthApp.client_id,
@@ -331,6 +347,12 @@ _APP_PASSWORD_VERIFIERS = (
         _APP.c.status == ACTIVE,
     )
     .order_by(_APP_PASSWORD.c.id)
+)
+_WEB_SESSION = WebSession.__table__
+_WEB_SESSION_USER = (
+    select(_ACCOUNT.c.username, _WEB_SESSION.c.expires_at)
+    .select_from(_WEB_SESSION.join(_ACCOUNT, _ACCOUNT.c.id == _WEB_SESSION.c.account_id))
+    .where(_WEB_SESSION.c.id_hash == bindparam("hash"))
 )
 
 
@@ -700,6 +722,40 @@ class SqlOAuthRepository:
             await session.execute(
                 update(AppPassword).where(AppPassword.id == password_id).values(last_used_at=when)
             )
+
+    # -- web sessions
+
+    async def add_web_session(self, username: str, id_hash: bytes, expires_at: datetime) -> None:
+        now = utc_now()
+        async with self._sessions.begin() as session:
+            account_id = await session.scalar(
+                select(Credential.account_id)
+                .join(Account, Account.id == Credential.account_id)
+                .where(Account.username == username, Credential.mechanism == WEB_SESSION_CREDENTIAL)
+            )
+            if account_id is None:
+                raise NoSuchAccount(username)
+            await session.execute(delete(WebSession).where(WebSession.expires_at <= now))
+            await session.execute(
+                insert(WebSession).values(
+                    id_hash=id_hash,
+                    account_id=account_id,
+                    mechanism=WEB_SESSION_CREDENTIAL,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+
+    async def web_session_user(self, id_hash: bytes) -> str | None:
+        rows = await self._db.rows(_WEB_SESSION_USER, {"hash": id_hash})
+        if not rows or rows[0].expires_at <= utc_now():
+            return None
+        username: str = rows[0].username
+        return username
+
+    async def end_web_session(self, id_hash: bytes) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(delete(WebSession).where(WebSession.id_hash == id_hash))
 
 
 def _app_record(row: Row[*tuple[Any, ...]]) -> AppRecord:

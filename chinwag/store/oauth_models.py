@@ -1,9 +1,10 @@
 """ORM models of the OAuth developer platform, on the same declarative ``Base``.
 
-Apps (OAuth clients), authorization codes, tokens, consents and app passwords.
-Every secret is stored as its SHA-256 digest (codes, tokens and client secrets are
-high-entropy random strings) or, for app passwords, as SCRAM verifiers. Revision
-``0003_oauth`` creates exactly these tables.
+Apps (OAuth clients), authorization codes, tokens, consents, app passwords, and the
+web sessions of the sign-in and consent pages. Every secret is stored as its SHA-256
+digest (codes, tokens, client secrets and session ids are high-entropy random strings)
+or, for app passwords, as SCRAM verifiers. Revision ``0003_oauth`` creates these
+tables, and ``0006_web_sessions_pkce`` adds ``web_sessions`` and ``oauth_apps.require_pkce``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
     String,
     Text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,6 +48,8 @@ class OAuthApp(Base):
     """A JSON array; a redirect URI must match one of them exactly."""
     public: Mapped[bool] = mapped_column(Boolean)
     allow_implicit: Mapped[bool] = mapped_column(Boolean)
+    require_pkce: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    """False lets a confidential app skip PKCE; a public app always uses it."""
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
@@ -142,3 +147,31 @@ class AppPasswordCredential(Base):
     stored_key: Mapped[bytes] = mapped_column(LargeBinary)
     server_key: Mapped[bytes] = mapped_column(LargeBinary)
     iterations: Mapped[int] = mapped_column(Integer)
+
+
+class WebSession(Base):
+    """A browser signed in on the web pages (sign-in, consent, portal, connected apps).
+
+    The browser's cookie carries a random session id; this row keeps its digest, so
+    signing out (deleting the row) makes a copy of the cookie useless. The session
+    belongs to the password the user signed in with: its foreign key to that password's
+    SCRAM-SHA-256 verifier deletes it when the password changes (the verifiers are
+    replaced) or the account is deleted.
+    """
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["account_id", "mechanism"],
+            ["credential.account_id", "credential.mechanism"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    account_id: Mapped[int] = mapped_column(Integer, index=True)
+    mechanism: Mapped[str] = mapped_column(String(32))
+    """The credential the session depends on (always SCRAM-SHA-256, which every password has)."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -50,13 +50,13 @@ async def signin(request: Request) -> Response:
         return render(
             request, "signin.html", next=target, username=name, error="Wrong username or password."
         )
-    sign_in(request, normalize_username(name))
+    await sign_in(request, normalize_username(name))
     return RedirectResponse(target, 303)
 
 
 async def signout(request: Request) -> Response:
     await checked_form(request)
-    sign_out(request)
+    await sign_out(request)
     return RedirectResponse(SIGNIN_PATH, 303)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from chinwag.web.secret_files import secret_file
+from chinwag.store.secret_files import secret_file
 
 ADMIN_TOKEN_FILE = "admin-token"
 ADMIN_REALM = "chinwag-admin"

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,6 +17,7 @@ from chinwag.network.contacts import ContactService
 from chinwag.network.profiles import ProfileService
 from chinwag.oauth.service import OAuthService
 from chinwag.server.auth_failures import AuthFailureLimiter
+from chinwag.store.secret_files import secret_file
 from chinwag.web import (
     account_routes,
     admin_routes,
@@ -28,16 +28,15 @@ from chinwag.web import (
 )
 from chinwag.web.admin_token import ensure_admin_token
 from chinwag.web.api import api_mount
-from chinwag.web.pages import Services, error_page
+from chinwag.web.pages import SESSION_SECONDS, Services, error_page
 from chinwag.web.presence import PresenceSource, nobody_online
-from chinwag.web.secret_files import secret_file
+from chinwag.web.sessions import SessionCookie, SignedInUser
 
 if TYPE_CHECKING:
     from chinwag.server.xmpp_server import XMPPServer
 
 SECRET_FILE = "web-secret"
 SESSION_COOKIE = "chinwag_session"
-SESSION_SECONDS = 7 * 24 * 3600
 
 
 def build_web_app(
@@ -76,12 +75,13 @@ def build_web_app(
         ],
         middleware=[
             Middleware(
-                SessionMiddleware,
+                SessionCookie,
                 secret_key=signing_secret(settings.data_path),
                 session_cookie=SESSION_COOKIE,
                 max_age=SESSION_SECONDS,
                 same_site="lax",
-            )
+            ),
+            Middleware(SignedInUser, oauth=oauth),
         ],
         exception_handlers={HTTPException: _http_error},
     )

@@ -30,6 +30,7 @@ from chinwag.web.pages import (
     checked_form,
     error_page,
     form_text,
+    public_url,
     render,
     services,
     signed_in,
@@ -90,8 +91,7 @@ async def introspect(request: Request) -> Response:
 
 
 async def metadata(request: Request) -> Response:
-    issuer = f"{request.url.scheme}://{request.url.netloc}"
-    return JSONResponse(services(request).oauth.endpoints.metadata(issuer))
+    return JSONResponse(services(request).oauth.endpoints.metadata(public_url(request)))
 
 
 ROUTES = [

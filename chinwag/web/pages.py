@@ -1,8 +1,8 @@
 """Server-rendered pages: templates, the signed-in user and CSRF protection.
 
-The session lives in a signed cookie (Starlette's SessionMiddleware). It holds the
-signed-in username and a random CSRF token that every form repeats; a form
-without it, or with another, is refused with 403.
+The session cookie (see ``chinwag.web.sessions``) holds a random CSRF token that
+every form repeats; a form without it, or with another, is refused with 403. It
+also names the server-side session of the signed-in user, which signing out ends.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import functools
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from jinja2 import Environment, PackageLoader
@@ -29,6 +30,7 @@ from chinwag.oauth.scopes import describe
 from chinwag.oauth.service import OAuthService
 from chinwag.server.auth_failures import AuthFailureLimiter
 from chinwag.web.presence import PresenceSource, nobody_online
+from chinwag.web.sessions import SESSION_ID, USER_SCOPE_KEY
 
 _TEMPLATES = Jinja2Templates(
     env=Environment(loader=PackageLoader("chinwag.web", "templates"), autoescape=True)
@@ -42,9 +44,10 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-_USER = "user"
 _CSRF = "csrf"
 CSRF_FIELD = "csrf_token"
+SESSION_SECONDS = 7 * 24 * 3600
+"""How long a sign-in lasts on one browser."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,19 @@ class Services:
 def services(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
+
+
+def public_url(request: Request) -> str:
+    """Where users and apps reach this listener: ``[http] public_url``, else
+    ``http://{host}:{port}`` of the listener that took the request (the port its socket is
+    bound to, the configured one unless that is 0). Never the request's ``Host`` header."""
+    http = services(request).settings.http
+    if http.public_url:
+        return http.public_url
+    server = request.scope.get("server")
+    port = server[1] if server else http.port
+    host = f"[{http.host}]" if ":" in http.host else http.host
+    return f"http://{host}:{port}"
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -98,18 +114,27 @@ def _operators(names: tuple[str, ...]) -> frozenset[str]:
 
 def signed_in(request: Request) -> str | None:
     """The username signed in on this browser, if any."""
-    user = request.session.get(_USER)
+    user = request.scope.get(USER_SCOPE_KEY)
     return user if isinstance(user, str) else None
 
 
-def sign_in(request: Request, username: str) -> None:
-    # A new session, and so a new CSRF token, for the signed-in user.
-    request.session.clear()
-    request.session[_USER] = username
+async def sign_in(request: Request, username: str) -> None:
+    """Start a server-side session for ``username`` and name it in the cookie."""
+    session_id = await services(request).oauth.start_web_session(
+        username, timedelta(seconds=SESSION_SECONDS)
+    )
+    await sign_out(request)  # whoever was signed in here before; a new CSRF token too
+    request.session[SESSION_ID] = session_id
+    request.scope[USER_SCOPE_KEY] = username
 
 
-def sign_out(request: Request) -> None:
+async def sign_out(request: Request) -> None:
+    """End the session: a copy of the cookie no longer signs anybody in."""
+    session_id = request.session.get(SESSION_ID)
+    if isinstance(session_id, str):
+        await services(request).oauth.end_web_session(session_id)
     request.session.clear()
+    request.scope[USER_SCOPE_KEY] = None
 
 
 def csrf_token(request: Request) -> str:

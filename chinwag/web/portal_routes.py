@@ -48,11 +48,13 @@ async def register(request: Request) -> Response:
     uris_text = form_text(form, "redirect_uris")
     client_type = form_text(form, "client_type")
     allow_implicit = form_text(form, "allow_implicit") == "yes"
+    skip_pkce = form_text(form, "skip_pkce") == "yes"
     entered = {
         "name": name,
         "redirect_uris": uris_text,
         "client_type": client_type,
         "allow_implicit": allow_implicit,
+        "skip_pkce": skip_pkce,
     }
     if client_type not in (CONFIDENTIAL, PUBLIC):
         return await _portal(request, user, 400, error="Choose public or confidential.", **entered)
@@ -63,6 +65,7 @@ async def register(request: Request) -> Response:
             public=client_type == PUBLIC,
             allow_implicit=allow_implicit,
             owner=user,
+            require_pkce=not skip_pkce,
         )
     except InvalidRequest as error:
         return await _portal(
@@ -181,6 +184,7 @@ async def _portal(request: Request, user: str, status: int = 200, **extra: objec
         "redirect_uris": "",
         "client_type": CONFIDENTIAL,
         "allow_implicit": False,
+        "skip_pkce": False,
         **extra,
     }
     return render(
@@ -189,6 +193,7 @@ async def _portal(request: Request, user: str, status: int = 200, **extra: objec
         status,
         apps=await services(request).oauth.apps_of(user),
         max_name=MAX_APP_NAME,
+        implicit_allowed=services(request).settings.oauth.allow_implicit,
         **context,
     )
 
@@ -202,6 +207,7 @@ def _app_page(
         status,
         app=app,
         owned=app.owner == user,
+        implicit_allowed=services(request).settings.oauth.allow_implicit,
         **extra,
     )
 

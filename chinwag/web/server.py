@@ -7,6 +7,8 @@ here, before uvicorn starts, so that an unusable address is an ``OSError`` from
 :meth:`HTTPServer.start` and port 0 gives a port :attr:`HTTPServer.port` reports.
 Stopping is prompt: uvicorn's tick loop is woken at once, and with no connection
 open its shutdown does not wait for any (a server stops in milliseconds, not 0.2 s).
+Only the proxies of ``[http] trusted_proxies`` (not uvicorn's environment variable)
+may set a request's scheme and client address with ``X-Forwarded-*`` headers.
 """
 
 from __future__ import annotations
@@ -94,6 +96,9 @@ class HTTPServer:
             server_header=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             ws_max_size=self._websocket_max_bytes,
+            # X-Forwarded-Proto and X-Forwarded-For count from these proxies only.
+            proxy_headers=True,
+            forwarded_allow_ips=list(self._settings.trusted_proxies),
         )
         self._server = _EmbeddedUvicorn(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))

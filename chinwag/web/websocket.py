@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from chinwag.server.c2s import C2SConnection
+from chinwag.web.pages import public_url
 from chinwag.xmpp.errors import StreamCondition, StreamError
 
 if TYPE_CHECKING:
@@ -202,13 +203,10 @@ def is_secure(websocket: WebSocket) -> bool:
 
 
 def websocket_url(request: Request) -> str:
-    """The endpoint's URL as the client reached this server (``X-Forwarded-Proto`` honoured)."""
-    forwarded = request.headers.get("x-forwarded-proto", "").partition(",")[0].strip().lower()
-    scheme = forwarded or request.url.scheme
-    secure = scheme in ("https", "wss")
-    host = request.headers.get("host") or request.url.netloc
-    root = request.scope.get("root_path", "").rstrip("/")
-    return f"{'wss' if secure else 'ws'}://{host}{root}{PATH}"
+    """The endpoint's URL at the listener's public address (``[http] public_url``), never
+    one a request's ``Host`` header makes up: ``wss://`` when that address is https."""
+    scheme, _, rest = public_url(request).partition("://")
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{PATH}"
 
 
 async def host_meta(request: Request) -> Response:

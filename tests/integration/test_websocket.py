@@ -731,10 +731,19 @@ async def test_host_meta_json_advertises_the_websocket_endpoint(
         await stream.close()
 
 
-async def test_host_meta_follows_the_host_and_a_proxys_scheme(server: ServerHandle) -> None:
-    headers = {"Host": "chat.example", "X-Forwarded-Proto": "https"}
-    response = await _get(server, "/.well-known/host-meta.json", **headers)
-    assert response.json()["links"][0]["href"] == "wss://chat.example/xmpp-websocket"
-    response = await _get(server, "/.well-known/host-meta", **headers)
-    link = ET.fromstring(response.content).find(q("Link", NS_XRD))
-    assert link is not None and link.get("href") == "wss://chat.example/xmpp-websocket"
+async def test_host_meta_follows_the_public_url_never_the_host(start_server: StartServer) -> None:
+    # A Host header must not send clients elsewhere: the address is [http] public_url's.
+    headers = {"Host": "evil.example", "X-Forwarded-Proto": "https"}
+    for server, expected in (
+        (await start_server(), None),
+        (
+            await start_server(http={"public_url": "https://chat.example"}),
+            "wss://chat.example/xmpp-websocket",
+        ),
+    ):
+        href = expected or ws_url(server)
+        response = await _get(server, "/.well-known/host-meta.json", **headers)
+        assert response.json()["links"][0]["href"] == href
+        response = await _get(server, "/.well-known/host-meta", **headers)
+        link = ET.fromstring(response.content).find(q("Link", NS_XRD))
+        assert link is not None and link.get("href") == href

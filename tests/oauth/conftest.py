@@ -1,7 +1,8 @@
 """A running web listener on a fresh SQLite store, and a browser to drive it with httpx.
 
 ``services`` gives each test a fresh SQLite store (a copy of one migrated once,
-with the user alice) and the accounts and OAuth services on it; ``platform`` serves the web application on them
+with the user alice) and the accounts and OAuth services on it, configured by
+``config`` (which a test module may override); ``platform`` serves the web application on them
 through an ``HTTPServer`` on 127.0.0.1, port 0. ``browser`` is an httpx client on
 it that keeps cookies and follows no redirect, so each test sees every hop of a
 flow.
@@ -17,6 +18,7 @@ import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -85,10 +87,18 @@ async def template_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return settings.data_path / "chinwag.db"
 
 
+@pytest.fixture
+def config() -> dict[str, Any]:
+    """The test's settings besides ``data_dir``: the defaults, unless a module overrides it."""
+    return {}
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def services(tmp_path: Path, template_database: Path) -> AsyncIterator[Services]:
+async def services(
+    tmp_path: Path, template_database: Path, config: dict[str, Any]
+) -> AsyncIterator[Services]:
     """A store with alice and the services on it, without a listener."""
-    settings = settings_from_mapping({"data_dir": str(tmp_path)})
+    settings = settings_from_mapping({**config, "data_dir": str(tmp_path)})
     shutil.copyfile(template_database, settings.data_path / "chinwag.db")
     database = Database.open(settings.database_url)
     accounts = AccountService(SqlAccountRepository(database))

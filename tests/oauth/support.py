@@ -120,8 +120,8 @@ async def sign_in_and_consent(
     if page.status_code != 200:
         return page
     consent = form_to(page, "/oauth/authorize")
-    if not remember:
-        consent.fields.pop("remember")
+    if remember:  # tick "Don't ask me again", which is not ticked by default
+        consent.fields["remember"] = "yes"
     return await submit(client, consent, decision=decision)
 
 

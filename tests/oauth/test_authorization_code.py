@@ -92,10 +92,11 @@ async def test_no_refresh_token_without_offline_access(browser, public_app):
     assert tokens["scope"] == "wl.messenger"
 
 
-async def test_confidential_app_authenticates_and_may_skip_pkce(
-    platform, browser, confidential_app
+async def test_confidential_app_registered_without_pkce_authenticates_and_may_skip_it(
+    platform, browser
 ):
-    client_id, secret = confidential_app.app.client_id, confidential_app.client_secret
+    app = await platform.oauth.register_app("Bridge", [OTHER_CALLBACK], require_pkce=False)
+    client_id, secret = app.app.client_id, app.client_secret
     code = await code_for(browser, client_id, "wl.basic", None, redirect_uri=OTHER_CALLBACK)
 
     response = await exchange(

@@ -152,15 +152,20 @@ async def test_a_missing_code_verifier_is_invalid_request(browser, public_app):
 
 async def test_a_bad_client_secret_is_invalid_client_401(browser, confidential_app):
     client_id = confidential_app.app.client_id
+    challenge = pkce()
     code = await code_for(
-        browser, client_id, "wl.basic", None, redirect_uri=confidential_app.app.redirect_uris[0]
+        browser,
+        client_id,
+        "wl.basic",
+        challenge,
+        redirect_uri=confidential_app.app.redirect_uris[0],
     )
 
     response = await exchange(
         browser,
         client_id,
         code,
-        None,
+        challenge.verifier,
         secret="wrong",
         redirect_uri=confidential_app.app.redirect_uris[0],
     )
@@ -172,12 +177,21 @@ async def test_a_bad_client_secret_is_invalid_client_401(browser, confidential_a
 
 async def test_a_confidential_app_cannot_pose_as_public(browser, confidential_app):
     client_id = confidential_app.app.client_id
+    challenge = pkce()
     code = await code_for(
-        browser, client_id, "wl.basic", None, redirect_uri=confidential_app.app.redirect_uris[0]
+        browser,
+        client_id,
+        "wl.basic",
+        challenge,
+        redirect_uri=confidential_app.app.redirect_uris[0],
     )
 
     response = await exchange(
-        browser, client_id, code, None, redirect_uri=confidential_app.app.redirect_uris[0]
+        browser,
+        client_id,
+        code,
+        challenge.verifier,
+        redirect_uri=confidential_app.app.redirect_uris[0],
     )
 
     assert response.status_code == 401

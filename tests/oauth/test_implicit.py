@@ -1,4 +1,5 @@
-"""The implicit grant: only for apps registered to allow it, as RFC 9700 advises."""
+"""The implicit grant, where the operator allows it: only for apps registered to allow it,
+as RFC 9700 advises (test_security_oauth_defaults.py: where the operator does not)."""
 
 import pytest
 
@@ -12,6 +13,11 @@ from oauth.support import (
 )
 
 pytestmark = shared_loop
+
+
+@pytest.fixture
+def config():
+    return {"oauth": {"allow_implicit": True}}
 
 
 async def test_an_app_that_allows_it_gets_a_token_in_the_fragment(platform, browser):

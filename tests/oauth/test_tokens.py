@@ -113,11 +113,14 @@ async def test_revoking_a_token_ends_its_grant(platform, browser, public_app, to
 
 async def test_introspection_tells_active_from_inactive(platform, browser, confidential_app):
     client_id, secret = confidential_app.app.client_id, confidential_app.client_secret
+    challenge = pkce()
     code = await code_for(
-        browser, client_id, "wl.basic wl.offline_access", None, redirect_uri=OTHER_CALLBACK
+        browser, client_id, "wl.basic wl.offline_access", challenge, redirect_uri=OTHER_CALLBACK
     )
     issued = (
-        await exchange(browser, client_id, code, None, secret=secret, redirect_uri=OTHER_CALLBACK)
+        await exchange(
+            browser, client_id, code, challenge.verifier, secret=secret, redirect_uri=OTHER_CALLBACK
+        )
     ).json()
 
     active = await browser.post(
@@ -169,8 +172,5 @@ async def test_metadata_describes_the_server(platform, browser):
     assert metadata["introspection_endpoint"] == platform.base + "/oauth/introspect"
     assert metadata["code_challenge_methods_supported"] == ["S256"]
     assert set(metadata["scopes_supported"]) == {"wl.basic", "wl.messenger", "wl.offline_access"}
-    assert set(metadata["grant_types_supported"]) == {
-        "authorization_code",
-        "implicit",
-        "refresh_token",
-    }
+    # The implicit grant is off by default ([oauth] allow_implicit).
+    assert set(metadata["grant_types_supported"]) == {"authorization_code", "refresh_token"}

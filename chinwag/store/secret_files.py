@@ -1,4 +1,5 @@
-"""Random secrets kept in the data directory: read if present, made (mode 0600) if not."""
+"""Random secrets kept in the data directory, read if present, made (mode 0600) if not:
+the web's cookie key and admin token, the key of the SCRAM stand-ins for unknown names."""
 
 from __future__ import annotations
 
