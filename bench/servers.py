@@ -393,6 +393,8 @@ key = {json.dumps(str(self.tls.key))}
 
 [limits]
 keepalive_seconds = 0
+stanzas_per_second = 0
+bytes_per_second = 0
 """
         if self.from_strangers:
             text += "\n[messages]\nfrom_strangers = true\n"

@@ -9,6 +9,7 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from starlette.types import ASGIApp
 
@@ -29,12 +30,15 @@ from chinwag.store.db import PRIVATE_DIRECTORY_MODE, Database, redacted
 from chinwag.store.oauth import SqlOAuthRepository
 from chinwag.store.offline import SqlOfflineRepository
 from chinwag.store.profiles import SqlProfileRepository
+from chinwag.store.secret_files import secret_file
 from chinwag.web.app import build_web_app
 from chinwag.web.presence import ONLINE, SHOWS, PresenceSource, ResourcePresence
 from chinwag.web.server import HTTPServer
 from chinwag.xmpp.jid import JID
 
 log = logging.getLogger("chinwag")
+
+STAND_IN_KEY_FILE = "scram-secret"
 
 
 class StartupError(Exception):
@@ -62,7 +66,10 @@ def build_services(settings: Settings, database: Database) -> tuple[Services, OA
     accounts = AccountService(SqlAccountRepository(database), events)
     oauth = OAuthService(SqlOAuthRepository(database), accounts, settings.oauth)
     authenticator = PlatformAuthenticator(
-        accounts, oauth, account_passwords=settings.auth.account_passwords
+        accounts,
+        oauth,
+        account_passwords=settings.auth.account_passwords,
+        stand_in_key=_stand_in_key(settings.data_path),
     )
     services = Services(
         authenticator=authenticator,
@@ -73,6 +80,12 @@ def build_services(settings: Settings, database: Database) -> tuple[Services, OA
         events=events,
     )
     return services, oauth
+
+
+def _stand_in_key(data_dir: Path) -> bytes:
+    """The key of the SCRAM stand-ins for unknown names, ``{data_dir}/scram-secret``, made
+    (0600) if absent: kept, so that an unknown name's salt does not change at a restart."""
+    return secret_file(data_dir / STAND_IN_KEY_FILE, "derive SCRAM stand-ins").encode()
 
 
 def _web_app(

@@ -149,6 +149,15 @@ class LimitsSettings(_Section):
     """How long failures are remembered, and an address refused, after its last failure."""
     keepalive_seconds: float = Field(default=300.0, ge=0)
     """Send a whitespace keepalive on a bound stream silent this long (0: never)."""
+    stanzas_per_second: float = Field(default=1000.0, ge=0)
+    """Top-level elements (stanzas, SASL and TLS negotiation) one stream may send per second,
+    on average; a faster one is read more slowly, never disconnected (0: no limit)."""
+    bytes_per_second: int = Field(default=1_000_000, ge=0)
+    """Bytes one stream may send per second, on average, from its first byte on; a faster
+    one is read more slowly, never disconnected (0: no limit)."""
+    burst_seconds: float = Field(default=2.0, gt=0)
+    """How far ahead of those rates a stream may run before it is slowed: after a quiet
+    spell it may send this many seconds' worth at once."""
 
 
 class ServerInfoSettings(_Section):
@@ -165,7 +174,8 @@ class RosterSettings(_Section):
 
 class MessagesSettings(_Section):
     from_strangers: bool = False
-    """False refuses messages between users who are not contacts (service-unavailable)."""
+    """False keeps users who are not contacts apart: their messages and IQs get
+    service-unavailable and their presence is ignored, as for an account that does not exist."""
     offline_quota: int = Field(default=1000, ge=0)
     """Messages stored per offline user; further ones bounce with service-unavailable."""
 

@@ -1,5 +1,6 @@
 """RFC 6121 §8.5 message routing for local accounts: highest-priority resources for a bare
-JID, the exact resource for a full one, per-type rules, and the strangers policy."""
+JID, the exact resource for a full one, and per-type rules. Messages from strangers never
+get here: the dispatcher keeps them out (``messages.from_strangers``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ SPEC = Spec(
     "supported",
     "chat, normal, headline, groupchat and error handled as §8.5 says; with "
     "`messages.from_strangers = false` (the default) a message from a non-contact gets "
-    "service-unavailable",
+    "service-unavailable (an error message is dropped), as for an account that does not exist",
 )
 
 
@@ -24,27 +25,12 @@ class Messages:
     def __init__(self, api: ModuleAPI) -> None:
         self.api = api
         self.router = api.router
-        self.rosters = api.rosters
-        self.from_strangers = api.settings.messages.from_strangers
-
-    def permitted(self, routed: Routed) -> bool:
-        """Contacts may message each other; strangers only when configured."""
-        origin = routed.origin
-        if self.from_strangers or origin is None or routed.stanza.attrs.get("type") == "error":
-            return True
-        recipient, sender = routed.to.local, origin.jid.local
-        if recipient == sender:
-            return True
-        roster = self.rosters.get(sender or "")
-        return roster is not None and recipient is not None and roster.is_contact(recipient)
 
     def refuse(self, routed: Routed) -> bool:
         self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
         return True
 
     def on_full(self, routed: Routed) -> bool:
-        if not self.permitted(routed):
-            return self.refuse(routed)
         session = self.router.session(routed.to)
         if session is not None:
             session.deliver(routed.stanza)
@@ -55,11 +41,6 @@ class Messages:
         if message_type == "groupchat":
             return self.refuse(routed)
         return True  # headline and error: silently dropped (§8.5.3.2.1)
-
-    def on_bare(self, routed: Routed) -> bool:
-        if not self.permitted(routed):
-            return self.refuse(routed)
-        return self.to_account(routed)
 
     def to_account(self, routed: Routed) -> bool:
         message_type = routed.stanza.attrs.get("type", "normal")
@@ -99,4 +80,4 @@ def highest_priority(sessions: Sequence[Session]) -> list[Session]:
 def setup(api: ModuleAPI) -> None:
     messages = Messages(api)
     api.hook("message/full", messages.on_full, 10)
-    api.hook("message/bare", messages.on_bare, 10)
+    api.hook("message/bare", messages.to_account, 10)

@@ -2,9 +2,15 @@
 
 A chat or normal message for an account with no available resource is committed
 to storage before the sender's stream moves on; it is delivered, stamped with
-``<delay/>``, when the account next sends initial presence, then removed. What is
-delivered live to that session meanwhile is held until the stored messages are out,
-so they arrive in the order they were sent.
+``<delay/>``, when the account next sends initial presence. What is delivered live
+to that session meanwhile is held until the stored messages are out, so they arrive
+in the order they were sent.
+
+Delivered messages are deleted only once the session has sent something after they
+went out (a ping from the server follows them, which every live client answers): a
+connection that was already dead gets nothing deleted, and the next login gets them
+again, with their first stamps. A session silent for ``ANSWER_TIMEOUT_SECONDS``
+after them is taken for dead and closed.
 
 Stores are group-committed (:class:`GroupCommit`): messages that arrive in the same
 event-loop turn, or while a transaction is in flight, share the next transaction,
@@ -12,15 +18,17 @@ and each sender is held until the one holding its message has committed. A batch
 that fails is stored again one message at a time, so only a message that cannot be
 stored on its own is bounced. A message still being stored when its recipient sends
 initial presence may commit after that presence's delivery read the storage; it is
-delivered once it has committed.
+delivered once it has committed. A mailbox found full is remembered
+(:class:`FullMailboxes`), so a flood past the quota is refused without a transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +38,8 @@ from chinwag.server.session import Session
 from chinwag.store.offline import NewOfflineMessage, OfflineRepository, StoreResult
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
-from chinwag.xmpp.errors import StanzaCondition, StanzaError
+from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
+from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.xml import parse_stanza
 
 SPEC = Spec(
@@ -46,6 +55,15 @@ SPEC = Spec(
 log = logging.getLogger(__name__)
 
 STORABLE_TYPES = frozenset({"normal", "chat"})
+MAILBOX_FULL = "mailbox full"
+ANSWER_TIMEOUT_SECONDS = 60.0
+"""How long a session may stay silent after its stored messages and the ping that follows
+them before it is closed with <connection-timeout/>; its messages stay stored."""
+FULL_MAILBOXES_KEPT = 10_000
+"""Full mailboxes remembered at once; past this the oldest is forgotten."""
+FULL_MAILBOX_SECONDS = 10.0
+"""How long a full mailbox is believed without asking the store again. Deliveries here
+empty it at once; another server process on the same database would not tell us."""
 
 
 def storable(message: Element) -> bool:
@@ -122,11 +140,49 @@ class GroupCommit:
         return result
 
 
+class FullMailboxes:
+    """Users whose mailbox a store found full, so that more messages to them are refused
+    without a transaction. Bounded in number and age; the store still counts exactly, so
+    a forgotten mailbox only costs one transaction."""
+
+    def __init__(
+        self,
+        *,
+        kept: int = FULL_MAILBOXES_KEPT,
+        seconds: float = FULL_MAILBOX_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._kept = kept
+        self._seconds = seconds
+        self._clock = clock
+        self._until: OrderedDict[str, float] = OrderedDict()
+        """When each is to be asked about again, soonest first."""
+
+    def add(self, username: str) -> None:
+        self._until[username] = self._clock() + self._seconds
+        self._until.move_to_end(username)
+        if len(self._until) > self._kept:
+            self._until.popitem(last=False)
+
+    def discard(self, username: str) -> None:
+        self._until.pop(username, None)
+
+    def __contains__(self, username: str) -> bool:
+        until = self._until.get(username)
+        if until is None:
+            return False
+        if until > self._clock():
+            return True
+        del self._until[username]
+        return False
+
+
 class Offline:
     def __init__(self, api: ModuleAPI) -> None:
         self.api = api
         self.store = api.services.offline
         self.commits = GroupCommit(self.store, api.settings.messages.offline_quota, api.spawn)
+        self.full = FullMailboxes()
         self.storing: Counter[str] = Counter()
         """Messages per user queued for storage and not yet committed (or refused)."""
         self.missed: dict[str, Session] = {}
@@ -135,7 +191,13 @@ class Offline:
         """Users with a delivery running, and the session to run it once more for, if asked."""
 
     def on_offline(self, routed: Routed) -> bool:
-        work = self.keep(routed) if storable(routed.stanza) else self.drop_or_refuse(routed)
+        if not storable(routed.stanza):
+            work = self.drop_or_refuse(routed)
+        elif (routed.to.local or "") in self.full:
+            self.refuse_as_full(routed.stanza)  # without a transaction
+            return True
+        else:
+            work = self.keep(routed)
         if routed.origin is not None:
             routed.origin.connection.hold(work)
         else:
@@ -158,9 +220,14 @@ class Offline:
             self.settled(username)
         if result is None:
             self.api.bounce(routed.stanza, StanzaError(StanzaCondition.INTERNAL_SERVER_ERROR))
+        elif result is StoreResult.QUOTA_EXCEEDED:
+            self.full.add(username)
+            self.refuse_as_full(routed.stanza)
         elif result is not StoreResult.STORED:
-            reason = "mailbox full" if result is StoreResult.QUOTA_EXCEEDED else ""
-            self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, reason))
+            self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
+
+    def refuse_as_full(self, message: Element) -> None:
+        self.api.bounce(message, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, MAILBOX_FULL))
 
     def settled(self, username: str) -> None:
         """One message for ``username`` is out of the queue; with the last one, deliver
@@ -199,9 +266,11 @@ class Offline:
         try:
             while again is not None:
                 try:
-                    await self.deliver_stored(again)
+                    written = await self.write_stored(again)
                 finally:
                     again.release_output()
+                if written is not None:
+                    await self.delete_when_heard(again, *written)
                 again = self.delivering[username]
                 self.delivering[username] = None
         finally:
@@ -209,12 +278,12 @@ class Offline:
             if waiting is not None:  # asked for while this one failed
                 waiting.release_output()
 
-    async def deliver_stored(self, session: Session) -> None:
-        """Every stored message to ``session``, if still bound and available; then
-        delete those delivered, and only those."""
+    async def write_stored(self, session: Session) -> tuple[int, Awaitable[bool]] | None:
+        """Every stored message to ``session``, if still bound and available, then a ping;
+        the id of the last one, and whether the client is heard from after them."""
         stored = await self.store.fetch(session.username)
         if not stored or not self.reachable(session):
-            return
+            return None
         for message in stored:
             stanza = parse_stanza(message.stanza)
             stanza.attrs["to"] = str(session.jid)
@@ -224,7 +293,38 @@ class Offline:
                 {"from": self.api.domain.domain, "stamp": stamp(message.stored_at)},
             )
             session.deliver(stanza, ahead=True)
-        await self.store.delete(session.username, stored[-1].id)
+        session.deliver(self.ping(session), ahead=True)
+        return stored[-1].id, session.connection.heard_after_output()
+
+    def ping(self, session: Session) -> Element:
+        """XEP-0199, so that an idle client answers at once; its reply, to the server, is
+        ignored like every result or error sent there."""
+        domain = self.api.domain.domain
+        iq = Element(
+            "iq",
+            attrs={
+                "type": "get",
+                "id": f"offline-{random_hex(4)}",
+                "from": domain,
+                "to": str(session.jid),
+            },
+        )
+        iq.add("ping", ns.PING)
+        return iq
+
+    async def delete_when_heard(
+        self, session: Session, last_id: int, heard: Awaitable[bool]
+    ) -> None:
+        """Delete the messages up to ``last_id`` once the client has sent anything after
+        them; not if its stream ends first, nor if it stays silent (then it is closed)."""
+        try:
+            alive = await asyncio.wait_for(heard, ANSWER_TIMEOUT_SECONDS)
+        except TimeoutError:
+            session.close(StreamError(StreamCondition.CONNECTION_TIMEOUT, "no answer to a ping"))
+            return
+        if alive:
+            await self.store.delete(session.username, last_id)
+            self.full.discard(session.username)
 
     def reachable(self, session: Session) -> bool:
         return session.available and self.api.router.session(session.jid) is session

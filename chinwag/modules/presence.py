@@ -4,7 +4,7 @@ on the contacts' behalf, directed presence, and unavailable when a session ends.
 from __future__ import annotations
 
 from chinwag.server.api import ModuleAPI, Spec
-from chinwag.server.dispatch import Routed
+from chinwag.server.dispatch import SUBSCRIPTION_TYPES, Routed
 from chinwag.server.session import Session
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
@@ -15,10 +15,9 @@ SPEC = Spec(
     "Presence",
     "supported",
     "broadcast to contacts, probes answered by the server, directed presence, priority; "
-    "unavailable is broadcast on logout and on a dropped connection",
+    "unavailable is broadcast on logout and on a dropped connection; directed presence "
+    "from a non-contact is ignored unless `messages.from_strangers = true`",
 )
-
-SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
 
 
 def addressed(stanza: Element, to: JID) -> Element:

@@ -1,5 +1,9 @@
 """XEP-0054 vcard-temp, built from the network's profiles: fetch by default, update only
-with ``vcard.updates = true``; contacts' cards only unless ``vcard.public = true``."""
+with ``vcard.updates = true``; contacts' cards only unless ``vcard.public = true``.
+
+A card the requester may not see gets the answer of an account that does not exist
+(``<service-unavailable/>``), so a vCard fetch tells a stranger nothing of who has an
+account."""
 
 from __future__ import annotations
 
@@ -20,8 +24,8 @@ SPEC = Spec(
     "vcard-temp",
     "fetch only by default",
     "FN, NICKNAME, EMAIL and PHOTO (TYPE, BINVAL) from the user's profile; an empty <vCard/> "
-    "when there is no profile data; service-unavailable for an unknown user; a non-contact's "
-    "card is forbidden unless `vcard.public = true`; a set is not-allowed unless "
+    "when there is no profile data; service-unavailable for an unknown user and, unless "
+    "`vcard.public = true`, for a non-contact alike; a set is not-allowed unless "
     "`vcard.updates = true`, which updates the profile",
 )
 
@@ -88,11 +92,12 @@ class VCards:
 
     async def fetch(self, iq: Element, requester: JID, target: JID) -> Element:
         username = target.local or ""
+        # Asked before storage, so a stranger cannot tell accounts apart, even by timing.
+        if not (self.public or target == requester.bare or self.is_contact(requester, username)):
+            raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
         profile = await self.profiles.get(username)
         if profile is None:
             raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
-        if not (self.public or target == requester.bare or self.is_contact(requester, username)):
-            raise StanzaError(StanzaCondition.FORBIDDEN, "only contacts can see this card")
         reply = make_reply(iq)
         reply.append(vcard_element(profile))
         return reply

@@ -2,12 +2,16 @@
 
 Account passwords (unless ``auth.account_passwords = false``, the strict mode of the
 modelled service), app passwords, which count as their app, and access tokens that
-carry the ``wl.messenger`` scope and belong to an active app.
+carry the ``wl.messenger`` scope and belong to an active app. A SCRAM exchange
+for a name without credentials gets stand-ins shaped like an account's, derived
+from a key the composition root keeps in the data directory.
 """
 
 from __future__ import annotations
 
 from chinwag.network.accounts import (
+    DEFAULT_ITERATIONS,
+    SALT_BYTES,
     AccountService,
     InvalidUsername,
     StoredScram,
@@ -15,7 +19,7 @@ from chinwag.network.accounts import (
 )
 from chinwag.oauth.service import AppPasswordGrant, OAuthService
 from chinwag.server.auth import SIGN_IN_SCOPE, Grant
-from chinwag.xmpp.sasl.scram import ScramCredentials
+from chinwag.xmpp.sasl.scram import ScramCredentials, stand_in_credentials
 
 
 def _scram(stored: StoredScram) -> ScramCredentials:
@@ -28,11 +32,19 @@ def _app_grant(grant: AppPasswordGrant) -> Grant:
 
 class PlatformAuthenticator:
     def __init__(
-        self, accounts: AccountService, oauth: OAuthService, *, account_passwords: bool
+        self,
+        accounts: AccountService,
+        oauth: OAuthService,
+        *,
+        account_passwords: bool,
+        stand_in_key: bytes,
     ) -> None:
+        """``stand_in_key``: the secret the SCRAM stand-ins' salts derive from; the same
+        key at every start keeps them the same."""
         self._accounts = accounts
         self._oauth = oauth
         self._account_passwords = account_passwords
+        self._stand_in_key = stand_in_key
 
     def prepare_username(self, name: str) -> str | None:
         try:
@@ -57,6 +69,16 @@ class PlatformAuthenticator:
         for stored, app_grant in await self._oauth.app_password_candidates(username, account):
             candidates.append((_scram(stored), _app_grant(app_grant)))
         return candidates
+
+    def scram_stand_in(self, username: str, mechanism: str) -> ScramCredentials:
+        # Accounts get SALT_BYTES of random salt and DEFAULT_ITERATIONS (derive_credentials).
+        return stand_in_credentials(
+            self._stand_in_key,
+            mechanism,
+            username,
+            salt_bytes=SALT_BYTES,
+            iterations=DEFAULT_ITERATIONS,
+        )
 
     async def signed_in(self, grant: Grant) -> None:
         if grant.app is not None and grant.app_password is not None:

@@ -4,6 +4,9 @@ The sans-IO parts of each mechanism live in ``chinwag.xmpp.sasl``; the drivers
 here add the look-ups, which may wait on storage. Who may sign in with what
 (account passwords, app passwords, OAuth tokens) is the Authenticator's
 business; it is implemented above this layer, by the OAuth platform.
+
+``counts_against_address`` says which failures the per-address limit counts:
+a wrong password, by any mechanism, and a malformed request, never a refused token.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from chinwag.xmpp.sasl.oauth import (
     messenger_token_candidates,
     oauthbearer_error,
     parse_oauthbearer,
+    parse_x_oauth2,
 )
 from chinwag.xmpp.sasl.plain import parse_plain
 from chinwag.xmpp.sasl.scram import MECHANISMS as SCRAM_MECHANISMS
@@ -56,6 +60,11 @@ class Authenticator(Protocol):
         self, username: str, mechanism: str
     ) -> list[tuple[ScramCredentials, Grant]]:
         """Credentials a SCRAM proof may match, sharing one salt and iteration count."""
+        ...
+
+    def scram_stand_in(self, username: str, mechanism: str) -> ScramCredentials:
+        """Credentials for a name that has none: they never verify, and the challenge
+        made from them looks like a real account's, the same at every try and every start."""
         ...
 
     async def signed_in(self, grant: Grant) -> None:
@@ -106,17 +115,34 @@ def _names(
     return authenticator.prepare_username(local) == grant.username
 
 
+class TokenRefused(SaslFailure):
+    """A token not valid for sign-in. Not counted per address: a token is no more
+    guessable than a key, and an app retrying an expired one is no guesser."""
+
+
 def _token_refused() -> SaslFailure:
-    return SaslFailure(SaslCondition.NOT_AUTHORIZED, "the access token is not valid for sign-in")
-
-
-class PasswordRefused(SaslFailure):
-    """A wrong username or password: what guessing looks like. A refused token is not
-    one, being no more guessable than a key, and is not counted per address."""
+    return TokenRefused(SaslCondition.NOT_AUTHORIZED, "the access token is not valid for sign-in")
 
 
 def _refused() -> SaslFailure:
-    return PasswordRefused(SaslCondition.NOT_AUTHORIZED, "wrong username or password")
+    return SaslFailure(SaslCondition.NOT_AUTHORIZED, "wrong username or password")
+
+
+_COUNTED_CONDITIONS = frozenset(
+    {
+        SaslCondition.NOT_AUTHORIZED,
+        SaslCondition.MALFORMED_REQUEST,
+        SaslCondition.INCORRECT_ENCODING,
+        SaslCondition.INVALID_AUTHZID,
+    }
+)
+
+
+def counts_against_address(failure: SaslFailure) -> bool:
+    """Whether ``failure`` counts against the client's address: a wrong username or
+    password (PLAIN or SCRAM, account or app password), and a malformed request, so that
+    neither guesses nor costly nonsense go on without end; not a refused token."""
+    return failure.condition in _COUNTED_CONDITIONS and not isinstance(failure, TokenRefused)
 
 
 class _ClientFirstDriver:
@@ -182,9 +208,12 @@ class ScramDriver:
         if username is not None:
             candidates = await self._authenticator.scram_candidates(username, self._mechanism)
         self._grants = [grant for _credentials, grant in candidates]
-        return Challenge(
-            self._exchange.server_first([credentials for credentials, _grant in candidates])
-        )
+        # The prepared name, when there is one: "Nobody" must see the salt "nobody" sees,
+        # as the two spellings of a real account's name do.
+        credentials = [credentials for credentials, _grant in candidates] or [
+            self._authenticator.scram_stand_in(username or claimed, self._mechanism)
+        ]
+        return Challenge(self._exchange.server_first(credentials))
 
     async def step(self, response: bytes) -> Outcome:
         index, server_final = self._exchange.receive_client_final(response)
@@ -247,7 +276,7 @@ class XOAuth2Driver(_ClientFirstDriver):
     mechanism = X_OAUTH2
 
     async def _first(self, message: bytes) -> Outcome:
-        plain = parse_plain(message)
+        plain = parse_x_oauth2(message)
         grant = await self._authenticator.check_token(plain.password)
         if (
             grant is None

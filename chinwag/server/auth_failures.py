@@ -1,8 +1,9 @@
 """Failed sign-ins counted per client address, and the addresses refused for a while
 after too many, as ejabberd's mod_fail2ban does: a password guesser that reconnects
 after each stream's few attempts (``limits.max_auth_failures``) still runs out of
-guesses. The web sign-in form shares the count. Only wrong passwords count: a
-client retrying an expired token is no guesser, and must not lock out its address.
+guesses. The web sign-in form shares the count. Wrong passwords count, by any
+mechanism, and so do malformed requests; a refused token does not (a client retrying an
+expired token is no guesser, and must not lock out its address), nor does an abort.
 
 An address is refused once it has ``limit`` failures, each less than ``ban_seconds``
 after the one before, until ``ban_seconds`` after the last. IPv6 clients are counted

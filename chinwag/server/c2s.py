@@ -6,21 +6,29 @@ turn is handed to the transport at once, as a list of whole elements. A TCP
 transport joins them into one socket write; a WebSocket transport sends each as
 a message of its own (RFC 7395 3.3.3). One callback per turn flushes every
 connection that has output (``OutputBatch``), rather than one per connection.
+
+Input is metered per stream: its bytes from the first one against
+``limits.bytes_per_second``, its stanzas against ``limits.stanzas_per_second``. A
+stream more than ``limits.burst_seconds`` ahead of either is not read (nor are the
+stanzas it sent already handled) until it is back within it, so a flood slows its
+sender and no one else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chinwag.server.auth import Challenge, Grant, Outcome, PasswordRefused, SaslDriver
+from chinwag.server.auth import Challenge, Grant, Outcome, SaslDriver, counts_against_address
 from chinwag.server.auth_failures import refusal
 from chinwag.server.session import Session
 from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
 from chinwag.xmpp.events import (
     AuthAborted,
+    AuthMalformed,
     AuthRequested,
     AuthResponse,
     BindRequested,
@@ -63,6 +71,12 @@ class Transport(Protocol):
     def resume_reading(self) -> None: ...
 
     async def start_tls(self) -> None: ...
+
+
+def _settle(listeners: list[asyncio.Future[bool]], heard: bool) -> None:
+    for listener in listeners:
+        if not listener.done():  # its waiter may have given up
+            listener.set_result(heard)
 
 
 class OutputBatch:
@@ -109,6 +123,24 @@ class C2SConnection:
         self._early_tls: list[bytes] | None = None
         """While STARTTLS completes: what the client sent over TLS before we noticed the end
         of the handshake (the restarted header, typically), to feed to the new stream."""
+        self._unflushed_listeners: list[asyncio.Future[bool]] | None = None
+        self._input_listeners: list[asyncio.Future[bool]] | None = None
+        """``heard_after_output`` futures: waiting for the flush, then for the next input."""
+        limits = server.settings.limits
+        self._burst_seconds = limits.burst_seconds
+        self._seconds_per_byte = 1 / limits.bytes_per_second if limits.bytes_per_second else 0.0
+        self._bytes_due = 0.0
+        """When the bytes read so far are paid for at ``bytes_per_second`` (GCRA): reading
+        pauses while that is more than ``burst_seconds`` ahead of now."""
+        self._slowed: asyncio.TimerHandle | None = None
+        self._stanza_rate = limits.stanzas_per_second
+        self._stanza_burst = (
+            max(1.0, self._stanza_rate * limits.burst_seconds) if self._stanza_rate else math.inf
+        )
+        self._stanza_tokens = self._stanza_burst
+        """Stanzas that may be handled now (a token bucket): refilled at each read and when
+        they run out, so a stanza costs one subtraction."""
+        self._refilled_at = self._loop.time()
         server.connections.add(self)
         self._schedule_timer()
 
@@ -125,15 +157,75 @@ class C2SConnection:
 
     def data_received(self, data: bytes) -> None:
         self.read_recently = True
+        if self._input_listeners is not None:
+            self._heard()
         if self._early_tls is not None:
             self._early_tls.append(data)
             return
-        self._handle(self.stream.receive_data(data, self._loop.time()))
+        now = self._loop.time()
+        self._meter(now, len(data))
+        self._handle(self.stream.receive_data(data, now))
 
     def frame_received(self, data: bytes) -> None:
         """One whole WebSocket message (websocket framing)."""
         self.read_recently = True
-        self._handle(self.stream.receive_frame(data, self._loop.time()))
+        if self._input_listeners is not None:
+            self._heard()
+        now = self._loop.time()
+        self._meter(now, len(data))
+        self._handle(self.stream.receive_frame(data, now))
+
+    def _meter(self, now: float, size: int) -> None:
+        """Charge a read to the byte rate, and give the stanza bucket what it has earned."""
+        due = (self._bytes_due if self._bytes_due > now else now) + size * self._seconds_per_byte
+        self._bytes_due = due
+        if due > now + self._burst_seconds:
+            self._slow_down(due - self._burst_seconds)
+        self._refill_stanzas(now)
+
+    def _refill_stanzas(self, now: float) -> None:
+        tokens = self._stanza_tokens + (now - self._refilled_at) * self._stanza_rate
+        self._stanza_tokens = tokens if tokens < self._stanza_burst else self._stanza_burst
+        self._refilled_at = now
+
+    def _out_of_stanzas(self) -> float | None:
+        """With the stanza tokens spent: None if time has earned one more, else the
+        seconds until half the burst is back."""
+        self._refill_stanzas(self._loop.time())
+        if self._stanza_tokens >= 1:
+            return None
+        return (max(1.0, self._stanza_burst / 2) - self._stanza_tokens) / self._stanza_rate
+
+    def _slow_down(self, until: float) -> None:
+        """Read nothing more until ``until``: the client's data waits in the kernel, and TCP
+        holds the client back, as Prosody's mod_limits and ejabberd's shapers do."""
+        if self._slowed is None:
+            self.transport.pause_reading()
+        else:
+            self._slowed.cancel()
+        self._slowed = self._loop.call_at(until, self._speed_up)
+
+    def _speed_up(self) -> None:
+        self._slowed = None
+        if self._task is None and not self.closed:  # else reading resumes with its answer
+            self.transport.resume_reading()
+
+    def heard_after_output(self) -> asyncio.Future[bool]:
+        """Becomes True when the client sends anything after the output queued so far has
+        been handed to the transport, which shows the connection outlived that write; False
+        when the stream ends first."""
+        heard: asyncio.Future[bool] = self._loop.create_future()
+        if self.closed:
+            heard.set_result(False)
+        elif self._pending:
+            self._unflushed_listeners = [*(self._unflushed_listeners or ()), heard]
+        else:
+            self._input_listeners = [*(self._input_listeners or ()), heard]
+        return heard
+
+    def _heard(self) -> None:
+        listeners, self._input_listeners = self._input_listeners or [], None
+        _settle(listeners, True)
 
     def connection_lost(self) -> None:
         if self.closed:
@@ -142,6 +234,11 @@ class C2SConnection:
         self._pending.clear()
         if self._timer is not None:
             self._timer.cancel()
+        if self._slowed is not None:
+            self._slowed.cancel()
+        listeners = [*(self._unflushed_listeners or ()), *(self._input_listeners or ())]
+        self._unflushed_listeners = self._input_listeners = None
+        _settle(listeners, False)
         if self._task is not None:
             self._task.cancel()
         self.server.connections.discard(self)
@@ -170,6 +267,9 @@ class C2SConnection:
         waiting = self.transport.writelines(self._pending)
         self._pending.clear()
         self.wrote_recently = True
+        if self._unflushed_listeners is not None:
+            flushed, self._unflushed_listeners = self._unflushed_listeners, None
+            self._input_listeners = [*(self._input_listeners or ()), *flushed]
         if waiting > MAX_WRITE_BUFFER:
             self.close_stream(
                 StreamError(StreamCondition.POLICY_VIOLATION, "the client is not reading")
@@ -215,9 +315,13 @@ class C2SConnection:
         for index, event in enumerate(events):
             if type(event) is StanzaReceived:
                 self._dispatch(event.stanza, event.to, self.session)
+                self._stanza_tokens -= 1
                 if self._held is not None:
                     work, self._held = self._held, None
                     self._run(self._continue_after(work, events[index + 1 :]))
+                    return
+                if self._stanza_tokens < 1 and (wait := self._out_of_stanzas()) is not None:
+                    self._run(self._continue_later(wait, events[index + 1 :]))
                     return
             elif isinstance(event, StreamClosed):
                 self._finish()
@@ -228,6 +332,11 @@ class C2SConnection:
                 self._run(self._continue_authentication(event))
             elif isinstance(event, AuthAborted):
                 self._sasl = None
+            elif isinstance(event, AuthMalformed):
+                self._sasl = None
+                if self._refuse_address():
+                    return
+                self.server.auth_failures.failed(self.transport.peer_address)
             elif isinstance(event, BindRequested):
                 self._run(self._bind(event))
             elif isinstance(event, StartTLSRequested):
@@ -236,6 +345,12 @@ class C2SConnection:
 
     async def _continue_after(self, work: asyncio.Task[None], events: list[Event]) -> None:
         await asyncio.wait([work])  # its failure is the server's to log, not this stream's
+        if not self.closed:
+            self._handle(events)
+
+    async def _continue_later(self, seconds: float, events: list[Event]) -> None:
+        """Past the stanza rate: the rest of what was read, once the rate allows more."""
+        await asyncio.sleep(seconds)
         if not self.closed:
             self._handle(events)
 
@@ -253,7 +368,7 @@ class C2SConnection:
         if task is not self._task:
             return  # it started the next answer (another held stanza): keep waiting for that
         self._task = None
-        if not self.closed:
+        if not self.closed and self._slowed is None:  # else reading resumes when it ends
             self.transport.resume_reading()
 
     def _schedule_timer(self) -> None:
@@ -289,10 +404,17 @@ class C2SConnection:
         if early and not self.closed:
             self.data_received(b"".join(early))
 
-    async def _authenticate(self, event: AuthRequested) -> None:
+    def _refuse_address(self) -> bool:
+        """End the stream (policy-violation) if the client's address is refused for its
+        failed sign-ins; returns whether it did."""
         refused_for = self.server.auth_failures.refused_for(self.transport.peer_address)
-        if refused_for is not None:
-            self.close_stream(StreamError(StreamCondition.POLICY_VIOLATION, refusal(refused_for)))
+        if refused_for is None:
+            return False
+        self.close_stream(StreamError(StreamCondition.POLICY_VIOLATION, refusal(refused_for)))
+        return True
+
+    async def _authenticate(self, event: AuthRequested) -> None:
+        if self._refuse_address():
             return
         factory = self.server.sasl_drivers.get(event.mechanism)
         if factory is None:  # offered by the stream config, so only a misconfiguration gets here
@@ -312,7 +434,7 @@ class C2SConnection:
             outcome = await pending
         except SaslFailure as failure:
             self._sasl = None
-            if isinstance(failure, PasswordRefused):
+            if counts_against_address(failure):
                 self.server.auth_failures.failed(self.transport.peer_address)
             self._handle(self.stream.sasl_failure(failure.condition, failure.text))
             return

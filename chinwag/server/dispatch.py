@@ -5,6 +5,12 @@ a bare JID, answered by the server on the account's behalf), ``bare`` and
 ``full`` (a local user), ``remote`` (another domain). IQ handlers are looked up
 by ``(scope, type, namespace, tag)`` in one dictionary. What no handler claims
 gets ``<service-unavailable/>``, once, and never in reply to an error or result.
+
+Strangers (``messages.from_strangers = false``): a stanza from a session to another
+local user's bare or full JID passes only between contacts. Any other is answered
+here, before any hook, as RFC 6121 §8.5.1 answers for an account that does not
+exist, so a stranger learns neither whether the user exists nor whether they are
+online. Subscription requests pass, as the way two strangers become contacts.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chinwag.server.hooks import Hooks
+from chinwag.server.rosters import RosterCache
 from chinwag.server.routing import Router
 from chinwag.server.session import Session
 from chinwag.xmpp.element import Element
@@ -38,7 +45,11 @@ class Routed:
     origin: Session | None
 
 
+SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
+
 _SCOPES = ("host", "account", "bare", "full", "remote", "broadcast")
+_USER_SCOPES = frozenset({"bare", "full"})
+"""Stanzas to a local user's own address, which the strangers rule screens."""
 _EVENTS = {
     (tag, scope): f"{tag}/{scope}" for tag in ("message", "presence", "iq") for scope in _SCOPES
 }
@@ -51,12 +62,17 @@ class Dispatcher:
         hooks: Hooks,
         router: Router,
         spawn: Callable[[Coroutine[Any, Any, None]], object],
+        *,
+        contacts_only: RosterCache | None = None,
     ) -> None:
+        """``contacts_only``: the rosters by which users reach only their contacts; None
+        lets anyone reach anyone (``messages.from_strangers = true``)."""
         self.domain = domain
         self._domain_name = domain.domain
         self.hooks = hooks
         self.router = router
         self._spawn = spawn
+        self._contacts_only = contacts_only
         self._iq_handlers: dict[tuple[str, str, str, str], IQHandler] = {}
         for tag in ("message", "presence", "iq"):
             for scope in _SCOPES:
@@ -89,8 +105,23 @@ class Dispatcher:
             scope = "account" if stanza.tag == "iq" else "bare"
         else:
             scope = "full"
-        routed = Routed(stanza, to, origin)
-        if not self.hooks.fire(_EVENTS[stanza.tag, scope], routed):
+        rosters = self._contacts_only
+        if (
+            rosters is not None
+            and origin is not None
+            and scope in _USER_SCOPES
+            and not reaches(rosters, origin, stanza, to)
+        ):
+            self.keep_out(stanza)
+            return
+        if not self.hooks.fire(_EVENTS[stanza.tag, scope], Routed(stanza, to, origin)):
+            self.bounce(stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
+
+    def keep_out(self, stanza: Element) -> None:
+        """Answer a stranger as RFC 6121 §8.5.1 answers for an account that does not exist:
+        presence is ignored; IQ get/set and messages get ``<service-unavailable/>``, with
+        no text, whatever the user's resources; results and errors are dropped."""
+        if stanza.tag != "presence":
             self.bounce(stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
 
     def bounce(self, stanza: Element, error: StanzaError) -> None:
@@ -207,6 +238,19 @@ class Dispatcher:
         if session is not None:
             session.update_presence(routed.stanza)
         return True
+
+
+def reaches(rosters: RosterCache, sender: Session, stanza: Element, to: JID) -> bool:
+    """Whether ``sender`` may reach the local user ``to`` when strangers may not: oneself, a
+    contact (a subscription either way: contacts are kept in pairs, so the sender's own
+    roster tells), and anyone with a subscription request. A dictionary lookup in the
+    sender's cached roster, never storage."""
+    if to.local == sender.jid.local:
+        return True
+    if stanza.tag == "presence" and stanza.attrs.get("type") in SUBSCRIPTION_TYPES:
+        return True
+    roster = rosters.get(sender.jid.local or "")
+    return roster is not None and roster.is_contact(to.local or "")
 
 
 def _unclaimed(_routed: Routed) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any, Protocol
 
 from chinwag.server.auth import Grant
@@ -26,6 +26,11 @@ class Connection(Protocol):
 
     def hold(self, work: Coroutine[Any, Any, None]) -> None:
         """Read nothing more from this client until ``work`` is done."""
+        ...
+
+    def heard_after_output(self) -> Awaitable[bool]:
+        """True once the client sends anything after what is queued now has been handed
+        to the transport; False if the stream ends first."""
         ...
 
 

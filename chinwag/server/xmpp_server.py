@@ -82,7 +82,13 @@ class XMPPServer:
         self.auth_failures = AuthFailureLimiter.from_settings(settings.limits)
         self.hooks = Hooks()
         self.router: Router = router or LocalRouter()
-        self.dispatcher = Dispatcher(self.domain_jid, self.hooks, self.router, self.spawn)
+        self.dispatcher = Dispatcher(
+            self.domain_jid,
+            self.hooks,
+            self.router,
+            self.spawn,
+            contacts_only=None if settings.messages.from_strangers else self.rosters,
+        )
         self.features: set[str] = set()
         self.identities: set[tuple[str, str, str]] = set()
         self.stream_features: list[tuple[str, str]] = []

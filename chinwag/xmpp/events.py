@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from .element import Element
 from .errors import StreamError
 from .jid import JID
+from .sasl import SaslCondition
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,14 @@ class AuthResponse:
 @dataclass(frozen=True, slots=True)
 class AuthAborted:
     """The client aborted the SASL exchange; the stream already answered <aborted/>."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthMalformed:
+    """The stream refused a SASL message itself (too long, or not base64) and answered
+    <failure/> with ``condition``: the exchange is over, and counts as a failed sign-in."""
+
+    condition: SaslCondition
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +79,7 @@ Event = (
     | AuthRequested
     | AuthResponse
     | AuthAborted
+    | AuthMalformed
     | BindRequested
     | StanzaReceived
     | StreamClosed

@@ -3,11 +3,17 @@
 Localparts are prepared with the UsernameCaseMapped profile and resourceparts
 with OpaqueString (RFC 7622 3.3 and 3.4); domainparts with IDNA2008/UTS 46.
 Parsing is cached, because the same few JIDs appear on every routed stanza.
+
+Peers choose the JIDs they address, so preparing one must cost little whatever it
+holds: a part longer than 1023 bytes is refused as it comes, before any PRECIS or
+IDNA work (which costs time in proportion to it), a printable ASCII part is prepared
+without the profiles (which would leave it as it is, localparts lowercased), and
+the cache is bounded by entries and by the bytes of the JIDs it keeps.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
 
 import idna
 from precis_i18n import get_profile
@@ -15,6 +21,7 @@ from precis_i18n import get_profile
 _LOCALPART = get_profile("UsernameCaseMapped")
 _RESOURCEPART = get_profile("OpaqueString")
 _MAX_PART_BYTES = 1023
+_MAX_JID_BYTES = 3071
 # RFC 7622 3.3.1: characters the localpart may not contain even after PRECIS.
 _LOCALPART_FORBIDDEN = frozenset("\"&'/:<>@")
 
@@ -28,11 +35,24 @@ def _precis_reason(error: UnicodeError) -> str:
     return str(reason).replace("DISALLOWED/", "disallowed ")
 
 
+def _refuse_long(part: str, name: str) -> None:
+    """RFC 7622 3.2-3.4: no part is longer than 1023 bytes, checked here on the part as
+    given (preparation may change its length: it is checked again after)."""
+    if len(part) > _MAX_PART_BYTES or len(part.encode()) > _MAX_PART_BYTES:
+        raise InvalidJID(f"{name} longer than {_MAX_PART_BYTES} bytes")
+
+
 def prep_localpart(localpart: str) -> str:
-    try:
-        prepared = _LOCALPART.enforce(localpart)
-    except UnicodeError as error:
-        raise InvalidJID(f"invalid localpart {localpart!r}: {_precis_reason(error)}") from None
+    _refuse_long(localpart, "localpart")
+    if localpart and localpart.isascii() and localpart.isprintable() and " " not in localpart:
+        # RFC 8264 9.11: printable ASCII but space is PVALID in the IdentifierClass, and
+        # UsernameCaseMapped only lowercases it.
+        prepared = localpart.lower()
+    else:
+        try:
+            prepared = _LOCALPART.enforce(localpart)
+        except UnicodeError as error:
+            raise InvalidJID(f"invalid localpart {localpart!r}: {_precis_reason(error)}") from None
     bad = _LOCALPART_FORBIDDEN.intersection(prepared)
     if bad:
         raise InvalidJID(f"invalid localpart {localpart!r}: contains {''.join(sorted(bad))!r}")
@@ -42,6 +62,7 @@ def prep_localpart(localpart: str) -> str:
 
 
 def prep_domainpart(domain: str) -> str:
+    _refuse_long(domain, "domainpart")
     domain = domain.removesuffix(".")
     if not domain:
         raise InvalidJID("empty domainpart")
@@ -64,6 +85,10 @@ def prep_domainpart(domain: str) -> str:
 
 
 def prep_resourcepart(resource: str) -> str:
+    _refuse_long(resource, "resourcepart")
+    if resource and resource.isascii() and resource.isprintable():
+        # Printable ASCII is valid in the FreeformClass, and OpaqueString leaves it as it is.
+        return resource
     try:
         prepared = _RESOURCEPART.enforce(resource)
     except UnicodeError as error:
@@ -100,8 +125,16 @@ class JID:
     @staticmethod
     def parse(text: str) -> JID:
         """Parse and prepare ``text``; raises InvalidJID."""
-        # Peers choose what they address: only JIDs of a usual length are remembered.
-        return _parse_cached(text) if len(text) <= _CACHED_JID_LENGTH else _parse(text)
+        jid = _cache.get(text)
+        if jid is None:
+            jid = _parse(text)
+            _cache.remember(text, jid)
+        return jid
+
+    @staticmethod
+    def cached(text: str) -> JID | None:
+        """The JID ``text`` names if it was parsed lately, else None; prepares nothing."""
+        return _cache.get(text)
 
     @staticmethod
     def make(local: str | None, domain: str, resource: str | None = None) -> JID:
@@ -148,12 +181,12 @@ class JID:
         return isinstance(other, JID) and self.text == other.text
 
 
-_CACHED_JID_LENGTH = 256
-
-
-def _parse(text: str) -> JID:
-    if len(text.encode()) > 3071:
-        raise InvalidJID("JID longer than 3071 bytes")
+def split_jid(text: str) -> tuple[str | None, str, str | None]:
+    """The parts of ``text`` as given, unprepared: (localpart, domainpart, resourcepart).
+    Raises InvalidJID for an empty part and for one that is too long, which costs no
+    preparation work."""
+    if len(text) > _MAX_JID_BYTES or len(text.encode()) > _MAX_JID_BYTES:
+        raise InvalidJID(f"JID longer than {_MAX_JID_BYTES} bytes")
     rest, slash, resource = text.partition("/")
     localpart, at, domain = rest.partition("@")
     if not at:
@@ -162,7 +195,54 @@ def _parse(text: str) -> JID:
         raise InvalidJID(f"{text!r} has an empty localpart")
     if slash and not resource:
         raise InvalidJID(f"{text!r} has an empty resourcepart")
-    return JID.make(localpart if at else None, domain, resource if slash else None)
+    parts = (localpart if at else None, domain, resource if slash else None)
+    for part, name in zip(parts, ("localpart", "domainpart", "resourcepart"), strict=True):
+        if part is not None:
+            _refuse_long(part, name)
+    return parts
 
 
-_parse_cached = lru_cache(maxsize=65536)(_parse)
+def _parse(text: str) -> JID:
+    return JID.make(*split_jid(text))
+
+
+class _JIDCache:
+    """Parsed JIDs by their text, at most ``max_entries`` of them holding at most
+    ``max_bytes`` of text, and none longer than ``max_jid_bytes``: a peer that addresses
+    ever new JIDs only pushes out the oldest ones.
+
+    Looking up is a dictionary lookup; adding (after a parse, which costs far more) takes
+    a lock, as JIDs are parsed on worker threads too.
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int, max_jid_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_jid_bytes = max_jid_bytes
+        self.bytes = 0
+        """Bytes (UTF-8) of the texts kept."""
+        self._jids: dict[str, JID] = {}
+        self._lock = threading.Lock()
+        self.get = self._jids.get
+
+    def __len__(self) -> int:
+        return len(self._jids)
+
+    def remember(self, text: str, jid: JID) -> None:
+        size = len(text.encode())
+        if size > self.max_jid_bytes:
+            return
+        jids = self._jids
+        with self._lock:
+            if text in jids:
+                return
+            while jids and (len(jids) >= self.max_entries or self.bytes + size > self.max_bytes):
+                oldest = next(iter(jids))
+                del jids[oldest]
+                self.bytes -= len(oldest.encode())
+            jids[text] = jid
+            self.bytes += size
+
+
+_cache = _JIDCache(max_entries=8192, max_bytes=1 << 19, max_jid_bytes=256)
+"""Eight thousand JIDs of usual length; a few MiB of memory at most."""

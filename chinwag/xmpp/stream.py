@@ -30,6 +30,7 @@ from .element import Element, escape_attr, escape_text
 from .errors import StanzaCondition, StanzaError, StreamCondition, StreamError
 from .events import (
     AuthAborted,
+    AuthMalformed,
     AuthRequested,
     AuthResponse,
     BindRequested,
@@ -39,8 +40,8 @@ from .events import (
     StreamClosed,
 )
 from .ids import random_hex
-from .jid import JID, InvalidJID, prep_resourcepart
-from .sasl import SaslCondition
+from .jid import JID, InvalidJID, prep_resourcepart, split_jid
+from .sasl import MAX_MESSAGE_BYTES, SaslCondition, encoded_length
 from .stanza import is_error, make_error, make_reply
 from .states import ACCEPTS, STANZA_TAGS, State
 from .xml import StreamEnd, StreamHeader, XMLFrameParser, XMLStreamParser
@@ -48,7 +49,19 @@ from .xml import StreamEnd, StreamHeader, XMLFrameParser, XMLStreamParser
 _IQ_TYPES = frozenset({"get", "set", "result", "error"})
 
 Framing = Literal["tcp", "websocket"]
+_MAX_SASL_TEXT = encoded_length(MAX_MESSAGE_BYTES)
+"""The longest text of an <auth/> or <response/>, measured before it is decoded."""
 _CLOSE_FRAME = f"<close xmlns='{ns.FRAMING}'/>".encode()
+PREAUTH_MAX_ELEMENT_BYTES = 16384
+"""Before authentication, a larger top-level element is refused (policy-violation): the
+largest legitimate ones, <auth/> and <response/> with a SASL message, take a few KiB."""
+PREAUTH_MAX_TOKEN_BYTES = 4096
+"""Before authentication, so is a longer tag or reference (a feed leaves unfinished)."""
+NEW_JID_CHARS_PER_SECOND = 1024
+"""Characters of new non-ASCII addresses whose preparation a stream may ask for, on
+average: PRECIS takes microseconds a character for them, where an ordinary stanza takes
+nanoseconds a byte. Addresses seen lately, and ASCII ones, cost nothing of it."""
+NEW_JID_CHARS_BURST = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +99,16 @@ def _b64encode(data: bytes) -> str:
 
 class _SaslEncodingError(Exception):
     pass
+
+
+class _AllowanceSpent(Exception):
+    """The stream asked for more new non-ASCII addresses than its allowance."""
+
+
+_TOO_MANY_NEW_JIDS = StanzaError(
+    StanzaCondition.RESOURCE_CONSTRAINT,
+    "too many new non-ASCII addresses at once: send this again in a few seconds",
+)
 
 
 def _answer(method: Callable[..., list[Event]]) -> Callable[..., list[Event]]:
@@ -136,6 +159,10 @@ class ServerStream:
         self._waiting = False
         self._backlog: list[StreamHeader | Element | StreamEnd] = []
         self._events: list[Event] = []
+        self._now = now
+        self._jid_allowance = float(NEW_JID_CHARS_BURST)
+        """What is left of ``NEW_JID_CHARS_BURST`` as of ``_jid_allowance_at``."""
+        self._jid_allowance_at = now
 
     # --- input -------------------------------------------------------------
 
@@ -143,6 +170,7 @@ class ServerStream:
         """Feed bytes from the client; returns the events they caused."""
         if self.state is State.CLOSED:
             return []
+        self._now = now
         try:
             parsed = self._parser.feed(data)
         except StreamError as error:
@@ -164,6 +192,7 @@ class ServerStream:
         """Feed one whole WebSocket message (websocket framing); returns the events it caused."""
         if self.state is State.CLOSED:
             return []
+        self._now = now
         if len(data) > self.config.max_stanza_bytes:
             self._fail(
                 StreamError(
@@ -316,13 +345,17 @@ class ServerStream:
         self._events.append(StreamClosed(error))
 
     def _new_parser(self) -> XMLStreamParser:
-        if self.framing == "websocket":
-            return XMLFrameParser(self.config.max_stanza_bytes, keep_wire=True)
-        return XMLStreamParser(self.config.max_stanza_bytes, keep_wire=True)
+        max_element_bytes, max_token_bytes = self.config.max_stanza_bytes, None
+        if self.username is None:
+            max_element_bytes = min(max_element_bytes, PREAUTH_MAX_ELEMENT_BYTES)
+            max_token_bytes = PREAUTH_MAX_TOKEN_BYTES
+        parser = XMLFrameParser if self.framing == "websocket" else XMLStreamParser
+        return parser(max_element_bytes, keep_wire=True, max_token_bytes=max_token_bytes)
 
     def _restart(self) -> None:
-        if self.framing == "tcp":  # a frame parser holds nothing from one message to the next
-            self._parser = self._new_parser()
+        # Over TCP a new document begins. A frame parser holds nothing from one message to
+        # the next, but its limits change once the client has authenticated.
+        self._parser = self._new_parser()
         self._backlog.clear()
         self.state = State.AWAIT_HEADER
 
@@ -449,14 +482,16 @@ class ServerStream:
         if mechanism not in self.config.mechanisms:
             self._sasl_failed(SaslCondition.INVALID_MECHANISM, f"{mechanism!r} is not offered")
             return
-        text = element.text.strip()
+        text = self._sasl_text(element, "initial response")
+        if text is None:
+            return
         try:
             if mechanism in self.config.raw_mechanisms:
                 initial = text.encode() if text else None
             else:
                 initial = _b64decode(text) if text else None
         except _SaslEncodingError:
-            self._sasl_failed(
+            self._sasl_malformed(
                 SaslCondition.INCORRECT_ENCODING, "the initial response is not base64"
             )
             return
@@ -465,11 +500,13 @@ class ServerStream:
         self._wait()
 
     def _on_sasl_response(self, element: Element) -> None:
+        text = self._sasl_text(element, "response")
+        if text is None:
+            return
         try:
-            data = _b64decode(element.text) if element.text.strip() else b""
+            data = _b64decode(text) if text else b""
         except _SaslEncodingError:
-            self._sasl_failed(SaslCondition.INCORRECT_ENCODING, "the response is not base64")
-            self._events.append(AuthAborted())
+            self._sasl_malformed(SaslCondition.INCORRECT_ENCODING, "the response is not base64")
             return
         self._events.append(AuthResponse(data))
         self._wait()
@@ -477,6 +514,22 @@ class ServerStream:
     def _on_sasl_abort(self, _element: Element) -> None:
         self._sasl_failed(SaslCondition.ABORTED)
         self._events.append(AuthAborted())
+
+    def _sasl_text(self, element: Element, what: str) -> str | None:
+        """The text of an <auth/> or <response/>; None (refused) when too long to decode."""
+        text = element.text.strip()
+        if len(text) > _MAX_SASL_TEXT:
+            self._sasl_malformed(
+                SaslCondition.MALFORMED_REQUEST,
+                f"the {what} is longer than {_MAX_SASL_TEXT} characters",
+            )
+            return None
+        return text
+
+    def _sasl_malformed(self, condition: SaslCondition, text: str) -> None:
+        """Refuse a SASL message without asking the driver, who is told (AuthMalformed)."""
+        self._events.append(AuthMalformed(condition))
+        self._sasl_failed(condition, text)
 
     def _sasl_failed(self, condition: SaslCondition, text: str = "") -> None:
         failure = Element("failure", ns.SASL)
@@ -516,17 +569,40 @@ class ServerStream:
         to_text = attrs.get("to")
         to: JID | None = None
         if to_text is not None:
-            try:
-                to = JID.parse(to_text)
-            except InvalidJID as error:
-                self._bounce(stanza, StanzaError(StanzaCondition.JID_MALFORMED, str(error)))
-                return
+            to = JID.cached(to_text)
+            if to is None:
+                try:
+                    to = self._parse_new_jid(to_text)
+                except InvalidJID as error:
+                    self._bounce(stanza, StanzaError(StanzaCondition.JID_MALFORMED, str(error)))
+                    return
+                except _AllowanceSpent:
+                    self._bounce(stanza, _TOO_MANY_NEW_JIDS)
+                    return
         # RFC 6120 8.1.2.1: the server sets ``from`` to the sender's full JID. The parser
         # has written it into the wire form (and left none where the client wrote one).
         attrs["from"] = self._jid_text
         if stanza.tag == "iq" and not self._valid_iq(stanza):
             return
         self._events.append(StanzaReceived(stanza, to))
+
+    def _parse_new_jid(self, text: str) -> JID:
+        """Parse an address that is not cached; a non-ASCII one draws on the stream's
+        allowance of ``NEW_JID_CHARS_PER_SECOND`` (raises _AllowanceSpent when it is out)."""
+        if not text.isascii():
+            split_jid(text)  # what is refused for its length costs nothing
+            now = self._now
+            allowance = (
+                self._jid_allowance + (now - self._jid_allowance_at) * NEW_JID_CHARS_PER_SECOND
+            )
+            self._jid_allowance_at = now
+            if allowance > NEW_JID_CHARS_BURST:
+                allowance = NEW_JID_CHARS_BURST
+            if len(text) > allowance:
+                self._jid_allowance = allowance
+                raise _AllowanceSpent
+            self._jid_allowance = allowance - len(text)
+        return JID.parse(text)
 
     def _valid_iq(self, iq: Element) -> bool:
         """RFC 6120 8.2.3; answers the RFC 3921 session request itself."""

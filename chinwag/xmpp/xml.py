@@ -22,6 +22,13 @@ is between elements drop it; the next ``feed`` makes a new one and primes it wit
 a root element that declares what the stream header declared. The same renewal
 bounds what expat remembers of the names a peer sends: it happens after every
 ``RENEW_AFTER_BYTES`` of input too.
+
+Expat scans a token it could not finish (a tag, a reference) again from its first
+byte at every feed, so a large token sent a few bytes at a time would cost time
+quadratic in its size. A stream header is bounded (``MAX_HEADER_BYTES``), a parser
+may bound single tokens (``max_token_bytes``, before authentication), and the reads
+that continue a token longer than ``LARGE_TOKEN_BYTES`` are held back from expat
+while they cannot finish it (see ``_LargeToken``).
 """
 
 from __future__ import annotations
@@ -47,6 +54,12 @@ this much input (with ``keep_wire``, which tracks where elements end)."""
 # Top-level elements deeper than this are refused: a policy limit that keeps
 # recursion in serialisation bounded (no real stanza comes close).
 MAX_DEPTH = 64
+MAX_HEADER_BYTES = 4096
+"""A stream header, with what comes before it (XML declaration, whitespace), longer than
+this is refused (policy-violation): real ones take a few hundred bytes."""
+LARGE_TOKEN_BYTES = 4096
+"""An unfinished token longer than this is fed the reads that continue it only when they
+may finish it, or have grown as long as it (see ``_LargeToken``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +172,97 @@ def _restricted(what: str) -> StreamError:
     return StreamError(StreamCondition.RESTRICTED_XML, f"{what} are not allowed in XMPP")
 
 
-class XMLStreamParser:
-    """One stream's parser; make a new one at every stream restart."""
+def _policy_violation(text: str) -> StreamError:
+    return StreamError(StreamCondition.POLICY_VIOLATION, text)
 
-    def __init__(self, max_stanza_bytes: int, *, keep_wire: bool = False) -> None:
+
+_OUTSIDE_QUOTES = re.compile(rb"""(?>[^'">]+|'[^']*'|"[^"]*")*+""")
+"""Bytes of a start tag that close every quote they open and hold no '>' outside quotes."""
+
+
+class _LargeToken:
+    """A token longer than ``LARGE_TOKEN_BYTES`` that expat has begun and not finished,
+    and the reads held back from expat since.
+
+    Expat scans an unfinished token again from its first byte at every feed (expat
+    before 2.6 always; later ones too, as their reparse deferral is off here: it would
+    keep the small read that finishes a stanza waiting for more input). Reads are held
+    back while they cannot finish the token, and given to expat when they may, or once
+    they are as long as what expat holds of it: each byte is then scanned a bounded
+    number of times, and no read that finishes a token waits.
+    """
+
+    __slots__ = ("_end", "_quote", "_start_tag", "held", "held_bytes", "parsed_bytes")
+
+    def __init__(self, begun: bytes) -> None:
+        self.parsed_bytes = len(begun)
+        """What expat holds of the token."""
+        self.held: list[bytes] = []
+        self.held_bytes = 0
+        self._end = b""
+        """The byte that may end an end tag or a reference; none for a comment or processing
+        instruction (refused once finished: they wait for the doubling)."""
+        self._start_tag = False
+        """Whether the token is a start tag, which '>' ends outside its quoted values."""
+        self._quote = b""
+        """The quote of the attribute value a start tag is in, if any."""
+        if begun.startswith(b"</"):
+            self._end = b">"
+        elif begun.startswith(b"&"):
+            self._end = b";"
+        elif not begun.startswith((b"<!", b"<?")):
+            self._start_tag = True
+            self._start_tag_may_end(begun)
+
+    def hold(self, data: bytes) -> bytes | None:
+        """All the reads held so far, ``data`` last, when expat should have them now; else
+        None, and ``data`` is held too."""
+        self.held.append(data)
+        self.held_bytes += len(data)
+        if self.held_bytes >= self.parsed_bytes or self._may_end(data):
+            return b"".join(self.held)
+        return None
+
+    def _may_end(self, data: bytes) -> bool:
+        if self._start_tag:
+            return self._start_tag_may_end(data)
+        return bool(self._end) and self._end in data
+
+    def _start_tag_may_end(self, data: bytes) -> bool:
+        """Whether ``data``, the next bytes of a start tag, has a '>' outside quotes."""
+        start = 0
+        if self._quote:  # in an attribute value that an earlier read opened
+            start = data.find(self._quote) + 1
+            if not start:
+                return False
+        matched = _OUTSIDE_QUOTES.match(data, start)
+        stop = matched.end() if matched else start
+        if stop == len(data):
+            self._quote = b""
+            return False
+        if data[stop] == ord(">"):
+            return True
+        self._quote = data[stop : stop + 1]  # opened and not closed in data
+        return False
+
+
+class XMLStreamParser:
+    """One stream's parser; make a new one at every stream restart.
+
+    ``max_stanza_bytes`` bounds each top-level element, ``max_token_bytes`` (if given)
+    each tag or reference that a feed leaves unfinished.
+    """
+
+    def __init__(
+        self, max_stanza_bytes: int, *, keep_wire: bool = False, max_token_bytes: int | None = None
+    ) -> None:
         self.max_stanza_bytes = max_stanza_bytes
+        self.max_token_bytes = max_token_bytes
+        self._check_unfinished_above = min(
+            max_stanza_bytes, max_token_bytes or LARGE_TOKEN_BYTES, LARGE_TOKEN_BYTES
+        )
+        """Unfinished bytes after a feed beyond which the limits are checked (rarely)."""
+        self._large_token: _LargeToken | None = None
         self._parser = self._make_expat()
         self._depth = 0
         self._stack: list[Element] = []
@@ -178,7 +277,7 @@ class XMLStreamParser:
         self._chunk = b""
         """The bytes being parsed, which begin at stream offset ``_chunk_base``."""
         self._chunk_base = 0
-        self._carry = b""
+        self._carry: bytes | bytearray = b""
         """What earlier feeds held after their last top-level event, from ``_carry_base``."""
         self._carry_base = 0
         self._element_start = 0
@@ -211,7 +310,9 @@ class XMLStreamParser:
         parser.CommentHandler = self._comment
         parser.ProcessingInstructionHandler = self._processing_instruction
         if hasattr(parser, "SetReparseDeferralEnabled"):
-            parser.SetReparseDeferralEnabled(False)  # expat >= 2.6 would hold back small chunks
+            # Expat >= 2.6 would hold back small reads, even one that finishes a stanza;
+            # _LargeToken holds back only what cannot finish a large token.
+            parser.SetReparseDeferralEnabled(False)
         return parser
 
     def feed(self, data: bytes) -> list[Parsed]:
@@ -220,26 +321,50 @@ class XMLStreamParser:
             raise StreamError(StreamCondition.NOT_WELL_FORMED, "the stream has already failed")
         if self._fed == 0:
             self._refuse_utf16(data)
+        large_token = self._large_token
+        if large_token is not None:
+            held = large_token.hold(data)
+            if held is None:
+                if self._fed + large_token.held_bytes - self._boundary > self.max_stanza_bytes:
+                    self._fail()
+                    raise self._too_large()
+                return []
+            data, self._large_token = held, None
         try:
             if self._parser is None:
                 self._renew()
             self._chunk, self._chunk_base = data, self._fed
             self._fed += len(data)
             self._parser.Parse(data, False)
-            if self._fed - self._boundary > self.max_stanza_bytes:
-                raise self._too_large()
+            self._keep_unfinished(data)
+            if self._fed - self._boundary > self._check_unfinished_above:
+                self._check_unfinished()
         except StreamError:
             self._fail()
             raise
         except expat.ExpatError as error:
             self._fail()
             raise self._translate(error) from None
-        if self._keep_wire:
-            self._keep_unfinished(data)
-            if self._fed > RENEW_AFTER_BYTES:
-                self.release()
+        if self._keep_wire and self._fed > RENEW_AFTER_BYTES:
+            self.release()
         out, self._out = self._out, []
         return out
+
+    def _check_unfinished(self) -> None:
+        """After a feed that left more than a few KiB unfinished: refuse what is too large,
+        and watch a large unfinished token (``_LargeToken``)."""
+        if self._depth == 0 and self._fed > MAX_HEADER_BYTES:
+            raise _policy_violation(f"stream header longer than {MAX_HEADER_BYTES} bytes")
+        if self._fed - self._boundary > self.max_stanza_bytes:
+            raise self._too_large()
+        # Outside a callback, expat's current byte is where it stopped: the token it could
+        # not finish begins there.
+        token_start = self._parser.CurrentByteIndex
+        token_bytes = self._fed - token_start
+        if self.max_token_bytes is not None and token_bytes > self.max_token_bytes:
+            raise _policy_violation(f"a tag or reference longer than {self.max_token_bytes} bytes")
+        if token_bytes > LARGE_TOKEN_BYTES:
+            self._large_token = _LargeToken(bytes(self._carry[token_start - self._carry_base :]))
 
     def release(self) -> bool:
         """Drop the expat parser if nothing is half-parsed (only with ``keep_wire``, which
@@ -280,6 +405,7 @@ class XMLStreamParser:
 
     def _fail(self) -> None:
         self._failed = True
+        self._large_token = None
         self._stack.clear()
         self._completed_before_failure, self._out = self._out, []
         self._carry = self._chunk = b""
@@ -294,13 +420,15 @@ class XMLStreamParser:
         elif kept_from >= self._chunk_base:
             self._carry = data[kept_from - self._chunk_base :]
             self._carry_base = kept_from
-        else:
+        else:  # extended in place: an element trickling in is not copied at every feed
+            if type(self._carry) is bytes:
+                self._carry = bytearray(self._carry)
             self._carry += data
 
     def _bytes_from(self, offset: int) -> tuple[bytes, int]:
         """What is held of the stream from ``offset`` on, and the offset of its first byte."""
         if offset < self._chunk_base:
-            return self._carry + self._chunk, self._carry_base
+            return b"".join((self._carry, self._chunk)), self._carry_base
         return self._chunk, self._chunk_base
 
     def _note_root(self, offset: int) -> None:
@@ -397,7 +525,9 @@ class XMLStreamParser:
         if depth == 1:
             self._boundary = self._parser.CurrentByteIndex
             if self._keep_wire:
-                self._note_root(self._boundary)
+                self._note_root(self._boundary)  # moves the boundary past the header
+            if self._boundary > MAX_HEADER_BYTES:
+                raise _policy_violation(f"stream header longer than {MAX_HEADER_BYTES} bytes")
             self._out.append(StreamHeader(uri, tag, attrs, self._default_ns))
             return
         if depth > MAX_DEPTH:
@@ -483,8 +613,10 @@ class XMLFrameParser(XMLStreamParser):
     repeat it is still a ``jabber:client`` stanza, as on TCP.
     """
 
-    def __init__(self, max_stanza_bytes: int, *, keep_wire: bool = False) -> None:
-        super().__init__(max_stanza_bytes, keep_wire=keep_wire)
+    def __init__(
+        self, max_stanza_bytes: int, *, keep_wire: bool = False, max_token_bytes: int | None = None
+    ) -> None:
+        super().__init__(max_stanza_bytes, keep_wire=keep_wire, max_token_bytes=max_token_bytes)
         self.feed(_FRAGMENT_HEADER)
 
     def feed_frame(self, data: bytes) -> Element | None:

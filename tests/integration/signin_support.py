@@ -301,6 +301,11 @@ class RawSasl:
         await self.raw.send(f"<response xmlns='{NS_SASL}'>{encoded}</response>".encode())
         return await self._answer()
 
+    async def abort_exchange(self) -> ET.Element:
+        """Send ``<abort/>``; the answer."""
+        await self.raw.send(f"<abort xmlns='{NS_SASL}'/>".encode())
+        return await self._answer()
+
     async def restart(self) -> bytes:
         """After success: the new stream's features."""
         await self.raw.send(stream_header())

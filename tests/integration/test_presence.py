@@ -19,7 +19,7 @@ from .im_support import (
     settle,
     text_of,
 )
-from .support import NewClient, ServerHandle, close_client
+from .support import NewClient, ServerHandle, StartServer, close_client
 
 
 async def test_initial_presence_reaches_contacts_and_brings_theirs(
@@ -104,8 +104,9 @@ async def test_unavailable_is_broadcast_however_the_session_ends(
 
 
 async def test_directed_presence_and_unavailable_when_its_sender_leaves(
-    server: ServerHandle, new_client: NewClient
+    start_server: StartServer, new_client: NewClient
 ) -> None:
+    server = await start_server(messages={"from_strangers": True})  # carol is no contact
     await add_user(server, "carol")
     carol = await login(new_client, server, "carol", "phone")
     tablet = await login(new_client, server, "carol", "tablet")
@@ -128,8 +129,9 @@ async def test_directed_presence_and_unavailable_when_its_sender_leaves(
 
 
 async def test_directed_unavailable_ends_a_directed_presence(
-    server: ServerHandle, new_client: NewClient
+    start_server: StartServer, new_client: NewClient
 ) -> None:
+    server = await start_server(messages={"from_strangers": True})  # carol is no contact
     await add_user(server, "carol")
     carol = await login(new_client, server, "carol", "phone")
     alice = await login(new_client, server, "alice", "desk")

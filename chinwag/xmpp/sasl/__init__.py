@@ -2,6 +2,10 @@
 
 Each mechanism family lives in its own module and only parses and computes;
 looking up credentials is the caller's job, so nothing here waits on I/O.
+
+Every message is measured before it is decoded, and every name before it is
+normalised (SASLprep and PRECIS take time in proportion to the length): what
+is longer than any real client sends is refused at once with <malformed-request/>.
 """
 
 from __future__ import annotations
@@ -32,3 +36,23 @@ class SaslFailure(Exception):
         super().__init__(f"{condition}: {text}" if text else str(condition))
         self.condition = condition
         self.text = text
+
+
+MAX_NAME_BYTES = 1023
+"""The longest username (authcid) or authzid taken, as UTF-8: RFC 7622's limit for a localpart."""
+MAX_MESSAGE_BYTES = 8192
+"""The longest SASL message taken: room for two names of MAX_NAME_BYTES, even with
+every character escaped, and a long password."""
+MAX_TOKEN_BYTES = 4096
+"""The longest OAuth token taken: about a hundred times chinwag's own (43 characters)."""
+
+
+def check_length(data: bytes, limit: int, what: str) -> None:
+    """Raise SaslFailure(malformed-request) when ``data`` is longer than ``limit`` bytes."""
+    if len(data) > limit:
+        raise SaslFailure(SaslCondition.MALFORMED_REQUEST, f"{what} is longer than {limit} bytes")
+
+
+def encoded_length(size: int) -> int:
+    """How long the base64 form of ``size`` bytes is."""
+    return (size + 2) // 3 * 4

@@ -8,7 +8,16 @@ import binascii
 import json
 from dataclasses import dataclass
 
-from . import SaslCondition, SaslFailure
+from . import (
+    MAX_MESSAGE_BYTES,
+    MAX_NAME_BYTES,
+    MAX_TOKEN_BYTES,
+    SaslCondition,
+    SaslFailure,
+    check_length,
+    encoded_length,
+)
+from .plain import PlainMessage, parse_plain
 
 OAUTHBEARER = "OAUTHBEARER"
 X_OAUTH2 = "X-OAUTH2"
@@ -30,16 +39,26 @@ def parse_oauthbearer(message: bytes | None) -> BearerMessage:
     """RFC 7628 3.1: ``gs2-header kvsep *(key=value kvsep) kvsep`` with ``auth=Bearer <token>``."""
     if not message:
         raise SaslFailure(SaslCondition.MALFORMED_REQUEST, "OAUTHBEARER needs an initial response")
+    check_length(message, MAX_MESSAGE_BYTES, "the OAUTHBEARER message")
     header, sep, rest = message.partition(_KVSEP)
     gs2 = header.split(b",")
     if not sep or len(gs2) != 3 or gs2[0] not in (b"n", b"y") or gs2[2]:
         raise SaslFailure(SaslCondition.MALFORMED_REQUEST, "not an OAUTHBEARER message")
-    authzid = gs2[1][2:].decode(errors="replace") if gs2[1].startswith(b"a=") else ""
+    authzid = gs2[1][2:] if gs2[1].startswith(b"a=") else b""
+    check_length(authzid, MAX_NAME_BYTES, "the authzid")
     fields = dict(pair.partition(b"=")[::2] for pair in rest.split(_KVSEP) if pair)
     scheme, _, token = fields.get(b"auth", b"").partition(b" ")
     if scheme.lower() != b"bearer" or not token:
         raise SaslFailure(SaslCondition.MALFORMED_REQUEST, "OAUTHBEARER needs auth=Bearer <token>")
-    return BearerMessage(authzid, token.decode(errors="replace").strip())
+    check_length(token, MAX_TOKEN_BYTES, "the token")
+    return BearerMessage(authzid.decode(errors="replace"), token.decode(errors="replace").strip())
+
+
+def parse_x_oauth2(message: bytes | None) -> PlainMessage:
+    """X-OAUTH2: ``authzid NUL user NUL token``, as PLAIN lays it out."""
+    plain = parse_plain(message)
+    check_length(plain.password.encode(), MAX_TOKEN_BYTES, "the token")
+    return plain
 
 
 def oauthbearer_error(scope: str) -> bytes:
@@ -56,6 +75,7 @@ def messenger_token_candidates(message: bytes | None) -> list[str]:
     """X-MESSENGER-OAUTH2: the token as sent, then its base64 decoding, if it has one."""
     if not message:
         raise SaslFailure(SaslCondition.MALFORMED_REQUEST, "X-MESSENGER-OAUTH2 needs the token")
+    check_length(message, encoded_length(MAX_TOKEN_BYTES), "the token")
     text = message.decode(errors="replace").strip()
     candidates = [text]
     try:

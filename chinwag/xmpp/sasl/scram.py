@@ -2,8 +2,10 @@
 
 The exchange is split so that the caller can look credentials up in between:
 ``receive_client_first`` names the user, ``server_first`` takes that user's
-stored credentials (or None for an unknown user, who then fails at the end
-exactly like a wrong password), ``receive_client_final`` checks the proof.
+stored credentials (or, for an unknown user, ``stand_in_credentials``, with
+which the exchange fails at the end exactly like a wrong password),
+``receive_client_final`` checks the proof. Messages and names are measured
+before scramp parses them (it SASLpreps the name, at a cost that grows with it).
 """
 
 from __future__ import annotations
@@ -17,31 +19,59 @@ from collections.abc import Sequence
 from scramp import ScramException, ScramMechanism
 from scramp.core import ScramServer
 
-from . import SaslCondition, SaslFailure
+from . import MAX_MESSAGE_BYTES, MAX_NAME_BYTES, SaslCondition, SaslFailure, check_length
 
 MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1")
 
 ScramCredentials = tuple[bytes, bytes, bytes, int]
 """(salt, stored_key, server_key, iteration_count), as scramp stores them."""
 
-_UNKNOWN_USER_SECRET = os.urandom(32)
-# Matches the iteration count accounts are created with, so unknown users look alike.
-STAND_IN_ITERATIONS = 4096
+_PARSE_ONLY: ScramCredentials = (bytes(16), b"", b"", 4096)
+"""What scramp is given while it only parses the client-first message."""
 
 
-def _decode(message: bytes | None, step: str) -> str:
+def stand_in_credentials(
+    key: bytes, mechanism: str, username: str, *, salt_bytes: int, iterations: int
+) -> ScramCredentials:
+    """Credentials for a name that has none, shaped like a real account's (``salt_bytes``
+    of salt, ``iterations``) and never verifying (random keys). The salt is an HMAC of
+    the mechanism and name under ``key``, so it stays the same from one try to the next
+    and, with a key kept across restarts, from one start to the next: the challenge does
+    not tell whether the name exists."""
+    digest = hmac.digest(key, f"{mechanism}\0{username}".encode(), hashlib.sha512)
+    if salt_bytes > len(digest):
+        raise ValueError(f"a stand-in salt is at most {len(digest)} bytes")
+    return digest[:salt_bytes], os.urandom(32), os.urandom(32), iterations
+
+
+def _measured(message: bytes | None, step: str) -> bytes:
     if not message:
         raise SaslFailure(SaslCondition.MALFORMED_REQUEST, f"SCRAM needs a {step} message")
+    check_length(message, MAX_MESSAGE_BYTES, f"the SCRAM {step} message")
+    return message
+
+
+def _decode(message: bytes, step: str) -> str:
     try:
         return message.decode()
     except UnicodeDecodeError:
         raise SaslFailure(SaslCondition.MALFORMED_REQUEST, f"SCRAM {step} is not UTF-8") from None
 
 
-def _stand_in_credentials(username: str) -> ScramCredentials:
-    """Credentials that never verify, stable per username so the salt reveals nothing."""
-    salt = hmac.new(_UNKNOWN_USER_SECRET, username.encode(), hashlib.sha256).digest()
-    return salt, os.urandom(32), os.urandom(32), STAND_IN_ITERATIONS
+def _check_names(client_first: bytes) -> None:
+    """RFC 5802 7: ``gs2-cbind-flag "," [ "a=" saslname ] "," "n=" saslname "," ...``.
+    The authzid and the username, unescaped, must fit MAX_NAME_BYTES; the rest of the
+    syntax is scramp's to check."""
+    fields = client_first.split(b",", 3)
+    if len(fields) < 3:
+        return
+    for field, prefix, what in (
+        (fields[1], b"a=", "the authzid"),
+        (fields[2], b"n=", "the username"),
+    ):
+        if field.startswith(prefix):
+            saslname = field[2:].replace(b"=2C", b",").replace(b"=3D", b"=")
+            check_length(saslname, MAX_NAME_BYTES, what)
 
 
 class ScramExchange:
@@ -60,28 +90,34 @@ class ScramExchange:
 
     def receive_client_first(self, message: bytes | None) -> str:
         """Parse the client-first message and return the SCRAM username."""
-        self._client_first = _decode(message, "client-first")
+        measured = _measured(message, "client-first")
+        _check_names(measured)
+        self._client_first = _decode(measured, "client-first")
         names: list[str] = []
 
         def record(username: str) -> ScramCredentials:
             names.append(username)
-            return _stand_in_credentials(username)
+            return _PARSE_ONLY
 
         try:
             self._mechanism.make_server(record).set_client_first(self._client_first)
         except ScramException as error:
             raise SaslFailure(SaslCondition.MALFORMED_REQUEST, str(error)) from None
+        # SASLprep may lengthen a name (NFKC expands some characters many times over).
+        check_length(names[0].encode(), MAX_NAME_BYTES, "the username")
         self.username = names[0]
         return self.username
 
     def server_first(self, candidates: Sequence[ScramCredentials]) -> bytes:
-        """The server-first challenge. Candidates whose salt or iteration count differ
-        from the first one's cannot share the challenge and are left out."""
-        chosen = list(candidates) or [_stand_in_credentials(self.username)]
-        salt, _stored, _server, iterations = chosen[0]
+        """The server-first challenge, for at least one candidate (a stand-in for an
+        unknown user). Candidates whose salt or iteration count differ from the first
+        one's cannot share the challenge and are left out."""
+        if not candidates:
+            raise ValueError("server_first needs credentials, a stand-in for an unknown user")
+        salt, _stored, _server, iterations = candidates[0]
         nonce = secrets.token_urlsafe(18)
         challenge = ""
-        for credentials in chosen:
+        for credentials in candidates:
             if (credentials[0], credentials[3]) != (salt, iterations):
                 self._servers.append(None)
                 continue
@@ -99,7 +135,7 @@ class ScramExchange:
         server-final message (the success data)."""
         if not self._servers:
             raise SaslFailure(SaslCondition.MALFORMED_REQUEST, "SCRAM messages out of order")
-        text = _decode(message, "client-final")
+        text = _decode(_measured(message, "client-final"), "client-final")
         for index, server in enumerate(self._servers):
             if server is None:
                 continue
@@ -108,4 +144,4 @@ class ScramExchange:
             except ScramException:
                 continue
             return index, server.get_server_final().encode()
-        raise SaslFailure(SaslCondition.NOT_AUTHORIZED, "authentication failed")
+        raise SaslFailure(SaslCondition.NOT_AUTHORIZED, "wrong username or password")

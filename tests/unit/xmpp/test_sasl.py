@@ -10,7 +10,12 @@ from scramp import ScramClient, ScramMechanism
 
 from chinwag.xmpp.sasl import SaslCondition, SaslFailure
 from chinwag.xmpp.sasl.plain import PlainMessage, parse_plain
-from chinwag.xmpp.sasl.scram import MECHANISMS, ScramCredentials, ScramExchange
+from chinwag.xmpp.sasl.scram import (
+    MECHANISMS,
+    ScramCredentials,
+    ScramExchange,
+    stand_in_credentials,
+)
 
 # --- PLAIN ----------------------------------------------------------------------------
 
@@ -83,6 +88,11 @@ def credentials(mechanism: str, password: str = PASSWORD) -> ScramCredentials:
     return ScramMechanism(mechanism).make_auth_info(password, 4096)
 
 
+def stand_in(mechanism: str, username: str) -> ScramCredentials:
+    """What the server passes for an unknown user (the key is the server's secret)."""
+    return stand_in_credentials(b"k" * 32, mechanism, username, salt_bytes=32, iterations=4096)
+
+
 def exchange(
     mechanism: str,
     client_password: str,
@@ -93,7 +103,9 @@ def exchange(
     client = ScramClient([mechanism], username, client_password)
     server = ScramExchange(mechanism)
     assert server.receive_client_first(client.get_client_first().encode()) == username
-    client.set_server_first(server.server_first([stored] if stored else []).decode())
+    client.set_server_first(
+        server.server_first([stored] if stored else [stand_in(mechanism, username)]).decode()
+    )
     _index, final = server.receive_client_final(client.get_client_final().encode())
     return client, server, final
 
@@ -136,7 +148,7 @@ def server_first_attributes(mechanism: str, username: str, stored: ScramCredenti
     client = ScramClient([mechanism], username, PASSWORD)
     server = ScramExchange(mechanism)
     server.receive_client_first(client.get_client_first().encode())
-    text = server.server_first([stored] if stored else []).decode()
+    text = server.server_first([stored] if stored else [stand_in(mechanism, username)]).decode()
     return dict(part.split("=", 1) for part in text.split(","))
 
 
@@ -215,7 +227,7 @@ def test_scram_client_first_only_ever_raises_sasl_failure(prefix: bytes, tail: b
     server = ScramExchange("SCRAM-SHA-1")
     try:
         server.receive_client_first(prefix + tail)
-        server.server_first([])
+        server.server_first([stand_in("SCRAM-SHA-1", server.username)])
     except SaslFailure:
         pass
 
@@ -228,7 +240,7 @@ def test_scram_client_first_only_ever_raises_sasl_failure(prefix: bytes, tail: b
 def test_scram_client_final_only_ever_raises_sasl_failure(prefix: bytes, tail: bytes) -> None:
     server = ScramExchange("SCRAM-SHA-1")
     server.receive_client_first(b"n,,n=juliet,r=abcdef")
-    server.server_first([])
+    server.server_first([stand_in("SCRAM-SHA-1", "juliet")])
     with pytest.raises(SaslFailure):
         server.receive_client_final(prefix + tail)
 

@@ -29,6 +29,7 @@ from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
 from chinwag.xmpp.events import (
     AuthAborted,
+    AuthMalformed,
     AuthRequested,
     AuthResponse,
     BindRequested,
@@ -354,7 +355,7 @@ def test_auth_without_tls_when_tls_is_optional() -> None:
 @pytest.mark.parametrize("payload", ["not base64!", "AAA", "AA==AA==", "ÿÿ"])
 def test_auth_with_bad_base64(payload: str) -> None:
     client = open_client()
-    assert client.send(auth("PLAIN", payload)) == []
+    assert client.send(auth("PLAIN", payload)) == [AuthMalformed(SaslCondition.INCORRECT_ENCODING)]
     assert failure_condition(client) == SaslCondition.INCORRECT_ENCODING
 
 
@@ -392,7 +393,7 @@ def test_response_with_bad_base64() -> None:
     client.send(auth("SCRAM-SHA-1", b64(b"n,,n=juliet,r=abc")))
     client.stream.sasl_challenge(b"r=abc")
     client.read()
-    assert client.send(response("%%%")) == [AuthAborted()]
+    assert client.send(response("%%%")) == [AuthMalformed(SaslCondition.INCORRECT_ENCODING)]
     assert failure_condition(client) == SaslCondition.INCORRECT_ENCODING
 
 
@@ -458,7 +459,7 @@ def test_too_many_failures_end_the_stream() -> None:
 def test_failures_of_any_kind_count_towards_the_limit() -> None:
     client = open_client(StreamConfig(DOMAIN, max_auth_failures=3))
     assert client.send(auth("NOPE")) == []
-    assert client.send(auth("PLAIN", "***")) == []
+    assert client.send(auth("PLAIN", "***")) == [AuthMalformed(SaslCondition.INCORRECT_ENCODING)]
     events = client.send(auth("NOPE"))
     assert closed_with(events, StreamCondition.POLICY_VIOLATION)
 

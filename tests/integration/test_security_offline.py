@@ -1,0 +1,193 @@
+"""Issue 16, points 6 and 10 (offline part): stored messages are deleted only once the
+recipient's connection is heard from after they were written, so a connection that dies
+during the delivery loses nothing; and a flood past the offline quota is refused without
+a transaction per message, while other users are served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from chinwag.modules import offline
+from chinwag.store.offline import NewOfflineMessage, StoreResult
+from chinwag.xmpp.jid import JID
+
+from .im_support import (
+    NS_DELAY,
+    NS_PING,
+    NS_STANZAS,
+    add_user,
+    body,
+    error_condition,
+    login,
+    message,
+    q,
+    settle,
+    text_of,
+)
+from .signin_support import RawSasl, condition
+from .support import TIMEOUT, NewClient, ServerHandle, StartServer
+from .test_offline import chat, stored_for
+
+pytestmark = pytest.mark.security
+
+COUNT = 100
+LAST_BODY = f"<body>m{COUNT - 1}</body>".encode()
+DELAY = q("delay", NS_DELAY)
+STAMP = re.compile(rb"stamp=['\"]([^'\"]+)['\"]")
+
+
+async def store_for_bob(server: ServerHandle, new_client: NewClient) -> None:
+    """COUNT messages from alice, stored for bob (who is offline)."""
+    alice = await login(new_client, server, "alice", "desk")
+    alice.send("".join(chat(f"m{index}") for index in range(COUNT)))
+    await alice.sync()  # answered once all are committed
+    assert await stored_for(server, "bob") == COUNT
+
+
+async def raw_bob_receives_them(server: ServerHandle, resource: str) -> RawSasl:
+    """bob on a raw stream: signs in, sends initial presence, reads up to the last stored
+    message and then sends nothing more."""
+    sasl = await RawSasl.open(server)
+    answer = await sasl.auth("PLAIN", base64.b64encode(b"\0bob\0bob-secret").decode())
+    assert condition(answer) == "success"
+    await sasl.restart()
+    await sasl.bind(resource)
+    await sasl.raw.send(b"<presence/>")
+    await sasl.raw.read_until(LAST_BODY)
+    assert LAST_BODY in sasl.raw.received, sasl.raw.received[-500:]
+    return sasl
+
+
+async def gone(server: ServerHandle, jid: str) -> None:
+    """Wait until the server has ended the session of ``jid``."""
+    assert server.app is not None
+    router = server.app.xmpp.router
+    async with asyncio.timeout(TIMEOUT):
+        while router.session(JID.parse(jid)) is not None:
+            await asyncio.sleep(0.01)
+
+
+async def stored_becomes(server: ServerHandle, user: str, expected: int) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        while await stored_for(server, user) != expected:
+            await asyncio.sleep(0.02)
+
+
+async def test_messages_written_to_a_connection_that_dies_are_delivered_again(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    """The connection is reset (no closing stream) as soon as the messages are written:
+    nothing is deleted, and the next login gets all of them, with their first stamps."""
+    await store_for_bob(server, new_client)
+    doomed = await raw_bob_receives_them(server, "doomed")
+    first_stamps = [stamp.decode() for stamp in STAMP.findall(doomed.raw.received)]
+    assert len(first_stamps) == COUNT
+    doomed.raw.abort()  # SO_LINGER 0: a reset, as a crash or a dropped network does
+    await gone(server, "bob@localhost/doomed")
+    assert await stored_for(server, "bob") == COUNT
+
+    bob = await login(new_client, server, "bob", "phone")
+    delivered = [await bob.next(message()) for _ in range(COUNT)]
+    assert [body(m) for m in delivered] == [f"m{index}" for index in range(COUNT)]
+    stamps = [delay.get("stamp") for m in delivered if (delay := m.find(DELAY)) is not None]
+    assert stamps == first_stamps
+    await stored_becomes(server, "bob", 0)  # bob answered: now they go
+
+
+async def test_a_client_that_stays_gets_them_once_then_a_ping_and_they_are_deleted(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    await store_for_bob(server, new_client)
+    bob = await login(new_client, server, "bob", "phone")
+    delivered = [await bob.next(message()) for _ in range(COUNT)]
+    assert [body(m) for m in delivered] == [f"m{index}" for index in range(COUNT)]
+    ping = await bob.next(lambda e: e.tag == q("iq") and e.find(f"{{{NS_PING}}}ping") is not None)
+    assert ping.get("type") == "get" and ping.get("from") == server.domain, ET.tostring(ping)
+    await stored_becomes(server, "bob", 0)  # slixmpp answered the ping
+    await bob.client.disconnect()
+
+    again = await login(new_client, server, "bob", "tablet")
+    await asyncio.sleep(0.3)  # the delivery starts with the presence; give it the chance
+    await settle(again)
+    again.assert_none(message())
+
+
+async def test_a_session_silent_after_the_delivery_is_closed_and_keeps_its_messages(
+    server: ServerHandle, new_client: NewClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(offline, "ANSWER_TIMEOUT_SECONDS", 0.5)
+    await store_for_bob(server, new_client)
+    silent = await raw_bob_receives_them(server, "silent")
+    ended = await silent.raw.read_until(b"</stream:stream>")
+    assert b"<connection-timeout" in ended and ended.endswith(b"</stream:stream>"), ended[-300:]
+    await silent.close()
+    assert await stored_for(server, "bob") == COUNT
+
+
+# --- a flood past the quota ---------------------------------------------------------------------
+
+QUOTA = 5
+FLOOD = 2000
+
+
+async def test_a_flood_past_the_quota_is_refused_without_a_transaction_each(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    server = await start_server(messages={"offline_quota": QUOTA})
+    assert server.app is not None
+    repository = server.app.services.offline
+    original = repository.store_many
+    transactions = 0
+
+    async def counted_store_many(
+        messages: list[NewOfflineMessage], quota: int
+    ) -> list[StoreResult]:
+        nonlocal transactions
+        transactions += 1
+        return await original(messages, quota)
+
+    await add_user(server, "carol")
+    alice = await login(new_client, server, "alice", "desk")
+    carol = await login(new_client, server, "carol", "desk")
+    repository.store_many = counted_store_many  # type: ignore[method-assign]
+
+    async def refused() -> None:
+        while sum(e.get("type") == "error" for e in alice.inbox) < FLOOD - QUOTA:
+            await asyncio.sleep(0.02)
+
+    async def carol_is_served() -> None:
+        for _ in range(10):
+            await asyncio.wait_for(carol.sync(), 1.0)
+
+    try:
+        alice.send("".join(chat(f"f{index}") for index in range(FLOOD)))
+        await asyncio.wait_for(asyncio.gather(refused(), carol_is_served()), TIMEOUT * 3)
+        await alice.sync()
+    finally:
+        repository.store_many = original  # type: ignore[method-assign]
+
+    errors = alice.take_all(message(type="error"))
+    assert [e.get("id") for e in errors] == [f"f{index}" for index in range(QUOTA, FLOOD)]
+    for error in errors:
+        assert error_condition(error) == "service-unavailable"
+        assert text_of(error.find(q("error")), "text", NS_STANZAS) == "mailbox full"
+    assert transactions <= QUOTA + 1, transactions
+    assert await stored_for(server, "bob") == QUOTA
+
+    bob = await login(new_client, server, "bob", "phone")
+    assert [body(await bob.next(message())) for _ in range(QUOTA)] == [
+        f"f{index}" for index in range(QUOTA)
+    ]
+    await stored_becomes(server, "bob", 0)
+    await bob.client.disconnect()
+    await gone(server, "bob@localhost/phone")
+    alice.send(chat("after-delivery"))  # the mailbox has room again: stored, not refused
+    await alice.sync()
+    alice.assert_none(message(type="error"))
+    assert await stored_for(server, "bob") == 1
