@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Column, Table
 from rich.text import Text
@@ -34,6 +33,7 @@ from chinwag.cli_common import (
     fail,
     out,
     print_json,
+    print_wide,
     run_on_database,
     settings_or_exit,
 )
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from chinwag.store.db import Database
 
 _HTTP_TIMEOUT = 10.0
+_HEADER = ["name", "password", "full name"]
+"""The header line a user import file may start with (any case)."""
 
 app = typer.Typer(
     help="chinwag: an XMPP messaging server.", no_args_is_help=True, add_completion=False
@@ -73,6 +75,8 @@ SecondArgument = Annotated[str, typer.Argument(metavar="B", help="The other user
 
 
 def _password_option(prompt: str) -> Any:
+    # Optional on the command line (the default None), so that --help does not call it
+    # required; click prompts for it whenever it is left out, so it is never None here.
     return typer.Option(
         "--password",
         "-p",
@@ -81,6 +85,11 @@ def _password_option(prompt: str) -> Any:
         confirmation_prompt=True,
         help="Asked for twice, hidden, when omitted.",
     )
+
+
+def _prompted(password: str | None) -> str:
+    assert password is not None, "typer prompts for a --password left out"
+    return password
 
 
 def main() -> None:
@@ -103,7 +112,7 @@ def serve(config: ConfigOption = None) -> None:
 @user_app.command("add")
 def user_add(
     name: NameArgument,
-    password: Annotated[str, _password_option("Password")],
+    password: Annotated[str | None, _password_option("Password")] = None,
     full_name: Annotated[
         str | None, typer.Option("--name", metavar="FULL_NAME", help="Shown in the profile.")
     ] = None,
@@ -112,7 +121,8 @@ def user_add(
 ) -> None:
     """Create a user."""
     settings = settings_or_exit(config)
-    username = _run(settings, lambda network: network.accounts.add_user(name, password, full_name))
+    chosen = _prompted(password)
+    username = _run(settings, lambda network: network.accounts.add_user(name, chosen, full_name))
     jid = _jid(username, settings)
     done(json_output, {"username": username, "jid": jid}, f"Added {jid}")
 
@@ -120,13 +130,14 @@ def user_add(
 @user_app.command("passwd")
 def user_passwd(
     name: NameArgument,
-    password: Annotated[str, _password_option("New password")],
+    password: Annotated[str | None, _password_option("New password")] = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Change a user's password."""
     settings = settings_or_exit(config)
-    username = _run(settings, lambda network: network.accounts.change_password(name, password))
+    chosen = _prompted(password)
+    username = _run(settings, lambda network: network.accounts.change_password(name, chosen))
     jid = _jid(username, settings)
     done(json_output, {"username": username, "jid": jid}, f"Changed the password of {jid}")
 
@@ -160,7 +171,12 @@ def user_list(config: ConfigOption = None, json_output: JsonOption = False) -> N
 @user_app.command("import")
 def user_import(
     file: Annotated[
-        str, typer.Argument(metavar="FILE", help="CSV lines name,password[,full name]; - is stdin.")
+        str,
+        typer.Argument(
+            metavar="FILE",
+            help="CSV lines name,password[,full name], after an optional header line of "
+            "those words; - is stdin.",
+        ),
     ],
     config: ConfigOption = None,
     json_output: JsonOption = False,
@@ -186,7 +202,7 @@ def user_import(
             )
     except ImportRejected as rejected:
         _reject([(line_numbers[p.index], p.message) for p in rejected.problems])
-    done(json_output, {"imported": len(imported)}, f"Imported {len(imported)} users")
+    done(json_output, {"imported": len(imported)}, f"Imported {_count(len(imported), 'user')}")
 
 
 @contacts_app.command("add")
@@ -231,7 +247,7 @@ def contacts_import(
     done(
         json_output,
         {"pairs": len(pairs), "changed_items": changed},
-        f"{len(pairs)} pairs are contacts ({changed} roster items changed)",
+        f"Made {_count(len(pairs), 'pair')} of contacts ({_count(changed, 'roster item')} changed)",
     )
 
 
@@ -361,8 +377,7 @@ def sessions_list(config: ConfigOption = None, json_output: JsonOption = False) 
     if json_output:
         print_json(sessions)
     elif sessions:
-        # Wide enough for whole client IDs, even when stdout is not a terminal.
-        Console(highlight=False, width=max(out.width, 120)).print(_session_table(sessions))
+        print_wide(_session_table(sessions))
     else:
         out.print("No live sessions.")
 
@@ -504,9 +519,14 @@ def _parse_import(text: str) -> tuple[list[int], list[UserRow]]:
     rows: list[UserRow] = []
     problems: list[tuple[int, str]] = []
     reader = csv.reader(io.StringIO(text), strict=True)
+    first = True
     try:
         for record in reader:
             if not record:
+                continue
+            is_header = first and _is_import_header(record)
+            first = False
+            if is_header:
                 continue
             if len(record) not in (2, 3):
                 problems.append((reader.line_num, "expected name,password[,full name]"))
@@ -519,6 +539,11 @@ def _parse_import(text: str) -> tuple[list[int], list[UserRow]]:
     if problems:
         _reject(problems)
     return line_numbers, rows
+
+
+def _is_import_header(record: Sequence[str]) -> bool:
+    """Whether a CSV record is the header line ``name,password[,full name]``."""
+    return [field.strip().casefold() for field in record] in (_HEADER[:2], _HEADER)
 
 
 def _parse_pairs(text: str) -> tuple[list[int], list[tuple[str, str]]]:
@@ -546,8 +571,12 @@ def _parse_pairs(text: str) -> tuple[list[int], list[tuple[str, str]]]:
 def _reject(problems: Sequence[tuple[int, str]]) -> NoReturn:
     for line, message in problems:
         err.print(Text(f"line {line}: {message}"))
-    count = len(problems)
-    fail(f"nothing imported: {count} bad line{'' if count == 1 else 's'}")
+    fail(f"nothing imported: {_count(len(problems), 'bad line')}")
+
+
+def _count(number: int, thing: str) -> str:
+    """``1 user``, ``2 users``."""
+    return f"{number} {thing}{'' if number == 1 else 's'}"
 
 
 def _user_table(records: Sequence[AccountRecord], settings: Settings) -> Table:

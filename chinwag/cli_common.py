@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.text import Text
 
 # Imported where used, so that ``chinwag --help`` need not load pydantic, SQLAlchemy and Alembic.
@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 CONFIG_EXIT = 2
 FAILURE_EXIT = 1
+_WIDE = 120
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -89,6 +90,13 @@ def done(json_output: bool, data: dict[str, Any], message: str) -> None:
         print_json(data)
     else:
         out.print(Text.assemble(("✓ ", "green"), message))
+
+
+def print_wide(renderable: RenderableType) -> None:
+    """Print a table at least as wide as whole client IDs need, even when stdout is not a
+    terminal (a cut ID cannot be pasted into another command); a narrower terminal
+    wraps its lines."""
+    Console(highlight=False, width=max(out.width, _WIDE)).print(renderable)
 
 
 def print_json(data: object) -> None:

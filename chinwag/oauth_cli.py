@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from chinwag.cli_common import (
@@ -23,6 +23,7 @@ from chinwag.cli_common import (
     fail,
     out,
     print_json,
+    print_wide,
     run_on_database,
     settings_or_exit,
 )
@@ -99,6 +100,7 @@ def app_register(
             owner=owner,
             require_pkce=not pkce_optional,
         ),
+        existing_user=owner,
     )
     secret = registered.client_secret
     if json_output:
@@ -111,6 +113,47 @@ def app_register(
         out.print("Keep the secret safe: it is shown only now.")
 
 
+@app_cli.command("edit")
+def app_edit(
+    client_id: ClientIdArgument,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", metavar="NAME", help="A new name, shown on the consent page."),
+    ] = None,
+    redirect_uris: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--redirect-uri",
+            metavar="URI",
+            help="The app's redirect URIs, replacing all of them; repeat for several.",
+        ),
+    ] = None,
+    require_pkce: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-pkce/--pkce-optional",
+            help="Whether a confidential app must use PKCE (a public app always does).",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Change an app's name, redirect URIs or PKCE rule; the rest stays as it is."""
+    if name is None and not redirect_uris and require_pkce is None:
+        fail("nothing to change: give --name, --redirect-uri, --require-pkce or --pkce-optional")
+    updated = _run(
+        settings_or_exit(config),
+        lambda oauth: oauth.update_app(
+            client_id, name=name, redirect_uris=redirect_uris or None, require_pkce=require_pkce
+        ),
+    )
+    if json_output:
+        print_json(_app_json(updated))
+        return
+    out.print(Text.assemble(("✓ ", "green"), f"Updated {updated.name} ({updated.client_id})"))
+    _print_app(updated)
+
+
 @app_cli.command("list")
 def app_list(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     """List every registered app."""
@@ -118,7 +161,7 @@ def app_list(config: ConfigOption = None, json_output: JsonOption = False) -> No
     if json_output:
         print_json([_app_json(app) for app in apps])
     elif apps:
-        out.print(_app_table(apps))
+        print_wide(_app_table(apps))
     else:
         out.print("No apps yet.")
 
@@ -135,10 +178,8 @@ def app_show(
         fail(str(NoSuchApp(client_id)))
     if json_output:
         print_json(_app_json(found))
-        return
-    for key, value in _app_json(found).items():
-        shown = ", ".join(value) if isinstance(value, list) else value
-        out.print(Text(f"{key + ':':16}{'' if shown is None else shown}"))
+    else:
+        _print_app(found)
 
 
 @app_cli.command("suspend")
@@ -248,7 +289,9 @@ def app_password_list(
     user: UserOption, config: ConfigOption = None, json_output: JsonOption = False
 ) -> None:
     """List a user's app passwords (never the passwords themselves)."""
-    records = _run(settings_or_exit(config), lambda oauth: oauth.list_app_passwords(user))
+    records = _run(
+        settings_or_exit(config), lambda oauth: oauth.list_app_passwords(user), existing_user=user
+    )
     if json_output:
         print_json([_app_password_json(record) for record in records])
     elif records:
@@ -275,9 +318,18 @@ def app_password_revoke(
 # -- helpers
 
 
-def _run(settings: Settings, action: Callable[[OAuthService], Awaitable[T]]) -> T:
-    """Run ``action`` on the OAuth service, creating or migrating the store first."""
-    from chinwag.network.accounts import AccountService, InvalidUsername
+def _run(
+    settings: Settings,
+    action: Callable[[OAuthService], Awaitable[T]],
+    *,
+    existing_user: str | None = None,
+) -> T:
+    """Run ``action`` on the OAuth service, creating or migrating the store first.
+
+    With ``existing_user``, only once that account is known to exist (else NoSuchAccount):
+    for the commands that would otherwise take a misspelt name for a user with nothing.
+    """
+    from chinwag.network.accounts import AccountService, InvalidUsername, normalize_username
     from chinwag.oauth.service import (
         AppSuspended,
         InvalidRequest,
@@ -289,9 +341,14 @@ def _run(settings: Settings, action: Callable[[OAuthService], Awaitable[T]]) -> 
     from chinwag.store.accounts import SqlAccountRepository
     from chinwag.store.oauth import SqlOAuthRepository
 
-    def on(db: Database) -> Awaitable[T]:
-        accounts = AccountService(SqlAccountRepository(db))
-        return action(OAuthService(SqlOAuthRepository(db), accounts, settings.oauth))
+    async def on(db: Database) -> T:
+        account_repo = SqlAccountRepository(db)
+        if existing_user is not None:
+            username = normalize_username(existing_user)
+            if not await account_repo.exists(username):
+                raise NoSuchAccount(username)
+        accounts = AccountService(account_repo)
+        return await action(OAuthService(SqlOAuthRepository(db), accounts, settings.oauth))
 
     expected = (
         NoSuchApp,
@@ -318,9 +375,24 @@ def _app_json(app: AppInfo) -> dict[str, Any]:
     }
 
 
+def _print_app(app: AppInfo) -> None:
+    for key, value in _app_json(app).items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        out.print(Text(f"{key + ':':16}{'' if shown is None else shown}"))
+
+
 def _app_table(apps: Sequence[AppInfo]) -> Table:
+    # Client IDs are shown whole: a cut one cannot be pasted into 'chinwag app show'.
+    # The other columns fold their long words rather than cut them.
+    id_width = max(len(app.client_id) for app in apps)
     table = Table(
-        "client_id", "Name", "Type", "Status", "Redirect URIs", box=None, header_style="bold"
+        Column("client_id", no_wrap=True, min_width=id_width),
+        Column("Name", overflow="fold"),
+        Column("Type", overflow="fold"),
+        Column("Status", no_wrap=True),
+        Column("Redirect URIs", overflow="fold"),
+        box=None,
+        header_style="bold",
     )
     for app in apps:
         kind = ("public" if app.public else "confidential") + (

@@ -201,18 +201,13 @@ class OAuthService:
         works only while the operator allows it (``[oauth] allow_implicit``).
         """
         checked_name = _check_name(name)
-        uris = tuple(dict.fromkeys(_check_redirect_uri(uri) for uri in redirect_uris))
-        if not uris:
-            raise InvalidRegistration("an app needs at least one redirect URI")
+        uris = _check_redirect_uris(redirect_uris)
         if allow_implicit and not public:
             raise InvalidRegistration(
                 "the implicit grant is for public apps (in a browser, they cannot keep "
                 "a secret): register the app as public too"
             )
-        if public and not require_pkce:
-            raise InvalidRegistration(
-                "a public app always uses PKCE: it has no secret to prove itself with"
-            )
+        _check_pkce(public, require_pkce)
         secret = None if public else new_secret()
         record = await self._repo.add_app(
             NewApp(
@@ -252,6 +247,31 @@ class OAuthService:
         if app is None or (owner is not None and app.owner != _normalized_or_none(owner)):
             raise NoSuchApp(client_id)
         return app
+
+    async def update_app(
+        self,
+        client_id: str,
+        *,
+        name: str | None = None,
+        redirect_uris: Sequence[str] | None = None,
+        require_pkce: bool | None = None,
+        owner: str | None = None,
+    ) -> AppInfo:
+        """Change the app's name, its redirect URIs (all of them), or whether a confidential
+        app must use PKCE; what is None stays as it is. Checked as at registration.
+
+        Codes, tokens and consents already given stay valid. With ``owner``, only that
+        user's app (else NoSuchApp). Raises NoSuchApp and InvalidRegistration.
+        """
+        app = await self.owned_app(client_id, owner)
+        checked_name = app.name if name is None else _check_name(name)
+        uris = app.redirect_uris if redirect_uris is None else _check_redirect_uris(redirect_uris)
+        pkce = app.require_pkce if require_pkce is None else require_pkce
+        _check_pkce(app.public, pkce)
+        record = await self._repo.update_app(client_id, checked_name, uris, pkce)
+        if record is None:
+            raise NoSuchApp(client_id)
+        return _app_info(record)
 
     async def rotate_secret(self, client_id: str, owner: str | None = None) -> str:
         """A new client secret for a confidential app, returned only here.
@@ -547,6 +567,21 @@ def _check_label(label: str) -> str:
     if len(label) > MAX_LABEL:
         raise InvalidRequest(f"the app password's label is longer than {MAX_LABEL} characters")
     return label
+
+
+def _check_redirect_uris(uris: Sequence[str]) -> tuple[str, ...]:
+    """The redirect URIs, each once, if an app may register them all."""
+    checked = tuple(dict.fromkeys(_check_redirect_uri(uri) for uri in uris))
+    if not checked:
+        raise InvalidRegistration("an app needs at least one redirect URI")
+    return checked
+
+
+def _check_pkce(public: bool, require_pkce: bool) -> None:
+    if public and not require_pkce:
+        raise InvalidRegistration(
+            "a public app always uses PKCE: it has no secret to prove itself with"
+        )
 
 
 def _check_redirect_uri(uri: str) -> str:

@@ -197,6 +197,11 @@ class OAuthRepository(Protocol):
     async def apps_of(self, owner: str) -> list[AppRecord]:
         """The apps ``owner`` registered, oldest first."""
 
+    async def update_app(
+        self, client_id: str, name: str, redirect_uris: Sequence[str], require_pkce: bool
+    ) -> AppRecord | None:
+        """Set the app's name, redirect URIs and PKCE rule; None if there is no such app."""
+
     async def set_secret(self, client_id: str, secret_hash: bytes) -> bool:
         """Replace the app's client secret; False if there is no such app."""
 
@@ -395,6 +400,24 @@ class SqlOAuthRepository:
                 .order_by(OAuthApp.created_at, OAuthApp.id)
             )
             return [_app_record(row) for row in rows]
+
+    async def update_app(
+        self, client_id: str, name: str, redirect_uris: Sequence[str], require_pkce: bool
+    ) -> AppRecord | None:
+        async with self._sessions.begin() as session:
+            row = (
+                await session.execute(
+                    update(OAuthApp)
+                    .where(OAuthApp.client_id == client_id)
+                    .values(
+                        name=name,
+                        redirect_uris=json.dumps(list(redirect_uris)),
+                        require_pkce=require_pkce,
+                    )
+                    .returning(*_APP_COLUMNS)
+                )
+            ).one_or_none()
+        return None if row is None else _app_record(row)
 
     async def set_secret(self, client_id: str, secret_hash: bytes) -> bool:
         async with self._sessions.begin() as session:

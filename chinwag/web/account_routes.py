@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from chinwag.network.accounts import normalize_username
+from chinwag.oauth.server import AUTHORIZE_PATH, AuthorizationRefused, HttpRequest
 from chinwag.oauth.service import AppSuspended, InvalidRequest, NoSuchApp
 from chinwag.server.auth_failures import refusal
 from chinwag.web.pages import (
@@ -33,7 +34,7 @@ async def home(request: Request) -> Response:
 
 async def signin_page(request: Request) -> Response:
     target = local_path(request.query_params.get("next", ""), APPS_PATH)
-    return render(request, "signin.html", next=target)
+    return await _signin_page(request, target)
 
 
 async def signin(request: Request) -> Response:
@@ -44,11 +45,11 @@ async def signin(request: Request) -> Response:
     found = services(request)
     if (refused_for := found.auth_failures.refused_for(address)) is not None:
         error = refusal(refused_for).capitalize() + "."
-        return render(request, "signin.html", 429, next=target, username=name, error=error)
+        return await _signin_page(request, target, 429, username=name, error=error)
     if not await found.accounts.verify_password(name, password):
         found.auth_failures.failed(address)
-        return render(
-            request, "signin.html", next=target, username=name, error="Wrong username or password."
+        return await _signin_page(
+            request, target, username=name, error="Wrong username or password."
         )
     await sign_in(request, normalize_username(name))
     return RedirectResponse(target, 303)
@@ -126,6 +127,40 @@ async def _apps(request: Request, user: str, status: int = 200, **extra: object)
         apps=[app for app in await oauth.list_apps() if app.status == "active"],
         **extra,
     )
+
+
+async def _signin_page(
+    request: Request, target: str, status: int = 200, **extra: object
+) -> Response:
+    """The sign-in form, which goes on to ``target``; "to continue to App" when the target
+    is an app's authorization request."""
+    return render(
+        request,
+        "signin.html",
+        status,
+        next=target,
+        app_name=await _app_continued_to(request, target),
+        **extra,
+    )
+
+
+async def _app_continued_to(request: Request, target: str) -> str | None:
+    """The name of the app whose authorization request ``target`` is, if it is a valid one
+    (the very check the authorization page makes)."""
+    path, _, query = target.partition("?")
+    if path != AUTHORIZE_PATH:
+        return None
+    authorization = HttpRequest(
+        "GET",
+        str(request.url.replace(path=path, query=query)),
+        request.headers,
+        parse_qs(query, keep_blank_values=True),
+    )
+    try:
+        consent = await services(request).oauth.endpoints.consent_request(authorization)
+    except AuthorizationRefused:
+        return None
+    return consent.app_name
 
 
 def _to_signin() -> Response:

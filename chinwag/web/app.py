@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -63,6 +67,7 @@ def build_web_app(
         auth_failures = AuthFailureLimiter.from_settings(settings.limits)
     services = Services(settings, accounts, oauth, auth_failures, contacts, profiles, presence)
     admin_token = ensure_admin_token(settings.data_path)
+    cookie_secret = signing_secret(settings.data_path)
     app = Starlette(
         routes=[
             *oauth_routes.ROUTES,
@@ -76,7 +81,7 @@ def build_web_app(
         middleware=[
             Middleware(
                 SessionCookie,
-                secret_key=signing_secret(settings.data_path),
+                secret_key=cookie_secret,
                 session_cookie=SESSION_COOKIE,
                 max_age=SESSION_SECONDS,
                 same_site="lax",
@@ -89,12 +94,22 @@ def build_web_app(
     app.state.admin_token = admin_token
     app.state.sessions = sessions
     app.state.xmpp = xmpp
+    app.state.cookie_cipher = cookie_cipher(cookie_secret)
     return app
 
 
 def signing_secret(data_dir: Path) -> str:
     """The key that signs session cookies: ``{data_dir}/web-secret``, made (0600) if absent."""
     return secret_file(data_dir / SECRET_FILE, "sign cookies")
+
+
+def cookie_cipher(secret: str) -> Fernet:
+    """Encrypts what the session cookie must carry unread (it is signed, not encrypted),
+    with a key derived from the cookie's signing secret."""
+    key = HKDF(algorithm=SHA256(), length=32, salt=None, info=b"chinwag cookie cipher").derive(
+        secret.encode()
+    )
+    return Fernet(base64.urlsafe_b64encode(key))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -1,15 +1,22 @@
-"""The developer portal: register apps, see their client IDs, rotate secrets, delete them.
+"""The developer portal: register apps, see their client IDs, edit them, rotate secrets,
+delete them.
 
 Any signed-in user is a developer of the apps they registered here (the app
 records them as its owner); the ``[http] operators`` also see every app at
 ``/developers/admin`` and suspend or resume it. Plain forms, each with the
 session's CSRF token; no script, no external resource.
+
+A form that changes something answers with a redirect to the page that shows the
+result (POST, redirect, GET), so reloading that page changes nothing again. What
+the result page must say once, such as a new client secret, waits in the session
+for that page's one GET, which takes it out: it is never put in a URL.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from cryptography.fernet import Fernet, InvalidToken
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -27,16 +34,28 @@ from chinwag.web.pages import (
 )
 
 PORTAL_PATH = "/developers"
+APPS_PATH = f"{PORTAL_PATH}/apps"
 ADMIN_PATH = f"{PORTAL_PATH}/admin"
 SIGNIN_PATH = "/account/signin"
 CONFIDENTIAL, PUBLIC = "confidential", "public"
+_SHOWN_ONCE = "portal.shown_once"
+"""The session's key for what the page after a redirect says once: its path, a notice
+and maybe a new client secret."""
+_SHOWN_ONCE_SECONDS = 300
+"""How long a new client secret waits, encrypted in the cookie, for the page to show it."""
 
 
 async def portal(request: Request) -> Response:
     user = signed_in(request)
     if user is None:
         return _to_signin(PORTAL_PATH)
-    return await _portal(request, user)
+    notice, _ = _shown_once(request, PORTAL_PATH)
+    return await _portal(request, user, notice=notice)
+
+
+async def apps_list(request: Request) -> Response:
+    """The apps are listed on the portal's page, where the registration form posts from."""
+    return RedirectResponse(PORTAL_PATH, 303)
 
 
 async def register(request: Request) -> Response:
@@ -61,7 +80,7 @@ async def register(request: Request) -> Response:
     try:
         registered = await services(request).oauth.register_app(
             name,
-            [line.strip() for line in uris_text.splitlines() if line.strip()],
+            _lines(uris_text),
             public=client_type == PUBLIC,
             allow_implicit=allow_implicit,
             owner=user,
@@ -71,15 +90,70 @@ async def register(request: Request) -> Response:
         return await _portal(
             request, user, 400, error=f"The app was not registered: {error}.", **entered
         )
-    return _app_page(request, user, registered.app, new_secret=registered.client_secret, new=True)
+    return _redirect_showing(
+        request,
+        _app_path(registered.app.client_id),
+        "Your app is registered.",
+        new_secret=registered.client_secret,
+    )
 
 
 async def app_page(request: Request) -> Response:
     user = signed_in(request)
     client_id = request.path_params["client_id"]
     if user is None:
-        return _to_signin(f"{PORTAL_PATH}/apps/{client_id}")
-    return _app_page(request, user, await _visible_app(request, user, client_id))
+        return _to_signin(_app_path(client_id))
+    notice, new_secret = _shown_once(request, _app_path(client_id))
+    app = await _visible_app(request, user, client_id)
+    return _app_page(request, user, app, notice=notice, new_secret=new_secret)
+
+
+async def edit_page(request: Request) -> Response:
+    user = signed_in(request)
+    client_id = request.path_params["client_id"]
+    if user is None:
+        return _to_signin(f"{_app_path(client_id)}/edit")
+    app = await _owned_app(request, user, client_id)
+    return _edit_page(
+        request,
+        app,
+        name=app.name,
+        redirect_uris="\n".join(app.redirect_uris),
+        skip_pkce=not app.require_pkce,
+    )
+
+
+async def edit_app(request: Request) -> Response:
+    form = await checked_form(request)
+    user = signed_in(request)
+    client_id = request.path_params["client_id"]
+    if user is None:
+        return _to_signin(f"{_app_path(client_id)}/edit")
+    name = form_text(form, "name")
+    uris_text = form_text(form, "redirect_uris")
+    skip_pkce = form_text(form, "skip_pkce") == "yes"
+    try:
+        app = await services(request).oauth.update_app(
+            client_id,
+            name=name,
+            redirect_uris=_lines(uris_text),
+            require_pkce=not skip_pkce,
+            owner=user,
+        )
+    except NoSuchApp:
+        raise HTTPException(404, "There is no such app of yours.") from None
+    except InvalidRequest as error:
+        app = await _owned_app(request, user, client_id)
+        return _edit_page(
+            request,
+            app,
+            400,
+            error=f"Nothing was changed: {error}.",
+            name=name,
+            redirect_uris=uris_text,
+            skip_pkce=skip_pkce,
+        )
+    return _redirect_showing(request, _app_path(client_id), f"{app.name} is saved.")
 
 
 async def rotate_secret(request: Request) -> Response:
@@ -87,7 +161,7 @@ async def rotate_secret(request: Request) -> Response:
     user = signed_in(request)
     client_id = request.path_params["client_id"]
     if user is None:
-        return _to_signin(f"{PORTAL_PATH}/apps/{client_id}")
+        return _to_signin(_app_path(client_id))
     oauth = services(request).oauth
     try:
         secret = await oauth.rotate_secret(client_id, owner=user)
@@ -96,15 +170,19 @@ async def rotate_secret(request: Request) -> Response:
     except InvalidRequest as error:
         app = await _owned_app(request, user, client_id)
         return _app_page(request, user, app, 400, error=f"{error}.")
-    app = await _owned_app(request, user, client_id)
-    return _app_page(request, user, app, new_secret=secret)
+    return _redirect_showing(
+        request,
+        _app_path(client_id),
+        "The new client secret replaces the old one, which no longer works.",
+        new_secret=secret,
+    )
 
 
 async def delete_page(request: Request) -> Response:
     user = signed_in(request)
     client_id = request.path_params["client_id"]
     if user is None:
-        return _to_signin(f"{PORTAL_PATH}/apps/{client_id}")
+        return _to_signin(_app_path(client_id))
     app = await _owned_app(request, user, client_id)
     return render(request, "developer_delete.html", app=app)
 
@@ -114,12 +192,14 @@ async def delete_app(request: Request) -> Response:
     user = signed_in(request)
     client_id = request.path_params["client_id"]
     if user is None:
-        return _to_signin(f"{PORTAL_PATH}/apps/{client_id}")
+        return _to_signin(_app_path(client_id))
+    oauth = services(request).oauth
     try:
-        await services(request).oauth.delete_app(client_id, owner=user)
+        app = await oauth.owned_app(client_id, user)
+        await oauth.delete_app(client_id, owner=user)
     except NoSuchApp:
         raise HTTPException(404, "There is no such app of yours.") from None
-    return RedirectResponse(PORTAL_PATH, 303)
+    return _redirect_showing(request, PORTAL_PATH, f"{app.name} is deleted.")
 
 
 # -- operators
@@ -143,14 +223,17 @@ async def resume(request: Request) -> Response:
 
 ROUTES = [
     Route(PORTAL_PATH, portal, methods=["GET"]),
-    Route(f"{PORTAL_PATH}/apps", register, methods=["POST"]),
+    Route(APPS_PATH, apps_list, methods=["GET"]),
+    Route(APPS_PATH, register, methods=["POST"]),
     Route(ADMIN_PATH, admin_page, methods=["GET"]),
     Route(f"{ADMIN_PATH}/suspend", suspend, methods=["POST"]),
     Route(f"{ADMIN_PATH}/resume", resume, methods=["POST"]),
-    Route(PORTAL_PATH + "/apps/{client_id}", app_page, methods=["GET"]),
-    Route(PORTAL_PATH + "/apps/{client_id}/rotate", rotate_secret, methods=["POST"]),
-    Route(PORTAL_PATH + "/apps/{client_id}/delete", delete_page, methods=["GET"]),
-    Route(PORTAL_PATH + "/apps/{client_id}/delete", delete_app, methods=["POST"]),
+    Route(APPS_PATH + "/{client_id}", app_page, methods=["GET"]),
+    Route(APPS_PATH + "/{client_id}/edit", edit_page, methods=["GET"]),
+    Route(APPS_PATH + "/{client_id}/edit", edit_app, methods=["POST"]),
+    Route(APPS_PATH + "/{client_id}/rotate", rotate_secret, methods=["POST"]),
+    Route(APPS_PATH + "/{client_id}/delete", delete_page, methods=["GET"]),
+    Route(APPS_PATH + "/{client_id}/delete", delete_app, methods=["POST"]),
 ]
 
 
@@ -171,11 +254,51 @@ async def _set_status(request: Request, *, suspend: bool) -> Response:
 
 def local_return(target: str) -> str:
     """Where an operator's form goes back to: an app's page, else the operators' list."""
-    if target.startswith(f"{PORTAL_PATH}/apps/") and "/" not in target.removeprefix(
-        f"{PORTAL_PATH}/apps/"
-    ):
+    if target.startswith(f"{APPS_PATH}/") and "/" not in target.removeprefix(f"{APPS_PATH}/"):
         return target
     return ADMIN_PATH
+
+
+def _redirect_showing(
+    request: Request, path: str, notice: str, new_secret: str | None = None
+) -> Response:
+    """A redirect to ``path``, whose next GET shows ``notice`` (and ``new_secret``) once.
+    The secret travels encrypted: the session cookie is only signed."""
+    sealed = None
+    if new_secret is not None:
+        sealed = _cipher(request).encrypt(new_secret.encode()).decode()
+    request.session[_SHOWN_ONCE] = {"path": path, "notice": notice, "new_secret": sealed}
+    return RedirectResponse(path, 303)
+
+
+def _shown_once(request: Request, path: str) -> tuple[str | None, str | None]:
+    """The notice and new client secret the page at ``path`` is to show once, taken out of
+    the session (None if they were for another page: they are dropped all the same)."""
+    shown = request.session.pop(_SHOWN_ONCE, None)
+    if not isinstance(shown, dict) or shown.get("path") != path:
+        return None, None
+    sealed = shown.get("new_secret")
+    if not isinstance(sealed, str):
+        return shown.get("notice"), None
+    try:
+        secret = _cipher(request).decrypt(sealed.encode(), ttl=_SHOWN_ONCE_SECONDS).decode()
+    except InvalidToken:
+        secret = None  # too old, or not ours: the owner rotates it again
+    return shown.get("notice"), secret
+
+
+def _cipher(request: Request) -> Fernet:
+    cipher: Fernet = request.app.state.cookie_cipher
+    return cipher
+
+
+def _app_path(client_id: str) -> str:
+    return f"{APPS_PATH}/{client_id}"
+
+
+def _lines(text: str) -> list[str]:
+    """The non-blank lines of a text area, trimmed."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 async def _portal(request: Request, user: str, status: int = 200, **extra: object) -> Response:
@@ -210,6 +333,10 @@ def _app_page(
         implicit_allowed=services(request).settings.oauth.allow_implicit,
         **extra,
     )
+
+
+def _edit_page(request: Request, app: AppInfo, status: int = 200, **entered: object) -> Response:
+    return render(request, "developer_edit.html", status, app=app, max_name=MAX_APP_NAME, **entered)
 
 
 async def _owned_app(request: Request, user: str, client_id: str) -> AppInfo:

@@ -119,6 +119,27 @@ async def test_the_browser_example_signs_in_and_chats(
         assert await outgoing.all_inner_texts() == ["Hello Bob, from the browser"]
 
 
+async def test_the_browser_example_shows_its_chat_only_once_signed_in(
+    start_server: StartServer, browser_example: Path, page: Any
+):
+    async with asyncio.timeout(TEST_SECONDS):
+        server = await start_server()
+        example = f"{web_base(server)}/examples/browser/"
+        await page.goto(example)
+        await page.wait_for_selector("#status[data-state=setup]")
+        assert not await page.is_visible("#chat")
+        registered = await server.app.oauth.register_app("Browser chat", [example], public=True)
+        await page.goto(f"{example}?{urlencode({'client_id': registered.app.client_id})}")
+        await page.wait_for_selector("#status[data-state=signed-out]")
+        assert await page.is_visible("#signin-button")
+        assert not await page.is_visible("#chat")
+
+        await open_signed_in(server, page)
+
+        assert await page.is_visible("#chat")
+        assert not await page.is_visible("#signin-button")
+
+
 @pytest.mark.parametrize("page_knows", [False, True], ids=["refused", "expired"])
 async def test_the_browser_example_refreshes_an_expired_access_token(
     start_server: StartServer, browser_example: Path, page: Any, page_knows: bool

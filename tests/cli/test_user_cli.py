@@ -113,6 +113,27 @@ async def test_import_with_a_bad_line_imports_nothing(chinwag):
         assert await accounts.list_users() == []
 
 
+@pytest.mark.parametrize("header", ["name,password,full name", "Name, Password"])
+async def test_import_takes_a_first_line_of_column_names_for_a_header(chinwag, header):
+    result = chinwag("user", "import", "-", stdin=f"{header}\ncarol,pw1,Carol\n")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "✓ Imported 1 user"
+    async with chinwag.accounts() as accounts:
+        assert [user.username for user in await accounts.list_users()] == ["carol"]
+
+
+@pytest.mark.parametrize("command", ["add", "passwd"])
+def test_help_shows_the_prompted_password_as_optional(chinwag, command):
+    result = chinwag.run(["user", command, "--help"])
+
+    assert result.returncode == 0, result.stderr
+    arguments, _, options = result.stdout.partition("Options")
+    assert "[required]" in arguments  # NAME is
+    assert "--password" in options and "[required]" not in options
+    assert not any(line.lstrip("│ ").startswith("*") for line in options.splitlines())
+
+
 async def test_import_from_stdin_creates_every_user(chinwag):
     rows = "".join(f"user{i},pw{i},User {i}\n" for i in range(200))
 

@@ -1,7 +1,9 @@
-"""The README's "Connect a client" example runs as written against a live server."""
+"""The README's "Connect a client" example runs as written against a live server, without
+a deprecation warning."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import re
 import sys
@@ -27,7 +29,12 @@ async def test_the_readme_example_signs_in_and_reaches_bob(
     received = watch(bob, "message")
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", readme_example(server.port), stderr=asyncio.subprocess.PIPE
+        sys.executable,
+        "-W",
+        "error::DeprecationWarning",
+        "-c",
+        readme_example(server.port),
+        stderr=asyncio.subprocess.PIPE,
     )
     message = await asyncio.wait_for(received, TIMEOUT)
     _out, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
@@ -35,3 +42,18 @@ async def test_the_readme_example_signs_in_and_reaches_bob(
     assert message["body"] == "Hello, Bob!"
     assert str(message["from"]).startswith("alice@localhost/laptop")
     assert process.returncode == 0, err.decode()
+
+
+def test_the_readme_example_uses_no_event_loop_api_that_newer_pythons_deprecate() -> None:
+    """Python 3.12 and 3.13 warn of ``asyncio.get_event_loop()`` outside a running loop
+    (3.14 refuses it), where 3.11 says nothing: the example runs its client in
+    ``asyncio.run`` instead."""
+    tree = ast.parse(readme_example(5222))
+    called = {
+        node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
+
+    assert "run" in called
+    assert called.isdisjoint({"get_event_loop", "run_until_complete", "run_forever"})

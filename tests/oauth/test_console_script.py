@@ -13,6 +13,7 @@ CHINWAG = Path(sys.executable).with_name("chinwag")
 
 def run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if key != CONFIG_ENV_VAR}
+    env["COLUMNS"] = "80"  # as narrow as a terminal may be
     return subprocess.run(
         [str(CHINWAG), *args, "--config", str(config)],
         capture_output=True,
@@ -55,3 +56,28 @@ def test_register_an_app_and_issue_a_token(tmp_path):
     suspended = run(config, "app", "suspend", "nope")
     assert suspended.returncode == 1
     assert suspended.stderr.strip() == "error: no such app 'nope'"
+
+
+def test_app_list_shows_whole_client_ids(tmp_path):
+    config = tmp_path / "chinwag.toml"
+    config.write_text(f"data_dir = '{tmp_path / 'data'}'\n")
+    client_ids = []
+    for name in ("A chat app with a name long enough to need wrapping", "Bot"):
+        registered = run(
+            config,
+            "app",
+            "register",
+            name,
+            "--redirect-uri",
+            "https://a-rather-long-host-name.example/oauth/callback/of/the/app",
+            "--pkce-optional",
+            "--json",
+        )
+        assert registered.returncode == 0, registered.stderr
+        client_ids.append(json.loads(registered.stdout)["client_id"])
+
+    listed = run(config, "app", "list")
+
+    assert listed.returncode == 0, listed.stderr
+    assert all(client_id in listed.stdout for client_id in client_ids)
+    assert "…" not in listed.stdout  # nothing cut

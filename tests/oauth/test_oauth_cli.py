@@ -128,6 +128,72 @@ def test_registration_problems_are_one_line(chinwag):
     assert one_error_line(unknown) == "error: no such app 'nope'"
 
 
+def test_an_owner_or_user_who_does_not_exist_is_refused(chinwag):
+    registered = chinwag(
+        "app", "register", "X", "--redirect-uri", "https://a.example/cb", "--owner", "ghost"
+    )
+    listed = chinwag("app-password", "list", "--user", "Ghost")
+
+    assert registered.exit_code == listed.exit_code == 1
+    assert one_error_line(registered) == one_error_line(listed) == "error: no such user 'ghost'"
+    assert chinwag.json("app", "list") == []
+    owned = chinwag.json(
+        "app", "register", "X", "--redirect-uri", "https://a.example/cb", "--owner", "Alice"
+    )
+    assert owned["owner"] == "alice"
+    assert chinwag.json("app-password", "list", "--user", "alice") == []
+
+
+def test_app_edit(chinwag):
+    client_id = chinwag.json("app", "register", "Bridge", "--redirect-uri", "https://a.example/cb")[
+        "client_id"
+    ]
+
+    edited = chinwag.json(
+        "app",
+        "edit",
+        client_id,
+        "--name",
+        "Chat Bridge",
+        "--redirect-uri",
+        "https://b.example/cb",
+        "--redirect-uri",
+        "http://127.0.0.1:9/cb",
+        "--pkce-optional",
+    )
+
+    assert edited["client_id"] == client_id and edited["name"] == "Chat Bridge"
+    assert edited["redirect_uris"] == ["https://b.example/cb", "http://127.0.0.1:9/cb"]
+    assert edited["require_pkce"] is False
+    strict = chinwag.json("app", "edit", client_id, "--require-pkce")
+    assert strict["require_pkce"] is True and strict["name"] == "Chat Bridge"
+    assert strict["redirect_uris"] == edited["redirect_uris"]
+    plain = chinwag("app", "edit", client_id, "--name", "Bridge")
+    assert plain.exit_code == 0 and "✓ Updated Bridge" in plain.stdout
+
+
+def test_app_edit_problems_are_one_line(chinwag):
+    confidential = chinwag.json("app", "register", "B", "--redirect-uri", "https://a.example/cb")
+    public = chinwag.json(
+        "app", "register", "P", "--redirect-uri", "https://a.example/cb", "--public"
+    )
+
+    for args, message in [
+        ([confidential["client_id"]], "error: nothing to change: give --name, --redirect-uri"),
+        ([confidential["client_id"], "--name", " "], "error: the app's name is empty"),
+        ([confidential["client_id"], "--redirect-uri", "http://a.example/cb"], "must use https"),
+        ([public["client_id"], "--pkce-optional"], "error: a public app always uses PKCE"),
+        (["nope", "--name", "X"], "error: no such app 'nope'"),
+    ]:
+        result = chinwag("app", "edit", *args)
+        assert result.exit_code == 1, args
+        assert message in one_error_line(result)
+    unchanged = chinwag.json("app", "show", confidential["client_id"])
+    assert unchanged == {
+        key: value for key, value in confidential.items() if key != "client_secret"
+    }
+
+
 def test_token_issue_and_revoke(chinwag):
     client_id = chinwag.json("app", "register", "Bot", "--redirect-uri", "https://a.example/cb")[
         "client_id"

@@ -1,6 +1,7 @@
 """The user's pages: sign-in, CSRF protection, connected apps and app passwords."""
 
 import re
+from urllib.parse import urlencode
 
 import httpx
 
@@ -38,6 +39,49 @@ async def test_wrong_password_shows_the_form_again(browser):
     assert again.status_code == 200
     assert "Wrong username or password." in again.text
     assert (await browser.get("/account/apps")).status_code == 303
+
+
+async def test_a_failed_sign_in_still_says_which_app_it_continues_to(browser, public_app):
+    path = authorize_path(
+        public_app.app.client_id,
+        scope="wl.messenger",
+        code_challenge=pkce().challenge,
+        code_challenge_method="S256",
+    )
+    page = await browser.get(path)
+    context = "to continue to <strong>Pocket Chat</strong>"
+    assert context in page.text
+
+    again = await submit(browser, form_to(page, "/account/signin"), username=ALICE, password="nope")
+
+    assert again.status_code == 200
+    assert "Wrong username or password." in again.text and context in again.text
+    done = await submit(
+        browser, form_to(again, "/account/signin"), username=ALICE, password=ALICE_PASSWORD
+    )
+    assert done.status_code == 303 and done.headers["location"] == path
+
+
+async def test_the_sign_in_page_names_an_app_only_for_a_valid_authorization_request(
+    browser, public_app
+):
+    client_id = public_app.app.client_id
+    valid = {
+        "scope": "wl.messenger",
+        "code_challenge": pkce().challenge,
+        "code_challenge_method": "S256",
+    }
+    for bad in (
+        authorize_path("no-such-app", **valid),
+        authorize_path(client_id, **valid, redirect_uri="https://elsewhere.example/cb"),
+        authorize_path(client_id, scope="wl.messenger"),  # without PKCE
+    ):
+        page = await browser.get("/account/signin?" + urlencode({"next": bad}))
+        assert page.status_code == 200 and "to continue to" not in page.text
+
+    good = authorize_path(client_id, **valid)
+    page = await browser.get("/account/signin?" + urlencode({"next": good}))
+    assert "to continue to <strong>Pocket Chat</strong>" in page.text
 
 
 async def test_too_many_wrong_passwords_from_one_address_refuse_even_the_right_one(

@@ -200,6 +200,52 @@ async def test_an_app_needs_a_name_and_a_redirect_uri(services):
         await services.oauth.register_app("App", [])
 
 
+async def test_editing_an_app(services):
+    registered = await services.oauth.register_app("Mine", [CALLBACK], owner=ALICE)
+    client_id = registered.app.client_id
+    issued = await services.oauth.issue_token(client_id, ALICE, "wl.basic")
+
+    renamed = await services.oauth.update_app(client_id, name="  Ours  ", owner="Alice")
+    assert (renamed.name, renamed.redirect_uris, renamed.require_pkce) == (
+        "Ours",
+        (CALLBACK,),
+        True,
+    )
+    moved = await services.oauth.update_app(
+        client_id, redirect_uris=["https://new.example/cb", "com.example.chat:/oauth"]
+    )
+    assert moved.name == "Ours"
+    assert moved.redirect_uris == ("https://new.example/cb", "com.example.chat:/oauth")
+    relaxed = await services.oauth.update_app(client_id, require_pkce=False)
+    assert not relaxed.require_pkce and relaxed.redirect_uris == moved.redirect_uris
+    assert await services.oauth.get_app(client_id) == relaxed
+    assert (await services.oauth.update_app(client_id, require_pkce=True)).require_pkce
+    assert await services.oauth.check_token(issued.access_token) is not None  # tokens stay
+
+
+async def test_an_edit_is_checked_as_a_registration_is(services, public_app):
+    client_id = (await services.oauth.register_app("Mine", [CALLBACK], owner=ALICE)).app.client_id
+    before = await services.oauth.get_app(client_id)
+
+    for change, reason in [
+        ({"name": " "}, "name is empty"),
+        ({"redirect_uris": []}, "at least one redirect URI"),
+        ({"redirect_uris": ["http://app.example/cb"]}, "must use https"),
+        ({"redirect_uris": [CALLBACK, "https://app.example/cb#top"]}, "fragment"),
+    ]:
+        with pytest.raises(InvalidRegistration, match=reason):
+            await services.oauth.update_app(client_id, **change)
+    with pytest.raises(InvalidRegistration, match="public app always uses PKCE"):
+        await services.oauth.update_app(public_app.app.client_id, require_pkce=False)
+    with pytest.raises(NoSuchApp):
+        await services.oauth.update_app(client_id, name="Theirs", owner="bob")
+    with pytest.raises(NoSuchApp):
+        await services.oauth.update_app("no-such-app", name="X")
+
+    assert await services.oauth.get_app(client_id) == before
+    assert (await services.oauth.get_app(public_app.app.client_id)).require_pkce
+
+
 async def test_an_app_password_signs_in_with_plain(services, public_app):
     client_id = public_app.app.client_id
 

@@ -39,11 +39,19 @@ async def register(
     client_type: str = "confidential",
     implicit: bool = False,
 ) -> httpx.Response:
+    """Submit the registration form: the app's page it redirects to, or the form again."""
     form = form_to(portal, "/developers/apps")
     values = {"name": name, "redirect_uris": uris, "client_type": client_type}
     if implicit:
         values["allow_implicit"] = "yes"
-    return await submit(browser, form, **values)
+    response = await submit(browser, form, **values)
+    return response if response.status_code == 400 else await follow(browser, response)
+
+
+async def follow(browser: httpx.AsyncClient, response: httpx.Response) -> httpx.Response:
+    """The page a form's answer redirects to (POST, redirect, GET)."""
+    assert response.status_code == 303, response.text
+    return await browser.get(response.headers["location"])
 
 
 def shown(page: httpx.Response, element_id: str) -> str:
@@ -127,7 +135,167 @@ async def test_a_bad_registration_shows_the_form_again(site: Site, browser, valu
     assert await site.oauth.apps_of("alice") == []
 
 
+async def test_registering_answers_with_a_redirect_that_shows_the_secret_once(site: Site, browser):
+    portal = await sign_in(browser, "alice")
+    form = form_to(portal, "/developers/apps")
+
+    answer = await submit(
+        browser, form, name="Pocket Chat", redirect_uris=CALLBACK, client_type="confidential"
+    )
+
+    [app] = await site.oauth.apps_of("alice")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/developers/apps/{app.client_id}"
+    page = await browser.get(answer.headers["location"])
+    secret = shown(page, "client-secret")
+    assert shown(page, "notice") == "Your app is registered."
+    assert secret not in answer.headers["location"]
+    assert await client_authenticates(browser, app.client_id, secret)
+    reloaded = await browser.get(answer.headers["location"])  # a reload: a GET, not the POST
+    assert reloaded.status_code == 200
+    assert 'id="client-secret"' not in reloaded.text and 'id="notice"' not in reloaded.text
+    assert len(await site.oauth.apps_of("alice")) == 1
+
+
+async def test_get_developers_apps_leads_to_the_portal(browser):
+    await sign_in(browser, "alice")
+
+    response = await browser.get("/developers/apps")
+
+    assert response.status_code == 303 and response.headers["location"] == "/developers"
+
+
 # --- the app's page -------------------------------------------------------------------
+
+
+async def test_rotating_answers_with_a_redirect_that_shows_the_new_secret_once(site: Site, browser):
+    portal = await sign_in(browser, "alice")
+    client_id = shown(await register(browser, portal), "client-id")
+    details = await browser.get(f"/developers/apps/{client_id}")
+
+    answer = await submit(browser, app_form(details, "/rotate"))
+
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/developers/apps/{client_id}"
+    page = await browser.get(answer.headers["location"])
+    secret = shown(page, "client-secret")
+    assert "replaces the old one" in shown(page, "notice")
+    assert await client_authenticates(browser, client_id, secret)
+    reloaded = await browser.get(answer.headers["location"])
+    assert 'id="client-secret"' not in reloaded.text
+    assert await client_authenticates(browser, client_id, secret)  # not rotated again
+
+
+async def test_deleting_answers_with_a_redirect_that_says_so_once(site: Site, browser):
+    portal = await sign_in(browser, "alice")
+    client_id = shown(await register(browser, portal), "client-id")
+    confirm = await browser.get(f"/developers/apps/{client_id}/delete")
+
+    answer = await submit(browser, app_form(confirm, "/delete"))
+
+    assert answer.status_code == 303 and answer.headers["location"] == "/developers"
+    assert shown(await browser.get("/developers"), "notice") == "Pocket Chat is deleted."
+    assert 'id="notice"' not in (await browser.get("/developers")).text
+
+
+async def test_edit_an_app_through_the_forms(site: Site, browser):
+    portal = await sign_in(browser, "alice")
+    client_id = shown(await register(browser, portal), "client-id")
+    details = await browser.get(f"/developers/apps/{client_id}")
+    assert f'href="/developers/apps/{client_id}/edit"' in details.text
+    edit = await browser.get(f"/developers/apps/{client_id}/edit")
+    form = form_to(edit, f"/developers/apps/{client_id}/edit")
+    assert form.fields["name"] == "Pocket Chat"
+    assert f">{CALLBACK}\n{LOOPBACK}</textarea>" in edit.text
+    assert "skip_pkce" not in form.fields  # PKCE required: the box is not ticked
+
+    answer = await submit(
+        browser,
+        form,
+        name="Pocket Chat 2",
+        redirect_uris=f"\n {LOOPBACK} \ncom.example.pocket:/cb\n",
+        skip_pkce="yes",
+    )
+
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/developers/apps/{client_id}"
+    app = await site.oauth.get_app(client_id)
+    assert (app.name, app.redirect_uris, app.require_pkce) == (
+        "Pocket Chat 2",
+        (LOOPBACK, "com.example.pocket:/cb"),
+        False,
+    )
+    page = await browser.get(answer.headers["location"])
+    assert shown(page, "notice") == "Pocket Chat 2 is saved."
+    assert "<th>PKCE</th><td>optional" in page.text
+
+    edit = await browser.get(f"/developers/apps/{client_id}/edit")
+    form = form_to(edit, f"/developers/apps/{client_id}/edit")
+    assert form.fields["skip_pkce"] == "yes"
+    del form.fields["skip_pkce"]  # untick it
+    assert (await submit(browser, form, redirect_uris=LOOPBACK)).status_code == 303
+    assert (await site.oauth.get_app(client_id)).require_pkce
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"redirect_uris": "http://app.example/cb"}, "must use https"),
+        ({"redirect_uris": " \n"}, "at least one redirect URI"),
+        ({"name": " "}, "name is empty"),
+    ],
+)
+async def test_a_bad_edit_shows_the_form_again(site: Site, browser, values, message):
+    portal = await sign_in(browser, "alice")
+    client_id = shown(await register(browser, portal), "client-id")
+    before = await site.oauth.get_app(client_id)
+    edit = await browser.get(f"/developers/apps/{client_id}/edit")
+
+    form = form_to(edit, f"/developers/apps/{client_id}/edit")
+
+    page = await submit(browser, form, **{"redirect_uris": CALLBACK, **values})
+
+    assert page.status_code == 400
+    assert message in page.text and "Nothing was changed" in page.text
+    assert form_to(page, f"/developers/apps/{client_id}/edit")
+    assert await site.oauth.get_app(client_id) == before
+
+
+async def test_a_public_app_is_edited_without_the_pkce_choice(site: Site, browser):
+    portal = await sign_in(browser, "alice")
+    page = await register(browser, portal, client_type="public", uris=LOOPBACK)
+    client_id = shown(page, "client-id")
+    edit = await browser.get(f"/developers/apps/{client_id}/edit")
+    assert 'name="skip_pkce"' not in edit.text
+    form = form_to(edit, f"/developers/apps/{client_id}/edit")
+
+    saved = await submit(browser, form, name="Pocket", redirect_uris=LOOPBACK)
+    forced = await submit(browser, form, redirect_uris=LOOPBACK, skip_pkce="yes")
+
+    assert saved.status_code == 303
+    assert forced.status_code == 400 and "public app always uses PKCE" in forced.text
+    app = await site.oauth.get_app(client_id)
+    assert app.name == "Pocket" and app.require_pkce
+
+
+async def test_only_the_owner_edits_an_app(site: Site, browser):
+    client_id = (await site.oauth.register_app("Bot", [CALLBACK], owner="bob")).app.client_id
+    portal = await sign_in(browser, "admin", "/developers")  # an operator, not the owner
+    token = form_to(portal, "/developers/apps").fields["csrf_token"]
+
+    details = await browser.get(f"/developers/apps/{client_id}")
+    assert "/edit" not in details.text
+    assert (await browser.get(f"/developers/apps/{client_id}/edit")).status_code == 404
+    posted = await browser.post(
+        f"/developers/apps/{client_id}/edit",
+        data={"csrf_token": token, "name": "Mine now", "redirect_uris": CALLBACK},
+    )
+    forged = await browser.post(
+        f"/developers/apps/{client_id}/edit", data={"name": "Mine now", "redirect_uris": CALLBACK}
+    )
+
+    assert posted.status_code == 404 and forged.status_code == 403
+    assert (await site.oauth.get_app(client_id)).name == "Bot"
 
 
 async def test_rotate_the_secret(site: Site, browser):
@@ -136,7 +304,7 @@ async def test_rotate_the_secret(site: Site, browser):
     client_id, old = shown(registered, "client-id"), shown(registered, "client-secret")
     details = await browser.get(f"/developers/apps/{client_id}")
 
-    rotated = await submit(browser, app_form(details, "/rotate"))
+    rotated = await follow(browser, await submit(browser, app_form(details, "/rotate")))
 
     assert rotated.status_code == 200
     new = shown(rotated, "client-secret")
@@ -238,6 +406,7 @@ async def test_every_portal_form_refuses_a_missing_or_forged_csrf_token(site: Si
     portal = await browser.get("/developers")
     client_id = shown(await register(browser, portal), "client-id")
     details = await browser.get(f"/developers/apps/{client_id}")
+    edit = await browser.get(f"/developers/apps/{client_id}/edit")
     confirm = await browser.get(f"/developers/apps/{client_id}/delete")
     admin_page = await browser.get("/developers/admin")
     portal_forms = [
@@ -245,6 +414,7 @@ async def test_every_portal_form_refuses_a_missing_or_forged_csrf_token(site: Si
             form_to(portal, "/developers/apps"),
             {"name": "X", "redirect_uris": CALLBACK, "client_type": "public"},
         ),
+        (app_form(edit, "/edit"), {"name": "X", "redirect_uris": CALLBACK}),
         (app_form(details, "/rotate"), {}),
         (app_form(confirm, "/delete"), {}),
         (form_to(admin_page, "/developers/admin/suspend"), {}),
@@ -262,8 +432,9 @@ async def test_every_portal_form_refuses_a_missing_or_forged_csrf_token(site: Si
             assert response.status_code == 403, form.action
             assert "did not come from this site" in response.text
 
-    [app] = await site.oauth.apps_of("admin")  # nothing registered, deleted or resumed
+    [app] = await site.oauth.apps_of("admin")  # nothing registered, edited, deleted or resumed
     assert app.client_id == registered_id and app.status == "suspended"
+    assert app.name == "Pocket Chat"
 
 
 async def test_signed_out_visitors_are_sent_to_sign_in(browser):
@@ -286,9 +457,10 @@ async def test_portal_pages_need_no_javascript_or_external_resources(site: Site,
     portal = await browser.get("/developers")
     details = await register(browser, portal)
     client_id = shown(details, "client-id")
+    edit = await browser.get(f"/developers/apps/{client_id}/edit")
     confirm = await browser.get(f"/developers/apps/{client_id}/delete")
 
-    for page in (admin_page, portal, details, confirm):
+    for page in (admin_page, portal, details, edit, confirm):
         assert all(form.method == "post" for form in forms(page.text))
         for external in ("<script", "<link", "src=", "url("):
             assert external not in page.text

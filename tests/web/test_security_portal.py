@@ -3,9 +3,14 @@ that the implicit grant is turned off while the operator keeps it off."""
 
 from __future__ import annotations
 
+import base64
+import re
+
 import httpx
 import pytest
 from oauth.support import form_to, submit
+
+from chinwag.web.app import SESSION_COOKIE
 
 from .conftest import PASSWORDS, Site
 
@@ -26,7 +31,10 @@ async def portal_of_alice(browser: httpx.AsyncClient) -> httpx.Response:
 async def register(browser: httpx.AsyncClient, name: str, **choices: str) -> httpx.Response:
     portal = await portal_of_alice(browser)
     values = {"name": name, "redirect_uris": CALLBACK, "client_type": "confidential", **choices}
-    return await submit(browser, form_to(portal, "/developers/apps"), **values)
+    answer = await submit(browser, form_to(portal, "/developers/apps"), **values)
+    if answer.status_code != 303:
+        return answer
+    return await browser.get(answer.headers["location"])  # the app's page
 
 
 async def test_apps_are_registered_with_pkce_unless_the_developer_relaxes_it(site: Site, browser):
@@ -55,3 +63,18 @@ async def test_the_portal_says_the_operator_turned_the_implicit_grant_off(site: 
     page = await register(browser, "Web chat", client_type="public", allow_implicit="yes")
 
     assert "allowed for this app, but turned off on this server" in page.text
+
+
+async def test_a_new_secret_waits_for_its_page_encrypted_in_the_cookie(site: Site, browser):
+    """Between the POST and the page that shows it, a new client secret rides in the
+    session cookie, which is signed but readable: it must be sealed there."""
+    portal = await portal_of_alice(browser)
+    values = {"name": "Sealed", "redirect_uris": CALLBACK, "client_type": "confidential"}
+    answer = await submit(browser, form_to(portal, "/developers/apps"), **values)
+    cookie = answer.cookies[SESSION_COOKIE]
+    readable = base64.b64decode(cookie.split(".")[0] + "==").decode()
+
+    page = await browser.get(answer.headers["location"])
+    secret = re.search(r'id="client-secret">([^<]+)<', page.text)
+    assert secret is not None, page.text
+    assert secret.group(1) not in readable and "new_secret" in readable
