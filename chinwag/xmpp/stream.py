@@ -23,7 +23,7 @@ import binascii
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 from . import ns
 from .element import Element, escape_attr, escape_text
@@ -43,7 +43,21 @@ from .ids import random_hex
 from .jid import JID, InvalidJID, prep_resourcepart, split_jid
 from .sasl import MAX_MESSAGE_BYTES, SaslCondition, encoded_length
 from .stanza import is_error, make_error, make_reply
-from .states import ACCEPTS, STANZA_TAGS, State
+from .states import (
+    ABORT,
+    AUTH,
+    IQ,
+    MESSAGE,
+    PRESENCE,
+    REFUSALS,
+    RESPONSE,
+    STARTTLS,
+    TRANSITIONS,
+    Input,
+    Signal,
+    State,
+    kind_of,
+)
 from .xml import StreamEnd, StreamHeader, XMLFrameParser, XMLStreamParser
 
 _IQ_TYPES = frozenset({"get", "set", "result", "error"})
@@ -111,16 +125,54 @@ _TOO_MANY_NEW_JIDS = StanzaError(
 )
 
 
-def _answer(method: Callable[..., list[Event]]) -> Callable[..., list[Event]]:
-    """An answer that arrives after the stream closed (say, timed out) changes nothing."""
+_Handler = Callable[["ServerStream", Any], None]
+_H = TypeVar("_H", bound=Callable[..., None])
+_HANDLERS: dict[tuple[Input, State | None], _Handler] = {}
+"""Filled by ``_handles`` as the class is made, read once into ``_STEPS`` after it."""
 
-    @functools.wraps(method)
-    def answer(self: ServerStream, *args: object) -> list[Event]:
-        if self.state is State.CLOSED:
-            return []
-        return method(self, *args)
 
-    return answer
+def _handles(*keys: Input, state: State | None = None) -> Callable[[_H], _H]:
+    """Make the method the handler of ``keys`` in ``state``, or in every state whose row
+    of the table has them; it runs with the element (or header) after the transition."""
+
+    def register(handler: _H) -> _H:
+        for key in keys:
+            _HANDLERS[key, state] = handler
+        return handler
+
+    return register
+
+
+_P = ParamSpec("_P")
+
+
+def _answers(
+    signal: Signal,
+) -> Callable[
+    [Callable[Concatenate[ServerStream, _P], None]],
+    Callable[Concatenate[ServerStream, _P], list[Event]],
+]:
+    """The driver's answer: ``signal`` through the table, then the method's body; returns
+    the events of what arrived while the driver was deciding. An answer that arrives after
+    the stream closed (say, timed out) changes nothing."""
+
+    def decorate(
+        body: Callable[Concatenate[ServerStream, _P], None],
+    ) -> Callable[Concatenate[ServerStream, _P], list[Event]]:
+        @functools.wraps(body)
+        def answer(self: ServerStream, /, *args: _P.args, **kwargs: _P.kwargs) -> list[Event]:
+            if self.state is State.CLOSED:
+                return []
+            try:
+                self._transition(signal)
+                body(self, *args, **kwargs)
+            except StreamError as error:
+                self._fail(error)
+            return self._resume()
+
+        return answer
+
+    return decorate
 
 
 class ServerStream:
@@ -144,6 +196,8 @@ class ServerStream:
         self._tls_available = config.tls_available and not websocket
         """Never STARTTLS over WebSocket: the WebSocket itself is secure or it is not."""
         self.state = State.AWAIT_HEADER
+        self._loops = _LOOPS[self.state]
+        """The current state's row of ``_LOOPS``, kept by ``_transition`` with the state."""
         self.username: str | None = None
         """The authenticated account's localpart, once SASL succeeded."""
         self.jid: JID | None = None
@@ -245,38 +299,32 @@ class ServerStream:
         return self._take_events()
 
     # --- answers from the driver -------------------------------------------
+    # Each is a Signal through the table, then its body; the caller gets the events.
 
-    @_answer
-    def tls_established(self) -> list[Event]:
+    @_answers(Signal.TLS_ESTABLISHED)
+    def tls_established(self) -> None:
         """The transport is now TLS: anything received before the handshake is discarded."""
         self.secure = True
         self._restart()
-        return self._resume()
 
-    @_answer
-    def sasl_challenge(self, data: bytes) -> list[Event]:
+    @_answers(Signal.SASL_CHALLENGE)
+    def sasl_challenge(self, data: bytes) -> None:
         self._send_element(Element("challenge", ns.SASL, children=[_b64encode(data)]))
-        return self._resume()
 
-    @_answer
-    def sasl_success(self, username: str, additional_data: bytes | None = None) -> list[Event]:
+    @_answers(Signal.SASL_SUCCESS)
+    def sasl_success(self, username: str, additional_data: bytes | None = None) -> None:
         """Authentication succeeded as ``username`` (a prepared localpart)."""
         children: list[Element | str] = [_b64encode(additional_data)] if additional_data else []
         self._send_element(Element("success", ns.SASL, children=children))
         self.username = username
         self._restart()
-        return self._resume()
 
-    @_answer
-    def sasl_failure(self, condition: SaslCondition, text: str = "") -> list[Event]:
-        try:
-            self._sasl_failed(condition, text)
-        except StreamError as error:
-            self._fail(error)
-        return self._resume()
+    @_answers(Signal.SASL_FAILURE)
+    def sasl_failure(self, condition: SaslCondition, text: str = "") -> None:
+        self._send_sasl_failure(condition, text)
 
-    @_answer
-    def bind_result(self, iq_id: str, jid: JID) -> list[Event]:
+    @_answers(Signal.BIND_RESULT)
+    def bind_result(self, iq_id: str, jid: JID) -> None:
         reply = Element("iq", attrs={"type": "result", "id": iq_id})
         reply.add("bind", ns.BIND).add("jid").children.append(str(jid))
         self._send_element(reply)
@@ -287,25 +335,15 @@ class ServerStream:
             if type(item) is Element:
                 item.wire = None
         self.auth_deadline = None
-        self.state = State.BOUND
-        return self._resume()
 
-    @_answer
-    def bind_error(self, iq_id: str, error: StanzaError) -> list[Event]:
+    @_answers(Signal.BIND_ERROR)
+    def bind_error(self, iq_id: str, error: StanzaError) -> None:
         self._send_element(make_error(Element("iq", attrs={"id": iq_id}), error))
-        return self._resume()
 
     def close(self, error: StreamError | None = None) -> None:
         """End the stream from our side, with ``error`` if given (RFC 6120 4.4, 4.9)."""
-        if self.state is State.CLOSED:
-            return
-        if not self._header_sent:
-            self._send_header()
-        if error is not None:
-            self._send_stream_level(error.to_element())
-        self._out.append(_CLOSE_FRAME if self.framing == "websocket" else b"</stream:stream>")
-        self.state = State.CLOSED
-        self._backlog.clear()
+        if self.state is not State.CLOSED:
+            self._transition(Signal.CLOSE, error)
 
     # --- internals ---------------------------------------------------------
 
@@ -328,17 +366,29 @@ class ServerStream:
             item = backlog.pop(0)
             try:
                 if type(item) is Element:
-                    handler = _HANDLERS[self.state].get((item.ns, item.tag))
+                    handler = self._loops.get((item.ns, item.tag))
                     if handler is None:
-                        self._unexpected(item)
+                        self._transition((item.ns, item.tag), item)
                     else:
                         handler(self, item)
                 elif isinstance(item, StreamHeader):
-                    self._on_header(item)
+                    self._transition(Signal.HEADER, item)
                 else:
-                    self._on_stream_end()
+                    self._transition(Signal.STREAM_END)
             except StreamError as error:
                 self._fail(error)
+
+    def _transition(self, key: Input, item: object = None) -> None:
+        """The one place the state changes: to where the table leads ``key`` from here, and
+        then ``key``'s handler, if it has one, runs with ``item``. Raises the stream error
+        the table names for what this state does not accept."""
+        step = _STEPS[self.state].get(key)
+        if step is None:
+            raise REFUSALS[self.state][kind_of(key)].error(key)
+        handler, self.state = step
+        self._loops = _LOOPS[self.state]
+        if handler is not None:
+            handler(self, item)
 
     def _fail(self, error: StreamError) -> None:
         self.close(error)
@@ -357,7 +407,6 @@ class ServerStream:
         # the next, but its limits change once the client has authenticated.
         self._parser = self._new_parser()
         self._backlog.clear()
-        self.state = State.AWAIT_HEADER
 
     def _send_element(self, element: Element) -> None:
         self._out.append(element.serialize(self.stanza_parent_ns).encode())
@@ -388,13 +437,11 @@ class ServerStream:
 
     # --- stream header and features ------------------------------------------
 
+    @_handles(Signal.HEADER)
     def _on_header(self, header: StreamHeader) -> None:
-        if self.state is not State.AWAIT_HEADER:
-            raise StreamError(StreamCondition.BAD_FORMAT, "unexpected stream header")
         self._send_header()
         self._check_header(header)
         self._send_features()
-        self.state = State.AUTHENTICATED if self.username is not None else State.NEGOTIATING
 
     def _check_header(self, header: StreamHeader) -> None:
         if self.framing == "tcp":  # over WebSocket, only an <open/> element is a header
@@ -445,42 +492,38 @@ class ServerStream:
 
     # --- top-level elements ------------------------------------------------
 
-    def _unexpected(self, element: Element) -> None:
-        if self.state is State.AWAIT_HEADER:  # only over WebSocket: TCP parses a header first
-            raise StreamError(
-                StreamCondition.INVALID_NAMESPACE,
-                f"a stream over WebSocket opens with <open xmlns='{ns.FRAMING}'/>",
-            )
-        if element.tag in STANZA_TAGS and element.ns == ns.CLIENT and self.state is not State.BOUND:
-            raise StreamError(
-                StreamCondition.NOT_AUTHORIZED, "authenticate and bind a resource first"
-            )
-        raise StreamError(
-            StreamCondition.UNSUPPORTED_STANZA_TYPE,
-            f"<{element.tag} xmlns='{element.ns}'> is not expected here",
-        )
+    @_handles(Signal.CLOSE)
+    def _on_close(self, error: StreamError | None) -> None:
+        if not self._header_sent:
+            self._send_header()
+        if error is not None:
+            self._send_stream_level(error.to_element())
+        self._out.append(_CLOSE_FRAME if self.framing == "websocket" else b"</stream:stream>")
+        self._backlog.clear()
 
-    def _on_stream_end(self) -> None:
-        self.close()
+    @_handles(Signal.STREAM_END)
+    def _on_stream_end(self, _nothing: None) -> None:
+        self._on_close(None)
         self._events.append(StreamClosed(None))
 
+    @_handles(STARTTLS)
     def _on_starttls(self, _element: Element) -> None:
         if self.secure or not self._tls_available:
             raise StreamError(
                 StreamCondition.UNSUPPORTED_STANZA_TYPE, "STARTTLS is not offered here"
             )
         self._out.append(f"<proceed xmlns='{ns.TLS}'/>".encode())
-        self.state = State.TLS_PENDING
         self._events.append(StartTLSRequested())
         self._wait()
 
+    @_handles(AUTH)
     def _on_auth(self, element: Element) -> None:
         mechanism = element.attrs.get("mechanism", "")
         if not self._sasl_allowed():
-            self._sasl_failed(SaslCondition.ENCRYPTION_REQUIRED, "negotiate TLS first")
+            self._refuse_sasl(SaslCondition.ENCRYPTION_REQUIRED, "negotiate TLS first")
             return
         if mechanism not in self.config.mechanisms:
-            self._sasl_failed(SaslCondition.INVALID_MECHANISM, f"{mechanism!r} is not offered")
+            self._refuse_sasl(SaslCondition.INVALID_MECHANISM, f"{mechanism!r} is not offered")
             return
         text = self._sasl_text(element, "initial response")
         if text is None:
@@ -495,10 +538,10 @@ class ServerStream:
                 SaslCondition.INCORRECT_ENCODING, "the initial response is not base64"
             )
             return
-        self.state = State.AUTHENTICATING
         self._events.append(AuthRequested(mechanism, initial))
         self._wait()
 
+    @_handles(RESPONSE)
     def _on_sasl_response(self, element: Element) -> None:
         text = self._sasl_text(element, "response")
         if text is None:
@@ -511,8 +554,9 @@ class ServerStream:
         self._events.append(AuthResponse(data))
         self._wait()
 
+    @_handles(ABORT)
     def _on_sasl_abort(self, _element: Element) -> None:
-        self._sasl_failed(SaslCondition.ABORTED)
+        self._send_sasl_failure(SaslCondition.ABORTED)
         self._events.append(AuthAborted())
 
     def _sasl_text(self, element: Element, what: str) -> str | None:
@@ -529,21 +573,27 @@ class ServerStream:
     def _sasl_malformed(self, condition: SaslCondition, text: str) -> None:
         """Refuse a SASL message without asking the driver, who is told (AuthMalformed)."""
         self._events.append(AuthMalformed(condition))
-        self._sasl_failed(condition, text)
+        self._refuse_sasl(condition, text)
 
-    def _sasl_failed(self, condition: SaslCondition, text: str = "") -> None:
+    def _refuse_sasl(self, condition: SaslCondition, text: str) -> None:
+        """End the SASL exchange just started (or under way) as the driver's failure would."""
+        self._transition(Signal.SASL_FAILURE)
+        self._send_sasl_failure(condition, text)
+
+    def _send_sasl_failure(self, condition: SaslCondition, text: str = "") -> None:
+        """<failure/>, which counts towards ``max_auth_failures``."""
         failure = Element("failure", ns.SASL)
         failure.add(condition.value)
         if text:
             failure.add("text", attrs={"xml:lang": "en"}).children.append(text)
         self._send_element(failure)
-        self.state = State.NEGOTIATING
         self._auth_failures += 1
         if self._auth_failures >= self.config.max_auth_failures:
             raise StreamError(
                 StreamCondition.POLICY_VIOLATION, "too many failed authentication attempts"
             )
 
+    @_handles(IQ, state=State.AUTHENTICATED)
     def _on_bind(self, iq: Element) -> None:
         bind = iq.find("bind", ns.BIND)
         iq_id = iq.attrs.get("id")
@@ -564,6 +614,7 @@ class ServerStream:
         self._events.append(BindRequested(iq_id, resource))
         self._wait()
 
+    @_handles(MESSAGE, PRESENCE, IQ, state=State.BOUND)
     def _on_stanza(self, stanza: Element) -> None:
         attrs = stanza.attrs
         to_text = attrs.get("to")
@@ -680,7 +731,33 @@ def _unframed(element: Element) -> Element | StreamHeader | StreamEnd:
     return element
 
 
-_HANDLERS: dict[State, dict[tuple[str, str], Callable[[ServerStream, Element], None]]] = {
-    state: {key: getattr(ServerStream, f"_on_{name}") for key, name in accepts.items()}
-    for state, accepts in ACCEPTS.items()
+def _steps() -> dict[State, dict[Input, tuple[_Handler | None, State]]]:
+    """The table with each input's handler: every input but the driver's answers has one
+    (an answer's work is the body of its public method, see ``_answers``)."""
+    unused = set(_HANDLERS)
+    steps: dict[State, dict[Input, tuple[_Handler | None, State]]] = {}
+    for state, row in TRANSITIONS.items():
+        steps[state] = {}
+        for key, next_state in row.items():
+            registered = (key, state) if (key, state) in _HANDLERS else (key, None)
+            unused.discard(registered)
+            handler = _HANDLERS.get(registered)
+            if handler is None and key not in _ANSWERED:
+                raise LookupError(f"no handler for {key} in {state}")
+            steps[state][key] = (handler, next_state)
+    if unused:
+        raise LookupError(
+            f"handlers for inputs the table does not have: {sorted(map(str, unused))}"
+        )
+    return steps
+
+
+_ANSWERED = frozenset(Signal) - {Signal.HEADER, Signal.STREAM_END, Signal.CLOSE}
+_STEPS = _steps()
+_LOOPS: dict[State, dict[Input, _Handler]] = {
+    state: {key: handler for key, (handler, then) in row.items() if then is state and handler}
+    for state, row in _STEPS.items()
 }
+"""The inputs that leave a state as it is, with their handlers: ``_drain`` runs these
+elements without ``_transition``, which would change nothing (a stanza on a bound stream
+costs one dict lookup, in the row ``_transition`` keeps on the stream)."""
