@@ -106,26 +106,26 @@ def _web_app(
         profiles=ProfileService(SqlProfileRepository(database), web_events),
         presence=_live_presence(xmpp),
         xmpp=xmpp,
-        sessions=xmpp.router.all_sessions,
+        sessions=xmpp.sessions.all,
         auth_failures=xmpp.auth_failures,
     )
 
 
 def _live_presence(xmpp: XMPPServer) -> PresenceSource:
-    """Who is online, read from the XMPP server's router (read-only)."""
+    """Who is online, read from the XMPP server's routing records (read-only)."""
 
     def presence(username: str) -> list[ResourcePresence]:
         found = []
-        for session in xmpp.router.resources(JID(username, xmpp.domain)):
-            if not session.available or session.presence is None:
+        for record in xmpp.router.resources(JID(username, xmpp.domain)):
+            if not record.available or record.presence is None:
                 continue
-            show, status = session.presence.find("show"), session.presence.find("status")
+            show, status = record.presence.find("show"), record.presence.find("status")
             found.append(
                 ResourcePresence(
-                    resource=session.jid.resource or "",
+                    resource=record.jid.resource or "",
                     show=show.text if show is not None and show.text in SHOWS else ONLINE,
                     status=status.text if status is not None else None,
-                    priority=session.priority,
+                    priority=record.priority,
                 )
             )
         return found

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
-from chinwag.server.session import Session
+from chinwag.server.hooks import DELIVER_OFFLINE
+from chinwag.server.routing import SessionRecord
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
 
 SPEC = Spec(
@@ -24,16 +25,16 @@ SPEC = Spec(
 class Messages:
     def __init__(self, api: ModuleAPI) -> None:
         self.api = api
-        self.router = api.router
+        self.route = api.router.route
+        self.resources = api.router.resources
+        self.deliver = api.router.deliver
 
     def refuse(self, routed: Routed) -> bool:
         self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
         return True
 
     def on_full(self, routed: Routed) -> bool:
-        session = self.router.session(routed.to)
-        if session is not None:
-            session.deliver(routed.stanza)
+        if self.route(routed.to, routed.stanza):
             return True
         message_type = routed.stanza.attrs.get("type", "normal")
         if message_type in ("normal", "chat"):
@@ -48,32 +49,32 @@ class Messages:
             return self.refuse(routed)
         if message_type == "error":
             return True
-        resources = self.router.resources(routed.to)
+        resources = self.resources(routed.to)
         if message_type == "headline":
-            candidates = [s for s in resources if s.available and s.priority >= 0]
+            candidates = [r for r in resources if r.available and r.priority >= 0]
         else:
             candidates = highest_priority(resources)
-        for session in candidates:
-            session.deliver(routed.stanza)
+        for record in candidates:
+            self.deliver(record, routed.stanza)
         if not candidates:
-            self.api.fire("message/offline", routed)
+            self.api.fire(DELIVER_OFFLINE, routed)
         return True
 
 
-def highest_priority(sessions: Sequence[Session]) -> list[Session]:
-    """The available sessions with the highest non-negative priority (RFC 6121 8.5.2.1.1)."""
-    if len(sessions) == 1:  # the usual case: an account signed in once
-        only = sessions[0]
+def highest_priority(records: Sequence[SessionRecord]) -> list[SessionRecord]:
+    """The available resources with the highest non-negative priority (RFC 6121 8.5.2.1.1)."""
+    if len(records) == 1:  # the usual case: an account signed in once
+        only = records[0]
         return [only] if only.available and only.priority >= 0 else []
-    chosen: list[Session] = []
+    chosen: list[SessionRecord] = []
     top = 0
-    for session in sessions:
-        if not session.available or session.priority < top:
+    for record in records:
+        if not record.available or record.priority < top:
             continue
-        if session.priority > top:
-            top = session.priority
+        if record.priority > top:
+            top = record.priority
             chosen = []
-        chosen.append(session)
+        chosen.append(record)
     return chosen
 
 

@@ -34,7 +34,8 @@ from typing import Any
 
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
-from chinwag.server.session import Session
+from chinwag.server.hooks import DELIVER_OFFLINE
+from chinwag.server.session import Session, SessionKey
 from chinwag.store.offline import NewOfflineMessage, OfflineRepository, StoreResult
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
@@ -64,6 +65,40 @@ FULL_MAILBOXES_KEPT = 10_000
 FULL_MAILBOX_SECONDS = 10.0
 """How long a full mailbox is believed without asking the store again. Deliveries here
 empty it at once; another server process on the same database would not tell us."""
+
+
+class HeldOutput:
+    """An output filter that keeps back what is routed to a session while its stored
+    messages go out ahead of it."""
+
+    __slots__ = ("stanzas",)
+
+    def __init__(self) -> None:
+        self.stanzas: list[Element] = []
+
+    def __call__(self, stanza: Element) -> bool:
+        self.stanzas.append(stanza)
+        return True
+
+
+HELD = SessionKey[HeldOutput]("offline.held")
+
+
+def hold_output(session: Session) -> None:
+    """Keep what is routed to ``session`` from now on until ``release_output``."""
+    if session.get(HELD) is None:
+        held = HeldOutput()
+        session.put(HELD, held)
+        session.add_filter(held)
+
+
+def release_output(session: Session) -> None:
+    """Write what was kept back, in order, and stop keeping."""
+    held = session.pop(HELD)
+    if held is not None:
+        session.remove_filter(held)
+        for stanza in held.stanzas:
+            session.connection.send(stanza)
 
 
 def storable(message: Element) -> bool:
@@ -248,7 +283,7 @@ class Offline:
     def on_initial_presence(self, session: Session) -> None:
         if session.username in self.storing:
             self.missed[session.username] = session
-        session.hold_output()  # live messages wait until the stored ones are out
+        hold_output(session)  # live messages wait until the stored ones are out
         self.start_delivery(session)
 
     def start_delivery(self, session: Session) -> None:
@@ -268,7 +303,7 @@ class Offline:
                 try:
                     written = await self.write_stored(again)
                 finally:
-                    again.release_output()
+                    release_output(again)
                 if written is not None:
                     await self.delete_when_heard(again, *written)
                 again = self.delivering[username]
@@ -276,7 +311,7 @@ class Offline:
         finally:
             waiting = self.delivering.pop(username)
             if waiting is not None:  # asked for while this one failed
-                waiting.release_output()
+                release_output(waiting)
 
     async def write_stored(self, session: Session) -> tuple[int, Awaitable[bool]] | None:
         """Every stored message to ``session``, if still bound and available, then a ping;
@@ -292,8 +327,8 @@ class Offline:
                 ns.DELAY,
                 {"from": self.api.domain.domain, "stamp": stamp(message.stored_at)},
             )
-            session.deliver(stanza, ahead=True)
-        session.deliver(self.ping(session), ahead=True)
+            session.connection.send(stanza)  # ahead of what is held
+        session.connection.send(self.ping(session))
         return stored[-1].id, session.connection.heard_after_output()
 
     def ping(self, session: Session) -> Element:
@@ -320,18 +355,20 @@ class Offline:
         try:
             alive = await asyncio.wait_for(heard, ANSWER_TIMEOUT_SECONDS)
         except TimeoutError:
-            session.close(StreamError(StreamCondition.CONNECTION_TIMEOUT, "no answer to a ping"))
+            self.api.sessions.end(
+                session, StreamError(StreamCondition.CONNECTION_TIMEOUT, "no answer to a ping")
+            )
             return
         if alive:
             await self.store.delete(session.username, last_id)
             self.full.discard(session.username)
 
     def reachable(self, session: Session) -> bool:
-        return session.available and self.api.router.session(session.jid) is session
+        return session.available and self.api.sessions.get(session.jid) is session
 
 
 def setup(api: ModuleAPI) -> None:
     offline = Offline(api)
     api.add_feature(ns.OFFLINE)
-    api.hook("message/offline", offline.on_offline)
+    api.hook(DELIVER_OFFLINE, offline.on_offline)
     api.hook("presence/initial", offline.on_initial_presence)

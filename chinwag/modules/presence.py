@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import SUBSCRIPTION_TYPES, Routed
-from chinwag.server.session import Session
+from chinwag.server.hooks import SESSION_CLOSED
+from chinwag.server.routing import SessionRecord
+from chinwag.server.session import Session, SessionKey
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
 from chinwag.xmpp.jid import JID
@@ -25,6 +27,10 @@ def addressed(stanza: Element, to: JID) -> Element:
     return Element(stanza.tag, stanza.ns, {**stanza.attrs, "to": str(to)}, stanza.children)
 
 
+DIRECTED = SessionKey[set[JID]]("presence.directed")
+"""Who got directed presence from a session and must hear when it leaves (RFC 6121 4.6)."""
+
+
 def unavailable_from(jid: JID) -> Element:
     return Element("presence", attrs={"from": str(jid), "type": "unavailable"})
 
@@ -32,23 +38,25 @@ def unavailable_from(jid: JID) -> Element:
 class Presence:
     def __init__(self, api: ModuleAPI) -> None:
         self.api = api
+        self.router = api.router
+        self.sessions = api.sessions
 
-    def available_resources(self, username: str) -> list[Session]:
-        return [s for s in self.api.router.resources(self.api.jid(username)) if s.available]
+    def available_resources(self, username: str) -> list[SessionRecord]:
+        return [r for r in self.router.resources(self.api.jid(username)) if r.available]
 
-    def send_to_resources(self, stanza: Element, sessions: list[Session]) -> None:
-        for session in sessions:
-            session.deliver(addressed(stanza, session.jid))
+    def send_to_resources(self, stanza: Element, records: list[SessionRecord]) -> None:
+        for record in records:
+            self.router.deliver(record, addressed(stanza, record.jid))
 
-    def audience(self, session: Session) -> list[Session]:
+    def audience(self, session: Session) -> list[SessionRecord]:
         """Who hears this session's broadcast presence: its own available resources and
         the available resources of contacts subscribed to it."""
-        sessions = self.available_resources(session.username)
+        records = self.available_resources(session.username)
         roster = self.api.rosters.get(session.username)
         if roster is not None:
             for contact in roster.subscribed_from():
-                sessions.extend(self.available_resources(contact))
-        return sessions
+                records.extend(self.available_resources(contact))
+        return records
 
     def on_broadcast(self, routed: Routed) -> bool:
         session, stanza = routed.origin, routed.stanza
@@ -57,7 +65,7 @@ class Presence:
         presence_type = stanza.attrs.get("type")
         if presence_type is None:
             initial = not session.available
-            session.update_presence(stanza)
+            self.sessions.set_presence(session, stanza)
             self.send_to_resources(stanza, self.audience(session))
             if initial:
                 self.answer_probes(session)
@@ -73,22 +81,21 @@ class Presence:
     def answer_probes(self, session: Session) -> None:
         """RFC 6121 4.2.2/4.3: the current presence of contacts and of one's other resources."""
         roster = self.api.rosters.get(session.username)
-        sources = [s for s in self.available_resources(session.username) if s is not session]
+        sources = [r for r in self.available_resources(session.username) if r is not session]
         if roster is not None:
             for contact in roster.subscribed_to():
                 sources.extend(self.available_resources(contact))
         for source in sources:
             if source.presence is not None:
-                session.deliver(addressed(source.presence, session.jid))
+                self.router.deliver(session, addressed(source.presence, session.jid))
 
     def leave(self, session: Session, stanza: Element) -> None:
         if not session.available:
             return
         audience = self.audience(session)
-        session.update_presence(stanza)
+        self.sessions.set_presence(session, stanza)
         self.send_to_resources(stanza, audience)
-        directed, session.directed = session.directed, None
-        for target in directed or ():
+        for target in session.pop(DIRECTED) or ():
             self.api.deliver(addressed(stanza, target), target)
 
     def on_session_closed(self, session: Session) -> None:
@@ -107,9 +114,7 @@ class Presence:
         if routed.to.resource is None:
             self.send_to_resources(stanza, self.available_resources(routed.to.local or ""))
         else:
-            target = self.api.router.session(routed.to)
-            if target is not None:
-                target.deliver(stanza)
+            self.router.route(routed.to, stanza)
         return True
 
     def answer_probe(self, routed: Routed) -> None:
@@ -128,10 +133,10 @@ class Presence:
         ]
         for source in sources:
             if source.presence is not None:
-                prober.deliver(addressed(source.presence, prober.jid))
+                self.router.deliver(prober, addressed(source.presence, prober.jid))
         if not sources:
             attrs = {"from": str(routed.to), "to": str(prober.jid), "type": "unavailable"}
-            prober.deliver(Element("presence", attrs=attrs))
+            self.router.deliver(prober, Element("presence", attrs=attrs))
 
     def track_directed(self, session: Session, target: JID, available: bool) -> None:
         """RFC 6121 4.6: remember who must hear that this session went away."""
@@ -140,9 +145,15 @@ class Presence:
         if available:
             roster = self.api.rosters.get(session.username)
             if roster is None or target.local not in roster.subscribed_from():
-                session.directed = (session.directed or set()) | {target}
-        elif session.directed:
-            session.directed.discard(target)
+                directed = session.get(DIRECTED)
+                if directed is None:
+                    session.put(DIRECTED, {target})
+                else:
+                    directed.add(target)
+        else:
+            directed = session.get(DIRECTED)
+            if directed:
+                directed.discard(target)
 
 
 def setup(api: ModuleAPI) -> None:
@@ -150,4 +161,4 @@ def setup(api: ModuleAPI) -> None:
     api.hook("presence/broadcast", presence.on_broadcast, 10)
     api.hook("presence/bare", presence.on_directed, 10)
     api.hook("presence/full", presence.on_directed, 10)
-    api.hook("session/closed", presence.on_session_closed)
+    api.hook(SESSION_CLOSED, presence.on_session_closed)

@@ -90,10 +90,10 @@ class Rosters:
     def on_get(self, iq: Element) -> Element:
         owner = self.owner_of(iq)
         roster = self.api.rosters.get(owner.local or "")
-        session = self.api.router.session(owner)
+        session = self.api.sessions.get(owner)
         if roster is None or session is None:
             raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
-        session.interested = True
+        self.api.sessions.set_interested(session)
         query = iq.first_element()
         assert query is not None
         version = str(roster.version)
@@ -253,9 +253,10 @@ class Rosters:
             "presence",
             attrs={"from": str(self.api.jid(sender)), "to": str(to), "type": presence_type},
         )
-        for session in self.api.router.resources(to):
-            if session.available:
-                session.deliver(stanza)
+        router = self.api.router
+        for record in router.resources(to):
+            if record.available:
+                router.deliver(record, stanza)
 
     def deliver_pending_requests(self, session: Session) -> None:
         """Inbound requests that arrived while the account was offline (RFC 6121 3.1.3)."""
@@ -269,7 +270,7 @@ class Rosters:
                     "to": str(session.jid),
                     "type": "subscribe",
                 }
-                session.deliver(Element("presence", attrs=attrs))
+                self.api.router.deliver(session, Element("presence", attrs=attrs))
 
     # --- applying changes ------------------------------------------------------------------
 
@@ -314,18 +315,19 @@ class Rosters:
             element = Element(
                 "item", ns.ROSTER, {"jid": str(self.api.jid(contact)), "subscription": "remove"}
             )
-        for session in self.api.router.resources(self.api.jid(owner)):
-            if session.interested:
+        router = self.api.router
+        for record in router.resources(self.api.jid(owner)):
+            if record.interested:
                 iq = Element(
                     "iq",
                     attrs={
                         "type": "set",
                         "id": f"push-{random_hex(4)}",
-                        "to": str(session.jid),
+                        "to": str(record.jid),
                     },
                 )
                 iq.add("query", ns.ROSTER, {"ver": str(version)}).append(element)
-                session.deliver(iq)
+                router.deliver(record, iq)
 
     def exchange_presence(
         self, owner: str, contact: str, before: Contact | None, after: Contact | None
@@ -337,8 +339,9 @@ class Rosters:
         )
         if not (gained or lost):
             return
-        watchers = [s for s in self.api.router.resources(self.api.jid(owner)) if s.available]
-        for source in self.api.router.resources(self.api.jid(contact)):
+        router = self.api.router
+        watchers = [r for r in router.resources(self.api.jid(owner)) if r.available]
+        for source in router.resources(self.api.jid(contact)):
             if not source.available or source.presence is None:
                 continue
             shown = (
@@ -346,7 +349,7 @@ class Rosters:
             )
             for watcher in watchers:
                 attrs = {**shown.attrs, "from": str(source.jid), "to": str(watcher.jid)}
-                watcher.deliver(Element("presence", attrs=attrs, children=shown.children))
+                router.deliver(watcher, Element("presence", attrs=attrs, children=shown.children))
 
     async def on_network_change(self, event: NetworkEvent) -> None:
         """A roster item changed: through the network (CLI, REST API, portal, another

@@ -1,27 +1,29 @@
-"""What a module gets: hooks, IQ handlers by key, disco features, settings and routing.
+"""What a module gets: hooks, IQ handlers by key, disco features, settings, routing by
+records, and its own user's sessions.
 
 A module is one file in ``chinwag.modules`` with a ``SPEC`` (for the protocol
-support table) and ``setup(api)``. Everything it registers is recorded here.
+support table) and ``setup(api)``. Everything it registers is recorded here. It
+routes stanzas through ``router`` (records, never other users' sessions) and acts on
+the session that sent a stanza (``routed.origin``) through ``sessions``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import importlib
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 from chinwag.config import Settings
-from chinwag.server.dispatch import IQHandler
-from chinwag.server.hooks import Handler
+from chinwag.server.dispatch import Dispatcher, IQHandler
+from chinwag.server.hooks import Handler, Hooks
 from chinwag.server.rosters import RosterCache
 from chinwag.server.routing import Router
 from chinwag.server.services import Services
+from chinwag.server.sessions import SessionManager
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaError
 from chinwag.xmpp.jid import JID
-
-if TYPE_CHECKING:
-    from chinwag.server.xmpp_server import XMPPServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,79 +36,109 @@ class Spec:
     notes: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ModuleHost:
+    """The parts of the XMPP service that modules are given."""
+
+    settings: Settings
+    domain: JID
+    services: Services
+    rosters: RosterCache
+    hooks: Hooks
+    dispatcher: Dispatcher
+    router: Router
+    sessions: SessionManager
+    spawn: Callable[[Coroutine[Any, Any, None]], object]
+    features: set[str] = field(default_factory=set)
+    identities: set[tuple[str, str, str]] = field(default_factory=set)
+    stream_features: list[tuple[str, str]] = field(default_factory=list)
+    """Announced after authentication, each an empty ``<tag xmlns=xmlns/>``."""
+
+
 class ModuleAPI:
-    def __init__(self, server: XMPPServer, name: str) -> None:
-        self._server = server
+    def __init__(self, host: ModuleHost, name: str) -> None:
+        self._host = host
         self.name = name
         self.registered: list[tuple[str, object]] = []
 
     @property
     def settings(self) -> Settings:
-        return self._server.settings
+        return self._host.settings
 
     @property
     def domain(self) -> JID:
-        return self._server.domain_jid
+        return self._host.domain
 
     @property
     def router(self) -> Router:
-        return self._server.router
+        return self._host.router
+
+    @property
+    def sessions(self) -> SessionManager:
+        return self._host.sessions
 
     @property
     def services(self) -> Services:
-        return self._server.services
+        return self._host.services
 
     @property
     def rosters(self) -> RosterCache:
-        return self._server.rosters
+        return self._host.rosters
 
     def jid(self, username: str) -> JID:
         """The bare JID of a local account."""
-        return JID(username, self._server.domain)
+        return JID(username, self._host.domain.domain)
 
     def fire(self, event: str, subject: Any) -> bool:
-        return self._server.hooks.fire(event, subject)
+        return self._host.hooks.fire(event, subject)
 
     def notify(self, event: str, *args: Any) -> None:
-        self._server.hooks.notify(event, *args)
+        self._host.hooks.notify(event, *args)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run background work; its failure is logged, never lost silently."""
-        self._server.spawn(work)
+        self._host.spawn(work)
 
     def bounce(self, stanza: Element, error: StanzaError) -> None:
-        self._server.dispatcher.bounce(stanza, error)
+        self._host.dispatcher.bounce(stanza, error)
 
     def add_stream_feature(self, xmlns: str, tag: str) -> None:
         """Announce an empty ``<tag xmlns=xmlns/>`` in the stream features after authentication."""
-        self._server.stream_features.append((xmlns, tag))
+        self._host.stream_features.append((xmlns, tag))
         self.registered.append(("stream feature", (xmlns, tag)))
 
     def hook(self, event: str, handler: Handler, priority: int = 0) -> None:
-        self._server.hooks.add(event, handler, priority)
+        self._host.hooks.add(event, handler, priority)
         self.registered.append(("hook", event))
 
     def iq_handler(
         self, iq_type: str, xmlns: str, tag: str, handler: IQHandler, *, scope: str = "host"
     ) -> None:
         """Answer IQs of ``iq_type`` whose payload is ``<tag xmlns=xmlns>``, sent to ``scope``."""
-        self._server.dispatcher.add_iq_handler(scope, iq_type, xmlns, tag, handler)
+        self._host.dispatcher.add_iq_handler(scope, iq_type, xmlns, tag, handler)
         self.registered.append(("iq", (scope, iq_type, xmlns, tag)))
 
     def add_feature(self, var: str) -> None:
-        self._server.features.add(var)
+        self._host.features.add(var)
         self.registered.append(("feature", var))
 
     def add_identity(self, category: str, kind: str, name: str = "") -> None:
-        self._server.identities.add((category, kind, name))
+        self._host.identities.add((category, kind, name))
         self.registered.append(("identity", (category, kind, name)))
 
     def features(self) -> set[str]:
-        return set(self._server.features)
+        return set(self._host.features)
 
     def identities(self) -> set[tuple[str, str, str]]:
-        return set(self._server.identities)
+        return set(self._host.identities)
 
     def deliver(self, stanza: Element, to: JID) -> None:
-        """Send a server-generated stanza."""
-        self._server.dispatcher.deliver(stanza, to)
+        """Send a server-generated stanza through the whole pipeline, as if received."""
+        self._host.dispatcher.deliver(stanza, to)
+
+
+def load_module(host: ModuleHost, name: str) -> ModuleAPI:
+    """Import ``chinwag.modules.<name>`` and set it up against ``host``."""
+    api = ModuleAPI(host, name)
+    importlib.import_module(f"chinwag.modules.{name}").setup(api)
+    return api

@@ -1,6 +1,10 @@
 """Drives one client stream over any transport: feeds bytes to the sans-IO stream,
 answers its questions (TLS, SASL, bind) and hands stanzas to the dispatcher.
 
+A connection knows the server only through :class:`C2SHost` (authentication, the
+session manager, dispatch, output batching), and a listener makes connections with a
+factory: nothing here imports the server that composes it.
+
 Writes are batched: everything queued for a connection during one event-loop
 turn is handed to the transport at once, as a list of whole elements. A TCP
 transport joins them into one socket write; a WebSocket transport sends each as
@@ -19,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Coroutine, MutableSet
+from typing import Any, Protocol
 
+from chinwag.config import LimitsSettings
 from chinwag.server.auth import Challenge, Grant, Outcome, SaslDriver, counts_against_address
-from chinwag.server.auth_failures import refusal
+from chinwag.server.auth_failures import AuthFailureLimiter, refusal
 from chinwag.server.session import Session
+from chinwag.server.sessions import SessionManager
+from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
 from chinwag.xmpp.events import (
     AuthAborted,
@@ -39,10 +46,7 @@ from chinwag.xmpp.events import (
 )
 from chinwag.xmpp.jid import JID
 from chinwag.xmpp.sasl import SaslCondition, SaslFailure
-from chinwag.xmpp.stream import ServerStream
-
-if TYPE_CHECKING:
-    from chinwag.server.xmpp_server import XMPPServer
+from chinwag.xmpp.stream import ServerStream, StreamConfig
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,48 @@ class Transport(Protocol):
     async def start_tls(self) -> None: ...
 
 
+class C2SHost(Protocol):
+    """What a client stream needs from the server that carries it."""
+
+    @property
+    def stream_config(self) -> StreamConfig: ...
+
+    @property
+    def limits(self) -> LimitsSettings: ...
+
+    @property
+    def auth_failures(self) -> AuthFailureLimiter: ...
+
+    @property
+    def sessions(self) -> SessionManager: ...
+
+    @property
+    def output(self) -> OutputBatch: ...
+
+    @property
+    def connections(self) -> MutableSet[C2SConnection]:
+        """Every open client stream."""
+        ...
+
+    @property
+    def unbound(self) -> MutableSet[C2SConnection]:
+        """Streams signed in but not bound yet: what ends sessions must end them too."""
+        ...
+
+    @property
+    def shutting_down(self) -> bool: ...
+
+    def sasl_driver(self, mechanism: str) -> SaslDriver | None:
+        """A new exchange of ``mechanism``; None if it is not offered."""
+        ...
+
+    def dispatch(self, stanza: Element, to: JID | None, origin: Session | None) -> None: ...
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run background work that shutdown waits for; its failure is logged."""
+        ...
+
+
 def _settle(listeners: list[asyncio.Future[bool]], heard: bool) -> None:
     for listener in listeners:
         if not listener.done():  # its waiter may have given up
@@ -97,18 +143,19 @@ class OutputBatch:
 
 
 class C2SConnection:
-    def __init__(self, server: XMPPServer, transport: Transport) -> None:
+    def __init__(self, host: C2SHost, transport: Transport) -> None:
         self._loop = asyncio.get_running_loop()
-        self.server = server
+        self.host = host
         self.transport = transport
         self.stream = ServerStream(
-            server.stream_config,
+            host.stream_config,
             self._loop.time(),
             secure=transport.secure,
             framing="websocket" if transport.kind == "websocket" else "tcp",
         )
+        self.parent_ns = self.stream.stanza_parent_ns
         self.session: Session | None = None
-        self._dispatch = server.dispatcher.dispatch
+        self._dispatch = host.dispatch
         self.closed = False
         self.wrote_recently = False
         self.read_recently = False
@@ -126,7 +173,7 @@ class C2SConnection:
         self._unflushed_listeners: list[asyncio.Future[bool]] | None = None
         self._input_listeners: list[asyncio.Future[bool]] | None = None
         """``heard_after_output`` futures: waiting for the flush, then for the next input."""
-        limits = server.settings.limits
+        limits = host.limits
         self._burst_seconds = limits.burst_seconds
         self._seconds_per_byte = 1 / limits.bytes_per_second if limits.bytes_per_second else 0.0
         self._bytes_due = 0.0
@@ -141,7 +188,7 @@ class C2SConnection:
         """Stanzas that may be handled now (a token bucket): refilled at each read and when
         they run out, so a stanza costs one subtraction."""
         self._refilled_at = self._loop.time()
-        server.connections.add(self)
+        host.connections.add(self)
         self._schedule_timer()
 
     @property
@@ -241,15 +288,22 @@ class C2SConnection:
         _settle(listeners, False)
         if self._task is not None:
             self._task.cancel()
-        self.server.connections.discard(self)
-        self.server.unbound.discard(self)
+        self.host.connections.discard(self)
+        self.host.unbound.discard(self)
         session, self.session = self.session, None
         if session is not None:
-            self.server.router.unbind(session)
-            self.server.hooks.notify("session/closed", session)
-            self.server.rosters.release(session.username)
+            self.host.sessions.detach(session)
 
     # --- output -----------------------------------------------------------------
+
+    def send(self, stanza: Element) -> None:
+        """Queue a stanza for the client, encoded for this stream."""
+        if self.closed:
+            return
+        self._pending.append(stanza.encoded(self.parent_ns))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.host.output.add(self)
 
     def write(self, data: bytes) -> None:
         if self.closed:
@@ -257,7 +311,7 @@ class C2SConnection:
         self._pending.append(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.server.output.add(self)
+            self.host.output.add(self)
 
     def flush(self) -> None:
         """Hand what is queued to the transport (the output batch calls this)."""
@@ -285,7 +339,7 @@ class C2SConnection:
         """Process nothing more from this client until ``work`` is done (say, a message
         committed to storage before the sender's stream moves on). The work runs as the
         server's task, so neither a dropped connection nor shutdown cuts it short."""
-        self._held = self.server.spawn(work)
+        self._held = self.host.spawn(work)
 
     def close_stream(self, error: StreamError | None = None) -> None:
         """End the stream from the server's side and close the transport."""
@@ -306,7 +360,7 @@ class C2SConnection:
             self._pending.extend(frames)
             if not self._flush_scheduled:
                 self._flush_scheduled = True
-                self.server.output.add(self)
+                self.host.output.add(self)
 
     # --- stream events ------------------------------------------------------------
 
@@ -336,7 +390,7 @@ class C2SConnection:
                 self._sasl = None
                 if self._refuse_address():
                     return
-                self.server.auth_failures.failed(self.transport.peer_address)
+                self.host.auth_failures.failed(self.transport.peer_address)
             elif isinstance(event, BindRequested):
                 self._run(self._bind(event))
             elif isinstance(event, StartTLSRequested):
@@ -407,7 +461,7 @@ class C2SConnection:
     def _refuse_address(self) -> bool:
         """End the stream (policy-violation) if the client's address is refused for its
         failed sign-ins; returns whether it did."""
-        refused_for = self.server.auth_failures.refused_for(self.transport.peer_address)
+        refused_for = self.host.auth_failures.refused_for(self.transport.peer_address)
         if refused_for is None:
             return False
         self.close_stream(StreamError(StreamCondition.POLICY_VIOLATION, refusal(refused_for)))
@@ -416,11 +470,11 @@ class C2SConnection:
     async def _authenticate(self, event: AuthRequested) -> None:
         if self._refuse_address():
             return
-        factory = self.server.sasl_drivers.get(event.mechanism)
-        if factory is None:  # offered by the stream config, so only a misconfiguration gets here
+        driver = self.host.sasl_driver(event.mechanism)
+        if driver is None:  # offered by the stream config, so only a misconfiguration gets here
             self._handle(self.stream.sasl_failure(SaslCondition.INVALID_MECHANISM))
             return
-        self._sasl = factory(self.server.authenticator, self.server.domain)
+        self._sasl = driver
         await self._answer_sasl(self._sasl.start(event.initial_response))
 
     async def _continue_authentication(self, event: AuthResponse) -> None:
@@ -435,7 +489,7 @@ class C2SConnection:
         except SaslFailure as failure:
             self._sasl = None
             if counts_against_address(failure):
-                self.server.auth_failures.failed(self.transport.peer_address)
+                self.host.auth_failures.failed(self.transport.peer_address)
             self._handle(self.stream.sasl_failure(failure.condition, failure.text))
             return
         if isinstance(outcome, Challenge):
@@ -443,35 +497,19 @@ class C2SConnection:
         else:
             self._sasl = None
             self._grant = outcome.grant
-            self.server.unbound.add(self)
+            self.host.unbound.add(self)
             self._handle(self.stream.sasl_success(outcome.grant.username, outcome.additional_data))
 
     async def _bind(self, event: BindRequested) -> None:
         username = self.stream.username
         assert username is not None
-        if self.server.shutting_down:
+        if self.host.shutting_down:
             error = StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, "the server is stopping")
             self._handle(self.stream.bind_error(event.iq_id, error))
             return
-        await self.server.rosters.acquire(username)
-        if self.closed:
-            self.server.rosters.release(username)
-            return
-        resource = event.resource or self.server.new_resource()
-        session = Session(
-            JID(username, self.server.domain, resource),
-            self,
-            self._grant,
-            parent_ns=self.stream.stanza_parent_ns,
-        )
-        replaced = self.server.router.bind(session)
-        if replaced is not None:
-            replaced.close(
-                StreamError(
-                    StreamCondition.CONFLICT, "replaced by a new session for the same resource"
-                )
-            )
+        session = await self.host.sessions.bind(self, username, event.resource, self._grant)
+        if session is None:
+            return  # the stream ended while the roster loaded
         self.session = session
-        self.server.unbound.discard(self)
-        self.server.hooks.notify("session/bound", session)
+        self.host.unbound.discard(self)
         self._handle(self.stream.bind_result(event.iq_id, session.jid))

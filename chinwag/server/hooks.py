@@ -1,4 +1,10 @@
-"""The event bus: named events, handlers by priority, first handler to claim an event wins."""
+"""The event bus: named events, handlers by priority, first handler to claim an event wins;
+and the names of the events the core itself fires.
+
+A hot path that fires an event on every stanza holds the event's :class:`Channel` and
+tests ``channel.handlers`` first, so that an event no module hooks costs one attribute
+read, not a call.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,42 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[..., Any]
 
+# The core's events: where each fires, what handlers get, and what their answer means.
+ROUTE_BEFORE = "route/before"
+"""``Dispatcher.dispatch``, for every stanza past the strangers check, before its
+``<kind>/<scope>`` event: ``handler(routed) -> bool``; true takes the stanza out of
+routing (a blocking list drops or answers it)."""
+DELIVER_SESSION = "deliver/session"
+"""``LocalRouter.deliver``, for every stanza handed to a session of this process:
+``handler(session, stanza)``, answers ignored (carbons copy it, an archive keeps it)."""
+DELIVER_OFFLINE = "deliver/offline"
+"""``modules/message.py``, for a message no resource can take (RFC 6121 8.5.2):
+``handler(routed) -> bool``; true when the handler has it (offline storage)."""
+DELIVER_BOUNCED = "deliver/bounced"
+"""``Dispatcher.bounce``, for a stanza returned to its sender with an error:
+``handler(stanza, error)``, answers ignored."""
+SESSION_BOUND = "session/bound"
+"""``SessionManager.bind``, once a resource is bound: ``handler(session)``."""
+SESSION_CLOSED = "session/closed"
+"""``SessionManager.end``, once a session has ended and left the registry:
+``handler(session)`` (presence broadcasts unavailable)."""
+
+
+class Channel:
+    """The handlers of one event in the order they run, kept current as they change."""
+
+    __slots__ = ("handlers",)
+
+    def __init__(self) -> None:
+        self.handlers: tuple[Handler, ...] = ()
+
 
 class Hooks:
     def __init__(self) -> None:
         self._entries: dict[str, list[tuple[int, int, Handler]]] = {}
         self._handlers: dict[str, tuple[Handler, ...]] = {}
         """The handlers of each event in the order they run (what ``fire`` walks)."""
+        self._channels: dict[str, Channel] = {}
         self._order = 0
 
     def add(self, event: str, handler: Handler, priority: int = 0) -> None:
@@ -31,8 +67,20 @@ class Hooks:
         ]
         self._index(event)
 
+    def channel(self, event: str) -> Channel:
+        """The live handler list of ``event``, for a hot path to test before it fires."""
+        channel = self._channels.get(event)
+        if channel is None:
+            channel = self._channels[event] = Channel()
+            channel.handlers = self._handlers.get(event, ())
+        return channel
+
     def _index(self, event: str) -> None:
-        self._handlers[event] = tuple(handler for _p, _o, handler in self._entries[event])
+        handlers = tuple(handler for _p, _o, handler in self._entries[event])
+        self._handlers[event] = handlers
+        channel = self._channels.get(event)
+        if channel is not None:
+            channel.handlers = handlers
 
     def fire(self, event: str, subject: Any) -> bool:
         """Call handlers with ``subject`` until one returns a true value; returns whether any

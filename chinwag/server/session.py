@@ -1,25 +1,44 @@
-"""A bound resource: its full JID, its presence, and the connection it writes to."""
+"""A bound resource of this process: its routing record, the connection it writes to,
+its output filters, and the state modules keep on it.
+
+A :class:`Session` is the record the registry holds for a local resource (routing
+a stanza to it costs a dictionary lookup, no record object per stanza). Its life —
+bound, detached, ended — is the :class:`~chinwag.server.sessions.SessionManager`'s
+to change; a module keeps its own per-session state under a :class:`SessionKey` of
+its own, never as a field here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Coroutine
-from typing import Any, Protocol
+import enum
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, Protocol, TypeVar
 
 from chinwag.server.auth import Grant
-from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StreamError
 from chinwag.xmpp.jid import JID
 
+T = TypeVar("T")
+
+OutputFilter = Callable[[Element], bool]
+"""Sees each stanza routed to a session before it is written; true keeps it back (the
+filter has taken it, to write later or never)."""
+
 
 class Connection(Protocol):
-    """What a session needs from whatever carries its stream (TCP, TLS, WebSocket)."""
+    """What a session needs from whatever carries its stream (TCP, TLS, WebSocket), or
+    stands in for one while the session is detached."""
 
     @property
     def transport_kind(self) -> str: ...
 
-    def write(self, data: bytes) -> None:
-        """Queue bytes; they reach the peer by the end of the current event-loop turn."""
+    @property
+    def closed(self) -> bool: ...
+
+    def send(self, stanza: Element) -> None:
+        """Queue a stanza, encoded for this stream; it reaches the peer by the end of
+        the current event-loop turn."""
         ...
 
     def close_stream(self, error: StreamError | None = None) -> None: ...
@@ -34,44 +53,62 @@ class Connection(Protocol):
         ...
 
 
+class SessionState(enum.Enum):
+    BOUND = "bound"
+    """Registered and writing to its connection."""
+    DETACHED = "detached"
+    """Registered, its transport gone: what is routed to it waits, for a bounded time."""
+    ENDED = "ended"
+    """Out of the registry for good."""
+
+
+class SessionKey(Generic[T]):
+    """Names one module's state on a session: ``session.get(KEY)``, ``session.put(KEY, v)``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<SessionKey {self.name}>"
+
+
 class Session:
     __slots__ = (
-        "_held",
+        "_slots",
         "available",
         "connection",
-        "directed",
+        "filters",
         "grant",
         "interested",
         "jid",
-        "parent_ns",
+        "node",
         "presence",
         "priority",
+        "state",
     )
 
-    def __init__(
-        self,
-        jid: JID,
-        connection: Connection,
-        grant: Grant | None = None,
-        *,
-        parent_ns: str = ns.CLIENT,
-    ) -> None:
+    def __init__(self, jid: JID, connection: Connection, grant: Grant | None, *, node: str) -> None:
         self.jid = jid
         self.connection = connection
+        """Where the session's stanzas are written: its stream's connection, or while
+        detached what keeps them for the next one."""
         self.grant = grant
         """Who signed in, and with what."""
-        self.parent_ns = parent_ns
-        """The namespace in scope where stanzas are written: ``jabber:client`` on TCP,
-        none over WebSocket, where each message declares its own."""
+        self.node = node
+        """The process the session lives on (the routing record's node)."""
+        self.state = SessionState.BOUND
         self.presence: Element | None = None
         """The last broadcast presence, or None before initial presence."""
         self.available = False
         self.priority = 0
         self.interested = False
         """Asked for the roster, so gets roster pushes (RFC 6121 2.1.6)."""
-        self.directed: set[JID] | None = None
-        """Who got directed presence from this session and must hear when it leaves."""
-        self._held: list[bytes] | None = None
+        self.filters: tuple[OutputFilter, ...] = ()
+        """What sees each stanza routed here before it is written, in order."""
+        self._slots: dict[SessionKey[Any], Any] | None = None
+        """Modules' state, made at the first ``put``: most sessions keep none for long."""
 
     @property
     def username(self) -> str:
@@ -100,28 +137,35 @@ class Session:
         except ValueError:
             self.priority = 0
 
-    def deliver(self, stanza: Element, *, ahead: bool = False) -> None:
-        """Send ``stanza`` to the client; while output is held, only if ``ahead``."""
-        wire = stanza.encoded(self.parent_ns)
-        if self._held is not None and not ahead:
-            self._held.append(wire)
-        else:
-            self.connection.write(wire)
+    # --- module state ------------------------------------------------------------
 
-    def hold_output(self) -> None:
-        """Keep what is delivered from now on until ``release_output``, so that what is
-        delivered ``ahead`` meanwhile (messages stored while the user was away) arrives
-        first."""
-        if self._held is None:
-            self._held = []
+    def get(self, key: SessionKey[T]) -> T | None:
+        return self._slots.get(key) if self._slots is not None else None
 
-    def release_output(self) -> None:
-        held, self._held = self._held, None
-        for wire in held or ():
-            self.connection.write(wire)
+    def put(self, key: SessionKey[T], value: T) -> None:
+        if self._slots is None:
+            self._slots = {}
+        self._slots[key] = value
 
-    def close(self, error: StreamError | None = None) -> None:
-        self.connection.close_stream(error)
+    def pop(self, key: SessionKey[T]) -> T | None:
+        slots = self._slots
+        if slots is None:
+            return None
+        value = slots.pop(key, None)
+        if not slots:
+            self._slots = None
+        return value
+
+    # --- output filters ------------------------------------------------------------
+
+    def add_filter(self, output_filter: OutputFilter) -> None:
+        self.filters = (*self.filters, output_filter)
+
+    def remove_filter(self, output_filter: OutputFilter) -> None:
+        filters = list(self.filters)
+        if output_filter in filters:
+            filters.remove(output_filter)
+            self.filters = tuple(filters)
 
     def __repr__(self) -> str:
-        return f"<Session {self.jid} via {self.transport_kind}>"
+        return f"<Session {self.jid} via {self.transport_kind} ({self.state.value})>"

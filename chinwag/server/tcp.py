@@ -15,12 +15,9 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
-from chinwag.server.c2s import C2SConnection
-
-if TYPE_CHECKING:
-    from chinwag.server.xmpp_server import XMPPServer
+from chinwag.server.c2s import C2SConnection, Transport
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +29,17 @@ ACCEPT_RETRY_S = 1.0
 """How long a listener that ran out of resources waits before it accepts again."""
 _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
+ConnectionFactory = Callable[[Transport], C2SConnection]
+"""Makes the client stream of a newly accepted connection, over that connection."""
+
 
 class C2SProtocol(asyncio.Protocol):
     """An asyncio protocol that is also the stream's Transport."""
 
     def __init__(
-        self, server: XMPPServer, ssl_context: ssl.SSLContext | None, direct_tls: bool
+        self, connect: ConnectionFactory, ssl_context: ssl.SSLContext | None, direct_tls: bool
     ) -> None:
-        self._server = server
+        self._connect = connect
         self._ssl_context = ssl_context
         self.secure = direct_tls
         self.kind = "tls" if direct_tls else "tcp"
@@ -52,7 +52,7 @@ class C2SProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer_address = peer[0] if isinstance(peer, tuple) else None
-        self._connection = C2SConnection(self._server, self)
+        self._connection = self._connect(self)
 
     def data_received(self, data: bytes) -> None:
         if self._connection is not None:
@@ -180,7 +180,7 @@ class Listener:
 
 
 async def listen(
-    server: XMPPServer,
+    connect: ConnectionFactory,
     host: str,
     port: int,
     ssl_context: ssl.SSLContext | None,
@@ -191,7 +191,7 @@ async def listen(
     sockets = await _bound_sockets(host, port)
     return Listener(
         sockets,
-        lambda: C2SProtocol(server, ssl_context, direct_tls),
+        lambda: C2SProtocol(connect, ssl_context, direct_tls),
         ssl_context if direct_tls else None,
     )
 

@@ -1,9 +1,10 @@
-"""The XMPP service: settings, modules, router, dispatcher and listeners for one domain."""
+"""The XMPP service: settings, modules, router, dispatcher, sessions and listeners for
+one domain. It composes the server's parts and is the host its client streams
+(``C2SHost``) and its modules (``ModuleHost``) are given."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import ssl
 from collections.abc import Callable, Coroutine, Sequence
@@ -12,19 +13,19 @@ from typing import Any
 from chinwag.config import Settings
 from chinwag.network.events import ACCOUNT_DELETED, NetworkEvent
 from chinwag.server import tcp
-from chinwag.server.api import ModuleAPI
-from chinwag.server.auth import DriverFactory, Grant, sasl_drivers
+from chinwag.server.api import ModuleAPI, ModuleHost, load_module
+from chinwag.server.auth import DriverFactory, Grant, SaslDriver, sasl_drivers
 from chinwag.server.auth_failures import AuthFailureLimiter
-from chinwag.server.c2s import C2SConnection, OutputBatch
+from chinwag.server.c2s import C2SConnection, OutputBatch, Transport
 from chinwag.server.dispatch import Dispatcher
 from chinwag.server.events import EventPump
 from chinwag.server.hooks import Hooks
 from chinwag.server.memory import return_free_memory
 from chinwag.server.rosters import RosterCache
-from chinwag.server.routing import Router
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.services import Services
-from chinwag.server.session import Connection, Session
+from chinwag.server.session import Session
+from chinwag.server.sessions import SessionManager
 from chinwag.store.oauth import (
     OAUTH_APP_SUSPENDED,
     OAUTH_REVOKED,
@@ -32,7 +33,6 @@ from chinwag.store.oauth import (
     token_family_credential,
 )
 from chinwag.xmpp.errors import StreamCondition, StreamError
-from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID
 from chinwag.xmpp.sasl.oauth import RAW_MECHANISMS
 from chinwag.xmpp.stream import StreamConfig
@@ -69,10 +69,9 @@ def _credential(grant: Grant) -> str | None:
 
 
 class XMPPServer:
-    def __init__(
-        self, settings: Settings, services: Services, *, router: Router | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, services: Services) -> None:
         self.settings = settings
+        self.limits = settings.limits
         self.domain_jid = JID.parse(settings.domain)
         self.domain = self.domain_jid.domain
         self.services = services
@@ -81,7 +80,7 @@ class XMPPServer:
         self.sasl_drivers: dict[str, DriverFactory] = sasl_drivers()
         self.auth_failures = AuthFailureLimiter.from_settings(settings.limits)
         self.hooks = Hooks()
-        self.router: Router = router or LocalRouter()
+        self.router = LocalRouter(self.hooks)
         self.dispatcher = Dispatcher(
             self.domain_jid,
             self.hooks,
@@ -89,9 +88,26 @@ class XMPPServer:
             self.spawn,
             contacts_only=None if settings.messages.from_strangers else self.rosters,
         )
-        self.features: set[str] = set()
-        self.identities: set[tuple[str, str, str]] = set()
-        self.stream_features: list[tuple[str, str]] = []
+        self.dispatch = self.dispatcher.dispatch
+        self.sessions = SessionManager(
+            self.domain,
+            self.router,
+            self.hooks,
+            self.rosters,
+            reroute=self.dispatcher.deliver,
+            spawn=self.spawn,
+        )
+        self.module_host = ModuleHost(
+            settings=settings,
+            domain=self.domain_jid,
+            services=services,
+            rosters=self.rosters,
+            hooks=self.hooks,
+            dispatcher=self.dispatcher,
+            router=self.router,
+            sessions=self.sessions,
+            spawn=self.spawn,
+        )
         self.modules: dict[str, ModuleAPI] = {}
         self.connections: set[C2SConnection] = set()
         self.output = OutputBatch()
@@ -119,15 +135,20 @@ class XMPPServer:
             auth_timeout=limits.auth_timeout_seconds,
             max_auth_failures=limits.max_auth_failures,
             raw_mechanisms=RAW_MECHANISMS,
-            bound_features=tuple(self.stream_features),
+            bound_features=tuple(self.module_host.stream_features),
         )
 
     def load_modules(self, names: tuple[str, ...] = DEFAULT_MODULES) -> None:
         for name in names:
-            module = importlib.import_module(f"chinwag.modules.{name}")
-            api = ModuleAPI(self, name)
-            module.setup(api)
-            self.modules[name] = api
+            self.modules[name] = load_module(self.module_host, name)
+
+    def connect(self, transport: Transport) -> C2SConnection:
+        """A client stream over ``transport`` (the listeners' connection factory)."""
+        return C2SConnection(self, transport)
+
+    def sasl_driver(self, mechanism: str) -> SaslDriver | None:
+        factory = self.sasl_drivers.get(mechanism)
+        return factory(self.authenticator, self.domain) if factory is not None else None
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run background work that shutdown waits for; its failure is logged."""
@@ -144,7 +165,7 @@ class XMPPServer:
     def _on_account_deleted(self, event: NetworkEvent) -> None:
         user = event.subject
         self._end_streams(
-            self.router.resources(JID(user, self.domain)),
+            self.sessions.of(user),
             self._unbound(lambda grant: grant.username == user),
             "the account was deleted",
         )
@@ -162,11 +183,7 @@ class XMPPServer:
             )
 
         self._end_streams(
-            [
-                s
-                for s in self.router.resources(JID(user, self.domain))
-                if s.grant is not None and revoked(s.grant)
-            ],
+            [s for s in self.sessions.of(user) if s.grant is not None and revoked(s.grant)],
             self._unbound(revoked),
             "access was revoked",
         )
@@ -174,7 +191,7 @@ class XMPPServer:
     def _on_app_suspended(self, event: NetworkEvent) -> None:
         app = event.subject
         self._end_streams(
-            [s for s in self.router.all_sessions() if s.app == app],
+            [s for s in self.sessions.all() if s.app == app],
             self._unbound(lambda grant: grant.app == app),
             "access was revoked: the app is suspended",
         )
@@ -182,17 +199,13 @@ class XMPPServer:
     def _unbound(self, matches: Callable[[Grant], bool]) -> list[C2SConnection]:
         return [c for c in self.unbound if c.grant is not None and matches(c.grant)]
 
-    @staticmethod
     def _end_streams(
-        sessions: Sequence[Session], unbound: Sequence[C2SConnection], reason: str
+        self, sessions: Sequence[Session], unbound: Sequence[C2SConnection], reason: str
     ) -> None:
-        streams: list[Connection | C2SConnection] = [s.connection for s in sessions]
-        streams.extend(unbound)
-        for stream in streams:
-            stream.close_stream(StreamError(StreamCondition.NOT_AUTHORIZED, reason))
-
-    def new_resource(self) -> str:
-        return f"chinwag-{random_hex(6)}"
+        for session in list(sessions):
+            self.sessions.end(session, StreamError(StreamCondition.NOT_AUTHORIZED, reason))
+        for connection in unbound:
+            connection.close_stream(StreamError(StreamCondition.NOT_AUTHORIZED, reason))
 
     @property
     def ports(self) -> dict[str, int]:
@@ -206,11 +219,13 @@ class XMPPServer:
         self.stream_config = self._stream_config(tls_available=ssl_context is not None)
         c2s = self.settings.c2s
         self._listeners.append(
-            await tcp.listen(self, c2s.host, c2s.port, ssl_context, direct_tls=False)
+            await tcp.listen(self.connect, c2s.host, c2s.port, ssl_context, direct_tls=False)
         )
         if ssl_context is not None:
             self._listeners.append(
-                await tcp.listen(self, c2s.host, c2s.direct_tls_port, ssl_context, direct_tls=True)
+                await tcp.listen(
+                    self.connect, c2s.host, c2s.direct_tls_port, ssl_context, direct_tls=True
+                )
             )
         await self.events.start()
         self._idle_sweep = asyncio.create_task(self._release_idle_parsers(IDLE_SWEEP_SECONDS))
@@ -228,10 +243,11 @@ class XMPPServer:
                 task.cancel()
         for listener in self._listeners:
             listener.close()
+        stopping = StreamError(StreamCondition.SYSTEM_SHUTDOWN, "the server is stopping")
         for connection in list(self.connections):
-            connection.close_stream(
-                StreamError(StreamCondition.SYSTEM_SHUTDOWN, "the server is stopping")
-            )
+            connection.close_stream(stopping)
+        for session in self.sessions.all():  # detached ones, which have no stream
+            self.sessions.end(session, stopping)
         for listener in self._listeners:
             await listener.wait_closed()
         self._listeners.clear()

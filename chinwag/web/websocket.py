@@ -138,7 +138,7 @@ async def xmpp_websocket(websocket: WebSocket) -> None:
         return
     await websocket.accept(subprotocol=SUBPROTOCOL)
     transport = WebSocketTransport(websocket, secure=is_secure(websocket))
-    connection = C2SConnection(server, transport)
+    connection = server.connect(transport)
     sender = asyncio.ensure_future(transport.send_all())
     try:
         await _receive_all(websocket, transport, connection)

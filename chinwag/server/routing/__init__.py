@@ -1,37 +1,66 @@
-"""Where stanzas for local accounts go: the Router and SessionRegistry interfaces.
+"""Where stanzas for local accounts go: routing records, and the Router modules route by.
 
-One process keeps sessions in memory (``local.py``); a cluster shares the
-registry and exchanges stanzas through another engine. Modules and the
-dispatcher only ever see these protocols.
+The registry holds one record per bound resource. Modules read records (who is
+online, how available, whether they asked for the roster) and hand stanzas to the
+router — ``route(to, stanza)`` for a full JID, ``deliver(record, stanza)`` for a
+record they chose — never to a session object of another user. One process keeps
+its sessions in memory (``local.py``), where a record is the session itself; a
+cluster shares the registry and carries stanzas for another node's records there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.jid import JID
 
-if TYPE_CHECKING:
-    from chinwag.server.session import Session
+
+class SessionRecord(Protocol):
+    """One bound resource, wherever it lives."""
+
+    @property
+    def jid(self) -> JID: ...
+
+    @property
+    def node(self) -> str:
+        """The process the session lives on."""
+        ...
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def priority(self) -> int: ...
+
+    @property
+    def presence(self) -> Element | None:
+        """The last broadcast presence, or None before initial presence."""
+        ...
+
+    @property
+    def interested(self) -> bool:
+        """Asked for the roster, so gets roster pushes (RFC 6121 2.1.6)."""
+        ...
+
+    @property
+    def app(self) -> str | None:
+        """The client_id of the app the session signed in as, if any."""
+        ...
 
 
 class Router(Protocol):
-    def resources(self, bare: JID) -> Sequence[Session]:
+    def resources(self, bare: JID) -> Sequence[SessionRecord]:
         """The bound resources of an account, in the order they bound."""
         ...
 
-    def session(self, full: JID) -> Session | None: ...
+    def record(self, full: JID) -> SessionRecord | None: ...
 
-    def send(self, to: JID, stanza: Element) -> bool:
-        """Deliver ``stanza`` to the session bound to the full JID ``to``; False if none."""
+    def route(self, to: JID, stanza: Element) -> bool:
+        """Deliver ``stanza`` to the resource bound to the full JID ``to``; False if none."""
         ...
 
-    def bind(self, session: Session) -> Session | None:
-        """Register a newly bound session; returns the session it replaces, if any."""
+    def deliver(self, record: SessionRecord, stanza: Element) -> None:
+        """Hand ``stanza`` to the session ``record`` stands for."""
         ...
-
-    def unbind(self, session: Session) -> None: ...
-
-    def all_sessions(self) -> Sequence[Session]: ...
