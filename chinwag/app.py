@@ -26,11 +26,11 @@ from chinwag.server.tls import ensure_certificate, server_ssl_context
 from chinwag.server.xmpp_server import XMPPServer
 from chinwag.store.accounts import SqlAccountRepository
 from chinwag.store.contacts import SqlContactRepository
-from chinwag.store.db import PRIVATE_DIRECTORY_MODE, Database, redacted
+from chinwag.store.db import Database, redacted
 from chinwag.store.oauth import SqlOAuthRepository
 from chinwag.store.offline import SqlOfflineRepository
 from chinwag.store.profiles import SqlProfileRepository
-from chinwag.store.secret_files import secret_file
+from chinwag.store.secret_files import PRIVATE_DIRECTORY_MODE, secret_file
 from chinwag.web.app import build_web_app
 from chinwag.web.presence import ONLINE, SHOWS, PresenceSource, ResourcePresence
 from chinwag.web.server import HTTPServer
@@ -183,9 +183,8 @@ def _announce(app: Running) -> None:
         ports["direct_tls"],
     )
     log.info(
-        "web (OAuth, sign-in, developer portal, WebSocket): http://%s:%s/",
-        settings.http.host,
-        app.http.port,
+        "web (OAuth, sign-in, developer portal, WebSocket): %s/",
+        settings.http.public_url or f"http://{settings.http.host}:{app.http.port}",
     )
     log.info("database: %s", redacted(settings.database_url))
     log.info("add a user with: chinwag user add NAME --password PASSWORD")

@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from chinwag.store.secret_files import PRIVATE_DIRECTORY_MODE
+
 ALPN_PROTOCOLS = ["xmpp-client"]
 CERTIFICATE_LIFETIME = timedelta(days=3650)
 
@@ -66,7 +68,7 @@ def _self_signed(key: ec.EllipticCurvePrivateKey, domain: str) -> x509.Certifica
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
     # Created with its final mode, so the key is never readable by others, even briefly.
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(descriptor, "wb") as file:

@@ -45,9 +45,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from chinwag.store.secret_files import PRIVATE_DIRECTORY_MODE
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
 MIGRATIONS = "chinwag.store:migrations"
-PRIVATE_DIRECTORY_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 _SQLITE_COMPANIONS = ("-wal", "-shm")
 

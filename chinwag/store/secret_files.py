@@ -8,11 +8,13 @@ import secrets
 from pathlib import Path
 
 MIN_LENGTH = 32
+PRIVATE_DIRECTORY_MODE = 0o700
+"""What chinwag creates the directories of its data with: the server's user's alone."""
 
 
 def secret_file(path: Path, purpose: str) -> str:
     """The secret in ``path``; a new one is written there first when it is absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -13,7 +13,9 @@ import pytest
 
 from chinwag.app import running
 from chinwag.config import settings_from_mapping
+from chinwag.server.tls import ensure_certificate
 from chinwag.store.db import Database, migrate
+from chinwag.store.secret_files import secret_file
 
 from .support import HOST, TIMEOUT
 
@@ -67,3 +69,15 @@ async def test_an_existing_database_that_others_can_read_is_made_private(tmp_pat
     assert {name: mode(tmp_path / name) for name in DATABASE_FILES} == dict.fromkeys(
         DATABASE_FILES, 0o600
     )
+
+
+def test_directories_made_for_secrets_and_certificates_are_private(tmp_path: Path) -> None:
+    """A command run before the first ``chinwag serve`` (which makes the data directory
+    itself 0700) may be the one to create them: they are private all the same."""
+    secret_file(tmp_path / "secrets" / "admin-token", "be a test secret")
+    ensure_certificate(
+        tmp_path / "tls" / "localhost.crt", tmp_path / "tls" / "localhost.key", "localhost"
+    )
+
+    assert mode(tmp_path / "secrets") == 0o700
+    assert mode(tmp_path / "tls") == 0o700
