@@ -20,10 +20,14 @@ from chinwag.server.hooks import Handler, Hooks
 from chinwag.server.rosters import RosterCache
 from chinwag.server.routing import Router
 from chinwag.server.services import Services
+from chinwag.server.session import Session
 from chinwag.server.sessions import SessionManager
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaError
 from chinwag.xmpp.jid import JID
+
+StreamElementHandler = Callable[[Session, Element], None]
+"""Handles a top-level element that is not a stanza, from a bound session's stream."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,8 @@ class ModuleHost:
     identities: set[tuple[str, str, str]] = field(default_factory=set)
     stream_features: list[tuple[str, str]] = field(default_factory=list)
     """Announced after authentication, each an empty ``<tag xmlns=xmlns/>``."""
+    stream_elements: dict[tuple[str, str], StreamElementHandler] = field(default_factory=dict)
+    """Handlers of top-level elements besides stanzas, by (namespace, tag)."""
 
 
 class ModuleAPI:
@@ -106,6 +112,15 @@ class ModuleAPI:
         """Announce an empty ``<tag xmlns=xmlns/>`` in the stream features after authentication."""
         self._host.stream_features.append((xmlns, tag))
         self.registered.append(("stream feature", (xmlns, tag)))
+
+    def stream_element(self, xmlns: str, tag: str, handler: StreamElementHandler) -> None:
+        """Take top-level ``<tag xmlns=xmlns>`` elements from bound streams (XEP-0352's
+        <active/>, say): the stream hands each to ``handler`` with its session, in order
+        with the stanzas around it. Elements nobody takes end the stream as before."""
+        if (xmlns, tag) in self._host.stream_elements:
+            raise ValueError(f"<{tag} xmlns='{xmlns}'> is already handled")
+        self._host.stream_elements[xmlns, tag] = handler
+        self.registered.append(("stream element", (xmlns, tag)))
 
     def hook(self, event: str, handler: Handler, priority: int = 0) -> None:
         self._host.hooks.add(event, handler, priority)

@@ -39,6 +39,7 @@ from chinwag.xmpp.events import (
     AuthRequested,
     AuthResponse,
     BindRequested,
+    ElementReceived,
     Event,
     StanzaReceived,
     StartTLSRequested,
@@ -113,6 +114,10 @@ class C2SHost(Protocol):
         ...
 
     def dispatch(self, stanza: Element, to: JID | None, origin: Session | None) -> None: ...
+
+    def handle_element(self, session: Session, element: Element) -> None:
+        """A top-level element of ``StreamConfig.bound_elements`` from ``session``'s stream."""
+        ...
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run background work that shutdown waits for; its failure is logged."""
@@ -377,6 +382,9 @@ class C2SConnection:
                 if self._stanza_tokens < 1 and (wait := self._out_of_stanzas()) is not None:
                     self._run(self._continue_later(wait, events[index + 1 :]))
                     return
+            elif type(event) is ElementReceived:
+                if self.session is not None:
+                    self.host.handle_element(self.session, event.element)
             elif isinstance(event, StreamClosed):
                 self._finish()
                 return

@@ -32,6 +32,7 @@ from chinwag.store.oauth import (
     app_password_credential,
     token_family_credential,
 )
+from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StreamCondition, StreamError
 from chinwag.xmpp.jid import JID
 from chinwag.xmpp.sasl.oauth import RAW_MECHANISMS
@@ -136,15 +137,20 @@ class XMPPServer:
             max_auth_failures=limits.max_auth_failures,
             raw_mechanisms=RAW_MECHANISMS,
             bound_features=tuple(self.module_host.stream_features),
+            bound_elements=frozenset(self.module_host.stream_elements),
         )
 
     def load_modules(self, names: tuple[str, ...] = DEFAULT_MODULES) -> None:
         for name in names:
             self.modules[name] = load_module(self.module_host, name)
+        self.stream_config = self._stream_config(tls_available=self.stream_config.tls_available)
 
     def connect(self, transport: Transport) -> C2SConnection:
         """A client stream over ``transport`` (the listeners' connection factory)."""
         return C2SConnection(self, transport)
+
+    def handle_element(self, session: Session, element: Element) -> None:
+        self.module_host.stream_elements[element.ns, element.tag](session, element)
 
     def sasl_driver(self, mechanism: str) -> SaslDriver | None:
         factory = self.sasl_drivers.get(mechanism)

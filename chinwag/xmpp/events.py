@@ -68,6 +68,14 @@ class StanzaReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class ElementReceived:
+    """A top-level element of a bound stream that is not a stanza, one of those named in
+    ``StreamConfig.bound_elements``: the driver hands it to whoever registered it."""
+
+    element: Element
+
+
+@dataclass(frozen=True, slots=True)
 class StreamClosed:
     """The stream is over; ``error`` is the stream error sent, if any. Flush, then close."""
 
@@ -82,5 +90,6 @@ Event = (
     | AuthMalformed
     | BindRequested
     | StanzaReceived
+    | ElementReceived
     | StreamClosed
 )

@@ -3,7 +3,8 @@
 ``TRANSITIONS[state][input]`` is the state that ``input`` leads to. An input is a
 top-level element, by ``(namespace, tag)``, or a ``Signal``: the stream header, the
 stream's end, our own close, or the driver's answer to a question the stream asked
-(TLS, SASL, binding). What a state does not list it refuses with the stream error
+(TLS, SASL, binding). An element a module handles (``StreamConfig.bound_elements``)
+is the input ``Signal.EXTENSION``, which only a bound stream accepts. What a state does not list it refuses with the stream error
 ``REFUSALS[state]`` names for that kind of input (RFC 6120 4.9.3).
 
 ``ServerStream._transition`` is the only place the state changes: it looks the input
@@ -63,6 +64,9 @@ class Signal(Enum):
     """The driver's ``sasl_failure``, or the stream's own refusal of a SASL message."""
     BIND_RESULT = auto()
     BIND_ERROR = auto()
+    EXTENSION = auto()
+    """A top-level element that is not a stanza and that the stream's config names in
+    ``bound_elements`` (a module's, say XEP-0352's <inactive/>): handed to the driver."""
 
     __hash__ = object.__hash__
 
@@ -118,6 +122,7 @@ TRANSITIONS: dict[State, dict[Input, State]] = {
         MESSAGE: State.BOUND,
         PRESENCE: State.BOUND,
         IQ: State.BOUND,
+        Signal.EXTENSION: State.BOUND,
         **_ENDS,
     },
     State.CLOSED: {},
@@ -139,6 +144,8 @@ class Kind(Enum):
 def kind_of(key: Input) -> Kind:
     if key is Signal.HEADER:
         return Kind.HEADER
+    if key is Signal.EXTENSION:
+        return Kind.ELEMENT
     if isinstance(key, Signal):
         return Kind.ANSWER  # the ends are accepted in every state but CLOSED, which drops all
 

@@ -34,6 +34,7 @@ from .events import (
     AuthRequested,
     AuthResponse,
     BindRequested,
+    ElementReceived,
     Event,
     StanzaReceived,
     StartTLSRequested,
@@ -94,6 +95,9 @@ class StreamConfig:
     """Mechanisms whose <auth> text is taken as is rather than base64-decoded."""
     bound_features: tuple[tuple[str, str], ...] = ()
     """(namespace, tag) of further empty features announced after authentication."""
+    bound_elements: frozenset[tuple[str, str]] = frozenset()
+    """(namespace, tag) of top-level elements besides stanzas that a bound stream accepts
+    and hands to the driver as ``ElementReceived``."""
 
 
 def _b64decode(text: str) -> bytes:
@@ -382,7 +386,10 @@ class ServerStream:
         """The one place the state changes: to where the table leads ``key`` from here, and
         then ``key``'s handler, if it has one, runs with ``item``. Raises the stream error
         the table names for what this state does not accept."""
-        step = _STEPS[self.state].get(key)
+        steps = _STEPS[self.state]
+        step = steps.get(key)
+        if step is None and key in self.config.bound_elements:
+            step = steps.get(Signal.EXTENSION)
         if step is None:
             raise REFUSALS[self.state][kind_of(key)].error(key)
         handler, self.state = step
@@ -614,6 +621,10 @@ class ServerStream:
         self._events.append(BindRequested(iq_id, resource))
         self._wait()
 
+    @_handles(Signal.EXTENSION)
+    def _on_extension(self, element: Element) -> None:
+        self._events.append(ElementReceived(element))
+
     @_handles(MESSAGE, PRESENCE, IQ, state=State.BOUND)
     def _on_stanza(self, stanza: Element) -> None:
         attrs = stanza.attrs
@@ -752,7 +763,12 @@ def _steps() -> dict[State, dict[Input, tuple[_Handler | None, State]]]:
     return steps
 
 
-_ANSWERED = frozenset(Signal) - {Signal.HEADER, Signal.STREAM_END, Signal.CLOSE}
+_ANSWERED = frozenset(Signal) - {
+    Signal.HEADER,
+    Signal.STREAM_END,
+    Signal.CLOSE,
+    Signal.EXTENSION,
+}
 _STEPS = _steps()
 _LOOPS: dict[State, dict[Input, _Handler]] = {
     state: {key: handler for key, (handler, then) in row.items() if then is state and handler}

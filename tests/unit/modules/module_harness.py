@@ -195,6 +195,15 @@ class Harness:
         to = stanza.attrs.get("to")
         self.dispatcher.dispatch(stanza, JID.parse(to) if to is not None else None, session)
 
+    def send_element(self, client: MemoryConnection, xml: str) -> None:
+        """A top-level element that is not a stanza (XEP-0352's <inactive/>, say), handed
+        to the module that registered it as a client's stream does."""
+        session = client.session
+        assert session is not None, "the client has no session"
+        client.heard()
+        element = parse_stanza(xml)
+        self.host.stream_elements[element.ns, element.tag](session, element)
+
     async def arrived(self, client: MemoryConnection, count: int) -> list[str]:
         """Wait, bounded, until ``client`` has been sent ``count`` stanzas; ``received``."""
         async with asyncio.timeout(SETTLE_TIMEOUT):

@@ -41,10 +41,13 @@ from chinwag.xmpp.stream import Framing, ServerStream, StreamConfig
 
 pytestmark = pytest.mark.security
 
-CONFIG = StreamConfig(DOMAIN, tls_required=False)
+UNKNOWN = ("urn:example:unknown", "thing")
+EXTENSION = ("urn:example:extension", "nudge")
+"""An element a module takes (``bound_elements``): the input ``Signal.EXTENSION``."""
+
+CONFIG = StreamConfig(DOMAIN, tls_required=False, bound_elements=frozenset({EXTENSION}))
 """STARTTLS offered on a plain TCP stream, and SASL allowed without it: both accepted."""
 
-UNKNOWN = ("urn:example:unknown", "thing")
 SERVER_MESSAGE = (ns.SERVER, "message")
 """A stanza's name in a namespace a client does not write stanzas in: just an element."""
 
@@ -58,10 +61,11 @@ ELEMENTS: dict[tuple[str, str], bytes] = {
     IQ: bind_request().replace(b"<iq ", f"<iq xmlns='{ns.CLIENT}' ".encode(), 1),
     UNKNOWN: f"<thing xmlns='{UNKNOWN[0]}'/>".encode(),
     SERVER_MESSAGE: f"<message xmlns='{ns.SERVER}'/>".encode(),
+    EXTENSION: f"<nudge xmlns='{EXTENSION[0]}'/>".encode(),
 }
 """One element for each key, which its handler accepts wherever the table does."""
 
-INPUTS: list[Input] = [*Signal, *ELEMENTS]
+INPUTS: list[Input] = [*Signal, *(key for key in ELEMENTS if key != EXTENSION)]
 
 ANSWERS: dict[Signal, Callable[[ServerStream], list[Event]]] = {
     Signal.TLS_ESTABLISHED: lambda stream: stream.tls_established(),
@@ -105,6 +109,8 @@ def apply(stream: ServerStream, key: Input) -> list[Event]:
             data = header()
     elif key is Signal.STREAM_END:
         data = f"<close xmlns='{ns.FRAMING}'/>".encode() if websocket else b"</stream:stream>"
+    elif key is Signal.EXTENSION:
+        data = ELEMENTS[EXTENSION]
     else:
         assert isinstance(key, tuple)
         data = ELEMENTS[key]
@@ -118,6 +124,8 @@ def deliverable(framing: Framing, state: State, key: Input) -> bool:
     the start of a document and an element or closing tag only after it; STARTTLS is
     not offered over WebSocket (its handler refuses it), so TLS_PENDING is TCP's alone;
     while the TLS handshake runs, what the client sent waits and is then discarded."""
+    if key is Signal.EXTENSION:
+        key = EXTENSION  # the client sends it like any element
     if isinstance(key, Signal) and key not in (Signal.HEADER, Signal.STREAM_END):
         return framing == "tcp" or state is not State.TLS_PENDING
     if framing == "websocket":
@@ -167,7 +175,8 @@ def test_each_input_in_each_state_does_what_the_table_says(
         assert closed_with(events, refusal.condition), events
         closed = events[-1]
         assert isinstance(closed, StreamClosed) and closed.error is not None
-        assert closed.error.text == refusal.error(key).text
+        as_sent = EXTENSION if key is Signal.EXTENSION else key
+        assert closed.error.text == refusal.error(as_sent).text
         assert stream.state is State.CLOSED
 
 
