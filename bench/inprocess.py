@@ -1,8 +1,8 @@
 """What routing one message, or signing in, costs chinwag's own code, without sockets or
 a load generator.
 
-    python -m bench.inprocess [--reads N] [--rounds R]
-    python -m bench.inprocess --sign-ins N [--without-pbkdf2]
+    python -m bench.inprocess [--reads N] [--rounds R] [--sm]
+    python -m bench.inprocess --sign-ins N [--without-pbkdf2] [--sm]
 
 Two contacts are provisioned in a temporary directory, as for the benchmark, and
 chinwag's services start in this process. Both users sign in through the same
@@ -19,6 +19,11 @@ sign-in (the PBKDF2 derivations run on worker threads and are not in it), with t
 wall time per sign-in beside it. ``--without-pbkdf2`` replaces the password check on
 the worker threads with one that accepts at once, leaving the event loop's work as it
 is: ``bench.instructions`` counts sign-ins that way.
+
+With ``--sm`` every user enables XEP-0198 stream management after binding, as the
+generator's clients do with ``--sm``: the sender asks for an acknowledgement after
+every fifth message, and the recipient acknowledges what it was sent once per
+event-loop turn, when the server, which asks at most once per turn, has asked.
 
 It moves with the machine's speed: to compare two versions of the hot path, run
 them in turn, several times each. Under a profiler (``py-spy record -- python -m
@@ -38,13 +43,26 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.loadgen import AUTH, BIND, CHAT, DOMAIN, PASSWORD, STREAM_HEADER, user_name
+from bench.loadgen import (
+    AUTH,
+    BIND,
+    CHAT,
+    DOMAIN,
+    PASSWORD,
+    SM_ACK,
+    SM_ENABLE,
+    SM_REQUEST,
+    SM_REQUEST_EVERY,
+    STREAM_HEADER,
+    user_name,
+)
 from bench.servers import Chinwag, make_certificate
 from chinwag.app import running
 from chinwag.config import Settings, load_settings
 from chinwag.network import accounts
 from chinwag.network.accounts import StoredScram
 from chinwag.server.c2s import C2SConnection
+from chinwag.server.stream_management import StreamManagement
 from chinwag.server.xmpp_server import XMPPServer
 
 MESSAGES_PER_READ = 7
@@ -102,9 +120,11 @@ async def _answered(transport: StandInTransport, done: Callable[[], bool], what:
         transport.wrote = None
 
 
-async def sign_in(server: XMPPServer, user: str) -> tuple[C2SConnection, StandInTransport]:
-    """Authenticate ``user`` with SASL PLAIN, bind a resource, send initial presence and
-    ping the server."""
+async def sign_in(
+    server: XMPPServer, user: str, *, sm: bool = False
+) -> tuple[C2SConnection, StandInTransport]:
+    """Authenticate ``user`` with SASL PLAIN, bind a resource, enable stream management
+    if ``sm``, send initial presence and ping the server."""
     transport = StandInTransport()
     connection = C2SConnection(server, transport)
     connection.data_received(HEADER)
@@ -116,6 +136,9 @@ async def sign_in(server: XMPPServer, user: str) -> tuple[C2SConnection, StandIn
     connection.data_received(HEADER)
     connection.data_received(BIND.encode())
     await _answered(transport, lambda: connection.session is not None, f"{user}'s binding")
+    if sm:
+        connection.data_received(SM_ENABLE)
+        await _answered(transport, lambda: _managed(connection) is not None, f"{user}'s <enable/>")
     connection.data_received(b"<presence/>")
     answers = transport.elements
     connection.data_received(PING)
@@ -123,14 +146,31 @@ async def sign_in(server: XMPPServer, user: str) -> tuple[C2SConnection, StandIn
     return connection, transport
 
 
-def message_reads(reads: int, to: str) -> list[bytes]:
+def message_reads(reads: int, to: str, *, sm: bool = False) -> list[bytes]:
+    """Reads of seven chat messages each; with ``sm``, a request for an acknowledgement
+    follows every fifth message."""
+
+    def message(number: int) -> bytes:
+        chat = CHAT % (to.encode(), number, time.monotonic_ns())
+        return chat + SM_REQUEST if sm and number % SM_REQUEST_EVERY == 0 else chat
+
     return [
-        b"".join(
-            CHAT % (to.encode(), read * MESSAGES_PER_READ + n, time.monotonic_ns())
-            for n in range(MESSAGES_PER_READ)
-        )
+        b"".join(message(read * MESSAGES_PER_READ + n) for n in range(1, MESSAGES_PER_READ + 1))
         for read in range(reads)
     ]
+
+
+def _managed(connection: C2SConnection) -> StreamManagement | None:
+    """The stream management of the connection's session, once it is enabled."""
+    session = connection.session
+    return session.stream_management if session is not None else None
+
+
+def _stanzas_sent(connection: C2SConnection, transport: StandInTransport) -> int:
+    """What the server has written to ``connection``: the stanzas counted by stream
+    management when it is on (the requests for acknowledgements left out)."""
+    sm = _managed(connection)
+    return sm.sent if sm is not None else transport.elements
 
 
 def _settings(config: Path) -> Settings:
@@ -146,38 +186,40 @@ def _settings(config: Path) -> Settings:
     )
 
 
-async def measure(config: Path, reads: int, rounds: int) -> list[float]:
+async def measure(config: Path, reads: int, rounds: int, *, sm: bool = False) -> list[float]:
     """Microseconds per routed message, one figure per round."""
     async with running(_settings(config)) as app:
-        sender, _ = await sign_in(app.xmpp, user_name(0))
-        _, recipient = await sign_in(app.xmpp, user_name(1))
+        sender, _ = await sign_in(app.xmpp, user_name(0), sm=sm)
+        recipient, written = await sign_in(app.xmpp, user_name(1), sm=sm)
         await asyncio.sleep(0.05)  # presence and roster pushes settle
-        batches = message_reads(reads, f"{user_name(1)}@{DOMAIN}")
+        batches = message_reads(reads, f"{user_name(1)}@{DOMAIN}", sm=sm)
         figures = []
         for _round in range(rounds + 1):  # the first warms up
-            before = recipient.elements
+            before = _stanzas_sent(recipient, written)
             started = time.perf_counter()
             for index, data in enumerate(batches, 1):
                 sender.data_received(data)
                 if index % READS_PER_TURN == 0:
                     await asyncio.sleep(0)
+                    if (managed := _managed(recipient)) is not None:
+                        recipient.data_received(SM_ACK % managed.sent)
             await asyncio.sleep(0)
             elapsed = time.perf_counter() - started
-            delivered = recipient.elements - before
+            delivered = _stanzas_sent(recipient, written) - before
             if delivered != reads * MESSAGES_PER_READ:
                 raise RuntimeError(f"{delivered} of {reads * MESSAGES_PER_READ} delivered")
             figures.append(elapsed / delivered * 1e6)
         return figures[1:]
 
 
-async def measure_sign_ins(config: Path, count: int) -> tuple[float, float]:
+async def measure_sign_ins(config: Path, count: int, *, sm: bool = False) -> tuple[float, float]:
     """Microseconds of the event loop's CPU and of wall time per sign-in."""
     async with running(_settings(config)) as app:
         gate = asyncio.Semaphore(SIGN_INS_IN_FLIGHT)
 
         async def one(index: int) -> None:
             async with gate:
-                await sign_in(app.xmpp, user_name(index))
+                await sign_in(app.xmpp, user_name(index), sm=sm)
 
         await asyncio.gather(*(one(index) for index in range(WARM_UP_SIGN_INS)))
         cpu, wall = time.thread_time(), time.perf_counter()
@@ -208,6 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="sign-ins: accept every password without deriving its key (for counting)",
     )
+    parser.add_argument(
+        "--sm", action="store_true", help="every user enables stream management (XEP-0198)"
+    )
     args = parser.parse_args(argv)
     if args.without_pbkdf2 and not args.sign_ins:
         parser.error("--without-pbkdf2 goes with --sign-ins")
@@ -223,14 +268,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.without_pbkdf2:
                 accounts.password_matches = _accept
             server.provision(WARM_UP_SIGN_INS + args.sign_ins)
-            cpu, wall = _run(measure_sign_ins(server.config, args.sign_ins))
+            cpu, wall = _run(measure_sign_ins(server.config, args.sign_ins, sm=args.sm))
             print(
                 f"{args.sign_ins:,} sign-ins, at most {SIGN_INS_IN_FLIGHT} at a time: {cpu:.0f} "
                 f"µs of the event loop's CPU per sign-in, {wall:.0f} µs of wall time"
             )
             return 0
         server.provision(2)
-        figures = _run(measure(server.config, args.reads, args.rounds))
+        figures = _run(measure(server.config, args.reads, args.rounds, sm=args.sm))
     print(
         f"{args.reads * MESSAGES_PER_READ:,} messages per round, {args.rounds} rounds: "
         f"{statistics.median(figures):.2f} µs per routed message (median), "

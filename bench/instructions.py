@@ -1,7 +1,7 @@
 """What routing one message, or signing one user in, costs chinwag's event loop in
 instructions executed, counted by valgrind rather than timed.
 
-    python -m bench.instructions [--messages N] [--sign-ins N]
+    python -m bench.instructions [--messages N] [--sign-ins N] [--sm]
 
 On a virtual machine whose hypervisor lends its cores to other guests, timings move by
 a third from one hour to the next; the number of instructions the same work executes
@@ -21,6 +21,9 @@ Sign-ins are counted with ``--without-pbkdf2``: valgrind runs one thread at a ti
 some fifty times slower, and with the real derivations on the worker threads the
 count moved by a factor of three from one pair of runs to the next. Each sign-in's
 figure includes its sign-out when the server stops.
+
+With ``--sm`` the counted runs enable XEP-0198 stream management
+(``bench.inprocess --sm``): the cost of a routed message or of a sign-in with it.
 """
 
 from __future__ import annotations
@@ -98,8 +101,8 @@ def count(small: list[str], large: list[str], workdir: Path) -> int:
     return after - before
 
 
-def per_message(messages: int, workdir: Path) -> float:
-    reads = ("--reads", str(BASE_READS))
+def per_message(messages: int, workdir: Path, *options: str) -> float:
+    reads = ("--reads", str(BASE_READS), *options)
     rounds = messages // (BASE_READS * MESSAGES_PER_READ)
     difference = count(
         _inprocess(*reads, "--rounds", "1"),
@@ -109,10 +112,10 @@ def per_message(messages: int, workdir: Path) -> float:
     return difference / (rounds * BASE_READS * MESSAGES_PER_READ)
 
 
-def per_sign_in(sign_ins: int, workdir: Path) -> float:
+def per_sign_in(sign_ins: int, workdir: Path, *options: str) -> float:
     difference = count(
-        _inprocess("--sign-ins", str(BASE_SIGN_INS), "--without-pbkdf2"),
-        _inprocess("--sign-ins", str(BASE_SIGN_INS + sign_ins), "--without-pbkdf2"),
+        _inprocess("--sign-ins", str(BASE_SIGN_INS), "--without-pbkdf2", *options),
+        _inprocess("--sign-ins", str(BASE_SIGN_INS + sign_ins), "--without-pbkdf2", *options),
         workdir,
     )
     return difference / sign_ins
@@ -127,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         help="messages counted (the difference between the two runs; 0: none)",
     )
     parser.add_argument("--sign-ins", type=int, default=400, help="sign-ins counted (0: none)")
+    parser.add_argument(
+        "--sm", action="store_true", help="with stream management (XEP-0198) enabled"
+    )
     args = parser.parse_args(argv)
+    options = ("--sm",) if args.sm else ()
     batch = BASE_READS * MESSAGES_PER_READ
     if args.messages < 0 or args.messages % batch or args.sign_ins < 0:
         parser.error(f"--messages must be a multiple of {batch}, --sign-ins not negative")
@@ -138,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(directory)
         try:
             if args.messages:
-                figure = per_message(args.messages, workdir / "messages")
+                figure = per_message(args.messages, workdir / "messages", *options)
                 print(f"{figure:,.0f} instructions per routed message ({args.messages:,} counted)")
             if args.sign_ins:
-                figure = per_sign_in(args.sign_ins, workdir / "sign-ins")
+                figure = per_sign_in(args.sign_ins, workdir / "sign-ins", *options)
                 print(f"{figure:,.0f} instructions per sign-in ({args.sign_ins:,} counted)")
         except (CountFailed, subprocess.SubprocessError) as error:
             print(f"a counted run failed: {error}", file=sys.stderr)

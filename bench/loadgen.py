@@ -8,6 +8,11 @@ benchmark needs: the stream header, optional STARTTLS (a context that does not
 verify), SASL PLAIN, resource binding, the legacy session when a server requires
 it, initial presence, XEP-0199 ping, and chat messages whose body carries their
 send time (``t=<monotonic_ns>``), so that latency is read from the message itself.
+With ``Params.sm`` every client also enables XEP-0198 stream management (with
+resumption) after binding: it counts the stanzas it receives and answers each
+``<r/>`` with ``<a h/>``, asks for an acknowledgement after every
+``SM_REQUEST_EVERY`` stanzas it sends, checks each ``<a/>`` it gets back, and before
+closing asks once more and requires every stanza it sent to be acknowledged.
 
 Every scenario is bounded in count and in time, counts undelivered messages and
 errors, and measures the generator's own CPU next to the server's (summed over the
@@ -85,6 +90,8 @@ class Params:
     step_timeout_s: float = 30.0
     drain_timeout_s: float = 15.0
     scenario_timeout_s: float = 900.0
+    sm: bool = False
+    """Every client enables XEP-0198 stream management after binding."""
 
     def users_for(self, scenario: str) -> int:
         """How many provisioned users ``scenario`` signs in (always an even number)."""
@@ -346,11 +353,43 @@ class Stats:
     def __init__(self) -> None:
         self.errors = 0
         self.samples: list[str] = []
+        self.sm_counts: dict[str, int] = {}
 
     def error(self, what: str) -> None:
         self.errors += 1
         if len(self.samples) < 10:
             self.samples.append(what)
+
+    def count_sm(self, sm: StreamManagement) -> None:
+        """Add one client's stream management counters to the scenario's."""
+        for name, value in (
+            ("sm_sent", sm.sent),
+            ("sm_acked", sm.acked),
+            ("sm_received", sm.handled),
+            ("sm_requests_answered", sm.answered),
+        ):
+            self.sm_counts[name] = self.sm_counts.get(name, 0) + value
+
+
+class StreamManagement:
+    """One client's XEP-0198 counters once the server has said ``<enabled/>``.
+
+    ``handled`` counts the stanzas received (the client's h), ``sent`` the stanzas
+    sent, ``acked`` the last h the server acknowledged; ``requested`` is ``sent`` when
+    the client last asked for an acknowledgement. ``waiter`` waits for an
+    acknowledgement of at least ``until`` stanzas.
+    """
+
+    __slots__ = ("acked", "answered", "handled", "requested", "sent", "until", "waiter")
+
+    def __init__(self) -> None:
+        self.handled = 0
+        self.sent = 0
+        self.acked = 0
+        self.requested = 0
+        self.answered = 0
+        self.until = 0
+        self.waiter: asyncio.Future[int] | None = None
 
 
 class LoginError(Exception):
@@ -371,6 +410,16 @@ BIND = (
 SESSION = "<iq type='set' id='session'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>"
 STARTTLS = b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
 CHAT = b"<message to='%s' type='chat' id='m%d'><body>t=%d</body></message>"
+PRESENCE = b"<presence/>"
+
+SM_NS = "urn:xmpp:sm:3"
+SM_ENABLE = f"<enable xmlns='{SM_NS}' resume='true'/>".encode()
+SM_REQUEST = f"<r xmlns='{SM_NS}'/>".encode()
+SM_ACK = f"<a xmlns='{SM_NS}' h='%d'/>".encode()
+SM_REQUEST_EVERY = 5
+"""Stanzas sent between two requests for an acknowledgement (slixmpp's default window)."""
+SM_H_MODULO = 2**32
+STANZA_TAGS = frozenset(("message", "presence", "iq"))
 
 
 def insecure_tls_context() -> ssl.SSLContext:
@@ -393,7 +442,13 @@ class Client(asyncio.Protocol):
     """One bench user's connection: a handshake coroutine, then callbacks per stanza."""
 
     def __init__(
-        self, index: int, domain: str, stats: Stats, on_message: MessageHandler | None = None
+        self,
+        index: int,
+        domain: str,
+        stats: Stats,
+        on_message: MessageHandler | None = None,
+        *,
+        sm: bool = False,
     ) -> None:
         self.index = index
         self.user = user_name(index)
@@ -404,6 +459,9 @@ class Client(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.online = False
         self.closed = False
+        self.wants_sm = sm
+        self.sm: StreamManagement | None = None
+        self._sm_enabling: StreamManagement | None = None
         self._closing = False
         self._queue: deque[Node] = deque()
         self._waiter: asyncio.Future[Node] | None = None
@@ -442,6 +500,9 @@ class Client(asyncio.Protocol):
             if not future.done():
                 future.set_exception(error)
         self._iqs.clear()
+        sm = self.sm
+        if sm is not None and sm.waiter is not None and not sm.waiter.done():
+            sm.waiter.set_exception(error)
         if self.online and not self._closing:
             self.stats.error(f"{self.user}: {error}")
 
@@ -453,15 +514,33 @@ class Client(asyncio.Protocol):
         elif not (self.closed or self._closing) and self.transport is not None:
             self.transport.write(data)
 
+    def send_stanza(self, data: bytes) -> None:
+        """Send one stanza; with stream management, count it and ask for an
+        acknowledgement after every ``SM_REQUEST_EVERY``."""
+        sm = self.sm
+        if sm is None:
+            self.send(data)
+            return
+        sm.sent += 1
+        if sm.sent - sm.requested >= SM_REQUEST_EVERY:
+            sm.requested = sm.sent
+            self.send(data + SM_REQUEST)
+        else:
+            self.send(data)
+
     def send_chat(self) -> None:
         """One chat message to this user's partner, stamped with the time it is sent."""
-        self.send(CHAT % (self.partner_jid, next(_ids), time.monotonic_ns()))
+        self.send_stanza(CHAT % (self.partner_jid, next(_ids), time.monotonic_ns()))
 
     def close(self) -> None:
-        """End the stream politely; does nothing twice."""
+        """End the stream politely, with stream management acknowledging what was
+        received first (XEP-0198 section 4), lest the server take it for lost; does
+        nothing twice."""
         if self.closed or self._closing or self.transport is None:
             return
         self._closing = True
+        if self.sm is not None:
+            self.transport.write(SM_ACK % (self.sm.handled % SM_H_MODULO))
         self.transport.write(b"</stream:stream>")
         self.transport.close()
 
@@ -482,12 +561,15 @@ class Client(asyncio.Protocol):
         if tls:
             features = await self._starttls(loop, features)
         await self._authenticate(features, password)
-        await self._bind(await self._open_stream())
+        features = await self._open_stream()
+        await self._bind(features)
+        if self.wants_sm:
+            await self._enable_sm(features)
         self.online = True
         while self._queue:  # stanzas that came in with the bind result
             self._stanza(self._queue.popleft())
         if presence:
-            self.send(b"<presence/>")
+            self.send_stanza(PRESENCE)
 
     async def _open_stream(self) -> Node:
         self._parser = self._new_parser()
@@ -530,6 +612,20 @@ class Client(asyncio.Protocol):
         if session is not None and session.child("optional") is None:
             await self._handshake_iq(SESSION)
 
+    async def _enable_sm(self, features: Node) -> None:
+        """XEP-0198: enable stream management with resumption; counting starts with
+        the ``<enabled/>`` (see ``_element``)."""
+        if features.child("sm") is None:
+            raise LoginError("the server offers no stream management (XEP-0198)")
+        self._sm_enabling = StreamManagement()
+        self.send(SM_ENABLE)
+        early: list[Node] = []  # stanzas sent before <enabled/>: not counted
+        while local_name((answer := await self._next()).tag) not in ("enabled", "failed"):
+            early.append(answer)
+        self._queue.extendleft(reversed(early))
+        if local_name(answer.tag) == "failed":
+            raise LoginError(f"stream management refused: {answer.describe()}")
+
     async def _handshake_iq(self, request: str) -> None:
         self.send(request.encode())
         answer = await self._next()
@@ -555,7 +651,7 @@ class Client(asyncio.Protocol):
         iq_id = f"p{next(_ids)}"
         future: asyncio.Future[Node] = asyncio.get_running_loop().create_future()
         self._iqs[iq_id] = future
-        self.send(
+        self.send_stanza(
             f"<iq type='get' id='{iq_id}' to='{self.domain}'><ping xmlns='urn:xmpp:ping'/></iq>".encode()
         )
         try:
@@ -564,6 +660,20 @@ class Client(asyncio.Protocol):
             self._iqs.pop(iq_id, None)
         if answer.attrs.get("type") != "result":
             raise LoginError(f"ping failed: {answer.describe()}")
+
+    async def confirm_acked(self, timeout: float) -> None:
+        """Ask the server for an acknowledgement and require it to cover every stanza
+        sent so far (XEP-0198 section 4)."""
+        sm = self.sm
+        if sm is None:
+            raise LoginError("stream management is not enabled")
+        sm.until = sm.sent
+        sm.waiter = asyncio.get_running_loop().create_future()
+        self.send(SM_REQUEST)
+        try:
+            await asyncio.wait_for(sm.waiter, timeout)
+        finally:
+            sm.waiter = None
 
     # parsing
 
@@ -601,9 +711,14 @@ class Client(asyncio.Protocol):
             self._stack[-1].text += text
 
     def _element(self, node: Node) -> None:
+        sm = self.sm
+        if sm is not None and self._stream_management(sm, node):
+            return
         if self.online:
             self._stanza(node)
             return
+        if self._sm_enabling is not None and local_name(node.tag) == "enabled":
+            self.sm, self._sm_enabling = self._sm_enabling, None
         self._queue.append(node)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -614,6 +729,42 @@ class Client(asyncio.Protocol):
             if self.online:
                 self.stats.error(f"{self.user}: the server closed the stream")
             self.close()
+
+    # stream management
+
+    def _stream_management(self, sm: StreamManagement, node: Node) -> bool:
+        """Count a stanza, or take an ``<r/>`` or ``<a/>``: then True."""
+        tag = node.tag
+        if tag in STANZA_TAGS:
+            sm.handled += 1
+            return False
+        name = local_name(tag)
+        if name == "r":
+            sm.answered += 1
+            self.send(SM_ACK % (sm.handled % SM_H_MODULO))
+            return True
+        if name == "a":
+            self._acknowledged(sm, node)
+            return True
+        return False
+
+    def _acknowledged(self, sm: StreamManagement, node: Node) -> None:
+        """An ``<a h/>``: it may not go back, nor cover stanzas never sent."""
+        try:
+            acked = int(node.attrs.get("h", ""))
+        except ValueError:
+            self.stats.error(f"{self.user}: acknowledgement without a number: {node.describe()}")
+            return
+        if not sm.acked <= acked <= sm.sent:
+            self.stats.error(
+                f"{self.user}: the server acknowledged {acked} stanzas after {sm.acked}, "
+                f"of {sm.sent} sent"
+            )
+            return
+        sm.acked = acked
+        waiter = sm.waiter
+        if waiter is not None and acked >= sm.until and not waiter.done():
+            waiter.set_result(acked)
 
     # stanzas once online
 
@@ -642,7 +793,7 @@ class Client(asyncio.Protocol):
         elif kind in ("get", "set"):  # a roster push or a server ping: acknowledge it
             to = f" to='{_xml_attr(attrs['from'])}'" if "from" in attrs else ""
             iq_id = _xml_attr(attrs.get("id", ""))
-            self.send(f"<iq type='result' id='{iq_id}'{to}/>".encode())
+            self.send_stanza(f"<iq type='result' id='{iq_id}'{to}/>".encode())
 
 
 TLS_CONTEXT = insecure_tls_context()
@@ -691,7 +842,9 @@ class Fleet:
         self, index: int, gate: asyncio.Semaphore, tls: bool, presence: bool
     ) -> Client | None:
         async with gate:
-            client = Client(index, self.target.domain, self.stats, self.on_message)
+            client = Client(
+                index, self.target.domain, self.stats, self.on_message, sm=self.params.sm
+            )
             self.clients.append(client)
             timeout = self.params.step_timeout_s
             try:
@@ -709,12 +862,29 @@ class Fleet:
             return None
 
     async def close(self) -> None:
+        """With stream management, first check that the server acknowledged every
+        stanza each client sent; then end every stream."""
+        if self.params.sm:
+            await self._confirm_acked()
         for client in self.clients:
             client.close()
         if self.clients:
             await asyncio.sleep(0.2)  # let the stream closes reach the server
         for client in self.clients:
             client.abort()
+
+    async def _confirm_acked(self) -> None:
+        live = [c for c in self.clients if c.sm is not None and c.online and not c.closed]
+        timeout = self.params.step_timeout_s
+        answers = await asyncio.gather(
+            *(client.confirm_acked(timeout) for client in live), return_exceptions=True
+        )
+        for client, answer in zip(live, answers, strict=True):
+            if isinstance(answer, BaseException):
+                self.stats.error(f"{client.user}: final acknowledgement: {answer!r}")
+        for client in self.clients:
+            if client.sm is not None:
+                self.stats.count_sm(client.sm)
 
 
 def paired(clients: list[Client]) -> list[Client]:
@@ -754,6 +924,8 @@ class Result:
     def absorb(self, stats: Stats) -> None:
         self.errors += stats.errors
         self.error_samples.extend(stats.samples[: 10 - len(self.error_samples)])
+        for name, value in stats.sm_counts.items():
+            self.counts[name] = self.counts.get(name, 0) + value
 
     @property
     def clean(self) -> bool:
@@ -1006,7 +1178,7 @@ async def scenario_offline(target: Target, params: Params) -> Result:
         early = traffic.received
         began = time.monotonic()
         for client in recipients:  # initial presence releases the stored messages
-            client.send(b"<presence/>")
+            client.send_stanza(PRESENCE)
         await traffic.drain(params.drain_timeout_s)
         if early:
             result.notes.append(f"{early} stored messages arrived before initial presence")

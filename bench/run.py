@@ -7,7 +7,7 @@ with every figure per server and chinwag's ratio to each peer; ``--json FILE``
 also writes everything measured. Servers that are not installed are skipped.
 
     python -m bench.run [--scenarios login,msg-sat] [--servers chinwag,prosody,ejabberd]
-                        [--repeat N] [--smoke] [--json FILE]
+                        [--repeat N] [--sm [on|both]] [--smoke] [--json FILE]
 
 ``--repeat N`` runs each scenario N times, each on a freshly started server, and
 reports each figure's median, noting its range: single runs on a shared machine move
@@ -15,6 +15,11 @@ by 10 % or more.
 
 Under the table it prints the machine's speed (``bench/calibration.py``), taken before
 the first server starts and after the last one stops, and warns when it drifted.
+
+``--sm`` has every client enable XEP-0198 stream management (the servers offer it
+then); ``--sm both`` runs each scenario without it and with it in turn, each on a fresh
+server, reports both (a server's column with stream management is named
+``<server>+sm``) and prints what it changed.
 
 ``--smoke`` runs tiny counts for a few seconds per scenario, against chinwag only
 unless ``--servers`` says otherwise. The exit status is 1 when any message went
@@ -34,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -61,6 +66,8 @@ ALL_SERVERS = ("chinwag", "prosody", "ejabberd")
 BASELINE = "chinwag"
 BUSY_MACHINE_PERCENT = 10.0
 REPORT_WIDTH = 160
+SM_MODES = {"off": (False,), "on": (True,), "both": (False, True)}
+"""``--sm``: whether clients enable stream management, per run of a scenario."""
 
 
 @dataclass
@@ -72,6 +79,13 @@ class ServerReport:
     skipped: str = ""
     warnings: list[str] = field(default_factory=list)
     results: dict[str, Result] = field(default_factory=dict)
+    sm: bool = False
+    """Whether every client enabled stream management."""
+
+    @property
+    def label(self) -> str:
+        """The server's name, with ``+sm`` when its clients used stream management."""
+        return f"{self.name}+sm" if self.sm else self.name
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
@@ -131,6 +145,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="run each scenario N times and report the median of each figure (default: 1)",
     )
+    parser.add_argument(
+        "--sm",
+        choices=("on", "both"),
+        nargs="?",
+        const="on",
+        default="off",
+        help="every client enables stream management (XEP-0198); 'both': without it and "
+        "with it in turn",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny counts, a few seconds each")
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -150,41 +173,52 @@ def run_server(
     tls: TlsFiles,
     log: Console,
     repeat: int = 1,
-) -> ServerReport:
+    sm: Sequence[bool] = (False,),
+) -> list[ServerReport]:
     """Provision ``name`` once, then run each scenario ``repeat`` times, each on a freshly
-    started server."""
+    started server, once with each of the ``sm`` settings in turn: one report for each."""
     kind = SERVERS[name]
-    report = ServerReport(name)
+    reports = [ServerReport(name, sm=enabled) for enabled in sm]
     if not kind.available():
-        report.skipped = "not installed"
+        for report in reports:
+            report.skipped = "not installed"
         log.print(f"[yellow]{name}: not installed, skipped[/]")
-        return report
-    report.version = kind.version()
+        return reports
+    version = kind.version()
     server = kind(workdir, tls)
     try:
         users = params.users_needed(scenarios)
-        log.print(f"{name} {report.version}: provisioning {users} users and their contacts")
+        log.print(f"{name} {version}: provisioning {users} users and their contacts")
         began = time.monotonic()
         server.provision(users)
         log.print(f"{name}: provisioned in {time.monotonic() - began:.1f} s")
         for scenario in scenarios:
-            runs = [run_one(server, scenario, params, log) for _ in range(repeat)]
-            report.results[scenario] = combined(runs)
+            runs: list[list[Result]] = [[] for _ in reports]
+            for _ in range(repeat):
+                for report, report_runs in zip(reports, runs, strict=True):
+                    variant = replace(params, sm=report.sm)
+                    report_runs.append(run_one(server, scenario, variant, log))
+            for report, report_runs in zip(reports, runs, strict=True):
+                report.results[scenario] = combined(report_runs)
     except ServerError as error:
-        report.skipped = f"failed: {error}"
+        for report in reports:
+            report.skipped = f"failed: {error}"
         log.print(f"[red]{name}: {error}[/]")
     finally:
         server.stop()
-        report.warnings.extend(server.warnings)
+        warnings = list(server.warnings)
         if server.left_running():
-            report.warnings.append(f"{name} left processes running after it was stopped")
-    return report
+            warnings.append(f"{name} left processes running after it was stopped")
+        for report in reports:
+            report.version = version
+            report.warnings.extend(warnings)
+    return reports
 
 
 def run_one(server: BenchServer, scenario: str, params: Params, log: Console) -> Result:
     """Start the server, run one scenario against it, stop it."""
     try:
-        target = server.start(offline=scenario == "offline")
+        target = server.start(offline=scenario == "offline", sm=params.sm)
     except ServerError as error:
         return Result(scenario, errors=1, error_samples=[f"could not start: {error}"])
     try:
@@ -193,8 +227,9 @@ def run_one(server: BenchServer, scenario: str, params: Params, log: Console) ->
         server.stop()
     figures = ", ".join(f"{f.name} {_number(f.value)} {f.unit}" for f in result.figures[:3])
     style = "green" if result.clean else "red"
+    label = f"{server.name}+sm" if params.sm else server.name
     log.print(
-        f"  {server.name} {scenario}: {figures}; [{style}]undelivered {result.undelivered}, "
+        f"  {label} {scenario}: {figures}; [{style}]undelivered {result.undelivered}, "
         f"errors {result.errors}[/]"
     )
     for sample in result.error_samples[:3]:
@@ -232,11 +267,16 @@ def run_all(
     params: Params,
     log: Console,
     repeat: int = 1,
+    sm: Sequence[bool] = (False,),
 ) -> list[ServerReport]:
     with tempfile.TemporaryDirectory(prefix="chinwag-bench-", ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)
         tls = make_certificate(workdir / "tls")
-        return [run_server(name, scenarios, params, workdir, tls, log, repeat) for name in servers]
+        return [
+            report
+            for name in servers
+            for report in run_server(name, scenarios, params, workdir, tls, log, repeat, sm)
+        ]
 
 
 # --- Reporting ---------------------------------------------------------------------
@@ -282,9 +322,9 @@ def results_table(reports: Sequence[ServerReport], scenarios: Sequence[str]) -> 
     table.add_column("scenario")
     table.add_column("figure")
     for report in ran:
-        table.add_column(report.name, justify="right")
+        table.add_column(report.label, justify="right")
     for peer in peers:
-        table.add_column(f"vs {peer.name}", justify="right")
+        table.add_column(f"vs {peer.label}", justify="right")
     arrows = {HIGHER: " ↑", LOWER: " ↓"}
     for scenario in scenarios:
         first = True
@@ -304,6 +344,50 @@ def results_table(reports: Sequence[ServerReport], scenarios: Sequence[str]) -> 
     return table
 
 
+def sm_pairs(reports: Sequence[ServerReport]) -> list[tuple[ServerReport, ServerReport]]:
+    """(without, with) stream management, for each server that ran both ways."""
+    without = {report.name: report for report in reports if report.results and not report.sm}
+    return [
+        (without[report.name], report)
+        for report in reports
+        if report.results and report.sm and report.name in without
+    ]
+
+
+def sm_table(reports: Sequence[ServerReport], scenarios: Sequence[str]) -> Table | None:
+    """Each figure that has a better direction without and with stream management, and
+    the change: in % for rates, in the figure's unit for sizes."""
+    pairs = sm_pairs(reports)
+    if not pairs:
+        return None
+    table = Table(title="stream management: what it changed", show_lines=False)
+    for column in ("server", "scenario", "figure", "without", "with", "change"):
+        table.add_column(column, justify="right" if column in ("without", "with") else "left")
+    for plain, managed in pairs:
+        for scenario in scenarios:
+            for name, unit, better in _figure_rows(scenario, [plain, managed]):
+                before, after = _value(plain, scenario, name), _value(managed, scenario, name)
+                if not better or before is None or after is None:
+                    continue
+                table.add_row(
+                    plain.name,
+                    scenario,
+                    f"{name} ({unit})",
+                    _number(before),
+                    _number(after),
+                    _change(before, after, unit),
+                )
+    return table
+
+
+def _change(before: float, after: float, unit: str) -> str:
+    if unit in ("KiB", "MiB"):
+        return f"{after - before:+.2f} {unit}"
+    if before == 0:
+        return ""
+    return f"{100 * (after - before) / before:+.1f} %"
+
+
 def _count(report: ServerReport, scenario: str, attr: str) -> str:
     result = report.results.get(scenario)
     if result is None:
@@ -315,11 +399,14 @@ def _count(report: ServerReport, scenario: str, attr: str) -> str:
 def print_report(
     reports: Sequence[ServerReport],
     scenarios: Sequence[str],
-    params: Params,
     speed: MachineSpeed,
     out: Console,
+    *,
+    smoke: bool = False,
 ) -> None:
     out.print(results_table(reports, scenarios))
+    if (managed := sm_table(reports, scenarios)) is not None:
+        out.print(managed)
     out.print(
         "↑ higher is better, ↓ lower is better; 'vs peer' is chinwag's figure over the peer's. "
         f"Generator: one process on {event_loop_kind()}, {os.cpu_count()} CPUs on this machine."
@@ -334,27 +421,28 @@ def print_report(
             "figures taken close together[/]"
         )
     for report in reports:
+        label = report.label
         if report.skipped:
-            out.print(f"[yellow]{report.name}: {report.skipped}[/]")
+            out.print(f"[yellow]{label}: {report.skipped}[/]")
         for warning in report.warnings:
-            out.print(f"[bold yellow]WARNING ({report.name}): {warning}[/]")
+            out.print(f"[bold yellow]WARNING ({label}): {warning}[/]")
         for scenario, result in report.results.items():
             for note in result.notes:
-                out.print(f"{report.name} {scenario}: {note}")
+                out.print(f"{label} {scenario}: {note}")
             busy = _value(report, scenario, "other CPU") or 0.0
             if busy > BUSY_MACHINE_PERCENT:
                 out.print(
-                    f"[bold yellow]WARNING ({report.name} {scenario}): other processes used "
+                    f"[bold yellow]WARNING ({label} {scenario}): other processes used "
                     f"{busy:.0f} % of a core while it was measured; its figures are skewed[/]"
                 )
             stolen = _value(report, scenario, "stolen CPU") or 0.0
             if stolen > BUSY_MACHINE_PERCENT:
                 out.print(
-                    f"[bold yellow]WARNING ({report.name} {scenario}): the hypervisor gave "
+                    f"[bold yellow]WARNING ({label} {scenario}): the hypervisor gave "
                     f"{stolen:.0f} % of a core to other guests while it was measured (steal "
                     "time); its figures are skewed[/]"
                 )
-    if params == SMOKE:
+    if smoke:
         out.print("[yellow]Smoke counts: these figures say nothing about performance.[/]")
 
 
@@ -364,11 +452,13 @@ def report_json(
     speed: MachineSpeed,
     smoke: bool,
     repeat: int = 1,
+    sm: str = "off",
 ) -> dict[str, object]:
     return {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "smoke": smoke,
         "repeat": repeat,
+        "sm": sm,
         "params": asdict(params),
         "generator": {
             "event_loop": event_loop_kind(),
@@ -376,7 +466,7 @@ def report_json(
             "cpus": os.cpu_count(),
         },
         "machine_speed_us": asdict(speed),
-        "servers": {report.name: report.to_json() for report in reports},
+        "servers": {report.label: report.to_json() for report in reports},
     }
 
 
@@ -402,12 +492,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (limit := raise_fd_limit(wanted)) < wanted:
         log.print(f"[yellow]open-file limit {limit} is below the {wanted} this run wants[/]")
     before = calibration.measure()
-    reports = run_all(args.servers, args.scenarios, params, log, args.repeat)
+    reports = run_all(args.servers, args.scenarios, params, log, args.repeat, SM_MODES[args.sm])
     speed = MachineSpeed(before, calibration.measure())
     if args.json:
-        document = report_json(reports, params, speed, args.smoke, args.repeat)
+        document = report_json(reports, params, speed, args.smoke, args.repeat, args.sm)
         args.json.write_text(json.dumps(document, indent=2) + "\n")
-    print_report(reports, args.scenarios, params, speed, out)
+    print_report(reports, args.scenarios, speed, out, smoke=args.smoke)
     return 0 if all_clean(reports) else 1
 
 

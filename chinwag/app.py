@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,19 +13,24 @@ from pathlib import Path
 from starlette.types import ASGIApp
 
 from chinwag.config import Settings
+from chinwag.control import Control, apply_log_settings
 from chinwag.network.accounts import AccountService
+from chinwag.network.blocking import BlockingService
 from chinwag.network.contacts import ContactService
 from chinwag.network.events import EventLog
+from chinwag.network.invitations import InvitationService
 from chinwag.network.profiles import ProfileService
 from chinwag.oauth.authenticator import PlatformAuthenticator
 from chinwag.oauth.service import OAuthService
 from chinwag.server.memory import settle_after_start
 from chinwag.server.services import Services
-from chinwag.server.tls import ensure_certificate, server_ssl_context
+from chinwag.server.tls import ServerTLS, ensure_certificate
 from chinwag.server.xmpp_server import XMPPServer
 from chinwag.store.accounts import SqlAccountRepository
+from chinwag.store.blocking import SqlBlockingRepository
 from chinwag.store.contacts import SqlContactRepository
 from chinwag.store.db import Database, redacted
+from chinwag.store.invitations import SqlInvitationRepository
 from chinwag.store.oauth import SqlOAuthRepository
 from chinwag.store.offline import SqlOfflineRepository
 from chinwag.store.profiles import SqlProfileRepository
@@ -55,6 +59,7 @@ class Running:
     oauth: OAuthService
     xmpp: XMPPServer
     http: HTTPServer
+    control: Control
 
     @property
     def accounts(self) -> AccountService:
@@ -78,6 +83,7 @@ def build_services(settings: Settings, database: Database) -> tuple[Services, OA
         profiles=ProfileService(SqlProfileRepository(database), events),
         offline=SqlOfflineRepository(database),
         events=events,
+        blocking=BlockingService(SqlBlockingRepository(database), events),
     )
     return services, oauth
 
@@ -94,9 +100,10 @@ def _web_app(
     services: Services,
     oauth: OAuthService,
     xmpp: XMPPServer,
+    control: Control,
 ) -> ASGIApp:
     # The REST API's changes carry an origin of their own, as the CLI's do, so the
-    # XMPP server's event pump applies them (roster pushes, presence).
+    # XMPP server's event pump applies them (roster and block list pushes, presence).
     web_events = EventLog(database)
     return build_web_app(
         settings,
@@ -104,10 +111,13 @@ def _web_app(
         oauth,
         contacts=ContactService(SqlContactRepository(database), web_events),
         profiles=ProfileService(SqlProfileRepository(database), web_events),
+        blocking=BlockingService(SqlBlockingRepository(database), web_events),
         presence=_live_presence(xmpp),
         xmpp=xmpp,
         sessions=xmpp.sessions.all,
+        control=control,
         auth_failures=xmpp.auth_failures,
+        invitations=InvitationService(SqlInvitationRepository(database)),
     )
 
 
@@ -133,36 +143,43 @@ def _live_presence(xmpp: XMPPServer) -> PresenceSource:
     return presence
 
 
-def _tls_context(settings: Settings) -> ssl.SSLContext:
+def _tls(settings: Settings) -> ServerTLS:
     cert, key = settings.tls_cert_path, settings.tls_key_path
     if ensure_certificate(cert, key, settings.domain):
         log.info(
             "generated a self-signed TLS certificate for %s in %s", settings.domain, cert.parent
         )
-    return server_ssl_context(cert, key)
+    return ServerTLS(cert, key)
 
 
 @asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Running]:
-    """Start every service for ``settings``; stop them all, gracefully, on exit."""
+async def running(
+    settings: Settings, reread: Callable[[], Settings] | None = None
+) -> AsyncIterator[Running]:
+    """Start every service for ``settings``; stop them all, gracefully, on exit.
+
+    ``reread`` reads the settings file again, for a reload (``chinwag reload``, SIGHUP).
+    """
     settings.data_path.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
     database = Database.open(settings.database_url)
     await database.migrate()
     services, oauth = build_services(settings, database)
     xmpp = XMPPServer(settings, services)
     xmpp.load_modules()
-    http = HTTPServer(
-        _web_app(settings, database, services, oauth, xmpp),
+    control = Control(settings, database, xmpp, reread)
+    http = control.http = HTTPServer(
+        _web_app(settings, database, services, oauth, xmpp, control),
         settings.http,
         websocket_max_bytes=2 * settings.limits.max_stanza_bytes,
     )
     try:
         try:
-            await xmpp.start(_tls_context(settings))
+            control.tls = _tls(settings)
+            await xmpp.start(control.tls.context)
             await http.start()
         except OSError as error:
             raise StartupError(f"cannot listen: {error}") from None
-        yield Running(settings, database, services, oauth, xmpp, http)
+        yield Running(settings, database, services, oauth, xmpp, http, control)
     finally:
         # XMPP first: its streams, WebSocket ones too, end with <system-shutdown/>
         # while the HTTP listener still carries them.
@@ -190,12 +207,13 @@ def _announce(app: Running) -> None:
     log.info("add a user with: chinwag user add NAME --password PASSWORD")
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, reread: Callable[[], Settings] | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with running(settings) as app:
+    async with running(settings, reread) as app:
+        loop.add_signal_handler(signal.SIGHUP, app.control.reload_on_signal)
         settle_after_start()
         _announce(app)
         await stop.wait()
@@ -203,11 +221,12 @@ async def _serve(settings: Settings) -> None:
     log.info("stopped")
 
 
-def serve(settings: Settings) -> None:
-    """Run chinwag until SIGINT or SIGTERM."""
+def serve(settings: Settings, reread: Callable[[], Settings] | None = None) -> None:
+    """Run chinwag until SIGINT or SIGTERM; SIGHUP reloads what ``reread`` reads."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    apply_log_settings(settings.log)
     # Migrations and the embedded HTTP server only speak up when something is wrong,
     # so that chinwag's own first lines say where it listens.
     for chatty in ("alembic", "uvicorn.error"):
@@ -215,6 +234,6 @@ def serve(settings: Settings) -> None:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, reread))
     else:
-        uvloop.run(_serve(settings))
+        uvloop.run(_serve(settings, reread))

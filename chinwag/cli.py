@@ -1,10 +1,11 @@
 """The ``chinwag`` command: run the server and manage users, contacts and profiles.
 
-Commands work through the network domain and the store, never the XMPP core;
-``chinwag sessions`` asks the running server, over its HTTP listener. A
-problem the operator can fix is one line on stderr: exit status 2 for
-configuration, 1 for everything else. ``--json`` puts machine-readable results on
-stdout.
+Commands work through the network domain and the store, never the XMPP core; the
+operator's commands on the running server (``status``, ``reload``, ``sessions``,
+``bans``) and ``check`` are in ``operator_cli.py``. Global options (``--config``,
+``--version``) go before the command, and ``--config`` after it as well. A problem
+the operator can fix is one line on stderr: exit status 2 for configuration, 1 for
+everything else. ``--json`` puts machine-readable results on stdout.
 """
 
 from __future__ import annotations
@@ -21,23 +22,27 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.progress import MofNCompleteColumn, Progress
-from rich.table import Column, Table
+from rich.table import Table
 from rich.text import Text
 
 from chinwag.cli_common import (
     ConfigOption,
     JsonOption,
     T,
+    config_path,
     done,
     err,
     fail,
     out,
     print_json,
-    print_wide,
     run_on_database,
     settings_or_exit,
+    use_config,
 )
+from chinwag.invite_cli import invite_cli
 from chinwag.oauth_cli import app_cli, app_password_cli, token_cli
+from chinwag.operator_cli import bans_cli, check, reload, sessions_cli, status
+from chinwag.portability_cli import db_cli, export, import_
 
 # Imported where used, so that ``chinwag --help`` does not wait for SQLAlchemy and Alembic.
 if TYPE_CHECKING:
@@ -48,7 +53,6 @@ if TYPE_CHECKING:
     from chinwag.network.profiles import Profile, ProfileService
     from chinwag.store.db import Database
 
-_HTTP_TIMEOUT = 10.0
 _HEADER = ["name", "password", "full name"]
 """The header line a user import file may start with (any case)."""
 
@@ -64,8 +68,10 @@ app.add_typer(profile_app, name="profile")
 app.add_typer(app_cli, name="app")
 app.add_typer(token_cli, name="token")
 app.add_typer(app_password_cli, name="app-password")
-sessions_app = typer.Typer(help="See who is connected to the running server.", no_args_is_help=True)
-app.add_typer(sessions_app, name="sessions")
+app.add_typer(sessions_cli, name="sessions")
+app.add_typer(bans_cli, name="bans")
+app.add_typer(invite_cli, name="invite")
+app.add_typer(db_cli, name="db")
 
 NameArgument = Annotated[
     str, typer.Argument(metavar="NAME", help="Username: the part of the JID before '@'.")
@@ -96,17 +102,53 @@ def main() -> None:
     app()
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from chinwag import __version__
+
+        out.print(f"chinwag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def global_options(
+    config: ConfigOption = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """chinwag: an XMPP messaging server."""
+    use_config(config)
+
+
 @app.command()
 def serve(config: ConfigOption = None) -> None:
-    """Run the server."""
+    """Run the server; SIGHUP (or 'chinwag reload') makes it read its settings file again."""
     settings = settings_or_exit(config)
+    if settings.cluster is not None:
+        fail(
+            "[cluster] is not served yet: this release runs one process (docs/cluster.md); "
+            "remove the section to serve"
+        )
     from chinwag.app import StartupError
     from chinwag.app import serve as serve_forever
+    from chinwag.config import load_settings
 
+    chosen = config_path(config)
     try:
-        serve_forever(settings)
+        serve_forever(settings, reread=lambda: load_settings(chosen))
     except StartupError as error:
         fail(str(error))
+
+
+app.command()(status)
+app.command()(reload)
+app.command()(check)
+app.command()(export)
+app.command("import")(import_)
 
 
 @user_app.command("add")
@@ -365,89 +407,6 @@ def profile_show(
         print_json(_profile_json(username, profile, settings))
     else:
         out.print(_profile_table(username, profile, settings))
-
-
-@sessions_app.command("list")
-def sessions_list(config: ConfigOption = None, json_output: JsonOption = False) -> None:
-    """List the running server's live sessions: user, resource, app and transport.
-
-    Asks the server's HTTP listener, with the admin token it keeps in its data directory.
-    """
-    sessions = _fetch_sessions(settings_or_exit(config))
-    if json_output:
-        print_json(sessions)
-    elif sessions:
-        print_wide(_session_table(sessions))
-    else:
-        out.print("No live sessions.")
-
-
-def _fetch_sessions(settings: Settings) -> list[dict[str, Any]]:
-    """``GET /admin/sessions`` on the server that ``settings`` describe."""
-    import httpx  # here, not at the top: the other commands start faster without it
-
-    from chinwag.web.admin_routes import SESSIONS_PATH
-    from chinwag.web.admin_token import ADMIN_TOKEN_FILE
-
-    token_path = settings.data_path / ADMIN_TOKEN_FILE
-    try:
-        token = token_path.read_text().strip()
-    except FileNotFoundError:
-        fail(f"no admin token at {token_path}: is chinwag serve running with this configuration?")
-    except OSError as error:
-        fail(f"cannot read the admin token at {token_path}: {error.strerror}")
-    url = _local_url(settings.http.host, settings.http.port) + SESSIONS_PATH
-    try:
-        # trust_env=False: the admin token goes to the server only, never to a proxy.
-        with httpx.Client(trust_env=False, timeout=_HTTP_TIMEOUT) as client:
-            response = client.get(url, headers={"Authorization": f"Bearer {token}"})
-    except httpx.HTTPError as error:
-        reason = (str(error) or type(error).__name__).splitlines()[0]
-        fail(f"cannot reach the server at {url}: {reason} (is chinwag serve running?)")
-    if response.status_code == 401:
-        fail(
-            f"the server at {url} refused the admin token of {token_path}: "
-            "is it the server of this configuration?"
-        )
-    try:
-        response.raise_for_status()
-        sessions = response.json()
-    except (httpx.HTTPStatusError, ValueError):
-        fail(f"the server at {url} answered {response.status_code}, not a list of sessions")
-    if not isinstance(sessions, list):
-        fail(f"the server at {url} did not answer with a list of sessions")
-    return sessions
-
-
-def _local_url(host: str, port: int) -> str:
-    """Where this machine reaches a listener bound to ``host``: a wildcard means loopback."""
-    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def _session_table(sessions: Sequence[dict[str, Any]]) -> Table:
-    # Client IDs are shown whole: a cut one cannot be pasted into 'chinwag app show'.
-    app_width = max((len(session["app"] or "-") for session in sessions), default=3)
-    table = Table(
-        "User",
-        "Resource",
-        Column("App", no_wrap=True, min_width=app_width),
-        "Transport",
-        "Available",
-        "Priority",
-        box=None,
-        header_style="bold",
-    )
-    for session in sessions:
-        table.add_row(
-            Text(f"{session['user']}"),
-            Text(f"{session['resource']}"),
-            Text(session["app"] or "-", style="" if session["app"] else "dim"),
-            Text(f"{session['transport']}"),
-            "yes" if session["available"] else "no",
-            str(session["priority"]),
-        )
-    return table
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""What every ``chinwag`` command shares: options, output, errors and the database run.
+"""What every ``chinwag`` command shares: options, output, errors, the database run,
+and the admin endpoints of the running server.
 
 A problem the operator can fix is one line on stderr: exit status 2 for
 configuration, 1 for everything else. ``--json`` puts results on stdout.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -17,6 +19,10 @@ from rich.text import Text
 
 # Imported where used, so that ``chinwag --help`` need not load pydantic, SQLAlchemy and Alembic.
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import httpx
+
     from chinwag.config import Settings
     from chinwag.store.db import Database
 
@@ -25,6 +31,7 @@ T = TypeVar("T")
 CONFIG_EXIT = 2
 FAILURE_EXIT = 1
 _WIDE = 120
+ADMIN_TIMEOUT_SECONDS = 10.0
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -41,13 +48,112 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
+@dataclass
+class _GlobalOptions:
+    config: str | None = None
+
+
+_global = _GlobalOptions()
+
+
+def use_config(config: str | None) -> None:
+    """The settings file of the commands not given one: ``chinwag --config FILE COMMAND``."""
+    _global.config = config
+
+
+def config_path(config: str | None) -> str | None:
+    """The settings file a command given ``config`` reads (None: $CHINWAG_CONFIG, else the
+    built-in defaults)."""
+    return config or _global.config
+
+
 def settings_or_exit(config: str | None) -> Settings:
     from chinwag.config import ConfigError, load_settings
 
     try:
-        return load_settings(config)
+        return load_settings(config_path(config))
     except ConfigError as error:
         fail(str(error), CONFIG_EXIT)
+
+
+class ServerProblem(Exception):
+    """The running server cannot be asked, or refused: the message says why, in one line."""
+
+    def __init__(self, message: str, *, running: bool) -> None:
+        super().__init__(message)
+        self.running = running
+        """False when no server answers at all (no admin token, nothing listening)."""
+
+
+def ask_server(
+    settings: Settings,
+    method: str,
+    path: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    timeout: float = ADMIN_TIMEOUT_SECONDS,
+) -> Any:
+    """The JSON answer of an admin endpoint (``web/admin_routes.py``) of the server that
+    ``settings`` describe, asked with the admin token of its data directory; raises
+    ServerProblem."""
+    import httpx  # here, not at the top: the other commands start faster without it
+
+    from chinwag.web.admin_token import ADMIN_TOKEN_FILE
+
+    token_path = settings.data_path / ADMIN_TOKEN_FILE
+    try:
+        token = token_path.read_text().strip()
+    except FileNotFoundError:
+        raise ServerProblem(
+            f"no admin token at {token_path}: is chinwag serve running with this configuration?",
+            running=False,
+        ) from None
+    except OSError as error:
+        raise ServerProblem(
+            f"cannot read the admin token at {token_path}: {error.strerror}", running=False
+        ) from None
+    url = local_url(settings.http.host, settings.http.port) + path
+    try:
+        # trust_env=False: the admin token goes to the server only, never to a proxy.
+        with httpx.Client(trust_env=False, timeout=timeout) as client:
+            response = client.request(
+                method, url, params=params, headers={"Authorization": f"Bearer {token}"}
+            )
+    except httpx.HTTPError as error:
+        reason = (str(error) or type(error).__name__).splitlines()[0]
+        raise ServerProblem(
+            f"cannot reach the server at {url}: {reason} (is chinwag serve running?)",
+            running=False,
+        ) from None
+    return _answer(response, url, token_path)
+
+
+def _answer(response: httpx.Response, url: str, token_path: Path) -> Any:
+    """The JSON of a successful admin ``response``; ServerProblem for any other."""
+    if response.status_code == 401:
+        raise ServerProblem(
+            f"the server at {url} refused the admin token of {token_path}: "
+            "is it the server of this configuration?",
+            running=True,
+        )
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if response.is_success and answer is not None:
+        return answer
+    if isinstance(answer, dict) and isinstance(answer.get("message"), str):
+        raise ServerProblem(answer["message"], running=True)
+    raise ServerProblem(
+        f"the server at {url} answered {response.status_code}, not what chinwag sends",
+        running=True,
+    )
+
+
+def local_url(host: str, port: int) -> str:
+    """Where this machine reaches a listener bound to ``host``: a wildcard means loopback."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def run_on_database(

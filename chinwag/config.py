@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 CONFIG_ENV_VAR = "CHINWAG_CONFIG"
 
@@ -36,6 +44,20 @@ class C2SSettings(_Section):
     """False allows SASL on plaintext streams (loopback benchmarks only). Over WebSocket,
     TLS is the WebSocket's own: ``wss://``, a proxy's ``X-Forwarded-Proto: https``, or
     the loopback (see docs/protocol.md)."""
+    proxy_protocol: bool = False
+    """True: every connection to ``port`` and ``direct_tls_port`` begins with a PROXY
+    protocol header (version 1 or 2, as a load balancer's ``send-proxy`` sends it), and
+    the client address it names is the stream's, which the per-address sign-in limit
+    counts; a connection without a valid one is closed unread (docs/security.md)."""
+    proxy_trusted: tuple[str, ...] = ("127.0.0.1", "::1")
+    """With ``proxy_protocol``: addresses or networks (``10.0.0.0/8``) of the load balancers
+    that may connect; a connection from anywhere else is closed unread. Empty lets any
+    source connect, for ports that only the balancer can reach."""
+
+    @field_validator("proxy_trusted", mode="before")
+    @classmethod
+    def _trusted_list(cls, value: object) -> object:
+        return _address_list(value)
 
 
 class HTTPSettings(_Section):
@@ -101,11 +123,15 @@ class HTTPSettings(_Section):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _proxy_list(cls, value: object) -> object:
-        if not isinstance(value, list | tuple) or not all(
-            isinstance(proxy, str) and _is_address_or_network(proxy) for proxy in value
-        ):
-            raise ValueError('must be a list of IP addresses or networks, such as ["127.0.0.1"]')
-        return tuple(value)
+        return _address_list(value)
+
+
+def _address_list(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(source, str) and _is_address_or_network(source) for source in value
+    ):
+        raise ValueError('must be a list of IP addresses or networks, such as ["127.0.0.1"]')
+    return tuple(value)
 
 
 def _is_address_or_network(text: str) -> bool:
@@ -149,6 +175,11 @@ class LimitsSettings(_Section):
     """How long failures are remembered, and an address refused, after its last failure."""
     keepalive_seconds: float = Field(default=300.0, ge=0)
     """Send a whitespace keepalive on a bound stream silent this long (0: never)."""
+    ping_after_seconds: float = Field(default=60.0, ge=0)
+    """Ping (XEP-0199) a bound stream that has sent nothing for this long (0: never)."""
+    ping_timeout_seconds: float = Field(default=30.0, gt=0)
+    """How long a pinged stream has to send anything before it is closed with
+    <connection-timeout/>."""
     stanzas_per_second: float = Field(default=1000.0, ge=0)
     """Top-level elements (stanzas, SASL and TLS negotiation) one stream may send per second,
     on average; a faster one is read more slowly, never disconnected (0: no limit)."""
@@ -178,6 +209,9 @@ class MessagesSettings(_Section):
     service-unavailable and their presence is ignored, as for an account that does not exist."""
     offline_quota: int = Field(default=1000, ge=0)
     """Messages stored per offline user; further ones bounce with service-unavailable."""
+    csi_queue_size: int = Field(default=256, ge=0)
+    """Stanzas held back from a client that says it is inactive (XEP-0352) before all are
+    written at once (0: hold none)."""
 
 
 class VCardSettings(_Section):
@@ -187,10 +221,38 @@ class VCardSettings(_Section):
     """True accepts vCard sets, which update the user's profile."""
 
 
+class StreamManagementSettings(_Section):
+    """XEP-0198: acknowledgements, and sessions that outlive a dropped connection."""
+
+    resume_timeout_seconds: int = Field(default=300, ge=0)
+    """How long a session whose client enabled resumption waits for it after its
+    connection drops without a closing tag; what waited for it then goes to its other
+    resources or offline storage (0: no resumption)."""
+    max_resume_timeout_seconds: int = Field(default=300, ge=0)
+    """The longest wait a client may ask for with <enable max='…'/>; a client that
+    names none gets ``resume_timeout_seconds``."""
+    max_unacked_stanzas: int = Field(default=5000, ge=1)
+    """Stanzas sent to a client and not yet acknowledged beyond which its stream is
+    closed with <policy-violation/>."""
+    request_ack_after: int = Field(default=1, ge=1)
+    """Unacknowledged stanzas after which the server asks for an acknowledgement (<r/>),
+    at the end of the event-loop turn, with one request outstanding at a time."""
+
+    @model_validator(mode="after")
+    def _timeout_within_maximum(self) -> StreamManagementSettings:
+        if self.resume_timeout_seconds > self.max_resume_timeout_seconds:
+            raise ValueError("resume_timeout_seconds must not exceed max_resume_timeout_seconds")
+        return self
+
+
 class AuthSettings(_Section):
     account_passwords: bool = True
     """False is the strict mode of the modelled service: SCRAM and PLAIN accept only
-    app passwords, and the account password signs in on the web only."""
+    app passwords, and the account password signs in on the web only (and cannot be
+    changed over XMPP)."""
+    invitations: bool = False
+    """True lets people sign themselves up at the links ``chinwag invite create`` makes
+    (``/invite/{token}``, each good for one account); false serves no sign-up page."""
 
 
 class OAuthSettings(_Section):
@@ -201,6 +263,51 @@ class OAuthSettings(_Section):
     """True lets the apps registered for it use the implicit grant (``response_type=token``),
     the legacy of the service chinwag is modelled on, which RFC 9700 advises against; false
     answers every such request ``unsupported_response_type``."""
+
+
+class ClusterSettings(_Section):
+    """Several chinwag nodes sharing one Redis (or Valkey): docs/cluster.md."""
+
+    redis_url: str
+    """The Redis that holds the session registry, the nodes' inboxes and their leases,
+    such as ``redis://redis.internal:6379/0`` (``rediss://`` for TLS, ``unix://`` for a
+    socket)."""
+    node: str
+    """This node's name, unique in the cluster (``a``, ``chat-1``): letters, digits,
+    ``.``, ``_`` and ``-``."""
+    lease_seconds: float = Field(default=5.0, ge=0.5, le=300)
+    """How long a node that stops renewing its lease counts as alive; then another node
+    removes its sessions and routes what waited for it again."""
+    key_prefix: str = "chinwag:"
+    """Prefix of every Redis key, so that several clusters can share one Redis."""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str) -> str:
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                'must be a redis:// (rediss://, unix://) URL, such as "redis://127.0.0.1:6379/0"'
+            )
+        return url
+
+    @field_validator("node")
+    @classmethod
+    def _node_name(cls, node: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", node):
+            raise ValueError("must be 1 to 64 letters, digits, '.', '_' or '-', such as \"a\"")
+        return node
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix(cls, prefix: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._:-]{0,64}", prefix):
+            raise ValueError("must be up to 64 letters, digits, '.', '_', ':' or '-'")
+        return prefix
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """The least severe of chinwag's own log lines that ``chinwag serve`` writes."""
 
 
 class Settings(_Section):
@@ -217,6 +324,10 @@ class Settings(_Section):
     vcard: VCardSettings = VCardSettings()
     auth: AuthSettings = AuthSettings()
     oauth: OAuthSettings = OAuthSettings()
+    stream_management: StreamManagementSettings = StreamManagementSettings()
+    log: LogSettings = LogSettings()
+    cluster: ClusterSettings | None = None
+    """None: one process, with nothing shared and no Redis."""
 
     @field_validator("domain")
     @classmethod
@@ -224,6 +335,15 @@ class Settings(_Section):
         if not domain or domain != domain.strip() or any(c in domain for c in "@/ "):
             raise ValueError("must be a bare domain name such as 'localhost'")
         return domain
+
+    @model_validator(mode="after")
+    def _cluster_on_postgresql(self) -> Settings:
+        if self.cluster is not None and not self.database_url.startswith("postgresql"):
+            raise ValueError(
+                "[cluster] needs PostgreSQL: set [database] url to a postgresql+asyncpg:// URL "
+                "that every node shares (SQLite serves one process)"
+            )
+        return self
 
     @property
     def data_path(self) -> Path:
@@ -250,6 +370,8 @@ def _describe(error: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         return f"unknown config key '{key}'"
     message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:
+        return f"bad config: {message}"
     return f"bad config value for '{key}': {message}"
 
 

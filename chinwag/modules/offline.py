@@ -4,7 +4,9 @@ A chat or normal message for an account with no available resource is committed
 to storage before the sender's stream moves on; it is delivered, stamped with
 ``<delay/>``, when the account next sends initial presence. What is delivered live
 to that session meanwhile is held until the stored messages are out, so they arrive
-in the order they were sent.
+in the order they were sent. A message from someone the account blocks (XEP-0191) is
+refused by the store, in the transaction that would keep it, and bounced with
+``<service-unavailable/>``.
 
 Delivered messages are deleted only once the session has sent something after they
 went out (a ping from the server follows them, which every live client answers): a
@@ -32,6 +34,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from chinwag.network.blocking import match_forms
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
 from chinwag.server.hooks import DELIVER_OFFLINE
@@ -41,6 +44,7 @@ from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
 from chinwag.xmpp.ids import random_hex
+from chinwag.xmpp.jid import JID, InvalidJID
 from chinwag.xmpp.xml import parse_stanza
 
 SPEC = Spec(
@@ -105,6 +109,18 @@ def storable(message: Element) -> bool:
     if message.attrs.get("type", "normal") not in STORABLE_TYPES:
         return False
     return any(child.ns != ns.CHATSTATES for child in message.elements())
+
+
+def sender_forms(routed: Routed) -> tuple[str, ...]:
+    """The forms of the sender's JID that the recipient's block list may name (XEP-0191),
+    for the store to refuse what it blocks."""
+    if routed.origin is not None:
+        return match_forms(routed.origin.jid)
+    sender = routed.stanza.attrs.get("from")
+    try:
+        return match_forms(JID.parse(sender)) if sender else ()
+    except InvalidJID:
+        return ()
 
 
 def stamp(when: datetime) -> str:
@@ -222,8 +238,9 @@ class Offline:
         """Messages per user queued for storage and not yet committed (or refused)."""
         self.missed: dict[str, Session] = {}
         """Sessions whose initial presence came while messages for them were being stored."""
-        self.delivering: dict[str, Session | None] = {}
-        """Users with a delivery running, and the session to run it once more for, if asked."""
+        self.delivering: dict[str, list[Session]] = {}
+        """Users whose stored messages are being delivered, with the sessions that asked
+        meanwhile, each still holding its live output until its turn."""
 
     def on_offline(self, routed: Routed) -> bool:
         if not storable(routed.stanza):
@@ -245,7 +262,7 @@ class Offline:
         username = routed.to.local or ""
         self.storing[username] += 1
         text = routed.stanza.encoded().decode()
-        message = NewOfflineMessage(username, text, datetime.now(UTC))
+        message = NewOfflineMessage(username, text, datetime.now(UTC), sender_forms(routed))
         return self.answer(routed, username, self.commits.submit(message))
 
     async def answer(self, routed: Routed, username: str, outcome: Outcome) -> None:
@@ -288,15 +305,17 @@ class Offline:
 
     def start_delivery(self, session: Session) -> None:
         """Deliver the user's stored messages to ``session``; when a delivery to the
-        user is running, run it once more when it ends."""
-        if session.username in self.delivering:
-            self.delivering[session.username] = session
+        user is running, to each session that asked meanwhile, in turn, when it ends."""
+        waiting = self.delivering.get(session.username)
+        if waiting is not None:
+            waiting.append(session)
             return
-        self.delivering[session.username] = None
+        self.delivering[session.username] = []
         self.api.spawn(self.deliver(session))
 
     async def deliver(self, session: Session) -> None:
         username = session.username
+        waiting = self.delivering[username]
         again: Session | None = session
         try:
             while again is not None:
@@ -306,12 +325,11 @@ class Offline:
                     release_output(again)
                 if written is not None:
                     await self.delete_when_heard(again, *written)
-                again = self.delivering[username]
-                self.delivering[username] = None
+                again = waiting.pop(0) if waiting else None
         finally:
-            waiting = self.delivering.pop(username)
-            if waiting is not None:  # asked for while this one failed
-                release_output(waiting)
+            del self.delivering[username]
+            for left in waiting:  # asked for while this one failed
+                release_output(left)
 
     async def write_stored(self, session: Session) -> tuple[int, Awaitable[bool]] | None:
         """Every stored message to ``session``, if still bound and available, then a ping;

@@ -1,11 +1,14 @@
 """RFC 6121 presence: broadcast to contacts and to one's own resources, answers to probes
-on the contacts' behalf, directed presence, and unavailable when a session ends."""
+on the contacts' behalf, directed presence, and unavailable when a session ends.
+
+Presence that goes from one user to another's resources here, without dispatch, is
+first put to the ``presence/screen`` handlers (a block list), when there are any."""
 
 from __future__ import annotations
 
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import SUBSCRIPTION_TYPES, Routed
-from chinwag.server.hooks import SESSION_CLOSED
+from chinwag.server.hooks import PRESENCE_SCREEN, SESSION_CLOSED
 from chinwag.server.routing import SessionRecord
 from chinwag.server.session import Session, SessionKey
 from chinwag.xmpp.element import Element
@@ -40,6 +43,7 @@ class Presence:
         self.api = api
         self.router = api.router
         self.sessions = api.sessions
+        self.screen = api.channel(PRESENCE_SCREEN)
 
     def available_resources(self, username: str) -> list[SessionRecord]:
         return [r for r in self.router.resources(self.api.jid(username)) if r.available]
@@ -54,8 +58,12 @@ class Presence:
         records = self.available_resources(session.username)
         roster = self.api.rosters.get(session.username)
         if roster is not None:
+            contacts: list[SessionRecord] = []
             for contact in roster.subscribed_from():
-                records.extend(self.available_resources(contact))
+                contacts.extend(self.available_resources(contact))
+            if self.screen.handlers:
+                contacts = [r for r in contacts if not self.screen.vetoes(session.jid, r.jid)]
+            records.extend(contacts)
         return records
 
     def on_broadcast(self, routed: Routed) -> bool:
@@ -83,8 +91,12 @@ class Presence:
         roster = self.api.rosters.get(session.username)
         sources = [r for r in self.available_resources(session.username) if r is not session]
         if roster is not None:
+            contacts: list[SessionRecord] = []
             for contact in roster.subscribed_to():
-                sources.extend(self.available_resources(contact))
+                contacts.extend(self.available_resources(contact))
+            if self.screen.handlers:
+                contacts = [r for r in contacts if not self.screen.vetoes(r.jid, session.jid)]
+            sources.extend(contacts)
         for source in sources:
             if source.presence is not None:
                 self.router.deliver(session, addressed(source.presence, session.jid))

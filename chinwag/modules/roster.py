@@ -4,6 +4,9 @@ roster set/remove and the presence subscription handshake (RFC 6121 §2-3).
 
 By default the contact list belongs to the network (CLI, REST API, portal) and XMPP
 can only read it: roster sets and subscription requests get ``<not-allowed/>``.
+
+Presence this module hands to another user's resources is first put to the
+``presence/screen`` handlers (a block list), when there are any.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from chinwag.network.contacts import Contact, RosterChange
 from chinwag.network.events import NetworkEvent
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
+from chinwag.server.hooks import PRESENCE_SCREEN
 from chinwag.server.session import Session
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
@@ -77,6 +81,7 @@ class Rosters:
         self.api = api
         self.contacts = api.services.contacts
         self.management = api.settings.roster.management
+        self.screen = api.channel(PRESENCE_SCREEN)
 
     # --- roster get / set ---------------------------------------------------------
 
@@ -248,14 +253,13 @@ class Rosters:
 
     def send_subscription(self, sender: str, recipient: str, presence_type: str) -> None:
         """Deliver a subscription presence from one account's bare JID to another's resources."""
-        to = self.api.jid(recipient)
+        to, source = self.api.jid(recipient), self.api.jid(sender)
         stanza = Element(
-            "presence",
-            attrs={"from": str(self.api.jid(sender)), "to": str(to), "type": presence_type},
+            "presence", attrs={"from": str(source), "to": str(to), "type": presence_type}
         )
         router = self.api.router
         for record in router.resources(to):
-            if record.available:
+            if record.available and not self.screen.vetoes(source, record.jid):
                 router.deliver(record, stanza)
 
     def deliver_pending_requests(self, session: Session) -> None:
@@ -264,12 +268,11 @@ class Rosters:
         if roster is None:
             return
         for item in roster.items.values():
-            if item.pending_in:
-                attrs = {
-                    "from": str(self.api.jid(item.username)),
-                    "to": str(session.jid),
-                    "type": "subscribe",
-                }
+            if not item.pending_in:
+                continue
+            requester = self.api.jid(item.username)
+            if not self.screen.vetoes(requester, session.jid):
+                attrs = {"from": str(requester), "to": str(session.jid), "type": "subscribe"}
                 self.api.router.deliver(session, Element("presence", attrs=attrs))
 
     # --- applying changes ------------------------------------------------------------------
@@ -348,6 +351,8 @@ class Rosters:
                 source.presence if gained else Element("presence", attrs={"type": "unavailable"})
             )
             for watcher in watchers:
+                if self.screen.vetoes(source.jid, watcher.jid):
+                    continue
                 attrs = {**shown.attrs, "from": str(source.jid), "to": str(watcher.jid)}
                 router.deliver(watcher, Element("presence", attrs=attrs, children=shown.children))
 

@@ -22,7 +22,7 @@ from precis_i18n import get_profile
 from scramp import ScramException
 from scramp.utils import saslprep
 
-from chinwag.network.events import UNAPPLIED, EventLog
+from chinwag.network.events import UNAPPLIED, EventLog, resource_mark
 from chinwag.store.accounts import (
     AccountExists,
     AccountRecord,
@@ -34,7 +34,9 @@ from chinwag.store.accounts import (
 from chinwag.store.models import MAX_USERNAME_BYTES
 
 __all__ = [
+    "MAX_CHOSEN_PASSWORD",
     "MECHANISMS",
+    "MIN_CHOSEN_PASSWORD",
     "AccountExists",
     "AccountRecord",
     "AccountService",
@@ -45,14 +47,20 @@ __all__ = [
     "RowProblem",
     "StoredScram",
     "UserRow",
+    "check_chosen_password",
     "derive_credentials",
     "derive_matching",
+    "derive_replacement",
     "normalize_username",
     "password_matches",
 ]
 
 MECHANISMS = ("SCRAM-SHA-1", "SCRAM-SHA-256")
 DEFAULT_ITERATIONS = 4096
+MIN_CHOSEN_PASSWORD = 8
+MAX_CHOSEN_PASSWORD = 1024
+"""Characters of a password that users choose themselves (on the web, over XMPP); an
+operator's command may set any password."""
 SALT_BYTES = 32
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "SCRAM-SHA-1": hashes.SHA1,
@@ -152,6 +160,16 @@ def _check_password(password: str) -> None:
         raise InvalidPassword("the password is empty")
 
 
+def check_chosen_password(password: str) -> None:
+    """Raise InvalidPassword, saying why, unless ``password`` is long enough for a user to
+    choose, and short enough for its SASLprep to stay cheap."""
+    _check_password(password)
+    if len(password) < MIN_CHOSEN_PASSWORD:
+        raise InvalidPassword(f"the password is shorter than {MIN_CHOSEN_PASSWORD} characters")
+    if len(password) > MAX_CHOSEN_PASSWORD:
+        raise InvalidPassword(f"the password is longer than {MAX_CHOSEN_PASSWORD} characters")
+
+
 def _checked_row(row: UserRow) -> str:
     """The row's normalised username, once its cheap checks pass."""
     username = normalize_username(row.name)
@@ -184,6 +202,23 @@ def _prepared(password: str) -> bytes:
     if password.isascii() and password.isprintable():
         return password.encode()
     return saslprep(password).encode()
+
+
+def derive_replacement(password: str, old: Sequence[StoredScram]) -> list[StoredScram]:
+    """SCRAM verifiers of a new ``password`` with the salts and iteration counts of the
+    ``old`` ones (fresh for a mechanism without one): the account's app passwords share
+    those, and so still sign in with SCRAM. CPU-heavy (PBKDF2)."""
+    _check_password(password)
+    kept = {scram.mechanism: scram for scram in old}
+    try:
+        return [
+            _derive(mechanism, password, kept[mechanism].iterations, kept[mechanism].salt)
+            if mechanism in kept
+            else _derive(mechanism, password, DEFAULT_ITERATIONS)
+            for mechanism in MECHANISMS
+        ]
+    except ScramException as error:
+        raise InvalidPassword(f"the password is not usable: {error.args[0]}") from None
 
 
 def derive_matching(password: str, model: StoredScram) -> StoredScram:
@@ -227,12 +262,27 @@ class AccountService:
         await self._repo.add(username, credentials, full_name)
         return username
 
-    async def change_password(self, name: str, password: str) -> str:
+    async def change_password(
+        self, name: str, password: str, *, kept_resource: str | None = None
+    ) -> str:
+        """Replace the account's password; its web sessions end with the old one. The
+        salts stay, so that its app passwords, which share them, keep working.
+
+        Announced with ``account.password_changed``, on which the XMPP server ends the
+        streams signed in with the old password, but that of ``kept_resource`` (the one
+        that asked for the change). Raises NoSuchAccount or InvalidPassword.
+        """
         username = normalize_username(name)
-        if not await self._repo.exists(username):
+        old = [
+            scram
+            for mechanism in MECHANISMS
+            if (scram := await self._repo.credentials(username, mechanism)) is not None
+        ]
+        if not old and not await self._repo.exists(username):
             raise NoSuchAccount(username)
-        credentials = await asyncio.to_thread(derive_credentials, password)
-        await self._repo.replace_credentials(username, credentials)
+        credentials = await asyncio.to_thread(derive_replacement, password, old)
+        kept = resource_mark(kept_resource) if kept_resource is not None else None
+        await self._repo.replace_credentials(username, credentials, self._origin, kept)
         return username
 
     async def delete_user(self, name: str) -> bool:
@@ -263,8 +313,13 @@ class AccountService:
         return usernames
 
     async def verify_password(self, name: str, password: str) -> bool:
-        """Whether ``password`` is the user's; unknown users cost the same work."""
-        stored = await self.scram_credentials(name, VERIFY_MECHANISM)
+        """Whether ``password`` is the user's; unknown users cost the same work.
+
+        An account imported with SCRAM-SHA-1 verifiers only (from Prosody, say) is
+        checked against those."""
+        stored = await self.scram_credentials(
+            name, VERIFY_MECHANISM
+        ) or await self.scram_credentials(name, "SCRAM-SHA-1")
         # The loop's executor directly: asyncio.to_thread would also copy the context,
         # which this pure function does not need, at ~30 µs of the loop's time a sign-in.
         matches = await asyncio.get_running_loop().run_in_executor(

@@ -6,19 +6,24 @@ process that made the change. Readers (the XMPP server's event pump) poll
 :meth:`EventLog.since` and skip their own events, which they applied already.
 
 Kinds: ``roster.changed`` (subject: roster owner, object: contact),
-``profile.changed`` and ``account.deleted`` (subject: the account). Consequences
+``profile.changed`` and ``account.deleted`` (subject: the account),
+``account.password_changed`` (subject: the account; detail: the :func:`resource_mark` of
+the session that changed it, which stays signed in), ``blocklist.changed`` (subject:
+the account whose block list changed, ``network/blocking.py``). Consequences
 nobody has applied yet, such as contacts losing a deleted account, carry the
 origin :data:`UNAPPLIED`, so every reader delivers them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import timedelta
 
 from chinwag.store.db import Database
 from chinwag.store.events import (
     ACCOUNT_DELETED,
+    ACCOUNT_PASSWORD_CHANGED,
     MAX_ORIGIN_LENGTH,
     PROFILE_CHANGED,
     ROSTER_CHANGED,
@@ -30,12 +35,20 @@ from chinwag.store.models import utc_now
 
 __all__ = [
     "ACCOUNT_DELETED",
+    "ACCOUNT_PASSWORD_CHANGED",
     "PROFILE_CHANGED",
     "ROSTER_CHANGED",
     "UNAPPLIED",
     "EventLog",
     "NetworkEvent",
+    "resource_mark",
 ]
+
+
+def resource_mark(resource: str) -> str:
+    """What names one resource of an account in an event's detail: a resource may be
+    longer than a detail holds, so its SHA-256, in hex."""
+    return hashlib.sha256(resource.encode()).hexdigest()
 
 
 class EventLog:

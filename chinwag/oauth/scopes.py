@@ -7,6 +7,7 @@ from collections.abc import Iterable
 MESSENGER = "wl.messenger"
 BASIC = "wl.basic"
 OFFLINE_ACCESS = "wl.offline_access"
+BLOCKING = "wl.blocking"
 
 SCOPES: dict[str, str] = {
     BASIC: "Read your profile and your contact list.",
@@ -15,6 +16,10 @@ SCOPES: dict[str, str] = {
         "contacts are online."
     ),
     OFFLINE_ACCESS: "Keep this access when you are not using the app, until you revoke it.",
+    BLOCKING: (
+        "See and change whom you block: people you block cannot message you or see "
+        "when you are online."
+    ),
 }
 """Every scope, with the sentence the consent page shows for it."""
 

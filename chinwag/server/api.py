@@ -16,7 +16,7 @@ from typing import Any
 
 from chinwag.config import Settings
 from chinwag.server.dispatch import Dispatcher, IQHandler
-from chinwag.server.hooks import Handler, Hooks
+from chinwag.server.hooks import Channel, Handler, Hooks
 from chinwag.server.rosters import RosterCache
 from chinwag.server.routing import Router
 from chinwag.server.services import Services
@@ -126,6 +126,17 @@ class ModuleAPI:
         self._host.hooks.add(event, handler, priority)
         self.registered.append(("hook", event))
 
+    def unhook(self, event: str, handler: Handler) -> None:
+        """Undo ``hook(event, handler)``: a module that hooks a hot event only while it has
+        work there (carbons, while someone has them on) takes its handler off again."""
+        self._host.hooks.remove(event, handler)
+        self.registered.remove(("hook", event))
+
+    def channel(self, event: str) -> Channel:
+        """The live handlers of ``event``, for a module's hot path to test before it
+        notifies them, so that an event no module hooks costs no call."""
+        return self._host.hooks.channel(event)
+
     def iq_handler(
         self, iq_type: str, xmlns: str, tag: str, handler: IQHandler, *, scope: str = "host"
     ) -> None:
@@ -150,6 +161,11 @@ class ModuleAPI:
     def deliver(self, stanza: Element, to: JID) -> None:
         """Send a server-generated stanza through the whole pipeline, as if received."""
         self._host.dispatcher.deliver(stanza, to)
+
+    def dispatch(self, stanza: Element, to: JID, origin: Session | None) -> None:
+        """Dispatch ``stanza`` again as ``origin`` sent it (None: the server): a
+        ``route/before`` handler that took it to wait for storage sends it on so."""
+        self._host.dispatcher.dispatch(stanza, to, origin)
 
 
 def load_module(host: ModuleHost, name: str) -> ModuleAPI:

@@ -8,6 +8,8 @@ expired token is no guesser, and must not lock out its address), nor does an abo
 An address is refused once it has ``limit`` failures, each less than ``ban_seconds``
 after the one before, until ``ban_seconds`` after the last. IPv6 clients are counted
 per /64 network, the block one subscriber usually holds. Counts live in this process.
+The operator lists the refused addresses and lifts a ban (``chinwag bans``), and a
+reload changes the limit and the time (``configure``), keeping the counts.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from chinwag.config import LimitsSettings
 
@@ -31,6 +34,14 @@ class _Record:
     failures: int
     expires: float
     """When the failures are forgotten (and a ban ends): ``ban_seconds`` after the last."""
+
+
+class Ban(NamedTuple):
+    """An address refused for now: what is counted (an IPv4 address, an IPv6 /64)."""
+
+    address: str
+    failures: int
+    remaining_seconds: float
 
 
 class AuthFailureLimiter:
@@ -53,6 +64,14 @@ class AuthFailureLimiter:
     @classmethod
     def from_settings(cls, limits: LimitsSettings) -> AuthFailureLimiter:
         return cls(limits.max_auth_failures_per_address, limits.auth_failure_ban_seconds)
+
+    def configure(self, limits: LimitsSettings) -> None:
+        """Take a reload's limits; the failures counted so far stay, as do the times they
+        are kept for (a new ``ban_seconds`` counts from each address's next failure)."""
+        self._limit = limits.max_auth_failures_per_address
+        self._ban_seconds = limits.auth_failure_ban_seconds
+        if not self._limit:
+            self._records.clear()
 
     def failed(self, address: str | None) -> None:
         """Count one failed authentication from ``address`` (None: unknown, not counted)."""
@@ -79,6 +98,30 @@ class AuthFailureLimiter:
         remaining = record.expires - self._clock()
         return remaining if remaining > 0 else None
 
+    def bans(self) -> list[Ban]:
+        """The addresses refused now, the one refused longest first."""
+        now = self._clock()
+        return sorted(
+            (
+                Ban(key, record.failures, record.expires - now)
+                for key, record in self._records.items()
+                if record.failures >= self._limit and record.expires > now
+            ),
+            key=lambda ban: -ban.remaining_seconds,
+        )
+
+    def lift(self, address: str) -> Ban | None:
+        """Forget the failures of ``address`` (an address, or a network as ``bans`` names
+        it); the ban this ends, or None if it was not refused."""
+        key = listed_key(address)
+        record = None if key is None else self._records.pop(key, None)
+        if key is None or record is None:
+            return None
+        remaining = record.expires - self._clock()
+        if record.failures < self._limit or remaining <= 0:
+            return None
+        return Ban(key, record.failures, remaining)
+
     def _forget_old(self, now: float) -> None:
         """Drop expired records, and the oldest live ones past the capacity: both sit at
         the front, so each failure does a little of this work, never a sweep."""
@@ -103,6 +146,21 @@ def client_key(address: str | None) -> str | None:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
     return str(ip)
+
+
+def listed_key(text: str) -> str | None:
+    """What failures of ``text`` are counted against: :func:`client_key` of an address,
+    or an IPv6 network written another way than ``bans`` lists it (``2001:DB8:0:0::/64``)."""
+    text = text.strip()
+    if "/" not in text:
+        return client_key(text)
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return text
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen == IPV6_PREFIX:
+        return str(network)
+    return text
 
 
 def refusal(seconds: float) -> str:

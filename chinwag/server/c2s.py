@@ -16,6 +16,13 @@ Input is metered per stream: its bytes from the first one against
 stream more than ``limits.burst_seconds`` ahead of either is not read (nor are the
 stanzas it sent already handled) until it is back within it, so a flood slows its
 sender and no one else.
+
+With XEP-0198 stream management (``stream_management.py``), every stanza written is
+kept until the client acknowledges it, an acknowledgement is asked for at the end of
+an event-loop turn that leaves enough unacknowledged, and <a/> answers <r/> once the
+stanzas before it are dispatched. A transport that drops without a closing stream (or
+a stream closed for <connection-timeout/>) leaves its session to the session manager
+to keep for resumption; a stream that ends otherwise ends its session.
 """
 
 from __future__ import annotations
@@ -24,29 +31,37 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Coroutine, MutableSet
+from time import time
 from typing import Any, Protocol
 
 from chinwag.config import LimitsSettings
 from chinwag.server.auth import Challenge, Grant, Outcome, SaslDriver, counts_against_address
 from chinwag.server.auth_failures import AuthFailureLimiter, refusal
 from chinwag.server.session import Session
-from chinwag.server.sessions import SessionManager
+from chinwag.server.sessions import ResumeRefused, SessionManager
+from chinwag.server.stream_management import StreamManagement
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
 from chinwag.xmpp.events import (
+    Acked,
+    AckRequested,
     AuthAborted,
     AuthMalformed,
     AuthRequested,
     AuthResponse,
     BindRequested,
     ElementReceived,
+    EnableRequested,
     Event,
+    ResumeRequested,
     StanzaReceived,
     StartTLSRequested,
     StreamClosed,
 )
 from chinwag.xmpp.jid import JID
 from chinwag.xmpp.sasl import SaslCondition, SaslFailure
+from chinwag.xmpp.sm import MASK, REQUEST, HandledCountTooHigh, ack
+from chinwag.xmpp.states import State
 from chinwag.xmpp.stream import ServerStream, StreamConfig
 
 log = logging.getLogger(__name__)
@@ -148,6 +163,40 @@ class OutputBatch:
 
 
 class C2SConnection:
+    __slots__ = (
+        "_burst_seconds",
+        "_bytes_due",
+        "_dispatch",
+        "_early_tls",
+        "_flush_scheduled",
+        "_grant",
+        "_held",
+        "_input_listeners",
+        "_loop",
+        "_pending",
+        "_refilled_at",
+        "_sasl",
+        "_seconds_per_byte",
+        "_slowed",
+        "_stanza_burst",
+        "_stanza_rate",
+        "_stanza_tokens",
+        "_task",
+        "_timer",
+        "_timer_deadline",
+        "_unflushed_listeners",
+        "closed",
+        "heard_at",
+        "host",
+        "parent_ns",
+        "read_recently",
+        "session",
+        "stream",
+        "transport",
+        "wrote_recently",
+    )
+    """Slots, not a dict: read on every stanza, these stay fast however many there are."""
+
     def __init__(self, host: C2SHost, transport: Transport) -> None:
         self._loop = asyncio.get_running_loop()
         self.host = host
@@ -164,6 +213,9 @@ class C2SConnection:
         self.closed = False
         self.wrote_recently = False
         self.read_recently = False
+        self.heard_at = self._loop.time()
+        """When the client was last read from (the event loop's clock): the ping sweep's
+        proof that it is alive."""
         self._sasl: SaslDriver | None = None
         self._grant: Grant | None = None
         self._pending: list[bytes] = []
@@ -214,7 +266,7 @@ class C2SConnection:
         if self._early_tls is not None:
             self._early_tls.append(data)
             return
-        now = self._loop.time()
+        now = self.heard_at = self._loop.time()
         self._meter(now, len(data))
         self._handle(self.stream.receive_data(data, now))
 
@@ -223,7 +275,7 @@ class C2SConnection:
         self.read_recently = True
         if self._input_listeners is not None:
             self._heard()
-        now = self._loop.time()
+        now = self.heard_at = self._loop.time()
         self._meter(now, len(data))
         self._handle(self.stream.receive_frame(data, now))
 
@@ -279,7 +331,9 @@ class C2SConnection:
         listeners, self._input_listeners = self._input_listeners or [], None
         _settle(listeners, True)
 
-    def connection_lost(self) -> None:
+    def connection_lost(self, ends_session: bool = False) -> None:
+        """The transport is gone. Its session waits to be resumed, if its client enabled
+        that, unless the stream ``ends_session`` (a closing tag, most stream errors)."""
         if self.closed:
             return
         self.closed = True
@@ -296,7 +350,19 @@ class C2SConnection:
         self.host.connections.discard(self)
         self.host.unbound.discard(self)
         session, self.session = self.session, None
-        if session is not None:
+        if session is None:
+            return
+        sm = session.stream_management
+        if sm is not None:
+            # What the client sent that was read but never dispatched is not handled: on
+            # resumption the client sends it again.
+            sm.handled = (self.stream.sm_handled - sm.undispatched) & MASK
+            sm.undispatched = 0
+        if session.connection is not self:  # resumed on another stream
+            return
+        if ends_session:
+            self.host.sessions.end(session)
+        else:
             self.host.sessions.detach(session)
 
     # --- output -----------------------------------------------------------------
@@ -305,7 +371,14 @@ class C2SConnection:
         """Queue a stanza for the client, encoded for this stream."""
         if self.closed:
             return
-        self._pending.append(stanza.encoded(self.parent_ns))
+        data = stanza.encoded(self.parent_ns)
+        self._pending.append(data)
+        session = self.session
+        if session is not None and (sm := session.stream_management) is not None:
+            sm.unacked.append((data, time()))
+            if len(sm.unacked) > sm.max_unacked:
+                self._unacked_overflow(sm)
+                return
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.host.output.add(self)
@@ -323,6 +396,10 @@ class C2SConnection:
         self._flush_scheduled = False
         if self.closed or not self._pending:
             return
+        session = self.session
+        sm = session.stream_management if session is not None else None
+        if sm is not None and self.stream.state is not State.CLOSED and sm.ask():
+            self._pending.append(REQUEST)
         waiting = self.transport.writelines(self._pending)
         self._pending.clear()
         self.wrote_recently = True
@@ -351,18 +428,27 @@ class C2SConnection:
         if self.closed:
             return
         self.stream.close(error)
-        self._finish()
+        # A client that timed out may come back and resume.
+        self._finish(error is None or error.condition is not StreamCondition.CONNECTION_TIMEOUT)
 
-    def _finish(self) -> None:
+    def _finish(self, ends_session: bool) -> None:
         self._write_stream_output()
         self.flush()
         self.transport.close()
-        self.connection_lost()
+        self.connection_lost(ends_session)
 
     def _write_stream_output(self) -> None:
         frames = self.stream.frames_to_send()
         if frames and not self.closed:
             self._pending.extend(frames)
+            session = self.session
+            sm = session.stream_management if session is not None else None
+            if sm is not None and (answered := self.stream.take_stanzas_sent()):
+                now = time()
+                sm.unacked.extend((data, now) for data in answered)
+                if len(sm.unacked) > sm.max_unacked:
+                    self._unacked_overflow(sm)
+                    return
             if not self._flush_scheduled:
                 self._flush_scheduled = True
                 self.host.output.add(self)
@@ -377,16 +463,21 @@ class C2SConnection:
                 self._stanza_tokens -= 1
                 if self._held is not None:
                     work, self._held = self._held, None
-                    self._run(self._continue_after(work, events[index + 1 :]))
+                    self._run(self._continue_after(work, self._defer(events[index + 1 :])))
                     return
                 if self._stanza_tokens < 1 and (wait := self._out_of_stanzas()) is not None:
-                    self._run(self._continue_later(wait, events[index + 1 :]))
+                    self._run(self._continue_later(wait, self._defer(events[index + 1 :])))
                     return
             elif type(event) is ElementReceived:
                 if self.session is not None:
                     self.host.handle_element(self.session, event.element)
+            elif type(event) is AckRequested:
+                self.write(ack(event.handled))
+            elif type(event) is Acked:
+                if not self._acked(event.handled):
+                    return
             elif isinstance(event, StreamClosed):
-                self._finish()
+                self._finish(ends_session=True)
                 return
             elif isinstance(event, AuthRequested):
                 self._run(self._authenticate(event))
@@ -401,19 +492,33 @@ class C2SConnection:
                 self.host.auth_failures.failed(self.transport.peer_address)
             elif isinstance(event, BindRequested):
                 self._run(self._bind(event))
+            elif isinstance(event, EnableRequested):
+                self._enable(event)
+            elif isinstance(event, ResumeRequested):
+                self._resume(event)
             elif isinstance(event, StartTLSRequested):
                 self._run(self._start_tls())
         self._schedule_timer()
 
+    def _defer(self, events: list[Event]) -> list[Event]:
+        """``events`` wait (for held work, or the stanza rate): with stream management, the
+        stanzas among them are not counted as handled until they are dispatched."""
+        sm = self.session.stream_management if self.session is not None else None
+        if sm is not None:
+            sm.undispatched = sum(type(event) is StanzaReceived for event in events)
+        return events
+
     async def _continue_after(self, work: asyncio.Task[None], events: list[Event]) -> None:
         await asyncio.wait([work])  # its failure is the server's to log, not this stream's
         if not self.closed:
+            self._defer([])
             self._handle(events)
 
     async def _continue_later(self, seconds: float, events: list[Event]) -> None:
         """Past the stanza rate: the rest of what was read, once the rate allows more."""
         await asyncio.sleep(seconds)
         if not self.closed:
+            self._defer([])
             self._handle(events)
 
     def _run(self, work: Coroutine[Any, Any, None]) -> None:
@@ -521,3 +626,56 @@ class C2SConnection:
         self.session = session
         self.host.unbound.discard(self)
         self._handle(self.stream.bind_result(event.iq_id, session.jid))
+
+    # --- stream management (XEP-0198) ---------------------------------------------------
+
+    def _enable(self, event: EnableRequested) -> None:
+        session = self.session
+        assert session is not None  # the stream asks only once bound
+        # On the session before <enabled/> is written: what is sent after it is counted.
+        sm = self.host.sessions.enable(session, resume=event.resume, max_seconds=event.max_seconds)
+        window = sm.resume_seconds if sm.id is not None else None
+        self._handle(self.stream.sm_enabled(sm.id, window))
+
+    def _resume(self, event: ResumeRequested) -> None:
+        """Take over the session ``event.previd`` names; the client gets <resumed/>, then
+        what it had not acknowledged, then what waited for it."""
+        username = self.stream.username
+        assert username is not None
+        if self.host.shutting_down:
+            self._handle(self.stream.sm_resume_failed())
+            return
+        try:
+            session = self.host.sessions.resume(event.previd, username, self._grant, event.handled)
+        except ResumeRefused as refused:
+            self._handle(self.stream.sm_resume_failed(refused.handled))
+            return
+        except HandledCountTooHigh as error:
+            self.close_stream(error)
+            return
+        sm = session.stream_management
+        assert sm is not None  # only sessions with stream management are resumable
+        self.session = session
+        self.host.unbound.discard(self)
+        events = self.stream.sm_resumed(event.previd, sm.handled, session.jid)
+        self._write_stream_output()  # <resumed/> ahead of what is sent again
+        self.host.sessions.reattach(session, self)
+        self._handle(events)
+
+    def _acked(self, handled: int) -> bool:
+        """The client's <a/>; False when it acknowledged more than it was sent, which ends
+        the stream (XEP-0198 §4)."""
+        sm = self.session.stream_management if self.session is not None else None
+        assert sm is not None  # the stream takes <a/> only with stream management
+        if not sm.acknowledge(handled):
+            self.close_stream(HandledCountTooHigh(handled, sm.sent))
+            return False
+        if sm.ask():  # what was written after the last request
+            self.write(REQUEST)
+        return True
+
+    def _unacked_overflow(self, sm: StreamManagement) -> None:
+        """XEP-0198 leaves the bound to the server: a client that stops acknowledging is
+        cut off, as one that stops reading is."""
+        unacked = f"more than {sm.max_unacked} stanzas sent and not acknowledged"
+        self.close_stream(StreamError(StreamCondition.POLICY_VIOLATION, unacked))

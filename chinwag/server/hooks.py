@@ -24,13 +24,24 @@ ROUTE_BEFORE = "route/before"
 routing (a blocking list drops or answers it)."""
 DELIVER_SESSION = "deliver/session"
 """``LocalRouter.deliver``, for every stanza handed to a session of this process:
-``handler(session, stanza)``, answers ignored (carbons copy it, an archive keeps it)."""
+``handler(session, stanza)``, answers ignored (an archive of each session's stanzas)."""
+DELIVER_MESSAGE = "deliver/message"
+"""``modules/message.py``, once a message to a local account has been handed to the
+resources RFC 6121 §8.5 chose (none when it went to offline storage or was dropped):
+``handler(routed, records)``, answers ignored (carbons copy it to the other resources).
+Unlike ``deliver/session`` it fires once per message, with every resource that got it."""
 DELIVER_OFFLINE = "deliver/offline"
 """``modules/message.py``, for a message no resource can take (RFC 6121 8.5.2):
 ``handler(routed) -> bool``; true when the handler has it (offline storage)."""
 DELIVER_BOUNCED = "deliver/bounced"
 """``Dispatcher.bounce``, for a stanza returned to its sender with an error:
 ``handler(stanza, error)``, answers ignored."""
+PRESENCE_SCREEN = "presence/screen"
+"""``modules/presence.py`` and ``modules/roster.py``, for each resource that presence is
+handed to without dispatch (broadcasts, probe answers, a contact's presence shown when
+a subscription starts, pending subscription requests): ``handler(sender, recipient)``
+with both JIDs; true keeps it from that recipient (a block list hides two users' presence
+from each other). Callers test the channel first: with no handler it costs nothing."""
 SESSION_BOUND = "session/bound"
 """``SessionManager.bind``, once a resource is bound: ``handler(session)``."""
 SESSION_CLOSED = "session/closed"
@@ -45,6 +56,14 @@ class Channel:
 
     def __init__(self) -> None:
         self.handlers: tuple[Handler, ...] = ()
+
+    def vetoes(self, *args: Any) -> bool:
+        """Whether a handler answers true to ``args`` (they run in order until one does),
+        as a screen such as ``presence/screen`` asks its handlers."""
+        for handler in self.handlers:  # noqa: SIM110 (a generator costs more)
+            if handler(*args):
+                return True
+        return False
 
 
 class Hooks:

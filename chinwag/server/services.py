@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chinwag.network.accounts import AccountService
+from chinwag.network.blocking import BlockingService
 from chinwag.network.contacts import ContactService
 from chinwag.network.events import EventLog
 from chinwag.network.profiles import ProfileService
@@ -20,3 +21,4 @@ class Services:
     profiles: ProfileService
     offline: OfflineRepository
     events: EventLog
+    blocking: BlockingService

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
 
 from chinwag.server.auth import Grant
+from chinwag.server.stream_management import StreamManagement
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StreamError
 from chinwag.xmpp.jid import JID
@@ -87,6 +88,7 @@ class Session:
         "presence",
         "priority",
         "state",
+        "stream_management",
     )
 
     def __init__(self, jid: JID, connection: Connection, grant: Grant | None, *, node: str) -> None:
@@ -109,6 +111,8 @@ class Session:
         """What sees each stanza routed here before it is written, in order."""
         self._slots: dict[SessionKey[Any], Any] | None = None
         """Modules' state, made at the first ``put``: most sessions keep none for long."""
+        self.stream_management: StreamManagement | None = None
+        """XEP-0198 state, once the client enabled it: it outlives the session's streams."""
 
     @property
     def username(self) -> str:

@@ -5,9 +5,14 @@ A detached session stays registered, and what is routed to it waits (up to
 ``MAX_PARKED`` stanzas) until it is reattached or its time runs out; then it ends,
 and what waited is routed again, as if to a resource that had just gone: messages
 to the account's other resources or offline storage, IQs answered with an error.
-This is what stream resumption (XEP-0198) and a cluster node's sessions build on.
-Without either, a stream that ends ends its session at once (``detach`` with no time
-to wait), which is all clients see today.
+
+Stream management (XEP-0198) builds on this. A session whose client enabled
+resumption is detached for its resumption window when its transport drops; a client
+that resumes it (``resume``, by an unguessable id, for the same account and app) gets
+it reattached, with what it had not acknowledged sent again first, then what waited.
+Whatever ends a session with stream management reroutes what its client had not
+acknowledged as it reroutes what waited, so that nothing written to a dead connection
+is lost. Without resumption, a stream that ends ends its session at once.
 
 Every change to a session's routing record (availability, priority, roster
 interest) goes through here, so that a shared registry can publish it.
@@ -16,25 +21,43 @@ interest) goes through here, so that a shared registry can publish it.
 from __future__ import annotations
 
 import asyncio
+import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
+from time import time
 from typing import Any
 
+from chinwag.config import StreamManagementSettings
 from chinwag.server.auth import Grant
 from chinwag.server.hooks import SESSION_BOUND, SESSION_CLOSED, Hooks
 from chinwag.server.rosters import RosterCache
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.session import Connection, Session, SessionState
+from chinwag.server.stream_management import Sent, StreamManagement, late
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StreamCondition, StreamError
 from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID
+from chinwag.xmpp.sm import HandledCountTooHigh
 
 MAX_PARKED = 500
 """Stanzas a detached session keeps; one more ends it (and they are routed again)."""
+ENDED_IDS_KEPT = 10_000
+"""Resumption ids of ended sessions remembered, with the count of their clients'
+stanzas handled, for the <failed h='…'/> of a late resumption; the oldest go first."""
 
 Reroute = Callable[[Element, JID], None]
 """Routes a server-held stanza again, as the server's own, to the JID it was sent to."""
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
+
+
+class ResumeRefused(Exception):
+    """No session to resume by that id for that account (XEP-0198 §5: item-not-found)."""
+
+    def __init__(self, handled: int | None = None) -> None:
+        super().__init__("no such session to resume")
+        self.handled = handled
+        """The count of the client's stanzas that the session, now ended, had handled."""
 
 
 class Parking:
@@ -49,18 +72,18 @@ class Parking:
         self._manager = manager
         self._session = session
         self.expiry = expiry
-        self._stanzas: list[Element] | None = []
+        self._stanzas: list[Sent] | None = []
 
     def send(self, stanza: Element) -> None:
         stanzas = self._stanzas
         if stanzas is None:
             return  # the session has ended
-        stanzas.append(stanza)
+        stanzas.append((stanza, time()))
         if len(stanzas) > MAX_PARKED:
             self._manager.end(self._session)
 
-    def take(self) -> list[Element]:
-        """What waited; from now on nothing more is kept."""
+    def take(self) -> list[Sent]:
+        """What waited, and since when; from now on nothing more is kept."""
         self.expiry.cancel()
         stanzas, self._stanzas = self._stanzas or [], None
         return stanzas
@@ -87,6 +110,7 @@ class SessionManager:
         *,
         reroute: Reroute,
         spawn: Spawn,
+        stream_management: StreamManagementSettings | None = None,
     ) -> None:
         self._domain = domain
         self._router = router
@@ -94,6 +118,12 @@ class SessionManager:
         self._rosters = rosters
         self._reroute = reroute
         self.spawn = spawn
+        self._sm_settings = stream_management or StreamManagementSettings()
+        self._resumable: dict[str, Session] = {}
+        """Sessions a client may resume, by their resumption id."""
+        self._ended: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        """Resumption ids of ended sessions: their user, and the count of the client's
+        stanzas they handled."""
 
     # --- the life of a session -----------------------------------------------------------
 
@@ -107,55 +137,131 @@ class SessionManager:
             self._rosters.release(username)
             return None
         jid = JID(username, self._domain, resource or self.new_resource())
-        session = Session(jid, connection, grant, node=self._router.node)
-        replaced = self._router.add(session)
+        replaced = self._router.session(jid)
         if replaced is not None:
+            # Ended before the new one is registered: what it leaves behind goes where it
+            # would for a resource that went away, never ahead of the new stream's bind result.
             conflict = "replaced by a new session for the same resource"
             self.end(replaced, StreamError(StreamCondition.CONFLICT, conflict))
+        session = Session(jid, connection, grant, node=self._router.node)
+        self._router.add(session)
         self._hooks.notify(SESSION_BOUND, session)
         return session
 
-    def detach(self, session: Session, hold_seconds: float = 0.0) -> None:
+    def detach(self, session: Session, hold_seconds: float | None = None) -> None:
         """The session's transport is gone: keep the session, and what is routed to it,
-        for ``hold_seconds``; with no time to wait, end it now."""
+        for ``hold_seconds`` (by default, the resumption window its client enabled); with
+        no time to wait, end it now."""
         if session.state is not SessionState.BOUND:
             return
+        if hold_seconds is None:
+            sm = session.stream_management
+            hold_seconds = sm.resume_seconds if sm is not None and sm.id is not None else 0
         if hold_seconds <= 0:
             self.end(session)
             return
-        expiry = asyncio.get_running_loop().call_later(hold_seconds, self.end, session)
+        self._park(session, hold_seconds)
+
+    def _park(self, session: Session, seconds: float) -> None:
+        expiry = asyncio.get_running_loop().call_later(seconds, self.end, session)
         session.connection = Parking(self, session, expiry)
         session.state = SessionState.DETACHED
 
     def reattach(self, session: Session, connection: Connection) -> None:
-        """Carry a detached session on ``connection``, which gets what waited first."""
+        """Carry a detached session on ``connection``, which gets first what its client
+        had not acknowledged, then what waited."""
         parking = session.connection
         if session.state is not SessionState.DETACHED or not isinstance(parking, Parking):
             raise ValueError(f"{session!r} is not detached")
         session.connection = connection
         session.state = SessionState.BOUND
-        for stanza in parking.take():
-            connection.send(stanza)
+        sm = session.stream_management
+        unacked = sm.take_unacked() if sm is not None else []
+        for stanza, since in [*unacked, *parking.take()]:
+            connection.send(late(stanza, since, self._domain))
 
     def end(self, session: Session, error: StreamError | None = None) -> None:
         """End the session: its stream, if it has one, closes with ``error``; it leaves the
-        registry, ``session/closed`` fires, and what waited for it is routed again."""
+        registry, ``session/closed`` fires, and what its client had not acknowledged and
+        what waited for it are routed again."""
         if session.state is SessionState.ENDED:
             return
         session.state = SessionState.ENDED
         connection = session.connection
-        unsent: list[Element] = []
+        waited: list[Sent] = []
         if isinstance(connection, Parking):
-            unsent = connection.take()
+            waited = connection.take()
         elif not connection.closed:
             connection.close_stream(error)
         self._router.remove(session)
+        unacked = self._forget(session)
         self._hooks.notify(SESSION_CLOSED, session)
         self._rosters.release(session.username)
-        for stanza in unsent:
+        for stanza, since in [*unacked, *waited]:
             to = stanza.attrs.get("to")
             if to is not None:
-                self._reroute(stanza, JID.parse(to))
+                self._reroute(late(stanza, since, self._domain), JID.parse(to))
+
+    # --- stream management (XEP-0198) ----------------------------------------------------
+
+    def enable(
+        self, session: Session, *, resume: bool, max_seconds: int | None
+    ) -> StreamManagement:
+        """Stream management for ``session``, resumable if asked and allowed: for
+        ``max_seconds`` if the client named a window, up to the maximum configured."""
+        settings = self._sm_settings
+        seconds = settings.resume_timeout_seconds
+        if max_seconds is not None:
+            seconds = min(max_seconds, settings.max_resume_timeout_seconds)
+        sm_id = None
+        if resume and seconds > 0:
+            sm_id = secrets.token_urlsafe(18)
+            self._resumable[sm_id] = session
+        sm = StreamManagement(sm_id, seconds, settings)
+        session.stream_management = sm
+        return sm
+
+    def resume(self, previd: str, username: str, grant: Grant | None, handled: int) -> Session:
+        """The session resumable as ``previd``, taken over for a stream signed in as
+        ``username`` with ``grant`` whose client has handled ``handled`` of the stanzas sent
+        to it: detached (its old stream, if still open, is closed), ready to reattach.
+        Raises ResumeRefused if there is none for that account and app, and
+        HandledCountTooHigh if ``handled`` is more than it was sent."""
+        session = self._resumable.get(previd)
+        app = grant.app if grant is not None else None
+        if session is None or session.username != username or session.app != app:
+            raise ResumeRefused(self._handled_before(previd, username))
+        sm = session.stream_management
+        assert sm is not None  # only sessions with stream management are resumable
+        if not sm.acknowledge(handled):
+            raise HandledCountTooHigh(handled, sm.sent)
+        if session.state is SessionState.BOUND:
+            # XEP-0198 §5: the former stream is still open here. The session is parked
+            # first, so that closing it does not end the session.
+            stream = session.connection
+            self._park(session, sm.resume_seconds)
+            resumed = "the session was resumed on another stream"
+            stream.close_stream(StreamError(StreamCondition.CONFLICT, resumed))
+        session.grant = grant
+        return session
+
+    def _forget(self, session: Session) -> list[Sent]:
+        """An ending session's stream management: no longer resumable, its id remembered
+        for a while; returns what its client had not acknowledged."""
+        sm = session.stream_management
+        if sm is None:
+            return []
+        if sm.id is not None:
+            del self._resumable[sm.id]
+            ended = self._ended
+            ended[sm.id] = (session.username, sm.handled)
+            if len(ended) > ENDED_IDS_KEPT:
+                ended.popitem(last=False)
+        return sm.take_unacked()
+
+    def _handled_before(self, previd: str, username: str) -> int | None:
+        ended = self._ended.get(previd)
+        return ended[1] if ended is not None and ended[0] == username else None
 
     # --- routing records -------------------------------------------------------------------
 

@@ -5,19 +5,29 @@ hands each to the event loop with ``connect_accepted_socket``. Under uvloop's ow
 ``create_server``, a burst of sign-ins (100 in flight) left new connections waiting
 ~110 ms between the client's connect and the server's first read: most of a plaintext
 sign-in. Accepting them here in one go brought that to ~25 ms.
+
+Behind a load balancer (``[c2s] proxy_protocol``), a listener first reads the PROXY
+header of each connection from a trusted source, straight off the socket and not a
+byte further, so that what follows reaches the stream as sent: XMPP, or on the direct
+TLS port the TLS handshake. The client's address it names becomes the stream's
+``peer_address``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import socket
 import ssl
-from collections.abc import Callable
-from typing import cast
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, cast
 
+from chinwag.config import C2SSettings
 from chinwag.server.c2s import C2SConnection, Transport
+from chinwag.server.proxy_protocol import MAX_HEADER_BYTES, ProxyHeader, ProxyHeaderError, parse
 
 log = logging.getLogger(__name__)
 
@@ -27,31 +37,64 @@ ACCEPTS_PER_WAKEUP = BACKLOG
 TLS_HANDSHAKE_TIMEOUT_S = 30.0
 ACCEPT_RETRY_S = 1.0
 """How long a listener that ran out of resources waits before it accepts again."""
+PROXY_HEADER_TIMEOUT_S = 5.0
+"""How long a connection to a PROXY protocol listener has to send its whole header."""
 _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
 ConnectionFactory = Callable[[Transport], C2SConnection]
 """Makes the client stream of a newly accepted connection, over that connection."""
+ProtocolFactory = Callable[[str | None], asyncio.Protocol]
+"""Makes the protocol of an accepted connection, given the client's address that a
+PROXY header named (None: the connection's own peer is the client)."""
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class ProxyPolicy:
+    """The PROXY protocol on a listener: every connection begins with a header, and
+    only the trusted sources (when none are listed, any) may connect at all."""
+
+    trusted: tuple[IPNetwork, ...]
+
+    @classmethod
+    def from_settings(cls, c2s: C2SSettings) -> ProxyPolicy | None:
+        if not c2s.proxy_protocol:
+            return None
+        return cls(tuple(ipaddress.ip_network(source) for source in c2s.proxy_trusted))
+
+    def trusts(self, address: str) -> bool:
+        if not self.trusted:
+            return True
+        ip = ipaddress.ip_address(address)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # an IPv4 proxy reaching a dual-stack socket
+        return any(ip in network for network in self.trusted)
 
 
 class C2SProtocol(asyncio.Protocol):
     """An asyncio protocol that is also the stream's Transport."""
 
     def __init__(
-        self, connect: ConnectionFactory, ssl_context: ssl.SSLContext | None, direct_tls: bool
+        self,
+        connect: ConnectionFactory,
+        ssl_context: ssl.SSLContext | None,
+        direct_tls: bool,
+        forwarded: str | None = None,
     ) -> None:
         self._connect = connect
         self._ssl_context = ssl_context
         self.secure = direct_tls
         self.kind = "tls" if direct_tls else "tcp"
-        self.peer_address: str | None = None
+        self.peer_address = forwarded
         self._transport: asyncio.Transport | None = None
         self._connection: C2SConnection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.peer_address = peer[0] if isinstance(peer, tuple) else None
+        if self.peer_address is None:
+            peer = transport.get_extra_info("peername")
+            self.peer_address = peer[0] if isinstance(peer, tuple) else None
         self._connection = self._connect(self)
 
     def data_received(self, data: bytes) -> None:
@@ -106,14 +149,17 @@ class Listener:
     def __init__(
         self,
         sockets: list[socket.socket],
-        protocol_factory: Callable[[], asyncio.Protocol],
+        protocol_factory: ProtocolFactory,
         ssl_context: ssl.SSLContext | None,
+        proxy: ProxyPolicy | None = None,
     ) -> None:
         self.sockets = sockets
         self._protocol_factory = protocol_factory
         self._ssl_context = ssl_context
+        self._proxy = proxy
         self._loop = asyncio.get_running_loop()
         self._handshakes: set[asyncio.Task[object]] = set()
+        """Connections not handed to their protocol yet: PROXY header, TLS handshake."""
         self._retry: asyncio.TimerHandle | None = None
         for sock in sockets:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
@@ -161,16 +207,45 @@ class Listener:
             self._loop.add_reader(listening.fileno(), self._accept, listening)
 
     def _start(self, connection: socket.socket) -> None:
-        task = self._loop.create_task(
-            self._loop.connect_accepted_socket(
-                self._protocol_factory,
-                connection,
-                ssl=self._ssl_context,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if self._ssl_context else None,
-            )
+        opening = (
+            self._open(connection, None)
+            if self._proxy is None
+            else self._open_proxied(connection, self._proxy)
         )
+        task = self._loop.create_task(opening)
         self._handshakes.add(task)
         task.add_done_callback(self._started)
+
+    def _open(
+        self, connection: socket.socket, forwarded: str | None
+    ) -> Coroutine[Any, Any, object]:
+        return self._loop.connect_accepted_socket(
+            lambda: self._protocol_factory(forwarded),
+            connection,
+            ssl=self._ssl_context,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if self._ssl_context else None,
+        )
+
+    async def _open_proxied(self, connection: socket.socket, proxy: ProxyPolicy) -> object:
+        """Read the PROXY header of a trusted source, then open the connection as usual;
+        close any other connection unread."""
+        try:
+            source = connection.getpeername()[0]
+            if not proxy.trusts(source):
+                log.info("refused a connection from %s, not in [c2s] proxy_trusted", source)
+                connection.close()
+                return None
+            async with asyncio.timeout(PROXY_HEADER_TIMEOUT_S):
+                header = await _read_proxy_header(self._loop, connection)
+        except (ProxyHeaderError, TimeoutError) as error:
+            reason = str(error) or f"no PROXY header within {PROXY_HEADER_TIMEOUT_S} s"
+            log.info("closed a connection from %s: %s", source, reason)
+            connection.close()
+            return None
+        except BaseException:  # it left (OSError), or the listener closed (cancelled)
+            connection.close()
+            raise
+        return await self._open(connection, header.source)
 
     def _started(self, task: asyncio.Task[object]) -> None:
         self._handshakes.discard(task)
@@ -186,14 +261,54 @@ async def listen(
     ssl_context: ssl.SSLContext | None,
     *,
     direct_tls: bool,
+    proxy: ProxyPolicy | None = None,
 ) -> Listener:
-    """Listen on every address of ``host``; direct TLS wraps each connection at once."""
+    """Listen on every address of ``host``; direct TLS wraps each connection at once
+    (after its PROXY header, with ``proxy``)."""
     sockets = await _bound_sockets(host, port)
     return Listener(
         sockets,
-        lambda: C2SProtocol(connect, ssl_context, direct_tls),
+        lambda forwarded: C2SProtocol(connect, ssl_context, direct_tls, forwarded),
         ssl_context if direct_tls else None,
+        proxy,
     )
+
+
+async def _read_proxy_header(
+    loop: asyncio.AbstractEventLoop, connection: socket.socket
+) -> ProxyHeader:
+    """Take the PROXY header off ``connection``, and nothing after it.
+
+    Each read peeks at what has arrived. Bytes that may still belong to the header are
+    taken; once the header is complete, only its own bytes are."""
+    taken = b""
+    while True:
+        await _readable(loop, connection)
+        try:
+            arrived = connection.recv(MAX_HEADER_BYTES - len(taken), socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            continue
+        if not arrived:
+            raise ConnectionResetError("the connection closed before its PROXY header ended")
+        header = parse(taken + arrived)
+        if header is not None:
+            connection.recv(header.length - len(taken))
+            return header
+        taken += connection.recv(len(arrived))
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, connection: socket.socket) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def settle() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(connection.fileno(), settle)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(connection.fileno())
 
 
 async def _bound_sockets(host: str, port: int) -> list[socket.socket]:

@@ -1,7 +1,8 @@
 """TLS material: a self-signed certificate on first run, and the server SSL context.
 
 The same context serves STARTTLS on the c2s port and XEP-0368 direct TLS, where
-clients ask for the ALPN protocol ``xmpp-client``.
+clients ask for the ALPN protocol ``xmpp-client``. A reload replaces its certificate
+for the handshakes that follow (:class:`ServerTLS`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,43 @@ def server_ssl_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
     context.load_cert_chain(cert_path, key_path)
     context.set_alpn_protocols(ALPN_PROTOCOLS)
     return context
+
+
+class ServerTLS:
+    """The server's TLS context, whose certificate and key a reload replaces.
+
+    The listeners keep :attr:`context`. Each handshake starts on it and, in its SNI
+    callback (which OpenSSL runs at every ClientHello, with a server name or without),
+    moves to the context of the files loaded last; connections made before keep theirs.
+    """
+
+    def __init__(self, cert_path: Path, key_path: Path) -> None:
+        self.context = server_ssl_context(cert_path, key_path)
+        self.context.sni_callback = self._select
+        self._current = self.context
+
+    def reload(self, cert_path: Path, key_path: Path) -> None:
+        """New handshakes get these files; if they do not load (OSError, ssl.SSLError),
+        nothing changes."""
+        self._current = server_ssl_context(cert_path, key_path)
+
+    def _select(
+        self, connection: ssl.SSLObject, _server_name: str | None, context: ssl.SSLContext
+    ) -> None:
+        if self._current is not context:
+            connection.context = self._current
+
+
+def certificate_names(certificate: x509.Certificate) -> list[str]:
+    """The DNS names ``certificate`` is for: its subjectAltName's, else its common name's."""
+    try:
+        alternative = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return [
+            str(attribute.value)
+            for attribute in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        ]
+    return alternative.value.get_values_for_type(x509.DNSName)
 
 
 def _self_signed(key: ec.EllipticCurvePrivateKey, domain: str) -> x509.Certificate:

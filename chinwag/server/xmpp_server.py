@@ -10,8 +10,13 @@ import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from chinwag.config import Settings
-from chinwag.network.events import ACCOUNT_DELETED, NetworkEvent
+from chinwag.config import LimitsSettings, Settings
+from chinwag.network.events import (
+    ACCOUNT_DELETED,
+    ACCOUNT_PASSWORD_CHANGED,
+    NetworkEvent,
+    resource_mark,
+)
 from chinwag.server import tcp
 from chinwag.server.api import ModuleAPI, ModuleHost, load_module
 from chinwag.server.auth import DriverFactory, Grant, SaslDriver, sasl_drivers
@@ -32,8 +37,10 @@ from chinwag.store.oauth import (
     app_password_credential,
     token_family_credential,
 )
+from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StreamCondition, StreamError
+from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID
 from chinwag.xmpp.sasl.oauth import RAW_MECHANISMS
 from chinwag.xmpp.stream import StreamConfig
@@ -46,6 +53,9 @@ parser costs ~13 KiB to keep and ~10 us to make again."""
 RELEASES_PER_TRIM = 1000
 """Parsers released (~13 MB) before freed memory is handed back to the system: a trim
 walks the whole heap, which takes milliseconds on a large one."""
+PING_SWEEPS_PER_INTERVAL = 4
+"""Ping sweeps per ``limits.ping_after_seconds`` (or ``ping_timeout_seconds``, if shorter):
+a silent stream is pinged, and an unanswered one closed, at most a quarter of that late."""
 
 DEFAULT_MODULES = (
     "disco",
@@ -55,8 +65,12 @@ DEFAULT_MODULES = (
     "presence",
     "message",
     "offline",
+    "blocking",
+    "carbons",
     "chatstates",
+    "csi",
     "vcard",
+    "register",
 )
 
 
@@ -97,6 +111,7 @@ class XMPPServer:
             self.rosters,
             reroute=self.dispatcher.deliver,
             spawn=self.spawn,
+            stream_management=settings.stream_management,
         )
         self.module_host = ModuleHost(
             settings=settings,
@@ -119,9 +134,13 @@ class XMPPServer:
         self._listeners: list[tcp.Listener] = []
         self._keepalive: asyncio.Task[None] | None = None
         self._idle_sweep: asyncio.Task[None] | None = None
+        self._ping_sweep: asyncio.Task[None] | None = None
+        self._pinged: dict[C2SConnection, float] = {}
+        """Streams pinged for their silence and not heard from since, with when."""
         self._tasks: set[asyncio.Task[None]] = set()
         self.events = EventPump(services.events, self.hooks)
         self.hooks.add(f"network/{ACCOUNT_DELETED}", self._on_account_deleted)
+        self.hooks.add(f"network/{ACCOUNT_PASSWORD_CHANGED}", self._on_password_changed)
         self.hooks.add(f"network/{OAUTH_REVOKED}", self._on_access_revoked)
         self.hooks.add(f"network/{OAUTH_APP_SUSPENDED}", self._on_app_suspended)
 
@@ -176,6 +195,25 @@ class XMPPServer:
             "the account was deleted",
         )
 
+    def _on_password_changed(self, event: NetworkEvent) -> None:
+        """The streams signed in with the account's old password end with <reset/>, as
+        Prosody's do, but the session that changed it (the event's detail). Those of
+        app passwords and tokens stay: they are credentials of their own."""
+        user, kept = event.subject, event.detail
+
+        def with_password(grant: Grant) -> bool:
+            return grant.username == user and grant.app is None
+
+        def kept_on(session: Session) -> bool:
+            return kept is not None and resource_mark(session.jid.resource or "") == kept
+
+        changed = StreamError(StreamCondition.RESET, "the account's password was changed")
+        for session in list(self.sessions.of(user)):
+            if session.app is None and not kept_on(session):
+                self.sessions.end(session, changed)
+        for connection in self._unbound(with_password):
+            connection.close_stream(changed)
+
     def _on_access_revoked(self, event: NetworkEvent) -> None:
         """The user's grant to an app ended: all of it, or the one app password or token
         family that the event's detail names (events written without one end all)."""
@@ -224,27 +262,58 @@ class XMPPServer:
     async def start(self, ssl_context: ssl.SSLContext | None) -> None:
         self.stream_config = self._stream_config(tls_available=ssl_context is not None)
         c2s = self.settings.c2s
+        proxy = tcp.ProxyPolicy.from_settings(c2s)
         self._listeners.append(
-            await tcp.listen(self.connect, c2s.host, c2s.port, ssl_context, direct_tls=False)
+            await tcp.listen(
+                self.connect, c2s.host, c2s.port, ssl_context, direct_tls=False, proxy=proxy
+            )
         )
         if ssl_context is not None:
             self._listeners.append(
                 await tcp.listen(
-                    self.connect, c2s.host, c2s.direct_tls_port, ssl_context, direct_tls=True
+                    self.connect,
+                    c2s.host,
+                    c2s.direct_tls_port,
+                    ssl_context,
+                    direct_tls=True,
+                    proxy=proxy,
                 )
             )
         await self.events.start()
         self._idle_sweep = asyncio.create_task(self._release_idle_parsers(IDLE_SWEEP_SECONDS))
-        if self.settings.limits.keepalive_seconds > 0:
-            self._keepalive = asyncio.create_task(
-                self._send_keepalives(self.settings.limits.keepalive_seconds)
+        self._start_timers()
+
+    def _start_timers(self) -> None:
+        """The keepalive and ping sweeps, at the intervals of the limits in force."""
+        limits = self.limits
+        if limits.keepalive_seconds > 0:
+            self._keepalive = asyncio.create_task(self._send_keepalives(limits.keepalive_seconds))
+        if limits.ping_after_seconds > 0:
+            self._ping_sweep = asyncio.create_task(
+                self._ping_silent(limits.ping_after_seconds, limits.ping_timeout_seconds)
             )
+
+    def use_limits(self, limits: LimitsSettings) -> None:
+        """Take a reload's ``[limits]``: streams opened from now on get them, and so does
+        the count of failed sign-ins per address; the keepalive and ping sweeps restart
+        at their new intervals. Streams already open keep the limits they began with."""
+        self.settings = self.settings.model_copy(update={"limits": limits})
+        self.limits = limits
+        self.stream_config = self._stream_config(tls_available=self.stream_config.tls_available)
+        self.auth_failures.configure(limits)
+        if not self._listeners or self.shutting_down:
+            return
+        for task in (self._keepalive, self._ping_sweep):
+            if task is not None:
+                task.cancel()
+        self._keepalive = self._ping_sweep = None
+        self._start_timers()
 
     async def stop(self) -> None:
         """Stop listening, then end every stream with <system-shutdown/>."""
         self.shutting_down = True
         await self.events.stop()
-        for task in (self._keepalive, self._idle_sweep):
+        for task in (self._keepalive, self._idle_sweep, self._ping_sweep):
             if task is not None:
                 task.cancel()
         for listener in self._listeners:
@@ -285,3 +354,57 @@ class XMPPServer:
                 if connection.session is not None and not connection.wrote_recently:
                     connection.keepalive()
                 connection.wrote_recently = False
+
+    async def _ping_silent(self, after: float, timeout: float) -> None:
+        """XEP-0199 server-to-client pings: a bound stream that has sent nothing for
+        ``after`` seconds is pinged, and closed with <connection-timeout/> if it sends
+        nothing within ``timeout`` (any input, not only the answer, shows it is alive).
+        Closing detaches its session, which may then wait for resumption. The client's
+        answer, a result to the server, is dropped by the dispatcher like any other."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await asyncio.sleep(min(after, timeout) / PING_SWEEPS_PER_INTERVAL)
+                now = loop.time()
+                self._close_unanswered(now - timeout)
+                self._ping_streams_silent_since(now - after, now)
+        finally:  # stopped, or restarted by a reload: streams still silent are pinged anew
+            self._pinged.clear()
+
+    def _close_unanswered(self, pinged_before: float) -> None:
+        pinged = self._pinged
+        for connection, sent_at in list(pinged.items()):
+            # >=: the stream was silent when pinged, so input stamped with the ping's
+            # time came after it (a loop's clock may tick in whole milliseconds).
+            if connection.closed or connection.heard_at >= sent_at:
+                del pinged[connection]
+            elif sent_at <= pinged_before:
+                del pinged[connection]
+                connection.close_stream(
+                    StreamError(StreamCondition.CONNECTION_TIMEOUT, "no answer to a ping")
+                )
+
+    def _ping_streams_silent_since(self, silent_since: float, now: float) -> None:
+        pinged = self._pinged
+        for connection in list(self.connections):
+            session = connection.session
+            if (
+                connection.heard_at <= silent_since
+                and session is not None
+                and connection not in pinged
+            ):
+                connection.send(self._ping(session.jid))
+                pinged[connection] = now
+
+    def _ping(self, to: JID) -> Element:
+        iq = Element(
+            "iq",
+            attrs={
+                "type": "get",
+                "id": f"ping-{random_hex(4)}",
+                "from": self.domain,
+                "to": str(to),
+            },
+        )
+        iq.add("ping", ns.PING)
+        return iq

@@ -19,7 +19,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chinwag.store.db import Database
-from chinwag.store.events import ACCOUNT_DELETED, ROSTER_CHANGED, UNAPPLIED, NewEvent, record_events
+from chinwag.store.events import (
+    ACCOUNT_DELETED,
+    ACCOUNT_PASSWORD_CHANGED,
+    ROSTER_CHANGED,
+    UNAPPLIED,
+    NewEvent,
+    record_events,
+)
 from chinwag.store.models import Account, Credential, Profile, RosterItem
 
 T = TypeVar("T")
@@ -118,8 +125,18 @@ class AccountRepository(Protocol):
 
     async def credentials(self, username: str, mechanism: str) -> StoredScram | None: ...
 
-    async def replace_credentials(self, username: str, credentials: Sequence[StoredScram]) -> None:
-        """Swap every verifier of the account for ``credentials``; raises NoSuchAccount."""
+    async def replace_credentials(
+        self,
+        username: str,
+        credentials: Sequence[StoredScram],
+        origin: str = UNAPPLIED,
+        kept: str | None = None,
+    ) -> None:
+        """Swap every verifier of the account for ``credentials``; raises NoSuchAccount.
+
+        The account's web sessions end with its old verifiers. Announces
+        ``account.password_changed`` (from ``origin``, with ``kept`` as its detail).
+        """
 
     async def delete(self, username: str, origin: str = UNAPPLIED) -> bool:
         """Remove the account and all it owns; False when there was none.
@@ -154,7 +171,7 @@ class SqlAccountRepository:
             return
         try:
             async with self._sessions.begin() as session:
-                await _insert_accounts(session, accounts)
+                await insert_accounts(session, accounts)
         except IntegrityError:
             names = [account.username for account in accounts]
             duplicates = {name for name, count in Counter(names).items() if count > 1}
@@ -167,13 +184,22 @@ class SqlAccountRepository:
         rows = await self._db.rows(_CREDENTIALS, {"username": username, "mechanism": mechanism})
         return _stored_scram(rows[0]) if rows else None
 
-    async def replace_credentials(self, username: str, credentials: Sequence[StoredScram]) -> None:
+    async def replace_credentials(
+        self,
+        username: str,
+        credentials: Sequence[StoredScram],
+        origin: str = UNAPPLIED,
+        kept: str | None = None,
+    ) -> None:
         async with self._sessions.begin() as session:
             account_id = await session.scalar(ACCOUNT_ID, {"username": username})
             if account_id is None:
                 raise NoSuchAccount(username)
             await session.execute(delete(Credential).where(Credential.account_id == account_id))
             await _insert_credentials(session, [(account_id, each) for each in credentials])
+            await record_events(
+                session, [NewEvent(ACCOUNT_PASSWORD_CHANGED, username, None, origin, kept)]
+            )
 
     async def delete(self, username: str, origin: str = UNAPPLIED) -> bool:
         async with self._sessions.begin() as session:
@@ -289,7 +315,8 @@ async def bump_roster_versions(
     return {username: version for username, version in bumped}
 
 
-async def _insert_accounts(session: AsyncSession, accounts: Sequence[NewAccount]) -> None:
+async def insert_accounts(session: AsyncSession, accounts: Sequence[NewAccount]) -> None:
+    """Insert ``accounts`` with their profiles and verifiers, in the caller's transaction."""
     # Matched by username: ordered RETURNING would make SQLite insert row by row.
     inserted = await session.execute(
         insert(Account).returning(Account.username, Account.id),

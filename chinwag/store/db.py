@@ -39,6 +39,7 @@ from sqlalchemy import Connection, Dialect, Engine, Select, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -256,6 +257,17 @@ def _upgrade_to_head(connection: Connection) -> None:
     config.set_main_option("path_separator", "os")
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+async def read_snapshot(connection: AsyncConnection) -> None:
+    """Make every read that follows on ``connection`` see one state of the database, as
+    an export or a copy must while the server may write."""
+    if connection.dialect.name == "sqlite":
+        # pysqlite opens no transaction before a write, so each SELECT would see the
+        # database of its own moment; an explicit one holds a WAL snapshot.
+        await connection.exec_driver_sql("BEGIN")
+    else:
+        await connection.execution_options(isolation_level="REPEATABLE READ")
 
 
 def redacted(url: str) -> str:

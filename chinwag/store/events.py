@@ -26,6 +26,9 @@ PROFILE_CHANGED = "profile.changed"
 """subject: the account whose profile changed."""
 ACCOUNT_DELETED = "account.deleted"
 """subject: the account that no longer exists."""
+ACCOUNT_PASSWORD_CHANGED = "account.password_changed"
+"""subject: the account whose password was replaced; detail: the mark of the one session
+that changed it and stays signed in (``network.events.resource_mark``), or None."""
 
 UNAPPLIED = ""
 """The origin of events no process has applied yet (consequences of a change, such as

@@ -38,6 +38,7 @@ NAMING_CONVENTION = {
 }
 
 MAX_USERNAME_BYTES = 1023
+MAX_INVITER_LENGTH = 64
 
 # A 64-bit id on PostgreSQL; SQLite's rowid (already 64-bit) must be declared INTEGER.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -157,6 +158,22 @@ class OfflineMessage(Base):
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class BlockedJid(Base):
+    """One JID an account blocks (XEP-0191), in its canonical form.
+
+    No unique index: a JID may be 3071 bytes, more than a PostgreSQL b-tree entry
+    holds; the repository keeps each JID once, under the lock of the owner's row.
+    """
+
+    __tablename__ = "blocked_jids"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), index=True
+    )
+    jid: Mapped[str] = mapped_column(Text)
+
+
 class NetworkEventRow(Base):
     """The transactional outbox: one row per change, written with the change itself."""
 
@@ -173,3 +190,24 @@ class NetworkEventRow(Base):
     origin: Mapped[str] = mapped_column(String(64))
     """The writing process's mark; empty when no process has applied the change yet."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, index=True)
+
+
+class Invitation(Base):
+    """A sign-up link an operator made (``chinwag invite create``): good for one account.
+
+    Only the SHA-256 digest of its random token is kept, so the table gives nobody a
+    working link. Spending it (``used_at``, ``used_by``) happens in the transaction
+    that creates the account.
+    """
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    created_by: Mapped[str] = mapped_column(String(MAX_INVITER_LENGTH))
+    """Who made it: the operator's login name, or what they gave with ``--by``."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    used_by: Mapped[str | None] = mapped_column(String(MAX_USERNAME_BYTES))
+    """The username it created (kept when that account is deleted later)."""

@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chinwag.store.accounts import ACCOUNT_ID, in_chunks, lock_accounts
+from chinwag.store.blocking import blocking_pairs
 from chinwag.store.db import Database
 from chinwag.store.models import OfflineMessage
 
@@ -44,6 +45,8 @@ class StoreResult(Enum):
     STORED = "stored"
     NO_ACCOUNT = "no account"
     QUOTA_EXCEEDED = "quota exceeded"
+    BLOCKED = "blocked"
+    """The account blocks the sender (XEP-0191)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,9 @@ class NewOfflineMessage:
     username: str
     stanza: str
     stored_at: datetime
+    sender_forms: tuple[str, ...] = ()
+    """The forms of the sender's JID that a block list entry names (XEP-0191 JID
+    matching): the message is refused if its account blocks any of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +73,9 @@ class OfflineRepository(Protocol):
     async def store_many(
         self, messages: Sequence[NewOfflineMessage], quota: int
     ) -> list[StoreResult]:
-        """Keep each message unless its account already has ``quota`` messages, counting
-        those kept before it in ``messages``; one result per message, in order.
+        """Keep each message unless its account blocks its sender or already has
+        ``quota`` messages, counting those kept before it in ``messages``; one result
+        per message, in order.
 
         One transaction, committed when this returns. An account's new messages get
         ids in the order of ``messages``, above every id it had.
@@ -98,7 +105,8 @@ class SqlOfflineRepository:
             locked = await lock_accounts(session, {message.username for message in messages})
             account_ids = {username: account.id for username, account in locked.items()}
             counts = await _counts(session, account_ids.values())
-            results, rows = _admitted(messages, account_ids, counts, quota)
+            blocked = await _blocked(session, messages, account_ids)
+            results, rows = _admitted(messages, account_ids, counts, blocked, quota)
             if rows:
                 await session.execute(_INSERT, rows)
         return results
@@ -125,10 +133,24 @@ async def _counts(session: AsyncSession, account_ids: Collection[int]) -> dict[i
     return counts
 
 
+async def _blocked(
+    session: AsyncSession, messages: Sequence[NewOfflineMessage], account_ids: Mapping[str, int]
+) -> set[tuple[int, str]]:
+    """Which (account id, sender form) of ``messages`` the accounts block."""
+    pairs = [
+        (account_ids[message.username], form)
+        for message in messages
+        if message.username in account_ids
+        for form in message.sender_forms
+    ]
+    return await blocking_pairs(session, pairs) if pairs else set()
+
+
 def _admitted(
     messages: Sequence[NewOfflineMessage],
     account_ids: Mapping[str, int],
     counts: dict[int, int],
+    blocked: set[tuple[int, str]],
     quota: int,
 ) -> tuple[list[StoreResult], list[dict[str, Any]]]:
     """Each message's result, and the rows to insert for those stored, in order.
@@ -141,6 +163,8 @@ def _admitted(
         account_id = account_ids.get(message.username)
         if account_id is None:
             results.append(StoreResult.NO_ACCOUNT)
+        elif any((account_id, form) in blocked for form in message.sender_forms):
+            results.append(StoreResult.BLOCKED)
         elif counts.get(account_id, 0) >= quota:
             results.append(StoreResult.QUOTA_EXCEEDED)
         else:

@@ -1,9 +1,10 @@
 """The REST API under ``/api/v1/``, described by the OpenAPI document of ``openapi.py``.
 
 Apps read the user's profile and contacts with an OAuth 2.0 bearer token of scope
-``wl.basic`` (RFC 6750); operators change contacts and profiles with the admin
-token (``admin_token.py``). Those changes go through the network domain with an
-origin of their own, so the XMPP server's event pump turns them into roster
+``wl.basic`` (RFC 6750), and list, add and remove the JIDs the user blocks with one of
+scope ``wl.blocking``; operators change contacts and profiles with the admin token
+(``admin_token.py``). Those changes go through the network domain with an origin of
+their own, so the XMPP server's event pump turns them into roster and block list
 pushes exactly as it does for the command line's.
 
 The API is a Starlette application of its own, mounted by ``build_web_app``, so
@@ -26,9 +27,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from chinwag.network.accounts import InvalidUsername, NoSuchAccount, normalize_username
+from chinwag.network.blocking import (
+    BlockingService,
+    InvalidBlockedJID,
+    TooManyBlocked,
+    prepare_jid,
+)
 from chinwag.network.contacts import Contact, ContactService, SameAccount
 from chinwag.network.profiles import InvalidProfile, Profile, ProfileService
-from chinwag.oauth.scopes import BASIC
+from chinwag.oauth.scopes import BASIC, BLOCKING
 from chinwag.oauth.service import TokenGrant
 from chinwag.web.admin_token import bearer_credential, check_admin
 from chinwag.web.openapi import API_PREFIX, OPENAPI
@@ -105,6 +112,50 @@ async def my_contacts(request: Request) -> Response:
     return _ok({"contacts": [_contact_json(contact, domain, presence) for contact in contacts]})
 
 
+# -- the user's block list, with an access token of scope wl.blocking
+
+
+async def my_blocked(request: Request) -> Response:
+    grant = await _user_grant(request, BLOCKING)
+    try:
+        blocked = await _blocking(request).blocked(grant.username)
+    except NoSuchAccount:
+        raise _invalid_token("The access token's account no longer exists.") from None
+    return _ok({"blocked": blocked})
+
+
+async def blocked_jid(request: Request) -> Response:
+    if request.method == "PUT":
+        return await block_jid(request)
+    return await unblock_jid(request)
+
+
+async def block_jid(request: Request) -> Response:
+    grant = await _user_grant(request, BLOCKING)
+    jid = _jid(request)
+    try:
+        await _blocking(request).block(grant.username, [jid])
+    except NoSuchAccount:
+        raise _invalid_token("The access token's account no longer exists.") from None
+    except TooManyBlocked as error:
+        raise ApiError(
+            409, "block_list_full", f"The block list holds at most {error.limit} JIDs."
+        ) from None
+    return _ok({"jid": jid, "blocked": True})
+
+
+async def unblock_jid(request: Request) -> Response:
+    grant = await _user_grant(request, BLOCKING)
+    jid = _jid(request)
+    try:
+        removed = await _blocking(request).unblock(grant.username, [jid])
+    except NoSuchAccount:
+        raise _invalid_token("The access token's account no longer exists.") from None
+    if not removed:
+        raise ApiError(404, "not_blocked", f"'{jid}' is not blocked.")
+    return _ok({"jid": jid, "blocked": False})
+
+
 # -- operators' changes, with the admin token
 
 
@@ -156,10 +207,19 @@ async def update_profile(request: Request) -> Response:
     return _ok(_profile_json(name, profile, _domain(request)))
 
 
+def _any_text(route: Route) -> Route:
+    """``route`` with its path parameter taking line breaks too, so that such a value is
+    answered by the route (a 400) rather than as an unknown path."""
+    route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
+    return route
+
+
 ROUTES = [
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/me", me, methods=["GET"]),
     Route("/me/contacts", my_contacts, methods=["GET"]),
+    Route("/me/blocked", my_blocked, methods=["GET"]),
+    _any_text(Route("/me/blocked/{jid:path}", blocked_jid, methods=["PUT", "DELETE"])),
     Route("/admin/contacts/{a}/{b}", contact_pair, methods=["PUT", "DELETE"]),
     Route("/admin/users/{name}/profile", update_profile, methods=["PATCH"]),
 ]
@@ -168,27 +228,27 @@ ROUTES = [
 # -- authentication
 
 
-async def _user_grant(request: Request) -> TokenGrant:
-    """The grant of the request's bearer token if it may read (``wl.basic``); else 401/403."""
+async def _user_grant(request: Request, scope: str = BASIC) -> TokenGrant:
+    """The grant of the request's bearer token if it has ``scope``; else 401/403."""
     token = bearer_credential(request)
     if token is None:
         raise ApiError(
             401,
             "unauthorized",
-            f"Send an OAuth 2.0 access token with the {BASIC} scope as a bearer token.",
+            f"Send an OAuth 2.0 access token with the {scope} scope as a bearer token.",
             {"WWW-Authenticate": f'Bearer realm="{REALM}"'},
         )
     grant = await _services(request).oauth.check_token(token) if token else None
     if grant is None:
         raise _invalid_token("The access token is invalid, expired or revoked.")
-    if BASIC not in grant.scopes:
+    if scope not in grant.scopes:
         raise ApiError(
             403,
             "insufficient_scope",
-            f"The access token lacks the {BASIC} scope.",
+            f"The access token lacks the {scope} scope.",
             {
                 "WWW-Authenticate": (
-                    f'Bearer realm="{REALM}", error="insufficient_scope", scope="{BASIC}"'
+                    f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"'
                 )
             },
         )
@@ -221,6 +281,14 @@ def _username(name: str) -> str:
         return normalize_username(name)
     except InvalidUsername as error:
         raise ApiError(404, "no_such_user", f"There is no such user: {error}.") from None
+
+
+def _jid(request: Request) -> str:
+    """The prepared JID of the path; one that is not a JID is a 400."""
+    try:
+        return prepare_jid(request.path_params["jid"])
+    except InvalidBlockedJID as error:
+        raise ApiError(400, "invalid_jid", f"{error}.") from None
 
 
 def _pair(request: Request) -> tuple[str, str]:
@@ -319,6 +387,13 @@ def _profiles(request: Request) -> ProfileService:
     if profiles is None:
         raise ApiError(503, "unavailable", "Profiles are not served here.")
     return profiles
+
+
+def _blocking(request: Request) -> BlockingService:
+    blocking = _services(request).blocking
+    if blocking is None:
+        raise ApiError(503, "unavailable", "Block lists are not served here.")
+    return blocking
 
 
 def _no_such_user(error: NoSuchAccount) -> ApiError:

@@ -17,7 +17,9 @@ from starlette.responses import Response
 
 from chinwag.config import Settings
 from chinwag.network.accounts import AccountService
+from chinwag.network.blocking import BlockingService
 from chinwag.network.contacts import ContactService
+from chinwag.network.invitations import InvitationService
 from chinwag.network.profiles import ProfileService
 from chinwag.oauth.service import OAuthService
 from chinwag.server.auth_failures import AuthFailureLimiter
@@ -26,6 +28,7 @@ from chinwag.web import (
     account_routes,
     admin_routes,
     examples,
+    invite_routes,
     oauth_routes,
     portal_routes,
     websocket,
@@ -50,28 +53,45 @@ def build_web_app(
     *,
     contacts: ContactService | None = None,
     profiles: ProfileService | None = None,
+    blocking: BlockingService | None = None,
     presence: PresenceSource = nobody_online,
     xmpp: XMPPServer | None = None,
     sessions: admin_routes.SessionSource = admin_routes.no_sessions,
+    control: admin_routes.ServerControl | None = None,
     auth_failures: AuthFailureLimiter | None = None,
+    invitations: InvitationService | None = None,
 ) -> Starlette:
     """The ASGI application for chinwag's HTTP listener.
 
-    ``contacts`` and ``profiles`` serve the REST API (their changes should carry an
-    origin of their own, so that the XMPP server applies them); ``presence`` tells
-    it who is online. ``xmpp`` serves XMPP over WebSocket (RFC 7395) at /xmpp-websocket.
-    ``sessions`` lists the live sessions for the operator (``GET /admin/sessions``).
+    ``contacts``, ``profiles`` and ``blocking`` serve the REST API (their changes should
+    carry an origin of their own, so that the XMPP server applies them); ``presence``
+    tells it who is online. ``xmpp`` serves XMPP over WebSocket (RFC 7395) at /xmpp-websocket.
+    ``sessions`` lists the live sessions for the operator (``GET /admin/sessions``), and
+    ``control`` serves the other admin endpoints (status, ending sessions, reload).
     ``auth_failures`` counts the sign-in form's failures (a new count when not given).
+    ``invitations`` serves the sign-up page at ``/invite/{token}``, if ``[auth]
+    invitations`` is on too.
     """
     if auth_failures is None:
         auth_failures = AuthFailureLimiter.from_settings(settings.limits)
-    services = Services(settings, accounts, oauth, auth_failures, contacts, profiles, presence)
+    services = Services(
+        settings,
+        accounts,
+        oauth,
+        auth_failures,
+        contacts,
+        profiles,
+        presence,
+        blocking,
+        invitations if settings.auth.invitations else None,
+    )
     admin_token = ensure_admin_token(settings.data_path)
     cookie_secret = signing_secret(settings.data_path)
     app = Starlette(
         routes=[
             *oauth_routes.ROUTES,
             *account_routes.ROUTES,
+            *invite_routes.ROUTES,
             *portal_routes.ROUTES,
             *websocket.ROUTES,
             *admin_routes.ROUTES,
@@ -93,6 +113,7 @@ def build_web_app(
     app.state.services = services
     app.state.admin_token = admin_token
     app.state.sessions = sessions
+    app.state.control = control
     app.state.xmpp = xmpp
     app.state.cookie_cipher = cookie_cipher(cookie_secret)
     return app

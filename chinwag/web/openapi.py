@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from chinwag.network.blocking import MAX_BLOCKED
 from chinwag.network.profiles import MAX_TEXT_LENGTH
+from chinwag.oauth.scopes import BASIC, BLOCKING, SCOPES
 from chinwag.web.presence import OFFLINE, ONLINE, SHOWS
 
 API_PREFIX = "/api/v1"
@@ -54,11 +56,27 @@ def _challenged(description: str) -> dict[str, Any]:
     }
 
 
-_USER_AUTH = {
-    "401": _challenged(
-        "No access token, or one that is invalid, expired, revoked or of a suspended app."
+def _user_auth(scope: str) -> dict[str, Any]:
+    return {
+        "401": _challenged(
+            "No access token, or one that is invalid, expired, revoked or of a suspended app."
+        ),
+        "403": _challenged(f"The access token lacks the `{scope}` scope."),
+    }
+
+
+_USER_AUTH = _user_auth("wl.basic")
+_BLOCKING_AUTH = _user_auth("wl.blocking")
+_JID_PARAM = {
+    "name": "jid",
+    "in": "path",
+    "required": True,
+    # RFC 7622 3.1: 3071 bytes at most; whether a string is a JID is PRECIS's to say.
+    "schema": {"type": "string", "minLength": 1, "maxLength": 3071},
+    "description": (
+        "A JID (RFC 7622): a full or bare JID, a domain, or a domain with a resource; "
+        "compared in its prepared form. One that is not a JID is a 400."
     ),
-    "403": _challenged("The access token lacks the `wl.basic` scope."),
 }
 _ADMIN_AUTH = {"401": _challenged("No admin token, or a wrong one.")}
 _CONTACT_PAIR = {
@@ -75,9 +93,10 @@ OPENAPI: dict[str, Any] = {
         "version": "1.0.0",
         "description": (
             "Read a user's profile and contacts with an OAuth 2.0 access token (scope "
-            "`wl.basic`); operators change contacts and profiles with the admin token "
-            "kept in `{data_dir}/admin-token`. Changes reach online XMPP clients as "
-            "roster pushes. Every error is a JSON `Error`."
+            "`wl.basic`), and the JIDs the user blocks with one of scope `wl.blocking`; "
+            "operators change contacts and profiles with the admin token kept in "
+            "`{data_dir}/admin-token`. Changes reach online XMPP clients as roster and "
+            "block list pushes. Every error is a JSON `Error`."
         ),
     },
     "servers": [{"url": API_PREFIX}],
@@ -100,6 +119,46 @@ OPENAPI: dict[str, Any] = {
                     **_USER_AUTH,
                 },
             }
+        },
+        "/me/blocked": {
+            "get": {
+                "operationId": "getMyBlocked",
+                "summary": "The JIDs the signed-in user blocks (XEP-0191).",
+                "security": [{"bearer": ["wl.blocking"]}],
+                "responses": {
+                    "200": _json(_ref("BlockList"), "The blocked JIDs, sorted."),
+                    **_BLOCKING_AUTH,
+                },
+            }
+        },
+        "/me/blocked/{jid}": {
+            "parameters": [_JID_PARAM],
+            "put": {
+                "operationId": "blockJid",
+                "summary": "Block a JID (idempotent).",
+                "description": (
+                    "Nothing from the JID reaches the user and nothing from the user reaches "
+                    "it, online sessions included; presence stops both ways."
+                ),
+                "security": [{"bearer": ["wl.blocking"]}],
+                "responses": {
+                    "200": _json(_ref("Block"), "The JID is blocked."),
+                    "400": _error("Not a JID."),
+                    **_BLOCKING_AUTH,
+                    "409": _error(f"The block list already holds {MAX_BLOCKED} JIDs."),
+                },
+            },
+            "delete": {
+                "operationId": "unblockJid",
+                "summary": "Unblock a JID.",
+                "security": [{"bearer": ["wl.blocking"]}],
+                "responses": {
+                    "200": _json(_ref("Block"), "The JID is no longer blocked."),
+                    "400": _error("Not a JID."),
+                    **_BLOCKING_AUTH,
+                    "404": _error("The JID was not blocked."),
+                },
+            },
         },
         "/admin/contacts/{a}/{b}": {
             **_CONTACT_PAIR,
@@ -160,7 +219,7 @@ OPENAPI: dict[str, Any] = {
                         "authorizationUrl": "/oauth/authorize",
                         "tokenUrl": "/oauth/token",
                         "refreshUrl": "/oauth/token",
-                        "scopes": {"wl.basic": "Read your profile and your contact list."},
+                        "scopes": {scope: SCOPES[scope] for scope in (BASIC, BLOCKING)},
                     }
                 },
             },
@@ -267,6 +326,28 @@ OPENAPI: dict[str, Any] = {
                 "required": ["contacts"],
                 "additionalProperties": False,
                 "properties": {"contacts": {"type": "array", "items": _ref("Contact")}},
+            },
+            "BlockList": {
+                "type": "object",
+                "required": ["blocked"],
+                "additionalProperties": False,
+                "properties": {
+                    "blocked": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "maxItems": MAX_BLOCKED,
+                        "description": "Prepared JIDs.",
+                    }
+                },
+            },
+            "Block": {
+                "type": "object",
+                "required": ["jid", "blocked"],
+                "additionalProperties": False,
+                "properties": {
+                    "jid": {"type": "string", "description": "The JID, prepared."},
+                    "blocked": {"type": "boolean", "description": "Whether it now is."},
+                },
             },
             "ContactLink": {
                 "type": "object",

@@ -24,7 +24,9 @@ from starlette.templating import Jinja2Templates
 
 from chinwag.config import Settings
 from chinwag.network.accounts import AccountService, InvalidUsername, normalize_username
+from chinwag.network.blocking import BlockingService
 from chinwag.network.contacts import ContactService
+from chinwag.network.invitations import InvitationService
 from chinwag.network.profiles import ProfileService
 from chinwag.oauth.scopes import describe
 from chinwag.oauth.service import OAuthService
@@ -64,6 +66,10 @@ class Services:
     profiles: ProfileService | None = None
     presence: PresenceSource = nobody_online
     """Who is online now, read from the XMPP server by whoever composed the application."""
+    blocking: BlockingService | None = None
+    """None in a web application without the network services, as ``contacts``."""
+    invitations: InvitationService | None = None
+    """The sign-up page's, with ``[auth] invitations = true``; None serves no such page."""
 
 
 def services(request: Request) -> Services:

@@ -103,16 +103,22 @@ class StreamError(Exception):
 
 
 class StanzaError(Exception):
-    """A condition returned to the sender of one stanza (RFC 6120 8.3)."""
+    """A condition returned to the sender of one stanza (RFC 6120 8.3), with an optional
+    application-specific condition (8.3.4) such as XEP-0191's ``<blocked/>``."""
 
-    def __init__(self, condition: StanzaCondition, text: str = "") -> None:
+    def __init__(
+        self, condition: StanzaCondition, text: str = "", application: Element | None = None
+    ) -> None:
         super().__init__(f"{condition}: {text}" if text else str(condition))
         self.condition = condition
         self.text = text
+        self.application = application
 
     def to_element(self) -> Element:
         error = Element("error", attrs={"type": _STANZA_ERROR_TYPES[self.condition]})
         error.append(Element(self.condition.value, ns.STANZA_ERRORS))
         if self.text:
             error.append(Element("text", ns.STANZA_ERRORS, {"xml:lang": "en"}, [self.text]))
+        if self.application is not None:
+            error.append(self.application)
         return error

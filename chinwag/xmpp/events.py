@@ -76,6 +76,40 @@ class ElementReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class EnableRequested:
+    """XEP-0198 <enable/> on a bound stream: answer with ``sm_enabled``. ``max_seconds`` is
+    the resumption window the client prefers, if it said one."""
+
+    resume: bool
+    max_seconds: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRequested:
+    """XEP-0198 <resume/> in place of binding: answer with ``sm_resumed`` or
+    ``sm_resume_failed``. ``handled`` counts the stanzas of the former stream that the
+    client handled."""
+
+    previd: str
+    handled: int
+
+
+@dataclass(frozen=True, slots=True)
+class AckRequested:
+    """XEP-0198 <r/>: send <a/> with ``handled``, the client's stanzas the stream had
+    counted when the request came, once those stanzas are dispatched."""
+
+    handled: int
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """XEP-0198 <a/>: the client has handled ``handled`` of the stanzas sent to it."""
+
+    handled: int
+
+
+@dataclass(frozen=True, slots=True)
 class StreamClosed:
     """The stream is over; ``error`` is the stream error sent, if any. Flush, then close."""
 
@@ -91,5 +125,9 @@ Event = (
     | BindRequested
     | StanzaReceived
     | ElementReceived
+    | EnableRequested
+    | ResumeRequested
+    | AckRequested
+    | Acked
     | StreamClosed
 )

@@ -40,6 +40,10 @@ class State(Enum):
     """Authenticated and restarted: resource binding expected."""
     BOUND = auto()
     """A resource is bound: stanzas flow."""
+    MANAGED = auto()
+    """Bound, with XEP-0198 stream management: stanzas flow, counted and acknowledged.
+    A stream gets here from BOUND by <enable/>, or from AUTHENTICATED by resuming a
+    former stream's session in place of binding."""
     CLOSED = auto()
     """Nothing more is read or answered: the stream drops any input before the table."""
 
@@ -64,6 +68,9 @@ class Signal(Enum):
     """The driver's ``sasl_failure``, or the stream's own refusal of a SASL message."""
     BIND_RESULT = auto()
     BIND_ERROR = auto()
+    SM_ENABLED = auto()
+    SM_RESUMED = auto()
+    SM_RESUME_FAILED = auto()
     EXTENSION = auto()
     """A top-level element that is not a stanza and that the stream's config names in
     ``bound_elements`` (a module's, say XEP-0352's <inactive/>): handed to the driver."""
@@ -82,6 +89,10 @@ MESSAGE = (ns.CLIENT, "message")
 PRESENCE = (ns.CLIENT, "presence")
 IQ = (ns.CLIENT, "iq")
 STANZAS = frozenset({MESSAGE, PRESENCE, IQ})
+SM_ENABLE = (ns.SM, "enable")
+SM_RESUME = (ns.SM, "resume")
+SM_REQUEST = (ns.SM, "r")
+SM_ACK = (ns.SM, "a")
 
 _ENDS: dict[Input, State] = {Signal.STREAM_END: State.CLOSED, Signal.CLOSE: State.CLOSED}
 """Either side may end the stream in any state."""
@@ -116,6 +127,10 @@ TRANSITIONS: dict[State, dict[Input, State]] = {
         IQ: State.AUTHENTICATED,  # the bind request; the driver answers it
         Signal.BIND_RESULT: State.BOUND,
         Signal.BIND_ERROR: State.AUTHENTICATED,
+        SM_ENABLE: State.AUTHENTICATED,  # <failed/>: bind first
+        SM_RESUME: State.AUTHENTICATED,  # the driver looks for the session
+        Signal.SM_RESUMED: State.MANAGED,
+        Signal.SM_RESUME_FAILED: State.AUTHENTICATED,  # the client may bind instead
         **_ENDS,
     },
     State.BOUND: {
@@ -123,6 +138,20 @@ TRANSITIONS: dict[State, dict[Input, State]] = {
         PRESENCE: State.BOUND,
         IQ: State.BOUND,
         Signal.EXTENSION: State.BOUND,
+        SM_ENABLE: State.BOUND,  # the driver sets it up
+        SM_RESUME: State.BOUND,  # <failed/>: too late
+        Signal.SM_ENABLED: State.MANAGED,
+        **_ENDS,
+    },
+    State.MANAGED: {
+        MESSAGE: State.MANAGED,
+        PRESENCE: State.MANAGED,
+        IQ: State.MANAGED,
+        Signal.EXTENSION: State.MANAGED,
+        SM_REQUEST: State.MANAGED,
+        SM_ACK: State.MANAGED,
+        SM_ENABLE: State.MANAGED,  # <failed/>: enabled once already
+        SM_RESUME: State.MANAGED,  # <failed/>: too late
         **_ENDS,
     },
     State.CLOSED: {},
@@ -186,6 +215,9 @@ _UNBOUND = {
     Kind.ANSWER: _OUT_OF_TURN,
 }
 
+_BOUND = {Kind.ELEMENT: _NOT_EXPECTED, Kind.HEADER: _HEADER_AGAIN, Kind.ANSWER: _OUT_OF_TURN}
+"""<r/> and <a/> before <enable/> are elements not expected, like any unknown one."""
+
 REFUSALS: dict[State, dict[Kind, Refusal]] = {
     State.AWAIT_HEADER: _BEFORE_HEADER,
     State.NEGOTIATING: _UNBOUND,
@@ -193,10 +225,7 @@ REFUSALS: dict[State, dict[Kind, Refusal]] = {
     State.AUTHENTICATING: _UNBOUND,
     State.AWAIT_HEADER_AUTHENTICATED: _BEFORE_HEADER,
     State.AUTHENTICATED: _UNBOUND,
-    State.BOUND: {
-        Kind.ELEMENT: _NOT_EXPECTED,
-        Kind.HEADER: _HEADER_AGAIN,
-        Kind.ANSWER: _OUT_OF_TURN,
-    },
+    State.BOUND: _BOUND,
+    State.MANAGED: _BOUND,
     State.CLOSED: {},
 }

@@ -14,6 +14,12 @@ are one XML document fed in any chunks with ``receive_data``. Over WebSocket
 of ``</stream:stream>``, and everything in between goes through the same state
 table and handlers. In both framings ``frames_to_send()`` gives the output one
 element per item (one WebSocket message each), and ``data_to_send()`` joins it.
+
+XEP-0198 stream management is negotiated here (<enable/>, <resume/>, <failed/>), and
+the stream counts the client's stanzas for <a/> and <resumed/> (``sm_handled``). The
+stanzas the driver writes, and the sessions that outlive a stream, are the driver's to
+keep: ``take_stanzas_sent()`` hands it the few the stream writes itself (errors, the
+session reply) so that it keeps those too.
 """
 
 from __future__ import annotations
@@ -25,17 +31,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
-from . import ns
+from . import ns, sm
 from .element import Element, escape_attr, escape_text
 from .errors import StanzaCondition, StanzaError, StreamCondition, StreamError
 from .events import (
+    Acked,
+    AckRequested,
     AuthAborted,
     AuthMalformed,
     AuthRequested,
     AuthResponse,
     BindRequested,
     ElementReceived,
+    EnableRequested,
     Event,
+    ResumeRequested,
     StanzaReceived,
     StartTLSRequested,
     StreamClosed,
@@ -52,6 +62,10 @@ from .states import (
     PRESENCE,
     REFUSALS,
     RESPONSE,
+    SM_ACK,
+    SM_ENABLE,
+    SM_REQUEST,
+    SM_RESUME,
     STARTTLS,
     TRANSITIONS,
     Input,
@@ -221,6 +235,13 @@ class ServerStream:
         self._jid_allowance = float(NEW_JID_CHARS_BURST)
         """What is left of ``NEW_JID_CHARS_BURST`` as of ``_jid_allowance_at``."""
         self._jid_allowance_at = now
+        self._stanzas_in = 0
+        """With stream management on (``State.MANAGED``), the client's stanzas, counted as
+        the stream handles them, from <enable/> or from the former stream's count."""
+        self._sm_sent: list[bytes] | None = None
+        """With stream management, the stanzas the stream wrote itself (errors, replies)
+        since the driver last took them, as written: the driver keeps them until
+        acknowledged."""
 
     # --- input -------------------------------------------------------------
 
@@ -332,17 +353,46 @@ class ServerStream:
         reply = Element("iq", attrs={"type": "result", "id": iq_id})
         reply.add("bind", ns.BIND).add("jid").children.append(str(jid))
         self._send_element(reply)
-        self.jid = jid
-        self._jid_text = str(jid)
-        self._parser.stamp_wire("from", self._jid_text)
-        for item in self._backlog:  # parsed before the stamp: serialised from the tree instead
-            if type(item) is Element:
-                item.wire = None
-        self.auth_deadline = None
+        self._bound(jid)
 
     @_answers(Signal.BIND_ERROR)
     def bind_error(self, iq_id: str, error: StanzaError) -> None:
         self._send_element(make_error(Element("iq", attrs={"id": iq_id}), error))
+
+    @_answers(Signal.SM_ENABLED)
+    def sm_enabled(self, sm_id: str | None, max_seconds: int | None = None) -> None:
+        """Stream management is on (XEP-0198 §3), resumable as ``sm_id`` for ``max_seconds``
+        when given; the client's stanzas are counted from here."""
+        self._send_element(sm.enabled(sm_id, max_seconds))
+        self._sm_sent = []
+
+    @_answers(Signal.SM_RESUMED)
+    def sm_resumed(self, previd: str, handled: int, jid: JID) -> None:
+        """The session of ``previd`` goes on here as ``jid`` (XEP-0198 §5), the count of the
+        client's stanzas going on from ``handled``, those its former stream handled."""
+        self._send_element(sm.resumed(previd, handled))
+        self._bound(jid)
+        self._stanzas_in = handled
+        self._sm_sent = []
+
+    @_answers(Signal.SM_RESUME_FAILED)
+    def sm_resume_failed(self, handled: int | None = None) -> None:
+        """No session to resume (XEP-0198 §5): the client may bind a resource instead.
+        ``handled``: the count of the client's stanzas that the expired session had."""
+        self._send_element(sm.failed(StanzaCondition.ITEM_NOT_FOUND, handled=handled))
+
+    @property
+    def sm_handled(self) -> int:
+        """The client's stanzas handled under stream management so far (XEP-0198's h)."""
+        return self._stanzas_in & sm.MASK
+
+    def take_stanzas_sent(self) -> list[bytes]:
+        """With stream management, the stanzas the stream wrote since the last call."""
+        sent = self._sm_sent
+        if not sent:
+            return []
+        self._sm_sent = []
+        return sent
 
     def close(self, error: StreamError | None = None) -> None:
         """End the stream from our side, with ``error`` if given (RFC 6120 4.4, 4.9)."""
@@ -417,6 +467,22 @@ class ServerStream:
 
     def _send_element(self, element: Element) -> None:
         self._out.append(element.serialize(self.stanza_parent_ns).encode())
+
+    def _send_stanza(self, stanza: Element) -> None:
+        """A stanza the stream answers itself once bound, which stream management counts."""
+        data = stanza.serialize(self.stanza_parent_ns).encode()
+        self._out.append(data)
+        if self._sm_sent is not None:
+            self._sm_sent.append(data)
+
+    def _bound(self, jid: JID) -> None:
+        self.jid = jid
+        self._jid_text = str(jid)
+        self._parser.stamp_wire("from", self._jid_text)
+        for item in self._backlog:  # parsed before the stamp: serialised from the tree instead
+            if type(item) is Element:
+                item.wire = None
+        self.auth_deadline = None
 
     def _send_stream_level(self, element: Element) -> None:
         self._out.append(_stream_level(element, self.framing))
@@ -625,6 +691,60 @@ class ServerStream:
     def _on_extension(self, element: Element) -> None:
         self._events.append(ElementReceived(element))
 
+    # --- XEP-0198 stream management --------------------------------------------------
+
+    @_handles(SM_ENABLE, state=State.AUTHENTICATED)
+    def _on_enable_unbound(self, _element: Element) -> None:
+        self._send_sm_failure(StanzaCondition.UNEXPECTED_REQUEST, "bind a resource first")
+
+    @_handles(SM_ENABLE, state=State.BOUND)
+    def _on_enable(self, element: Element) -> None:
+        resume = element.attrs.get("resume") in ("true", "1")
+        max_seconds = sm.parse_count(element.attrs.get("max")) or None
+        self._events.append(EnableRequested(resume, max_seconds))
+        self._wait()
+
+    @_handles(SM_ENABLE, state=State.MANAGED)
+    def _on_enable_again(self, _element: Element) -> None:
+        self._send_sm_failure(StanzaCondition.UNEXPECTED_REQUEST, "stream management is on")
+
+    @_handles(SM_RESUME, state=State.AUTHENTICATED)
+    def _on_resume(self, element: Element) -> None:
+        previd = element.attrs.get("previd")
+        handled = sm.parse_count(element.attrs.get("h"))
+        if not previd or handled is None:
+            self._send_sm_failure(StanzaCondition.BAD_REQUEST, "<resume/> needs previd and h")
+            return
+        self._events.append(ResumeRequested(previd, handled))
+        self._wait()
+
+    @_handles(SM_RESUME, state=State.BOUND)
+    @_handles(SM_RESUME, state=State.MANAGED)
+    def _on_resume_bound(self, _element: Element) -> None:
+        self._send_sm_failure(StanzaCondition.UNEXPECTED_REQUEST, "a resource is bound already")
+
+    @_handles(SM_REQUEST, state=State.MANAGED)
+    def _on_request(self, _element: Element) -> None:
+        self._events.append(AckRequested(self.sm_handled))
+
+    @_handles(SM_ACK, state=State.MANAGED)
+    def _on_ack(self, element: Element) -> None:
+        handled = sm.parse_count(element.attrs.get("h"))
+        if handled is None:
+            raise StreamError(StreamCondition.BAD_FORMAT, "<a/> needs h, a count of stanzas")
+        self._events.append(Acked(handled))
+
+    def _send_sm_failure(self, condition: StanzaCondition, text: str) -> None:
+        self._send_element(sm.failed(condition, text))
+
+    # --- stanzas -------------------------------------------------------------------
+
+    @_handles(MESSAGE, PRESENCE, IQ, state=State.MANAGED)
+    def _on_counted_stanza(self, stanza: Element) -> None:
+        """With stream management, every stanza counts, whatever becomes of it."""
+        self._stanzas_in += 1
+        self._on_stanza(stanza)
+
     @_handles(MESSAGE, PRESENCE, IQ, state=State.BOUND)
     def _on_stanza(self, stanza: Element) -> None:
         attrs = stanza.attrs
@@ -682,7 +802,7 @@ class ServerStream:
                 )
                 return False
             if payload[0].ns == ns.SESSION and iq.attrs.get("to") in (None, self.config.domain):
-                self._send_element(make_reply(iq))
+                self._send_stanza(make_reply(iq))
                 return False
         return True
 
@@ -694,7 +814,7 @@ class ServerStream:
         stanza.attrs.pop("to", None)
         reply = make_error(stanza, error)
         reply.attrs.pop("from", None)
-        self._send_element(reply)
+        self._send_stanza(reply)
 
 
 def _stream_level(element: Element, framing: Framing) -> bytes:
@@ -719,6 +839,7 @@ def _features(
     if authenticated:
         features.add("bind", ns.BIND)
         features.add("session", ns.SESSION).add("optional")
+        features.add("sm", ns.SM)
         for xmlns, tag in config.bound_features:
             features.add(tag, xmlns)
     if starttls:

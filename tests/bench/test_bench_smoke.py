@@ -2,7 +2,9 @@
 
 ``python -m bench.run --smoke`` runs as a subprocess (its own event loop, open-file
 limit and server process), and writes its results as JSON. Each scenario must have
-delivered every message without a single error; timings are never asserted.
+delivered every message without a single error; timings are never asserted. A second
+run, with ``--sm``, has every client use stream management (XEP-0198): the server must
+also have acknowledged every stanza each client sent.
 """
 
 from __future__ import annotations
@@ -26,11 +28,9 @@ class SmokeRun(NamedTuple):
     printed: str
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
-    """What one smoke run of every scenario against chinwag wrote and printed."""
+def _smoke(tmp_path_factory: pytest.TempPathFactory, *options: str) -> SmokeRun:
     out = tmp_path_factory.mktemp("bench") / "smoke.json"
-    command = [sys.executable, "-m", "bench.run", "--smoke", "--servers", "chinwag"]
+    command = [sys.executable, "-m", "bench.run", "--smoke", "--servers", "chinwag", *options]
     done = subprocess.run(
         [*command, "--json", str(out)],
         cwd=ROOT,
@@ -45,10 +45,27 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
 
 
 @pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
+    """What one smoke run of every scenario against chinwag wrote and printed."""
+    return _smoke(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
 def smoke(smoke_run: SmokeRun) -> dict[str, Any]:
     """The chinwag results of the smoke run, by scenario."""
     report = smoke_run.results["servers"]["chinwag"]
     assert not report["skipped"], report["skipped"]
+    return report["results"]
+
+
+@pytest.fixture(scope="module")
+def sm_smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The chinwag results of a smoke run with stream management, by scenario."""
+    run = _smoke(tmp_path_factory, "--sm")
+    assert run.results["sm"] == "on"
+    report = run.results["servers"]["chinwag+sm"]
+    assert not report["skipped"] and report["sm"], report
+    assert "chinwag+sm" in run.printed, run.printed
     return report["results"]
 
 
@@ -83,3 +100,23 @@ def test_the_machine_speed_is_taken_before_and_after_the_servers(smoke_run: Smok
     speed = smoke_run.results["machine_speed_us"]
     assert speed["before"] > 0 and speed["after"] > 0, speed
     assert "Machine speed:" in smoke_run.printed, smoke_run.printed
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_with_stream_management_every_scenario_delivers_without_errors(
+    sm_smoke: dict[str, Any], scenario: str
+) -> None:
+    result = sm_smoke[scenario]
+    assert result["errors"] == 0, result["error_samples"]
+    assert result["undelivered"] == 0, result["counts"]
+    if "sent" in result["counts"]:
+        assert result["counts"]["delivered"] == result["counts"]["sent"] > 0
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_with_stream_management_the_server_acknowledged_every_stanza(
+    sm_smoke: dict[str, Any], scenario: str
+) -> None:
+    counts = sm_smoke[scenario]["counts"]
+    assert counts["sm_acked"] == counts["sm_sent"] > 0, counts
+    assert counts["sm_received"] > 0, counts

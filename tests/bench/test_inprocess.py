@@ -56,6 +56,19 @@ def test_the_in_process_harness_signs_users_in_and_reports_the_event_loops_share
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "figure"),
+    [
+        (("--reads", "100", "--rounds", "2"), r"700 messages per round, 2 rounds: .* fastest"),
+        (("--sign-ins", "20"), r"20 sign-ins, at most 100 at a time: .* of wall time"),
+    ],
+)
+def test_with_stream_management_the_harness_routes_and_signs_in_as_well(
+    args: tuple[str, ...], figure: str
+) -> None:
+    _assert_reports(_harness(*args, "--sm"), figure)
+
+
 def test_the_in_process_harness_refuses_rounds_too_small_to_flush() -> None:
     done = _harness("--reads", "10")
 

@@ -16,7 +16,6 @@ A test that fails leaves a screenshot in ``test-artifacts/``.
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import shutil
 import subprocess
@@ -27,6 +26,8 @@ from typing import Any
 import pytest
 from examples.support import DOC_BUILD
 from integration.conftest import connect, empty_store, new_client, server, start_server
+
+from tests.debian import apt_install
 
 __all__ = ["connect", "empty_store", "new_client", "server", "start_server"]
 
@@ -45,40 +46,17 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-proxy-server",
 ]
-APT_TIMEOUT = 600.0
 NPM_TIMEOUT = 300.0
 QUIET = ["--no-audit", "--no-fund", "--loglevel=error"]
 BUILD_COMMANDS = [[*shlex.split(part), *QUIET] for part in DOC_BUILD.split(" && ")]
 """The build commands of docs/getting-started.md, run from the repository's root."""
 
 
-def _apt_install(*packages: str) -> str | None:
-    """Install Debian packages; None on success, else why not."""
-    if shutil.which("apt-get") is None:
-        return "apt-get is not available"
-    if os.geteuid() != 0:
-        return "the tests do not run as root, so cannot apt-get install"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        for command in (
-            ["apt-get", "update", "-q"],
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
-        ):
-            result = subprocess.run(
-                command, capture_output=True, text=True, timeout=APT_TIMEOUT, env=env
-            )
-            if result.returncode != 0:
-                return f"{' '.join(command)} failed: {result.stderr.strip()[-400:]}"
-    except subprocess.TimeoutExpired:
-        return f"apt-get did not finish within {APT_TIMEOUT:.0f}s"
-    return None
-
-
 @pytest.fixture(scope="session")
 def chromium() -> Path:
     """Debian's Chromium, installed if missing (as root); else the tests skip."""
     if not CHROMIUM.exists():
-        problem = _apt_install("chromium", "chromium-driver")
+        problem = apt_install("chromium", "chromium-driver")
         if problem is not None or not CHROMIUM.exists():
             pytest.skip(f"Debian's chromium is not installed and could not be: {problem}")
     return CHROMIUM

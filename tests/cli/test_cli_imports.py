@@ -44,7 +44,21 @@ def test_importing_the_cli_loads_no_database_stack(tmp_path):
 
 @pytest.mark.parametrize(
     "group",
-    ["", "serve", "user", "contacts", "profile", "app", "token", "app-password", "sessions"],
+    [
+        "",
+        "serve",
+        "user",
+        "contacts",
+        "profile",
+        "app",
+        "token",
+        "app-password",
+        "sessions",
+        "bans",
+        "check",
+        "status",
+        "reload",
+    ],
 )
 def test_help_loads_no_database_stack(tmp_path, group):
     args = [group, "--help"] if group else ["--help"]

@@ -14,7 +14,8 @@ before any server stops: the client fixtures depend on ``start_server``, so
 pytest tears them down first.
 
 ``chinwag serve`` runs on uvloop when it is installed, so the in-process tests
-of ``test_slixmpp.py`` and ``test_bad_input.py`` run on both event loops.
+of ``test_slixmpp.py``, ``test_bad_input.py`` and ``test_proxy_protocol.py`` run on
+both event loops.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from .support import (
     stream_header,
 )
 
-BOTH_LOOPS_MODULES = {"test_slixmpp.py", "test_bad_input.py"}
+BOTH_LOOPS_MODULES = {"test_slixmpp.py", "test_bad_input.py", "test_proxy_protocol.py"}
 
 
 def _loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
@@ -80,8 +81,9 @@ _unanswered_on: dict[str, str] = {}
 """Event loop kinds on which a fresh server did not answer a stream header, and why."""
 
 
-async def _probe(server: ServerHandle) -> None:
-    """Fail fast when a fresh server does not even send its stream features.
+async def _probe(server: ServerHandle, *, proxied: bool = False) -> None:
+    """Fail fast when a fresh server does not even send its stream features (after a
+    PROXY header that names no client, on a server that wants one).
 
     A server that accepts connections but never answers would make every test
     wait out its timeouts; after the first such failure on an event loop kind,
@@ -94,7 +96,7 @@ async def _probe(server: ServerHandle) -> None:
         )
     raw = await RawStream.open(server.host, server.port)
     try:
-        await raw.send(stream_header())
+        await raw.send((b"PROXY UNKNOWN\r\n" if proxied else b"") + stream_header())
         reply = await raw.read_until(b"</stream:features>", PROBE_TIMEOUT)
     finally:
         raw.abort()
@@ -142,7 +144,7 @@ async def start_server(tmp_path: Path, empty_store: Path) -> AsyncIterator[Start
                 domain=settings.domain,
                 app=app,
             )
-            await _probe(handle)
+            await _probe(handle, proxied=settings.c2s.proxy_protocol)
             return handle
 
         yield start

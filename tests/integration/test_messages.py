@@ -247,6 +247,9 @@ EXPECTED_FEATURES = {
     "jabber:iq:version",
     "vcard-temp",
     "http://jabber.org/protocol/chatstates",
+    "urn:xmpp:carbons:2",
+    "urn:xmpp:blocking",
+    "jabber:iq:register",
     "msgoffline",
 }
 

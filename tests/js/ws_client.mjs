@@ -1,11 +1,16 @@
 // An @xmpp/client (xmpp.js) session over WebSocket, driven by chinwag's integration tests.
 //
-//   node --experimental-websocket ws_client.mjs SERVICE DOMAIN USERNAME PASSWORD MECHANISM
+//   node --experimental-websocket ws_client.mjs SERVICE DOMAIN USERNAME PASSWORD MECHANISM [resume]
+//
+// xmpp.js enables stream management (XEP-0198) whenever the server offers it. With
+// "resume", the client reconnects when its connection drops and resumes its session;
+// without, a dropped connection ends it.
 //
 // stdout: one JSON object per line, as things happen:
 //   {"event": "online", "jid": ...}   {"event": "presence", "from": ..., "type": ...}
 //   {"event": "message", "from": ..., "body": ...}   {"event": "error", "message": ...}
-//   {"event": "offline"}
+//   {"event": "sm", "state": "enabled" | "resumed" | "failed", ...its attributes}
+//   {"event": "disconnect", "clean": ...}   {"event": "offline"}
 // stdin: one JSON command per line:
 //   {"presence": true}   {"message": {"to": ..., "body": ...}}   {"stop": true}
 // The process exits once offline; the test kills it if it does not.
@@ -13,7 +18,8 @@
 import readline from "node:readline";
 import { client, xml } from "@xmpp/client";
 
-const [service, domain, username, password, mechanism] = process.argv.slice(2);
+const [service, domain, username, password, mechanism, mode] = process.argv.slice(2);
+const SM = "urn:xmpp:sm:3";
 const emit = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
 
 const xmpp = client({
@@ -28,9 +34,17 @@ const xmpp = client({
     await authenticate({ username, password }, mechanism);
   },
 });
-xmpp.reconnect.stop();
+if (mode !== "resume") {
+  xmpp.reconnect.stop();
+}
 
 xmpp.on("error", (error) => emit({ event: "error", message: String(error) }));
+xmpp.on("disconnect", ({ clean }) => emit({ event: "disconnect", clean }));
+xmpp.on("nonza", (nonza) => {
+  if (nonza.attrs.xmlns === SM && ["enabled", "resumed", "failed"].includes(nonza.name)) {
+    emit({ event: "sm", ...nonza.attrs, state: nonza.name });
+  }
+});
 xmpp.on("offline", () => {
   emit({ event: "offline" });
   process.exit(0);

@@ -330,14 +330,17 @@ async def test_revoking_the_app_revokes_its_app_passwords(services, public_app):
     assert await services.oauth.connected_apps(ALICE) == []
 
 
-async def test_after_a_password_change_old_app_passwords_still_work_with_plain(
+async def test_after_a_password_change_old_app_passwords_still_work_with_scram_and_plain(
     services, public_app
 ):
     _, password = await services.oauth.create_app_password(ALICE, public_app.app.client_id, "phone")
 
     await services.accounts.change_password(ALICE, "new password")
 
-    # The account's salt changed: SCRAM can no longer check the old verifiers.
-    account = await services.accounts.scram_credentials(ALICE, "SCRAM-SHA-256")
-    assert await services.oauth.app_password_candidates(ALICE, account) == []
+    # The account's salts stay, so one SCRAM exchange still checks the old verifiers.
+    for mechanism in ("SCRAM-SHA-1", "SCRAM-SHA-256"):
+        account = await services.accounts.scram_credentials(ALICE, mechanism)
+        [(_, grant)] = await services.oauth.app_password_candidates(ALICE, account)
+        assert grant.client_id == public_app.app.client_id
     assert await services.oauth.check_app_password(ALICE, password) is not None
+    assert await services.accounts.verify_password(ALICE, "new password")

@@ -171,6 +171,11 @@ async def test_metadata_describes_the_server(platform, browser):
     assert metadata["revocation_endpoint"] == platform.base + "/oauth/revoke"
     assert metadata["introspection_endpoint"] == platform.base + "/oauth/introspect"
     assert metadata["code_challenge_methods_supported"] == ["S256"]
-    assert set(metadata["scopes_supported"]) == {"wl.basic", "wl.messenger", "wl.offline_access"}
+    assert set(metadata["scopes_supported"]) == {
+        "wl.basic",
+        "wl.blocking",
+        "wl.messenger",
+        "wl.offline_access",
+    }
     # The implicit grant is off by default ([oauth] allow_implicit).
     assert set(metadata["grant_types_supported"]) == {"authorization_code", "refresh_token"}

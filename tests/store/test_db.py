@@ -9,8 +9,9 @@ from sqlalchemy import literal_column, select, table, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chinwag.store import accounts, contacts, events, oauth, offline
+from chinwag.store import accounts, blocking, contacts, events, oauth, offline
 from chinwag.store.accounts import ACCOUNT_ID, SqlAccountRepository, StoredScram
+from chinwag.store.blocking import SqlBlockingRepository
 from chinwag.store.contacts import SqlContactRepository
 from chinwag.store.db import Database, migrate, redacted
 from chinwag.store.models import Base, utc_now
@@ -104,11 +105,13 @@ def _scram(mechanism: str) -> StoredScram:
 
 async def _everything_read_hot(db: Database) -> None:
     """Rows for every hot read: accounts with credentials, contacts with a profile name,
-    an offline message (a timestamp), an app with a token and an app password."""
+    a blocked JID, an offline message (a timestamp), an app with a token and an app
+    password."""
     await SqlAccountRepository(db).add("alice", [_scram("SCRAM-SHA-256")])
     await SqlAccountRepository(db).add("bob", [_scram("SCRAM-SHA-256")], "Bob Builder")
     await SqlProfileRepository(db).update("bob", {"nickname": "bobby"}, "test")
     await SqlContactRepository(db).link("alice", "bob", "test")
+    await SqlBlockingRepository(db).block("alice", ["romeo@montague.net"], 10, "test")
     await SqlOfflineRepository(db).store_many(
         [NewOfflineMessage("alice", "<message/>", utc_now() - timedelta(minutes=5))], 100
     )
@@ -139,6 +142,9 @@ HOT_READS = [
     (contacts._ROSTER, {"owner": "alice"}),
     (contacts._ROSTER, {"owner": "nobody"}),
     (contacts._ROSTER_ITEM, {"owner": "alice", "contact": "bob"}),
+    (blocking._BLOCKED, {"username": "alice"}),
+    (blocking._BLOCKED, {"username": "bob"}),
+    (blocking._BLOCKED, {"username": "nobody"}),
     (offline._FETCH, {"username": "alice"}),
     (offline._COUNT, {"username": "alice"}),
     (oauth._TOKEN_BY_ACCESS, {"hash": b"a"}),

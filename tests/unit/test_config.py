@@ -145,3 +145,14 @@ def test_the_readme_configuration_example_is_valid_and_complete() -> None:
         if hasattr(field.annotation, "model_fields")
     }
     assert sections <= data.keys()
+
+
+def test_c2s_proxy_trusted_is_a_list_of_addresses_or_networks(tmp_path):
+    assert load_settings().c2s.proxy_protocol is False
+    settings = load_settings(
+        write(tmp_path, '[c2s]\nproxy_protocol = true\nproxy_trusted = ["10.0.0.0/8", "::1"]\n')
+    )
+    assert settings.c2s.proxy_trusted == ("10.0.0.0/8", "::1")
+    for bad in ('"10.0.0.2"', '["lb.example.com"]', '["10.0.0.2/8"]'):
+        with pytest.raises(ConfigError, match=r"'c2s\.proxy_trusted': must be a list of IP"):
+            load_settings(write(tmp_path, f"[c2s]\nproxy_trusted = {bad}\n"))

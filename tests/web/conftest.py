@@ -26,11 +26,13 @@ from starlette.applications import Starlette
 
 from chinwag.config import Settings, settings_from_mapping
 from chinwag.network.accounts import AccountService
+from chinwag.network.blocking import BlockingService
 from chinwag.network.contacts import ContactService
 from chinwag.network.events import EventLog
 from chinwag.network.profiles import ProfileService
 from chinwag.oauth.service import OAuthService
 from chinwag.store.accounts import SqlAccountRepository
+from chinwag.store.blocking import SqlBlockingRepository
 from chinwag.store.contacts import SqlContactRepository
 from chinwag.store.db import Database
 from chinwag.store.events import NetworkEvent, SqlEventRepository
@@ -53,6 +55,7 @@ class Site:
     oauth: OAuthService
     contacts: ContactService
     profiles: ProfileService
+    blocking: BlockingService
     admin_token: str = ""
     app: Starlette | None = None
     online: dict[str, list[ResourcePresence]] = field(default_factory=dict)
@@ -99,6 +102,7 @@ async def site(tmp_path: Path, web_template: Path) -> AsyncIterator[Site]:
         oauth=OAuthService(SqlOAuthRepository(database), accounts, settings.oauth),
         contacts=ContactService(SqlContactRepository(database), events),
         profiles=ProfileService(SqlProfileRepository(database), events),
+        blocking=BlockingService(SqlBlockingRepository(database), events),
     )
     site.app = build_web_app(
         settings,
@@ -106,6 +110,7 @@ async def site(tmp_path: Path, web_template: Path) -> AsyncIterator[Site]:
         site.oauth,
         contacts=site.contacts,
         profiles=site.profiles,
+        blocking=site.blocking,
         presence=site.presence,
     )
     site.admin_token = site.app.state.admin_token

@@ -16,6 +16,7 @@ call, as the XML it would have read. Nothing here opens a socket or mocks a stor
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ class MemoryConnection:
     def send(self, stanza: Element) -> None:
         if not self.closed:
             self.sent.append(stanza)
+            sm = self.session.stream_management if self.session is not None else None
+            if sm is not None:  # as C2SConnection does: kept until the client acknowledges
+                sm.unacked.append((stanza.encoded(), time.time()))
 
     def close_stream(self, error: StreamError | None = None) -> None:
         """As ``C2SConnection`` does: the stream ends, and its session with it."""
@@ -119,6 +123,7 @@ class Harness:
             rosters,
             reroute=self.dispatcher.deliver,
             spawn=self.spawn,
+            stream_management=settings.stream_management,
         )
         self.host = ModuleHost(
             settings=settings,

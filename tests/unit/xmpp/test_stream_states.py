@@ -30,6 +30,10 @@ from chinwag.xmpp.states import (
     PRESENCE,
     REFUSALS,
     RESPONSE,
+    SM_ACK,
+    SM_ENABLE,
+    SM_REQUEST,
+    SM_RESUME,
     STARTTLS,
     TRANSITIONS,
     Input,
@@ -62,6 +66,10 @@ ELEMENTS: dict[tuple[str, str], bytes] = {
     UNKNOWN: f"<thing xmlns='{UNKNOWN[0]}'/>".encode(),
     SERVER_MESSAGE: f"<message xmlns='{ns.SERVER}'/>".encode(),
     EXTENSION: f"<nudge xmlns='{EXTENSION[0]}'/>".encode(),
+    SM_ENABLE: f"<enable xmlns='{ns.SM}' resume='true'/>".encode(),
+    SM_RESUME: f"<resume xmlns='{ns.SM}' previd='some-id' h='0'/>".encode(),
+    SM_REQUEST: f"<r xmlns='{ns.SM}'/>".encode(),
+    SM_ACK: f"<a xmlns='{ns.SM}' h='0'/>".encode(),
 }
 """One element for each key, which its handler accepts wherever the table does."""
 
@@ -76,6 +84,9 @@ ANSWERS: dict[Signal, Callable[[ServerStream], list[Event]]] = {
     Signal.BIND_ERROR: lambda stream: stream.bind_error(
         "bind1", StanzaError(StanzaCondition.CONFLICT)
     ),
+    Signal.SM_ENABLED: lambda stream: stream.sm_enabled("some-id", 300),
+    Signal.SM_RESUMED: lambda stream: stream.sm_resumed("some-id", 0, FULL_JID),
+    Signal.SM_RESUME_FAILED: lambda stream: stream.sm_resume_failed(),
 }
 
 _SIGNED_IN = [Signal.HEADER, AUTH, Signal.SASL_SUCCESS, Signal.HEADER]
@@ -87,6 +98,7 @@ PATHS: dict[State, list[Input]] = {
     State.AWAIT_HEADER_AUTHENTICATED: _SIGNED_IN[:-1],
     State.AUTHENTICATED: _SIGNED_IN,
     State.BOUND: [*_SIGNED_IN, IQ, Signal.BIND_RESULT],
+    State.MANAGED: [*_SIGNED_IN, IQ, Signal.BIND_RESULT, SM_ENABLE, Signal.SM_ENABLED],
     State.CLOSED: [Signal.CLOSE],
 }
 """How a client and its driver bring a fresh stream to each state (not waiting on the
@@ -200,12 +212,12 @@ def test_either_side_may_end_the_stream_in_any_state() -> None:
             assert row[Signal.STREAM_END] is row[Signal.CLOSE] is State.CLOSED
 
 
-def reachable(*, without: Input | None = None) -> set[State]:
-    """The states a stream can get to from its start, if never given ``without``."""
+def reachable(*without: Input) -> set[State]:
+    """The states a stream can get to from its start, if never given any of ``without``."""
     reached, todo = {State.AWAIT_HEADER}, [State.AWAIT_HEADER]
     while todo:
         for key, then in TRANSITIONS[todo.pop()].items():
-            if key is not without and then not in reached:
+            if key not in without and then not in reached:
                 reached.add(then)
                 todo.append(then)
     return reached
@@ -217,11 +229,14 @@ def test_every_state_is_reached_from_the_start() -> None:
 
 def test_no_way_to_a_signed_in_state_goes_around_sasl_success() -> None:
     signed_in = {State.AWAIT_HEADER_AUTHENTICATED, State.AUTHENTICATED, State.BOUND}
-    assert not reachable(without=Signal.SASL_SUCCESS) & signed_in
+    assert not reachable(Signal.SASL_SUCCESS) & signed_in
 
 
-def test_no_way_to_bound_goes_around_the_drivers_bind_result() -> None:
-    assert State.BOUND not in reachable(without=Signal.BIND_RESULT)
+def test_no_way_to_a_bound_state_goes_around_the_drivers_answer() -> None:
+    """A resource is bound by the driver's bind result, or a former session resumed by
+    its answer to <resume/> (XEP-0198): nothing else leads there."""
+    assert State.BOUND not in reachable(Signal.BIND_RESULT)
+    assert not reachable(Signal.BIND_RESULT, Signal.SM_RESUMED) & {State.BOUND, State.MANAGED}
 
 
 def test_stanzas_are_accepted_only_once_bound_but_the_bind_request() -> None:
@@ -230,13 +245,25 @@ def test_stanzas_are_accepted_only_once_bound_but_the_bind_request() -> None:
         expected = {
             State.AUTHENTICATED: {IQ},
             State.BOUND: {MESSAGE, PRESENCE, IQ},
+            State.MANAGED: {MESSAGE, PRESENCE, IQ},
         }.get(state, set())
         assert accepted == expected, state
 
 
 def test_a_bound_stream_stays_bound_until_it_ends() -> None:
+    """Enabling stream management is the one way on, and there is none back."""
+    ends = (Signal.STREAM_END, Signal.CLOSE)
     for key, then in TRANSITIONS[State.BOUND].items():
-        assert then is (State.CLOSED if key in (Signal.STREAM_END, Signal.CLOSE) else State.BOUND)
+        managed = key is Signal.SM_ENABLED
+        assert then is (State.CLOSED if key in ends else State.MANAGED if managed else State.BOUND)
+    for key, then in TRANSITIONS[State.MANAGED].items():
+        assert then is (State.CLOSED if key in ends else State.MANAGED)
+
+
+def test_acks_are_accepted_only_once_stream_management_is_on() -> None:
+    for state, row in TRANSITIONS.items():
+        accepted = {SM_REQUEST, SM_ACK} & row.keys()
+        assert accepted == ({SM_REQUEST, SM_ACK} if state is State.MANAGED else set()), state
 
 
 def test_a_failed_or_aborted_exchange_lets_the_client_try_again() -> None:

@@ -1,0 +1,290 @@
+"""The bus between nodes: each node's inbox stream, and the stanzas other nodes add to it.
+
+A stanza for another node's session is queued and goes out at the end of the turn, in
+the turn's pipeline: one ``XADD`` per node it has stanzas for, whose entry carries the
+stanzas (their wire form, one after the other) and the full JID each is for. An inbox
+that no longer exists belongs to a node that is gone (``NOMKSTREAM`` keeps a late write
+from making it again): the host gets those stanzas back to route again.
+
+A node reads its inbox through a consumer group, so that an entry it read stays pending
+until acknowledged. The host takes each stanza of an entry and calls
+``entry.handed_on()`` once the stanza is delivered, stored offline or bounced; when all
+have been, the entry is acknowledged and deleted (in the turn's pipeline). An entry that
+a node read and never acknowledged, because it died, is routed again by whoever cleans
+up after it (``cleanup.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from redis.exceptions import ResponseError
+
+from chinwag.cluster.connection import UNREACHABLE
+from chinwag.cluster.keys import GROUP, Keys
+from chinwag.cluster.writer import Results, Writer
+from chinwag.xmpp.element import Element
+from chinwag.xmpp.errors import StreamError
+from chinwag.xmpp.jid import JID
+from chinwag.xmpp.ns import CLIENT
+from chinwag.xmpp.xml import Parsed, XMLStreamParser, parse_stanza
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
+
+log = logging.getLogger(__name__)
+
+STANZAS_PER_ENTRY = 256
+"""At most this many stanzas in one inbox entry; a larger batch takes several."""
+MAX_QUEUED = 50_000
+"""Stanzas waiting to be written (Redis slow or unreachable) beyond which more are
+handed back to the host at once, undelivered."""
+ENTRIES_PER_READ = 64
+RETRY_SECONDS = 0.2
+_ROOT = f"<stream xmlns='{CLIENT}'>".encode()
+
+Stanzas = list[tuple[JID, Element]]
+"""Stanzas and the full JID each is for."""
+
+
+class InboxGone(Exception):
+    """This node's inbox is gone: another node has cleaned up after it."""
+
+
+class BusHost(Protocol):
+    def inbound(self, entry: Entry) -> None:
+        """Hand each of ``entry.items`` on, and call ``entry.handed_on()`` for each."""
+        ...
+
+    def undeliverable(self, node: str, stanzas: Stanzas, node_gone: bool) -> None:
+        """Stanzas for ``node`` that could not be written: the node is gone (route them
+        again, as to resources that have just ended: the registry's mirror has already
+        dropped the node's records), or Redis could not take them (bounce them)."""
+        ...
+
+
+class Entry:
+    """One inbox entry: the stanzas one node sent this node's sessions in one turn."""
+
+    __slots__ = ("_done", "_waiting", "id", "items", "stream")
+
+    def __init__(
+        self, stream: str, entry_id: bytes, items: Stanzas, done: Callable[[Entry], None]
+    ) -> None:
+        self.stream = stream
+        self.id = entry_id
+        self.items = items
+        self._done = done
+        self._waiting = len(items)
+        if not items:
+            done(self)
+
+    def handed_on(self, count: int = 1) -> None:
+        """``count`` of the entry's stanzas are delivered, stored offline or bounced."""
+        self._waiting -= count
+        if self._waiting == 0:
+            self._done(self)
+
+
+class Decoder:
+    """Turns inbox entries back into stanzas, with one long-lived parser: making a parser
+    costs more than parsing a stanza."""
+
+    def __init__(self) -> None:
+        self._parser: XMLStreamParser | None = None
+
+    def entry(
+        self,
+        stream: str,
+        entry_id: bytes,
+        fields: dict[bytes, bytes] | None,
+        done: Callable[[Entry], None],
+    ) -> Entry:
+        items: Stanzas = []
+        if fields is not None:
+            items = self._items(fields)
+            if not items:
+                log.error("cluster: inbox entry %s of %s is not stanzas; dropped", entry_id, stream)
+        return Entry(stream, entry_id, items, done)
+
+    def _items(self, fields: dict[bytes, bytes]) -> Stanzas:
+        try:
+            targets = fields[b"t"].decode().split("\n")
+            stanzas = [item for item in self._feed(fields[b"s"]) if type(item) is Element]
+            if len(stanzas) == len(targets) and self._parser_between_elements():
+                return [
+                    (JID.parse(to), stanza) for to, stanza in zip(targets, stanzas, strict=True)
+                ]
+        except (KeyError, UnicodeDecodeError, ValueError, StreamError):
+            pass
+        self._parser = None  # whatever it holds of this entry must not spoil the next
+        return []
+
+    def _feed(self, data: bytes) -> list[Parsed]:
+        parser = self._parser
+        if parser is None:
+            parser = self._parser = XMLStreamParser(1 << 24, keep_wire=True)
+            parser.feed(_ROOT)
+        return parser.feed(data)
+
+    def _parser_between_elements(self) -> bool:
+        return self._parser is not None and self._parser.between_elements()
+
+
+class Bus:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        node: str,
+        writer: Writer,
+        host: BusHost,
+        forget_node: Callable[[str], None],
+        *,
+        block_ms: int = 1000,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self.node = node
+        self.inbox = keys.inbox(node)
+        self._writer = writer
+        self._host = host
+        self._forget_node = forget_node
+        self._block_ms = block_ms
+        self._outbox: dict[str, tuple[list[JID], list[bytes]]] = {}
+        """Per node: the full JIDs and the wire form of the stanzas queued for it."""
+        self._acks: dict[str, list[bytes]] = {}
+        self._queued = 0
+        self._marked = False
+        self._decoder = Decoder()
+
+    # --- to other nodes ------------------------------------------------------------------
+
+    def send(self, node: str, to: JID, stanza: Element) -> None:
+        """Deliver ``stanza`` to the session ``to`` on ``node``, at the end of this turn."""
+        if self._queued >= MAX_QUEUED:
+            asyncio.get_running_loop().call_soon(
+                self._host.undeliverable, node, [(to, stanza)], False
+            )
+            return
+        batch = self._outbox.get(node)
+        if batch is None:
+            batch = self._outbox[node] = ([], [])
+        batch[0].append(to)
+        batch[1].append(stanza.encoded())
+        self._queued += 1
+        if not self._marked:
+            self._mark()
+
+    def acknowledge(self, entry: Entry) -> None:
+        """Every stanza of ``entry`` has been handed on: acknowledge and delete it."""
+        self._acks.setdefault(entry.stream, []).append(entry.id)
+        if not self._marked:
+            self._mark()
+
+    def _mark(self) -> None:
+        self._marked = True
+        self._writer.mark(self)
+
+    def write(self, pipe: Pipeline) -> Callable[[Results], None]:
+        self._marked = False
+        outbox, self._outbox = self._outbox, {}
+        acks, self._acks = self._acks, {}
+        sent: list[tuple[str, list[JID], list[bytes]]] = []
+        for node, (targets, stanzas) in outbox.items():
+            inbox = self._keys.inbox(node)
+            for start in range(0, len(targets), STANZAS_PER_ENTRY):
+                part = (
+                    targets[start : start + STANZAS_PER_ENTRY],
+                    stanzas[start : start + STANZAS_PER_ENTRY],
+                )
+                to = "\n".join([jid.text for jid in part[0]])
+                pipe.execute_command(
+                    "XADD", inbox, "NOMKSTREAM", "*", "t", to, "s", b"".join(part[1])
+                )
+                sent.append((node, *part))
+        for stream, ids in acks.items():
+            pipe.xack(stream, GROUP, *ids)
+            pipe.xdel(stream, *ids)
+
+        def take(results: Results) -> None:
+            if isinstance(results, BaseException):
+                self._retry(sent, acks)
+                return
+            for result in results[len(sent) :]:
+                if isinstance(result, Exception):
+                    log.error("cluster: acknowledging inbox entries failed: %s", result)
+            for (node, targets, stanzas), result in zip(sent, results, strict=False):
+                if result is None:
+                    self._forget_node(node)
+                    self._host.undeliverable(node, _decoded(targets, stanzas), True)
+                elif isinstance(result, Exception):
+                    log.error("cluster: writing to the inbox of %s failed: %s", node, result)
+                    self._host.undeliverable(node, _decoded(targets, stanzas), False)
+                self._queued -= len(targets)
+
+        return take
+
+    def _retry(
+        self, sent: list[tuple[str, list[JID], list[bytes]]], acks: dict[str, list[bytes]]
+    ) -> None:
+        """Queue again, ahead of what was queued since, what a failed round trip carried."""
+        outbox, self._outbox = self._outbox, {}
+        for node, targets, stanzas in sent:
+            batch = self._outbox.setdefault(node, ([], []))
+            batch[0].extend(targets)
+            batch[1].extend(stanzas)
+        for node, (targets, stanzas) in outbox.items():
+            batch = self._outbox.setdefault(node, ([], []))
+            batch[0].extend(targets)
+            batch[1].extend(stanzas)
+        for stream, ids in acks.items():
+            self._acks.setdefault(stream, []).extend(ids)
+        if (self._outbox or self._acks) and not self._marked:
+            self._mark()
+
+    def take_queued(self) -> dict[str, Stanzas]:
+        """What waits to be written, by node, which is then no longer written (the node
+        is stopping)."""
+        outbox, self._outbox = self._outbox, {}
+        self._queued = 0
+        return {node: _decoded(*batch) for node, batch in outbox.items()}
+
+    # --- this node's inbox ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Make this node's inbox and its consumer group, if they do not exist."""
+        try:
+            await self._redis.xgroup_create(self.inbox, GROUP, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def receive(self) -> None:
+        """Read what has arrived in this node's inbox (waiting a while for something),
+        handing each entry to the host."""
+        try:
+            reply: Any = await self._redis.xreadgroup(
+                GROUP, self.node, {self.inbox: ">"}, count=ENTRIES_PER_READ, block=self._block_ms
+            )
+        except ResponseError as error:
+            if "NOGROUP" in str(error) or "UNBLOCKED" in str(error):
+                raise InboxGone(f"the inbox of node {self.node} is gone") from None
+            raise
+        except UNREACHABLE as error:
+            log.warning("cluster: reading the inbox of %s failed: %s", self.node, error)
+            await asyncio.sleep(RETRY_SECONDS)
+            return
+        for _stream, entries in reply or ():
+            for entry_id, fields in entries:
+                self._host.inbound(
+                    self._decoder.entry(self.inbox, entry_id, fields, self.acknowledge)
+                )
+
+
+def _decoded(targets: list[JID], stanzas: list[bytes]) -> Stanzas:
+    return [(to, parse_stanza(data.decode())) for to, data in zip(targets, stanzas, strict=True)]

@@ -1,0 +1,218 @@
+"""The operator's controls of a running chinwag: its status, ending sessions, and
+reloading its settings. The admin endpoints (``web/admin_routes.py``) serve them to
+``chinwag status``, ``chinwag sessions kick`` and ``chinwag reload``; SIGHUP reloads too.
+
+A reload reads the settings file again and applies what can change while connections
+stay open: the TLS certificate and key (new handshakes get them, connections made
+before keep theirs), ``[limits]`` (streams opened from then on get them; the
+per-address sign-in limit and the keepalive and ping intervals change at once) and
+``[log]``. It applies all of that or nothing: a settings file or certificate that
+does not load leaves everything as it was. Other settings change at a restart only;
+the answer names those that differ from the ones in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from sqlalchemy import text
+
+from chinwag import __version__
+from chinwag.config import ConfigError, LogSettings, Settings
+from chinwag.server.tls import ServerTLS, certificate_names
+from chinwag.server.xmpp_server import XMPPServer
+from chinwag.store.db import Database, redacted
+from chinwag.web.admin_routes import ReloadFailed
+from chinwag.web.server import HTTPServer
+from chinwag.xmpp.errors import StreamCondition, StreamError
+from chinwag.xmpp.jid import JID, InvalidJID
+
+log = logging.getLogger("chinwag")
+
+KICKED = "ended by the server's operator"
+"""The text of the stream error that ends a session the operator ends, unless given one."""
+RELOADED = ("tls", "limits", "log")
+"""The sections of the settings that a reload applies."""
+DATABASE_TIMEOUT_SECONDS = 5.0
+
+
+def apply_log_settings(settings: LogSettings) -> None:
+    """chinwag's own loggers write lines of ``settings.level`` and above."""
+    logging.getLogger("chinwag").setLevel(settings.level.upper())
+
+
+@dataclass
+class Control:
+    """What the operator does to one running chinwag (an ``admin_routes.ServerControl``)."""
+
+    settings: Settings
+    """The settings in force: those of the start, with the sections reloaded since."""
+    database: Database
+    xmpp: XMPPServer
+    reread: Callable[[], Settings] | None = None
+    """Reads the settings file again; None keeps the settings (a reload then reloads the
+    certificate files only)."""
+    tls: ServerTLS | None = None
+    http: HTTPServer | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC), init=False)
+    _started: float = field(default_factory=time.monotonic, init=False)
+
+    # --- status ------------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        sessions = self.xmpp.sessions.all()
+        transports = Counter(session.transport_kind for session in sessions)
+        return {
+            "version": __version__,
+            "domain": self.xmpp.domain,
+            "pid": os.getpid(),
+            "started_at": self.started_at.isoformat(timespec="seconds"),
+            "uptime_seconds": round(time.monotonic() - self._started),
+            "sessions": len(sessions),
+            "sessions_by_transport": dict(sorted(transports.items())),
+            "streams": len(self.xmpp.connections),
+            "listeners": self._listeners(),
+            "database": await self._database(),
+        }
+
+    def _listeners(self) -> list[dict[str, Any]]:
+        c2s_host = self.settings.c2s.host
+        listeners = [
+            {"name": role, "host": c2s_host, "port": port} for role, port in self.xmpp.ports.items()
+        ]
+        if self.http is not None:
+            listeners.append(
+                {"name": "http", "host": self.settings.http.host, "port": self.http.port}
+            )
+        return listeners
+
+    async def _database(self) -> dict[str, Any]:
+        url = redacted(self.settings.database_url)
+        try:
+            async with asyncio.timeout(DATABASE_TIMEOUT_SECONDS):
+                async with self.database.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+        except TimeoutError:
+            problem = f"no answer within {DATABASE_TIMEOUT_SECONDS:g} s"
+        except Exception as error:  # whatever the driver raises is the answer, not a crash
+            problem = (
+                str(getattr(error, "orig", None) or error) or type(error).__name__
+            ).splitlines()[0]
+        else:
+            return {"url": url, "reachable": True}
+        return {"url": url, "reachable": False, "error": problem}
+
+    # --- sessions ----------------------------------------------------------------------
+
+    def kick(self, jid: str, reason: str | None) -> list[str]:
+        """End the session of a full JID, or every session of a bare one (and the
+        account's streams signed in but not bound yet), with ``<policy-violation/>`` as
+        ejabberd's kick does; the client may sign in again."""
+        try:
+            address = JID.parse(jid)
+        except InvalidJID as invalid:
+            raise ValueError(f"{jid} is not a JID: {invalid}") from None
+        if address.local is None or address.domain != self.xmpp.domain:
+            raise ValueError(f"{jid} is not the address of a user of {self.xmpp.domain}")
+        error = StreamError(StreamCondition.POLICY_VIOLATION, reason or KICKED)
+        sessions = self.xmpp.sessions
+        if address.resource is not None:
+            found = sessions.get(address)
+            ending, unbound = ([] if found is None else [found]), []
+        else:
+            user = address.local
+            ending = list(sessions.of(user))
+            unbound = [
+                connection
+                for connection in self.xmpp.unbound
+                if connection.grant is not None and connection.grant.username == user
+            ]
+        for session in ending:
+            sessions.end(session, error)
+        for connection in unbound:
+            connection.close_stream(error)
+        ended = [str(session.jid) for session in ending]
+        if ended:
+            log.info("the operator ended the sessions of %s", ", ".join(ended))
+        return ended
+
+    # --- reload ------------------------------------------------------------------------
+
+    def reload(self) -> dict[str, Any]:
+        """Apply the settings file again; ReloadFailed, and nothing changes, when it or
+        the certificate does not load."""
+        try:
+            read = self.reread() if self.reread is not None else self.settings
+        except ConfigError as error:
+            raise ReloadFailed(str(error)) from None
+        before = self.settings
+        after = before.model_copy(update={name: getattr(read, name) for name in RELOADED})
+        certificate = self._reload_certificate(after)
+        self.settings = after
+        self.xmpp.use_limits(after.limits)
+        if after.log != before.log:  # else left as it is: an embedding process's own
+            apply_log_settings(after.log)
+        changed = _differences(before, read)
+        applied = [key for key in changed if key.partition(".")[0] in RELOADED]
+        restart = [key for key in changed if key.partition(".")[0] not in RELOADED]
+        log.info(
+            "reloaded the settings; changed: %s%s",
+            ", ".join(applied) or "nothing",
+            f"; changed, for a restart to apply: {', '.join(restart)}" if restart else "",
+        )
+        return {"changed": applied, "restart_needed": restart, "certificate": certificate}
+
+    def reload_on_signal(self) -> None:
+        """SIGHUP: reload, and log what failed."""
+        try:
+            self.reload()
+        except ReloadFailed as error:
+            log.error("reload failed, nothing changed: %s", error)
+
+    def _reload_certificate(self, settings: Settings) -> dict[str, Any] | None:
+        if self.tls is None:
+            return None
+        cert, key = settings.tls_cert_path, settings.tls_key_path
+        try:
+            described = _certificate_json(cert)
+            self.tls.reload(cert, key)
+        except (OSError, ssl.SSLError, ValueError) as error:
+            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+            raise ReloadFailed(f"cannot load the certificate {cert} with {key}: {reason}") from None
+        return described
+
+
+def _certificate_json(path: Path) -> dict[str, Any]:
+    leaf = x509.load_pem_x509_certificates(path.read_bytes())[0]
+    return {
+        "file": str(path),
+        "names": certificate_names(leaf),
+        "not_after": leaf.not_valid_after_utc.isoformat(),
+    }
+
+
+def _differences(before: Settings, after: Settings) -> list[str]:
+    """The keys (``limits.max_stanza_bytes``) whose values differ."""
+    old, new = _flat(before.model_dump()), _flat(after.model_dump())
+    return sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+
+
+def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

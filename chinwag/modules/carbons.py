@@ -1,0 +1,220 @@
+"""XEP-0280 Message Carbons: each resource that asks for it sees the chats its user's
+other resources send and receive.
+
+This module owns the ``<enable/>`` and ``<disable/>`` IQs, each session's state
+(``ENABLED``), the copies, and the ids it remembers to tell which errors answer a copied
+message. It acts once the message module has handed a message to a local account
+(``deliver/message``, which names every resource that got it): the sender's other
+enabled resources get the message wrapped in ``<sent/>``, the recipient's enabled
+resources that did not get it themselves in ``<received/>``, so that no resource gets a
+message twice. A message that went to offline storage is still copied to its sender's
+resources; its recipient gets it from storage.
+
+Eligible (§6.1): type ``chat``; ``normal`` with a ``<body/>``; any other but
+``groupchat`` that carries chat states, receipts, chat markers or a direct invitation;
+an ``error`` that answers an eligible message. Never one that holds carbons' own
+``<private/>`` (left in the message as the XEP now says), the XEP-0334 ``<no-copy/>``
+hint, or a copy itself. A copy is written to the resource it names or to nothing: if
+that session has ended meanwhile (a resumable session that expired), the copy is
+dropped rather than handed to another resource or to offline storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from chinwag.modules.message import UNBOUND_PRIORITY
+from chinwag.server.api import ModuleAPI, Spec
+from chinwag.server.dispatch import Routed
+from chinwag.server.hooks import DELIVER_MESSAGE, SESSION_CLOSED
+from chinwag.server.routing import SessionRecord
+from chinwag.server.session import Session, SessionKey
+from chinwag.xmpp import ns
+from chinwag.xmpp.element import Element
+from chinwag.xmpp.errors import StanzaCondition, StanzaError
+from chinwag.xmpp.jid import JID
+from chinwag.xmpp.stanza import make_reply
+
+SPEC = Spec(
+    "XEP-0280",
+    "Message Carbons",
+    "supported",
+    "chat, normal with a body, chat states, receipts, markers, and errors answering them; "
+    "<private/> and <no-copy/> respected",
+)
+
+ENABLED = SessionKey[bool]("carbons.enabled")
+"""Present on a session that enabled carbons."""
+REMEMBERED_IDS = 64
+"""Ids of eligible messages remembered per account with carbons on, so that an error
+answering one of them is copied as well; past this the oldest is forgotten."""
+IM_PAYLOADS = frozenset({ns.CHATSTATES, ns.RECEIPTS, ns.CHAT_MARKERS, ns.CONFERENCE})
+"""Namespaces of the payloads that make any message (but groupchat) eligible."""
+
+
+class Account:
+    """A user with carbons enabled on at least one session."""
+
+    __slots__ = ("enabled", "exchanged")
+
+    def __init__(self) -> None:
+        self.enabled = 0
+        """Its sessions with carbons enabled."""
+        self.exchanged: dict[tuple[str, str], None] = {}
+        """(peer's bare JID, id) of the latest eligible messages it sent or received, oldest
+        first."""
+
+    def remember(self, peer: str, message_id: str) -> None:
+        exchanged = self.exchanged
+        exchanged[peer, message_id] = None
+        if len(exchanged) > REMEMBERED_IDS:
+            del exchanged[next(iter(exchanged))]
+
+    def answers(self, error: Element, peer: str) -> bool:
+        """Whether ``error`` answers an eligible message exchanged with ``peer``."""
+        message_id = error.attrs.get("id")
+        return message_id is not None and (peer, message_id) in self.exchanged
+
+
+class Carbons:
+    def __init__(self, api: ModuleAPI) -> None:
+        self.api = api
+        self.accounts: dict[str, Account] = {}
+        """Users with carbons enabled on some session, by username."""
+        self.watch = self.on_delivered
+        """The ``deliver/message`` handler, hooked only while ``accounts`` is not empty
+        (one bound method, which ``unhook`` finds by identity)."""
+
+    # --- enabling and disabling ---------------------------------------------------------
+
+    def enable(self, iq: Element) -> Element:
+        session = self.requester(iq)
+        if session.get(ENABLED) is None:
+            session.put(ENABLED, True)
+            if not self.accounts:
+                self.api.hook(DELIVER_MESSAGE, self.watch)
+            account = self.accounts.get(session.username)
+            if account is None:
+                account = self.accounts[session.username] = Account()
+            account.enabled += 1
+        return make_reply(iq)
+
+    def disable(self, iq: Element) -> Element:
+        self.forget(self.requester(iq))
+        return make_reply(iq)
+
+    def requester(self, iq: Element) -> Session:
+        """The session that sent ``iq``, which must be addressed to its own account or the
+        server (XEP-0280 §4.1: <not-allowed/> otherwise)."""
+        sender, to = iq.attrs.get("from"), iq.attrs.get("to")
+        session = self.api.sessions.get(JID.parse(sender)) if sender is not None else None
+        if session is None or to not in (None, session.jid.bare.text, self.api.domain.text):
+            raise StanzaError(StanzaCondition.NOT_ALLOWED, "only for one's own session")
+        return session
+
+    def forget(self, session: Session) -> None:
+        if session.pop(ENABLED) is None:
+            return
+        account = self.accounts[session.username]
+        account.enabled -= 1
+        if not account.enabled:
+            del self.accounts[session.username]
+            if not self.accounts:  # the message path calls nothing here again
+                self.api.unhook(DELIVER_MESSAGE, self.watch)
+
+    # --- copies ------------------------------------------------------------------------
+
+    def on_delivered(self, routed: Routed, records: Sequence[SessionRecord]) -> None:
+        origin, username = routed.origin, routed.to.local or ""
+        sender = self.accounts.get(origin.jid.local or "") if origin is not None else None
+        recipient = self.accounts.get(username) if records else None
+        if sender is None and recipient is None:
+            return  # what nearly every message costs here: two lookups
+        message, peer = routed.stanza, routed.to.bare.text
+        if origin is not None and origin.username == username:
+            # Within one account, one copy for each resource that neither sent nor got it.
+            if sender is not None and eligible(message, sender, peer):
+                self.forward("sent", message, username, (origin, *records))
+            return
+        if origin is not None and sender is not None and eligible(message, sender, peer):
+            self.forward("sent", message, origin.username, (origin,))
+        if recipient is not None:
+            peer = message.attrs.get("from", "").partition("/")[0]
+            if eligible(message, recipient, peer):
+                self.forward("received", message, username, records)
+
+    def forward(
+        self, wrapper: str, message: Element, username: str, skip: Sequence[SessionRecord]
+    ) -> None:
+        """Wrap ``message`` in ``<wrapper/>`` for each enabled session of ``username``
+        that is not one of ``skip``."""
+        skipped = {record.jid for record in skip}
+        router = self.api.router
+        for session in self.api.sessions.of(username):
+            if session.get(ENABLED) is not None and session.jid not in skipped:
+                router.deliver(session, wrap(wrapper, message, session.jid))
+
+
+def drop_orphan(routed: Routed) -> bool:
+    """Drop a copy for a resource that is no longer bound, which the server routes again
+    because its session ended with the copy unsent or unacknowledged, rather than hand it
+    to another resource or to offline storage. A client's own messages pass at once."""
+    message = routed.stanza
+    return (
+        routed.origin is None
+        and message.attrs.get("from") == routed.to.bare.text
+        and any(
+            child.ns == ns.CARBONS and child.tag in ("sent", "received")
+            for child in message.elements()
+        )
+    )
+
+
+def eligible(message: Element, account: Account, peer: str) -> bool:
+    """XEP-0280 §6.1 for a message ``account`` exchanged with ``peer``; an eligible one
+    with an id is remembered, for the error that may answer it."""
+    message_type = message.attrs.get("type", "normal")
+    if message_type == "error":
+        return not barred(message) and account.answers(message, peer)
+    if message_type == "groupchat" or barred(message):
+        return False
+    if message_type != "chat" and not any(
+        child.ns in IM_PAYLOADS
+        or (child.tag == "body" and child.ns == ns.CLIENT and message_type == "normal")
+        for child in message.elements()
+    ):
+        return False
+    message_id = message.attrs.get("id")
+    if message_id is not None:
+        account.remember(peer, message_id)
+    return True
+
+
+def barred(message: Element) -> bool:
+    """Whether ``message`` asks not to be copied (<private/>, <no-copy/>) or is a copy."""
+    return any(
+        child.ns == ns.CARBONS or (child.ns == ns.HINTS and child.tag == "no-copy")
+        for child in message.elements()
+    )
+
+
+def wrap(wrapper: str, message: Element, to: JID) -> Element:
+    """``message`` unchanged, forwarded (XEP-0297) inside ``<wrapper/>`` to ``to`` from its
+    bare JID, with the message's type (§7, §8)."""
+    attrs = {"from": to.bare.text, "to": to.text}
+    message_type = message.attrs.get("type")
+    if message_type is not None:
+        attrs["type"] = message_type
+    copy = Element("message", attrs=attrs)
+    copy.add(wrapper, ns.CARBONS).add("forwarded", ns.FORWARD).append(message)
+    return copy
+
+
+def setup(api: ModuleAPI) -> None:
+    carbons = Carbons(api)
+    api.add_feature(ns.CARBONS)
+    for scope in ("account", "host"):
+        api.iq_handler("set", ns.CARBONS, "enable", carbons.enable, scope=scope)
+        api.iq_handler("set", ns.CARBONS, "disable", carbons.disable, scope=scope)
+    api.hook("message/full", drop_orphan, UNBOUND_PRIORITY + 1)
+    api.hook(SESSION_CLOSED, carbons.forget)

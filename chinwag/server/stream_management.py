@@ -1,0 +1,111 @@
+"""A session's XEP-0198 stream management: what its client has not acknowledged, and
+the counts that outlive a stream, so that a resumed session resends exactly what the
+client missed.
+
+The stream (``xmpp/stream.py``) speaks the protocol and counts the client's stanzas.
+The connection (``c2s.py``) puts each stanza it writes in ``unacked``, asks for
+acknowledgements and hands over the client's count when its transport goes. The
+session manager (``sessions.py``) makes this state, keeps a resumable session waiting,
+and resends or reroutes what is left in ``unacked`` (``late``), stamped with when it was
+first sent.
+
+``unacked`` keeps each stanza as the bytes written, which the connection has at hand:
+bytes cost the garbage collector nothing, where element trees kept for a round trip
+would have it walk them, and they take less memory. The few taken back (a
+resumption, a session's end) are parsed again, and written anew for whatever framing
+the next stream has.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import UTC, datetime
+
+from chinwag.config import StreamManagementSettings
+from chinwag.xmpp import ns
+from chinwag.xmpp.element import Element
+from chinwag.xmpp.sm import MASK
+from chinwag.xmpp.xml import parse_stanza
+
+Written = tuple[bytes, float]
+"""A stanza as written to the client, and when (seconds since the epoch)."""
+Sent = tuple[Element, float]
+"""A stanza sent (or routed) to a session, and when."""
+
+
+class StreamManagement:
+    __slots__ = (
+        "acked",
+        "awaiting",
+        "handled",
+        "id",
+        "max_unacked",
+        "request_after",
+        "resume_seconds",
+        "unacked",
+        "undispatched",
+    )
+
+    def __init__(
+        self, sm_id: str | None, resume_seconds: int, settings: StreamManagementSettings
+    ) -> None:
+        self.id = sm_id
+        """What the client resumes the session by; None when it may not."""
+        self.resume_seconds = resume_seconds
+        self.unacked: deque[Written] = deque()
+        """Written to the client and not acknowledged, oldest first."""
+        self.acked = 0
+        """The client's last count of the stanzas it handled (its h)."""
+        self.handled = 0
+        """The count of the client's stanzas handled (the server's h), as of the last
+        stream to go: what <resumed/> tells the client."""
+        self.undispatched = 0
+        """The client's stanzas its stream counted but has not dispatched yet (they wait
+        for held work or the stanza rate): not handled, should the stream go."""
+        self.awaiting = False
+        """An <r/> is out and no <a/> has come since."""
+        self.max_unacked = settings.max_unacked_stanzas
+        self.request_after = settings.request_ack_after
+
+    @property
+    def sent(self) -> int:
+        """The count of stanzas written to the client (modulo 2**32, as the client counts)."""
+        return (self.acked + len(self.unacked)) & MASK
+
+    def acknowledge(self, handled: int) -> bool:
+        """The client has handled ``handled`` stanzas: forget those. False (and nothing
+        changes) when that is more than were sent."""
+        count = (handled - self.acked) & MASK
+        unacked = self.unacked
+        if count > len(unacked):
+            return False
+        for _ in range(count):
+            unacked.popleft()
+        self.acked = handled
+        self.awaiting = False
+        return True
+
+    def ask(self) -> bool:
+        """Whether to request an acknowledgement now; if so, one is taken to be out."""
+        if self.awaiting or len(self.unacked) < self.request_after:
+            return False
+        self.awaiting = True
+        return True
+
+    def take_unacked(self) -> list[Sent]:
+        """What the client has not acknowledged, to resend or reroute; the counts stay, so
+        whatever is written from here is counted after what was acknowledged."""
+        unacked = [(parse_stanza(data.decode()), since) for data, since in self.unacked]
+        self.unacked.clear()
+        return unacked
+
+
+def late(stanza: Element, since: float, domain: str) -> Element:
+    """``stanza`` as it goes out again after waiting since ``since``: a message or
+    presence gets a XEP-0203 delay from ``domain`` (a copy, as the original may be shared
+    with other sessions), unless it has one already. IQs go as they are."""
+    if stanza.tag == "iq" or stanza.find("delay", ns.DELAY) is not None:
+        return stanza
+    stamp = datetime.fromtimestamp(since, UTC).isoformat(timespec="milliseconds")
+    delay = Element("delay", ns.DELAY, {"from": domain, "stamp": stamp.replace("+00:00", "Z")})
+    return Element(stanza.tag, stanza.ns, dict(stanza.attrs), [*stanza.children, delay])
