@@ -124,7 +124,8 @@ async def sign_in(
     server: XMPPServer, user: str, *, sm: bool = False
 ) -> tuple[C2SConnection, StandInTransport]:
     """Authenticate ``user`` with SASL PLAIN, bind a resource, enable stream management
-    if ``sm``, send initial presence and ping the server."""
+    if ``sm``, send initial presence and ping the server (and then, with stream
+    management, acknowledge what the server sent)."""
     transport = StandInTransport()
     connection = C2SConnection(server, transport)
     connection.data_received(HEADER)
@@ -143,6 +144,8 @@ async def sign_in(
     answers = transport.elements
     connection.data_received(PING)
     await _answered(transport, lambda: transport.elements > answers, f"{user}'s ping")
+    if (managed := _managed(connection)) is not None:  # as a client does when asked
+        connection.data_received(SM_ACK % managed.sent)
     return connection, transport
 
 
