@@ -11,7 +11,7 @@ import base64
 import binascii
 from collections.abc import Awaitable
 
-from chinwag.network.profiles import InvalidProfile, Profile, ProfileUpdate
+from chinwag.network.profiles import InvalidProfile, ProfileUpdate, vcard_element
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
@@ -28,22 +28,6 @@ SPEC = Spec(
     "`vcard.public = true`, for a non-contact alike; a set is not-allowed unless "
     "`vcard.updates = true`, which updates the profile",
 )
-
-
-def vcard_element(profile: Profile) -> Element:
-    card = Element("vCard", ns.VCARD)
-    for tag, value in (("FN", profile.fn), ("NICKNAME", profile.nickname)):
-        if value:
-            card.add(tag).append(value)
-    if profile.email:
-        email = card.add("EMAIL")
-        email.add("INTERNET")
-        email.add("USERID").append(profile.email)
-    if profile.photo:
-        photo = card.add("PHOTO")
-        photo.add("TYPE").append(profile.photo_type or "image/png")
-        photo.add("BINVAL").append(base64.b64encode(profile.photo).decode())
-    return card
 
 
 def profile_update(card: Element) -> ProfileUpdate:

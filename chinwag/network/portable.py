@@ -45,7 +45,7 @@ from chinwag.network.portable_files import (
     PUBSUB,
     SCRAM,
 )
-from chinwag.network.profiles import MAX_PHOTO_BYTES, MAX_TEXT_LENGTH
+from chinwag.network.profiles import MAX_PHOTO_BYTES, MAX_TEXT_LENGTH, vcard_element
 from chinwag.store.contacts import SUBSCRIPTIONS
 from chinwag.store.db import Database
 from chinwag.store.portable import (
@@ -129,7 +129,7 @@ def user_element(account: PortableAccount, host: str) -> Element:
         if item.pending_in:
             sender = f"{item.contact}@{host}"
             user.append(Element("presence", ns.CLIENT, {"from": sender, "type": "subscribe"}))
-    card = _vcard_element(account.profile)
+    card = vcard_element(account.profile)
     if card.children:
         user.append(card)
     if account.offline:
@@ -163,22 +163,6 @@ def _item_element(item: PortableItem, host: str) -> Element:
     for group in item.groups:
         element.add("group").append(group)
     return element
-
-
-def _vcard_element(profile: Profile) -> Element:
-    card = Element("vCard", ns.VCARD)
-    for tag, value in (("FN", profile.fn), ("NICKNAME", profile.nickname)):
-        if value:
-            card.add(tag).append(value)
-    if profile.email:
-        email = card.add("EMAIL")
-        email.add("INTERNET")
-        email.add("USERID").append(profile.email)
-    if profile.photo:
-        photo = card.add("PHOTO")
-        photo.add("TYPE").append(profile.photo_type or "image/png")
-        photo.add("BINVAL").append(_b64(profile.photo))
-    return card
 
 
 def _offline_element(message: PortableMessage, host: str) -> Element:

@@ -7,11 +7,14 @@ Every change is announced with ``profile.changed`` in the same transaction.
 
 from __future__ import annotations
 
+import base64
 import re
 
 from chinwag.network.accounts import InvalidUsername, NoSuchAccount, normalize_username
 from chinwag.network.events import EventLog
 from chinwag.store.profiles import PROFILE_FIELDS, Profile, ProfileRepository, ProfileUpdate
+from chinwag.xmpp import ns
+from chinwag.xmpp.element import Element
 
 __all__ = [
     "MAX_PHOTO_BYTES",
@@ -107,3 +110,20 @@ def _checked_photo(photo: object) -> bytes | None:
             f"{MAX_PHOTO_BYTES // 1024} KiB"
         )
     return data
+
+
+def vcard_element(profile: Profile) -> Element:
+    """The profile as a vcard-temp <vCard/> (XEP-0054): FN, NICKNAME, EMAIL, PHOTO."""
+    card = Element("vCard", ns.VCARD)
+    for tag, value in (("FN", profile.fn), ("NICKNAME", profile.nickname)):
+        if value:
+            card.add(tag).append(value)
+    if profile.email:
+        email = card.add("EMAIL")
+        email.add("INTERNET")
+        email.add("USERID").append(profile.email)
+    if profile.photo:
+        photo = card.add("PHOTO")
+        photo.add("TYPE").append(profile.photo_type or "image/png")
+        photo.add("BINVAL").append(base64.b64encode(profile.photo).decode())
+    return card
