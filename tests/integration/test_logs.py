@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from oauth.support import CALLBACK
+from oauth.support import CALLBACK, form_to, submit
 
 from chinwag import logs
 from chinwag.config import LogSettings
@@ -74,6 +74,10 @@ async def test_a_full_run_logs_every_event_and_no_secret(
     oauth = server.app.oauth
     await connect(server, "alice", "laptop")  # SCRAM, slixmpp's choice
     await connect(server, "bob", "desk", sasl_mech="PLAIN")
+    await connect(server, "bob", "laptop", direct_tls=True)
+    async with browser(server) as web:
+        page = await web.get("/account/signin")
+        await submit(web, form_to(page, "/account/signin"), username="bob", password=WRONG_PASSWORD)
     wrong = new_client(server, "alice", "guess", password=WRONG_PASSWORD, sasl_mech="PLAIN")
     assert await refusal(wrong, server) == "not-authorized"
 
@@ -113,6 +117,7 @@ async def test_a_full_run_logs_every_event_and_no_secret(
     }
     assert {
         ("bob", "desk", "PLAIN", None, "c2s"),
+        ("bob", "laptop", "SCRAM-SHA-256", None, "direct-tls"),
         ("alice", "phone", "X-MESSENGER-OAUTH2", client_id, "c2s"),
         ("alice", "pad", "X-OAUTH2", client_id, "c2s"),
     } <= signed_in
@@ -126,6 +131,15 @@ async def test_a_full_run_logs_every_event_and_no_secret(
         condition="not-authorized",
         reason="wrong username or password",
     )
+    assert find(
+        log_file,
+        "sign-in failed",
+        user="bob",
+        transport="web",
+        address="127.0.0.1",
+        reason="wrong username or password",
+    )
+    assert find(log_file, "signed in on the web", user="alice", address="127.0.0.1")
     assert find(log_file, "tokens revoked", user="alice", client_id=client_id)
     assert find(log_file, "session ended", user="alice", resource="phone", reason="revoked")
     assert find(log_file, "session ended", user="alice", resource="pad", reason="revoked")
