@@ -30,6 +30,7 @@ from .signin_support import (
     token_client,
 )
 from .support import TIMEOUT, USERS, Connect, NewClient, ServerHandle, StartServer, sign_in
+from .test_serve import run_chinwag, write_config
 
 WRONG_PASSWORD = "not-alices-password-1234"
 
@@ -208,3 +209,18 @@ async def test_a_reload_whose_log_file_cannot_be_opened_changes_nothing(
     assert server.app.xmpp.limits == before.limits
     logging.getLogger("chinwag.test").info("still logged here")
     assert find(log_file, "still logged here")
+
+
+def test_serve_stops_in_one_line_when_its_log_file_cannot_be_opened(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-directory" / "chinwag.log"
+    config = write_config(
+        tmp_path / "chinwag.toml",
+        {"data_dir": str(tmp_path / "data"), "log": {"file": str(missing)}},
+    )
+
+    result = run_chinwag("serve", "--config", str(config), cwd=tmp_path)
+
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        f"error: cannot open the log file {missing}: No such file or directory\n"
+    )
