@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ FIELDS = "fields"
 HANDLER_NAME = "chinwag"
 """The name of the handler chinwag puts on the root logger, to find it at a reload."""
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FILE_MODE = 0o640
+"""A log file chinwag creates: its lines name users and their addresses, so others may
+not read it (its group may: an operators' group such as ``adm``)."""
 QUIET_LOGGERS = ("alembic", "uvicorn.error")
 """Libraries that only speak up when something is wrong, so that chinwag's own first
 lines say where it listens."""
@@ -100,6 +104,7 @@ def open_handler(settings: LogSettings) -> logging.Handler:
     else:
         path = Path(settings.file)
         try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, LOG_FILE_MODE))
             handler = logging.FileHandler(path, mode="a", encoding="utf-8")
         except OSError as error:
             reason = error.strerror or str(error)

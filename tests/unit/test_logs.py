@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,6 +99,13 @@ def test_a_file_is_appended_to_and_opened_anew_by_configure(tmp_path: Path, rest
     assert json.loads(rotated[1])["n"] == 1
     assert [json.loads(line)["message"] for line in path.read_text().splitlines()] == ["second"]
     assert [h.get_name() for h in logging.getLogger().handlers].count(logs.HANDLER_NAME) == 1
+    assert path.stat().st_mode & 0o777 == logs.LOG_FILE_MODE & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_the_level_is_chinwags_and_libraries_stay_at_info(tmp_path: Path, restored: None) -> None:
