@@ -438,7 +438,7 @@ class C2SConnection:
         """End the stream from the server's side and close the transport."""
         if self.closed:
             return
-        self._end_reason = end_reason(error) if error is not None else EndReason.CLOSED_BY_SERVER
+        self._end_reason = end_reason(error)
         self.stream.close(error)
         # A client that timed out may come back and resume.
         self._finish(error is None or error.condition is not StreamCondition.CONNECTION_TIMEOUT)
@@ -489,7 +489,9 @@ class C2SConnection:
                 if not self._acked(event.handled):
                     return
             elif isinstance(event, StreamClosed):
-                self._end_reason = end_reason(event.error)
+                self._end_reason = (
+                    EndReason.CLOSED_BY_CLIENT if event.error is None else end_reason(event.error)
+                )
                 self._finish(ends_session=True)
                 return
             elif isinstance(event, AuthRequested):

@@ -87,9 +87,9 @@ _REASON_BY_CONDITION = {
 
 
 def end_reason(error: StreamError | None) -> EndReason:
-    """The reason to log for a stream the server closes with ``error``."""
+    """The reason to log for a stream the server closes with ``error``, or without one."""
     if error is None:
-        return EndReason.CLOSED_BY_CLIENT
+        return EndReason.CLOSED_BY_SERVER
     return _REASON_BY_CONDITION.get(error.condition, EndReason.STREAM_ERROR)
 
 

@@ -177,4 +177,4 @@ async def test_parking_and_each_end_are_logged_with_their_reason(
 )
 def test_the_reason_a_stream_error_stands_for(condition: StreamCondition, reason: str) -> None:
     assert sessions.end_reason(StreamError(condition)) == reason
-    assert sessions.end_reason(None) == "closed by client"
+    assert sessions.end_reason(None) == "closed by server"
