@@ -47,6 +47,16 @@ SESSION_BOUND = "session/bound"
 SESSION_CLOSED = "session/closed"
 """``SessionManager.end``, once a session has ended and left the registry:
 ``handler(session)`` (presence broadcasts unavailable)."""
+SESSION_RESUMED = "session/resumed"
+"""``SessionManager.reattach``, once a detached session is carried on a new stream and
+what its client had not acknowledged is written again, before what waited for it:
+``handler(session)`` (client state indication starts the new stream active)."""
+DELIVER_FAILED = "deliver/failed"
+"""``SessionManager.end``, for each stanza an ended session leaves behind: written to its
+client and not acknowledged, or waiting for it while it was detached:
+``handler(session, stanza) -> bool``; true when the handler has it (a carbon copy
+dropped, a message another of the account's resources got), else the stanza is routed
+again as the server's own."""
 
 
 class Channel:
