@@ -17,11 +17,12 @@ from collections.abc import Sequence
 
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
-from chinwag.server.hooks import DELIVER_FAILED, DELIVER_MESSAGE, DELIVER_OFFLINE
+from chinwag.server.hooks import DELIVER_FAILED, DELIVER_MESSAGE, DELIVER_OFFLINE, DELIVER_SCREEN
 from chinwag.server.routing import SessionRecord
 from chinwag.server.session import Session, SessionKey, SessionState
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
+from chinwag.xmpp.jid import JID, InvalidJID
 
 SPEC = Spec(
     "RFC 6121 §5, §8.5",
@@ -120,6 +121,7 @@ class Messages:
         self.resources = api.router.resources
         self.deliver = api.router.deliver
         self.delivered = api.channel(DELIVER_MESSAGE)
+        self.screen = api.channel(DELIVER_SCREEN)
 
     def refuse(self, routed: Routed) -> bool:
         self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
@@ -154,6 +156,8 @@ class Messages:
         if message_type == "error":
             return True
         resources = self.resources(routed.to)
+        if self.screen.handlers and resources:
+            resources = self.unscreened(routed, resources)
         if message_type == "headline":
             candidates = [r for r in resources if r.available and r.priority >= 0]
         else:
@@ -169,6 +173,24 @@ class Messages:
             for handler in handlers:
                 handler(routed, candidates)
         return True
+
+    def unscreened(
+        self, routed: Routed, resources: Sequence[SessionRecord]
+    ) -> Sequence[SessionRecord]:
+        """The resources ``deliver/screen`` handlers let the message reach: a resource its
+        sender blocks is, for this message, as if it were not there."""
+        sender = routed.origin.jid if routed.origin is not None else sender_of(routed.stanza)
+        if sender is None:
+            return resources
+        return [r for r in resources if not self.screen.vetoes(sender, r.jid)]
+
+
+def sender_of(stanza: Element) -> JID | None:
+    text = stanza.attrs.get("from")
+    try:
+        return JID.parse(text) if text else None
+    except InvalidJID:
+        return None
 
 
 def highest_priority(records: Sequence[SessionRecord]) -> list[SessionRecord]:

@@ -6,7 +6,9 @@ to storage before the sender's stream moves on; it is delivered, stamped with
 to that session meanwhile is held until the stored messages are out, so they arrive
 in the order they were sent. A message from someone the account blocks (XEP-0191) is
 refused by the store, in the transaction that would keep it, and bounced with
-``<service-unavailable/>``.
+``<service-unavailable/>``; one that a block list keeps from the session it would be
+written to (``deliver/screen``: blocked since it was stored, or sent by someone who
+blocks that resource) is dropped.
 
 Delivered messages are deleted only once the session has sent something after they
 went out (a ping from the server follows them, which every live client answers): a
@@ -40,7 +42,7 @@ from typing import Any
 from chinwag.network.blocking import match_forms
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
-from chinwag.server.hooks import DELIVER_OFFLINE
+from chinwag.server.hooks import DELIVER_OFFLINE, DELIVER_SCREEN
 from chinwag.server.session import Session, SessionKey
 from chinwag.store.offline import NewOfflineMessage, OfflineRepository, StoreResult
 from chinwag.xmpp import ns
@@ -241,6 +243,7 @@ class Offline:
     def __init__(self, api: ModuleAPI) -> None:
         self.api = api
         self.store = api.services.offline
+        self.screen = api.channel(DELIVER_SCREEN)
         self.commits = GroupCommit(self.store, api.settings.messages.offline_quota, api.spawn)
         self.full = FullMailboxes()
         self.storing: Counter[str] = Counter()
@@ -349,12 +352,21 @@ class Offline:
         domain = self.api.domain.domain
         for message in stored:
             stanza = parse_stanza(message.stanza)
+            if self.screen.handlers and self.screened(stanza, session):
+                continue  # deleted with the others: a block list keeps it from the session
             stanza.attrs["to"] = str(session.jid)
             if not delayed_by(stanza, domain):  # else stamped when it was first sent
                 stanza.add("delay", ns.DELAY, {"from": domain, "stamp": stamp(message.stored_at)})
             session.connection.send(stanza)  # ahead of what is held
         session.connection.send(self.ping(session))
         return stored[-1].id, session.connection.heard_after_output()
+
+    def screened(self, stanza: Element, session: Session) -> bool:
+        sender = stanza.attrs.get("from")
+        try:
+            return sender is not None and self.screen.vetoes(JID.parse(sender), session.jid)
+        except InvalidJID:
+            return False
 
     def ping(self, session: Session) -> Element:
         """XEP-0199, so that an idle client answers at once; its reply, to the server, is

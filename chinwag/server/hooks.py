@@ -42,6 +42,12 @@ handed to without dispatch (broadcasts, probe answers, a contact's presence show
 a subscription starts, pending subscription requests): ``handler(sender, recipient)``
 with both JIDs; true keeps it from that recipient (a block list hides two users' presence
 from each other). Callers test the channel first: with no handler it costs nothing."""
+DELIVER_SCREEN = "deliver/screen"
+"""``modules/message.py``, for each resource of an account that a message to its bare JID
+may be handed to, and ``modules/offline.py``, for the session a stored message is about
+to be written to: ``handler(sender, recipient)`` with both JIDs; true keeps the message
+from that resource (a block list that names one resource). Callers test the channel
+first: with no handler it costs nothing."""
 SESSION_BOUND = "session/bound"
 """``SessionManager.bind``, once a resource is bound: ``handler(session)``."""
 SESSION_CLOSED = "session/closed"
