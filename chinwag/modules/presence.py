@@ -1,8 +1,9 @@
 """RFC 6121 presence: broadcast to contacts and to one's own resources, answers to probes
 on the contacts' behalf, directed presence, and unavailable when a session ends.
 
-Presence that goes from one user to another's resources here, without dispatch, is
-first put to the ``presence/screen`` handlers (a block list), when there are any."""
+Presence that goes from one user to another's resources here, without dispatch (also
+presence directed to a bare JID, per resource), is first put to the ``presence/screen``
+handlers (a block list), when there are any."""
 
 from __future__ import annotations
 

@@ -39,7 +39,8 @@ DELIVER_BOUNCED = "deliver/bounced"
 PRESENCE_SCREEN = "presence/screen"
 """``modules/presence.py`` and ``modules/roster.py``, for each resource that presence is
 handed to without dispatch (broadcasts, probe answers, a contact's presence shown when
-a subscription starts, pending subscription requests): ``handler(sender, recipient)``
+a subscription starts, pending subscription requests, presence directed to a bare JID):
+``handler(sender, recipient)``
 with both JIDs; true keeps it from that recipient (a block list hides two users' presence
 from each other). Callers test the channel first: with no handler it costs nothing."""
 DELIVER_SCREEN = "deliver/screen"

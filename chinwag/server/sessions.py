@@ -12,7 +12,9 @@ that resumes it (``resume``, by an unguessable id, for the same account and app)
 it reattached, with what it had not acknowledged sent again first, then what waited.
 Whatever ends a session with stream management reroutes what its client had not
 acknowledged as it reroutes what waited, so that nothing written to a dead connection
-is lost. Without resumption, a stream that ends ends its session at once.
+is lost; ``deliver/failed`` handlers first take what must not go anywhere again (a
+message another resource holds, a carbon copy). Without resumption, a stream that ends
+ends its session at once.
 
 Every change to a session's routing record (availability, priority, roster
 interest) goes through here, so that a shared registry can publish it.
