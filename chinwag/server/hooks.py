@@ -40,9 +40,9 @@ PRESENCE_SCREEN = "presence/screen"
 """``modules/presence.py`` and ``modules/roster.py``, for each resource that presence is
 handed to without dispatch (broadcasts, probe answers, a contact's presence shown when
 a subscription starts, pending subscription requests, presence directed to a bare JID):
-``handler(sender, recipient)``
-with both JIDs; true keeps it from that recipient (a block list hides two users' presence
-from each other). Callers test the channel first: with no handler it costs nothing."""
+``handler(sender, recipient)`` with both JIDs; true keeps it from that recipient (a
+block list hides two users' presence from each other). Callers test the channel first:
+with no handler it costs nothing."""
 DELIVER_SCREEN = "deliver/screen"
 """``modules/message.py``, for each resource of an account that a message to its bare JID
 may be handed to, and ``modules/offline.py``, for the session a stored message is about
@@ -59,8 +59,9 @@ SESSION_RESUMED = "session/resumed"
 what its client had not acknowledged is written again, before what waited for it:
 ``handler(session)`` (client state indication starts the new stream active)."""
 DELIVER_FAILED = "deliver/failed"
-"""``SessionManager.end``, for each stanza an ended session leaves behind: written to its
-client and not acknowledged, or waiting for it while it was detached:
+"""``SessionManager.end`` (and ``modules/csi.py``, for the messages it held), for each
+stanza an ended session leaves behind: written to its client and not acknowledged, or
+waiting for it while it was detached:
 ``handler(session, stanza) -> bool``; true when the handler has it (a carbon copy
 dropped, a message another of the account's resources got), else the stanza is routed
 again as the server's own."""
