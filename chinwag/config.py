@@ -179,7 +179,8 @@ class LimitsSettings(_Section):
     """Ping (XEP-0199) a bound stream that has sent nothing for this long (0: never)."""
     ping_timeout_seconds: float = Field(default=30.0, gt=0)
     """How long a pinged stream has to send anything before it is closed with
-    <connection-timeout/>."""
+    <connection-timeout/>; so has a stream that leaves the server's XEP-0198 <r/>
+    unanswered, and one after its offline messages (and the ping that follows them)."""
     stanzas_per_second: float = Field(default=1000.0, ge=0)
     """Top-level elements (stanzas, SASL and TLS negotiation) one stream may send per second,
     on average; a faster one is read more slowly, never disconnected (0: no limit)."""

@@ -30,7 +30,7 @@ from chinwag.server.rosters import RosterCache
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.services import Services
 from chinwag.server.session import Session
-from chinwag.server.sessions import EndReason, SessionManager
+from chinwag.server.sessions import EndReason, SessionManager, unanswered
 from chinwag.store.oauth import (
     OAUTH_APP_SUSPENDED,
     OAUTH_REVOKED,
@@ -366,9 +366,10 @@ class XMPPServer:
     async def _ping_silent(self, after: float, timeout: float) -> None:
         """XEP-0199 server-to-client pings: a bound stream that has sent nothing for
         ``after`` seconds is pinged, and closed with <connection-timeout/> if it sends
-        nothing within ``timeout`` (any input, not only the answer, shows it is alive).
-        Closing detaches its session, which may then wait for resumption. The client's
-        answer, a result to the server, is dropped by the dispatcher like any other."""
+        nothing within ``timeout`` (any input, not only the answer, shows it is alive);
+        so is one that leaves the server's XEP-0198 <r/> unanswered that long. Closing
+        detaches its session, which may then wait for resumption. The client's answer,
+        a result to the server, is dropped by the dispatcher like any other."""
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -388,19 +389,22 @@ class XMPPServer:
                 del pinged[connection]
             elif sent_at <= pinged_before:
                 del pinged[connection]
-                connection.close_stream(
-                    StreamError(StreamCondition.CONNECTION_TIMEOUT, "no answer to a ping")
-                )
+                connection.close_stream(unanswered())
 
     def _ping_streams_silent_since(self, silent_since: float, now: float) -> None:
+        """Ping the bound streams silent since ``silent_since``. A stream with an <r/> out
+        (XEP-0198) needs no ping: the request is taken for one, as ejabberd's ack timeout
+        does, so that a dead connection that messages are written to is noticed as soon
+        as one that is idle."""
         pinged = self._pinged
         for connection in list(self.connections):
             session = connection.session
-            if (
-                connection.heard_at <= silent_since
-                and session is not None
-                and connection not in pinged
-            ):
+            if session is None or connection in pinged:
+                continue
+            sm = session.stream_management
+            if sm is not None and sm.awaiting:
+                pinged[connection] = now
+            elif connection.heard_at <= silent_since:
                 connection.send(self._ping(session.jid))
                 pinged[connection] = now
 
