@@ -160,29 +160,38 @@ def run_on_database(
     settings: Settings,
     action: Callable[[Database], Awaitable[T]],
     expected: tuple[type[Exception], ...],
+    *,
+    create: bool = False,
 ) -> T:
-    """Run ``action`` on the store (created or migrated first); ``expected`` errors and
-    database failures end the command with one line."""
+    """Run ``action`` on the store, migrated to the newest schema first; ``expected``
+    errors and database failures end the command with one line. Unless ``create``, a
+    database that ``chinwag serve`` has not made yet is such a failure too: a command
+    run with the wrong settings must not make an empty one beside the real one."""
     import asyncio
 
     from sqlalchemy.exc import DBAPIError
 
-    from chinwag.store.db import redacted
+    from chinwag.store.db import NoDatabase, redacted
 
     url = settings.database_url
     try:
-        return asyncio.run(_on_migrated(url, action))
+        return asyncio.run(_on_migrated(url, action, create))
     except expected as error:
         fail(str(error))
+    except NoDatabase as error:
+        fail(
+            f"{error}: chinwag serve creates it at its first start (or chinwag db migrate); "
+            "is this the server's configuration?"
+        )
     except (OSError, DBAPIError) as error:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         fail(f"cannot use the database {redacted(url)}: {reason}")
 
 
-async def _on_migrated(url: str, action: Callable[[Database], Awaitable[T]]) -> T:
+async def _on_migrated(url: str, action: Callable[[Database], Awaitable[T]], create: bool) -> T:
     from chinwag.store.db import Database
 
-    db = Database.open(url)
+    db = Database.open(url) if create else await Database.open_existing(url)
     try:
         await db.migrate()
         return await action(db)

@@ -25,6 +25,12 @@ from chinwag.config import CONFIG_ENV_VAR
 HOST = "127.0.0.1"
 
 
+@pytest.fixture
+def chinwag(tmp_path) -> Chinwag:
+    """The command, before any ``chinwag serve`` made a database: check makes none."""
+    return Chinwag(tmp_path, database=False)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
@@ -382,12 +388,7 @@ def test_a_dns_server_that_is_not_an_address_is_refused(chinwag: Chinwag, tmp_pa
 
 def test_a_migrated_database_is_ok(chinwag: Chinwag, tmp_path):
     config = write_config(tmp_path / "chinwag.toml")
-    assert (
-        chinwag.run(
-            ["user", "add", "alice", "--password", "pw", "--config", str(config)]
-        ).returncode
-        == 0
-    )
+    assert chinwag.run(["db", "migrate", "--config", str(config)]).returncode == 0
 
     result = check(chinwag, config)
 
