@@ -2,7 +2,8 @@
 and the admin endpoints of the running server.
 
 A problem the operator can fix is one line on stderr: exit status 2 for
-configuration, 1 for everything else. ``--json`` puts results on stdout.
+configuration, 1 for everything else; ``--debug`` adds the traceback of its cause.
+``--json`` puts results on stdout.
 """
 
 from __future__ import annotations
@@ -48,9 +49,14 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
+DEBUG_OPTION = "--debug"
+
+
 @dataclass
 class _GlobalOptions:
     config: str | None = None
+    debug: bool = False
+    """A failure also prints the traceback of what caused it."""
 
 
 _global = _GlobalOptions()
@@ -59,6 +65,14 @@ _global = _GlobalOptions()
 def use_config(config: str | None) -> None:
     """The settings file of the commands not given one: ``chinwag --config FILE COMMAND``."""
     _global.config = config
+
+
+def use_debug(debug: bool) -> None:
+    _global.debug = debug
+
+
+def debugging() -> bool:
+    return _global.debug
 
 
 def config_path(config: str | None) -> str | None:
@@ -219,5 +233,20 @@ def print_json(data: object) -> None:
 
 
 def fail(message: str, status: int = FAILURE_EXIT) -> NoReturn:
+    if _global.debug:
+        print_cause()
     err.print(Text.assemble(("error: ", "bold red"), message))
     raise typer.Exit(status)
+
+
+def print_cause() -> None:
+    """With ``--debug``: the traceback of the exception being handled, and of the one it
+    was raised in place of (which ``raise ... from None`` hides from a plain traceback)."""
+    import traceback
+
+    error = sys.exc_info()[1]
+    if error is None:
+        return
+    if error.__suppress_context__ and error.__context__ is not None:
+        traceback.print_exception(error.__context__, file=sys.stderr)
+    traceback.print_exception(error, file=sys.stderr)
