@@ -2,7 +2,7 @@
 #   docker build -t chinwag .
 #   docker run -d --name chinwag -p 5222:5222 -p 5223:5223 -p 5280:5280 \
 #     -v chinwag-data:/var/lib/chinwag -v ./chinwag.toml:/etc/chinwag/chinwag.toml:ro chinwag
-# Commands run in it as the same user: docker exec chinwag chinwag user add alice
+# Commands run in it as the same user: docker exec -it chinwag chinwag user add alice
 
 FROM python:3.11-slim AS build
 RUN python -m venv /opt/chinwag

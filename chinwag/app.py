@@ -31,7 +31,7 @@ from chinwag.server.xmpp_server import XMPPServer
 from chinwag.store.accounts import SqlAccountRepository
 from chinwag.store.blocking import SqlBlockingRepository
 from chinwag.store.contacts import SqlContactRepository
-from chinwag.store.db import Database, redacted
+from chinwag.store.db import Database, MigrationError, redacted
 from chinwag.store.invitations import SqlInvitationRepository
 from chinwag.store.oauth import SqlOAuthRepository
 from chinwag.store.offline import SqlOfflineRepository
@@ -182,6 +182,9 @@ async def _migrated_database(url: str) -> Database:
         raise StartupError(f"cannot use the database {redacted(url)}: {error.strerror}") from None
     try:
         await database.migrate()
+    except MigrationError as error:
+        await database.close()
+        raise StartupError(str(error)) from None
     except (OSError, DBAPIError) as error:
         await database.close()
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]

@@ -185,12 +185,14 @@ def run_on_database(
 
     from sqlalchemy.exc import DBAPIError
 
-    from chinwag.store.db import NoDatabase, redacted
+    from chinwag.store.db import MigrationError, NoDatabase, redacted
 
     url = settings.database_url
     try:
         return asyncio.run(_on_migrated(url, action, create))
     except expected as error:
+        fail(str(error))
+    except MigrationError as error:
         fail(str(error))
     except NoDatabase as error:
         fail(

@@ -36,6 +36,7 @@ from typing import Any, cast
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Dialect, Engine, Select, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
@@ -56,6 +57,10 @@ PRIVATE_FILE_MODE = 0o600
 _SQLITE_COMPANIONS = ("-wal", "-shm")
 
 log = logging.getLogger(__name__)
+
+
+class MigrationError(Exception):
+    """The database's schema cannot be brought to this chinwag's newest revision."""
 
 
 class NoDatabase(Exception):
@@ -149,9 +154,16 @@ class Database:
         return db
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest revision (``alembic upgrade head``)."""
-        async with self.engine.begin() as connection:
-            await connection.run_sync(_upgrade_to_head)
+        """Bring the schema to the newest revision (``alembic upgrade head``); raises
+        MigrationError for a schema that Alembic cannot upgrade, such as a newer chinwag's."""
+        try:
+            async with self.engine.begin() as connection:
+                await connection.run_sync(_upgrade_to_head)
+        except CommandError as error:
+            shown = self.engine.url.render_as_string(hide_password=True)
+            raise MigrationError(
+                f"cannot migrate the database {shown}: {error} (made by a newer chinwag?)"
+            ) from error
 
     async def revision(self) -> str | None:
         """The schema's revision (None: no chinwag schema)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -143,3 +144,19 @@ async def test_systemd_hears_when_serve_is_ready_and_when_it_stops(tmp_path: Pat
     assert ready.decode().splitlines() == ["READY=1", "STATUS=serving localhost"]
     assert any("chinwag is serving localhost" in line for line in announced)
     assert stopping == b"STOPPING=1"
+
+
+def test_a_database_of_a_newer_chinwag_exits_1(tmp_path: Path) -> None:
+    config = config_on_free_ports(tmp_path)
+    assert run_chinwag("db", "migrate", "--config", str(config), cwd=tmp_path).returncode == 0
+    database = tmp_path / "data" / "chinwag.db"
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE alembic_version SET version_num = 'ffff'")
+
+    result = run_chinwag("serve", "--config", str(config), cwd=tmp_path)
+
+    assert result.returncode == 1, result.stderr
+    assert the_error(result) == (
+        f"error: cannot migrate the database sqlite+aiosqlite:///{database}: "
+        "Can't locate revision identified by 'ffff' (made by a newer chinwag?)"
+    )
