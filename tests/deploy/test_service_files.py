@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -44,6 +45,11 @@ def service() -> dict[str, str]:
     return dict(unit_entries(UNIT)["Service"])
 
 
+def assignments(text: str) -> dict[str, str]:
+    """``A=1 B="two words"`` (systemd's Environment=, Docker's ENV) as a mapping."""
+    return dict(assignment.split("=", 1) for assignment in shlex.split(text))
+
+
 def test_the_unit_is_a_notify_service_that_reloads_with_sighup():
     entries = service()
 
@@ -72,9 +78,7 @@ def test_the_unit_is_hardened_and_writes_only_its_state_directory():
 
 def test_the_unit_s_settings_file_puts_data_in_its_state_directory():
     entries = service()
-    environment = dict(
-        assignment.split("=", 1) for assignment in shlex.split(entries["Environment"])
-    )
+    environment = assignments(entries["Environment"])
     settings = load_settings(SERVICE_SETTINGS)
 
     assert environment["CHINWAG_CONFIG"] == "/etc/chinwag/chinwag.toml"
@@ -176,9 +180,7 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 def test_the_image_runs_serve_as_a_user_with_its_data_on_a_volume():
     copies = [copy.split() for copy in arguments("COPY") if not copy.startswith("--from=")]
     settings_file = {copy[-1]: copy[0] for copy in copies if len(copy) == 2}
-    environment = dict(
-        assignment.split("=", 1) for assignment in shlex.split(" ".join(arguments("ENV")))
-    )
+    environment = assignments(" ".join(arguments("ENV")))
     config = environment["CHINWAG_CONFIG"]
     settings = load_settings(ROOT / settings_file[config])
     [user] = arguments("USER")
@@ -197,3 +199,29 @@ def test_the_image_runs_serve_as_a_user_with_its_data_on_a_volume():
     assert "0.0.0.0" == settings.c2s.host == settings.http.host  # reachable from outside
     assert json.loads(command) == ["chinwag", "serve"]
     assert f"http://127.0.0.1:{settings.http.port}/health" in healthcheck
+
+
+def test_the_files_the_operations_page_names_are_in_the_repository():
+    text = (ROOT / "docs" / "operations.md").read_text()
+    named = set(re.findall(r"\bcontrib/[\w./-]*[\w/]", text))
+
+    assert len(named) >= 6
+    for path in sorted(named):
+        assert (ROOT / path).exists(), path
+    assert "`Dockerfile`" in text and DOCKERFILE.exists()
+
+
+def test_the_certbot_hook_copies_to_where_the_service_settings_point():
+    hook = (ROOT / "contrib" / "certbot" / "chinwag").read_text()
+    [tls_dir] = re.findall(r'CHINWAG_TLS_DIR:=([^}"]+)', hook)
+    [config] = re.findall(r'CHINWAG_CONFIG:=([^}"]+)', hook)
+    settings = load_settings(SERVICE_SETTINGS)
+
+    assert config == assignments(service()["Environment"])["CHINWAG_CONFIG"]
+    installed = Path(config).parent
+    assert installed / settings.tls_cert_path.relative_to(SERVICE_SETTINGS.parent) == Path(
+        tls_dir, "fullchain.pem"
+    )
+    assert installed / settings.tls_key_path.relative_to(SERVICE_SETTINGS.parent) == Path(
+        tls_dir, "privkey.pem"
+    )
