@@ -13,8 +13,9 @@ from pathlib import Path
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp
 
+from chinwag import logs
 from chinwag.config import Settings
-from chinwag.control import Control, apply_log_settings
+from chinwag.control import Control
 from chinwag.network.accounts import AccountService
 from chinwag.network.blocking import BlockingService
 from chinwag.network.contacts import ContactService
@@ -265,14 +266,10 @@ async def _serve(settings: Settings, reread: Callable[[], Settings] | None) -> N
 
 def serve(settings: Settings, reread: Callable[[], Settings] | None = None) -> None:
     """Run chinwag until SIGINT or SIGTERM; SIGHUP reloads what ``reread`` reads."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    apply_log_settings(settings.log)
-    # Migrations and the embedded HTTP server only speak up when something is wrong,
-    # so that chinwag's own first lines say where it listens.
-    for chatty in ("alembic", "uvicorn.error"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    try:
+        logs.configure(settings.log)
+    except logs.LogFileError as error:
+        raise StartupError(str(error)) from None
     try:
         import uvloop
     except ImportError:

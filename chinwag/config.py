@@ -2,10 +2,11 @@
 
 Every command reads the same file, named by ``--config FILE`` or the
 ``CHINWAG_CONFIG`` variable; with neither, the embedded defaults apply.
-Relative paths (``data_dir``, an SQLite URL's file, ``[tls] cert`` and ``key``, and
-``data_dir``'s default ``chinwag-data``) are taken relative to the directory of the
-file, so every command finds the same files wherever it runs; without a file, relative
-to the working directory, as the quick start expects (``./chinwag-data``).
+Relative paths (``data_dir``, an SQLite URL's file, ``[tls] cert`` and ``key``,
+``[log] file``, and ``data_dir``'s default ``chinwag-data``) are taken relative to
+the directory of the file, so every command finds the same files wherever it runs;
+without a file, relative to the working directory, as the quick start expects
+(``./chinwag-data``).
 """
 
 from __future__ import annotations
@@ -353,6 +354,19 @@ class ClusterSettings(_Section):
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     """The least severe of chinwag's own log lines that ``chinwag serve`` writes."""
+    format: Literal["text", "json"] = "text"
+    """``text``: one readable line per event, its fields as ``key=value``; ``json``: one
+    JSON object per line (time, level, logger, message and the event's fields)."""
+    file: ConfigPath | None = None
+    """Where ``chinwag serve`` appends its log; None: standard error. The file is opened
+    again at each reload (SIGHUP, ``chinwag reload``), as logrotate expects."""
+
+    @field_validator("file")
+    @classmethod
+    def _file_path(cls, file: str | None) -> str | None:
+        if file is not None and not file.strip():
+            raise ValueError("must be a file's path; leave it out to log to standard error")
+        return file
 
 
 class Settings(_Section):

@@ -30,7 +30,7 @@ from chinwag.server.rosters import RosterCache
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.services import Services
 from chinwag.server.session import Session
-from chinwag.server.sessions import SessionManager
+from chinwag.server.sessions import EndReason, SessionManager
 from chinwag.store.oauth import (
     OAUTH_APP_SUSPENDED,
     OAUTH_REVOKED,
@@ -193,6 +193,7 @@ class XMPPServer:
             self.sessions.of(user),
             self._unbound(lambda grant: grant.username == user),
             "the account was deleted",
+            EndReason.ACCOUNT_DELETED,
         )
 
     def _on_password_changed(self, event: NetworkEvent) -> None:
@@ -230,6 +231,7 @@ class XMPPServer:
             [s for s in self.sessions.of(user) if s.grant is not None and revoked(s.grant)],
             self._unbound(revoked),
             "access was revoked",
+            EndReason.REVOKED,
         )
 
     def _on_app_suspended(self, event: NetworkEvent) -> None:
@@ -238,18 +240,24 @@ class XMPPServer:
             [s for s in self.sessions.all() if s.app == app],
             self._unbound(lambda grant: grant.app == app),
             "access was revoked: the app is suspended",
+            EndReason.SUSPENDED,
         )
 
     def _unbound(self, matches: Callable[[Grant], bool]) -> list[C2SConnection]:
         return [c for c in self.unbound if c.grant is not None and matches(c.grant)]
 
     def _end_streams(
-        self, sessions: Sequence[Session], unbound: Sequence[C2SConnection], reason: str
+        self,
+        sessions: Sequence[Session],
+        unbound: Sequence[C2SConnection],
+        text: str,
+        reason: EndReason,
     ) -> None:
+        error = StreamError(StreamCondition.NOT_AUTHORIZED, text)
         for session in list(sessions):
-            self.sessions.end(session, StreamError(StreamCondition.NOT_AUTHORIZED, reason))
+            self.sessions.end(session, error, reason=reason)
         for connection in unbound:
-            connection.close_stream(StreamError(StreamCondition.NOT_AUTHORIZED, reason))
+            connection.close_stream(error)
 
     @property
     def ports(self) -> dict[str, int]:

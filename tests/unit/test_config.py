@@ -82,7 +82,8 @@ def test_relative_paths_start_from_the_settings_file_s_directory(tmp_path, monke
         config_dir,
         'data_dir = "data"\n'
         '[database]\nurl = "sqlite+aiosqlite:///db/chat.db?timeout=5"\n'
-        '[tls]\ncert = "tls/fullchain.pem"\nkey = "../keys/privkey.pem"\n',
+        '[tls]\ncert = "tls/fullchain.pem"\nkey = "../keys/privkey.pem"\n'
+        '[log]\nfile = "log/chinwag.log"\n',
     )
 
     settings = load_settings(Path("..") / "etc" / config.name)
@@ -91,6 +92,7 @@ def test_relative_paths_start_from_the_settings_file_s_directory(tmp_path, monke
     assert settings.database_url == f"sqlite+aiosqlite:///{config_dir}/db/chat.db?timeout=5"
     assert settings.tls_cert_path == config_dir / "tls/fullchain.pem"
     assert settings.tls_key_path == config_dir / "../keys/privkey.pem"
+    assert settings.log.file == str(config_dir / "log/chinwag.log")
 
 
 def test_with_a_settings_file_the_default_data_dir_is_beside_it(tmp_path, monkeypatch):
