@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -31,8 +30,9 @@ from sqlalchemy import text
 
 from chinwag import __version__, logs
 from chinwag.config import ConfigError, Settings
+from chinwag.server import sd_notify
 from chinwag.server.sessions import EndReason
-from chinwag.server.tls import ServerTLS, certificate_names
+from chinwag.server.tls import CertificateError, ServerTLS, certificate_names, loaded_context
 from chinwag.server.xmpp_server import XMPPServer
 from chinwag.store.db import Database, redacted
 from chinwag.web.admin_routes import ReloadFailed
@@ -148,7 +148,14 @@ class Control:
 
     def reload(self) -> dict[str, Any]:
         """Apply the settings file again; ReloadFailed, and nothing changes, when it or
-        the certificate does not load."""
+        the certificate does not load. systemd hears of it (``Type=notify``)."""
+        sd_notify.reloading()
+        try:
+            return self._reload()
+        finally:
+            sd_notify.notify("READY=1")
+
+    def _reload(self) -> dict[str, Any]:
         try:
             read = self.reread() if self.reread is not None else self.settings
         except ConfigError as error:
@@ -190,11 +197,13 @@ class Control:
             return None
         cert, key = settings.tls_cert_path, settings.tls_key_path
         try:
+            context = loaded_context(cert, key)
             described = _certificate_json(cert)
-            self.tls.reload(cert, key)
-        except (OSError, ssl.SSLError, ValueError) as error:
-            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-            raise ReloadFailed(f"cannot load the certificate {cert} with {key}: {reason}") from None
+        except CertificateError as error:
+            raise ReloadFailed(f"cannot load the certificate: {error}") from None
+        except ValueError as error:
+            raise ReloadFailed(f"cannot load the certificate {cert}: {error}") from None
+        self.tls.use(context)
         return described
 
 
