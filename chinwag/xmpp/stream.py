@@ -279,7 +279,7 @@ class ServerStream:
         sends them many times a second, and each would cost as much to parse as a short
         stanza. The bytes around them go through the parser in order."""
         fed = searched = 0
-        while (found := data.find(sm.NS_BYTES, searched)) >= 0:
+        while self.state is State.MANAGED and (found := data.find(sm.NS_BYTES, searched)) >= 0:
             searched = found + len(sm.NS_BYTES)
             start = data.rfind(b"<", fed, found)
             short = sm.SHORT_FORM.match(data, start) if start >= 0 else None
@@ -288,9 +288,7 @@ class ServerStream:
             if start > fed:
                 self._receive(data[fed:start])
                 fed = start
-                if self.state is not State.MANAGED:
-                    break
-            if self._parser.at_rest():
+            if self.state is State.MANAGED and not self._backlog and self._parser.at_rest():
                 fed = short.end()
                 self._on_short_form(short.group(1) or short.group(2))
         if fed < len(data) and self.state is not State.CLOSED:

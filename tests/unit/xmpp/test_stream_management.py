@@ -259,9 +259,10 @@ def test_every_spelling_of_an_ack_is_handed_over(ack_: str, h: str, handled: int
 @pytest.mark.parametrize("h", [str(MASK + 1), "99999999999", "", "-1", "4e3"])
 def test_every_spelling_of_an_ack_without_a_count_ends_the_stream(ack_: str, h: str) -> None:
     client = managed()
-    events = client.send(MESSAGE + ack_ % h + MESSAGE)
+    events = client.send(MESSAGE + ack_ % h + R + MESSAGE)
     assert isinstance(events[0], StanzaReceived)  # what came before is handled
-    assert closed_with(events[1:], StreamCondition.BAD_FORMAT)
+    assert closed_with(events[1:], StreamCondition.BAD_FORMAT)  # and nothing after
+    assert len(events) == 2
     assert client.stream.state is State.CLOSED
 
 
