@@ -125,11 +125,12 @@ class StreamManagement:
         here is counted after what was acknowledged."""
         now, stamps, stamped = time(), self._stamps, self._stamped
         unacked: list[Sent] = []
+        stamp = 0  # the stamp that covers ``position``, if any
         for position, data in enumerate(self.unacked, self._dropped):
-            while len(stamps) > 1 and stamps[1][0] <= position:
-                del stamps[0]
-            since = stamps[0][1] if stamps and stamps[0][0] <= position < stamped else now
-            unacked.append((parse_stanza(data.decode()), since))
+            while stamp + 1 < len(stamps) and stamps[stamp + 1][0] <= position:
+                stamp += 1
+            covered = stamps and stamps[stamp][0] <= position < stamped
+            unacked.append((parse_stanza(data.decode()), stamps[stamp][1] if covered else now))
         self._dropped += len(self.unacked)
         self._stamped = self._dropped
         self.unacked.clear()
