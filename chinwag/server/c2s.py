@@ -31,7 +31,6 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Coroutine, MutableSet
-from time import time
 from typing import Any, Protocol
 
 from chinwag.config import LimitsSettings
@@ -386,7 +385,7 @@ class C2SConnection:
         self._pending.append(data)
         session = self.session
         if session is not None and (sm := session.stream_management) is not None:
-            sm.unacked.append((data, time()))
+            sm.unacked.append(data)
             if len(sm.unacked) > sm.max_unacked:
                 self._unacked_overflow(sm)
                 return
@@ -409,8 +408,10 @@ class C2SConnection:
             return
         session = self.session
         sm = session.stream_management if session is not None else None
-        if sm is not None and self.stream.state is not State.CLOSED and sm.ask():
-            self._pending.append(REQUEST)
+        if sm is not None:
+            sm.written()
+            if self.stream.state is not State.CLOSED and sm.ask():
+                self._pending.append(REQUEST)
         waiting = self.transport.writelines(self._pending)
         self._pending.clear()
         self.wrote_recently = True
@@ -456,8 +457,7 @@ class C2SConnection:
             session = self.session
             sm = session.stream_management if session is not None else None
             if sm is not None and (answered := self.stream.take_stanzas_sent()):
-                now = time()
-                sm.unacked.extend((data, now) for data in answered)
+                sm.unacked.extend(answered)
                 if len(sm.unacked) > sm.max_unacked:
                     self._unacked_overflow(sm)
                     return
