@@ -20,7 +20,7 @@ from chinwag.network.events import (
 from chinwag.server import tcp
 from chinwag.server.api import ModuleAPI, ModuleHost, load_module
 from chinwag.server.auth import DriverFactory, Grant, SaslDriver, sasl_drivers
-from chinwag.server.auth_failures import AuthFailureLimiter
+from chinwag.server.auth_failures import auth_failures_for
 from chinwag.server.c2s import C2SConnection, OutputBatch, Transport
 from chinwag.server.dispatch import Dispatcher
 from chinwag.server.events import EventPump
@@ -93,7 +93,7 @@ class XMPPServer:
         self.authenticator = services.authenticator
         self.rosters = RosterCache(services.contacts)
         self.sasl_drivers: dict[str, DriverFactory] = sasl_drivers()
-        self.auth_failures = AuthFailureLimiter.from_settings(settings.limits)
+        self.auth_failures = auth_failures_for(settings)
         self.hooks = Hooks()
         self.router = LocalRouter(self.hooks)
         self.dispatcher = Dispatcher(
@@ -328,6 +328,7 @@ class XMPPServer:
         self._listeners.clear()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
+        await self.auth_failures.close()
         await asyncio.sleep(0)  # let the transports flush their last bytes
 
     async def _release_idle_parsers(self, interval: float) -> None:

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from chinwag.server.auth_failures import AuthFailureLimiter, Ban
+from chinwag.server.auth_failures import AuthFailures, Ban
 from chinwag.server.session import Session
 from chinwag.web.admin_token import check_admin
 
@@ -158,8 +158,8 @@ async def end_sessions(request: Request) -> Response:
 @_admin_only
 async def bans(request: Request) -> Response:
     """The addresses refused now for failed sign-ins, with the seconds each has left."""
-    limiter: AuthFailureLimiter = request.app.state.services.auth_failures
-    return JSONResponse([ban_json(ban) for ban in limiter.bans()])
+    limiter: AuthFailures = request.app.state.services.auth_failures
+    return JSONResponse([ban_json(ban) for ban in await limiter.bans()])
 
 
 @_admin_only
@@ -168,8 +168,8 @@ async def lift_ban(request: Request) -> Response:
     address = _parameter(request, "address")
     if address is None:
         return _refusal(400, "bad_request", "give the address whose ban to lift: ?address=")
-    limiter: AuthFailureLimiter = request.app.state.services.auth_failures
-    lifted = limiter.lift(address)
+    limiter: AuthFailures = request.app.state.services.auth_failures
+    lifted = await limiter.lift(address)
     if lifted is None:
         return _refusal(404, "not_found", f"{address} is not refused")
     return JSONResponse(ban_json(lifted))

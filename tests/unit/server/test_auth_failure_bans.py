@@ -28,59 +28,59 @@ def limiter(clock: Clock, limit: int = 2) -> AuthFailureLimiter:
     return AuthFailureLimiter(limit, BAN, clock=clock)
 
 
-def fail(failures: AuthFailureLimiter, address: str, times: int) -> None:
+async def fail(failures: AuthFailureLimiter, address: str, times: int) -> None:
     for _ in range(times):
-        failures.failed(address)
+        await failures.failed(address)
 
 
-def test_bans_lists_refused_addresses_only_longest_remaining_first(clock: Clock) -> None:
+async def test_bans_lists_refused_addresses_only_longest_remaining_first(clock: Clock) -> None:
     failures = limiter(clock)
-    fail(failures, "192.0.2.1", 2)
+    await fail(failures, "192.0.2.1", 2)
     clock.now += 100
-    fail(failures, "2001:db8:1:2::5", 3)
-    fail(failures, "192.0.2.9", 1)  # below the limit: not refused
+    await fail(failures, "2001:db8:1:2::5", 3)
+    await fail(failures, "192.0.2.9", 1)  # below the limit: not refused
 
-    assert failures.bans() == [
+    assert await failures.bans() == [
         Ban("2001:db8:1:2::/64", 3, BAN),
         Ban("192.0.2.1", 2, BAN - 100),
     ]
     clock.now += BAN - 100
-    assert failures.bans() == [Ban("2001:db8:1:2::/64", 3, 100)]
+    assert await failures.bans() == [Ban("2001:db8:1:2::/64", 3, 100)]
 
 
 @pytest.mark.parametrize(
     "written",
     ["2001:db8:1:2::ffff", "2001:db8:1:2::/64", "2001:DB8:1:2:0::/64", " 2001:db8:1:2::/64 "],
 )
-def test_lifting_an_ipv6_address_lifts_its_64(clock: Clock, written: str) -> None:
+async def test_lifting_an_ipv6_address_lifts_its_64(clock: Clock, written: str) -> None:
     failures = limiter(clock)
-    fail(failures, "2001:db8:1:2::5", 2)
+    await fail(failures, "2001:db8:1:2::5", 2)
 
-    assert failures.lift(written) == Ban("2001:db8:1:2::/64", 2, BAN)
+    assert await failures.lift(written) == Ban("2001:db8:1:2::/64", 2, BAN)
 
-    assert failures.bans() == []
-    assert failures.refused_for("2001:db8:1:2::5") is None
-    failures.failed("2001:db8:1:2::5")  # counting starts again from nothing
-    assert failures.refused_for("2001:db8:1:2::5") is None
+    assert await failures.bans() == []
+    assert await failures.refused_for("2001:db8:1:2::5") is None
+    await failures.failed("2001:db8:1:2::5")  # counting starts again from nothing
+    assert await failures.refused_for("2001:db8:1:2::5") is None
 
 
-def test_lifting_an_address_that_is_not_refused_forgets_its_failures(clock: Clock) -> None:
+async def test_lifting_an_address_that_is_not_refused_forgets_its_failures(clock: Clock) -> None:
     failures = limiter(clock)
-    fail(failures, "::ffff:192.0.2.1", 1)
+    await fail(failures, "::ffff:192.0.2.1", 1)
 
-    assert failures.lift("192.0.2.1") is None
-    failures.failed("192.0.2.1")
-    assert failures.refused_for("192.0.2.1") is None
-    assert failures.lift("192.0.2.77") is None
-    assert failures.lift("") is None
+    assert await failures.lift("192.0.2.1") is None
+    await failures.failed("192.0.2.1")
+    assert await failures.refused_for("192.0.2.1") is None
+    assert await failures.lift("192.0.2.77") is None
+    assert await failures.lift("") is None
 
 
-def test_an_expired_ban_is_not_lifted(clock: Clock) -> None:
+async def test_an_expired_ban_is_not_lifted(clock: Clock) -> None:
     failures = limiter(clock)
-    fail(failures, "192.0.2.1", 2)
+    await fail(failures, "192.0.2.1", 2)
     clock.now += BAN
 
-    assert failures.lift("192.0.2.1") is None
+    assert await failures.lift("192.0.2.1") is None
 
 
 def test_listed_key_names_what_is_counted() -> None:
@@ -91,27 +91,27 @@ def test_listed_key_names_what_is_counted() -> None:
     assert listed_key("not an address") == "not an address"
 
 
-def test_a_reload_changes_the_limit_and_keeps_the_counts(clock: Clock) -> None:
+async def test_a_reload_changes_the_limit_and_keeps_the_counts(clock: Clock) -> None:
     failures = limiter(clock, limit=3)
-    fail(failures, "192.0.2.1", 2)
-    assert failures.bans() == []
+    await fail(failures, "192.0.2.1", 2)
+    assert await failures.bans() == []
 
     failures.configure(
         LimitsSettings(max_auth_failures_per_address=2, auth_failure_ban_seconds=60.0)
     )
 
-    assert failures.bans() == [Ban("192.0.2.1", 2, BAN)]  # kept until its next failure
-    failures.failed("192.0.2.1")
-    assert failures.refused_for("192.0.2.1") == 60.0
+    assert await failures.bans() == [Ban("192.0.2.1", 2, BAN)]  # kept until its next failure
+    await failures.failed("192.0.2.1")
+    assert await failures.refused_for("192.0.2.1") == 60.0
 
 
-def test_a_reload_that_turns_the_limit_off_lifts_every_ban(clock: Clock) -> None:
+async def test_a_reload_that_turns_the_limit_off_lifts_every_ban(clock: Clock) -> None:
     failures = limiter(clock)
-    fail(failures, "192.0.2.1", 2)
+    await fail(failures, "192.0.2.1", 2)
 
     failures.configure(LimitsSettings(max_auth_failures_per_address=0))
 
-    assert failures.bans() == []
-    assert failures.refused_for("192.0.2.1") is None
-    fail(failures, "192.0.2.1", 5)
-    assert failures.refused_for("192.0.2.1") is None
+    assert await failures.bans() == []
+    assert await failures.refused_for("192.0.2.1") is None
+    await fail(failures, "192.0.2.1", 5)
+    assert await failures.refused_for("192.0.2.1") is None
