@@ -41,7 +41,7 @@ from chinwag.cli_common import (
 )
 from chinwag.invite_cli import invite_cli
 from chinwag.oauth_cli import app_cli, app_password_cli, token_cli
-from chinwag.operator_cli import bans_cli, check, reload, sessions_cli, status
+from chinwag.operator_cli import bans_cli, check, drain, reload, sessions_cli, status
 from chinwag.portability_cli import db_cli, export, import_
 
 # Imported where used, so that ``chinwag --help`` does not wait for SQLAlchemy and Alembic.
@@ -146,6 +146,7 @@ def serve(config: ConfigOption = None) -> None:
 
 app.command()(status)
 app.command()(reload)
+app.command()(drain)
 app.command()(check)
 app.command()(export)
 app.command("import")(import_)
