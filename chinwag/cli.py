@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chinwag.cli_common import (
+    CONFIG_EXIT,
     ConfigOption,
     JsonOption,
     T,
@@ -125,9 +126,31 @@ def global_options(
 
 
 @app.command()
-def serve(config: ConfigOption = None) -> None:
-    """Run the server; SIGHUP (or 'chinwag reload') makes it read its settings file again."""
+def serve(
+    config: ConfigOption = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=256,
+            metavar="N",
+            help="Run N nodes of the cluster on this machine, sharing the listening ports "
+            "(one per core); needs the cluster section (a Redis) and PostgreSQL.",
+        ),
+    ] = None,
+    node: Annotated[str | None, typer.Option("--node", hidden=True)] = None,
+    reuse_port: Annotated[bool, typer.Option("--reuse-port", hidden=True)] = False,
+) -> None:
+    """Run the server; SIGHUP (or 'chinwag reload') makes it read its settings file again,
+    SIGUSR1 (or 'chinwag drain') sends its clients to another node and stops it."""
     settings = settings_or_exit(config)
+    if workers is not None and settings.cluster is None:
+        fail(
+            "--workers runs several nodes of a cluster on this machine: it needs a [cluster] "
+            "section (a Redis) and a PostgreSQL [database] url (docs/cluster.md)",
+            CONFIG_EXIT,
+        )
     if settings.cluster is not None:
         fail(
             "[cluster] is not served yet: this release runs one process (docs/cluster.md); "
@@ -136,12 +159,34 @@ def serve(config: ConfigOption = None) -> None:
     from chinwag.app import StartupError
     from chinwag.app import serve as serve_forever
     from chinwag.config import load_settings
+    from chinwag.workers import as_worker
 
     chosen = config_path(config)
+    if workers is not None:
+        _supervise(settings, workers, chosen)
     try:
-        serve_forever(settings, reread=lambda: load_settings(chosen))
+        settings = as_worker(settings, node)
+    except ValueError as error:
+        fail(str(error), CONFIG_EXIT)
+    try:
+        serve_forever(
+            settings,
+            reread=lambda: as_worker(load_settings(chosen), node),
+            reuse_port=reuse_port,
+        )
     except StartupError as error:
         fail(str(error))
+
+
+def _supervise(settings: Settings, workers: int, config: str | None) -> NoReturn:
+    """``serve --workers``: make the files the workers share, then run and watch them."""
+    from chinwag.app import prepare_shared_files
+    from chinwag.workers import serve_command, supervise, worker_names
+
+    assert settings.cluster is not None
+    prepare_shared_files(settings)
+    names = worker_names(settings.cluster.node, workers)
+    raise typer.Exit(supervise({name: serve_command(name, config) for name in names}))
 
 
 app.command()(status)
