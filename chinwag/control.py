@@ -1,7 +1,8 @@
 """The operator's controls of a running chinwag: its status, ending sessions,
 reloading its settings and draining it. The admin endpoints (``web/admin_routes.py``)
 serve them to ``chinwag status``, ``chinwag sessions kick``, ``chinwag reload`` and
-``chinwag drain``; SIGHUP reloads too, and SIGUSR1 drains.
+``chinwag drain``; SIGHUP reloads too, and SIGUSR1 drains (or, with no other node to
+send the clients to, stops).
 
 A reload reads the settings file again and applies what can change while connections
 stay open: the TLS certificate and key (new handshakes get them, connections made
@@ -176,13 +177,17 @@ class Control:
         return {"to": target, "sent": sent, "timeout_seconds": timeout}
 
     def drain_on_signal(self) -> None:
-        """SIGUSR1: drain to a live node of the cluster, and log what failed."""
+        """SIGUSR1: drain to a live node of the cluster; without one (the last node, or
+        no [cluster]), stop as on SIGTERM."""
 
         async def drain() -> None:
             try:
                 await self.drain(None)
             except DrainFailed as error:
-                log.error("not drained: %s", error)
+                if self.draining is None:  # else a drain is under way: let it finish
+                    log.warning("not drained: %s; stopping", error)
+                    if self.stop is not None:
+                        self.stop()
 
         self.xmpp.spawn(drain())
 

@@ -1,7 +1,7 @@
 """``chinwag drain`` on a ``chinwag serve`` process: it stops accepting, sends every
 client to the other node with <see-other-host/> (RFC 6120 4.9.3.19), which slixmpp
 follows, and stops once they have gone; without a node to send them to, it refuses and
-the server serves on."""
+the server serves on, and SIGUSR1 stops it as SIGTERM does."""
 
 from __future__ import annotations
 
@@ -78,23 +78,25 @@ async def test_drained_clients_follow_see_other_host_to_the_other_node_and_it_st
     assert "sent 2 client streams to" in serve_a.output
 
 
-async def test_a_drain_without_a_node_to_send_clients_to_is_refused_and_serving_goes_on(
+async def test_a_drain_without_a_node_to_send_clients_to_is_refused_and_sigusr1_stops(
     tmp_path: Path, template_data: Path, processes: list[ServeProcess], new_client: NewClient
 ) -> None:
     config, handle, serve = await serve_in(tmp_path / "a", template_data, processes)
     alice = new_client(handle, "alice", "laptop")
     await sign_in(alice, handle.host, handle.port)
 
+    ended = watch(alice, "stream_error")
+
     nowhere, malformed = await asyncio.gather(
         run_chinwag(config, "drain"), run_chinwag(config, "drain", "--to", "b.example.org")
     )
-    serve.process.send_signal(signal.SIGUSR1)
 
     assert nowhere.returncode == 1
     assert "give the address to send the clients to (--to HOST:PORT)" in nowhere.stderr
     assert malformed.returncode == 1
     assert "'b.example.org' is not HOST:PORT" in malformed.stderr
-    await asyncio.sleep(0.5)
-    assert "not drained: give the address" in serve.output
     assert await alice.plugin["xep_0199"].send_ping(handle.domain, timeout=5) is not None
-    assert await serve.stop() == 0
+    # SIGUSR1 finds no node either (no [cluster]): the server stops as on SIGTERM.
+    assert await serve.stop(signal.SIGUSR1) == 0
+    assert (await asyncio.wait_for(ended, TIMEOUT))["condition"] == "system-shutdown"
+    assert "not drained: give the address" in serve.output
