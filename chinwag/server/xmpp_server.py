@@ -269,7 +269,9 @@ class XMPPServer:
         WebSocket client can only be sent to a URI (RFC 7395 3.6.1), which a node does
         not know of another: its stream ends with <system-shutdown/>, and it reconnects
         through the balancer. Sessions waiting for resumption end: it would have to be
-        here. Returns how many streams were sent to ``other_host``."""
+        here. Streams that open meanwhile (over WebSocket) may neither bind nor resume.
+        Returns how many streams were sent to ``other_host``."""
+        self.shutting_down = True
         for listener in self._listeners:
             listener.close()
         moved = StreamError(
