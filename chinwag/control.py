@@ -174,7 +174,7 @@ class Control:
         await self._withdraw()
         sent = self.xmpp.drain(target)
         self.draining = asyncio.create_task(self._stop_when_drained(timeout))
-        return {"to": target, "sent": sent, "timeout_seconds": timeout}
+        return {"to": target, "sent": sent, "timeout_seconds": timeout, "pid": os.getpid()}
 
     def drain_on_signal(self) -> None:
         """SIGUSR1: drain to a live node of the cluster; without one (the last node, or

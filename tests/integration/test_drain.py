@@ -67,7 +67,13 @@ async def test_drained_clients_follow_see_other_host_to_the_other_node_and_it_st
 
     assert drained.returncode == 0, drained.stderr
     answer = json.loads(drained.stdout)
-    assert answer == {"to": f"{b.host}:{b.port}", "sent": 2, "timeout_seconds": 30, "stopped": True}
+    assert answer == {
+        "to": f"{b.host}:{b.port}",
+        "sent": 2,
+        "timeout_seconds": 30,
+        "pid": serve_a.process.pid,
+        "stopped": True,
+    }
     assert await asyncio.wait_for(serve_a.process.wait(), TIMEOUT) == 0, serve_a.output
     for error in errors:
         received = await asyncio.wait_for(error, TIMEOUT)
