@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -277,14 +278,24 @@ def _wait_until_gone(pid: int, seconds: float) -> bool:
     the other workers of ``serve --workers`` answer on too."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _running(pid):
             return True
-        except PermissionError:
-            pass  # it runs as another user: it is there
         time.sleep(DRAIN_POLL_SECONDS)
     return False
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it runs as another user: it is there
+    try:  # Linux: one that has ended but that its parent has not collected yet is a zombie
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 # -- chinwag sessions
