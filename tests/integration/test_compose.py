@@ -1,20 +1,30 @@
 """The deployment of compose.yaml, checked without a Docker daemon: its services, the
 files it mounts, each node's settings (loaded as chinwag loads them), HAProxy's
-backends against those settings, and HAProxy's own check of its configuration."""
+backends against those settings, HAProxy's own check of its configuration, and
+HAProxy with that configuration (on loopback ports) carrying slixmpp clients to a
+chinwag that takes the PROXY protocol."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import shutil
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from chinwag.config import Settings, load_settings
 from tests.debian import apt_install
+
+from .conftest import NewClient, StartServer
+from .support import HOST, TIMEOUT, ServerHandle, free_port, sign_in
+from .test_proxy_protocol import peer_address
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
@@ -96,9 +106,13 @@ def test_haproxy_sends_the_proxy_protocol_to_each_node_s_ports(compose: dict[str
             assert ("send-proxy-v2" in options) == (backend != "web")
 
 
-def test_haproxy_finds_its_configuration_valid() -> None:
+def require_haproxy() -> None:
     if shutil.which("haproxy") is None and (problem := apt_install("haproxy")) is not None:
         pytest.skip(f"HAProxy is not installed and cannot be: {problem}")
+
+
+def test_haproxy_finds_its_configuration_valid() -> None:
+    require_haproxy()
     checked = subprocess.run(
         ["haproxy", "-c", "-f", str(ROOT / "deploy" / "compose" / "haproxy.cfg")],
         capture_output=True,
@@ -111,3 +125,60 @@ def test_haproxy_finds_its_configuration_valid() -> None:
     warnings = [line for line in checked.stderr.splitlines() if "[WARNING]" in line]
     # Outside Docker the nodes' names do not resolve; nothing else may be wrong.
     assert all("could not resolve address 'chinwag-" in line for line in warnings), warnings
+
+
+def on_loopback(server: ServerHandle, fronts: dict[int, int]) -> str:
+    """haproxy.cfg with its listeners on the loopback ports ``fronts`` gives for each of
+    its own, and every node's address replaced by ``server``'s."""
+    assert server.app is not None
+    text = (ROOT / "deploy" / "compose" / "haproxy.cfg").read_text()
+    for port, front in fronts.items():
+        text = text.replace(f"bind :{port}\n", f"bind {HOST}:{front}\n")
+    backends = {5222: server.port, 5223: server.direct_tls_port, 5280: server.app.http.port}
+    for port, node_port in backends.items():
+        text = re.sub(rf"chinwag-[abc]:{port}\b", f"{HOST}:{node_port}", text)
+    return text
+
+
+@contextlib.asynccontextmanager
+async def haproxy(config: Path, port: int) -> AsyncIterator[None]:
+    process = await asyncio.create_subprocess_exec(
+        "haproxy", "-db", "-f", str(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        while True:
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection(HOST, port)
+                writer.close()
+                break
+            assert process.returncode is None, "haproxy exited"
+            assert asyncio.get_running_loop().time() < deadline, "haproxy does not listen"
+            await asyncio.sleep(0.05)
+        yield
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), TIMEOUT)
+
+
+async def test_haproxy_with_the_compose_configuration_carries_clients_to_a_node(
+    start_server: StartServer, new_client: NewClient, tmp_path: Path
+) -> None:
+    require_haproxy()
+    server = await start_server(c2s={"proxy_protocol": True})  # trusting only 127.0.0.1
+    fronts = {5222: free_port(), 5223: free_port(), 5280: free_port()}
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(on_loopback(server, fronts))
+
+    async with haproxy(config, fronts[5222]):
+        starttls = new_client(server, "alice", "starttls")
+        direct = new_client(server, "bob", "direct", direct_tls=True)
+        # A node accepts a connection only once it has read a PROXY header from it.
+        await sign_in(starttls, HOST, fronts[5222])
+        await sign_in(direct, HOST, fronts[5223])
+        assert peer_address(server, server.jid("alice", "starttls")) == (HOST, "starttls")
+        assert peer_address(server, server.jid("bob", "direct")) == (HOST, "tls")
+        async with httpx.AsyncClient(trust_env=False) as web:
+            answer = await web.get(f"http://{HOST}:{fronts[5280]}/.well-known/host-meta")
+
+    assert answer.status_code == 200
