@@ -12,8 +12,9 @@ from pathlib import Path
 
 from starlette.types import ASGIApp
 
+from chinwag import logs
 from chinwag.config import Settings
-from chinwag.control import Control, apply_log_settings
+from chinwag.control import Control
 from chinwag.network.accounts import AccountService
 from chinwag.network.blocking import BlockingService
 from chinwag.network.contacts import ContactService
@@ -246,14 +247,10 @@ def serve(
     """Run chinwag until SIGINT or SIGTERM, or a drain (SIGUSR1, ``chinwag drain``) is
     done; SIGHUP reloads what ``reread`` reads. ``reuse_port``: as a worker of
     ``chinwag serve --workers``, sharing the listening ports."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    apply_log_settings(settings.log)
-    # Migrations and the embedded HTTP server only speak up when something is wrong,
-    # so that chinwag's own first lines say where it listens.
-    for chatty in ("alembic", "uvicorn.error"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    try:
+        logs.configure(settings.log)
+    except logs.LogFileError as error:
+        raise StartupError(str(error)) from None
     try:
         import uvloop
     except ImportError:

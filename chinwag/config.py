@@ -179,7 +179,8 @@ class LimitsSettings(_Section):
     """Ping (XEP-0199) a bound stream that has sent nothing for this long (0: never)."""
     ping_timeout_seconds: float = Field(default=30.0, gt=0)
     """How long a pinged stream has to send anything before it is closed with
-    <connection-timeout/>."""
+    <connection-timeout/>; so has a stream that leaves the server's XEP-0198 <r/>
+    unanswered, and one after its offline messages (and the ping that follows them)."""
     stanzas_per_second: float = Field(default=1000.0, ge=0)
     """Top-level elements (stanzas, SASL and TLS negotiation) one stream may send per second,
     on average; a faster one is read more slowly, never disconnected (0: no limit)."""
@@ -330,6 +331,19 @@ def other_host(text: str) -> str:
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     """The least severe of chinwag's own log lines that ``chinwag serve`` writes."""
+    format: Literal["text", "json"] = "text"
+    """``text``: one readable line per event, its fields as ``key=value``; ``json``: one
+    JSON object per line (time, level, logger, message and the event's fields)."""
+    file: str | None = None
+    """Where ``chinwag serve`` appends its log; None: standard error. The file is opened
+    again at each reload (SIGHUP, ``chinwag reload``), as logrotate expects."""
+
+    @field_validator("file")
+    @classmethod
+    def _file_path(cls, file: str | None) -> str | None:
+        if file is not None and not file.strip():
+            raise ValueError("must be a file's path; leave it out to log to standard error")
+        return file
 
 
 class Settings(_Section):

@@ -8,8 +8,9 @@ A reload reads the settings file again and applies what can change while connect
 stay open: the TLS certificate and key (new handshakes get them, connections made
 before keep theirs), ``[limits]`` (streams opened from then on get them; the
 per-address sign-in limit and the keepalive and ping intervals change at once) and
-``[log]``. It applies all of that or nothing: a settings file or certificate that
-does not load leaves everything as it was. Other settings change at a restart only;
+``[log]`` (its file is opened again, for logrotate). It applies all of that or
+nothing: a settings file, certificate or log file that does not load leaves
+everything as it was. Other settings change at a restart only;
 the answer names those that differ from the ones in force.
 
 A drain stops accepting client streams, sends every client to another node with
@@ -36,8 +37,9 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from sqlalchemy import text
 
-from chinwag import __version__
-from chinwag.config import ConfigError, LogSettings, Settings, other_host
+from chinwag import __version__, logs
+from chinwag.config import ConfigError, Settings, other_host
+from chinwag.server.sessions import EndReason
 from chinwag.server.tls import ServerTLS, certificate_names
 from chinwag.server.xmpp_server import XMPPServer
 from chinwag.store.db import Database, redacted
@@ -56,11 +58,6 @@ KICKED = "ended by the server's operator"
 RELOADED = ("tls", "limits", "log")
 """The sections of the settings that a reload applies."""
 DATABASE_TIMEOUT_SECONDS = 5.0
-
-
-def apply_log_settings(settings: LogSettings) -> None:
-    """chinwag's own loggers write lines of ``settings.level`` and above."""
-    logging.getLogger("chinwag").setLevel(settings.level.upper())
 
 
 @dataclass
@@ -154,7 +151,7 @@ class Control:
                 if connection.grant is not None and connection.grant.username == user
             ]
         for session in ending:
-            sessions.end(session, error)
+            sessions.end(session, error, reason=EndReason.KICKED)
         for connection in unbound:
             connection.close_stream(error)
         ended = [str(session.jid) for session in ending]
@@ -262,11 +259,19 @@ class Control:
             raise ReloadFailed(str(error)) from None
         before = self.settings
         after = before.model_copy(update={name: getattr(read, name) for name in RELOADED})
-        certificate = self._reload_certificate(after)
+        log_handler = _open_log(after) if logs.configured() else None
+        try:
+            certificate = self._reload_certificate(after)
+        except ReloadFailed:
+            if log_handler is not None:
+                log_handler.close()
+            raise
         self.settings = after
         self.xmpp.use_limits(after.limits)
-        if after.log != before.log:  # else left as it is: an embedding process's own
-            apply_log_settings(after.log)
+        if log_handler is not None:
+            logs.install(log_handler, after.log)
+        elif after.log != before.log:  # else left as it is: an embedding process's own
+            logs.apply_level(after.log)
         changed = _differences(before, read)
         applied = [key for key in changed if key.partition(".")[0] in RELOADED]
         restart = [key for key in changed if key.partition(".")[0] not in RELOADED]
@@ -295,6 +300,13 @@ class Control:
             reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
             raise ReloadFailed(f"cannot load the certificate {cert} with {key}: {reason}") from None
         return described
+
+
+def _open_log(settings: Settings) -> logging.Handler:
+    try:
+        return logs.open_handler(settings.log)
+    except logs.LogFileError as error:
+        raise ReloadFailed(str(error)) from None
 
 
 def _certificate_json(path: Path) -> dict[str, Any]:

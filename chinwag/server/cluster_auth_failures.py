@@ -8,6 +8,9 @@ Redis forgets the failures (and ends a ban) ``ban_seconds`` after the last, by i
 clock, the same for every node. The rules are those of ``auth_failures.py``, whose
 address keys this shares; only a server with ``[cluster]`` imports this module.
 
+A ban is logged when it begins (by the node that counted the failure that began it) and
+when it is lifted; Redis lets it run out without a word, so that end is not logged.
+
 While Redis cannot be reached, sign-ins are not refused and failures are not counted
 (each such time is logged): the node is losing its lease then anyway, and refusing
 everyone would lock out every client for an outage of the cluster's own.
@@ -66,9 +69,13 @@ class RedisAuthFailures:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incr(self._prefix + key)
                 pipe.pexpire(self._prefix + key, self._ban_ms)
-                await pipe.execute()
+                failures, _ = await pipe.execute()
         except UNREACHABLE as error:
             log.warning("a failed sign-in from %s is not counted: Redis: %s", key, error)
+            return
+        if failures == self._limit:  # once per ban, on the node that counted the last one
+            fields = {"address": key, "failures": failures, "seconds": self._ban_ms / 1000}
+            log.info("address banned after failed sign-ins", extra={"fields": fields})
 
     async def refused_for(self, address: str | None) -> float | None:
         key = client_key(address)
@@ -111,6 +118,7 @@ class RedisAuthFailures:
             failures, remaining_ms, _ = await pipe.execute()
         if failures is None or int(failures) < self._limit or remaining_ms <= 0:
             return None
+        log.info("address ban ended", extra={"fields": {"address": key, "reason": "lifted"}})
         return Ban(key, int(failures), remaining_ms / 1000)
 
     async def close(self) -> None:

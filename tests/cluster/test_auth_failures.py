@@ -116,3 +116,26 @@ async def test_a_cluster_node_counts_in_redis_and_a_single_process_in_itself(
         assert (ban.address, ban.failures) == (GUESSER, 1)
     finally:
         await clustered.close()
+
+
+async def test_the_node_that_begins_a_ban_logs_it_and_a_lift_is_logged(
+    nodes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="chinwag")
+    a, b = nodes
+    for each in (a, b, a, b):  # the third begins the ban, the fourth extends it
+        await each.failed(GUESSER)
+    await b.lift(GUESSER)
+
+    lines = [
+        (line.getMessage(), line.fields)  # type: ignore[attr-defined]
+        for line in caplog.records
+        if line.name == "chinwag.server.cluster_auth_failures"
+    ]
+    assert lines == [
+        (
+            "address banned after failed sign-ins",
+            {"address": GUESSER, "failures": LIMIT, "seconds": BAN},
+        ),
+        ("address ban ended", {"address": GUESSER, "reason": "lifted"}),
+    ]
