@@ -38,7 +38,8 @@ from chinwag.store.oauth import SqlOAuthRepository
 from chinwag.store.offline import SqlOfflineRepository
 from chinwag.store.profiles import SqlProfileRepository
 from chinwag.store.secret_files import PRIVATE_DIRECTORY_MODE, secret_file
-from chinwag.web.app import build_web_app
+from chinwag.web.admin_token import ensure_admin_token
+from chinwag.web.app import build_web_app, signing_secret
 from chinwag.web.presence import ONLINE, SHOWS, PresenceSource, ResourcePresence
 from chinwag.web.server import HTTPServer
 from chinwag.xmpp.jid import JID
@@ -193,13 +194,24 @@ async def _migrated_database(url: str) -> Database:
     return database
 
 
+def prepare_shared_files(settings: Settings) -> None:
+    """Make what every process serving ``settings`` reads from the data directory (the
+    TLS certificate, the secrets), so that workers started together find it made."""
+    settings.data_path.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
+    _tls(settings)
+    _stand_in_key(settings.data_path)
+    ensure_admin_token(settings.data_path)
+    signing_secret(settings.data_path)
+
+
 @asynccontextmanager
 async def running(
-    settings: Settings, reread: Callable[[], Settings] | None = None
+    settings: Settings, reread: Callable[[], Settings] | None = None, *, reuse_port: bool = False
 ) -> AsyncIterator[Running]:
     """Start every service for ``settings``; stop them all, gracefully, on exit.
 
     ``reread`` reads the settings file again, for a reload (``chinwag reload``, SIGHUP).
+    ``reuse_port``: the listeners share their ports with other workers (SO_REUSEPORT).
     """
     _data_directory(settings)
     tls = _tls(settings)
@@ -212,16 +224,19 @@ async def running(
         _web_app(settings, database, services, oauth, xmpp, control),
         settings.http,
         websocket_max_bytes=2 * settings.limits.max_stanza_bytes,
+        reuse_port=reuse_port,
     )
     try:
         try:
             control.tls = tls
-            await xmpp.start(tls.context)
+            await xmpp.start(tls.context, reuse_port=reuse_port)
             await http.start()
         except OSError as error:
             raise StartupError(f"cannot listen: {error}") from None
+        await control.advertise()
         yield Running(settings, database, services, oauth, xmpp, http, control)
     finally:
+        await control.close()
         # XMPP first: its streams, WebSocket ones too, end with <system-shutdown/>
         # while the HTTP listener still carries them.
         await xmpp.stop()
@@ -248,13 +263,17 @@ def _announce(app: Running) -> None:
     log.info("add a user with: chinwag user add NAME --password PASSWORD")
 
 
-async def _serve(settings: Settings, reread: Callable[[], Settings] | None) -> None:
+async def _serve(
+    settings: Settings, reread: Callable[[], Settings] | None, reuse_port: bool
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with running(settings, reread) as app:
+    async with running(settings, reread, reuse_port=reuse_port) as app:
+        app.control.stop = stop.set
         loop.add_signal_handler(signal.SIGHUP, app.control.reload_on_signal)
+        loop.add_signal_handler(signal.SIGUSR1, app.control.drain_on_signal)
         settle_after_start()
         _announce(app)
         sd_notify.notify("READY=1", f"STATUS=serving {settings.domain}")
@@ -264,8 +283,12 @@ async def _serve(settings: Settings, reread: Callable[[], Settings] | None) -> N
     log.info("stopped")
 
 
-def serve(settings: Settings, reread: Callable[[], Settings] | None = None) -> None:
-    """Run chinwag until SIGINT or SIGTERM; SIGHUP reloads what ``reread`` reads."""
+def serve(
+    settings: Settings, reread: Callable[[], Settings] | None = None, *, reuse_port: bool = False
+) -> None:
+    """Run chinwag until SIGINT or SIGTERM, or a drain (SIGUSR1, ``chinwag drain``) is
+    done; SIGHUP reloads what ``reread`` reads. ``reuse_port``: as a worker of
+    ``chinwag serve --workers``, sharing the listening ports."""
     try:
         logs.configure(settings.log)
     except logs.LogFileError as error:
@@ -273,6 +296,6 @@ def serve(settings: Settings, reread: Callable[[], Settings] | None = None) -> N
     try:
         import uvloop
     except ImportError:
-        asyncio.run(_serve(settings, reread))
+        asyncio.run(_serve(settings, reread, reuse_port))
     else:
-        uvloop.run(_serve(settings, reread))
+        uvloop.run(_serve(settings, reread, reuse_port))

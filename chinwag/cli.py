@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chinwag.cli_common import (
+    CONFIG_EXIT,
     DEBUG_OPTION,
     FAILURE_EXIT,
     ConfigOption,
@@ -44,7 +45,7 @@ from chinwag.cli_common import (
 )
 from chinwag.invite_cli import invite_cli
 from chinwag.oauth_cli import app_cli, app_password_cli, token_cli
-from chinwag.operator_cli import bans_cli, check, reload, sessions_cli, status
+from chinwag.operator_cli import bans_cli, check, drain, reload, sessions_cli, status
 from chinwag.portability_cli import db_cli, export, import_
 
 # Imported where used, so that ``chinwag --help`` does not wait for SQLAlchemy and Alembic.
@@ -164,9 +165,31 @@ def global_options(
 
 
 @app.command()
-def serve(config: ConfigOption = None) -> None:
-    """Run the server; SIGHUP (or 'chinwag reload') makes it read its settings file again."""
+def serve(
+    config: ConfigOption = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=256,
+            metavar="N",
+            help="Run N nodes of the cluster on this machine, sharing the listening ports "
+            "(one per core); needs the cluster section (a Redis) and PostgreSQL.",
+        ),
+    ] = None,
+    node: Annotated[str | None, typer.Option("--node", hidden=True)] = None,
+    reuse_port: Annotated[bool, typer.Option("--reuse-port", hidden=True)] = False,
+) -> None:
+    """Run the server; SIGHUP (or 'chinwag reload') makes it read its settings file again,
+    SIGUSR1 (or 'chinwag drain') sends its clients to another node and stops it."""
     settings = settings_or_exit(config)
+    if workers is not None and settings.cluster is None:
+        fail(
+            "--workers runs several nodes of a cluster on this machine: it needs a [cluster] "
+            "section (a Redis) and a PostgreSQL [database] url (docs/cluster.md)",
+            CONFIG_EXIT,
+        )
     if settings.cluster is not None:
         fail(
             "[cluster] is not served yet: this release runs one process (docs/cluster.md); "
@@ -175,16 +198,39 @@ def serve(config: ConfigOption = None) -> None:
     from chinwag.app import StartupError
     from chinwag.app import serve as serve_forever
     from chinwag.config import load_settings
+    from chinwag.workers import as_worker
 
     chosen = config_path(config)
+    if workers is not None:
+        _supervise(settings, workers, chosen)
     try:
-        serve_forever(settings, reread=lambda: load_settings(chosen))
+        settings = as_worker(settings, node)
+    except ValueError as error:
+        fail(str(error), CONFIG_EXIT)
+    try:
+        serve_forever(
+            settings,
+            reread=lambda: as_worker(load_settings(chosen), node),
+            reuse_port=reuse_port,
+        )
     except StartupError as error:
         fail(str(error))
 
 
+def _supervise(settings: Settings, workers: int, config: str | None) -> NoReturn:
+    """``serve --workers``: make the files the workers share, then run and watch them."""
+    from chinwag.app import prepare_shared_files
+    from chinwag.workers import serve_command, supervise, worker_names
+
+    assert settings.cluster is not None
+    prepare_shared_files(settings)
+    names = worker_names(settings.cluster.node, workers)
+    raise typer.Exit(supervise({name: serve_command(name, config) for name in names}))
+
+
 app.command()(status)
 app.command()(reload)
+app.command()(drain)
 app.command()(check)
 app.command()(export)
 app.command("import")(import_)

@@ -327,6 +327,9 @@ class ClusterSettings(_Section):
     removes its sessions and routes what waited for it again."""
     key_prefix: str = "chinwag:"
     """Prefix of every Redis key, so that several clusters can share one Redis."""
+    advertise: str | None = None
+    """Where clients reach this node's c2s listener from outside (``chat-a.example.org:5222``):
+    a node being drained sends its clients to another live node's."""
 
     @field_validator("redis_url")
     @classmethod
@@ -350,6 +353,25 @@ class ClusterSettings(_Section):
         if not re.fullmatch(r"[A-Za-z0-9._:-]{0,64}", prefix):
             raise ValueError("must be up to 64 letters, digits, '.', '_', ':' or '-'")
         return prefix
+
+    @field_validator("advertise")
+    @classmethod
+    def _advertised(cls, address: str | None) -> str | None:
+        return None if address is None else other_host(address)
+
+
+def other_host(text: str) -> str:
+    """``text`` if it names where a client may connect, as <see-other-host/> does
+    (RFC 6120 4.9.3.19): a host name or IPv4 address, or a bracketed IPv6 one, and a
+    port; ValueError otherwise."""
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})", text.strip())
+    if match is None or not 0 < int(match[2]) < 65536:
+        raise ValueError(
+            f"{text!r} is not HOST:PORT (such as chat-b.example.org:5222 or [2001:db8::2]:5222)"
+        )
+    if match[1].startswith("["):
+        ipaddress.IPv6Address(match[1][1:-1])
+    return text.strip()
 
 
 class LogSettings(_Section):

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from chinwag.config import LimitsSettings
 from chinwag.server.auth import Challenge, Grant, Outcome, SaslDriver, counts_against_address
-from chinwag.server.auth_failures import AuthFailureLimiter, refusal
+from chinwag.server.auth_failures import AuthFailures, refusal
 from chinwag.server.session import Session
 from chinwag.server.sessions import (
     EndReason,
@@ -108,7 +108,7 @@ class C2SHost(Protocol):
     def limits(self) -> LimitsSettings: ...
 
     @property
-    def auth_failures(self) -> AuthFailureLimiter: ...
+    def auth_failures(self) -> AuthFailures: ...
 
     @property
     def sessions(self) -> SessionManager: ...
@@ -503,9 +503,7 @@ class C2SConnection:
             elif isinstance(event, AuthMalformed):
                 driver, self._sasl = self._sasl, None
                 self._log_failure(driver, event.condition, "")
-                if self._refuse_address():
-                    return
-                self.host.auth_failures.failed(self.transport.peer_address)
+                self._run(self._malformed())
             elif isinstance(event, BindRequested):
                 self._run(self._bind(event))
             elif isinstance(event, EnableRequested):
@@ -587,10 +585,10 @@ class C2SConnection:
         if early and not self.closed:
             self.data_received(b"".join(early))
 
-    def _refuse_address(self) -> bool:
+    async def _refuse_address(self) -> bool:
         """End the stream (policy-violation) if the client's address is refused for its
         failed sign-ins; returns whether it did."""
-        refused_for = self.host.auth_failures.refused_for(self.transport.peer_address)
+        refused_for = await self.host.auth_failures.refused_for(self.transport.peer_address)
         if refused_for is None:
             return False
         if log.isEnabledFor(logging.DEBUG):
@@ -598,8 +596,13 @@ class C2SConnection:
         self.close_stream(StreamError(StreamCondition.POLICY_VIOLATION, refusal(refused_for)))
         return True
 
+    async def _malformed(self) -> None:
+        """A malformed SASL request counts as a failure, from an address not yet refused."""
+        if not await self._refuse_address():
+            await self.host.auth_failures.failed(self.transport.peer_address)
+
     async def _authenticate(self, event: AuthRequested) -> None:
-        if self._refuse_address():
+        if await self._refuse_address():
             return
         driver = self.host.sasl_driver(event.mechanism)
         if driver is None:  # offered by the stream config, so only a misconfiguration gets here
@@ -622,7 +625,7 @@ class C2SConnection:
             driver, self._sasl = self._sasl, None
             self._log_failure(driver, failure.condition, failure.text)
             if counts_against_address(failure):
-                self.host.auth_failures.failed(self.transport.peer_address)
+                await self.host.auth_failures.failed(self.transport.peer_address)
             self._handle(self.stream.sasl_failure(failure.condition, failure.text))
             return
         if isinstance(outcome, Challenge):

@@ -20,7 +20,7 @@ from chinwag.network.events import (
 from chinwag.server import tcp
 from chinwag.server.api import ModuleAPI, ModuleHost, load_module
 from chinwag.server.auth import DriverFactory, Grant, SaslDriver, sasl_drivers
-from chinwag.server.auth_failures import AuthFailureLimiter
+from chinwag.server.auth_failures import auth_failures_for
 from chinwag.server.c2s import C2SConnection, OutputBatch, Transport
 from chinwag.server.dispatch import Dispatcher
 from chinwag.server.events import EventPump
@@ -53,6 +53,8 @@ parser costs ~13 KiB to keep and ~10 us to make again."""
 RELEASES_PER_TRIM = 1000
 """Parsers released (~13 MB) before freed memory is handed back to the system: a trim
 walks the whole heap, which takes milliseconds on a large one."""
+DRAIN_POLL_SECONDS = 0.05
+"""How often a drain looks whether every stream and session has ended."""
 PING_SWEEPS_PER_INTERVAL = 4
 """Ping sweeps per ``limits.ping_after_seconds`` (or ``ping_timeout_seconds``, if shorter):
 a silent stream is pinged, and an unanswered one closed, at most a quarter of that late."""
@@ -93,7 +95,7 @@ class XMPPServer:
         self.authenticator = services.authenticator
         self.rosters = RosterCache(services.contacts)
         self.sasl_drivers: dict[str, DriverFactory] = sasl_drivers()
-        self.auth_failures = AuthFailureLimiter.from_settings(settings.limits)
+        self.auth_failures = auth_failures_for(settings)
         self.hooks = Hooks()
         self.router = LocalRouter(self.hooks)
         self.dispatcher = Dispatcher(
@@ -261,19 +263,64 @@ class XMPPServer:
 
     @property
     def ports(self) -> dict[str, int]:
-        """The listening ports by role ("c2s", "direct_tls"), known after start()."""
+        """The listening ports by role ("c2s", "direct_tls"), known after start(); none
+        once drained."""
         return {
             role: listener.sockets[0].getsockname()[1]
             for role, listener in zip(("c2s", "direct_tls"), self._listeners, strict=False)
+            if listener.sockets[0].fileno() >= 0
         }
 
-    async def start(self, ssl_context: ssl.SSLContext | None) -> None:
+    def drain(self, other_host: str) -> int:
+        """Stop accepting client streams, and send every TCP one to ``other_host`` (another
+        node's public ``host:port``) with <see-other-host/> (RFC 6120 4.9.3.19). A
+        WebSocket client can only be sent to a URI (RFC 7395 3.6.1), which a node does
+        not know of another: its stream ends with <system-shutdown/>, and it reconnects
+        through the balancer. Sessions waiting for resumption end: it would have to be
+        here. Streams that open meanwhile (over WebSocket) may neither bind nor resume.
+        Returns how many streams were sent to ``other_host``."""
+        self.shutting_down = True
+        for listener in self._listeners:
+            listener.close()
+        moved = StreamError(
+            StreamCondition.SEE_OTHER_HOST, "this server is being drained", other_host=other_host
+        )
+        stopping = StreamError(StreamCondition.SYSTEM_SHUTDOWN, "the server is stopping")
+        sent = 0
+        for connection in list(self.connections):
+            over_tcp = connection.stream.framing == "tcp"
+            connection.close_stream(moved if over_tcp else stopping)
+            sent += over_tcp
+        for session in self.sessions.all():  # detached ones, which have no stream
+            self.sessions.end(session, moved)
+        log.info("draining: sent %d client streams to %s", sent, other_host)
+        return sent
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait, ``timeout`` seconds at most, until no stream or session is left; whether
+        none is."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.connections or self.sessions.all():
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        return True
+
+    async def start(self, ssl_context: ssl.SSLContext | None, *, reuse_port: bool = False) -> None:
+        """Listen; ``reuse_port``: sharing the ports with other workers (SO_REUSEPORT)."""
         self.stream_config = self._stream_config(tls_available=ssl_context is not None)
         c2s = self.settings.c2s
         proxy = tcp.ProxyPolicy.from_settings(c2s)
         self._listeners.append(
             await tcp.listen(
-                self.connect, c2s.host, c2s.port, ssl_context, direct_tls=False, proxy=proxy
+                self.connect,
+                c2s.host,
+                c2s.port,
+                ssl_context,
+                direct_tls=False,
+                proxy=proxy,
+                reuse_port=reuse_port,
             )
         )
         if ssl_context is not None:
@@ -285,6 +332,7 @@ class XMPPServer:
                     ssl_context,
                     direct_tls=True,
                     proxy=proxy,
+                    reuse_port=reuse_port,
                 )
             )
         await self.events.start()
@@ -336,6 +384,7 @@ class XMPPServer:
         self._listeners.clear()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
+        await self.auth_failures.close()
         await asyncio.sleep(0)  # let the transports flush their last bytes
 
     async def _release_idle_parsers(self, interval: float) -> None:

@@ -21,6 +21,11 @@ by the server's user only (mode 0600, in a directory made 0700 if it is new) bef
 SQLite writes anything; SQLite gives its ``-wal`` and ``-shm`` files the database's
 mode. An existing database, ``-wal`` and ``-shm`` that others may read are made 0600
 when opened; an existing directory is left as the operator made it.
+
+On PostgreSQL, an upgrade holds a transaction-level advisory lock (``MIGRATION_LOCK``)
+from before Alembic reads the schema's revision until it commits: nodes of a cluster
+that start together migrate one after the other, and those that come later find the
+schema at head and change nothing.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Dialect, Engine, Select, create_engine, event, inspect
+from sqlalchemy import Connection, Dialect, Engine, Select, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -54,6 +59,8 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 MIGRATIONS = "chinwag.store:migrations"
 _REVISION_TABLE = "alembic_version"
 PRIVATE_FILE_MODE = 0o600
+MIGRATION_LOCK = 0x6368_696E_7761_6701
+"""The PostgreSQL advisory lock key (a bigint) that serialises schema upgrades."""
 _SQLITE_COMPANIONS = ("-wal", "-shm")
 
 log = logging.getLogger(__name__)
@@ -305,6 +312,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
 
 
 def _upgrade_to_head(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Released when the upgrade's transaction ends, committed or not.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
     # No ini file: Alembic then leaves logging alone, and env.py uses this connection.
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
