@@ -12,6 +12,7 @@ from pathlib import Path
 
 from starlette.types import ASGIApp
 
+from chinwag.cluster.errors import ClusterUnavailable
 from chinwag.config import Settings
 from chinwag.control import Control, apply_log_settings
 from chinwag.network.accounts import AccountService
@@ -114,7 +115,7 @@ def _web_app(
         blocking=BlockingService(SqlBlockingRepository(database), web_events),
         presence=_live_presence(xmpp),
         xmpp=xmpp,
-        sessions=xmpp.sessions.all,
+        sessions=xmpp.listed_sessions,
         control=control,
         auth_failures=xmpp.auth_failures,
         invitations=InvitationService(SqlInvitationRepository(database)),
@@ -179,6 +180,8 @@ async def running(
             await http.start()
         except OSError as error:
             raise StartupError(f"cannot listen: {error}") from None
+        except ClusterUnavailable as error:
+            raise StartupError(str(error)) from None
         yield Running(settings, database, services, oauth, xmpp, http, control)
     finally:
         # XMPP first: its streams, WebSocket ones too, end with <system-shutdown/>

@@ -128,11 +128,6 @@ def global_options(
 def serve(config: ConfigOption = None) -> None:
     """Run the server; SIGHUP (or 'chinwag reload') makes it read its settings file again."""
     settings = settings_or_exit(config)
-    if settings.cluster is not None:
-        fail(
-            "[cluster] is not served yet: this release runs one process (docs/cluster.md); "
-            "remove the section to serve"
-        )
     from chinwag.app import StartupError
     from chinwag.app import serve as serve_forever
     from chinwag.config import load_settings

@@ -47,6 +47,10 @@ SESSION_BOUND = "session/bound"
 SESSION_CLOSED = "session/closed"
 """``SessionManager.end``, once a session has ended and left the registry:
 ``handler(session)`` (presence broadcasts unavailable)."""
+SESSION_GONE = "session/gone"
+"""``server/clustering.py``, for each session of another node that ended without it
+(the node died, and this node cleaned up after it): ``handler(record)``, the session's
+routing record as it last was (presence tells its contacts it is unavailable)."""
 
 
 class Channel:

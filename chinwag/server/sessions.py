@@ -15,7 +15,8 @@ acknowledged as it reroutes what waited, so that nothing written to a dead conne
 is lost. Without resumption, a stream that ends ends its session at once.
 
 Every change to a session's routing record (availability, priority, roster
-interest) goes through here, so that a shared registry can publish it.
+interest) goes through here, so that a cluster's registry publishes it (``records``):
+at bind, at each change, and its removal when the session ends.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from time import time
-from typing import Any
+from typing import Any, Protocol
 
 from chinwag.config import StreamManagementSettings
 from chinwag.server.auth import Grant
@@ -49,6 +50,14 @@ stanzas handled, for the <failed h='…'/> of a late resumption; the oldest go f
 Reroute = Callable[[Element, JID], None]
 """Routes a server-held stanza again, as the server's own, to the JID it was sent to."""
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
+
+
+class RecordSink(Protocol):
+    """Where a cluster node publishes its sessions' routing records (its registry)."""
+
+    def publish(self, session: Session) -> None: ...
+
+    def remove(self, session: Session) -> None: ...
 
 
 class ResumeRefused(Exception):
@@ -111,6 +120,7 @@ class SessionManager:
         reroute: Reroute,
         spawn: Spawn,
         stream_management: StreamManagementSettings | None = None,
+        records: RecordSink | None = None,
     ) -> None:
         self._domain = domain
         self._router = router
@@ -119,6 +129,8 @@ class SessionManager:
         self._reroute = reroute
         self.spawn = spawn
         self._sm_settings = stream_management or StreamManagementSettings()
+        self._records = records
+        """The cluster's registry, or None in a single process."""
         self._resumable: dict[str, Session] = {}
         """Sessions a client may resume, by their resumption id."""
         self._ended: OrderedDict[str, tuple[str, int]] = OrderedDict()
@@ -145,6 +157,8 @@ class SessionManager:
             self.end(replaced, StreamError(StreamCondition.CONFLICT, conflict))
         session = Session(jid, connection, grant, node=self._router.node)
         self._router.add(session)
+        if self._records is not None:
+            self._records.publish(session)
         self._hooks.notify(SESSION_BOUND, session)
         return session
 
@@ -194,6 +208,8 @@ class SessionManager:
         elif not connection.closed:
             connection.close_stream(error)
         self._router.remove(session)
+        if self._records is not None:
+            self._records.remove(session)
         unacked = self._forget(session)
         self._hooks.notify(SESSION_CLOSED, session)
         self._rosters.release(session.username)
@@ -268,10 +284,15 @@ class SessionManager:
     def set_presence(self, session: Session, presence: Element) -> None:
         """The session's broadcast presence (RFC 6121 4.2, 4.5): availability, priority."""
         session.update_presence(presence)
+        if self._records is not None:
+            self._records.publish(session)
 
     def set_interested(self, session: Session) -> None:
         """The session asked for the roster: it gets roster pushes from now on."""
-        session.interested = True
+        if not session.interested:
+            session.interested = True
+            if self._records is not None:
+                self._records.publish(session)
 
     # --- this process's sessions -------------------------------------------------------------
 

@@ -26,8 +26,13 @@ class ClusterRouter:
         self.node = local.node
         self.local = local
         """This node's sessions, which the session manager adds and removes."""
-        self._registry = registry
         self._local_deliver = local.deliver
+        self.attach(registry, bus)
+
+    def attach(self, registry: Registry, bus: Bus) -> None:
+        """Route through ``registry`` and ``bus`` from now on: those of the node that
+        joined again after losing its lease."""
+        self._registry = registry
         self._send = bus.send
 
     # --- the Router protocol ----------------------------------------------------------
@@ -56,6 +61,10 @@ class ClusterRouter:
             self._send(record.node, record.jid, stanza)
         else:
             self._local_deliver(record, stanza)
+
+    def remote_records(self) -> list[RemoteRecord]:
+        """Every other node's sessions, as this node mirrors them."""
+        return list(self._registry.records())
 
     # --- what other nodes delivered here ------------------------------------------------
 
