@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import SUBSCRIPTION_TYPES, Routed
-from chinwag.server.hooks import PRESENCE_SCREEN, SESSION_CLOSED, SESSION_GONE
+from chinwag.server.hooks import PRESENCE_CROSSED, PRESENCE_SCREEN, SESSION_CLOSED, SESSION_GONE
 from chinwag.server.routing import SessionRecord
 from chinwag.server.session import Session, SessionKey
 from chinwag.xmpp.element import Element
@@ -137,6 +137,33 @@ class Presence:
             subscribers = [item.username for item in items if item.subscription in SUBSCRIBED]
         self.send_to_resources(unavailable_from(jid), self.audience_of(jid, subscribers))
 
+    def on_crossed(
+        self, before: SessionRecord | None, after: SessionRecord | None, sessions: list[Session]
+    ) -> None:
+        """Another node's session ``after`` (or ``before``, gone) and these local sessions
+        changed presence unseen by each other's node: each side learns the other's."""
+        other = after or before
+        assert other is not None
+        source, became = other.jid, after is not None and after.available
+        shown = after.presence if after is not None and after.available else None
+        joined = became and (before is None or not before.available)
+        for session in sessions:
+            roster = self.api.rosters.get(session.username)
+            same = session.username == source.local
+            if (same or (roster and source.local in roster.subscribed_to())) and not (
+                self.screen.handlers and self.screen.vetoes(source, session.jid)
+            ):
+                told = shown if shown is not None else unavailable_from(source)
+                self.router.deliver(session, addressed(told, session.jid))
+            if (
+                joined
+                and after is not None
+                and session.presence is not None
+                and (same or (roster and source.local in roster.subscribed_from()))
+                and not (self.screen.handlers and self.screen.vetoes(session.jid, source))
+            ):
+                self.router.deliver(after, addressed(session.presence, source))
+
     def on_directed(self, routed: Routed) -> bool:
         stanza, origin = routed.stanza, routed.origin
         presence_type = stanza.attrs.get("type")
@@ -199,3 +226,4 @@ def setup(api: ModuleAPI) -> None:
     api.hook("presence/full", presence.on_directed, 10)
     api.hook(SESSION_CLOSED, presence.on_session_closed)
     api.hook(SESSION_GONE, presence.on_session_gone)
+    api.hook(PRESENCE_CROSSED, presence.on_crossed)

@@ -29,7 +29,7 @@ from chinwag.cluster.node import ClusterNode
 from chinwag.cluster.records import RemoteRecord
 from chinwag.config import ClusterSettings
 from chinwag.server.dispatch import Dispatcher
-from chinwag.server.hooks import SESSION_GONE, Hooks
+from chinwag.server.hooks import PRESENCE_CROSSED, SESSION_GONE, Hooks
 from chinwag.server.routing.cluster import ClusterRouter
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.session import Session
@@ -114,6 +114,16 @@ class ClusterMember:
         if sessions is not None and session is not None:
             conflict = "replaced by a new session for the same resource on another node"
             sessions.end(session, StreamError(StreamCondition.CONFLICT, conflict))
+
+    def presence_crossed(
+        self, before: RemoteRecord | None, after: RemoteRecord | None, unannounced: list[JID]
+    ) -> None:
+        sessions = self._sessions
+        if sessions is None:
+            return
+        local = [s for jid in unannounced if (s := sessions.get(jid)) is not None and s.available]
+        if local:
+            self._hooks.notify(PRESENCE_CROSSED, before, after, local)
 
     def undeliverable(self, node: str, stanzas: Stanzas, node_gone: bool) -> None:
         if node_gone:  # as for resources that have just ended

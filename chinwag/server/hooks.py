@@ -47,6 +47,11 @@ SESSION_BOUND = "session/bound"
 SESSION_CLOSED = "session/closed"
 """``SessionManager.end``, once a session has ended and left the registry:
 ``handler(session)`` (presence broadcasts unavailable)."""
+PRESENCE_CROSSED = "presence/crossed"
+"""``server/clustering.py``, when another node's session became available, changed its
+presence or went away, unseen by this node's ``sessions`` that became available at
+the same time (so neither node's broadcast nor probe answer reached the other):
+``handler(before, after, sessions)``, the other session's records (None: absent)."""
 SESSION_GONE = "session/gone"
 """``server/clustering.py``, for each session of another node that ended without it
 (the node died, and this node cleaned up after it): ``handler(record)``, the session's

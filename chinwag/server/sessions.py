@@ -284,14 +284,14 @@ class SessionManager:
     def set_presence(self, session: Session, presence: Element) -> None:
         """The session's broadcast presence (RFC 6121 4.2, 4.5): availability, priority."""
         session.update_presence(presence)
-        if self._records is not None:
-            self._records.publish(session)
+        if self._records is not None and session.state is not SessionState.ENDED:
+            self._records.publish(session)  # an ended session has left the registry
 
     def set_interested(self, session: Session) -> None:
         """The session asked for the roster: it gets roster pushes from now on."""
         if not session.interested:
             session.interested = True
-            if self._records is not None:
+            if self._records is not None and session.state is not SessionState.ENDED:
                 self._records.publish(session)
 
     # --- this process's sessions -------------------------------------------------------------
