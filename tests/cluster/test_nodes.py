@@ -9,13 +9,14 @@ import json
 from typing import Any
 
 import pytest
+from redis import Redis
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from tests.integration.test_websocket import WSStream
 
 from .nodes import DOMAIN, HOST, PASSWORD, Client, Node, NodeProcesses, clients, unique
-from .support import eventually
+from .support import REDIS_URL, eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -245,3 +246,35 @@ async def websocket(node: Node) -> WSStream:
     url = f"ws://{HOST}:{node.http_port}/xmpp-websocket"
     opened = connect(url, subprotocols=[Subprotocol("xmpp")], proxy=None, open_timeout=10)
     return WSStream(await asyncio.wait_for(opened, 10))
+
+
+async def test_a_node_that_lost_its_lease_ends_its_streams_and_joins_again(
+    nodes: NodeProcesses,
+) -> None:
+    """Last in the module: node a's sessions end."""
+    alice, bob, a, b = await contacts(nodes)
+    async with clients() as opened:
+        on_a = await opened.connect(a, alice, "laptop")
+        on_b = await opened.connect(b, bob, "pc")
+        on_a.xmpp.send_presence()
+        on_b.xmpp.send_presence()
+        await eventually(lambda: available(on_b, on_a.jid))
+        joined = a.output.count("joined again")
+
+        redis = Redis.from_url(REDIS_URL)
+        try:
+            redis.delete(f"{nodes.prefix}lease:a")  # as if it had expired unseen by a
+        finally:
+            redis.close()
+        await eventually(lambda: on_a.stream_errors == ["reset"])
+        await eventually(lambda: not available(on_b, on_a.jid))
+        await eventually(lambda: a.output.count("joined again") == joined + 1)
+
+        again = await opened.connect(a, alice, "again")
+        again.xmpp.send_presence()
+        await eventually(lambda: available(on_b, again.jid))
+        on_b.send(again.jid, "after the node joined again")
+        await eventually(lambda: again.bodies() == ["after the node joined again"])
+        await nodes.settle()
+
+    assert [kind for kind, _ in on_b.presence_from(on_a.jid)].count("unavailable") == 1
