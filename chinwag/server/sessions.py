@@ -294,6 +294,13 @@ class SessionManager:
             if self._records is not None and session.state is not SessionState.ENDED:
                 self._records.publish(session)
 
+    def set_carbons(self, session: Session, enabled: bool) -> None:
+        """The session enabled or disabled message carbons (XEP-0280)."""
+        if session.carbons != enabled:
+            session.carbons = enabled
+            if self._records is not None and session.state is not SessionState.ENDED:
+                self._records.publish(session)
+
     # --- this process's sessions -------------------------------------------------------------
 
     def get(self, full: JID) -> Session | None:

@@ -45,6 +45,7 @@ class Record:
     priority: int = 0
     presence: Element | None = None
     interested: bool = False
+    carbons: bool = False
     app: str | None = None
 
 

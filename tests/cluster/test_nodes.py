@@ -248,6 +248,45 @@ async def websocket(node: Node) -> WSStream:
     return WSStream(await asyncio.wait_for(opened, 10))
 
 
+def flags(nodes: NodeProcesses, full: str) -> str | None:
+    """The flags of the registry's record of ``full`` in Redis (``c``: carbons)."""
+    bare, _, resource = full.partition("/")
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        packed = redis.hget(f"{nodes.prefix}sessions:{bare}", resource)
+    finally:
+        redis.close()
+    return None if packed is None else packed.split(b"\x1f")[1].decode()
+
+
+async def test_carbons_copy_to_resources_on_other_nodes(nodes: NodeProcesses) -> None:
+    alice, bob, a, b = await contacts(nodes)
+    async with clients() as opened:
+        laptop = await opened.connect(a, alice, "laptop", plugins=["xep_0280"])
+        phone = await opened.connect(b, alice, "phone", plugins=["xep_0280"])
+        friend = await opened.connect(a, bob, "pc")
+        copies: list[tuple[str, str]] = []
+        for name, client in (("laptop", laptop), ("phone", phone)):
+            await client.xmpp.plugin["xep_0280"].enable()
+            for kind in ("received", "sent"):
+                client.xmpp.add_event_handler(
+                    f"carbon_{kind}",
+                    lambda m, n=name, k=kind: copies.append((n, k, str(m[f"carbon_{k}"]["body"]))),
+                )
+        await eventually(lambda: flags(nodes, laptop.jid) == flags(nodes, phone.jid) == "c")
+        await asyncio.sleep(0.2)  # for the nodes' mirrors to follow the registry
+
+        friend.send(laptop.jid, "to the laptop, copied to the phone on b")
+        laptop.send(f"{bob}@{DOMAIN}", "from the laptop, copied to the phone on b")
+        await eventually(lambda: len(copies) == 2)
+        await nodes.settle()
+
+    assert sorted(copies) == [
+        ("phone", "received", "to the laptop, copied to the phone on b"),
+        ("phone", "sent", "from the laptop, copied to the phone on b"),
+    ]
+
+
 async def test_a_node_that_lost_its_lease_ends_its_streams_and_joins_again(
     nodes: NodeProcesses,
 ) -> None:
