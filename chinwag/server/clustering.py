@@ -57,6 +57,9 @@ class ClusterMember:
         self._sessions: SessionManager | None = None
         self._spawn: Spawn | None = None
         self._stopping = False
+        self._gone_while_joining: list[RemoteRecord] = []
+        """Sessions an earlier process of this node left, cleaned up while joining: they
+        are announced once the mirror, which tells who hears of them, is loaded."""
         self.rejoins = 0
         """Times the node lost its lease and joined again."""
 
@@ -73,6 +76,7 @@ class ClusterMember:
         except (*UNREACHABLE, CleanupLockBusy, TimeoutError) as error:
             raise ClusterUnavailable(f"cannot join the cluster: {error}") from None
         log.info("cluster: joined as node %s", self.settings.node)
+        self._announce_gone()
 
     async def stop(self) -> None:
         """Leave the cluster (the server has ended its sessions)."""
@@ -105,8 +109,16 @@ class ClusterMember:
             entry.handed_on(len(entry.items))
 
     def sessions_gone(self, records: list[RemoteRecord]) -> None:
+        if not self.node.running:
+            self._gone_while_joining.extend(records)
+            return
         for record in records:
             self._hooks.notify(SESSION_GONE, record)
+
+    def _announce_gone(self) -> None:
+        gone, self._gone_while_joining = self._gone_while_joining, []
+        if gone:
+            self.sessions_gone(gone)
 
     def session_replaced(self, full: JID) -> None:
         sessions = self._sessions
@@ -172,6 +184,7 @@ class ClusterMember:
             else:
                 self.rejoins += 1
                 log.info("cluster: node %s joined again", self.settings.node)
+                self._announce_gone()
                 return
 
     def _end_sessions(self, sessions: Sequence[Session]) -> None:
