@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from chinwag.cluster.bus import Entry, Stanzas
+from chinwag.cluster.bus import Copies, Entry, Stanzas
 from chinwag.cluster.cleanup import CleanupLockBusy
 from chinwag.cluster.connection import UNREACHABLE
 from chinwag.cluster.errors import ClusterUnavailable
@@ -100,12 +100,12 @@ class ClusterMember:
     def inbound(self, entry: Entry) -> None:
         unrouted = self.router.receive(entry)
         if unrouted:
-            self._route_again(unrouted)
+            self._route_again(unrouted, entry.copies)
             entry.handed_on(len(unrouted))
 
     def orphaned(self, entry: Entry) -> None:
         if entry.items:
-            self._route_again(entry.items)
+            self._route_again(entry.items, entry.copies)
             entry.handed_on(len(entry.items))
 
     def sessions_gone(self, records: list[RemoteRecord]) -> None:
@@ -161,12 +161,25 @@ class ClusterMember:
 
     # --- inside ------------------------------------------------------------------------
 
-    def _route_again(self, stanzas: Stanzas) -> None:
+    def _route_again(self, stanzas: Stanzas, copies: Copies | None = None) -> None:
+        """Dispatch again, as to resources that have just ended, stanzas whose session
+        has gone: but not a copy of a message whose other copies reached resources of
+        the account that are still bound (it would arrive twice)."""
         dispatcher = self._dispatcher
         if dispatcher is None:
             return
         for to, stanza in stanzas:
-            dispatcher.deliver(stanza, to)
+            others = copies.get(id(stanza)) if copies else None
+            if others is None or not self._still_bound(to, others):
+                dispatcher.deliver(stanza, to)
+
+    def _still_bound(self, gone: JID, others: tuple[str, ...]) -> bool:
+        record = self.router.record
+        for full in others:
+            other = JID.parse(full)
+            if full != gone.text and other.bare == gone.bare and record(other) is not None:
+                return True
+        return False
 
     async def _rejoin(self) -> None:
         """End every session (the others clean up after this node's records), then join

@@ -48,9 +48,6 @@ class User:
     accepted: list[str] = field(default_factory=list)
     """Bodies of the messages a live node took from this user."""
     back_online: asyncio.Event = field(default_factory=asyncio.Event)
-    to_two: set[str] = field(default_factory=set)
-    """Messages sent while the peer had two resources: one on the dead node, the other
-    signed in again elsewhere, before the cleanup took the first out of the registry."""
 
     @property
     def bare(self) -> str:
@@ -67,7 +64,7 @@ class User:
         return [str(m["body"]) for c in self.clients for m in c.messages if m["type"] == "error"]
 
 
-async def write_numbered(user: User, peer: User | None, dying: Node | None) -> None:
+async def write_numbered(user: User, dying: Node | None) -> None:
     """Send MESSAGES numbered messages to the user's peer; what goes to a dead node is not
     counted as accepted, and the rest waits for the user to be back on a live node."""
     for number in range(MESSAGES):
@@ -81,8 +78,6 @@ async def write_numbered(user: User, peer: User | None, dying: Node | None) -> N
         client.send(user.peer, body)
         if client.node is not dying:  # what the dying node took, it may have lost
             user.accepted.append(body)
-            if peer is not None and peer.back_online.is_set():
-                user.to_two.add(body)
         await asyncio.sleep(INTERVAL)
 
 
@@ -114,8 +109,6 @@ async def test_a_killed_nodes_messages_and_presence_are_not_lost(
         everyone, [(x, y) for i, x in enumerate(everyone) for y in everyone[i + 1 :]]
     )
     doomed = [users["u1"], users["u2"]]
-    peers = {"p1": users["u1"], "p2": users["u2"]}
-    """Writers to a user of the dead node, who signs in again on a live one."""
     async with clients() as opened:
         for person in users.values():
             await sign_in(opened, person, person.node, "first")
@@ -126,8 +119,7 @@ async def test_a_killed_nodes_messages_and_presence_are_not_lost(
                 await eventually(lambda w=watcher, j=jid: bool(w.client.presence_from(j)))
 
         writers = [
-            asyncio.ensure_future(write_numbered(person, peers.get(key), victim))
-            for key, person in users.items()
+            asyncio.ensure_future(write_numbered(person, victim)) for person in users.values()
         ]
         await asyncio.sleep(rng.uniform(0.1, MESSAGES * INTERVAL * 0.8))
         victim.kill()
@@ -161,10 +153,7 @@ async def test_a_killed_nodes_messages_and_presence_are_not_lost(
         for body in person.accepted:
             # The dead node may have written a message to its client and died before
             # acknowledging it: then it is routed again (at least once, docs/cluster.md).
-            # And a message to the bare JID went to both of its resources, the dead
-            # node's copy is routed again to the other one (docs/cluster.md).
-            again = got[body] == 2 and recipient.node is victim
-            again = again and (first[body] == 1 or body in person.to_two)
+            again = got[body] == 2 and first[body] == 1 and recipient.node is victim
             if got[body] != 1 and body not in bounced and not again:
                 problems.append(f"{body} arrived {got[body]} times")
     assert problems == [], f"seed {seed}: {problems}"

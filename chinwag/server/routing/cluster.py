@@ -27,6 +27,9 @@ class ClusterRouter:
         self.local = local
         """This node's sessions, which the session manager adds and removes."""
         self._local_deliver = local.deliver
+        self._fanout: tuple[Element | None, list[str]] = (None, [])
+        """The stanza delivered last, and every resource it went to: a message to a bare
+        JID goes to several, and the bus tells each node which others got it."""
         self.attach(registry, bus)
 
     def attach(self, registry: Registry, bus: Bus) -> None:
@@ -57,8 +60,12 @@ class ClusterRouter:
         return True
 
     def deliver(self, record: SessionRecord, stanza: Element) -> None:
+        fanout = self._fanout
+        if fanout[0] is not stanza:
+            fanout = self._fanout = (stanza, [])
+        fanout[1].append(record.jid.text)
         if type(record) is RemoteRecord:
-            self._send(record.node, record.jid, stanza)
+            self._send(record.node, record.jid, stanza, fanout[1])
         else:
             self._local_deliver(record, stanza)
 
