@@ -33,7 +33,7 @@ from chinwag.server.hooks import PRESENCE_CROSSED, SESSION_GONE, Hooks
 from chinwag.server.routing.cluster import ClusterRouter
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.session import Session
-from chinwag.server.sessions import SessionManager
+from chinwag.server.sessions import EndReason, SessionManager
 from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
 from chinwag.xmpp.jid import JID
 
@@ -208,4 +208,4 @@ class ClusterMember:
             StreamCondition.RESET, "the server lost its place in the cluster: connect again"
         )
         for session in list(sessions):
-            manager.end(session, rejoining)
+            manager.end(session, rejoining, reason=EndReason.LEASE_LOST)
