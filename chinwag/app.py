@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp
 
 from chinwag import logs
+from chinwag.cluster.errors import ClusterUnavailable
 from chinwag.config import Settings
 from chinwag.control import Control
 from chinwag.network.accounts import AccountService
@@ -118,7 +119,7 @@ def _web_app(
         blocking=BlockingService(SqlBlockingRepository(database), web_events),
         presence=_live_presence(xmpp),
         xmpp=xmpp,
-        sessions=xmpp.sessions.all,
+        sessions=xmpp.listed_sessions,
         control=control,
         auth_failures=xmpp.auth_failures,
         invitations=InvitationService(SqlInvitationRepository(database)),
@@ -233,6 +234,8 @@ async def running(
             await http.start()
         except OSError as error:
             raise StartupError(f"cannot listen: {error}") from None
+        except ClusterUnavailable as error:
+            raise StartupError(str(error)) from None
         await control.advertise()
         yield Running(settings, database, services, oauth, xmpp, http, control)
     finally:

@@ -190,11 +190,6 @@ def serve(
             "section (a Redis) and a PostgreSQL [database] url (docs/cluster.md)",
             CONFIG_EXIT,
         )
-    if settings.cluster is not None:
-        fail(
-            "[cluster] is not served yet: this release runs one process (docs/cluster.md); "
-            "remove the section to serve"
-        )
     from chinwag.app import StartupError
     from chinwag.app import serve as serve_forever
     from chinwag.config import load_settings

@@ -303,7 +303,9 @@ def _running(pid: int) -> bool:
 
 @sessions_cli.command("list")
 def sessions_list(config: ConfigOption = None, json_output: JsonOption = False) -> None:
-    """List the running server's live sessions: user, resource, app and transport."""
+    """List the running server's live sessions: user, resource, app, transport and node.
+
+    In a cluster, every node's sessions (the transport only of the node asked)."""
     from chinwag.web.admin_routes import SESSIONS_PATH
 
     sessions = _ask(settings_or_exit(config), "GET", SESSIONS_PATH)
@@ -327,6 +329,7 @@ def _session_table(sessions: Sequence[dict[str, Any]]) -> Table:
         "Transport",
         "Available",
         "Priority",
+        "Node",
         box=None,
         header_style="bold",
     )
@@ -335,9 +338,10 @@ def _session_table(sessions: Sequence[dict[str, Any]]) -> Table:
             Text(f"{session['user']}"),
             Text(f"{session['resource']}"),
             Text(session["app"] or "-", style="" if session["app"] else "dim"),
-            Text(f"{session['transport']}"),
+            Text(session["transport"] or "-", style="" if session["transport"] else "dim"),
             "yes" if session["available"] else "no",
             str(session["priority"]),
+            Text(f"{session['node']}"),
         )
     return table
 

@@ -49,6 +49,13 @@ _ROOT = f"<stream xmlns='{CLIENT}'>".encode()
 
 Stanzas = list[tuple[JID, Element]]
 """Stanzas and the full JID each is for."""
+Copies = dict[int, tuple[str, ...]]
+"""By ``id()`` of a stanza of an entry: the other resources a copy of it went to (a
+message to a bare JID, for several resources), so that routing it again when its own
+resource has gone does not hand it a second time to an account that has it."""
+COPIES = "\x1f"
+"""Separates, in an entry's line for a stanza, its full JID from those of the other
+resources that got copies (no JID contains it)."""
 
 
 class InboxGone(Exception):
@@ -70,14 +77,20 @@ class BusHost(Protocol):
 class Entry:
     """One inbox entry: the stanzas one node sent this node's sessions in one turn."""
 
-    __slots__ = ("_done", "_waiting", "id", "items", "stream")
+    __slots__ = ("_done", "_waiting", "copies", "id", "items", "stream")
 
     def __init__(
-        self, stream: str, entry_id: bytes, items: Stanzas, done: Callable[[Entry], None]
+        self,
+        stream: str,
+        entry_id: bytes,
+        items: Stanzas,
+        done: Callable[[Entry], None],
+        copies: Copies | None = None,
     ) -> None:
         self.stream = stream
         self.id = entry_id
         self.items = items
+        self.copies: Copies = copies or {}
         self._done = done
         self._waiting = len(items)
         if not items:
@@ -105,20 +118,25 @@ class Decoder:
         done: Callable[[Entry], None],
     ) -> Entry:
         items: Stanzas = []
+        copies: Copies = {}
         if fields is not None:
-            items = self._items(fields)
+            items = self._items(fields, copies)
             if not items:
                 log.error("cluster: inbox entry %s of %s is not stanzas; dropped", entry_id, stream)
-        return Entry(stream, entry_id, items, done)
+        return Entry(stream, entry_id, items, done, copies)
 
-    def _items(self, fields: dict[bytes, bytes]) -> Stanzas:
+    def _items(self, fields: dict[bytes, bytes], copies: Copies) -> Stanzas:
         try:
             targets = fields[b"t"].decode().split("\n")
             stanzas = [item for item in self._feed(fields[b"s"]) if type(item) is Element]
             if len(stanzas) == len(targets) and self._parser_between_elements():
-                return [
-                    (JID.parse(to), stanza) for to, stanza in zip(targets, stanzas, strict=True)
-                ]
+                items = []
+                for line, stanza in zip(targets, stanzas, strict=True):
+                    to, *others = line.split(COPIES)
+                    if others:
+                        copies[id(stanza)] = tuple(others)
+                    items.append((JID.parse(to), stanza))
+                return items
         except (KeyError, UnicodeDecodeError, ValueError, StreamError):
             pass
         self._parser = None  # whatever it holds of this entry must not spoil the next
@@ -157,6 +175,9 @@ class Bus:
         self._block_ms = block_ms
         self._outbox: dict[str, tuple[list[JID], list[bytes]]] = {}
         """Per node: the full JIDs and the wire form of the stanzas queued for it."""
+        self._copies: dict[str, dict[int, list[str]]] = {}
+        """Per node, by index in its outbox: every resource a stanza went to, when it
+        went to several (filled in until the end of the turn)."""
         self._acks: dict[str, list[bytes]] = {}
         self._queued = 0
         self._marked = False
@@ -164,8 +185,9 @@ class Bus:
 
     # --- to other nodes ------------------------------------------------------------------
 
-    def send(self, node: str, to: JID, stanza: Element) -> None:
-        """Deliver ``stanza`` to the session ``to`` on ``node``, at the end of this turn."""
+    def send(self, node: str, to: JID, stanza: Element, copies: list[str] | None = None) -> None:
+        """Deliver ``stanza`` to the session ``to`` on ``node``, at the end of this turn;
+        ``copies``, the full JIDs of every resource it goes to, is read then."""
         if self._queued >= MAX_QUEUED:
             asyncio.get_running_loop().call_soon(
                 self._host.undeliverable, node, [(to, stanza)], False
@@ -174,6 +196,8 @@ class Bus:
         batch = self._outbox.get(node)
         if batch is None:
             batch = self._outbox[node] = ([], [])
+        if copies is not None:
+            self._copies.setdefault(node, {})[len(batch[0])] = copies
         batch[0].append(to)
         batch[1].append(stanza.encoded())
         self._queued += 1
@@ -193,16 +217,21 @@ class Bus:
     def write(self, pipe: Pipeline) -> Callable[[Results], None]:
         self._marked = False
         outbox, self._outbox = self._outbox, {}
+        all_copies, self._copies = self._copies, {}
         acks, self._acks = self._acks, {}
         sent: list[tuple[str, list[JID], list[bytes]]] = []
         for node, (targets, stanzas) in outbox.items():
             inbox = self._keys.inbox(node)
+            lines = [jid.text for jid in targets]
+            for index, copies in all_copies.get(node, {}).items():
+                if len(copies) > 1:
+                    lines[index] = COPIES.join([lines[index], *copies])
             for start in range(0, len(targets), STANZAS_PER_ENTRY):
                 part = (
                     targets[start : start + STANZAS_PER_ENTRY],
                     stanzas[start : start + STANZAS_PER_ENTRY],
                 )
-                to = "\n".join([jid.text for jid in part[0]])
+                to = "\n".join(lines[start : start + STANZAS_PER_ENTRY])
                 pipe.execute_command(
                     "XADD", inbox, "NOMKSTREAM", "*", "t", to, "s", b"".join(part[1])
                 )
@@ -240,6 +269,9 @@ class Bus:
             batch[1].extend(stanzas)
         for node, (targets, stanzas) in outbox.items():
             batch = self._outbox.setdefault(node, ([], []))
+            shift = len(batch[0])  # what was queued since moves back behind what is retried
+            if shift and node in self._copies:
+                self._copies[node] = {i + shift: c for i, c in self._copies[node].items()}
             batch[0].extend(targets)
             batch[1].extend(stanzas)
         for stream, ids in acks.items():
@@ -251,6 +283,7 @@ class Bus:
         """What waits to be written, by node, which is then no longer written (the node
         is stopping)."""
         outbox, self._outbox = self._outbox, {}
+        self._copies = {}
         self._queued = 0
         return {node: _decoded(*batch) for node, batch in outbox.items()}
 

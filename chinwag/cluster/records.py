@@ -1,7 +1,7 @@
 """Routing records as the registry keeps them in Redis, and those of other nodes in memory.
 
 A record is packed into one hash value: its node, flags (``a`` available, ``i``
-interested), priority, app and last broadcast presence, separated by ``\\x1f`` (which
+interested, ``c`` carbons enabled), priority, app and last broadcast presence, separated by ``\\x1f`` (which
 neither names, JIDs nor XML may contain). The node comes first, so that a Lua script
 can tell whose record it is without unpacking it.
 """
@@ -35,11 +35,18 @@ class Publishable(Protocol):
     def interested(self) -> bool: ...
 
     @property
+    def carbons(self) -> bool: ...
+
+    @property
     def app(self) -> str | None: ...
 
 
 def pack(node: str, record: Publishable) -> bytes:
-    flags = ("a" if record.available else "") + ("i" if record.interested else "")
+    flags = (
+        ("a" if record.available else "")
+        + ("i" if record.interested else "")
+        + ("c" if record.carbons else "")
+    )
     presence = record.presence.encoded() if record.presence is not None else b""
     head = f"{node}\x1f{flags}\x1f{record.priority}\x1f{record.app or ''}\x1f"
     return head.encode() + presence
@@ -58,6 +65,7 @@ class RemoteRecord:
         "_presence_bytes",
         "app",
         "available",
+        "carbons",
         "interested",
         "jid",
         "node",
@@ -70,6 +78,7 @@ class RemoteRecord:
         self.node = node.decode()
         self.available = b"a" in flags
         self.interested = b"i" in flags
+        self.carbons = b"c" in flags
         self.priority = int(priority)
         self.app = app.decode() or None
         self._presence_bytes = presence

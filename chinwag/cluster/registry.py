@@ -34,6 +34,7 @@ from chinwag.cluster import scripts
 from chinwag.cluster.connection import UNREACHABLE
 from chinwag.cluster.keys import Keys
 from chinwag.cluster.records import Publishable, RemoteRecord, owner, pack
+from chinwag.cluster.scripts import SEPARATOR
 from chinwag.cluster.writer import Results, Writer
 from chinwag.xmpp.jid import JID
 
@@ -60,6 +61,15 @@ class RegistryHost(Protocol):
     def session_replaced(self, full: JID) -> None:
         """This node's session ``full`` was bound again on another node: end it with
         ``<conflict/>`` (its record is already the other node's)."""
+        ...
+
+    def presence_crossed(
+        self, before: RemoteRecord | None, after: RemoteRecord | None, unannounced: list[JID]
+    ) -> None:
+        """Another node's record changed from ``before`` to ``after`` (None: absent),
+        being or having been available, while the local sessions ``unannounced`` had
+        become available unseen by that node: neither node's broadcast nor its probe
+        answer reached the other side, so this node tells both."""
         ...
 
 
@@ -91,6 +101,9 @@ class Registry:
         self._claims_under_way: dict[str, int] = {}
         """Claims sent and not yet answered, by full JID."""
         self._marked = False
+        self._unannounced: dict[str, JID] = {}
+        """Local sessions published available whose change the stream has not shown yet:
+        the other nodes' broadcasts, made before they saw it, have missed them."""
         self._remote: Remote = {}
         self._last = b"0-0"
         """The stream id of the last change the mirror has applied."""
@@ -110,6 +123,10 @@ class Registry:
         else:
             self._claimed[full] = record
             self._queue(full, record, CLAIM)
+        if record.available:
+            self._unannounced[full] = record.jid
+        else:
+            self._unannounced.pop(full, None)
 
     def remove(self, record: Publishable) -> None:
         """Take ``record`` (a local session that ended) out of the registry, unless a
@@ -117,6 +134,7 @@ class Registry:
         full = record.jid.text
         if self._claimed.get(full) is record:
             del self._claimed[full]
+            self._unannounced.pop(full, None)
             self._queue(full, record, REMOVE)
 
     def _queue(self, full: str, record: Publishable, how: str) -> None:
@@ -263,13 +281,17 @@ class Registry:
                 self._removed(full, fields[b"n"].decode())
             elif owner(packed) == self.node:
                 self._drop(JID.parse(full))
+                if b"a" in packed.split(SEPARATOR, 2)[1]:
+                    self._unannounced.pop(full, None)  # seen: later broadcasts reach it
             else:
                 jid = JID.parse(full)
-                self._remote.setdefault(jid.bare.text, {})[jid.resource or ""] = RemoteRecord(
-                    jid, packed
-                )
+                resources = self._remote.setdefault(jid.bare.text, {})
+                before = resources.get(jid.resource or "")
+                after = resources[jid.resource or ""] = RemoteRecord(jid, packed)
                 if full in self._claimed:
                     contested.append(full)
+                if self._unannounced and (after.available or (before and before.available)):
+                    self._crossed(before, after)
             self._last, self._number = change_id, number
         return contested
 
@@ -297,6 +319,11 @@ class Registry:
             record = self.record(jid)
             if record is not None and record.node == node:
                 self._drop(jid)
+                if self._unannounced and record.available:
+                    self._crossed(record, None)
+
+    def _crossed(self, before: RemoteRecord | None, after: RemoteRecord | None) -> None:
+        self._host.presence_crossed(before, after, list(self._unannounced.values()))
 
     def _drop(self, jid: JID) -> None:
         resources = self._remote.get(jid.bare.text)

@@ -2,7 +2,8 @@
 other resources send and receive.
 
 This module owns the ``<enable/>`` and ``<disable/>`` IQs, each session's state
-(``ENABLED``), the copies, and the ids it remembers to tell which errors answer a copied
+(``carbons``, a field of its routing record, so that a cluster's other nodes see it),
+the copies, and the ids it remembers to tell which errors answer a copied
 message. It acts once the message module has handed a message to a local account
 (``deliver/message``, which names every resource that got it): the sender's other
 enabled resources get the message wrapped in ``<sent/>``, the recipient's enabled
@@ -21,6 +22,10 @@ that session ends before its client acknowledged the copy (a resumable session t
 expired), or has ended before the copy reached it, the copy is dropped rather than
 handed to another resource or to offline storage, where it would come back as a
 message of its own.
+
+On a cluster node, the node that routes a message makes the copies for every node:
+for the account's resources there, from their records (the ids remembered for errors
+are the routing node's own, so an error is copied only to resources it knows of).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
 from chinwag.server.hooks import DELIVER_FAILED, DELIVER_MESSAGE, SESSION_CLOSED
 from chinwag.server.routing import SessionRecord
-from chinwag.server.session import Session, SessionKey
+from chinwag.server.session import Session
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
@@ -47,8 +52,6 @@ SPEC = Spec(
     "<private/> and <no-copy/> respected",
 )
 
-ENABLED = SessionKey[bool]("carbons.enabled")
-"""Present on a session that enabled carbons."""
 REMEMBERED_IDS = 64
 """Ids of eligible messages remembered per account with carbons on, so that an error
 answering one of them is copied as well; past this the oldest is forgotten."""
@@ -87,15 +90,19 @@ class Carbons:
         """Users with carbons enabled on some session, by username."""
         self.watch = self.on_delivered
         """The ``deliver/message`` handler, hooked only while ``accounts`` is not empty
-        (one bound method, which ``unhook`` finds by identity)."""
+        (one bound method, which ``unhook`` finds by identity), or always on a cluster
+        node, whose other nodes' sessions may have carbons enabled."""
+        self.clustered = api.settings.cluster is not None
+        if self.clustered:
+            api.hook(DELIVER_MESSAGE, self.watch)
 
     # --- enabling and disabling ---------------------------------------------------------
 
     def enable(self, iq: Element) -> Element:
         session = self.requester(iq)
-        if session.get(ENABLED) is None:
-            session.put(ENABLED, True)
-            if not self.accounts:
+        if not session.carbons:
+            self.api.sessions.set_carbons(session, True)
+            if not self.accounts and not self.clustered:
                 self.api.hook(DELIVER_MESSAGE, self.watch)
             account = self.accounts.get(session.username)
             if account is None:
@@ -117,13 +124,14 @@ class Carbons:
         return session
 
     def forget(self, session: Session) -> None:
-        if session.pop(ENABLED) is None:
+        if not session.carbons:
             return
+        self.api.sessions.set_carbons(session, False)
         account = self.accounts[session.username]
         account.enabled -= 1
         if not account.enabled:
             del self.accounts[session.username]
-            if not self.accounts:  # the message path calls nothing here again
+            if not self.accounts and not self.clustered:  # the message path calls nothing here
                 self.api.unhook(DELIVER_MESSAGE, self.watch)
 
     # --- copies ------------------------------------------------------------------------
@@ -132,6 +140,11 @@ class Carbons:
         origin, username = routed.origin, routed.to.local or ""
         sender = self.accounts.get(origin.jid.local or "") if origin is not None else None
         recipient = self.accounts.get(username) if records else None
+        if self.clustered:
+            if sender is None and origin is not None and self.elsewhere(origin.username):
+                sender = Account()
+            if recipient is None and records and self.elsewhere(username):
+                recipient = Account()
         if sender is None and recipient is None:
             return  # what nearly every message costs here: two lookups
         message, peer = routed.stanza, routed.to.bare.text
@@ -158,10 +171,19 @@ class Carbons:
         router = self.api.router
         copied = []
         for session in self.api.sessions.of(username):
-            if session.get(ENABLED) is not None and session.jid not in skipped:
+            if session.carbons and session.jid not in skipped:
                 router.deliver(session, wrap(wrapper, message, session.jid))
                 copied.append(session)
+        if self.clustered:
+            for record in router.resources(self.api.jid(username)):
+                if type(record) is not Session and record.carbons and record.jid not in skipped:
+                    router.deliver(record, wrap(wrapper, message, record.jid))
         return copied
+
+    def elsewhere(self, username: str) -> bool:
+        """Whether a session of ``username`` on another node has carbons enabled."""
+        records = self.api.router.resources(self.api.jid(username))
+        return any(type(record) is not Session and record.carbons for record in records)
 
 
 def drop_failed_copy(session: Session, stanza: Element) -> bool:

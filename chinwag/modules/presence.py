@@ -7,9 +7,11 @@ handlers (a block list), when there are any."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import SUBSCRIPTION_TYPES, Routed
-from chinwag.server.hooks import PRESENCE_SCREEN, SESSION_CLOSED
+from chinwag.server.hooks import PRESENCE_CROSSED, PRESENCE_SCREEN, SESSION_CLOSED, SESSION_GONE
 from chinwag.server.routing import SessionRecord
 from chinwag.server.session import Session, SessionKey
 from chinwag.xmpp.element import Element
@@ -35,6 +37,10 @@ DIRECTED = SessionKey[set[JID]]("presence.directed")
 """Who got directed presence from a session and must hear when it leaves (RFC 6121 4.6)."""
 
 
+SUBSCRIBED = ("from", "both")
+"""The subscriptions of contacts who receive an account's presence."""
+
+
 def unavailable_from(jid: JID) -> Element:
     return Element("presence", attrs={"from": str(jid), "type": "unavailable"})
 
@@ -56,15 +62,17 @@ class Presence:
     def audience(self, session: Session) -> list[SessionRecord]:
         """Who hears this session's broadcast presence: its own available resources and
         the available resources of contacts subscribed to it."""
-        records = self.available_resources(session.username)
         roster = self.api.rosters.get(session.username)
-        if roster is not None:
-            contacts: list[SessionRecord] = []
-            for contact in roster.subscribed_from():
-                contacts.extend(self.available_resources(contact))
-            if self.screen.handlers:
-                contacts = [r for r in contacts if not self.screen.vetoes(session.jid, r.jid)]
-            records.extend(contacts)
+        return self.audience_of(session.jid, roster.subscribed_from() if roster else ())
+
+    def audience_of(self, jid: JID, subscribers: Iterable[str]) -> list[SessionRecord]:
+        records = self.available_resources(jid.local or "")
+        contacts: list[SessionRecord] = []
+        for contact in subscribers:
+            contacts.extend(self.available_resources(contact))
+        if self.screen.handlers:
+            contacts = [r for r in contacts if not self.screen.vetoes(jid, r.jid)]
+        records.extend(contacts)
         return records
 
     def on_broadcast(self, routed: Routed) -> bool:
@@ -113,6 +121,49 @@ class Presence:
 
     def on_session_closed(self, session: Session) -> None:
         self.leave(session, unavailable_from(session.jid))
+
+    def on_session_gone(self, record: SessionRecord) -> None:
+        """A session of a node that died: its contacts hear that it is unavailable, from
+        the node that cleaned up after it (once: one node cleans up)."""
+        if record.available:
+            self.api.spawn(self.announce_gone(record.jid))
+
+    async def announce_gone(self, jid: JID) -> None:
+        username = jid.local or ""
+        roster = self.api.rosters.get(username)
+        if roster is not None:
+            subscribers = roster.subscribed_from()
+        else:  # no session of the account here: its roster is not in memory
+            _version, items = await self.api.services.contacts.roster(username)
+            subscribers = [item.username for item in items if item.subscription in SUBSCRIBED]
+        self.send_to_resources(unavailable_from(jid), self.audience_of(jid, subscribers))
+
+    def on_crossed(
+        self, before: SessionRecord | None, after: SessionRecord | None, sessions: list[Session]
+    ) -> None:
+        """Another node's session ``after`` (or ``before``, gone) and these local sessions
+        changed presence unseen by each other's node: each side learns the other's."""
+        other = after or before
+        assert other is not None
+        source, became = other.jid, after is not None and after.available
+        shown = after.presence if after is not None and after.available else None
+        joined = became and (before is None or not before.available)
+        for session in sessions:
+            roster = self.api.rosters.get(session.username)
+            same = session.username == source.local
+            if (same or (roster and source.local in roster.subscribed_to())) and not (
+                self.screen.handlers and self.screen.vetoes(source, session.jid)
+            ):
+                told = shown if shown is not None else unavailable_from(source)
+                self.router.deliver(session, addressed(told, session.jid))
+            if (
+                joined
+                and after is not None
+                and session.presence is not None
+                and (same or (roster and source.local in roster.subscribed_from()))
+                and not (self.screen.handlers and self.screen.vetoes(session.jid, source))
+            ):
+                self.router.deliver(after, addressed(session.presence, source))
 
     def on_directed(self, routed: Routed) -> bool:
         stanza, origin = routed.stanza, routed.origin
@@ -179,3 +230,5 @@ def setup(api: ModuleAPI) -> None:
     api.hook("presence/bare", presence.on_directed, 10)
     api.hook("presence/full", presence.on_directed, 10)
     api.hook(SESSION_CLOSED, presence.on_session_closed)
+    api.hook(SESSION_GONE, presence.on_session_gone)
+    api.hook(PRESENCE_CROSSED, presence.on_crossed)

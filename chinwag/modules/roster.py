@@ -318,8 +318,10 @@ class Rosters:
             element = Element(
                 "item", ns.ROSTER, {"jid": str(self.api.jid(contact)), "subscription": "remove"}
             )
+        # This node's sessions only: every node applies a change to its own, as it
+        # reads the change's event (on_network_change), so none is pushed twice.
         router = self.api.router
-        for record in router.resources(self.api.jid(owner)):
+        for record in self.api.sessions.of(owner):
             if record.interested:
                 iq = Element(
                     "iq",
@@ -343,7 +345,7 @@ class Rosters:
         if not (gained or lost):
             return
         router = self.api.router
-        watchers = [r for r in router.resources(self.api.jid(owner)) if r.available]
+        watchers = [s for s in self.api.sessions.of(owner) if s.available]  # as push's
         for source in router.resources(self.api.jid(contact)):
             if not source.available or source.presence is None:
                 continue

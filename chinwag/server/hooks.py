@@ -65,6 +65,15 @@ waiting for it while it was detached:
 ``handler(session, stanza) -> bool``; true when the handler has it (a carbon copy
 dropped, a message another of the account's resources got), else the stanza is routed
 again as the server's own."""
+PRESENCE_CROSSED = "presence/crossed"
+"""``server/clustering.py``, when another node's session became available, changed its
+presence or went away, unseen by this node's ``sessions`` that became available at
+the same time (so neither node's broadcast nor probe answer reached the other):
+``handler(before, after, sessions)``, the other session's records (None: absent)."""
+SESSION_GONE = "session/gone"
+"""``server/clustering.py``, for each session of another node that ended without it
+(the node died, and this node cleaned up after it): ``handler(record)``, the session's
+routing record as it last was (presence tells its contacts it is unavailable)."""
 
 
 class Channel:

@@ -79,6 +79,7 @@ class Session:
     __slots__ = (
         "_slots",
         "available",
+        "carbons",
         "connection",
         "filters",
         "grant",
@@ -107,6 +108,8 @@ class Session:
         self.priority = 0
         self.interested = False
         """Asked for the roster, so gets roster pushes (RFC 6121 2.1.6)."""
+        self.carbons = False
+        """Enabled message carbons (XEP-0280)."""
         self.filters: tuple[OutputFilter, ...] = ()
         """What sees each stanza routed here before it is written, in order."""
         self._slots: dict[SessionKey[Any], Any] | None = None

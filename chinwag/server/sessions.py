@@ -17,7 +17,8 @@ message another resource holds, a carbon copy). Without resumption, a stream tha
 ends its session at once.
 
 Every change to a session's routing record (availability, priority, roster
-interest) goes through here, so that a shared registry can publish it. Every end of a
+interest) goes through here, so that a cluster's registry publishes it (``records``):
+at bind, at each change, and its removal when the session ends. Every end of a
 session, and every detach, is logged here, once, with its reason (:class:`EndReason`).
 """
 
@@ -30,7 +31,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from time import time
-from typing import Any
+from typing import Any, Protocol
 
 from chinwag.config import StreamManagementSettings
 from chinwag.server.auth import Grant
@@ -82,6 +83,8 @@ class EndReason(enum.StrEnum):
     SERVER_SHUTDOWN = "server shutdown"
     RESUMPTION_EXPIRED = "resumption expired"
     TOO_MANY_WAITING = "too many stanzas waiting"
+    LEASE_LOST = "lease lost"
+    """The cluster node lost its lease: it ends every stream and joins again."""
     STREAM_ERROR = "stream error"
     """Another stream error the server sent: the log line's ``detail`` names it."""
 
@@ -112,6 +115,14 @@ def unanswered() -> StreamError:
     session whose client enabled resumption waits for it then, as after a dropped
     transport (``C2SConnection.close_stream``)."""
     return StreamError(StreamCondition.CONNECTION_TIMEOUT, "no answer to a ping")
+
+
+class RecordSink(Protocol):
+    """Where a cluster node publishes its sessions' routing records (its registry)."""
+
+    def publish(self, session: Session) -> None: ...
+
+    def remove(self, session: Session) -> None: ...
 
 
 class ResumeRefused(Exception):
@@ -174,6 +185,7 @@ class SessionManager:
         reroute: Reroute,
         spawn: Spawn,
         stream_management: StreamManagementSettings | None = None,
+        records: RecordSink | None = None,
     ) -> None:
         self._domain = domain
         self._router = router
@@ -183,6 +195,8 @@ class SessionManager:
         self.spawn = spawn
         self._sm_settings = stream_management or StreamManagementSettings()
         self._failed = hooks.channel(DELIVER_FAILED)
+        self._records = records
+        """The cluster's registry, or None in a single process."""
         self._resumable: dict[str, Session] = {}
         """Sessions a client may resume, by their resumption id."""
         self._ended: OrderedDict[str, tuple[str, int]] = OrderedDict()
@@ -209,6 +223,8 @@ class SessionManager:
             self.end(replaced, StreamError(StreamCondition.CONFLICT, conflict))
         session = Session(jid, connection, grant, node=self._router.node)
         self._router.add(session)
+        if self._records is not None:
+            self._records.publish(session)
         self._hooks.notify(SESSION_BOUND, session)
         return session
 
@@ -302,6 +318,8 @@ class SessionManager:
         elif not connection.closed:
             connection.close_stream(error)
         self._router.remove(session)
+        if self._records is not None:
+            self._records.remove(session)
         unacked = self._forget(session)
         self._hooks.notify(SESSION_CLOSED, session)
         self._rosters.release(session.username)
@@ -379,10 +397,22 @@ class SessionManager:
     def set_presence(self, session: Session, presence: Element) -> None:
         """The session's broadcast presence (RFC 6121 4.2, 4.5): availability, priority."""
         session.update_presence(presence)
+        if self._records is not None and session.state is not SessionState.ENDED:
+            self._records.publish(session)  # an ended session has left the registry
 
     def set_interested(self, session: Session) -> None:
         """The session asked for the roster: it gets roster pushes from now on."""
-        session.interested = True
+        if not session.interested:
+            session.interested = True
+            if self._records is not None and session.state is not SessionState.ENDED:
+                self._records.publish(session)
+
+    def set_carbons(self, session: Session, enabled: bool) -> None:
+        """The session enabled or disabled message carbons (XEP-0280)."""
+        if session.carbons != enabled:
+            session.carbons = enabled
+            if self._records is not None and session.state is not SessionState.ENDED:
+                self._records.publish(session)
 
     # --- this process's sessions -------------------------------------------------------------
 

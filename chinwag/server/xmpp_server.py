@@ -8,7 +8,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chinwag.config import LimitsSettings, Settings
 from chinwag.network.events import (
@@ -27,6 +27,7 @@ from chinwag.server.events import EventPump
 from chinwag.server.hooks import Hooks
 from chinwag.server.memory import return_free_memory
 from chinwag.server.rosters import RosterCache
+from chinwag.server.routing import Router, SessionRecord
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.services import Services
 from chinwag.server.session import Session
@@ -44,6 +45,9 @@ from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID
 from chinwag.xmpp.sasl.oauth import RAW_MECHANISMS
 from chinwag.xmpp.stream import StreamConfig
+
+if TYPE_CHECKING:
+    from chinwag.server.clustering import ClusterMember
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +101,19 @@ class XMPPServer:
         self.sasl_drivers: dict[str, DriverFactory] = sasl_drivers()
         self.auth_failures = auth_failures_for(settings)
         self.hooks = Hooks()
-        self.router = LocalRouter(self.hooks)
+        self.local_router = LocalRouter(
+            self.hooks, settings.cluster.node if settings.cluster is not None else None
+        )
+        """This process's sessions."""
+        self.cluster: ClusterMember | None = None
+        """This server as a node of its cluster, with ``[cluster]``."""
+        self.router: Router = self.local_router
+        """Where modules route: this process's sessions, and in a cluster every node's."""
+        if settings.cluster is not None:
+            from chinwag.server.clustering import ClusterMember  # imports redis-py
+
+            self.cluster = ClusterMember(settings.cluster, self.local_router, self.hooks)
+            self.router = self.cluster.router
         self.dispatcher = Dispatcher(
             self.domain_jid,
             self.hooks,
@@ -108,12 +124,13 @@ class XMPPServer:
         self.dispatch = self.dispatcher.dispatch
         self.sessions = SessionManager(
             self.domain,
-            self.router,
+            self.local_router,
             self.hooks,
             self.rosters,
             reroute=self.dispatcher.deliver,
             spawn=self.spawn,
             stream_management=settings.stream_management,
+            records=self.cluster,
         )
         self.module_host = ModuleHost(
             settings=settings,
@@ -188,6 +205,14 @@ class XMPPServer:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background work failed", exc_info=task.exception())
+
+    def listed_sessions(self) -> list[SessionRecord]:
+        """The sessions the operator sees: this process's, and in a cluster every other
+        node's too, from the registry's mirror."""
+        listed: list[SessionRecord] = list(self.sessions.all())
+        if self.cluster is not None:
+            listed.extend(self.cluster.remote_records())
+        return listed
 
     def _on_account_deleted(self, event: NetworkEvent) -> None:
         user = event.subject
@@ -310,6 +335,8 @@ class XMPPServer:
     async def start(self, ssl_context: ssl.SSLContext | None, *, reuse_port: bool = False) -> None:
         """Listen; ``reuse_port``: sharing the ports with other workers (SO_REUSEPORT)."""
         self.stream_config = self._stream_config(tls_available=ssl_context is not None)
+        if self.cluster is not None:  # before any client can bind
+            await self.cluster.start(self.dispatcher, self.sessions, self.spawn)
         c2s = self.settings.c2s
         proxy = tcp.ProxyPolicy.from_settings(c2s)
         self._listeners.append(
@@ -385,6 +412,8 @@ class XMPPServer:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         await self.auth_failures.close()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await asyncio.sleep(0)  # let the transports flush their last bytes
 
     async def _release_idle_parsers(self, interval: float) -> None:

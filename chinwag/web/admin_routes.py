@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from chinwag.server.auth_failures import AuthFailures, Ban
+from chinwag.server.routing import SessionRecord
 from chinwag.server.session import Session
 from chinwag.web.admin_token import check_admin
 
@@ -40,8 +41,9 @@ DEFAULT_DRAIN_SECONDS = 30.0
 MAX_DRAIN_SECONDS = 3600.0
 MAX_REASON_CHARS = 1000
 
-SessionSource = Callable[[], Sequence[Session]]
-"""The bound sessions of the running XMPP server, right now."""
+SessionSource = Callable[[], Sequence[SessionRecord]]
+"""The bound sessions of the running XMPP server, right now: in a cluster, every node's
+(this node's sessions, and the records of the others')."""
 
 
 class ReloadFailed(Exception):
@@ -72,20 +74,22 @@ class ServerControl(Protocol):
         ...
 
 
-def no_sessions() -> Sequence[Session]:
+def no_sessions() -> Sequence[SessionRecord]:
     """The session source of a web application without an XMPP server."""
     return ()
 
 
-def session_json(session: Session) -> dict[str, Any]:
+def session_json(session: SessionRecord) -> dict[str, Any]:
+    """A session as listed; the transport is known only to the node that serves it."""
     return {
         "jid": str(session.jid),
-        "user": session.username,
+        "user": session.jid.local,
         "resource": session.jid.resource,
         "app": session.app,
-        "transport": session.transport_kind,
+        "transport": session.transport_kind if isinstance(session, Session) else None,
         "available": session.available,
         "priority": session.priority,
+        "node": session.node,
     }
 
 

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from chinwag.cluster.connection import connect
 from chinwag.cluster.node import ClusterNode
 
+from .nodes import NodeProcesses, create_database, drop_database
 from .support import POSTGRES_URL, REDIS_URL, Host
 
 
@@ -130,3 +132,30 @@ async def cluster(redis_url: str, prefix: str) -> AsyncIterator[Cluster]:
     nodes = Cluster(redis_url, prefix)
     yield nodes
     await nodes.close()
+
+
+@pytest.fixture(scope="module")
+def node_processes(
+    redis_problem: str | None,
+    postgres_problem: str | None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[NodeProcesses]:
+    """Nodes as ``chinwag serve`` processes, on a database and key prefix of the module's
+    own (dropped and deleted after); the module's tests start the nodes they share."""
+    if redis_problem is not None:
+        pytest.skip(f"Redis at {REDIS_URL} unreachable: {redis_problem}")
+    if postgres_problem is not None:
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} unreachable: {postgres_problem}")
+    name, url = create_database()
+    prefix = f"chinwag-test:{uuid.uuid4().hex}:"
+    processes = NodeProcesses(tmp_path_factory.mktemp("cluster"), url, REDIS_URL, prefix)
+    try:
+        yield processes
+    finally:
+        processes.close()
+        drop_database(name)
+        client = SyncRedis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()

@@ -45,6 +45,7 @@ class Record:
     priority: int = 0
     presence: Element | None = None
     interested: bool = False
+    carbons: bool = False
     app: str | None = None
 
 
@@ -60,6 +61,7 @@ class Host:
         """Entries of dead nodes' inboxes handed over to be routed again."""
         self.gone: list[RemoteRecord] = []
         self.replaced: list[JID] = []
+        self.crossed: list[tuple[RemoteRecord | None, RemoteRecord | None, list[JID]]] = []
         self.undelivered: list[tuple[str, Stanzas, bool]] = []
         self.lost = 0
 
@@ -68,6 +70,11 @@ class Host:
 
     def session_replaced(self, full: JID) -> None:
         self.replaced.append(full)
+
+    def presence_crossed(
+        self, before: RemoteRecord | None, after: RemoteRecord | None, unannounced: list[JID]
+    ) -> None:
+        self.crossed.append((before, after, unannounced))
 
     def inbound(self, entry: Entry) -> None:
         self.entries.append(entry)

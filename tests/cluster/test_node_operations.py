@@ -18,14 +18,8 @@ import pytest
 from tests.integration.support import SignInFailed, make_client, sign_in
 from tests.integration.test_drain import follow_see_other_host, peer_port
 
-from .support import TIMEOUT, eventually
-
-pytest.importorskip(
-    "tests.cluster.nodes",
-    reason="needs the cluster's chinwag serve processes (tests/cluster/nodes.py), "
-    "which come with serve's cluster wiring",
-)
 from .nodes import DOMAIN, HOST, PASSWORD, Node, NodeProcesses, clients, unique
+from .support import TIMEOUT, eventually
 
 pytestmark = pytest.mark.postgres
 

@@ -88,21 +88,3 @@ def test_one_process_never_imports_redis() -> None:
         "assert 'redis' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", check], check=True, timeout=60)
-
-
-def test_serve_refuses_a_cluster_until_it_serves_one(tmp_path) -> None:
-    """The Redis layer is not wired into ``chinwag serve`` yet: a node that would run
-    alone, unseen by the others, is refused rather than started."""
-    config = tmp_path / "chinwag.toml"
-    config.write_text(
-        "domain = 'localhost'\n"
-        f"data_dir = '{tmp_path / 'data'}'\n"
-        "[database]\nurl = 'postgresql+asyncpg://postgres@127.0.0.1:5432/test'\n"
-        "[cluster]\nredis_url = 'redis://127.0.0.1:6379/0'\nnode = 'a'\n"
-    )
-    chinwag = [sys.executable, "-m", "chinwag", "serve", "--config", str(config)]
-
-    served = subprocess.run(chinwag, capture_output=True, text=True, timeout=60)
-
-    assert served.returncode != 0
-    assert "[cluster] is not served yet" in served.stderr

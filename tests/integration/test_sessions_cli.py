@@ -31,6 +31,7 @@ async def test_sessions_list_shows_user_resource_app_and_transport(
     await sign_in(phone, server.host, server.port)
     await connect(server, "bob", "desk", direct_tls=True)
     config = cli_config(tmp_path, server)
+    node = server.app.xmpp.local_router.node
 
     listed = await run_chinwag(config, "sessions", "list", "--json")
 
@@ -44,6 +45,7 @@ async def test_sessions_list_shows_user_resource_app_and_transport(
             "transport": "starttls",
             "available": True,
             "priority": 5,
+            "node": node,
         },
         {
             "jid": "alice@localhost/phone",
@@ -53,6 +55,7 @@ async def test_sessions_list_shows_user_resource_app_and_transport(
             "transport": "starttls",
             "available": False,
             "priority": 0,
+            "node": node,
         },
         {
             "jid": "bob@localhost/desk",
@@ -62,16 +65,25 @@ async def test_sessions_list_shows_user_resource_app_and_transport(
             "transport": "tls",
             "available": False,
             "priority": 0,
+            "node": node,
         },
     ]
 
     table = await run_chinwag(config, "sessions", "list")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["User", "Resource", "App", "Transport", "Available", "Priority"]
-    assert lines[1].split() == ["alice", "laptop", "-", "starttls", "yes", "5"]
-    assert lines[2].split() == ["alice", "phone", client_id, "starttls", "no", "0"]
-    assert lines[3].split() == ["bob", "desk", "-", "tls", "no", "0"]
+    assert lines[0].split() == [
+        "User",
+        "Resource",
+        "App",
+        "Transport",
+        "Available",
+        "Priority",
+        "Node",
+    ]
+    assert lines[1].split() == ["alice", "laptop", "-", "starttls", "yes", "5", node]
+    assert lines[2].split() == ["alice", "phone", client_id, "starttls", "no", "0", node]
+    assert lines[3].split() == ["bob", "desk", "-", "tls", "no", "0", node]
 
 
 async def test_no_sessions(server: ServerHandle, tmp_path) -> None:

@@ -45,6 +45,11 @@ class SessionRecord(Protocol):
         ...
 
     @property
+    def carbons(self) -> bool:
+        """Enabled message carbons (XEP-0280): gets copies of the account's chats."""
+        ...
+
+    @property
     def app(self) -> str | None:
         """The client_id of the app the session signed in as, if any."""
         ...

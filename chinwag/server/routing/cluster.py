@@ -26,8 +26,16 @@ class ClusterRouter:
         self.node = local.node
         self.local = local
         """This node's sessions, which the session manager adds and removes."""
-        self._registry = registry
         self._local_deliver = local.deliver
+        self._fanout: tuple[Element | None, list[str]] = (None, [])
+        """The stanza delivered last, and every resource it went to: a message to a bare
+        JID goes to several, and the bus tells each node which others got it."""
+        self.attach(registry, bus)
+
+    def attach(self, registry: Registry, bus: Bus) -> None:
+        """Route through ``registry`` and ``bus`` from now on: those of the node that
+        joined again after losing its lease."""
+        self._registry = registry
         self._send = bus.send
 
     # --- the Router protocol ----------------------------------------------------------
@@ -52,10 +60,18 @@ class ClusterRouter:
         return True
 
     def deliver(self, record: SessionRecord, stanza: Element) -> None:
+        fanout = self._fanout
+        if fanout[0] is not stanza:
+            fanout = self._fanout = (stanza, [])
+        fanout[1].append(record.jid.text)
         if type(record) is RemoteRecord:
-            self._send(record.node, record.jid, stanza)
+            self._send(record.node, record.jid, stanza, fanout[1])
         else:
             self._local_deliver(record, stanza)
+
+    def remote_records(self) -> list[RemoteRecord]:
+        """Every other node's sessions, as this node mirrors them."""
+        return list(self._registry.records())
 
     # --- what other nodes delivered here ------------------------------------------------
 
