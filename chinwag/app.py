@@ -23,6 +23,7 @@ from chinwag.network.profiles import ProfileService
 from chinwag.oauth.authenticator import PlatformAuthenticator
 from chinwag.oauth.service import OAuthService
 from chinwag.server.memory import settle_after_start
+from chinwag.server.metrics import ServerMetrics
 from chinwag.server.services import Services
 from chinwag.server.tls import ServerTLS, ensure_certificate
 from chinwag.server.xmpp_server import XMPPServer
@@ -60,6 +61,7 @@ class Running:
     xmpp: XMPPServer
     http: HTTPServer
     control: Control
+    metrics: ServerMetrics
 
     @property
     def accounts(self) -> AccountService:
@@ -101,6 +103,7 @@ def _web_app(
     oauth: OAuthService,
     xmpp: XMPPServer,
     control: Control,
+    metrics: ServerMetrics,
 ) -> ASGIApp:
     # The REST API's changes carry an origin of their own, as the CLI's do, so the
     # XMPP server's event pump applies them (roster and block list pushes, presence).
@@ -118,6 +121,7 @@ def _web_app(
         control=control,
         auth_failures=xmpp.auth_failures,
         invitations=InvitationService(SqlInvitationRepository(database)),
+        metrics=metrics,
     )
 
 
@@ -167,8 +171,9 @@ async def running(
     xmpp = XMPPServer(settings, services)
     xmpp.load_modules()
     control = Control(settings, database, xmpp, reread)
+    metrics = ServerMetrics(xmpp, database)
     http = control.http = HTTPServer(
-        _web_app(settings, database, services, oauth, xmpp, control),
+        _web_app(settings, database, services, oauth, xmpp, control, metrics),
         settings.http,
         websocket_max_bytes=2 * settings.limits.max_stanza_bytes,
     )
@@ -179,8 +184,10 @@ async def running(
             await http.start()
         except OSError as error:
             raise StartupError(f"cannot listen: {error}") from None
-        yield Running(settings, database, services, oauth, xmpp, http, control)
+        metrics.start()
+        yield Running(settings, database, services, oauth, xmpp, http, control, metrics)
     finally:
+        await metrics.stop()
         # XMPP first: its streams, WebSocket ones too, end with <system-shutdown/>
         # while the HTTP listener still carries them.
         await xmpp.stop()

@@ -60,6 +60,8 @@ class AuthFailureLimiter:
         self._max_tracked = max_tracked
         self._records: OrderedDict[str, _Record] = OrderedDict()
         """Oldest last failure first, which is also the order in which they expire."""
+        self.bans_started = 0
+        """Addresses refused so far, counted when their failures reach the limit."""
 
     @classmethod
     def from_settings(cls, limits: LimitsSettings) -> AuthFailureLimiter:
@@ -83,6 +85,8 @@ class AuthFailureLimiter:
         if record is None or record.expires <= now:
             record = self._records[key] = _Record(0, now)
         record.failures += 1
+        if record.failures == self._limit:
+            self.bans_started += 1
         record.expires = now + self._ban_seconds
         self._records.move_to_end(key)
         self._forget_old(now)

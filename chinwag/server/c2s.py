@@ -39,6 +39,7 @@ from chinwag.server.auth import Challenge, Grant, Outcome, SaslDriver, counts_ag
 from chinwag.server.auth_failures import AuthFailureLimiter, refusal
 from chinwag.server.session import Session
 from chinwag.server.sessions import ResumeRefused, SessionManager
+from chinwag.server.stats import ServerStats
 from chinwag.server.stream_management import StreamManagement
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
@@ -112,6 +113,11 @@ class C2SHost(Protocol):
     def output(self) -> OutputBatch: ...
 
     @property
+    def stats(self) -> ServerStats:
+        """The service's counts: stanzas in and out, sign-ins and their failures."""
+        ...
+
+    @property
     def connections(self) -> MutableSet[C2SConnection]:
         """Every open client stream."""
         ...
@@ -173,6 +179,7 @@ class C2SConnection:
         "_held",
         "_input_listeners",
         "_loop",
+        "_mechanism",
         "_pending",
         "_refilled_at",
         "_sasl",
@@ -181,6 +188,8 @@ class C2SConnection:
         "_stanza_burst",
         "_stanza_rate",
         "_stanza_tokens",
+        "_stanzas_in",
+        "_stanzas_out",
         "_task",
         "_timer",
         "_timer_deadline",
@@ -210,6 +219,8 @@ class C2SConnection:
         self.parent_ns = self.stream.stanza_parent_ns
         self.session: Session | None = None
         self._dispatch = host.dispatch
+        self._stanzas_in = host.stats.stanzas_in
+        self._stanzas_out = host.stats.stanzas_out
         self.closed = False
         self.wrote_recently = False
         self.read_recently = False
@@ -217,6 +228,8 @@ class C2SConnection:
         """When the client was last read from (the event loop's clock): the ping sweep's
         proof that it is alive."""
         self._sasl: SaslDriver | None = None
+        self._mechanism = ""
+        """The SASL mechanism of the exchange under way, or of the last one."""
         self._grant: Grant | None = None
         self._pending: list[bytes] = []
         self._flush_scheduled = False
@@ -373,6 +386,7 @@ class C2SConnection:
             return
         data = stanza.encoded(self.parent_ns)
         self._pending.append(data)
+        self._stanzas_out[stanza.tag] += 1
         session = self.session
         if session is not None and (sm := session.stream_management) is not None:
             sm.unacked.append((data, time()))
@@ -459,6 +473,7 @@ class C2SConnection:
         self._write_stream_output()
         for index, event in enumerate(events):
             if type(event) is StanzaReceived:
+                self._stanzas_in[event.stanza.tag] += 1
                 self._dispatch(event.stanza, event.to, self.session)
                 self._stanza_tokens -= 1
                 if self._held is not None:
@@ -583,6 +598,7 @@ class C2SConnection:
     async def _authenticate(self, event: AuthRequested) -> None:
         if self._refuse_address():
             return
+        self._mechanism = event.mechanism
         driver = self.host.sasl_driver(event.mechanism)
         if driver is None:  # offered by the stream config, so only a misconfiguration gets here
             self._handle(self.stream.sasl_failure(SaslCondition.INVALID_MECHANISM))
@@ -601,6 +617,7 @@ class C2SConnection:
             outcome = await pending
         except SaslFailure as failure:
             self._sasl = None
+            self.host.stats.sign_in_failed(self._mechanism)
             if counts_against_address(failure):
                 self.host.auth_failures.failed(self.transport.peer_address)
             self._handle(self.stream.sasl_failure(failure.condition, failure.text))
@@ -610,6 +627,7 @@ class C2SConnection:
         else:
             self._sasl = None
             self._grant = outcome.grant
+            self.host.stats.signed_in(self._mechanism)
             self.host.unbound.add(self)
             self._handle(self.stream.sasl_success(outcome.grant.username, outcome.additional_data))
 

@@ -31,6 +31,7 @@ from chinwag.server.routing.local import LocalRouter
 from chinwag.server.services import Services
 from chinwag.server.session import Session
 from chinwag.server.sessions import SessionManager
+from chinwag.server.stats import ServerStats
 from chinwag.store.oauth import (
     OAUTH_APP_SUSPENDED,
     OAUTH_REVOKED,
@@ -94,6 +95,7 @@ class XMPPServer:
         self.rosters = RosterCache(services.contacts)
         self.sasl_drivers: dict[str, DriverFactory] = sasl_drivers()
         self.auth_failures = AuthFailureLimiter.from_settings(settings.limits)
+        self.stats = ServerStats()
         self.hooks = Hooks()
         self.router = LocalRouter(self.hooks)
         self.dispatcher = Dispatcher(
@@ -123,6 +125,7 @@ class XMPPServer:
             router=self.router,
             sessions=self.sessions,
             spawn=self.spawn,
+            stats=self.stats,
         )
         self.modules: dict[str, ModuleAPI] = {}
         self.connections: set[C2SConnection] = set()
@@ -250,6 +253,11 @@ class XMPPServer:
             self.sessions.end(session, StreamError(StreamCondition.NOT_AUTHORIZED, reason))
         for connection in unbound:
             connection.close_stream(StreamError(StreamCondition.NOT_AUTHORIZED, reason))
+
+    @property
+    def listening(self) -> bool:
+        """Whether every XMPP listener is up and accepting connections."""
+        return bool(self._listeners) and all(listener.serving for listener in self._listeners)
 
     @property
     def ports(self) -> dict[str, int]:

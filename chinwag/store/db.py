@@ -21,6 +21,9 @@ by the server's user only (mode 0600, in a directory made 0700 if it is new) bef
 SQLite writes anything; SQLite gives its ``-wal`` and ``-shm`` files the database's
 mode. An existing database, ``-wal`` and ``-shm`` that others may read are made 0600
 when opened; an existing directory is left as the operator made it.
+
+:meth:`Database.time_calls` has every call to the database timed, in one place: the
+engine's cursor events for what goes through SQLAlchemy, and the prepared reads.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -36,7 +40,7 @@ from typing import Any, cast
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Dialect, Engine, Select, create_engine, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExecutionContext, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -55,6 +59,12 @@ _SQLITE_COMPANIONS = ("-wal", "-shm")
 
 log = logging.getLogger(__name__)
 
+CallObserver = Callable[[str, float], None]
+"""Told of each call to the database: its operation (see :func:`operation`) and how many
+seconds it took."""
+OPERATIONS = frozenset({"select", "insert", "update", "delete"})
+_CALL_STARTED = "_chinwag_call_started"
+
 
 class Database:
     """An engine plus the session factory that repositories open transactions with."""
@@ -70,6 +80,7 @@ class Database:
         self._driver: sqlite3.Connection | None = None
         """The driver's connection under ``_reading``, which the prepared reads use."""
         self._prepared: dict[Select[*tuple[Any, ...]], SqliteRead] = {}
+        self._observe: CallObserver | None = None
 
     @classmethod
     def open(cls, url: str, *, connect_args: Mapping[str, Any] | None = None) -> Database:
@@ -110,11 +121,27 @@ class Database:
             # SQLAlchemy types the driver's connection as Any or None (None once detached);
             # on a connection just opened on pysqlite it is the sqlite3 one.
             self._driver = cast(sqlite3.Connection, self._reading.connection.driver_connection)
+        observe = self._observe
         try:
-            return prepared.rows(self._driver, params)
+            if observe is None:
+                return prepared.rows(self._driver, params)
+            started = time.perf_counter()
+            rows = prepared.rows(self._driver, params)
+            observe("select", time.perf_counter() - started)
+            return rows
         except BaseException:
             self._close_reading()
             raise
+
+    def time_calls(self, observe: CallObserver) -> None:
+        """Tell ``observe`` of every statement run from now on, with how long it took
+        (what fails is not timed). Once per database."""
+        if self._observe is not None:
+            raise RuntimeError("the database's calls are timed already")
+        self._observe = observe
+        engine = self.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", _call_started)
+        event.listen(engine, "after_cursor_execute", _call_ended(observe))
 
     def _close_reading(self) -> None:
         if self._reading is not None:
@@ -192,6 +219,40 @@ def _converted(processors: list[_Processor], values: Sequence[Any]) -> list[Any]
         value if process is None else process(value)
         for process, value in zip(processors, values, strict=True)
     ]
+
+
+def operation(statement: str) -> str:
+    """The operation of an SQL statement: select, insert, update, delete, or other."""
+    first = statement.lstrip()[:6].lower()
+    return first if first in OPERATIONS else "other"
+
+
+def _call_started(
+    _connection: Connection,
+    _cursor: object,
+    _statement: str,
+    _parameters: object,
+    context: ExecutionContext | None,
+    _executemany: bool,
+) -> None:
+    if context is not None:
+        setattr(context, _CALL_STARTED, time.perf_counter())
+
+
+def _call_ended(observe: CallObserver) -> Callable[..., None]:
+    def ended(
+        _connection: Connection,
+        _cursor: object,
+        statement: str,
+        _parameters: object,
+        context: ExecutionContext | None,
+        _executemany: bool,
+    ) -> None:
+        started: float | None = getattr(context, _CALL_STARTED, None)
+        if started is not None:
+            observe(operation(statement), time.perf_counter() - started)
+
+    return ended
 
 
 async def migrate(url: str) -> None:
