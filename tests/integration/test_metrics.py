@@ -182,3 +182,15 @@ async def test_metrics_with_a_bearer_token(start_server: StartServer) -> None:
     right = await get(server, "/metrics", Authorization="Bearer metrics-secret")
     assert right.status_code == 200
     assert "chinwag_sessions" in right.text
+
+
+async def test_the_live_figures_need_a_signed_in_operator(server: ServerHandle) -> None:
+    async with httpx.AsyncClient(base_url=web_base(server), timeout=TIMEOUT) as http:
+        page = await http.get("/developers/admin/live")
+        data = await http.get("/developers/admin/live.json")
+        script = await http.get("/developers/admin/live.js")
+    assert page.status_code == 303
+    assert page.headers["location"] == "/account/signin?next=%2Fdevelopers%2Fadmin%2Flive"
+    assert data.status_code == 401
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
