@@ -181,15 +181,15 @@ class C2SConnection:
         "_loop",
         "_mechanism",
         "_pending",
+        "_received",
         "_refilled_at",
         "_sasl",
         "_seconds_per_byte",
+        "_sent",
         "_slowed",
         "_stanza_burst",
         "_stanza_rate",
         "_stanza_tokens",
-        "_stanzas_in",
-        "_stanzas_out",
         "_task",
         "_timer",
         "_timer_deadline",
@@ -219,8 +219,8 @@ class C2SConnection:
         self.parent_ns = self.stream.stanza_parent_ns
         self.session: Session | None = None
         self._dispatch = host.dispatch
-        self._stanzas_in = host.stats.stanzas_in
-        self._stanzas_out = host.stats.stanzas_out
+        self._received = host.stats.received
+        self._sent = host.stats.sent
         self.closed = False
         self.wrote_recently = False
         self.read_recently = False
@@ -386,7 +386,7 @@ class C2SConnection:
             return
         data = stanza.encoded(self.parent_ns)
         self._pending.append(data)
-        self._stanzas_out[stanza.tag] += 1
+        self._sent.append(stanza.tag)
         session = self.session
         if session is not None and (sm := session.stream_management) is not None:
             sm.unacked.append((data, time()))
@@ -473,7 +473,7 @@ class C2SConnection:
         self._write_stream_output()
         for index, event in enumerate(events):
             if type(event) is StanzaReceived:
-                self._stanzas_in[event.stanza.tag] += 1
+                self._received.append(event.stanza.tag)
                 self._dispatch(event.stanza, event.to, self.session)
                 self._stanza_tokens -= 1
                 if self._held is not None:

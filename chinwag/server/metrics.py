@@ -112,6 +112,7 @@ class ServerMetrics:
 
     def sample(self) -> Sample:
         stats = self.xmpp.stats
+        stats.settle()
         return Sample(
             time=time.time(),
             sessions=len(self.xmpp.sessions.all()),
@@ -180,6 +181,7 @@ class _ServiceCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         xmpp = self._metrics.xmpp
         stats = xmpp.stats
+        stats.settle()
         yield self._sessions()
         yield _gauge(
             "chinwag_streams", "Open client streams (signed in or not).", len(xmpp.connections)

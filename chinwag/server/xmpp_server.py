@@ -340,10 +340,12 @@ class XMPPServer:
 
     async def _release_idle_parsers(self, interval: float) -> None:
         """Streams silent for a whole interval give up their XML parser, the largest part
-        of an idle connection's memory; what that frees goes back to the system."""
+        of an idle connection's memory; what that frees goes back to the system. The
+        stanza counts are settled too, so that the lists of tags they wait in stay short."""
         released = 0
         while True:
             await asyncio.sleep(interval)
+            self.stats.settle()
             for connection in list(self.connections):
                 if connection.read_recently:
                     connection.read_recently = False
