@@ -94,6 +94,9 @@ async def test_metrics_follow_sessions_stanzas_and_sign_ins(
     assert value(after, "chinwag_database_call_seconds_count", operation="select") > 0
     assert value(after, "process_resident_memory_bytes") > 0
     assert value(after, "process_cpu_seconds_total") > 0
+    assert server.app is not None
+    now = server.app.metrics.live()["samples"][-1]  # what the operators' page draws
+    assert (now["sessions"], now["sign_ins"], now["sign_in_failures"]) == (2, 2, 2)
 
     lagged = await eventually(
         server, lambda s: value(s, "chinwag_event_loop_lag_seconds_count") > 0
