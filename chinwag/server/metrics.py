@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -63,6 +63,31 @@ DATABASE_BUCKETS = (
 )
 
 
+class Buckets:
+    """Observations counted by the first bound they are within, for a histogram read at
+    scrape time. prometheus-client's ``Histogram.observe`` costs ten times as much, and
+    these are observed on the event loop: at each probe and each database call."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        """By the first of ``bounds`` the value is within; the last, beyond them all."""
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def add_to(self, family: HistogramMetricFamily, labels: list[str]) -> None:
+        cumulative, buckets = 0, []
+        for bound, count in zip((*map(repr, self.bounds), "+Inf"), self.counts, strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        family.add_metric(labels, buckets, self.sum)
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """The figures of one moment, for the live page."""
@@ -86,19 +111,12 @@ class ServerMetrics:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         self.registry.register(_ServiceCollector(self))
-        calls = Histogram(
-            "chinwag_database_call_seconds",
-            "Time taken by calls to the database, by SQL operation.",
-            ["operation"],
-            buckets=DATABASE_BUCKETS,
-            registry=self.registry,
-        )
-        self._call_timers = {kind: calls.labels(kind) for kind in (*OPERATIONS, "other")}
+        self.database_calls = {
+            operation: Buckets(DATABASE_BUCKETS) for operation in (*sorted(OPERATIONS), "other")
+        }
         database.time_calls(self._timed)
         self.latest_lag = 0.0
-        self.lag_counts = [0] * (len(LAG_BUCKETS) + 1)
-        """Probes by the first of ``LAG_BUCKETS`` their lag is within (the last: beyond)."""
-        self.lag_sum = 0.0
+        self.lag = Buckets(LAG_BUCKETS)
         self.samples: deque[Sample] = deque(maxlen=SAMPLES_KEPT)
         self._probe: asyncio.Task[None] | None = None
 
@@ -145,7 +163,7 @@ class ServerMetrics:
     # --- observing ----------------------------------------------------------------------
 
     def _timed(self, operation: str, seconds: float) -> None:
-        self._call_timers[operation].observe(seconds)
+        self.database_calls[operation].observe(seconds)
 
     def start(self) -> None:
         """Start probing the event loop's lag (and keeping the live page's figures)."""
@@ -168,24 +186,8 @@ class ServerMetrics:
                 self.samples.append(self.sample())
 
     def _lag_measured(self, scheduled: float) -> None:
-        # Counted here rather than by a prometheus-client Histogram, whose observe()
-        # costs ten times as much: the probe runs on the event loop it measures.
-        lag = self.latest_lag = time.perf_counter() - scheduled
-        self.lag_counts[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
-        self.lag_sum += lag
-
-    def lag_histogram(self) -> Metric:
-        cumulative, buckets = 0, []
-        for bound, count in zip((*map(repr, LAG_BUCKETS), "+Inf"), self.lag_counts, strict=True):
-            cumulative += count
-            buckets.append((bound, cumulative))
-        return HistogramMetricFamily(
-            "chinwag_event_loop_lag_seconds",
-            "Delay between scheduling a callback on the event loop and the loop running it, "
-            f"probed every {PROBE_SECONDS:g} s.",
-            buckets=buckets,
-            sum_value=self.lag_sum,
-        )
+        self.latest_lag = time.perf_counter() - scheduled
+        self.lag.observe(self.latest_lag)
 
 
 class _ServiceCollector(Collector):
@@ -250,12 +252,29 @@ class _ServiceCollector(Collector):
             "Stored messages delivered, acknowledged and deleted.",
             value=stats.offline_delivered,
         )
-        yield self._metrics.lag_histogram()
+        yield self._database_calls()
+        lag = HistogramMetricFamily(
+            "chinwag_event_loop_lag_seconds",
+            "Delay between scheduling a callback on the event loop and the loop running it, "
+            f"probed every {PROBE_SECONDS:g} s.",
+        )
+        self._metrics.lag.add_to(lag, [])
+        yield lag
         yield _gauge(
             "chinwag_event_loop_lag_last_seconds",
             f"The event loop's lag at the latest probe (every {PROBE_SECONDS:g} s).",
             self._metrics.latest_lag,
         )
+
+    def _database_calls(self) -> Metric:
+        calls = HistogramMetricFamily(
+            "chinwag_database_call_seconds",
+            "Time taken by calls to the database, by SQL operation.",
+            labels=["operation"],
+        )
+        for operation, buckets in self._metrics.database_calls.items():
+            buckets.add_to(calls, [operation])
+        return calls
 
     def _sessions(self) -> Metric:
         counts = Counter(
