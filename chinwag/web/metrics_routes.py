@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from chinwag.config import MetricsSettings
+from chinwag.server.metrics import CONTENT_TYPE
 from chinwag.web.admin_token import bearer_credential
 from chinwag.web.pages import is_operator, render, services, signed_in
 from chinwag.web.portal_routes import SIGNIN_PATH
@@ -36,7 +37,6 @@ HEALTH_PATH = "/health"
 READY_PATH = "/ready"
 LIVE_PATH = "/developers/admin/live"
 METRICS_REALM = "chinwag-metrics"
-OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _LIVE_PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
     "img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -107,7 +107,7 @@ async def metrics(request: Request) -> Response:
     if source is None:
         return _no_server()
     return Response(
-        source.exposition(), media_type=OPENMETRICS, headers={"Cache-Control": "no-store"}
+        source.exposition(), media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"}
     )
 
 
