@@ -10,10 +10,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp
 
+from chinwag import logs
 from chinwag.config import Settings
-from chinwag.control import Control, apply_log_settings
+from chinwag.control import Control
 from chinwag.network.accounts import AccountService
 from chinwag.network.blocking import BlockingService
 from chinwag.network.contacts import ContactService
@@ -22,15 +24,16 @@ from chinwag.network.invitations import InvitationService
 from chinwag.network.profiles import ProfileService
 from chinwag.oauth.authenticator import PlatformAuthenticator
 from chinwag.oauth.service import OAuthService
+from chinwag.server import sd_notify
 from chinwag.server.memory import settle_after_start
 from chinwag.server.metrics import ServerMetrics
 from chinwag.server.services import Services
-from chinwag.server.tls import ServerTLS, ensure_certificate
+from chinwag.server.tls import CertificateError, ServerTLS, ensure_certificate
 from chinwag.server.xmpp_server import XMPPServer
 from chinwag.store.accounts import SqlAccountRepository
 from chinwag.store.blocking import SqlBlockingRepository
 from chinwag.store.contacts import SqlContactRepository
-from chinwag.store.db import Database, redacted
+from chinwag.store.db import Database, MigrationError, redacted
 from chinwag.store.invitations import SqlInvitationRepository
 from chinwag.store.oauth import SqlOAuthRepository
 from chinwag.store.offline import SqlOfflineRepository
@@ -148,12 +151,50 @@ def _live_presence(xmpp: XMPPServer) -> PresenceSource:
 
 
 def _tls(settings: Settings) -> ServerTLS:
+    """The files ``[tls]`` names, or else a self-signed pair in the data directory, made
+    at the first start: never in place of named files that are missing."""
     cert, key = settings.tls_cert_path, settings.tls_key_path
-    if ensure_certificate(cert, key, settings.domain):
-        log.info(
-            "generated a self-signed TLS certificate for %s in %s", settings.domain, cert.parent
-        )
-    return ServerTLS(cert, key)
+    try:
+        if not settings.tls_configured and ensure_certificate(cert, key, settings.domain):
+            log.info(
+                "generated a self-signed TLS certificate for %s in %s", settings.domain, cert.parent
+            )
+    except OSError as error:
+        raise StartupError(
+            f"cannot make a self-signed certificate in {cert.parent}: {error.strerror}"
+        ) from None
+    try:
+        return ServerTLS(cert, key)
+    except CertificateError as error:
+        files = "the [tls] cert and key" if settings.tls_configured else "the self-signed pair"
+        raise StartupError(f"cannot use {files}: {error}") from None
+
+
+def _data_directory(settings: Settings) -> None:
+    try:
+        settings.data_path.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
+    except OSError as error:
+        raise StartupError(
+            f"cannot make the data directory {settings.data_path}: {error.strerror}"
+        ) from None
+
+
+async def _migrated_database(url: str) -> Database:
+    """The database at ``url``, created or brought to the newest schema."""
+    try:
+        database = Database.open(url)
+    except OSError as error:
+        raise StartupError(f"cannot use the database {redacted(url)}: {error.strerror}") from None
+    try:
+        await database.migrate()
+    except MigrationError as error:
+        await database.close()
+        raise StartupError(str(error)) from None
+    except (OSError, DBAPIError) as error:
+        await database.close()
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        raise StartupError(f"cannot use the database {redacted(url)}: {reason}") from None
+    return database
 
 
 @asynccontextmanager
@@ -164,9 +205,9 @@ async def running(
 
     ``reread`` reads the settings file again, for a reload (``chinwag reload``, SIGHUP).
     """
-    settings.data_path.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
-    database = Database.open(settings.database_url)
-    await database.migrate()
+    _data_directory(settings)
+    tls = _tls(settings)
+    database = await _migrated_database(settings.database_url)
     services, oauth = build_services(settings, database)
     xmpp = XMPPServer(settings, services)
     xmpp.load_modules()
@@ -179,8 +220,8 @@ async def running(
     )
     try:
         try:
-            control.tls = _tls(settings)
-            await xmpp.start(control.tls.context)
+            control.tls = tls
+            await xmpp.start(tls.context)
             await http.start()
         except OSError as error:
             raise StartupError(f"cannot listen: {error}") from None
@@ -223,21 +264,19 @@ async def _serve(settings: Settings, reread: Callable[[], Settings] | None) -> N
         loop.add_signal_handler(signal.SIGHUP, app.control.reload_on_signal)
         settle_after_start()
         _announce(app)
+        sd_notify.notify("READY=1", f"STATUS=serving {settings.domain}")
         await stop.wait()
+        sd_notify.notify("STOPPING=1")
         log.info("stopping: closing every stream with <system-shutdown/>")
     log.info("stopped")
 
 
 def serve(settings: Settings, reread: Callable[[], Settings] | None = None) -> None:
     """Run chinwag until SIGINT or SIGTERM; SIGHUP reloads what ``reread`` reads."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    apply_log_settings(settings.log)
-    # Migrations and the embedded HTTP server only speak up when something is wrong,
-    # so that chinwag's own first lines say where it listens.
-    for chatty in ("alembic", "uvicorn.error"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    try:
+        logs.configure(settings.log)
+    except logs.LogFileError as error:
+        raise StartupError(str(error)) from None
     try:
         import uvloop
     except ImportError:

@@ -26,6 +26,8 @@ from rich.table import Table
 from rich.text import Text
 
 from chinwag.cli_common import (
+    DEBUG_OPTION,
+    FAILURE_EXIT,
     ConfigOption,
     JsonOption,
     T,
@@ -38,6 +40,7 @@ from chinwag.cli_common import (
     run_on_database,
     settings_or_exit,
     use_config,
+    use_debug,
 )
 from chinwag.invite_cli import invite_cli
 from chinwag.oauth_cli import app_cli, app_password_cli, token_cli
@@ -57,7 +60,10 @@ _HEADER = ["name", "password", "full name"]
 """The header line a user import file may start with (any case)."""
 
 app = typer.Typer(
-    help="chinwag: an XMPP messaging server.", no_args_is_help=True, add_completion=False
+    help="chinwag: an XMPP messaging server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # main() says what failed in one line; --debug: Python's
 )
 user_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
@@ -99,7 +105,32 @@ def _prompted(password: str | None) -> str:
 
 
 def main() -> None:
-    app()
+    """The console script: any failure that no command foresaw is one line too, and its
+    traceback comes with ``--debug`` only."""
+    args = _global_options_first(sys.argv[1:])
+    try:
+        app(args=args, prog_name="chinwag")
+    except Exception as error:
+        if DEBUG_OPTION in args:
+            raise
+        reason = str(error).splitlines()[0] if str(error) else ""
+        err.print(
+            Text.assemble(
+                ("error: ", "bold red"),
+                f"{type(error).__name__}{': ' if reason else ''}{reason} "
+                f"(chinwag {DEBUG_OPTION} ... shows where)",
+            )
+        )
+        sys.exit(FAILURE_EXIT)
+
+
+def _global_options_first(args: list[str]) -> list[str]:
+    """``args`` with ``--debug`` moved before the command, so that it goes anywhere, as
+    ``--config`` does (which every command takes too)."""
+    end = args.index("--") if "--" in args else len(args)
+    if DEBUG_OPTION not in args[:end]:
+        return args
+    return [DEBUG_OPTION, *(arg for arg in args[:end] if arg != DEBUG_OPTION), *args[end:]]
 
 
 def _print_version(asked: bool) -> None:
@@ -119,9 +150,17 @@ def global_options(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            DEBUG_OPTION,
+            help="On a failure, print the traceback of its cause too (before or after the command).",
+        ),
+    ] = False,
 ) -> None:
     """chinwag: an XMPP messaging server."""
     use_config(config)
+    use_debug(debug)
 
 
 @app.command()

@@ -6,8 +6,9 @@ A reload reads the settings file again and applies what can change while connect
 stay open: the TLS certificate and key (new handshakes get them, connections made
 before keep theirs), ``[limits]`` (streams opened from then on get them; the
 per-address sign-in limit and the keepalive and ping intervals change at once) and
-``[log]``. It applies all of that or nothing: a settings file or certificate that
-does not load leaves everything as it was. Other settings change at a restart only;
+``[log]`` (its file is opened again, for logrotate). It applies all of that or
+nothing: a settings file, certificate or log file that does not load leaves
+everything as it was. Other settings change at a restart only;
 the answer names those that differ from the ones in force.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -28,9 +28,11 @@ from typing import Any
 from cryptography import x509
 from sqlalchemy import text
 
-from chinwag import __version__
-from chinwag.config import ConfigError, LogSettings, Settings
-from chinwag.server.tls import ServerTLS, certificate_names
+from chinwag import __version__, logs
+from chinwag.config import ConfigError, Settings
+from chinwag.server import sd_notify
+from chinwag.server.sessions import EndReason
+from chinwag.server.tls import CertificateError, ServerTLS, certificate_names, loaded_context
 from chinwag.server.xmpp_server import XMPPServer
 from chinwag.store.db import Database, redacted
 from chinwag.web.admin_routes import ReloadFailed
@@ -45,11 +47,6 @@ KICKED = "ended by the server's operator"
 RELOADED = ("tls", "limits", "log")
 """The sections of the settings that a reload applies."""
 DATABASE_TIMEOUT_SECONDS = 5.0
-
-
-def apply_log_settings(settings: LogSettings) -> None:
-    """chinwag's own loggers write lines of ``settings.level`` and above."""
-    logging.getLogger("chinwag").setLevel(settings.level.upper())
 
 
 @dataclass
@@ -139,7 +136,7 @@ class Control:
                 if connection.grant is not None and connection.grant.username == user
             ]
         for session in ending:
-            sessions.end(session, error)
+            sessions.end(session, error, reason=EndReason.KICKED)
         for connection in unbound:
             connection.close_stream(error)
         ended = [str(session.jid) for session in ending]
@@ -151,18 +148,33 @@ class Control:
 
     def reload(self) -> dict[str, Any]:
         """Apply the settings file again; ReloadFailed, and nothing changes, when it or
-        the certificate does not load."""
+        the certificate does not load. systemd hears of it (``Type=notify``)."""
+        sd_notify.reloading()
+        try:
+            return self._reload()
+        finally:
+            sd_notify.notify("READY=1")
+
+    def _reload(self) -> dict[str, Any]:
         try:
             read = self.reread() if self.reread is not None else self.settings
         except ConfigError as error:
             raise ReloadFailed(str(error)) from None
         before = self.settings
         after = before.model_copy(update={name: getattr(read, name) for name in RELOADED})
-        certificate = self._reload_certificate(after)
+        log_handler = _open_log(after) if logs.configured() else None
+        try:
+            certificate = self._reload_certificate(after)
+        except ReloadFailed:
+            if log_handler is not None:
+                log_handler.close()
+            raise
         self.settings = after
         self.xmpp.use_limits(after.limits)
-        if after.log != before.log:  # else left as it is: an embedding process's own
-            apply_log_settings(after.log)
+        if log_handler is not None:
+            logs.install(log_handler, after.log)
+        elif after.log != before.log:  # else left as it is: an embedding process's own
+            logs.apply_level(after.log)
         changed = _differences(before, read)
         applied = [key for key in changed if key.partition(".")[0] in RELOADED]
         restart = [key for key in changed if key.partition(".")[0] not in RELOADED]
@@ -185,12 +197,21 @@ class Control:
             return None
         cert, key = settings.tls_cert_path, settings.tls_key_path
         try:
+            context = loaded_context(cert, key)
             described = _certificate_json(cert)
-            self.tls.reload(cert, key)
-        except (OSError, ssl.SSLError, ValueError) as error:
-            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-            raise ReloadFailed(f"cannot load the certificate {cert} with {key}: {reason}") from None
+        except CertificateError as error:
+            raise ReloadFailed(f"cannot load the certificate: {error}") from None
+        except ValueError as error:
+            raise ReloadFailed(f"cannot load the certificate {cert}: {error}") from None
+        self.tls.use(context)
         return described
+
+
+def _open_log(settings: Settings) -> logging.Handler:
+    try:
+        return logs.open_handler(settings.log)
+    except logs.LogFileError as error:
+        raise ReloadFailed(str(error)) from None
 
 
 def _certificate_json(path: Path) -> dict[str, Any]:

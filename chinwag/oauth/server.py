@@ -32,6 +32,7 @@ revokes its whole token family.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -76,6 +77,8 @@ from chinwag.store.oauth import (
     OAuthRepository,
     TokenRecord,
 )
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -405,7 +408,7 @@ class _Revocation(_TokenLookup, RevocationEndpoint):
 
     def revoke_token(self, token: _Token, request: OAuth2Request) -> None:
         # Every token of the grant goes, as RFC 7009 section 2.1 suggests.
-        self.server.revoke_family(token.record.family_id)
+        self.server.revoke_grant(token.record, "revoked by the app")
 
 
 class _Introspection(_TokenLookup, IntrospectionEndpoint):
@@ -518,7 +521,7 @@ class _Server(AuthorizationServer):
         record = claimed.code
         if claimed.replayed:
             # RFC 6749 4.1.2: the code leaked; what it was exchanged for goes too.
-            _on_loop(self._repo.revoke_family, record.family_id, self._origin)
+            self.revoke_grant(record, "authorization code used twice")
             return None
         if record.client_id != client.get_client_id() or record.expires_at <= utc_now():
             return None
@@ -532,7 +535,7 @@ class _Server(AuthorizationServer):
         token = _Token(record, "refresh")
         if record.rotated and not record.revoked:
             # RFC 9700 4.14.2: a rotated refresh token came back, so one copy is stolen.
-            self.revoke_family(record.family_id)
+            self.revoke_grant(record, "refresh token used twice")
         if token.is_revoked() or token.is_expired():
             return None
         return token
@@ -540,7 +543,7 @@ class _Server(AuthorizationServer):
     def rotate(self, token: _Token) -> None:
         """Use up the refresh token; losing a race to another request is a replay too."""
         if not _on_loop(self._repo.rotate, token.record.id):
-            self.revoke_family(token.record.family_id)
+            self.revoke_grant(token.record, "refresh token used twice")
             raise InvalidGrantError("The refresh token was used already.")
 
     def find_token(self, token_string: str, hint: str | None) -> _Token | None:
@@ -554,5 +557,8 @@ class _Server(AuthorizationServer):
                 return _Token(record, kind)
         return None
 
-    def revoke_family(self, family_id: str) -> None:
-        _on_loop(self._repo.revoke_family, family_id, self._origin)
+    def revoke_grant(self, record: TokenRecord | CodeRecord, reason: str) -> None:
+        """Revoke every token of the grant ``record`` belongs to (its token family)."""
+        _on_loop(self._repo.revoke_family, record.family_id, self._origin)
+        fields = {"user": record.username, "client_id": record.client_id, "reason": reason}
+        log.info("tokens revoked", extra={"fields": fields})

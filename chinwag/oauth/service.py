@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -77,6 +78,8 @@ __all__ = [
     "TokenGrant",
     "UnknownScope",
 ]
+
+log = logging.getLogger(__name__)
 
 _PLAIN_CHECK_MECHANISM = "SCRAM-SHA-256"
 
@@ -288,15 +291,20 @@ class OAuthService:
             raise NoSuchApp(client_id)
         return secret
 
-    async def suspend_app(self, client_id: str) -> None:
-        """Suspend the app: its tokens are revoked and its sessions end; raises NoSuchApp."""
+    async def suspend_app(self, client_id: str, by: str | None = None) -> None:
+        """Suspend the app: its tokens are revoked and its sessions end; raises NoSuchApp.
+
+        ``by``: the operator who did it, for the log.
+        """
         if not await self._repo.suspend_app(client_id, self._origin):
             raise NoSuchApp(client_id)
+        log.info("app suspended", extra={"fields": {"client_id": client_id, "by": by}})
 
-    async def resume_app(self, client_id: str) -> None:
+    async def resume_app(self, client_id: str, by: str | None = None) -> None:
         """Let a suspended app in again (its revoked tokens stay revoked); raises NoSuchApp."""
         if not await self._repo.resume_app(client_id):
             raise NoSuchApp(client_id)
+        log.info("app resumed", extra={"fields": {"client_id": client_id, "by": by}})
 
     async def delete_app(self, client_id: str, owner: str | None = None) -> None:
         """Delete the app with every grant to it; its sessions end; raises NoSuchApp.
@@ -307,6 +315,7 @@ class OAuthService:
             await self.owned_app(client_id, owner)
         if not await self._repo.delete_app(client_id, self._origin):
             raise NoSuchApp(client_id)
+        log.info("app deleted", extra={"fields": {"client_id": client_id, "by": owner}})
 
     # -- tokens and consents
 
@@ -358,6 +367,8 @@ class OAuthService:
         if record is None:
             return False
         await self._repo.revoke_family(record.family_id, self._origin)
+        fields = {"user": record.username, "client_id": record.client_id, "reason": "revoked"}
+        log.info("tokens revoked", extra={"fields": fields})
         return True
 
     async def check_token(self, token: str) -> TokenGrant | None:
@@ -402,9 +413,9 @@ class OAuthService:
 
         False if the app had none; raises NoSuchApp, NoSuchAccount.
         """
-        return await self._repo.revoke_user_app(
-            normalize_username(username), client_id, self._origin
-        )
+        user = normalize_username(username)
+        revoked = await self._repo.revoke_user_app(user, client_id, self._origin)
+        return _logged_if(revoked, "app access revoked by the user", user=user, client_id=client_id)
 
     # -- app passwords
 
@@ -437,8 +448,10 @@ class OAuthService:
 
     async def revoke_app_password(self, username: str, app_password_id: int) -> bool:
         """Delete it and end the sessions it signed in; False if there was none."""
-        return await self._repo.delete_app_password(
-            normalize_username(username), app_password_id, self._origin
+        user = normalize_username(username)
+        revoked = await self._repo.delete_app_password(user, app_password_id, self._origin)
+        return _logged_if(
+            revoked, "app password revoked", user=user, app_password_id=app_password_id
         )
 
     async def app_password_candidates(
@@ -509,6 +522,13 @@ class OAuthService:
             raise NoSuchApp(client_id)
         if not app.active:
             raise AppSuspended(client_id)
+
+
+def _logged_if(done: bool, message: str, **fields: object) -> bool:
+    """``done``, once ``message`` is logged with ``fields`` if it is true."""
+    if done:
+        log.info(message, extra={"fields": fields})
+    return done
 
 
 def _matching_verifier(

@@ -93,6 +93,10 @@ Outcome = Challenge | Success
 class SaslDriver(Protocol):
     """One exchange; each call returns the next step or raises SaslFailure."""
 
+    claimed: str | None
+    """The username (or address) the client gave, as it gave it, once read; None when
+    the mechanism carries none (a token alone), for the log of a failed sign-in."""
+
     async def start(self, initial_response: bytes | None) -> Outcome: ...
 
     async def step(self, response: bytes) -> Outcome: ...
@@ -155,6 +159,7 @@ class _ClientFirstDriver:
         self._authenticator = authenticator
         self._domain = domain
         self._asked = False
+        self.claimed: str | None = None
 
     async def start(self, initial_response: bytes | None) -> Outcome:
         if initial_response is None:
@@ -180,6 +185,7 @@ class PlainDriver(_ClientFirstDriver):
 
     async def _first(self, message: bytes) -> Outcome:
         plain = parse_plain(message)
+        self.claimed = plain.authcid
         username = self._authenticator.prepare_username(plain.authcid)
         grant = (
             None
@@ -200,9 +206,10 @@ class ScramDriver:
         self._mechanism = mechanism
         self._exchange = ScramExchange(mechanism)
         self._grants: list[Grant] = []
+        self.claimed: str | None = None
 
     async def start(self, initial_response: bytes | None) -> Outcome:
-        claimed = self._exchange.receive_client_first(initial_response)
+        claimed = self.claimed = self._exchange.receive_client_first(initial_response)
         username = self._authenticator.prepare_username(claimed)
         candidates = []
         if username is not None:
@@ -226,6 +233,8 @@ class ScramDriver:
 
 class MessengerOAuth2Driver:
     """X-MESSENGER-OAUTH2: one step, the token alone; signs in as the token's user."""
+
+    claimed: str | None = None
 
     def __init__(self, authenticator: Authenticator, domain: str) -> None:
         self._authenticator = authenticator
@@ -252,6 +261,7 @@ class OAuthBearerDriver(_ClientFirstDriver):
 
     async def _first(self, message: bytes) -> Outcome:
         bearer = parse_oauthbearer(message)
+        self.claimed = bearer.authzid or None
         grant = await self._authenticator.check_token(bearer.token)
         if grant is None or not _names(
             self._authenticator, self._domain, bearer.authzid, grant, empty=True
@@ -277,6 +287,7 @@ class XOAuth2Driver(_ClientFirstDriver):
 
     async def _first(self, message: bytes) -> Outcome:
         plain = parse_x_oauth2(message)
+        self.claimed = plain.authcid
         grant = await self._authenticator.check_token(plain.password)
         if (
             grant is None

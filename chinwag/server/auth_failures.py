@@ -10,11 +10,16 @@ after the one before, until ``ban_seconds`` after the last. IPv6 clients are cou
 per /64 network, the block one subscriber usually holds. Counts live in this process.
 The operator lists the refused addresses and lifts a ban (``chinwag bans``), and a
 reload changes the limit and the time (``configure``), keeping the counts.
+
+A ban is logged when it begins and when it ends: lifted, or run out (a timer on the
+running event loop looks when it should have; without a loop, only lifts are logged).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -23,6 +28,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from chinwag.config import LimitsSettings
+
+log = logging.getLogger(__name__)
 
 MAX_TRACKED_ADDRESSES = 100_000
 """Addresses remembered at once; past this the record with the oldest failure goes."""
@@ -60,8 +67,10 @@ class AuthFailureLimiter:
         self._max_tracked = max_tracked
         self._records: OrderedDict[str, _Record] = OrderedDict()
         """Oldest last failure first, which is also the order in which they expire."""
+        self._banned: set[str] = set()
+        """The keys whose ban was logged as begun and not yet as ended."""
         self.bans_started = 0
-        """Addresses refused so far, counted when their failures reach the limit."""
+        """Addresses refused so far, counted as their bans begin."""
 
     @classmethod
     def from_settings(cls, limits: LimitsSettings) -> AuthFailureLimiter:
@@ -85,11 +94,37 @@ class AuthFailureLimiter:
         if record is None or record.expires <= now:
             record = self._records[key] = _Record(0, now)
         record.failures += 1
-        if record.failures == self._limit:
-            self.bans_started += 1
         record.expires = now + self._ban_seconds
         self._records.move_to_end(key)
         self._forget_old(now)
+        if record.failures >= self._limit and key not in self._banned:
+            self._ban_began(key, record.failures)
+
+    def _ban_began(self, key: str, failures: int) -> None:
+        self._banned.add(key)
+        self.bans_started += 1
+        fields = {"address": key, "failures": failures, "seconds": self._ban_seconds}
+        log.info("address banned after failed sign-ins", extra={"fields": fields})
+        self._look_again(key, self._ban_seconds)
+
+    def _look_again(self, key: str, seconds: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop, no timer: the ban's end is logged only if it is lifted
+        loop.call_later(seconds, self._check_ban, key)
+
+    def _check_ban(self, key: str) -> None:
+        """The ban of ``key`` should be over: log its end, or look again when it is."""
+        if key not in self._banned:
+            return  # lifted meanwhile
+        record = self._records.get(key)
+        remaining = 0.0 if record is None else record.expires - self._clock()
+        if remaining > 0 and record is not None and record.failures >= self._limit:
+            self._look_again(key, remaining)
+            return
+        self._banned.discard(key)
+        log.info("address ban ended", extra={"fields": {"address": key, "reason": "expired"}})
 
     def refused_for(self, address: str | None) -> float | None:
         """Seconds until ``address`` may authenticate again, or None when it may now."""
@@ -119,6 +154,10 @@ class AuthFailureLimiter:
         it); the ban this ends, or None if it was not refused."""
         key = listed_key(address)
         record = None if key is None else self._records.pop(key, None)
+        if key is not None and key in self._banned:
+            self._banned.discard(key)
+            fields = {"address": key, "reason": "lifted"}
+            log.info("address ban ended", extra={"fields": fields})
         if key is None or record is None:
             return None
         remaining = record.expires - self._clock()

@@ -31,14 +31,19 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Coroutine, MutableSet
-from time import time
 from typing import Any, Protocol
 
 from chinwag.config import LimitsSettings
 from chinwag.server.auth import Challenge, Grant, Outcome, SaslDriver, counts_against_address
 from chinwag.server.auth_failures import AuthFailureLimiter, refusal
 from chinwag.server.session import Session
-from chinwag.server.sessions import ResumeRefused, SessionManager
+from chinwag.server.sessions import (
+    EndReason,
+    ResumeRefused,
+    SessionManager,
+    end_reason,
+    transport_name,
+)
 from chinwag.server.stats import ServerStats
 from chinwag.server.stream_management import StreamManagement
 from chinwag.xmpp.element import Element
@@ -174,6 +179,7 @@ class C2SConnection:
         "_bytes_due",
         "_dispatch",
         "_early_tls",
+        "_end_reason",
         "_flush_scheduled",
         "_grant",
         "_held",
@@ -228,9 +234,10 @@ class C2SConnection:
         """When the client was last read from (the event loop's clock): the ping sweep's
         proof that it is alive."""
         self._sasl: SaslDriver | None = None
-        self._mechanism = ""
-        """The SASL mechanism of the exchange under way, or of the last one."""
+        self._mechanism: str | None = None
         self._grant: Grant | None = None
+        self._end_reason = EndReason.CONNECTION_LOST
+        """Why the stream ends, for the log of its session's end; set when it closes."""
         self._pending: list[bytes] = []
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -374,9 +381,9 @@ class C2SConnection:
         if session.connection is not self:  # resumed on another stream
             return
         if ends_session:
-            self.host.sessions.end(session)
+            self.host.sessions.end(session, reason=self._end_reason)
         else:
-            self.host.sessions.detach(session)
+            self.host.sessions.detach(session, reason=self._end_reason)
 
     # --- output -----------------------------------------------------------------
 
@@ -389,7 +396,7 @@ class C2SConnection:
         self._sent.append(stanza.tag)
         session = self.session
         if session is not None and (sm := session.stream_management) is not None:
-            sm.unacked.append((data, time()))
+            sm.unacked.append(data)
             if len(sm.unacked) > sm.max_unacked:
                 self._unacked_overflow(sm)
                 return
@@ -412,8 +419,10 @@ class C2SConnection:
             return
         session = self.session
         sm = session.stream_management if session is not None else None
-        if sm is not None and self.stream.state is not State.CLOSED and sm.ask():
-            self._pending.append(REQUEST)
+        if sm is not None:
+            sm.written()
+            if self.stream.state is not State.CLOSED and sm.ask():
+                self._pending.append(REQUEST)
         waiting = self.transport.writelines(self._pending)
         self._pending.clear()
         self.wrote_recently = True
@@ -441,6 +450,7 @@ class C2SConnection:
         """End the stream from the server's side and close the transport."""
         if self.closed:
             return
+        self._end_reason = end_reason(error)
         self.stream.close(error)
         # A client that timed out may come back and resume.
         self._finish(error is None or error.condition is not StreamCondition.CONNECTION_TIMEOUT)
@@ -458,8 +468,7 @@ class C2SConnection:
             session = self.session
             sm = session.stream_management if session is not None else None
             if sm is not None and (answered := self.stream.take_stanzas_sent()):
-                now = time()
-                sm.unacked.extend((data, now) for data in answered)
+                sm.unacked.extend(answered)
                 if len(sm.unacked) > sm.max_unacked:
                     self._unacked_overflow(sm)
                     return
@@ -492,6 +501,9 @@ class C2SConnection:
                 if not self._acked(event.handled):
                     return
             elif isinstance(event, StreamClosed):
+                self._end_reason = (
+                    EndReason.CLOSED_BY_CLIENT if event.error is None else end_reason(event.error)
+                )
                 self._finish(ends_session=True)
                 return
             elif isinstance(event, AuthRequested):
@@ -501,7 +513,8 @@ class C2SConnection:
             elif isinstance(event, AuthAborted):
                 self._sasl = None
             elif isinstance(event, AuthMalformed):
-                self._sasl = None
+                driver, self._sasl = self._sasl, None
+                self._log_failure(driver, event.condition, "")
                 if self._refuse_address():
                     return
                 self.host.auth_failures.failed(self.transport.peer_address)
@@ -592,18 +605,20 @@ class C2SConnection:
         refused_for = self.host.auth_failures.refused_for(self.transport.peer_address)
         if refused_for is None:
             return False
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("refused a sign-in from a banned address", extra={"fields": self._client()})
         self.close_stream(StreamError(StreamCondition.POLICY_VIOLATION, refusal(refused_for)))
         return True
 
     async def _authenticate(self, event: AuthRequested) -> None:
         if self._refuse_address():
             return
-        self._mechanism = event.mechanism
         driver = self.host.sasl_driver(event.mechanism)
         if driver is None:  # offered by the stream config, so only a misconfiguration gets here
             self._handle(self.stream.sasl_failure(SaslCondition.INVALID_MECHANISM))
             return
         self._sasl = driver
+        self._mechanism = event.mechanism
         await self._answer_sasl(self._sasl.start(event.initial_response))
 
     async def _continue_authentication(self, event: AuthResponse) -> None:
@@ -616,8 +631,9 @@ class C2SConnection:
         try:
             outcome = await pending
         except SaslFailure as failure:
-            self._sasl = None
-            self.host.stats.sign_in_failed(self._mechanism)
+            driver, self._sasl = self._sasl, None
+            self.host.stats.sign_in_failed(self._mechanism or "unknown")
+            self._log_failure(driver, failure.condition, failure.text)
             if counts_against_address(failure):
                 self.host.auth_failures.failed(self.transport.peer_address)
             self._handle(self.stream.sasl_failure(failure.condition, failure.text))
@@ -627,9 +643,36 @@ class C2SConnection:
         else:
             self._sasl = None
             self._grant = outcome.grant
-            self.host.stats.signed_in(self._mechanism)
+            self.host.stats.signed_in(self._mechanism or "unknown")
             self.host.unbound.add(self)
             self._handle(self.stream.sasl_success(outcome.grant.username, outcome.additional_data))
+
+    def _client(self) -> dict[str, object]:
+        return {
+            "transport": transport_name(self.transport.kind),
+            "address": self.transport.peer_address,
+        }
+
+    def _log_sign_in(self, message: str, jid: JID) -> None:
+        grant = self._grant
+        fields = {
+            "user": jid.local,
+            "resource": jid.resource,
+            "mechanism": self._mechanism,
+            "client_id": grant.app if grant is not None else None,
+        }
+        log.info(message, extra={"fields": fields | self._client()})
+
+    def _log_failure(self, driver: SaslDriver | None, condition: SaslCondition, text: str) -> None:
+        """A failed sign-in: the username the client gave, never what proves it."""
+        fields = {
+            "user": driver.claimed if driver is not None else None,
+            "mechanism": self._mechanism,
+            "condition": str(condition),
+            "reason": text or None,
+        }
+        log.info("sign-in failed", extra={"fields": fields | self._client()})
+        self._mechanism = None
 
     async def _bind(self, event: BindRequested) -> None:
         username = self.stream.username
@@ -643,6 +686,7 @@ class C2SConnection:
             return  # the stream ended while the roster loaded
         self.session = session
         self.host.unbound.discard(self)
+        self._log_sign_in("signed in", session.jid)
         self._handle(self.stream.bind_result(event.iq_id, session.jid))
 
     # --- stream management (XEP-0198) ---------------------------------------------------
@@ -675,6 +719,7 @@ class C2SConnection:
         assert sm is not None  # only sessions with stream management are resumable
         self.session = session
         self.host.unbound.discard(self)
+        self._log_sign_in("signed in and resumed a session", session.jid)
         events = self.stream.sm_resumed(event.previd, sm.handled, session.jid)
         self._write_stream_output()  # <resumed/> ahead of what is sent again
         self.host.sessions.reattach(session, self)

@@ -196,7 +196,10 @@ class Dispatcher:
         except StanzaError as error:
             self.bounce(iq, error)
         except Exception:
-            log.exception("IQ handler failed on %s", iq)
+            # Which request, not its content: a request may carry a password (XEP-0077).
+            payload = iq.first_element()
+            asked = f"{{{payload.ns}}}{payload.tag}" if payload is not None else "?"
+            log.exception("IQ handler failed on a %s of %s", iq.attrs.get("type"), asked)
             self.bounce(iq, StanzaError(StanzaCondition.INTERNAL_SERVER_ERROR))
 
     def _reply(self, routed: Routed, reply: Element | None) -> None:

@@ -12,15 +12,20 @@ that resumes it (``resume``, by an unguessable id, for the same account and app)
 it reattached, with what it had not acknowledged sent again first, then what waited.
 Whatever ends a session with stream management reroutes what its client had not
 acknowledged as it reroutes what waited, so that nothing written to a dead connection
-is lost. Without resumption, a stream that ends ends its session at once.
+is lost; ``deliver/failed`` handlers first take what must not go anywhere again (a
+message another resource holds, a carbon copy). Without resumption, a stream that ends
+ends its session at once.
 
 Every change to a session's routing record (availability, priority, roster
-interest) goes through here, so that a shared registry can publish it.
+interest) goes through here, so that a shared registry can publish it. Every end of a
+session, and every detach, is logged here, once, with its reason (:class:`EndReason`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
@@ -29,7 +34,13 @@ from typing import Any
 
 from chinwag.config import StreamManagementSettings
 from chinwag.server.auth import Grant
-from chinwag.server.hooks import SESSION_BOUND, SESSION_CLOSED, Hooks
+from chinwag.server.hooks import (
+    DELIVER_FAILED,
+    SESSION_BOUND,
+    SESSION_CLOSED,
+    SESSION_RESUMED,
+    Hooks,
+)
 from chinwag.server.rosters import RosterCache
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.session import Connection, Session, SessionState
@@ -40,6 +51,8 @@ from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID
 from chinwag.xmpp.sm import HandledCountTooHigh
 
+log = logging.getLogger(__name__)
+
 MAX_PARKED = 500
 """Stanzas a detached session keeps; one more ends it (and they are routed again)."""
 ENDED_IDS_KEPT = 10_000
@@ -49,6 +62,56 @@ stanzas handled, for the <failed h='…'/> of a late resumption; the oldest go f
 Reroute = Callable[[Element, JID], None]
 """Routes a server-held stanza again, as the server's own, to the JID it was sent to."""
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
+
+
+class EndReason(enum.StrEnum):
+    """Why a session ended (or was parked), as its log line says."""
+
+    CLOSED_BY_CLIENT = "closed by client"
+    CLOSED_BY_SERVER = "closed by server"
+    CONNECTION_LOST = "connection lost"
+    """The transport dropped without the stream's closing tag."""
+    TIMEOUT = "timeout"
+    CONFLICT = "conflict"
+    """A new session for the same resource, or the session resumed on another stream."""
+    KICKED = "kicked"
+    REVOKED = "revoked"
+    SUSPENDED = "suspended"
+    ACCOUNT_DELETED = "account deleted"
+    PASSWORD_CHANGED = "password changed"
+    SERVER_SHUTDOWN = "server shutdown"
+    RESUMPTION_EXPIRED = "resumption expired"
+    TOO_MANY_WAITING = "too many stanzas waiting"
+    STREAM_ERROR = "stream error"
+    """Another stream error the server sent: the log line's ``detail`` names it."""
+
+
+_REASON_BY_CONDITION = {
+    StreamCondition.CONFLICT: EndReason.CONFLICT,
+    StreamCondition.CONNECTION_TIMEOUT: EndReason.TIMEOUT,
+    StreamCondition.SYSTEM_SHUTDOWN: EndReason.SERVER_SHUTDOWN,
+    StreamCondition.RESET: EndReason.PASSWORD_CHANGED,
+}
+
+
+def end_reason(error: StreamError | None) -> EndReason:
+    """The reason to log for a stream the server closes with ``error``, or without one."""
+    if error is None:
+        return EndReason.CLOSED_BY_SERVER
+    return _REASON_BY_CONDITION.get(error.condition, EndReason.STREAM_ERROR)
+
+
+def _detail(error: StreamError | None) -> str | None:
+    if error is None:
+        return None
+    return f"{error.condition}: {error.text}" if error.text else str(error.condition)
+
+
+def unanswered() -> StreamError:
+    """How a stream whose client stopped answering (a ping, an <r/>) is closed: a
+    session whose client enabled resumption waits for it then, as after a dropped
+    transport (``C2SConnection.close_stream``)."""
+    return StreamError(StreamCondition.CONNECTION_TIMEOUT, "no answer to a ping")
 
 
 class ResumeRefused(Exception):
@@ -80,7 +143,7 @@ class Parking:
             return  # the session has ended
         stanzas.append((stanza, time()))
         if len(stanzas) > MAX_PARKED:
-            self._manager.end(self._session)
+            self._manager.end(self._session, reason=EndReason.TOO_MANY_WAITING)
 
     def take(self) -> list[Sent]:
         """What waited, and since when; from now on nothing more is kept."""
@@ -89,7 +152,7 @@ class Parking:
         return stanzas
 
     def close_stream(self, error: StreamError | None = None) -> None:
-        self._manager.end(self._session)
+        self._manager.end(self._session, error)
 
     def hold(self, work: Coroutine[Any, Any, None]) -> None:
         self._manager.spawn(work)  # no client to stop reading from
@@ -119,6 +182,7 @@ class SessionManager:
         self._reroute = reroute
         self.spawn = spawn
         self._sm_settings = stream_management or StreamManagementSettings()
+        self._failed = hooks.channel(DELIVER_FAILED)
         self._resumable: dict[str, Session] = {}
         """Sessions a client may resume, by their resumption id."""
         self._ended: OrderedDict[str, tuple[str, int]] = OrderedDict()
@@ -148,28 +212,49 @@ class SessionManager:
         self._hooks.notify(SESSION_BOUND, session)
         return session
 
-    def detach(self, session: Session, hold_seconds: float | None = None) -> None:
-        """The session's transport is gone: keep the session, and what is routed to it,
-        for ``hold_seconds`` (by default, the resumption window its client enabled); with
-        no time to wait, end it now."""
+    def detach(
+        self,
+        session: Session,
+        hold_seconds: float | None = None,
+        *,
+        reason: EndReason = EndReason.CONNECTION_LOST,
+    ) -> None:
+        """The session's transport is gone (for ``reason``): keep the session, and what is
+        routed to it, for ``hold_seconds`` (by default, the resumption window its client
+        enabled); with no time to wait, end it now."""
         if session.state is not SessionState.BOUND:
             return
         if hold_seconds is None:
             sm = session.stream_management
             hold_seconds = sm.resume_seconds if sm is not None and sm.id is not None else 0
         if hold_seconds <= 0:
-            self.end(session)
+            self.end(session, reason=reason)
             return
         self._park(session, hold_seconds)
+        _log_session(
+            "session parked for resumption", session, reason=reason, resume_seconds=hold_seconds
+        )
 
     def _park(self, session: Session, seconds: float) -> None:
-        expiry = asyncio.get_running_loop().call_later(seconds, self.end, session)
+        expiry = asyncio.get_running_loop().call_later(seconds, self._expire, session)
         session.connection = Parking(self, session, expiry)
         session.state = SessionState.DETACHED
 
+    def _expire(self, session: Session) -> None:
+        self.end(session, reason=EndReason.RESUMPTION_EXPIRED)
+
+    def time_out(self, session: Session) -> None:
+        """The session's client did not answer in time: its stream closes with
+        <connection-timeout/>, which leaves the session waiting for resumption if its
+        client enabled it, and ends it otherwise."""
+        if session.state is SessionState.BOUND:
+            session.connection.close_stream(unanswered())
+
     def reattach(self, session: Session, connection: Connection) -> None:
         """Carry a detached session on ``connection``, which gets first what its client
-        had not acknowledged, then what waited."""
+        had not acknowledged, then what waited (``session/resumed`` fires in between). All
+        of it is written, whatever its count: the stream's bound on what its client leaves
+        unacknowledged counts from there."""
         parking = session.connection
         if session.state is not SessionState.DETACHED or not isinstance(parking, Parking):
             raise ValueError(f"{session!r} is not detached")
@@ -177,17 +262,40 @@ class SessionManager:
         session.state = SessionState.BOUND
         sm = session.stream_management
         unacked = sm.take_unacked() if sm is not None else []
-        for stanza, since in [*unacked, *parking.take()]:
+        waited = parking.take()
+        if sm is not None:
+            # What is written again is the server's doing, not a client that stopped
+            # acknowledging: the bound of this stream leaves room for it.
+            replayed = len(unacked) + len(waited)
+            sm.max_unacked = self._sm_settings.max_unacked_stanzas + replayed
+        for stanza, since in unacked:
+            connection.send(late(stanza, since, self._domain))
+        self._hooks.notify(SESSION_RESUMED, session)
+        for stanza, since in waited:
             connection.send(late(stanza, since, self._domain))
 
-    def end(self, session: Session, error: StreamError | None = None) -> None:
+    def end(
+        self,
+        session: Session,
+        error: StreamError | None = None,
+        *,
+        reason: EndReason | None = None,
+    ) -> None:
         """End the session: its stream, if it has one, closes with ``error``; it leaves the
         registry, ``session/closed`` fires, and what its client had not acknowledged and
-        what waited for it are routed again."""
+        what waited for it are routed again, each unless a ``deliver/failed`` handler
+        takes it. The log gives ``reason``, by default the one ``error`` stands for."""
         if session.state is SessionState.ENDED:
             return
         session.state = SessionState.ENDED
         connection = session.connection
+        _log_session(
+            "session ended",
+            session,
+            reason=reason or end_reason(error),
+            detail=_detail(error),
+            transport=transport_name(connection.transport_kind),
+        )
         waited: list[Sent] = []
         if isinstance(connection, Parking):
             waited = connection.take()
@@ -197,7 +305,10 @@ class SessionManager:
         unacked = self._forget(session)
         self._hooks.notify(SESSION_CLOSED, session)
         self._rosters.release(session.username)
+        failed = self._failed
         for stanza, since in [*unacked, *waited]:
+            if failed.handlers and failed.vetoes(session, stanza):
+                continue  # a module has it: a copy dropped, a message delivered elsewhere
             to = stanza.attrs.get("to")
             if to is not None:
                 self._reroute(late(stanza, since, self._domain), JID.parse(to))
@@ -291,3 +402,23 @@ class SessionManager:
 
     def new_resource(self) -> str:
         return f"chinwag-{random_hex(6)}"
+
+
+def _log_session(message: str, session: Session, **fields: object) -> None:
+    jid = session.jid
+    log.info(
+        message,
+        extra={
+            "fields": {"user": jid.local, "resource": jid.resource, "client_id": session.app}
+            | fields
+        },
+    )
+
+
+_TRANSPORT_NAMES = {"tcp": "c2s", "starttls": "c2s", "tls": "direct-tls"}
+
+
+def transport_name(kind: str) -> str:
+    """How the log names a transport: ``c2s`` (port 5222, STARTTLS or not), ``direct-tls``,
+    ``websocket``, or ``detached`` for a parked session."""
+    return _TRANSPORT_NAMES.get(kind, kind)

@@ -30,7 +30,7 @@ from chinwag.server.rosters import RosterCache
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.services import Services
 from chinwag.server.session import Session
-from chinwag.server.sessions import SessionManager
+from chinwag.server.sessions import EndReason, SessionManager, unanswered
 from chinwag.server.stats import ServerStats
 from chinwag.store.oauth import (
     OAUTH_APP_SUSPENDED,
@@ -196,6 +196,7 @@ class XMPPServer:
             self.sessions.of(user),
             self._unbound(lambda grant: grant.username == user),
             "the account was deleted",
+            EndReason.ACCOUNT_DELETED,
         )
 
     def _on_password_changed(self, event: NetworkEvent) -> None:
@@ -233,6 +234,7 @@ class XMPPServer:
             [s for s in self.sessions.of(user) if s.grant is not None and revoked(s.grant)],
             self._unbound(revoked),
             "access was revoked",
+            EndReason.REVOKED,
         )
 
     def _on_app_suspended(self, event: NetworkEvent) -> None:
@@ -241,18 +243,24 @@ class XMPPServer:
             [s for s in self.sessions.all() if s.app == app],
             self._unbound(lambda grant: grant.app == app),
             "access was revoked: the app is suspended",
+            EndReason.SUSPENDED,
         )
 
     def _unbound(self, matches: Callable[[Grant], bool]) -> list[C2SConnection]:
         return [c for c in self.unbound if c.grant is not None and matches(c.grant)]
 
     def _end_streams(
-        self, sessions: Sequence[Session], unbound: Sequence[C2SConnection], reason: str
+        self,
+        sessions: Sequence[Session],
+        unbound: Sequence[C2SConnection],
+        text: str,
+        reason: EndReason,
     ) -> None:
+        error = StreamError(StreamCondition.NOT_AUTHORIZED, text)
         for session in list(sessions):
-            self.sessions.end(session, StreamError(StreamCondition.NOT_AUTHORIZED, reason))
+            self.sessions.end(session, error, reason=reason)
         for connection in unbound:
-            connection.close_stream(StreamError(StreamCondition.NOT_AUTHORIZED, reason))
+            connection.close_stream(error)
 
     @property
     def listening(self) -> bool:
@@ -368,9 +376,10 @@ class XMPPServer:
     async def _ping_silent(self, after: float, timeout: float) -> None:
         """XEP-0199 server-to-client pings: a bound stream that has sent nothing for
         ``after`` seconds is pinged, and closed with <connection-timeout/> if it sends
-        nothing within ``timeout`` (any input, not only the answer, shows it is alive).
-        Closing detaches its session, which may then wait for resumption. The client's
-        answer, a result to the server, is dropped by the dispatcher like any other."""
+        nothing within ``timeout`` (any input, not only the answer, shows it is alive);
+        so is one that leaves the server's XEP-0198 <r/> unanswered that long. Closing
+        detaches its session, which may then wait for resumption. The client's answer,
+        a result to the server, is dropped by the dispatcher like any other."""
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -390,19 +399,22 @@ class XMPPServer:
                 del pinged[connection]
             elif sent_at <= pinged_before:
                 del pinged[connection]
-                connection.close_stream(
-                    StreamError(StreamCondition.CONNECTION_TIMEOUT, "no answer to a ping")
-                )
+                connection.close_stream(unanswered())
 
     def _ping_streams_silent_since(self, silent_since: float, now: float) -> None:
+        """Ping the bound streams silent since ``silent_since``. A stream with an <r/> out
+        (XEP-0198) needs no ping: the request is taken for one, as ejabberd's ack timeout
+        does, so that a dead connection that messages are written to is noticed as soon
+        as one that is idle."""
         pinged = self._pinged
         for connection in list(self.connections):
             session = connection.session
-            if (
-                connection.heard_at <= silent_since
-                and session is not None
-                and connection not in pinged
-            ):
+            if session is None or connection in pinged:
+                continue
+            sm = session.stream_management
+            if sm is not None and sm.awaiting:
+                pinged[connection] = now
+            elif connection.heard_at <= silent_since:
                 connection.send(self._ping(session.jid))
                 pinged[connection] = now
 

@@ -70,10 +70,16 @@ async def signin(request: Request) -> Response:
         return await _signin_page(request, target, 429, username=name, error=error)
     if not await found.accounts.verify_password(name, password):
         found.auth_failures.failed(address)
+        failed = {"user": name, "transport": "web", "address": address}
+        log.info(
+            "sign-in failed", extra={"fields": failed | {"reason": "wrong username or password"}}
+        )
         return await _signin_page(
             request, target, username=name, error="Wrong username or password."
         )
-    await sign_in(request, normalize_username(name))
+    user = normalize_username(name)
+    await sign_in(request, user)
+    log.info("signed in on the web", extra={"fields": {"user": user, "address": address}})
     return RedirectResponse(target, 303)
 
 

@@ -246,7 +246,11 @@ async def _set_status(request: Request, *, suspend: bool) -> Response:
     oauth = services(request).oauth
     client_id = form_text(form, "client_id")
     try:
-        await (oauth.suspend_app(client_id) if suspend else oauth.resume_app(client_id))
+        await (
+            oauth.suspend_app(client_id, by=user)
+            if suspend
+            else oauth.resume_app(client_id, by=user)
+        )
     except NoSuchApp:
         raise HTTPException(404, "There is no such app.") from None
     return RedirectResponse(local_return(form_text(form, "next")), 303)

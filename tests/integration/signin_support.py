@@ -197,10 +197,31 @@ def browser(server: ServerHandle) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=web_base(server), follow_redirects=False, timeout=TIMEOUT)
 
 
+@dataclass(frozen=True)
+class CodeFlow:
+    code: str
+    """The authorization code the app was given (used up by now)."""
+    tokens: dict[str, Any]
+    """The token response it got for the code."""
+
+
 async def token_from_flow(
     server: ServerHandle, client_id: str, user: str, scope: str = MESSENGER
 ) -> dict[str, Any]:
     """The token response an app gets after ``user`` signs in and allows it (PKCE, S256)."""
+    return (await code_flow(server, client_id, user, scope)).tokens
+
+
+async def code_flow(
+    server: ServerHandle,
+    client_id: str,
+    user: str,
+    scope: str = MESSENGER,
+    *,
+    secret: str | None = None,
+) -> CodeFlow:
+    """``user`` signs in and allows the app, which exchanges the code (PKCE, S256; a
+    confidential app authenticates with ``secret``)."""
     challenge = pkce()
     async with browser(server) as web:
         page = await web.get(
@@ -220,11 +241,13 @@ async def token_from_flow(
         redirect = await submit(web, form_to(consent, "/oauth/authorize"), decision="approve")
         returned = redirect_params(redirect)
         assert returned["state"] == "st"
-        response = await exchange(web, client_id, returned["code"], challenge.verifier)
+        response = await exchange(
+            web, client_id, returned["code"], challenge.verifier, secret=secret
+        )
     assert response.status_code == 200, response.text
     tokens: dict[str, Any] = response.json()
     assert set(tokens["scope"].split()) == set(scope.split())
-    return tokens
+    return CodeFlow(returned["code"], tokens)
 
 
 async def sign_in_on_the_web(web: httpx.AsyncClient, user: str, password: str) -> None:

@@ -1,6 +1,8 @@
 """``chinwag reload`` and SIGHUP on a ``chinwag serve`` process: the certificate, the
 limits and the log level change, connections stay open, and a settings file or
-certificate that does not load changes nothing."""
+certificate that does not load changes nothing. With ``[log] file``, the log goes
+there and not to the terminal; moved aside as logrotate does, the file is opened anew
+by either, which also apply a new format."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import signal
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,18 +84,41 @@ def rewrite(config: Path, settings: dict[str, Any], **sections: dict[str, Any]) 
     write_config(config, settings)
 
 
+@dataclass
+class Served:
+    config: Path
+    settings: dict[str, Any]
+    """What ``config`` holds, for ``rewrite``."""
+    handle: ServerHandle
+    serve: ServeProcess
+
+
+async def serve_with(
+    tmp_path: Path,
+    template_data: Path,
+    processes: list[ServeProcess],
+    **sections: dict[str, Any],
+) -> Served:
+    """``chinwag serve`` on a copy of the template data, with ``sections`` in its config."""
+    config, handle = server_config(tmp_path, template_data)
+    settings = tomllib.loads(config.read_text())
+    rewrite(config, settings, **sections)
+    serve = await ServeProcess.start("--config", str(config), cwd=tmp_path)
+    processes.append(serve)
+    return Served(config, settings, handle, serve)
+
+
 async def test_reload_applies_certificate_limits_and_log_level_to_what_comes_next(
     tmp_path: Path,
     template_data: Path,
     processes: list[ServeProcess],
     new_client: NewClient,
 ) -> None:
-    config, handle = server_config(tmp_path, template_data)
-    settings = tomllib.loads(config.read_text())
     first_cert, first_key = new_certificate(tmp_path / "first")
-    rewrite(config, settings, tls={"cert": str(first_cert), "key": str(first_key)})
-    serve = await ServeProcess.start("--config", str(config), cwd=tmp_path)
-    processes.append(serve)
+    served = await serve_with(
+        tmp_path, template_data, processes, tls={"cert": str(first_cert), "key": str(first_key)}
+    )
+    config, settings, handle, serve = served.config, served.settings, served.handle, served.serve
     await serve.announced()
     alice = new_client(handle, "alice", "laptop")
     await sign_in(alice, handle.host, handle.port)
@@ -172,7 +198,8 @@ async def test_sighup_reloads_and_what_does_not_load_changes_nothing(
     ), bad_setting.stderr
     assert bad_key.returncode == 1
     assert bad_key.stderr.startswith(
-        f"error: cannot load the certificate {cert} with {other_key}: "
+        f"error: cannot load the certificate: cannot use {cert} with {other_key}: "
+        "the key is not the certificate's"
     ), bad_key.stderr
     assert await served_by_direct_tls(handle) == der(cert)
     await still_served(bob, handle)
@@ -201,3 +228,47 @@ async def _wait_for_certificate(handle: ServerHandle, expected: bytes, serve: Se
         await asyncio.wait_for(poll(), TIMEOUT)
     except TimeoutError:
         raise AssertionError(f"the certificate did not change:\n{serve.output}") from None
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+async def test_the_log_file_is_reopened_by_reload_and_sighup_after_a_move(
+    tmp_path: Path,
+    template_data: Path,
+    processes: list[ServeProcess],
+    new_client: NewClient,
+) -> None:
+    log = tmp_path / "logs" / "chinwag.log"
+    log.parent.mkdir()
+    served = await serve_with(tmp_path, template_data, processes, log={"file": str(log)})
+    config, settings, handle, serve = served.config, served.settings, served.handle, served.serve
+    await _wait_for(lambda: "add a user" in _text(log), serve)
+    await sign_in(new_client(handle, "alice", "laptop"), handle.host, handle.port)
+    await _wait_for(lambda: "signed in user=alice resource=laptop" in _text(log), serve)
+
+    log.rename(log.with_name("chinwag.log.1"))
+    rewrite(config, settings, log={"format": "json"})
+    reloaded = await run_chinwag(config, "reload")
+    assert reloaded.returncode == 0, reloaded.stderr
+    await sign_in(new_client(handle, "bob", "desk"), handle.host, handle.port)
+    await _wait_for(lambda: '"user": "bob"' in _text(log), serve)
+
+    log.rename(log.with_name("chinwag.log.2"))
+    serve.process.send_signal(signal.SIGHUP)
+    await _wait_for(log.exists, serve)
+    await sign_in(new_client(handle, "alice", "tablet"), handle.host, handle.port)
+    await _wait_for(lambda: '"resource": "tablet"' in _text(log), serve)
+
+    first, second = log.with_name("chinwag.log.1").read_text(), log.with_name("chinwag.log.2")
+    assert "chinwag is serving localhost" in first
+    assert '"user": "bob"' not in first
+    signed_in = [json.loads(line) for line in second.read_text().splitlines()]
+    assert [(e["message"], e.get("user")) for e in signed_in if e.get("user")] == [
+        ("signed in", "bob")
+    ]
+    assert '"resource": "tablet"' not in second.read_text()
+    assert await serve.stop() == 0
+    assert "chinwag" not in serve.output, "log lines went to the terminal too"
+    assert '"message": "stopped"' in log.read_text()

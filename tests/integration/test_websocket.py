@@ -274,6 +274,29 @@ async def test_plain_sign_in_bind_ping_and_close_from_the_client(
     assert stream.websocket.close_code == 1000
 
 
+async def test_a_sign_in_and_its_end_are_logged_as_over_websocket(
+    server: ServerHandle, ws_streams: WSStreams, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="chinwag")
+    stream = await ws_streams(server)
+    await stream.sign_in("bob", "bob-secret", resource="browser")
+    await stream.send(CLOSE)
+    await stream.closed()
+
+    [signed_in] = [line for line in caplog.records if line.getMessage() == "signed in"]
+    [ended] = [line for line in caplog.records if line.getMessage() == "session ended"]
+    assert signed_in.fields == {  # type: ignore[attr-defined]
+        "user": "bob",
+        "resource": "browser",
+        "mechanism": "PLAIN",
+        "client_id": None,
+        "transport": "websocket",
+        "address": "127.0.0.1",
+    }
+    assert ended.fields["reason"] == "closed by client"  # type: ignore[attr-defined]
+    assert ended.fields["transport"] == "websocket"  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-1"])
 async def test_scram_over_websocket(
     server: ServerHandle, ws_streams: WSStreams, mechanism: str

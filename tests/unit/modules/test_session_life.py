@@ -11,7 +11,7 @@ from module_harness import Harness, MakeHarness
 from chinwag.server import sessions
 from chinwag.server.hooks import SESSION_CLOSED
 from chinwag.server.session import Session, SessionState
-from chinwag.xmpp.errors import StreamCondition
+from chinwag.xmpp.errors import StreamCondition, StreamError
 from chinwag.xmpp.jid import JID
 
 BOB = JID.parse("bob@localhost/desk")
@@ -129,3 +129,52 @@ async def test_a_detached_session_that_keeps_too_much_ends(
     assert closed == [session] and session.state is SessionState.ENDED
     stored = await host.services.offline.fetch("bob")
     assert bodies([m.stanza for m in stored]) == ["1", "2", "3"]
+
+
+def _logged(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str | None, object]]:
+    return [
+        (line.getMessage(), line.fields["resource"], line.fields["reason"])  # type: ignore[attr-defined]
+        for line in caplog.records
+        if line.name == "chinwag.server.sessions"
+    ]
+
+
+async def test_parking_and_each_end_are_logged_with_their_reason(
+    harness: MakeHarness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="chinwag.server.sessions")
+    monkeypatch.setattr(sessions, "MAX_PARKED", 1)
+    host, _closed = await contacts(harness)
+    alice = await host.bind("alice", "phone")
+    waiting, overflowing = await host.bind("bob", "desk"), await host.bind("bob", "tablet")
+    assert waiting.session is not None and overflowing.session is not None
+
+    host.sessions.detach(waiting.session, hold_seconds=0.05)
+    host.sessions.detach(overflowing.session, hold_seconds=60)
+    for body in ("1", "2"):
+        host.send(alice, chat("bob@localhost/tablet", body))
+    await asyncio.sleep(0.1)
+    alice.close_stream()
+
+    assert _logged(caplog) == [
+        ("session parked for resumption", "desk", "connection lost"),
+        ("session parked for resumption", "tablet", "connection lost"),
+        ("session ended", "tablet", "too many stanzas waiting"),
+        ("session ended", "desk", "resumption expired"),
+        ("session ended", "phone", "connection lost"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("condition", "reason"),
+    [
+        (StreamCondition.CONNECTION_TIMEOUT, "timeout"),
+        (StreamCondition.CONFLICT, "conflict"),
+        (StreamCondition.SYSTEM_SHUTDOWN, "server shutdown"),
+        (StreamCondition.RESET, "password changed"),
+        (StreamCondition.POLICY_VIOLATION, "stream error"),
+    ],
+)
+def test_the_reason_a_stream_error_stands_for(condition: StreamCondition, reason: str) -> None:
+    assert sessions.end_reason(StreamError(condition)) == reason
+    assert sessions.end_reason(None) == "closed by server"

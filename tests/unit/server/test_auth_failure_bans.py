@@ -3,6 +3,8 @@ IPv6 address's by its /64), and a reload's new limits."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from chinwag.config import LimitsSettings
@@ -115,3 +117,49 @@ def test_a_reload_that_turns_the_limit_off_lifts_every_ban(clock: Clock) -> None
     assert failures.refused_for("192.0.2.1") is None
     fail(failures, "192.0.2.1", 5)
     assert failures.refused_for("192.0.2.1") is None
+
+
+def _ban_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, dict[str, object]]]:
+    return [
+        (line.getMessage(), line.fields)  # type: ignore[attr-defined]
+        for line in caplog.records
+        if line.name == "chinwag.server.auth_failures"
+    ]
+
+
+def test_a_ban_and_its_lifting_are_logged_once_each(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="chinwag")
+    failures = limiter(clock)
+    fail(failures, "2001:db8:1:2::5", 3)  # the third failure extends the ban: no new line
+    failures.lift("2001:db8:1:2::5")
+    failures.lift("2001:db8:1:2::5")
+
+    assert _ban_lines(caplog) == [
+        (
+            "address banned after failed sign-ins",
+            {"address": "2001:db8:1:2::/64", "failures": 2, "seconds": BAN},
+        ),
+        ("address ban ended", {"address": "2001:db8:1:2::/64", "reason": "lifted"}),
+    ]
+
+
+async def test_the_end_of_a_ban_is_logged_when_it_runs_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="chinwag")
+    failures = AuthFailureLimiter(1, 0.05)
+    failures.failed("192.0.2.7")
+    await asyncio.sleep(0.03)
+    failures.failed("192.0.2.7")  # the ban now ends 0.05 s after this one
+    await asyncio.sleep(0.04)
+    assert failures.refused_for("192.0.2.7") is not None
+    assert len(_ban_lines(caplog)) == 1
+
+    await asyncio.sleep(0.1)
+
+    assert failures.refused_for("192.0.2.7") is None
+    assert _ban_lines(caplog)[1:] == [
+        ("address ban ended", {"address": "192.0.2.7", "reason": "expired"})
+    ]
