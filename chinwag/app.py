@@ -27,6 +27,7 @@ from chinwag.oauth.authenticator import PlatformAuthenticator
 from chinwag.oauth.service import OAuthService
 from chinwag.server import sd_notify
 from chinwag.server.memory import settle_after_start
+from chinwag.server.metrics import ServerMetrics
 from chinwag.server.services import Services
 from chinwag.server.tls import CertificateError, ServerTLS, ensure_certificate
 from chinwag.server.xmpp_server import XMPPServer
@@ -65,6 +66,7 @@ class Running:
     xmpp: XMPPServer
     http: HTTPServer
     control: Control
+    metrics: ServerMetrics
 
     @property
     def accounts(self) -> AccountService:
@@ -106,6 +108,7 @@ def _web_app(
     oauth: OAuthService,
     xmpp: XMPPServer,
     control: Control,
+    metrics: ServerMetrics,
 ) -> ASGIApp:
     # The REST API's changes carry an origin of their own, as the CLI's do, so the
     # XMPP server's event pump applies them (roster and block list pushes, presence).
@@ -123,6 +126,7 @@ def _web_app(
         control=control,
         auth_failures=xmpp.auth_failures,
         invitations=InvitationService(SqlInvitationRepository(database)),
+        metrics=metrics,
     )
 
 
@@ -221,8 +225,9 @@ async def running(
     xmpp = XMPPServer(settings, services)
     xmpp.load_modules()
     control = Control(settings, database, xmpp, reread)
+    metrics = ServerMetrics(xmpp, database)
     http = control.http = HTTPServer(
-        _web_app(settings, database, services, oauth, xmpp, control),
+        _web_app(settings, database, services, oauth, xmpp, control, metrics),
         settings.http,
         websocket_max_bytes=2 * settings.limits.max_stanza_bytes,
         reuse_port=reuse_port,
@@ -237,8 +242,10 @@ async def running(
         except ClusterUnavailable as error:
             raise StartupError(str(error)) from None
         await control.advertise()
-        yield Running(settings, database, services, oauth, xmpp, http, control)
+        metrics.start()
+        yield Running(settings, database, services, oauth, xmpp, http, control, metrics)
     finally:
+        await metrics.stop()
         await control.close()
         # XMPP first: its streams, WebSocket ones too, end with <system-shutdown/>
         # while the HTTP listener still carries them.

@@ -374,6 +374,23 @@ def other_host(text: str) -> str:
     return text.strip()
 
 
+class MetricsSettings(_Section):
+    """Who may read ``/metrics`` on the HTTP listener (docs/operations.md)."""
+
+    allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    """Addresses or networks (``10.0.0.0/8``) that may read it without a token; empty
+    lets none. Behind a reverse proxy, the address of ``X-Forwarded-For`` from one of
+    ``[http] trusted_proxies``."""
+    token: str = ""
+    """A bearer token (``Authorization: Bearer …``) that lets any address read it;
+    empty: none does."""
+
+    @field_validator("allow", mode="before")
+    @classmethod
+    def _allow_list(cls, value: object) -> object:
+        return _address_list(value)
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     """The least severe of chinwag's own log lines that ``chinwag serve`` writes."""
@@ -408,6 +425,7 @@ class Settings(_Section):
     oauth: OAuthSettings = OAuthSettings()
     stream_management: StreamManagementSettings = StreamManagementSettings()
     log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
     cluster: ClusterSettings | None = None
     """None: one process, with nothing shared and no Redis."""
 

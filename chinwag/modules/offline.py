@@ -282,12 +282,14 @@ class Offline:
             result = await outcome
         finally:
             self.settled(username)
-        if result is None:
+        if result is StoreResult.STORED:
+            self.api.stats.offline_stored += 1
+        elif result is None:
             self.api.bounce(routed.stanza, StanzaError(StanzaCondition.INTERNAL_SERVER_ERROR))
         elif result is StoreResult.QUOTA_EXCEEDED:
             self.full.add(username)
             self.refuse_as_full(routed.stanza)
-        elif result is not StoreResult.STORED:
+        else:
             self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
 
     def refuse_as_full(self, message: Element) -> None:
@@ -395,7 +397,7 @@ class Offline:
             self.api.sessions.time_out(session)  # as any unanswered ping
             return
         if alive:
-            await self.store.delete(session.username, last_id)
+            self.api.stats.offline_delivered += await self.store.delete(session.username, last_id)
             self.full.discard(session.username)
 
     def reachable(self, session: Session) -> bool:

@@ -22,6 +22,7 @@ from chinwag.server.routing import Router
 from chinwag.server.services import Services
 from chinwag.server.session import Session
 from chinwag.server.sessions import SessionManager
+from chinwag.server.stats import ServerStats
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaError
 from chinwag.xmpp.jid import JID
@@ -59,6 +60,8 @@ class ModuleHost:
     """Announced after authentication, each an empty ``<tag xmlns=xmlns/>``."""
     stream_elements: dict[tuple[str, str], StreamElementHandler] = field(default_factory=dict)
     """Handlers of top-level elements besides stanzas, by (namespace, tag)."""
+    stats: ServerStats = field(default_factory=ServerStats)
+    """The service's counts, which a module adds its own work to."""
 
 
 class ModuleAPI:
@@ -90,6 +93,10 @@ class ModuleAPI:
     @property
     def rosters(self) -> RosterCache:
         return self._host.rosters
+
+    @property
+    def stats(self) -> ServerStats:
+        return self._host.stats
 
     def jid(self, username: str) -> JID:
         """The bare JID of a local account."""

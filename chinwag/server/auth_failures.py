@@ -59,6 +59,9 @@ class Ban(NamedTuple):
 class AuthFailures(Protocol):
     """Failed sign-ins counted per client address, and the addresses refused for them."""
 
+    bans_started: int
+    """Bans this process began (a cluster node: those whose last failure it counted)."""
+
     def configure(self, limits: LimitsSettings) -> None:
         """Take a reload's limit and ban time, keeping the failures counted so far."""
         ...
@@ -114,6 +117,8 @@ class AuthFailureLimiter:
         """Oldest last failure first, which is also the order in which they expire."""
         self._banned: set[str] = set()
         """The keys whose ban was logged as begun and not yet as ended."""
+        self.bans_started = 0
+        """Addresses refused so far, counted as their bans begin."""
 
     @classmethod
     def from_settings(cls, limits: LimitsSettings) -> AuthFailureLimiter:
@@ -145,6 +150,7 @@ class AuthFailureLimiter:
 
     def _ban_began(self, key: str, failures: int) -> None:
         self._banned.add(key)
+        self.bans_started += 1
         fields = {"address": key, "failures": failures, "seconds": self._ban_seconds}
         log.info("address banned after failed sign-ins", extra={"fields": fields})
         self._look_again(key, self._ban_seconds)

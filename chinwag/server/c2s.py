@@ -44,6 +44,7 @@ from chinwag.server.sessions import (
     end_reason,
     transport_name,
 )
+from chinwag.server.stats import ServerStats
 from chinwag.server.stream_management import StreamManagement
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
@@ -117,6 +118,11 @@ class C2SHost(Protocol):
     def output(self) -> OutputBatch: ...
 
     @property
+    def stats(self) -> ServerStats:
+        """The service's counts: stanzas in and out, sign-ins and their failures."""
+        ...
+
+    @property
     def connections(self) -> MutableSet[C2SConnection]:
         """Every open client stream."""
         ...
@@ -181,9 +187,11 @@ class C2SConnection:
         "_loop",
         "_mechanism",
         "_pending",
+        "_received",
         "_refilled_at",
         "_sasl",
         "_seconds_per_byte",
+        "_sent",
         "_slowed",
         "_stanza_burst",
         "_stanza_rate",
@@ -217,6 +225,8 @@ class C2SConnection:
         self.parent_ns = self.stream.stanza_parent_ns
         self.session: Session | None = None
         self._dispatch = host.dispatch
+        self._received = host.stats.received
+        self._sent = host.stats.sent
         self.closed = False
         self.wrote_recently = False
         self.read_recently = False
@@ -383,6 +393,7 @@ class C2SConnection:
             return
         data = stanza.encoded(self.parent_ns)
         self._pending.append(data)
+        self._sent.append(stanza.tag)
         session = self.session
         if session is not None and (sm := session.stream_management) is not None:
             sm.unacked.append(data)
@@ -471,6 +482,7 @@ class C2SConnection:
         self._write_stream_output()
         for index, event in enumerate(events):
             if type(event) is StanzaReceived:
+                self._received.append(event.stanza.tag)
                 self._dispatch(event.stanza, event.to, self.session)
                 self._stanza_tokens -= 1
                 if self._held is not None:
@@ -623,6 +635,7 @@ class C2SConnection:
             outcome = await pending
         except SaslFailure as failure:
             driver, self._sasl = self._sasl, None
+            self.host.stats.sign_in_failed(self._mechanism or "unknown")
             self._log_failure(driver, failure.condition, failure.text)
             if counts_against_address(failure):
                 await self.host.auth_failures.failed(self.transport.peer_address)
@@ -633,6 +646,7 @@ class C2SConnection:
         else:
             self._sasl = None
             self._grant = outcome.grant
+            self.host.stats.signed_in(self._mechanism or "unknown")
             self.host.unbound.add(self)
             self._handle(self.stream.sasl_success(outcome.grant.username, outcome.additional_data))
 

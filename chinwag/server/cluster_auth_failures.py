@@ -43,6 +43,7 @@ class RedisAuthFailures:
         self._prefix = f"{key_prefix}auth-failures:"
         self._limit = limit
         self._ban_ms = max(1, round(ban_seconds * 1000))
+        self.bans_started = 0
 
     @classmethod
     def from_settings(cls, cluster: ClusterSettings, limits: LimitsSettings) -> RedisAuthFailures:
@@ -74,6 +75,7 @@ class RedisAuthFailures:
             log.warning("a failed sign-in from %s is not counted: Redis: %s", key, error)
             return
         if failures == self._limit:  # once per ban, on the node that counted the last one
+            self.bans_started += 1
             fields = {"address": key, "failures": failures, "seconds": self._ban_ms / 1000}
             log.info("address banned after failed sign-ins", extra={"fields": fields})
 

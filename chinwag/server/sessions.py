@@ -425,6 +425,11 @@ class SessionManager:
     def all(self) -> list[Session]:
         return self._router.all_sessions()
 
+    @property
+    def count(self) -> int:
+        """How many sessions there are (``len(all())``, without listing them)."""
+        return self._router.session_count
+
     def new_resource(self) -> str:
         return f"chinwag-{random_hex(6)}"
 

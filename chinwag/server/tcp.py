@@ -164,6 +164,11 @@ class Listener:
         for sock in sockets:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
 
+    @property
+    def serving(self) -> bool:
+        """Whether it accepts connections: open, and not paused for want of resources."""
+        return self._retry is None and all(sock.fileno() >= 0 for sock in self.sockets)
+
     def close(self) -> None:
         """Stop accepting; connections already accepted live on."""
         if self._retry is not None:

@@ -32,6 +32,7 @@ from chinwag.server.routing.local import LocalRouter
 from chinwag.server.services import Services
 from chinwag.server.session import Session
 from chinwag.server.sessions import EndReason, SessionManager, unanswered
+from chinwag.server.stats import ServerStats
 from chinwag.store.oauth import (
     OAUTH_APP_SUSPENDED,
     OAUTH_REVOKED,
@@ -100,6 +101,7 @@ class XMPPServer:
         self.rosters = RosterCache(services.contacts)
         self.sasl_drivers: dict[str, DriverFactory] = sasl_drivers()
         self.auth_failures = auth_failures_for(settings)
+        self.stats = ServerStats()
         self.hooks = Hooks()
         self.local_router = LocalRouter(
             self.hooks, settings.cluster.node if settings.cluster is not None else None
@@ -142,6 +144,7 @@ class XMPPServer:
             router=self.router,
             sessions=self.sessions,
             spawn=self.spawn,
+            stats=self.stats,
         )
         self.modules: dict[str, ModuleAPI] = {}
         self.connections: set[C2SConnection] = set()
@@ -287,6 +290,11 @@ class XMPPServer:
             connection.close_stream(error)
 
     @property
+    def listening(self) -> bool:
+        """Whether every XMPP listener is up and accepting connections."""
+        return bool(self._listeners) and all(listener.serving for listener in self._listeners)
+
+    @property
     def ports(self) -> dict[str, int]:
         """The listening ports by role ("c2s", "direct_tls"), known after start(); none
         once drained."""
@@ -418,10 +426,12 @@ class XMPPServer:
 
     async def _release_idle_parsers(self, interval: float) -> None:
         """Streams silent for a whole interval give up their XML parser, the largest part
-        of an idle connection's memory; what that frees goes back to the system."""
+        of an idle connection's memory; what that frees goes back to the system. The
+        stanza counts are settled too, so that the lists of tags they wait in stay short."""
         released = 0
         while True:
             await asyncio.sleep(interval)
+            self.stats.settle()
             for connection in list(self.connections):
                 if connection.read_recently:
                     connection.read_recently = False

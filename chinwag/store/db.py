@@ -26,6 +26,9 @@ On PostgreSQL, an upgrade holds a transaction-level advisory lock (``MIGRATION_L
 from before Alembic reads the schema's revision until it commits: nodes of a cluster
 that start together migrate one after the other, and those that come later find the
 schema at head and change nothing.
+
+:meth:`Database.time_calls` has every call to the database timed, in one place: the
+engine's cursor events for what goes through SQLAlchemy, and the prepared reads.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -43,7 +47,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Dialect, Engine, Select, create_engine, event, inspect, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExecutionContext, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -64,6 +68,12 @@ MIGRATION_LOCK = 0x6368_696E_7761_6701
 _SQLITE_COMPANIONS = ("-wal", "-shm")
 
 log = logging.getLogger(__name__)
+
+CallObserver = Callable[[str, float], None]
+"""Told of each call to the database: its operation (see :func:`operation`) and how many
+seconds it took."""
+OPERATIONS = frozenset({"select", "insert", "update", "delete"})
+_CALL_STARTED = "_chinwag_call_started"
 
 
 class MigrationError(Exception):
@@ -88,6 +98,7 @@ class Database:
         self._driver: sqlite3.Connection | None = None
         """The driver's connection under ``_reading``, which the prepared reads use."""
         self._prepared: dict[Select[*tuple[Any, ...]], SqliteRead] = {}
+        self._observe: CallObserver | None = None
 
     @classmethod
     def open(cls, url: str, *, connect_args: Mapping[str, Any] | None = None) -> Database:
@@ -128,11 +139,27 @@ class Database:
             # SQLAlchemy types the driver's connection as Any or None (None once detached);
             # on a connection just opened on pysqlite it is the sqlite3 one.
             self._driver = cast(sqlite3.Connection, self._reading.connection.driver_connection)
+        observe = self._observe
         try:
-            return prepared.rows(self._driver, params)
+            if observe is None:
+                return prepared.rows(self._driver, params)
+            started = time.perf_counter()
+            rows = prepared.rows(self._driver, params)
+            observe("select", time.perf_counter() - started)
+            return rows
         except BaseException:
             self._close_reading()
             raise
+
+    def time_calls(self, observe: CallObserver) -> None:
+        """Tell ``observe`` of every statement run from now on, with how long it took
+        (what fails is not timed). Once per database."""
+        if self._observe is not None:
+            raise RuntimeError("the database's calls are timed already")
+        self._observe = observe
+        engine = self.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", _call_started)
+        event.listen(engine, "after_cursor_execute", _call_ended(observe))
 
     def _close_reading(self) -> None:
         if self._reading is not None:
@@ -245,6 +272,40 @@ def _converted(processors: list[_Processor], values: Sequence[Any]) -> list[Any]
         value if process is None else process(value)
         for process, value in zip(processors, values, strict=True)
     ]
+
+
+def operation(statement: str) -> str:
+    """The operation of an SQL statement: select, insert, update, delete, or other."""
+    first = statement.lstrip()[:6].lower()
+    return first if first in OPERATIONS else "other"
+
+
+def _call_started(
+    _connection: Connection,
+    _cursor: object,
+    _statement: str,
+    _parameters: object,
+    context: ExecutionContext | None,
+    _executemany: bool,
+) -> None:
+    if context is not None:
+        setattr(context, _CALL_STARTED, time.perf_counter())
+
+
+def _call_ended(observe: CallObserver) -> Callable[..., None]:
+    def ended(
+        _connection: Connection,
+        _cursor: object,
+        statement: str,
+        _parameters: object,
+        context: ExecutionContext | None,
+        _executemany: bool,
+    ) -> None:
+        started: float | None = getattr(context, _CALL_STARTED, None)
+        if started is not None:
+            observe(operation(statement), time.perf_counter() - started)
+
+    return ended
 
 
 async def migrate(url: str) -> None:

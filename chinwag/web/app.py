@@ -29,6 +29,7 @@ from chinwag.web import (
     admin_routes,
     examples,
     invite_routes,
+    metrics_routes,
     oauth_routes,
     portal_routes,
     websocket,
@@ -60,6 +61,7 @@ def build_web_app(
     control: admin_routes.ServerControl | None = None,
     auth_failures: AuthFailures | None = None,
     invitations: InvitationService | None = None,
+    metrics: metrics_routes.MetricsSource | None = None,
 ) -> Starlette:
     """The ASGI application for chinwag's HTTP listener.
 
@@ -70,7 +72,8 @@ def build_web_app(
     ``control`` serves the other admin endpoints (status, ending sessions, reload).
     ``auth_failures`` counts the sign-in form's failures (a new count when not given).
     ``invitations`` serves the sign-up page at ``/invite/{token}``, if ``[auth]
-    invitations`` is on too.
+    invitations`` is on too. ``metrics`` serves ``/metrics``, ``/ready`` and the
+    operators' live page.
     """
     if auth_failures is None:
         auth_failures = AuthFailureLimiter.from_settings(settings.limits)
@@ -95,6 +98,7 @@ def build_web_app(
             *portal_routes.ROUTES,
             *websocket.ROUTES,
             *admin_routes.ROUTES,
+            *metrics_routes.ROUTES,
             *examples.ROUTES,
             api_mount(services, admin_token),
         ],
@@ -115,6 +119,7 @@ def build_web_app(
     app.state.sessions = sessions
     app.state.control = control
     app.state.xmpp = xmpp
+    app.state.metrics = metrics
     app.state.cookie_cipher = cookie_cipher(cookie_secret)
     return app
 

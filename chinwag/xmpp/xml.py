@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from xml.parsers import expat
@@ -94,6 +95,10 @@ def _split_name(name: str) -> tuple[str, str]:
         uri, sep, local = name.rpartition(_SEPARATOR)
         cached = (uri, local) if sep else ("", name)
         if len(_name_cache) < _CACHED_NAMES and len(name) <= _CACHED_NAME_LENGTH:
+            # A cached tag is interned (there are few): the very string of the same name
+            # written as a literal elsewhere, so that comparing them takes no more than
+            # their addresses (the stanza counts of server/stats.py rely on it).
+            cached = (cached[0], sys.intern(cached[1]))
             _name_cache[name] = cached
     return cached
 

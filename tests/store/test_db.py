@@ -13,7 +13,7 @@ from chinwag.store import accounts, blocking, contacts, events, oauth, offline
 from chinwag.store.accounts import ACCOUNT_ID, SqlAccountRepository, StoredScram
 from chinwag.store.blocking import SqlBlockingRepository
 from chinwag.store.contacts import SqlContactRepository
-from chinwag.store.db import Database, migrate, redacted
+from chinwag.store.db import Database, migrate, operation, redacted
 from chinwag.store.models import Base, utc_now
 from chinwag.store.oauth import NewApp, NewToken, SqlOAuthRepository
 from chinwag.store.offline import NewOfflineMessage, SqlOfflineRepository
@@ -44,6 +44,34 @@ async def test_reads_outside_the_orm_return_rows_or_none_and_give_the_connection
     assert await database.rows(ACCOUNT_ID, {"username": "bob"}) == []
     assert await database.scalar(ACCOUNT_ID, {"username": "bob"}) is None
     assert database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_every_call_is_timed_once_by_operation(database):
+    timed: list[tuple[str, float]] = []
+    database.time_calls(lambda kind, seconds: timed.append((kind, seconds)))
+
+    await SqlAccountRepository(database).add("alice", [])
+    added = len(timed)
+    await database.rows(ACCOUNT_ID, {"username": "alice"})  # the hot read, outside the ORM
+    assert [kind for kind, _ in timed[added:]] == ["select"]
+    async with database.engine.begin() as connection:
+        await connection.execute(text("DELETE FROM offline_messages"))
+
+    kinds = [kind for kind, _ in timed]
+    assert "insert" in kinds[:added]
+    assert kinds[-1] == "delete"
+    assert all(seconds >= 0 for _, seconds in timed)
+    with pytest.raises(RuntimeError):
+        database.time_calls(lambda kind, seconds: None)
+
+
+def test_operation_names_the_statement_kind():
+    assert operation("  SELECT accounts.id FROM accounts") == "select"
+    assert operation("INSERT INTO accounts (username) VALUES (?)") == "insert"
+    assert operation("update accounts SET x = 1") == "update"
+    assert operation("DELETE FROM offline_messages") == "delete"
+    assert operation("WITH recent AS (SELECT 1) SELECT * FROM recent") == "other"
+    assert operation("BEGIN") == "other"
 
 
 async def test_sqlite_file_is_created_with_wal_and_foreign_keys(tmp_path):

@@ -204,3 +204,17 @@ def test_c2s_proxy_trusted_is_a_list_of_addresses_or_networks(tmp_path):
     for bad in ('"10.0.0.2"', '["lb.example.com"]', '["10.0.0.2/8"]'):
         with pytest.raises(ConfigError, match=r"'c2s\.proxy_trusted': must be a list of IP"):
             load_settings(write(tmp_path, f"[c2s]\nproxy_trusted = {bad}\n"))
+
+
+def test_metrics_allow_is_a_list_of_addresses_or_networks_and_token_a_string(tmp_path):
+    defaults = load_settings().metrics
+    assert (defaults.allow, defaults.token) == (("127.0.0.1", "::1"), "")
+    settings = load_settings(
+        write(tmp_path, '[metrics]\nallow = ["10.0.0.0/8"]\ntoken = "scrape-me"\n')
+    )
+    assert (settings.metrics.allow, settings.metrics.token) == (("10.0.0.0/8",), "scrape-me")
+    for bad in ('"127.0.0.1"', '["prometheus.internal"]'):
+        with pytest.raises(ConfigError, match=r"'metrics\.allow': must be a list of IP"):
+            load_settings(write(tmp_path, f"[metrics]\nallow = {bad}\n"))
+    with pytest.raises(ConfigError, match=r"'metrics\.token'"):
+        load_settings(write(tmp_path, "[metrics]\ntoken = 42\n"))

@@ -28,6 +28,8 @@ class LocalRouter:
         self._accounts: dict[str, dict[str, Session]] = {}
         """Each account's sessions by resource, keyed by the bare JID's text: a string
         hashes and compares in C, a JID through Python methods on every routed stanza."""
+        self.session_count = 0
+        """The sessions registered, without walking them (for metrics)."""
 
     # --- the Router protocol ----------------------------------------------------------
 
@@ -68,6 +70,8 @@ class LocalRouter:
         resources = self._accounts.setdefault(jid.bare.text, {})
         replaced = resources.pop(jid.resource, None)
         resources[jid.resource] = session
+        if replaced is None:
+            self.session_count += 1
         return replaced
 
     def remove(self, session: Session) -> None:
@@ -76,6 +80,7 @@ class LocalRouter:
         if resources is None or resources.get(jid.resource or "") is not session:
             return
         del resources[jid.resource or ""]
+        self.session_count -= 1
         if not resources:
             del self._accounts[jid.bare.text]
 
