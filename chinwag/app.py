@@ -24,10 +24,12 @@ from chinwag.network.profiles import ProfileService
 from chinwag.oauth.authenticator import PlatformAuthenticator
 from chinwag.oauth.service import OAuthService
 from chinwag.server.memory import settle_after_start
+from chinwag.server.retention import ArchiveRetention
 from chinwag.server.services import Services
 from chinwag.server.tls import ServerTLS, ensure_certificate
 from chinwag.server.xmpp_server import XMPPServer
 from chinwag.store.accounts import SqlAccountRepository
+from chinwag.store.archive import SqlArchiveRepository
 from chinwag.store.blocking import SqlBlockingRepository
 from chinwag.store.contacts import SqlContactRepository
 from chinwag.store.db import Database, redacted
@@ -85,6 +87,7 @@ def build_services(settings: Settings, database: Database) -> tuple[Services, OA
         offline=SqlOfflineRepository(database),
         events=events,
         blocking=BlockingService(SqlBlockingRepository(database), events),
+        archive=SqlArchiveRepository(database),
     )
     return services, oauth
 
@@ -173,17 +176,20 @@ async def running(
         settings.http,
         websocket_max_bytes=2 * settings.limits.max_stanza_bytes,
     )
+    retention = ArchiveRetention(services.archive, settings.archive.retention_days)
     try:
         try:
             control.tls = _tls(settings)
             await xmpp.start(control.tls.context)
             await http.start()
+            retention.start()
         except OSError as error:
             raise StartupError(f"cannot listen: {error}") from None
         yield Running(settings, database, services, oauth, xmpp, http, control)
     finally:
         # XMPP first: its streams, WebSocket ones too, end with <system-shutdown/>
         # while the HTTP listener still carries them.
+        await retention.stop()
         await xmpp.stop()
         await http.stop()
         await database.close()

@@ -67,6 +67,7 @@ DEFAULT_MODULES = (
     "offline",
     "blocking",
     "carbons",
+    "mam",
     "chatstates",
     "csi",
     "vcard",
