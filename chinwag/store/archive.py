@@ -172,13 +172,13 @@ class SqlArchiveRepository:
 
     async def prefs(self, usernames: Iterable[str]) -> dict[str, Prefs]:
         found: dict[str, Prefs] = {}
-        for chunk in in_chunks(sorted(set(usernames))):
-            for username, default, always, never in await self._db.rows(
-                _PREFS_OF, {"usernames": chunk}
-            ):
-                found[username] = Prefs(
-                    default, frozenset(json.loads(always)), frozenset(json.loads(never))
-                )
+        async with self._db.engine.connect() as connection:
+            for chunk in in_chunks(sorted(set(usernames))):
+                rows = await connection.execute(_PREFS_OF, {"usernames": chunk})
+                for username, default, always, never in rows:
+                    found[username] = Prefs(
+                        default, frozenset(json.loads(always)), frozenset(json.loads(never))
+                    )
         return found
 
     async def set_prefs(self, username: str, prefs: Prefs) -> bool:
