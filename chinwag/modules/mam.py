@@ -145,6 +145,8 @@ class Writer:
         self._queue: list[Pending] = []
         self._next: asyncio.Future[None] | None = None
         """Resolved once the queued messages are stored."""
+        self._current: asyncio.Future[None] | None = None
+        """Resolved once the batch being stored is."""
         self._running = False
 
     def __len__(self) -> int:
@@ -158,26 +160,30 @@ class Writer:
 
     def stored(self) -> Awaitable[None]:
         """Resolves once everything queued so far is stored (or failed)."""
-        if not self._queue:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        if self._next is None:
-            self._next = asyncio.get_running_loop().create_future()
-        return asyncio.shield(self._next)
+        loop = asyncio.get_running_loop()
+        if self._queue:
+            if self._next is None:
+                self._next = loop.create_future()
+            return asyncio.shield(self._next)
+        if self._current is not None:
+            return asyncio.shield(self._current)
+        done: asyncio.Future[None] = loop.create_future()
+        done.set_result(None)
+        return done
 
     async def _run(self) -> None:
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
-                done, self._next = self._next, None
+                current = self._next or asyncio.get_running_loop().create_future()
+                self._current, self._next = current, None
                 try:
                     await self._archive.store(batch)
                 except Exception:
                     log.exception("archiving a batch of %d messages failed", len(batch))
                 finally:
-                    if done is not None:
-                        done.set_result(None)
+                    self._current = None
+                    current.set_result(None)
         finally:
             self._running = False
 
