@@ -116,6 +116,7 @@ def _web_app(
         contacts=ContactService(SqlContactRepository(database), web_events),
         profiles=ProfileService(SqlProfileRepository(database), web_events),
         blocking=BlockingService(SqlBlockingRepository(database), web_events),
+        archive=services.archive if settings.archive.enabled else None,
         presence=_live_presence(xmpp),
         xmpp=xmpp,
         sessions=xmpp.sessions.all,
