@@ -52,6 +52,7 @@ from chinwag.xmpp.errors import StanzaCondition, StanzaError
 from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID, InvalidJID
 from chinwag.xmpp.stanza import make_reply
+from chinwag.xmpp.times import parse_datetime
 from chinwag.xmpp.xml import parse_stanza
 
 SPEC = Spec(
@@ -424,15 +425,12 @@ def parse_time(values: dict[str, list[str]], var: str) -> datetime | None:
     text = optional(values, var)
     if text is None:
         return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
+    when = parse_datetime(text)
+    if when is None:
         raise StanzaError(
             StanzaCondition.BAD_REQUEST, f"'{var}' must be a XEP-0082 date and time with a zone"
         )
-    return when.astimezone(UTC)
+    return when
 
 
 def parse_rsm(rsm: Element | None, max_page: int) -> dict[str, Any]:

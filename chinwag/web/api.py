@@ -19,7 +19,7 @@ import base64
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -45,6 +45,7 @@ from chinwag.web.openapi import API_PREFIX, OPENAPI
 from chinwag.web.pages import Services
 from chinwag.web.presence import PresenceSource, summary
 from chinwag.xmpp.jid import JID, InvalidJID
+from chinwag.xmpp.times import parse_datetime
 from chinwag.xmpp.xml import parse_stanza
 
 REALM = "chinwag"
@@ -274,15 +275,12 @@ def _page_max(text: str | None, cap: int) -> int:
 def _when(text: str | None, name: str) -> datetime | None:
     if text is None:
         return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
+    when = parse_datetime(text)
+    if when is None:
         raise ApiError(
             400, "bad_request", f"'{name}' must be an ISO 8601 date and time with a zone."
         )
-    return when.astimezone(UTC)
+    return when
 
 
 def _archived_json(item: ArchivedItem) -> dict[str, Any]:
