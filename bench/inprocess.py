@@ -1,7 +1,7 @@
 """What routing one message, or signing in, costs chinwag's own code, without sockets or
 a load generator.
 
-    python -m bench.inprocess [--reads N] [--rounds R] [--sm]
+    python -m bench.inprocess [--reads N] [--rounds R] [--sm] [--archive]
     python -m bench.inprocess --sign-ins N [--without-pbkdf2] [--sm]
 
 Two contacts are provisioned in a temporary directory, as for the benchmark, and
@@ -24,6 +24,9 @@ With ``--sm`` every user enables XEP-0198 stream management after binding, as th
 generator's clients do with ``--sm``: the sender asks for an acknowledgement after
 every fifth message, and the recipient acknowledges what it was sent once per
 event-loop turn, when the server, which asks at most once per turn, has asked.
+
+With ``--archive`` chinwag archives every message (XEP-0313), as ``bench.run
+--archive`` has it do; otherwise archiving is off, as in the benchmark.
 
 It moves with the machine's speed: to compare two versions of the hot path, run
 them in turn, several times each. Under a profiler (``py-spy record -- python -m
@@ -256,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sm", action="store_true", help="every user enables stream management (XEP-0198)"
     )
+    parser.add_argument(
+        "--archive", action="store_true", help="chinwag archives every message (XEP-0313)"
+    )
     args = parser.parse_args(argv)
     if args.without_pbkdf2 and not args.sign_ins:
         parser.error("--without-pbkdf2 goes with --sign-ins")
@@ -267,10 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="chinwag-inprocess-") as directory:
         workdir = Path(directory)
         server = Chinwag(workdir, make_certificate(workdir))
+        server.archive = args.archive
         if args.sign_ins:
             if args.without_pbkdf2:
                 accounts.password_matches = _accept
             server.provision(WARM_UP_SIGN_INS + args.sign_ins)
+            server.write_config()
             cpu, wall = _run(measure_sign_ins(server.config, args.sign_ins, sm=args.sm))
             print(
                 f"{args.sign_ins:,} sign-ins, at most {SIGN_INS_IN_FLIGHT} at a time: {cpu:.0f} "
@@ -278,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
         server.provision(2)
+        server.write_config()
         figures = _run(measure(server.config, args.reads, args.rounds, sm=args.sm))
     print(
         f"{args.reads * MESSAGES_PER_READ:,} messages per round, {args.rounds} rounds: "

@@ -222,7 +222,8 @@ class Archive:
         owner = to.bare.text
         if stamped_for(message, owner):
             return False  # archived when it was first routed
-        peer = _bare_and_resource(sender)
+        # A client's stanza has its session's JID as 'from': no need to parse it again.
+        peer = (origin.jid.bare.text, origin.jid.resource) if origin else _bare_and_resource(sender)
         if peer is not None:
             archive_id = self.archive(to.local, peer[0], peer[1], False, text, now)
             if archive_id is not None:
