@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,7 +75,7 @@ ROUTE_PRIORITY = 50
 """After the block list's screen (100): a message it refuses is not archived."""
 MAX_QUEUED = 10_000
 """Messages waiting for the writer beyond which a sender's stream waits for them."""
-ARCHIVE_ID_BYTES = 12
+ARCHIVE_ID_RANDOM_BYTES = 3
 QUERY_FIELDS = ("with", "start", "end", "before-id", "after-id", "ids")
 
 
@@ -128,6 +129,19 @@ def keeps(prefs: Prefs, peer: str, contact: bool) -> bool:
     if peer in prefs.always:
         return True
     return prefs.default == "always" or (prefs.default == "roster" and contact)
+
+
+class ArchiveIds:
+    """Archive ids that grow with time: microseconds since the epoch (never the same
+    twice in this process), then random bytes, so that processes sharing a database do
+    not meet. Growing ids keep each insert into the id index at its end."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def __call__(self) -> str:
+        self._last = max(time.time_ns() // 1000, self._last + 1)
+        return f"{self._last:014x}{random_hex(ARCHIVE_ID_RANDOM_BYTES)}"
 
 
 @dataclass(slots=True)
@@ -199,6 +213,7 @@ class Archive:
         self.prefs: dict[str, Prefs] = {}
         """Preferences of online users, by username (the default when they set none)."""
         self.writer = Writer(self)
+        self.new_id = ArchiveIds()
 
     # --- archiving --------------------------------------------------------------------------
 
@@ -250,7 +265,7 @@ class Archive:
         decided = prefs is not None
         if not keeps(prefs or self.default, peer, self.is_contact(username, peer)):
             return None
-        archive_id = random_hex(ARCHIVE_ID_BYTES)
+        archive_id = self.new_id()
         message = NewArchivedMessage(username, archive_id, now, peer, resource, outgoing, text)
         self.writer.add(Pending(message, decided))
         return archive_id
