@@ -499,7 +499,8 @@ def fin_reply(iq: Element, page: ArchivePage) -> Element:
     if page.items:
         rsm.add("first").append(page.items[0].archive_id)
         rsm.add("last").append(page.items[-1].archive_id)
-    rsm.add("count").append(str(page.count))
+    if page.count is not None:  # more than the store counts: none (it is optional)
+        rsm.add("count").append(str(page.count))
     return reply
 
 

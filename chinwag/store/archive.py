@@ -43,6 +43,9 @@ _ROW_OF = select(_MESSAGE.c.id).where(
 _PURGE = delete(_MESSAGE).where(_MESSAGE.c.archived_at < bindparam("before"))
 
 POLICIES = ("always", "never", "roster")
+COUNT_LIMIT = 10_000
+"""Results counted at most: counting a million rows would take longer than reading a
+page, so a larger result set has no count (RSM's <count/> is optional)."""
 
 
 class UnknownArchiveId(LookupError):
@@ -105,8 +108,8 @@ class ArchivePage:
     """Oldest first, whichever way the page was read."""
     complete: bool
     """The page reaches the end of the result set in the direction it was read."""
-    count: int
-    """Items in the whole result set."""
+    count: int | None
+    """Items in the whole result set; None when there are more than COUNT_LIMIT."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,11 +167,10 @@ class SqlArchiveRepository:
             if account_id is None:
                 return ArchivePage([], True, 0)
             where = await _filters(connection, account_id, query)
-            count = await connection.scalar(
-                select(func.count()).select_from(_MESSAGE).where(*where)
-            )
+            matching = select(_MESSAGE.c.id).where(*where).limit(COUNT_LIMIT + 1).subquery()
+            count = int(await connection.scalar(select(func.count()).select_from(matching)) or 0)
             page = await _page(connection, account_id, where, query)
-        return ArchivePage(page.items, page.complete, int(count or 0))
+        return ArchivePage(page.items, page.complete, count if count <= COUNT_LIMIT else None)
 
     async def prefs(self, usernames: Iterable[str]) -> dict[str, Prefs]:
         found: dict[str, Prefs] = {}
@@ -250,7 +252,12 @@ async def _filters(
     if query.before_id is not None:
         where.append(c.id < await _row_id(connection, account_id, query.before_id))
     if query.ids is not None:
-        where.append(c.archive_id.in_(query.ids))
+        # Each looked up by its own index first: the planner would rather walk the
+        # account's rows in id order.
+        rows = await connection.execute(
+            select(c.id).where(c.account_id == account_id, c.archive_id.in_(query.ids))
+        )
+        where.append(c.id.in_([row_id for (row_id,) in rows]))
     return where
 
 

@@ -420,7 +420,11 @@ OPENAPI: dict[str, Any] = {
                     "messages": {"type": "array", "items": _ref("ArchivedMessage")},
                     "first": {**_NULLABLE_TEXT, "description": "The first message's id."},
                     "last": {**_NULLABLE_TEXT, "description": "The last message's id."},
-                    "count": {"type": "integer", "minimum": 0},
+                    "count": {
+                        "type": ["integer", "null"],
+                        "minimum": 0,
+                        "description": "The number of all results; null when more than 10,000.",
+                    },
                     "complete": {"type": "boolean"},
                 },
             },

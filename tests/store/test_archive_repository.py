@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chinwag.store import archive as archive_store
 from chinwag.store.archive import (
     ArchiveQuery,
     NewArchivedMessage,
@@ -162,3 +163,15 @@ async def test_deleting_an_account_deletes_its_archive(
     assert (await archive.query("alice", ArchiveQuery())).count == 0
     assert await archive.prefs(["alice"]) == {}
     assert (await archive.query("bob", ArchiveQuery())).count == 1
+
+
+async def test_a_large_result_set_is_not_counted(
+    archive: SqlArchiveRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archive_store, "COUNT_LIMIT", 8)
+
+    everything = await archive.query("alice", ArchiveQuery(max=2))
+    eight = await archive.query("alice", ArchiveQuery(after_id="id1", max=2))
+
+    assert (ids(everything), everything.count) == (["id1", "id2"], None)
+    assert eight.count == 8
