@@ -150,7 +150,7 @@ async def run(engine: str, open_database: Callable[[], object], rows: int) -> No
         print(f"{'query':<36} {'median ms':>10} {'slowest ms':>11} {'count':>9}")
         for name, query in queries(rows).items():
             median, slowest, count = await time_query(repo, query)
-            counted = "> 10,000" if count is None else f"{count:,}"
+            counted = "> 1,000" if count is None else f"{count:,}"
             print(f"{name:<36} {median:>10.2f} {slowest:>11.2f} {counted:>9}")
 
 

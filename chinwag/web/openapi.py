@@ -423,7 +423,7 @@ OPENAPI: dict[str, Any] = {
                     "count": {
                         "type": ["integer", "null"],
                         "minimum": 0,
-                        "description": "The number of all results; null when more than 10,000.",
+                        "description": "The number of all results; null when more than 1,000.",
                     },
                     "complete": {"type": "boolean"},
                 },

@@ -79,6 +79,10 @@ async def test_with_a_bare_or_a_full_jid(archive: SqlArchiveRepository) -> None:
 async def test_start_end_and_the_extended_fields(archive: SqlArchiveRepository) -> None:
     timed = ArchiveQuery(start=T0 + timedelta(minutes=3), end=T0 + timedelta(minutes=5))
     assert ids(await archive.query("alice", timed)) == ["id3", "id4", "id5"]
+    late = ArchiveQuery(start=T0 + timedelta(days=1))
+    early = ArchiveQuery(end=T0)
+    assert (await archive.query("alice", late)).count == 0
+    assert (await archive.query("alice", early)).count == 0
     ranged = ArchiveQuery(after_id="id2", before_id="id6")
     assert ids(await archive.query("alice", ranged)) == ["id3", "id4", "id5"]
     assert ids(await archive.query("alice", ArchiveQuery(ids=("id8", "id2", "id10")))) == [
