@@ -1,7 +1,7 @@
 """What routing one message, or signing in, costs chinwag's own code, without sockets or
 a load generator.
 
-    python -m bench.inprocess [--reads N] [--rounds R] [--sm] [--archive]
+    python -m bench.inprocess [--reads N] [--rounds R] [--sm] [--reads-per-turn T] [--archive]
     python -m bench.inprocess --sign-ins N [--without-pbkdf2] [--sm]
 
 Two contacts are provisioned in a temporary directory, as for the benchmark, and
@@ -24,6 +24,11 @@ With ``--sm`` every user enables XEP-0198 stream management after binding, as th
 generator's clients do with ``--sm``: the sender asks for an acknowledgement after
 every fifth message, and the recipient acknowledges what it was sent once per
 event-loop turn, when the server, which asks at most once per turn, has asked.
+
+``--reads-per-turn 1`` ends an event-loop turn after every read instead of every
+hundred: with ``--sm``, the server then asks the recipient for an acknowledgement about
+once per read, and the recipient answers each request, as the generator's clients do
+under load (a request and an answer for every five to seven messages each way).
 
 With ``--archive`` chinwag archives every message (XEP-0313), as ``bench.run
 --archive`` has it do; otherwise archiving is off, as in the benchmark.
@@ -192,7 +197,14 @@ def _settings(config: Path) -> Settings:
     )
 
 
-async def measure(config: Path, reads: int, rounds: int, *, sm: bool = False) -> list[float]:
+async def measure(
+    config: Path,
+    reads: int,
+    rounds: int,
+    *,
+    sm: bool = False,
+    reads_per_turn: int = READS_PER_TURN,
+) -> list[float]:
     """Microseconds per routed message, one figure per round."""
     async with running(_settings(config)) as app:
         sender, _ = await sign_in(app.xmpp, user_name(0), sm=sm)
@@ -205,7 +217,7 @@ async def measure(config: Path, reads: int, rounds: int, *, sm: bool = False) ->
             started = time.perf_counter()
             for index, data in enumerate(batches, 1):
                 sender.data_received(data)
-                if index % READS_PER_TURN == 0:
+                if index % reads_per_turn == 0:
                     await asyncio.sleep(0)
                     if (managed := _managed(recipient)) is not None:
                         recipient.data_received(SM_ACK % managed.sent)
@@ -260,15 +272,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sm", action="store_true", help="every user enables stream management (XEP-0198)"
     )
     parser.add_argument(
+        "--reads-per-turn",
+        type=int,
+        default=READS_PER_TURN,
+        help="reads between two event-loop turns (and, with --sm, acknowledgements)",
+    )
+    parser.add_argument(
         "--archive", action="store_true", help="chinwag archives every message (XEP-0313)"
     )
     args = parser.parse_args(argv)
     if args.without_pbkdf2 and not args.sign_ins:
         parser.error("--without-pbkdf2 goes with --sign-ins")
-    if args.reads < READS_PER_TURN or args.rounds < 1 or args.sign_ins < 0:
+    if not 1 <= args.reads_per_turn <= READS_PER_TURN:
+        parser.error(f"--reads-per-turn must be 1 to {READS_PER_TURN}")
+    if args.reads < args.reads_per_turn or args.rounds < 1 or args.sign_ins < 0:
         parser.error(
-            f"--reads must be at least {READS_PER_TURN}, --rounds at least 1 and --sign-ins "
-            "not negative"
+            f"--reads must be at least {args.reads_per_turn} (--reads-per-turn), --rounds at "
+            "least 1 and --sign-ins not negative"
         )
     with tempfile.TemporaryDirectory(prefix="chinwag-inprocess-") as directory:
         workdir = Path(directory)
@@ -287,7 +307,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         server.provision(2)
         server.write_config()
-        figures = _run(measure(server.config, args.reads, args.rounds, sm=args.sm))
+        figures = _run(
+            measure(
+                server.config,
+                args.reads,
+                args.rounds,
+                sm=args.sm,
+                reads_per_turn=args.reads_per_turn,
+            )
+        )
     print(
         f"{args.reads * MESSAGES_PER_READ:,} messages per round, {args.rounds} rounds: "
         f"{statistics.median(figures):.2f} µs per routed message (median), "

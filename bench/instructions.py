@@ -1,7 +1,8 @@
 """What routing one message, or signing one user in, costs chinwag's event loop in
 instructions executed, counted by valgrind rather than timed.
 
-    python -m bench.instructions [--messages N] [--sign-ins N] [--sm] [--archive]
+    python -m bench.instructions [--messages N] [--sign-ins N] [--sm] [--reads-per-turn T]
+                                 [--archive]
 
 On a virtual machine whose hypervisor lends its cores to other guests, timings move by
 a third from one hour to the next; the number of instructions the same work executes
@@ -23,9 +24,12 @@ count moved by a factor of three from one pair of runs to the next. Each sign-in
 figure includes its sign-out when the server stops.
 
 With ``--sm`` the counted runs enable XEP-0198 stream management
-(``bench.inprocess --sm``): the cost of a routed message or of a sign-in with it. With
-``--archive`` chinwag archives every message (``bench.inprocess --archive``); only the
-event loop's share is counted, not the database driver's thread that commits.
+(``bench.inprocess --sm``): the cost of a routed message or of a sign-in with it.
+``--reads-per-turn 1`` counts messages with an event-loop turn after every read, and with
+``--sm`` an acknowledgement asked of the recipient and given each time (see
+``bench.inprocess``).
+With ``--archive`` chinwag archives every message (``bench.inprocess --archive``); only
+the event loop's share is counted, not the database driver's thread that commits.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.inprocess import MESSAGES_PER_READ
+from bench.inprocess import MESSAGES_PER_READ, READS_PER_TURN
 
 BASE_READS = 100
 """Reads of seven messages per round, in both runs."""
@@ -135,12 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sm", action="store_true", help="with stream management (XEP-0198) enabled"
     )
+    parser.add_argument(
+        "--reads-per-turn",
+        type=int,
+        default=READS_PER_TURN,
+        help=f"messages: reads between two event-loop turns (1 to {READS_PER_TURN})",
+    )
     parser.add_argument("--archive", action="store_true", help="with archiving (XEP-0313) on")
     args = parser.parse_args(argv)
     options = (*(("--sm",) if args.sm else ()), *(("--archive",) if args.archive else ()))
+    turns = ("--reads-per-turn", str(args.reads_per_turn))
     batch = BASE_READS * MESSAGES_PER_READ
     if args.messages < 0 or args.messages % batch or args.sign_ins < 0:
         parser.error(f"--messages must be a multiple of {batch}, --sign-ins not negative")
+    if not 1 <= args.reads_per_turn <= READS_PER_TURN:
+        parser.error(f"--reads-per-turn must be 1 to {READS_PER_TURN}")
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
@@ -148,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(directory)
         try:
             if args.messages:
-                figure = per_message(args.messages, workdir / "messages", *options)
+                figure = per_message(args.messages, workdir / "messages", *options, *turns)
                 print(f"{figure:,.0f} instructions per routed message ({args.messages:,} counted)")
             if args.sign_ins:
                 figure = per_sign_in(args.sign_ins, workdir / "sign-ins", *options)

@@ -345,6 +345,8 @@ class Chinwag(BenchServer):
     def provision(self, users: int) -> None:
         names = _users(users)
         csv = _write_csv(self.workdir / "users.csv", [(name, PASSWORD) for name in names])
+        if self._has_command("db", "migrate"):
+            self._cli("db", "migrate")  # only it and serve make a new database
         self._cli("user", "import", str(csv))
         pairs = _write_csv(self.workdir / "contacts.csv", contact_pairs(users))
         if self._has_command("contacts", "import"):

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp
 
 from chinwag import logs
@@ -23,22 +24,24 @@ from chinwag.network.invitations import InvitationService
 from chinwag.network.profiles import ProfileService
 from chinwag.oauth.authenticator import PlatformAuthenticator
 from chinwag.oauth.service import OAuthService
+from chinwag.server import sd_notify
 from chinwag.server.memory import settle_after_start
 from chinwag.server.retention import ArchiveRetention
 from chinwag.server.services import Services
-from chinwag.server.tls import ServerTLS, ensure_certificate
+from chinwag.server.tls import CertificateError, ServerTLS, ensure_certificate
 from chinwag.server.xmpp_server import XMPPServer
 from chinwag.store.accounts import SqlAccountRepository
 from chinwag.store.archive import SqlArchiveRepository
 from chinwag.store.blocking import SqlBlockingRepository
 from chinwag.store.contacts import SqlContactRepository
-from chinwag.store.db import Database, redacted
+from chinwag.store.db import Database, MigrationError, redacted
 from chinwag.store.invitations import SqlInvitationRepository
 from chinwag.store.oauth import SqlOAuthRepository
 from chinwag.store.offline import SqlOfflineRepository
 from chinwag.store.profiles import SqlProfileRepository
 from chinwag.store.secret_files import PRIVATE_DIRECTORY_MODE, secret_file
-from chinwag.web.app import build_web_app
+from chinwag.web.admin_token import ensure_admin_token
+from chinwag.web.app import build_web_app, signing_secret
 from chinwag.web.presence import ONLINE, SHOWS, PresenceSource, ResourcePresence
 from chinwag.web.server import HTTPServer
 from chinwag.xmpp.jid import JID
@@ -149,25 +152,74 @@ def _live_presence(xmpp: XMPPServer) -> PresenceSource:
 
 
 def _tls(settings: Settings) -> ServerTLS:
+    """The files ``[tls]`` names, or else a self-signed pair in the data directory, made
+    at the first start: never in place of named files that are missing."""
     cert, key = settings.tls_cert_path, settings.tls_key_path
-    if ensure_certificate(cert, key, settings.domain):
-        log.info(
-            "generated a self-signed TLS certificate for %s in %s", settings.domain, cert.parent
-        )
-    return ServerTLS(cert, key)
+    try:
+        if not settings.tls_configured and ensure_certificate(cert, key, settings.domain):
+            log.info(
+                "generated a self-signed TLS certificate for %s in %s", settings.domain, cert.parent
+            )
+    except OSError as error:
+        raise StartupError(
+            f"cannot make a self-signed certificate in {cert.parent}: {error.strerror}"
+        ) from None
+    try:
+        return ServerTLS(cert, key)
+    except CertificateError as error:
+        files = "the [tls] cert and key" if settings.tls_configured else "the self-signed pair"
+        raise StartupError(f"cannot use {files}: {error}") from None
+
+
+def _data_directory(settings: Settings) -> None:
+    try:
+        settings.data_path.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
+    except OSError as error:
+        raise StartupError(
+            f"cannot make the data directory {settings.data_path}: {error.strerror}"
+        ) from None
+
+
+async def _migrated_database(url: str) -> Database:
+    """The database at ``url``, created or brought to the newest schema."""
+    try:
+        database = Database.open(url)
+    except OSError as error:
+        raise StartupError(f"cannot use the database {redacted(url)}: {error.strerror}") from None
+    try:
+        await database.migrate()
+    except MigrationError as error:
+        await database.close()
+        raise StartupError(str(error)) from None
+    except (OSError, DBAPIError) as error:
+        await database.close()
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        raise StartupError(f"cannot use the database {redacted(url)}: {reason}") from None
+    return database
+
+
+def prepare_shared_files(settings: Settings) -> None:
+    """Make what every process serving ``settings`` reads from the data directory (the
+    TLS certificate, the secrets), so that workers started together find it made."""
+    settings.data_path.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
+    _tls(settings)
+    _stand_in_key(settings.data_path)
+    ensure_admin_token(settings.data_path)
+    signing_secret(settings.data_path)
 
 
 @asynccontextmanager
 async def running(
-    settings: Settings, reread: Callable[[], Settings] | None = None
+    settings: Settings, reread: Callable[[], Settings] | None = None, *, reuse_port: bool = False
 ) -> AsyncIterator[Running]:
     """Start every service for ``settings``; stop them all, gracefully, on exit.
 
     ``reread`` reads the settings file again, for a reload (``chinwag reload``, SIGHUP).
+    ``reuse_port``: the listeners share their ports with other workers (SO_REUSEPORT).
     """
-    settings.data_path.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
-    database = Database.open(settings.database_url)
-    await database.migrate()
+    _data_directory(settings)
+    tls = _tls(settings)
+    database = await _migrated_database(settings.database_url)
     services, oauth = build_services(settings, database)
     xmpp = XMPPServer(settings, services)
     xmpp.load_modules()
@@ -176,18 +228,21 @@ async def running(
         _web_app(settings, database, services, oauth, xmpp, control),
         settings.http,
         websocket_max_bytes=2 * settings.limits.max_stanza_bytes,
+        reuse_port=reuse_port,
     )
     retention = ArchiveRetention(services.archive, settings.archive.retention_days)
     try:
         try:
-            control.tls = _tls(settings)
-            await xmpp.start(control.tls.context)
+            control.tls = tls
+            await xmpp.start(tls.context, reuse_port=reuse_port)
             await http.start()
             retention.start()
         except OSError as error:
             raise StartupError(f"cannot listen: {error}") from None
+        await control.advertise()
         yield Running(settings, database, services, oauth, xmpp, http, control)
     finally:
+        await control.close()
         # XMPP first: its streams, WebSocket ones too, end with <system-shutdown/>
         # while the HTTP listener still carries them.
         await retention.stop()
@@ -215,22 +270,32 @@ def _announce(app: Running) -> None:
     log.info("add a user with: chinwag user add NAME --password PASSWORD")
 
 
-async def _serve(settings: Settings, reread: Callable[[], Settings] | None) -> None:
+async def _serve(
+    settings: Settings, reread: Callable[[], Settings] | None, reuse_port: bool
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with running(settings, reread) as app:
+    async with running(settings, reread, reuse_port=reuse_port) as app:
+        app.control.stop = stop.set
         loop.add_signal_handler(signal.SIGHUP, app.control.reload_on_signal)
+        loop.add_signal_handler(signal.SIGUSR1, app.control.drain_on_signal)
         settle_after_start()
         _announce(app)
+        sd_notify.notify("READY=1", f"STATUS=serving {settings.domain}")
         await stop.wait()
+        sd_notify.notify("STOPPING=1")
         log.info("stopping: closing every stream with <system-shutdown/>")
     log.info("stopped")
 
 
-def serve(settings: Settings, reread: Callable[[], Settings] | None = None) -> None:
-    """Run chinwag until SIGINT or SIGTERM; SIGHUP reloads what ``reread`` reads."""
+def serve(
+    settings: Settings, reread: Callable[[], Settings] | None = None, *, reuse_port: bool = False
+) -> None:
+    """Run chinwag until SIGINT or SIGTERM, or a drain (SIGUSR1, ``chinwag drain``) is
+    done; SIGHUP reloads what ``reread`` reads. ``reuse_port``: as a worker of
+    ``chinwag serve --workers``, sharing the listening ports."""
     try:
         logs.configure(settings.log)
     except logs.LogFileError as error:
@@ -238,6 +303,6 @@ def serve(settings: Settings, reread: Callable[[], Settings] | None = None) -> N
     try:
         import uvloop
     except ImportError:
-        asyncio.run(_serve(settings, reread))
+        asyncio.run(_serve(settings, reread, reuse_port))
     else:
-        uvloop.run(_serve(settings, reread))
+        uvloop.run(_serve(settings, reread, reuse_port))

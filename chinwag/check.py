@@ -36,7 +36,7 @@ from cryptography import x509
 
 from chinwag.cli_common import ServerProblem, ask_server
 from chinwag.config import Settings
-from chinwag.server.tls import certificate_names, server_ssl_context
+from chinwag.server.tls import CertificateError, certificate_names, loaded_context
 
 Level = Literal["ok", "warning", "error"]
 
@@ -155,40 +155,42 @@ def is_local_domain(domain: str) -> bool:
 def tls_findings(settings: Settings, now: datetime) -> Iterator[Finding]:
     cert_path, key_path = settings.tls_cert_path, settings.tls_key_path
     domain = settings.domain
-    if not cert_path.exists() and not key_path.exists():
-        note = (
-            f"no certificate at {cert_path} yet: chinwag serve makes a self-signed one for {domain}"
-        )
-        if is_local_domain(domain):
-            yield ok("tls", note)
-        else:
-            yield warning("tls", f"{note}, which clients refuse: set [tls] cert and key")
-        return
-    for present, absent in ((cert_path, key_path), (key_path, cert_path)):
-        if not absent.exists():
-            yield error(
-                "tls",
-                f"{absent} is missing, so chinwag serve would replace {present} "
-                "with a self-signed certificate",
-            )
+    if not settings.tls_configured:
+        problem = _self_signed_problem(cert_path, key_path, domain)
+        if problem is not None:
+            yield problem
             return
     try:
+        loaded_context(cert_path, key_path)
         chain = x509.load_pem_x509_certificates(cert_path.read_bytes())
-        server_ssl_context(cert_path, key_path)
-    except OSError as problem:
-        yield error("tls", f"cannot use {cert_path} with {key_path}: {_reason(problem)}")
+    except CertificateError as problem:
+        yield error("tls", f"{problem}: chinwag serve will not start")
         return
-    except ValueError:
-        yield error("tls", f"{cert_path} holds no PEM certificate")
+    except (OSError, ValueError) as problem:
+        yield error("tls", f"cannot use {cert_path}: {problem}")
         return
     yield ok("tls", f"{cert_path} and its key {key_path} load")
     yield from _certificate_findings(chain, domain, now)
 
 
-def _reason(problem: OSError) -> str:
-    if isinstance(problem, ssl.SSLError):
-        return problem.reason or str(problem)
-    return problem.strerror or str(problem)
+def _self_signed_problem(cert_path: Path, key_path: Path, domain: str) -> Finding | None:
+    """With no ``[tls]`` files: the self-signed pair of the data directory, if it is not
+    whole yet (serve makes one, a finding about it), or None to check the files."""
+    if not cert_path.exists() and not key_path.exists():
+        note = (
+            f"no certificate at {cert_path} yet: chinwag serve makes a self-signed one for {domain}"
+        )
+        if is_local_domain(domain):
+            return ok("tls", note)
+        return warning("tls", f"{note}, which clients refuse: set [tls] cert and key")
+    for present, absent in ((cert_path, key_path), (key_path, cert_path)):
+        if not absent.exists():
+            return error(
+                "tls",
+                f"{absent} is missing, so chinwag serve would replace {present} "
+                "with a self-signed certificate",
+            )
+    return None
 
 
 def _certificate_findings(

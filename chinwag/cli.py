@@ -26,6 +26,9 @@ from rich.table import Table
 from rich.text import Text
 
 from chinwag.cli_common import (
+    CONFIG_EXIT,
+    DEBUG_OPTION,
+    FAILURE_EXIT,
     ConfigOption,
     JsonOption,
     T,
@@ -38,10 +41,11 @@ from chinwag.cli_common import (
     run_on_database,
     settings_or_exit,
     use_config,
+    use_debug,
 )
 from chinwag.invite_cli import invite_cli
 from chinwag.oauth_cli import app_cli, app_password_cli, token_cli
-from chinwag.operator_cli import bans_cli, check, reload, sessions_cli, status
+from chinwag.operator_cli import bans_cli, check, drain, reload, sessions_cli, status
 from chinwag.portability_cli import db_cli, export, import_
 
 # Imported where used, so that ``chinwag --help`` does not wait for SQLAlchemy and Alembic.
@@ -57,7 +61,10 @@ _HEADER = ["name", "password", "full name"]
 """The header line a user import file may start with (any case)."""
 
 app = typer.Typer(
-    help="chinwag: an XMPP messaging server.", no_args_is_help=True, add_completion=False
+    help="chinwag: an XMPP messaging server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # main() says what failed in one line; --debug: Python's
 )
 user_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
@@ -99,7 +106,32 @@ def _prompted(password: str | None) -> str:
 
 
 def main() -> None:
-    app()
+    """The console script: any failure that no command foresaw is one line too, and its
+    traceback comes with ``--debug`` only."""
+    args = _global_options_first(sys.argv[1:])
+    try:
+        app(args=args, prog_name="chinwag")
+    except Exception as error:
+        if DEBUG_OPTION in args:
+            raise
+        reason = str(error).splitlines()[0] if str(error) else ""
+        err.print(
+            Text.assemble(
+                ("error: ", "bold red"),
+                f"{type(error).__name__}{': ' if reason else ''}{reason} "
+                f"(chinwag {DEBUG_OPTION} ... shows where)",
+            )
+        )
+        sys.exit(FAILURE_EXIT)
+
+
+def _global_options_first(args: list[str]) -> list[str]:
+    """``args`` with ``--debug`` moved before the command, so that it goes anywhere, as
+    ``--config`` does (which every command takes too)."""
+    end = args.index("--") if "--" in args else len(args)
+    if DEBUG_OPTION not in args[:end]:
+        return args
+    return [DEBUG_OPTION, *(arg for arg in args[:end] if arg != DEBUG_OPTION), *args[end:]]
 
 
 def _print_version(asked: bool) -> None:
@@ -119,15 +151,45 @@ def global_options(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            DEBUG_OPTION,
+            help="On a failure, print the traceback of its cause too (before or after the command).",
+        ),
+    ] = False,
 ) -> None:
     """chinwag: an XMPP messaging server."""
     use_config(config)
+    use_debug(debug)
 
 
 @app.command()
-def serve(config: ConfigOption = None) -> None:
-    """Run the server; SIGHUP (or 'chinwag reload') makes it read its settings file again."""
+def serve(
+    config: ConfigOption = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=256,
+            metavar="N",
+            help="Run N nodes of the cluster on this machine, sharing the listening ports "
+            "(one per core); needs the cluster section (a Redis) and PostgreSQL.",
+        ),
+    ] = None,
+    node: Annotated[str | None, typer.Option("--node", hidden=True)] = None,
+    reuse_port: Annotated[bool, typer.Option("--reuse-port", hidden=True)] = False,
+) -> None:
+    """Run the server; SIGHUP (or 'chinwag reload') makes it read its settings file again,
+    SIGUSR1 (or 'chinwag drain') sends its clients to another node and stops it."""
     settings = settings_or_exit(config)
+    if workers is not None and settings.cluster is None:
+        fail(
+            "--workers runs several nodes of a cluster on this machine: it needs a [cluster] "
+            "section (a Redis) and a PostgreSQL [database] url (docs/cluster.md)",
+            CONFIG_EXIT,
+        )
     if settings.cluster is not None:
         fail(
             "[cluster] is not served yet: this release runs one process (docs/cluster.md); "
@@ -136,16 +198,39 @@ def serve(config: ConfigOption = None) -> None:
     from chinwag.app import StartupError
     from chinwag.app import serve as serve_forever
     from chinwag.config import load_settings
+    from chinwag.workers import as_worker
 
     chosen = config_path(config)
+    if workers is not None:
+        _supervise(settings, workers, chosen)
     try:
-        serve_forever(settings, reread=lambda: load_settings(chosen))
+        settings = as_worker(settings, node)
+    except ValueError as error:
+        fail(str(error), CONFIG_EXIT)
+    try:
+        serve_forever(
+            settings,
+            reread=lambda: as_worker(load_settings(chosen), node),
+            reuse_port=reuse_port,
+        )
     except StartupError as error:
         fail(str(error))
 
 
+def _supervise(settings: Settings, workers: int, config: str | None) -> NoReturn:
+    """``serve --workers``: make the files the workers share, then run and watch them."""
+    from chinwag.app import prepare_shared_files
+    from chinwag.workers import serve_command, supervise, worker_names
+
+    assert settings.cluster is not None
+    prepare_shared_files(settings)
+    names = worker_names(settings.cluster.node, workers)
+    raise typer.Exit(supervise({name: serve_command(name, config) for name in names}))
+
+
 app.command()(status)
 app.command()(reload)
+app.command()(drain)
 app.command()(check)
 app.command()(export)
 app.command("import")(import_)

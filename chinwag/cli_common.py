@@ -2,7 +2,8 @@
 and the admin endpoints of the running server.
 
 A problem the operator can fix is one line on stderr: exit status 2 for
-configuration, 1 for everything else. ``--json`` puts results on stdout.
+configuration, 1 for everything else; ``--debug`` adds the traceback of its cause.
+``--json`` puts results on stdout.
 """
 
 from __future__ import annotations
@@ -48,9 +49,14 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
+DEBUG_OPTION = "--debug"
+
+
 @dataclass
 class _GlobalOptions:
     config: str | None = None
+    debug: bool = False
+    """A failure also prints the traceback of what caused it."""
 
 
 _global = _GlobalOptions()
@@ -59,6 +65,14 @@ _global = _GlobalOptions()
 def use_config(config: str | None) -> None:
     """The settings file of the commands not given one: ``chinwag --config FILE COMMAND``."""
     _global.config = config
+
+
+def use_debug(debug: bool) -> None:
+    _global.debug = debug
+
+
+def debugging() -> bool:
+    return _global.debug
 
 
 def config_path(config: str | None) -> str | None:
@@ -160,29 +174,40 @@ def run_on_database(
     settings: Settings,
     action: Callable[[Database], Awaitable[T]],
     expected: tuple[type[Exception], ...],
+    *,
+    create: bool = False,
 ) -> T:
-    """Run ``action`` on the store (created or migrated first); ``expected`` errors and
-    database failures end the command with one line."""
+    """Run ``action`` on the store, migrated to the newest schema first; ``expected``
+    errors and database failures end the command with one line. Unless ``create``, a
+    database that ``chinwag serve`` has not made yet is such a failure too: a command
+    run with the wrong settings must not make an empty one beside the real one."""
     import asyncio
 
     from sqlalchemy.exc import DBAPIError
 
-    from chinwag.store.db import redacted
+    from chinwag.store.db import MigrationError, NoDatabase, redacted
 
     url = settings.database_url
     try:
-        return asyncio.run(_on_migrated(url, action))
+        return asyncio.run(_on_migrated(url, action, create))
     except expected as error:
         fail(str(error))
+    except MigrationError as error:
+        fail(str(error))
+    except NoDatabase as error:
+        fail(
+            f"{error}: chinwag serve creates it at its first start (or chinwag db migrate); "
+            "is this the server's configuration?"
+        )
     except (OSError, DBAPIError) as error:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         fail(f"cannot use the database {redacted(url)}: {reason}")
 
 
-async def _on_migrated(url: str, action: Callable[[Database], Awaitable[T]]) -> T:
+async def _on_migrated(url: str, action: Callable[[Database], Awaitable[T]], create: bool) -> T:
     from chinwag.store.db import Database
 
-    db = Database.open(url)
+    db = Database.open(url) if create else await Database.open_existing(url)
     try:
         await db.migrate()
         return await action(db)
@@ -210,5 +235,20 @@ def print_json(data: object) -> None:
 
 
 def fail(message: str, status: int = FAILURE_EXIT) -> NoReturn:
+    if _global.debug:
+        print_cause()
     err.print(Text.assemble(("error: ", "bold red"), message))
     raise typer.Exit(status)
+
+
+def print_cause() -> None:
+    """With ``--debug``: the traceback of the exception being handled, and of the one it
+    was raised in place of (which ``raise ... from None`` hides from a plain traceback)."""
+    import traceback
+
+    error = sys.exc_info()[1]
+    if error is None:
+        return
+    if error.__suppress_context__ and error.__context__ is not None:
+        traceback.print_exception(error.__context__, file=sys.stderr)
+    traceback.print_exception(error, file=sys.stderr)

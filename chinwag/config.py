@@ -2,8 +2,11 @@
 
 Every command reads the same file, named by ``--config FILE`` or the
 ``CHINWAG_CONFIG`` variable; with neither, the embedded defaults apply.
-Relative paths in the file are taken relative to the working directory, as the
-quick start expects (``./chinwag-data``).
+Relative paths (``data_dir``, an SQLite URL's file, ``[tls] cert`` and ``key``,
+``[log] file``, and ``data_dir``'s default ``chinwag-data``) are taken relative to
+the directory of the file, so every command finds the same files wherever it runs;
+without a file, relative to the working directory, as the quick start expects
+(``./chinwag-data``).
 """
 
 from __future__ import annotations
@@ -13,23 +16,46 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 CONFIG_ENV_VAR = "CHINWAG_CONFIG"
+CONFIG_DIR = "config_dir"
+"""The validation context's key for the directory relative paths start from."""
+_SQLITE_URL = "sqlite+aiosqlite:///"
 
 
 class ConfigError(Exception):
     """A configuration problem, described in one line that names the key."""
+
+
+def _config_dir(info: ValidationInfo) -> Path | None:
+    """The settings file's directory, or None (no file: the working directory)."""
+    context = info.context if isinstance(info.context, dict) else {}
+    directory = context.get(CONFIG_DIR)
+    return directory if isinstance(directory, Path) else None
+
+
+def _beside_config(path: str, info: ValidationInfo) -> str:
+    directory = _config_dir(info)
+    if directory is None or not path:
+        return path
+    return str(directory / path)  # an absolute path stays as it is
+
+
+ConfigPath = Annotated[str, AfterValidator(_beside_config)]
+"""A file or directory setting: relative to the settings file's directory."""
 
 
 class _Section(BaseModel):
@@ -151,16 +177,36 @@ class DatabaseSettings(_Section):
 
     @field_validator("url")
     @classmethod
-    def _known_driver(cls, url: str) -> str:
+    def _known_driver(cls, url: str, info: ValidationInfo) -> str:
         if url and not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return _sqlite_file_beside_config(url, info)
+
+
+def _sqlite_file_beside_config(url: str, info: ValidationInfo) -> str:
+    """``url`` with a relative SQLite file taken relative to the settings file's directory."""
+    if not url.startswith(_SQLITE_URL):
         return url
+    file, separator, query = url.removeprefix(_SQLITE_URL).partition("?")
+    if file in ("", ":memory:") or file.startswith("file:"):
+        return url
+    return f"{_SQLITE_URL}{_beside_config(file, info)}{separator}{query}"
 
 
 class TLSSettings(_Section):
-    cert: str = ""
-    """Empty means ``{data_dir}/tls/{domain}.crt``, generated self-signed on first run."""
-    key: str = ""
+    cert: ConfigPath = ""
+    """The certificate chain (PEM), such as certbot's ``fullchain.pem``. Empty (with
+    ``key`` empty too) means ``{data_dir}/tls/{domain}.crt``, generated self-signed on
+    the first start; a file named here is never generated: if it cannot be loaded,
+    chinwag does not start."""
+    key: ConfigPath = ""
+    """The private key (PEM) of ``cert``, such as certbot's ``privkey.pem``."""
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> TLSSettings:
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("cert and key go together: set both, or neither")
+        return self
 
 
 class LimitsSettings(_Section):
@@ -179,7 +225,8 @@ class LimitsSettings(_Section):
     """Ping (XEP-0199) a bound stream that has sent nothing for this long (0: never)."""
     ping_timeout_seconds: float = Field(default=30.0, gt=0)
     """How long a pinged stream has to send anything before it is closed with
-    <connection-timeout/>."""
+    <connection-timeout/>; so has a stream that leaves the server's XEP-0198 <r/>
+    unanswered, and one after its offline messages (and the ping that follows them)."""
     stanzas_per_second: float = Field(default=1000.0, ge=0)
     """Top-level elements (stanzas, SASL and TLS negotiation) one stream may send per second,
     on average; a faster one is read more slowly, never disconnected (0: no limit)."""
@@ -294,6 +341,9 @@ class ClusterSettings(_Section):
     removes its sessions and routes what waited for it again."""
     key_prefix: str = "chinwag:"
     """Prefix of every Redis key, so that several clusters can share one Redis."""
+    advertise: str | None = None
+    """Where clients reach this node's c2s listener from outside (``chat-a.example.org:5222``):
+    a node being drained sends its clients to another live node's."""
 
     @field_validator("redis_url")
     @classmethod
@@ -318,6 +368,25 @@ class ClusterSettings(_Section):
             raise ValueError("must be up to 64 letters, digits, '.', '_', ':' or '-'")
         return prefix
 
+    @field_validator("advertise")
+    @classmethod
+    def _advertised(cls, address: str | None) -> str | None:
+        return None if address is None else other_host(address)
+
+
+def other_host(text: str) -> str:
+    """``text`` if it names where a client may connect, as <see-other-host/> does
+    (RFC 6120 4.9.3.19): a host name or IPv4 address, or a bracketed IPv6 one, and a
+    port; ValueError otherwise."""
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})", text.strip())
+    if match is None or not 0 < int(match[2]) < 65536:
+        raise ValueError(
+            f"{text!r} is not HOST:PORT (such as chat-b.example.org:5222 or [2001:db8::2]:5222)"
+        )
+    if match[1].startswith("["):
+        ipaddress.IPv6Address(match[1][1:-1])
+    return text.strip()
+
 
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -325,7 +394,7 @@ class LogSettings(_Section):
     format: Literal["text", "json"] = "text"
     """``text``: one readable line per event, its fields as ``key=value``; ``json``: one
     JSON object per line (time, level, logger, message and the event's fields)."""
-    file: str | None = None
+    file: ConfigPath | None = None
     """Where ``chinwag serve`` appends its log; None: standard error. The file is opened
     again at each reload (SIGHUP, ``chinwag reload``), as logrotate expects."""
 
@@ -339,7 +408,7 @@ class LogSettings(_Section):
 
 class Settings(_Section):
     domain: str = "localhost"
-    data_dir: str = "./chinwag-data"
+    data_dir: ConfigPath = Field(default="./chinwag-data", validate_default=True)
     c2s: C2SSettings = C2SSettings()
     http: HTTPSettings = HTTPSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -382,6 +451,11 @@ class Settings(_Section):
         return self.database.url or f"sqlite+aiosqlite:///{self.data_path / 'chinwag.db'}"
 
     @property
+    def tls_configured(self) -> bool:
+        """Whether ``[tls]`` names the files: else serve makes a self-signed pair."""
+        return bool(self.tls.cert)
+
+    @property
     def tls_cert_path(self) -> Path:
         return (
             Path(self.tls.cert) if self.tls.cert else self.data_path / "tls" / f"{self.domain}.crt"
@@ -403,10 +477,11 @@ def _describe(error: ValidationError) -> str:
     return f"bad config value for '{key}': {message}"
 
 
-def settings_from_mapping(data: dict[str, Any]) -> Settings:
-    """Validate a parsed TOML document; raises ConfigError naming the bad key."""
+def settings_from_mapping(data: dict[str, Any], config_dir: Path | None = None) -> Settings:
+    """Validate a parsed TOML document, whose relative paths start from ``config_dir``
+    (None: the working directory); raises ConfigError naming the bad key."""
     try:
-        return Settings.model_validate(data)
+        return Settings.model_validate(data, context={CONFIG_DIR: config_dir})
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
 
@@ -423,4 +498,4 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise ConfigError(f"cannot read config file {chosen}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {chosen} is not valid TOML: {error}") from None
-    return settings_from_mapping(data)
+    return settings_from_mapping(data, Path(os.path.abspath(chosen)).parent)

@@ -1,6 +1,8 @@
-"""The operator's controls of a running chinwag: its status, ending sessions, and
-reloading its settings. The admin endpoints (``web/admin_routes.py``) serve them to
-``chinwag status``, ``chinwag sessions kick`` and ``chinwag reload``; SIGHUP reloads too.
+"""The operator's controls of a running chinwag: its status, ending sessions,
+reloading its settings and draining it. The admin endpoints (``web/admin_routes.py``)
+serve them to ``chinwag status``, ``chinwag sessions kick``, ``chinwag reload`` and
+``chinwag drain``; SIGHUP reloads too, and SIGUSR1 drains (or, with no other node to
+send the clients to, stops).
 
 A reload reads the settings file again and applies what can change while connections
 stay open: the TLS certificate and key (new handshakes get them, connections made
@@ -10,6 +12,11 @@ per-address sign-in limit and the keepalive and ping intervals change at once) a
 nothing: a settings file, certificate or log file that does not load leaves
 everything as it was. Other settings change at a restart only;
 the answer names those that differ from the ones in force.
+
+A drain stops accepting client streams, sends every client to another node with
+<see-other-host/>, waits for the streams and sessions to end (``timeout`` seconds at
+most) and stops the process. The other node is the one given, or, in a cluster, a live
+node that advertises its address in Redis (``[cluster] advertise``).
 """
 
 from __future__ import annotations
@@ -17,28 +24,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import ssl
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from sqlalchemy import text
 
 from chinwag import __version__, logs
-from chinwag.config import ConfigError, Settings
+from chinwag.config import ConfigError, Settings, other_host
+from chinwag.server import sd_notify
 from chinwag.server.sessions import EndReason
-from chinwag.server.tls import ServerTLS, certificate_names
+from chinwag.server.tls import CertificateError, ServerTLS, certificate_names, loaded_context
 from chinwag.server.xmpp_server import XMPPServer
 from chinwag.store.db import Database, redacted
-from chinwag.web.admin_routes import ReloadFailed
+from chinwag.web.admin_routes import DEFAULT_DRAIN_SECONDS, DrainFailed, ReloadFailed
 from chinwag.web.server import HTTPServer
 from chinwag.xmpp.errors import StreamCondition, StreamError
 from chinwag.xmpp.jid import JID, InvalidJID
+
+if TYPE_CHECKING:
+    from chinwag.cluster.advertised import Advertisements
 
 log = logging.getLogger("chinwag")
 
@@ -62,6 +73,10 @@ class Control:
     certificate files only)."""
     tls: ServerTLS | None = None
     http: HTTPServer | None = None
+    stop: Callable[[], None] | None = None
+    """Stops the process once a drain is done; None: the process stays (a test's)."""
+    draining: asyncio.Task[None] | None = field(default=None, init=False)
+    _advertised: Advertisements | None = field(default=None, init=False)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC), init=False)
     _started: float = field(default_factory=time.monotonic, init=False)
 
@@ -144,11 +159,107 @@ class Control:
             log.info("the operator ended the sessions of %s", ", ".join(ended))
         return ended
 
+    # --- drain -------------------------------------------------------------------------
+
+    async def drain(self, to: str | None, timeout: float = DEFAULT_DRAIN_SECONDS) -> dict[str, Any]:
+        """Send every client to ``to`` (``host:port``; None: a live node that advertises
+        one) and stop once they have gone. ValueError: ``to`` is not ``host:port``;
+        DrainFailed: no other node to send them to, or a drain under way."""
+        if self.draining is not None:
+            raise DrainFailed("this server is already being drained")
+        target = other_host(to) if to is not None else await self._live_peer()
+        await self._withdraw()
+        sent = self.xmpp.drain(target)
+        self.draining = asyncio.create_task(self._stop_when_drained(timeout))
+        return {"to": target, "sent": sent, "timeout_seconds": timeout, "pid": os.getpid()}
+
+    def drain_on_signal(self) -> None:
+        """SIGUSR1: drain to a live node of the cluster; without one (the last node, or
+        no [cluster]), stop as on SIGTERM."""
+
+        async def drain() -> None:
+            try:
+                await self.drain(None)
+            except DrainFailed as error:
+                if self.draining is None:  # else a drain is under way: let it finish
+                    log.warning("not drained: %s; stopping", error)
+                    if self.stop is not None:
+                        self.stop()
+
+        self.xmpp.spawn(drain())
+
+    async def _stop_when_drained(self, timeout: float) -> None:
+        if await self.xmpp.drained(timeout):
+            log.info("drained: every stream and session has ended")
+        else:
+            log.warning(
+                "drained for %g s; stopping with %d sessions left",
+                timeout,
+                len(self.xmpp.sessions.all()),
+            )
+        if self.stop is not None:
+            self.stop()
+
+    async def _live_peer(self) -> str:
+        advertisements = self._advertisements()
+        if advertisements is None:
+            raise DrainFailed(
+                "give the address to send the clients to (--to HOST:PORT): "
+                "without [cluster] there is no other node to ask for"
+            )
+        from chinwag.cluster.advertised import PeersUnknown
+
+        try:
+            peers = await advertisements.live_peers()
+        except PeersUnknown as error:
+            raise DrainFailed(str(error)) from None
+        if not peers:
+            raise DrainFailed(
+                "no other live node advertises its address ([cluster] advertise); "
+                "give one with --to HOST:PORT"
+            )
+        return random.choice(list(peers.values()))
+
+    def _advertisements(self) -> Advertisements | None:
+        """The cluster's advertised addresses (None without [cluster]), opened on first use."""
+        cluster = self.settings.cluster
+        if cluster is None:
+            return None
+        if self._advertised is None:
+            from chinwag.cluster.advertised import Advertisements
+
+            self._advertised = Advertisements.from_settings(cluster)
+        return self._advertised
+
+    async def advertise(self) -> None:
+        """Tell the other nodes where clients reach this one, if it is configured."""
+        cluster, advertisements = self.settings.cluster, self._advertisements()
+        if cluster is not None and cluster.advertise and advertisements is not None:
+            await advertisements.advertise(cluster.advertise)
+
+    async def _withdraw(self) -> None:
+        """No longer offer this node to drained clients (it is draining or stopping)."""
+        if self._advertised is not None:
+            await self._advertised.withdraw()
+
+    async def close(self) -> None:
+        """The server is stopping: its address is no longer offered."""
+        if self._advertised is not None:
+            await self._advertised.withdraw()
+            await self._advertised.close()
+
     # --- reload ------------------------------------------------------------------------
 
     def reload(self) -> dict[str, Any]:
         """Apply the settings file again; ReloadFailed, and nothing changes, when it or
-        the certificate does not load."""
+        the certificate does not load. systemd hears of it (``Type=notify``)."""
+        sd_notify.reloading()
+        try:
+            return self._reload()
+        finally:
+            sd_notify.notify("READY=1")
+
+    def _reload(self) -> dict[str, Any]:
         try:
             read = self.reread() if self.reread is not None else self.settings
         except ConfigError as error:
@@ -190,11 +301,13 @@ class Control:
             return None
         cert, key = settings.tls_cert_path, settings.tls_key_path
         try:
+            context = loaded_context(cert, key)
             described = _certificate_json(cert)
-            self.tls.reload(cert, key)
-        except (OSError, ssl.SSLError, ValueError) as error:
-            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-            raise ReloadFailed(f"cannot load the certificate {cert} with {key}: {reason}") from None
+        except CertificateError as error:
+            raise ReloadFailed(f"cannot load the certificate: {error}") from None
+        except ValueError as error:
+            raise ReloadFailed(f"cannot load the certificate {cert}: {error}") from None
+        self.tls.use(context)
         return described
 
 

@@ -1,5 +1,5 @@
-"""The operator's commands: ``chinwag check``, ``status``, ``reload``, ``sessions`` and
-``bans``, for ``chinwag.cli`` to mount.
+"""The operator's commands: ``chinwag check``, ``status``, ``reload``, ``drain``,
+``sessions`` and ``bans``, for ``chinwag.cli`` to mount.
 
 All but ``check`` ask the running server, over its HTTP listener, with the admin
 token it keeps in its data directory (``web/admin_routes.py``), so they run as the
@@ -12,7 +12,9 @@ no server runs (the LSB's "not running").
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -40,6 +42,9 @@ if TYPE_CHECKING:
     from chinwag.config import Settings
 
 NOT_RUNNING_EXIT = 3
+DRAIN_POLL_SECONDS = 0.2
+DRAIN_GRACE_SECONDS = 15.0
+"""How long after the drain's timeout ``chinwag drain`` still waits for the server to stop."""
 _STYLES = {"ok": "green", "warning": "yellow", "error": "bold red"}
 
 sessions_cli = typer.Typer(
@@ -209,6 +214,88 @@ def reload(config: ConfigOption = None, json_output: JsonOption = False) -> None
             ),
             soft_wrap=True,
         )
+
+
+# -- chinwag drain
+
+
+def drain(
+    config: ConfigOption = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="HOST:PORT",
+            help="Where to send the clients; by default, another live node of the cluster "
+            "that advertises its address (advertise, in the cluster section).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=3600,
+            metavar="SECONDS",
+            help="How long to wait for the clients to leave before the server stops anyway.",
+        ),
+    ] = 30.0,
+    json_output: JsonOption = False,
+) -> None:
+    """Send the running server's clients to another node, then stop it.
+
+    The server stops accepting client streams, ends each with <see-other-host/> naming
+    the other node, and stops once they have gone; this command returns then. SIGUSR1 to
+    the server's process drains it to another live node of its cluster.
+    """
+    from chinwag.web.admin_routes import DRAIN_PATH
+
+    settings = settings_or_exit(config)
+    params = {"timeout": f"{timeout:g}"} | ({"to": to} if to is not None else {})
+    answer = _ask(settings, "POST", DRAIN_PATH, params)
+    if not json_output:
+        out.print(
+            Text.assemble(
+                ("✓ ", "green"),
+                f"Draining: sent {answer['sent']} client streams to {answer['to']}; "
+                "waiting for the server to stop",
+            ),
+            soft_wrap=True,
+        )
+    stopped = _wait_until_gone(answer["pid"], timeout + DRAIN_GRACE_SECONDS)
+    if json_output:
+        print_json(answer | {"stopped": stopped})
+    elif stopped:
+        out.print(Text.assemble(("✓ ", "green"), "The server has stopped"))
+    if not stopped:
+        fail(
+            f"the server (pid {answer['pid']}) still runs {timeout + DRAIN_GRACE_SECONDS:g} s later"
+        )
+
+
+def _wait_until_gone(pid: int, seconds: float) -> bool:
+    """Whether the process ``pid`` (the drained server, on this machine: the admin
+    endpoints listen here) ends within ``seconds``. Its process, not its HTTP port, which
+    the other workers of ``serve --workers`` answer on too."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _running(pid):
+            return True
+        time.sleep(DRAIN_POLL_SECONDS)
+    return False
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it runs as another user: it is there
+    try:  # Linux: one that has ended but that its parent has not collected yet is a zombie
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 # -- chinwag sessions

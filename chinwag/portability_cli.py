@@ -28,6 +28,7 @@ from chinwag.cli_common import (
     ConfigOption,
     JsonOption,
     T,
+    done,
     err,
     fail,
     out,
@@ -203,6 +204,22 @@ def db_copy(
             f"Copied {_count(rows, 'row')} of {_count(len(tables), 'table')} to {redacted(to)}",
         )
     )
+
+
+@db_cli.command("migrate")
+def db_migrate(config: ConfigOption = None, json_output: JsonOption = False) -> None:
+    """Create the configured database, or bring its schema to this chinwag's newest
+    revision, as chinwag serve does when it starts. Back it up before an upgrade."""
+    from chinwag.store.db import redacted
+
+    settings = settings_or_exit(config)
+
+    async def revision(db: Database) -> str | None:
+        return await db.revision()
+
+    at = run_on_database(settings, revision, (), create=True)
+    url = redacted(settings.database_url)
+    done(json_output, {"database": url, "revision": at}, f"{url} is at revision {at}")
 
 
 class _TargetUnusable(Exception):

@@ -6,7 +6,8 @@ Redis holds, under one key prefix (``keys.py``):
 - the session registry, a hash per bare JID with one packed record per bound resource,
   and a stream of its changes that every node mirrors in memory (``registry.py``);
 - one inbox stream per node, read through a consumer group: the stanzas other nodes
-  deliver to its sessions (``bus.py``).
+  deliver to its sessions (``bus.py``);
+- where clients reach each node, for a drained node to send them on (``advertised.py``).
 
 What a node writes in one event-loop turn goes out in one pipeline (``writer.py``). When
 a node's lease expires, one survivor takes over its cleanup (``cleanup.py``): its records

@@ -13,6 +13,8 @@ class Keys:
         """A set: every node that has joined and not yet left or been cleaned up."""
         self.changes = f"{prefix}changes"
         """A stream: each change to the registry, in the order it was made, numbered."""
+        self.advertised = f"{prefix}advertised"
+        """A hash: the public ``host:port`` of each node that advertises one, by node."""
         self.changes_count = f"{prefix}changes-count"
         """The number of the last change: a reader that finds one missing has fallen
         behind the stream's trimming."""

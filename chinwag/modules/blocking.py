@@ -50,6 +50,7 @@ from chinwag.network.events import NetworkEvent
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
 from chinwag.server.hooks import (
+    DELIVER_SCREEN,
     PRESENCE_SCREEN,
     ROUTE_BEFORE,
     SESSION_BOUND,
@@ -122,6 +123,7 @@ class Blocking:
         self.screens: list[tuple[str, Handler, int]] = [
             (ROUTE_BEFORE, self.screen, SCREEN_PRIORITY),
             (PRESENCE_SCREEN, self.hidden, 0),
+            (DELIVER_SCREEN, self.hidden, 0),
         ]
         """The screens of routing and presence, as bound methods made once (``unhook``
         finds a handler by identity). They are hooked only while someone online blocks
@@ -231,12 +233,34 @@ class Blocking:
         """``iq/account``: an IQ get or set to the bare JID of a user who is not online,
         which the server answers on their behalf (a vCard, a ping), waits for their
         stored list, so that a JID they block cannot tell whether they are online."""
+        if routed.stanza.attrs.get("type") not in _REQUESTS:
+            return self.passed(routed.stanza)
+        return self.screen_offline(routed)
+
+    def screen_probe(self, routed: Routed) -> bool:
+        """``presence/bare`` and ``presence/full``: a probe of a user who is not online,
+        which the server answers with unavailable presence on their behalf, waits for
+        their stored list: a JID they block gets no answer (§3.3), as when they are
+        online, and cannot tell the difference."""
+        if routed.stanza.attrs.get("type") != "probe":
+            return self.passed(routed.stanza)
+        return self.screen_offline(routed)
+
+    def passed(self, stanza: Element) -> bool:
+        """False; a stanza sent on after the stored list was read is not screened again."""
+        if stanza is self.passing_account:
+            self.passing_account = None
+        return False
+
+    def screen_offline(self, routed: Routed) -> bool:
+        """Hold ``routed`` until the stored list of its target, a user who is not online,
+        is read; whether it did."""
         stanza = routed.stanza
         if stanza is self.passing_account:
             self.passing_account = None
             return False
         target = routed.to.local
-        if target is None or target in self.pinned or stanza.attrs.get("type") not in _REQUESTS:
+        if target is None or target in self.pinned:
             return False
         origin = routed.origin
         sender = origin.jid if origin is not None else self.user_sender(stanza)
@@ -253,7 +277,8 @@ class Blocking:
             self.api.bounce(routed.stanza, StanzaError(StanzaCondition.INTERNAL_SERVER_ERROR))
             return
         if theirs and blocks(theirs, sender):
-            self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
+            if routed.stanza.tag != "presence":  # presence gets no answer at all (§3.3)
+                self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
             return
         self.passing_account = routed.stanza
         try:
@@ -269,7 +294,8 @@ class Blocking:
             self.api.spawn(work)
 
     def hidden(self, sender: JID, recipient: JID) -> bool:
-        """``presence/screen``, while hooked: whether either user's list blocks the other."""
+        """``presence/screen`` and ``deliver/screen``, while hooked: whether either user's
+        list blocks the other (one resource of the other, for a list that names it)."""
         if sender.local == recipient.local:
             return False
         lists = self.lists
@@ -540,7 +566,9 @@ class Blocking:
     def reveal(self, user: str, before: frozenset[str], after: frozenset[str]) -> None:
         """§3.4: the current presence of each of the user's available resources to each
         unblocked contact's that is subscribed to it, and the other way round (as a probe
-        would be answered), unless a list still keeps them apart."""
+        would be answered), unless a list still keeps them apart; and to each unblocked
+        resource that a session had sent directed presence to (RFC 6121 §4.6), which
+        ``hide`` told it was unavailable."""
         router = self.api.router
         mine = self.available(user)
         for records, hears, heard in self.neighbours(user):
@@ -554,6 +582,18 @@ class Blocking:
                         router.deliver(record, addressed(own.presence, own.jid, record.jid))
                     if heard and record.presence is not None:
                         router.deliver(own, addressed(record.presence, record.jid, own.jid))
+        for session in self.api.sessions.of(user):
+            presence = session.presence
+            if presence is None:
+                continue
+            for target in session.get(DIRECTED) or ():
+                for record in self.reached(target):
+                    if (
+                        blocks(before, record.jid)
+                        and not blocks(after, record.jid)
+                        and not self.hidden(session.jid, record.jid)
+                    ):
+                        router.deliver(record, addressed(presence, session.jid, record.jid))
 
     def available(self, user: str) -> list[SessionRecord]:
         return [r for r in self.api.router.resources(self.api.jid(user)) if r.available]
@@ -602,6 +642,8 @@ def setup(api: ModuleAPI) -> None:
     api.iq_handler("set", ns.BLOCKING, "block", blocking.on_set, scope="account")
     api.iq_handler("set", ns.BLOCKING, "unblock", blocking.on_set, scope="account")
     api.hook("iq/account", blocking.screen_for_account, SCREEN_PRIORITY)
+    api.hook("presence/bare", blocking.screen_probe, SCREEN_PRIORITY)
+    api.hook("presence/full", blocking.screen_probe, SCREEN_PRIORITY)
     api.hook(SESSION_BOUND, blocking.on_bound)
     # After every other handler: presence leaving must still meet the list.
     api.hook(SESSION_CLOSED, blocking.on_closed, -100)

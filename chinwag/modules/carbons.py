@@ -8,25 +8,29 @@ message. It acts once the message module has handed a message to a local account
 enabled resources get the message wrapped in ``<sent/>``, the recipient's enabled
 resources that did not get it themselves in ``<received/>``, so that no resource gets a
 message twice. A message that went to offline storage is still copied to its sender's
-resources; its recipient gets it from storage.
+resources; its recipient gets it from storage. A resource that got a ``<received/>``
+copy holds the message as much as the one it was for: should that one end with the
+message unacknowledged, the message is not routed again (``modules/message.py``).
 
 Eligible (§6.1): type ``chat``; ``normal`` with a ``<body/>``; any other but
 ``groupchat`` that carries chat states, receipts, chat markers or a direct invitation;
 an ``error`` that answers an eligible message. Never one that holds carbons' own
 ``<private/>`` (left in the message as the XEP now says), the XEP-0334 ``<no-copy/>``
 hint, or a copy itself. A copy is written to the resource it names or to nothing: if
-that session has ended meanwhile (a resumable session that expired), the copy is
-dropped rather than handed to another resource or to offline storage.
+that session ends before its client acknowledged the copy (a resumable session that
+expired), or has ended before the copy reached it, the copy is dropped rather than
+handed to another resource or to offline storage, where it would come back as a
+message of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chinwag.modules.message import UNBOUND_PRIORITY
+from chinwag.modules.message import UNBOUND_PRIORITY, held_elsewhere, share
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
-from chinwag.server.hooks import DELIVER_MESSAGE, SESSION_CLOSED
+from chinwag.server.hooks import DELIVER_FAILED, DELIVER_MESSAGE, SESSION_CLOSED
 from chinwag.server.routing import SessionRecord
 from chinwag.server.session import Session, SessionKey
 from chinwag.xmpp import ns
@@ -141,18 +145,45 @@ class Carbons:
         if recipient is not None:
             peer = message.attrs.get("from", "").partition("/")[0]
             if eligible(message, recipient, peer):
-                self.forward("received", message, username, records)
+                copied = self.forward("received", message, username, records)
+                if copied:
+                    share(message, [*records, *copied])
 
     def forward(
         self, wrapper: str, message: Element, username: str, skip: Sequence[SessionRecord]
-    ) -> None:
+    ) -> list[Session]:
         """Wrap ``message`` in ``<wrapper/>`` for each enabled session of ``username``
-        that is not one of ``skip``."""
+        that is not one of ``skip``; returns those sessions."""
         skipped = {record.jid for record in skip}
         router = self.api.router
+        copied = []
         for session in self.api.sessions.of(username):
             if session.get(ENABLED) is not None and session.jid not in skipped:
                 router.deliver(session, wrap(wrapper, message, session.jid))
+                copied.append(session)
+        return copied
+
+
+def drop_failed_copy(session: Session, stanza: Element) -> bool:
+    """``deliver/failed``: a copy that its session ended without acknowledging is dropped
+    (a copy of a copy is never made, and it is not a message for anyone else); the
+    message it carries is held by that session no more."""
+    copied = carried(stanza) if stanza.attrs.get("from") == session.jid.bare.text else None
+    if copied is None:
+        return False
+    held_elsewhere(session, copied)
+    return True
+
+
+def carried(stanza: Element) -> Element | None:
+    """The message a carbon copy carries; None if ``stanza`` is not a copy."""
+    if stanza.tag != "message":
+        return None
+    for child in stanza.elements():
+        if child.ns == ns.CARBONS and child.tag in ("sent", "received"):
+            forwarded = child.find("forwarded", ns.FORWARD)
+            return forwarded.find("message", ns.CLIENT) if forwarded is not None else None
+    return None
 
 
 def drop_orphan(routed: Routed) -> bool:
@@ -218,3 +249,4 @@ def setup(api: ModuleAPI) -> None:
         api.iq_handler("set", ns.CARBONS, "disable", carbons.disable, scope=scope)
     api.hook("message/full", drop_orphan, UNBOUND_PRIORITY + 1)
     api.hook(SESSION_CLOSED, carbons.forget)
+    api.hook(DELIVER_FAILED, drop_failed_copy)

@@ -20,10 +20,13 @@ too.
 What is released goes through the session's later output filters, as the urgent
 stanza itself does: a session whose stored messages are still being written
 (``modules/offline.py``) keeps it behind them. The state belongs to the stream that
-sent ``<inactive/>`` (XEP-0352 §5.2): once the session is on another connection
-(detached, or resumed) the next stanza routed to it releases everything and the
-filter goes. When the session ends, held messages are routed again, as what waited
-for a detached session is; held presence, chat states and carbon copies are dropped.
+sent ``<inactive/>``, and a resumed stream starts active (XEP-0352 §5.2): a session
+resumed (XEP-0198) has what was held written at once, after what its client had not
+acknowledged and before what waited for it, and the filter goes; a detached session
+releases everything, to wait with the rest, at the first stanza routed to it. When the
+session ends, held messages are routed again, as what waited for a detached session
+is (``deliver/failed`` handlers first); held presence, chat states and carbon copies
+are dropped.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from __future__ import annotations
 from functools import partial
 
 from chinwag.server.api import ModuleAPI, Spec
-from chinwag.server.hooks import SESSION_CLOSED
+from chinwag.server.hooks import DELIVER_FAILED, SESSION_CLOSED, SESSION_RESUMED
 from chinwag.server.session import Connection, Session, SessionKey
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
@@ -216,16 +219,19 @@ def go_active(session: Session, _element: Element) -> None:
 
 
 def setup(api: ModuleAPI) -> None:
+    failed = api.channel(DELIVER_FAILED)
+
     def route_held_messages(session: Session) -> None:
         inactive = session.pop(INACTIVE)
         if inactive is None:
             return
         for message in inactive.messages():
             to = message.attrs.get("to")
-            if to is not None:
+            if to is not None and not failed.vetoes(session, message):
                 api.deliver(message, JID.parse(to))
 
     api.add_stream_feature(CSI, "csi")
     api.stream_element(CSI, "inactive", partial(go_inactive, api.settings.messages.csi_queue_size))
     api.stream_element(CSI, "active", go_active)
     api.hook(SESSION_CLOSED, route_held_messages)
+    api.hook(SESSION_RESUMED, stop)

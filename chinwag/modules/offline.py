@@ -6,13 +6,18 @@ to storage before the sender's stream moves on; it is delivered, stamped with
 to that session meanwhile is held until the stored messages are out, so they arrive
 in the order they were sent. A message from someone the account blocks (XEP-0191) is
 refused by the store, in the transaction that would keep it, and bounced with
-``<service-unavailable/>``.
+``<service-unavailable/>``; one that a block list keeps from the session it would be
+written to (``deliver/screen``: blocked since it was stored, or sent by someone who
+blocks that resource) is dropped.
 
 Delivered messages are deleted only once the session has sent something after they
 went out (a ping from the server follows them, which every live client answers): a
 connection that was already dead gets nothing deleted, and the next login gets them
-again, with their first stamps. A session silent for ``ANSWER_TIMEOUT_SECONDS``
-after them is taken for dead and closed.
+again, with their first stamps. A session silent for ``limits.ping_timeout_seconds``
+after them is taken for dead, as after any unanswered ping: its stream is closed with
+``<connection-timeout/>``, and the session waits for resumption if its client enabled
+it (XEP-0198). A message that a session left unacknowledged already carries the delay
+stamp of when it was first sent, and gets no second one.
 
 Stores are group-committed (:class:`GroupCommit`): messages that arrive in the same
 event-loop turn, or while a transaction is in flight, share the next transaction,
@@ -37,12 +42,12 @@ from typing import Any
 from chinwag.network.blocking import match_forms
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
-from chinwag.server.hooks import DELIVER_OFFLINE
+from chinwag.server.hooks import DELIVER_OFFLINE, DELIVER_SCREEN
 from chinwag.server.session import Session, SessionKey
 from chinwag.store.offline import NewOfflineMessage, OfflineRepository, StoreResult
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
-from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
+from chinwag.xmpp.errors import StanzaCondition, StanzaError
 from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID, InvalidJID
 from chinwag.xmpp.xml import parse_stanza
@@ -61,9 +66,6 @@ log = logging.getLogger(__name__)
 
 STORABLE_TYPES = frozenset({"normal", "chat"})
 MAILBOX_FULL = "mailbox full"
-ANSWER_TIMEOUT_SECONDS = 60.0
-"""How long a session may stay silent after its stored messages and the ping that follows
-them before it is closed with <connection-timeout/>; its messages stay stored."""
 FULL_MAILBOXES_KEPT = 10_000
 """Full mailboxes remembered at once; past this the oldest is forgotten."""
 FULL_MAILBOX_SECONDS = 10.0
@@ -121,6 +123,15 @@ def sender_forms(routed: Routed) -> tuple[str, ...]:
         return match_forms(JID.parse(sender)) if sender else ()
     except InvalidJID:
         return ()
+
+
+def delayed_by(stanza: Element, domain: str) -> bool:
+    """Whether ``stanza`` carries a XEP-0203 delay from ``domain``: one that a session
+    which ended with it unacknowledged stamped it with, when it was first sent."""
+    return any(
+        child.tag == "delay" and child.ns == ns.DELAY and child.attrs.get("from") == domain
+        for child in stanza.elements()
+    )
 
 
 def stamp(when: datetime) -> str:
@@ -232,6 +243,7 @@ class Offline:
     def __init__(self, api: ModuleAPI) -> None:
         self.api = api
         self.store = api.services.offline
+        self.screen = api.channel(DELIVER_SCREEN)
         self.commits = GroupCommit(self.store, api.settings.messages.offline_quota, api.spawn)
         self.full = FullMailboxes()
         self.storing: Counter[str] = Counter()
@@ -337,17 +349,24 @@ class Offline:
         stored = await self.store.fetch(session.username)
         if not stored or not self.reachable(session):
             return None
+        domain = self.api.domain.domain
         for message in stored:
             stanza = parse_stanza(message.stanza)
+            if self.screen.handlers and self.screened(stanza, session):
+                continue  # deleted with the others: a block list keeps it from the session
             stanza.attrs["to"] = str(session.jid)
-            stanza.add(
-                "delay",
-                ns.DELAY,
-                {"from": self.api.domain.domain, "stamp": stamp(message.stored_at)},
-            )
+            if not delayed_by(stanza, domain):  # else stamped when it was first sent
+                stanza.add("delay", ns.DELAY, {"from": domain, "stamp": stamp(message.stored_at)})
             session.connection.send(stanza)  # ahead of what is held
         session.connection.send(self.ping(session))
         return stored[-1].id, session.connection.heard_after_output()
+
+    def screened(self, stanza: Element, session: Session) -> bool:
+        sender = stanza.attrs.get("from")
+        try:
+            return sender is not None and self.screen.vetoes(JID.parse(sender), session.jid)
+        except InvalidJID:
+            return False
 
     def ping(self, session: Session) -> Element:
         """XEP-0199, so that an idle client answers at once; its reply, to the server, is
@@ -371,11 +390,9 @@ class Offline:
         """Delete the messages up to ``last_id`` once the client has sent anything after
         them; not if its stream ends first, nor if it stays silent (then it is closed)."""
         try:
-            alive = await asyncio.wait_for(heard, ANSWER_TIMEOUT_SECONDS)
+            alive = await asyncio.wait_for(heard, self.api.settings.limits.ping_timeout_seconds)
         except TimeoutError:
-            self.api.sessions.end(
-                session, StreamError(StreamCondition.CONNECTION_TIMEOUT, "no answer to a ping")
-            )
+            self.api.sessions.time_out(session)  # as any unanswered ping
             return
         if alive:
             await self.store.delete(session.username, last_id)

@@ -1,8 +1,9 @@
 """RFC 6121 presence: broadcast to contacts and to one's own resources, answers to probes
 on the contacts' behalf, directed presence, and unavailable when a session ends.
 
-Presence that goes from one user to another's resources here, without dispatch, is
-first put to the ``presence/screen`` handlers (a block list), when there are any."""
+Presence that goes from one user to another's resources here, without dispatch (also
+presence directed to a bare JID, per resource), is first put to the ``presence/screen``
+handlers (a block list), when there are any."""
 
 from __future__ import annotations
 
@@ -124,7 +125,11 @@ class Presence:
         if origin is not None and presence_type in (None, "unavailable"):
             self.track_directed(origin, routed.to, presence_type is None)
         if routed.to.resource is None:
-            self.send_to_resources(stanza, self.available_resources(routed.to.local or ""))
+            records = self.available_resources(routed.to.local or "")
+            if origin is not None and self.screen.handlers:
+                # A list that blocks one resource keeps presence to the bare JID from it.
+                records = [r for r in records if not self.screen.vetoes(origin.jid, r.jid)]
+            self.send_to_resources(stanza, records)
         else:
             self.router.route(routed.to, stanza)
         return True

@@ -7,12 +7,17 @@ expired token is no guesser, and must not lock out its address), nor does an abo
 
 An address is refused once it has ``limit`` failures, each less than ``ban_seconds``
 after the one before, until ``ban_seconds`` after the last. IPv6 clients are counted
-per /64 network, the block one subscriber usually holds. Counts live in this process.
-The operator lists the refused addresses and lifts a ban (``chinwag bans``), and a
-reload changes the limit and the time (``configure``), keeping the counts.
+per /64 network, the block one subscriber usually holds. The operator lists the
+refused addresses and lifts a ban (``chinwag bans``), and a reload changes the limit
+and the time (``configure``), keeping the counts.
 
-A ban is logged when it begins and when it ends: lifted, or run out (a timer on the
-running event loop looks when it should have; without a loop, only lifts are logged).
+Counts live in this process (``AuthFailureLimiter``), or, for a node of a cluster, in
+Redis, where every node counts and sees them (``cluster_auth_failures.py``): both are
+``AuthFailures``, whose checks are awaited.
+
+A ban is logged when it begins and when it ends: lifted, or run out (in this process, a
+timer on the running event loop looks when it should have; without a loop, only lifts
+are logged; in Redis, only lifts).
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
-from chinwag.config import LimitsSettings
+from chinwag.config import LimitsSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,47 @@ class Ban(NamedTuple):
     remaining_seconds: float
 
 
+class AuthFailures(Protocol):
+    """Failed sign-ins counted per client address, and the addresses refused for them."""
+
+    def configure(self, limits: LimitsSettings) -> None:
+        """Take a reload's limit and ban time, keeping the failures counted so far."""
+        ...
+
+    async def failed(self, address: str | None) -> None:
+        """Count one failed authentication from ``address`` (None: unknown, not counted)."""
+        ...
+
+    async def refused_for(self, address: str | None) -> float | None:
+        """Seconds until ``address`` may authenticate again, or None when it may now."""
+        ...
+
+    async def bans(self) -> list[Ban]:
+        """The addresses refused now, the one refused longest first."""
+        ...
+
+    async def lift(self, address: str) -> Ban | None:
+        """Forget the failures of ``address`` (an address, or a network as ``bans`` names
+        it); the ban this ends, or None if it was not refused."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of what the counts are kept in (the server is stopping)."""
+        ...
+
+
+def auth_failures_for(settings: Settings) -> AuthFailures:
+    """The count this server keeps: in Redis for a node of a cluster, else in-process."""
+    if settings.cluster is None:
+        return AuthFailureLimiter.from_settings(settings.limits)
+    from chinwag.server.cluster_auth_failures import RedisAuthFailures
+
+    return RedisAuthFailures.from_settings(settings.cluster, settings.limits)
+
+
 class AuthFailureLimiter:
+    """``AuthFailures`` counted in this process."""
+
     def __init__(
         self,
         limit: int,
@@ -82,7 +127,7 @@ class AuthFailureLimiter:
         if not self._limit:
             self._records.clear()
 
-    def failed(self, address: str | None) -> None:
+    async def failed(self, address: str | None) -> None:
         """Count one failed authentication from ``address`` (None: unknown, not counted)."""
         key = client_key(address)
         if key is None or not self._limit:
@@ -123,7 +168,7 @@ class AuthFailureLimiter:
         self._banned.discard(key)
         log.info("address ban ended", extra={"fields": {"address": key, "reason": "expired"}})
 
-    def refused_for(self, address: str | None) -> float | None:
+    async def refused_for(self, address: str | None) -> float | None:
         """Seconds until ``address`` may authenticate again, or None when it may now."""
         if not self._records:  # the usual case, without parsing the address
             return None
@@ -134,7 +179,7 @@ class AuthFailureLimiter:
         remaining = record.expires - self._clock()
         return remaining if remaining > 0 else None
 
-    def bans(self) -> list[Ban]:
+    async def bans(self) -> list[Ban]:
         """The addresses refused now, the one refused longest first."""
         now = self._clock()
         return sorted(
@@ -146,7 +191,7 @@ class AuthFailureLimiter:
             key=lambda ban: -ban.remaining_seconds,
         )
 
-    def lift(self, address: str) -> Ban | None:
+    async def lift(self, address: str) -> Ban | None:
         """Forget the failures of ``address`` (an address, or a network as ``bans`` names
         it); the ban this ends, or None if it was not refused."""
         key = listed_key(address)
@@ -161,6 +206,9 @@ class AuthFailureLimiter:
         if record.failures < self._limit or remaining <= 0:
             return None
         return Ban(key, record.failures, remaining)
+
+    async def close(self) -> None:
+        pass
 
     def _forget_old(self, now: float) -> None:
         """Drop expired records, and the oldest live ones past the capacity: both sit at

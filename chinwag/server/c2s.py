@@ -31,12 +31,11 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Coroutine, MutableSet
-from time import time
 from typing import Any, Protocol
 
 from chinwag.config import LimitsSettings
 from chinwag.server.auth import Challenge, Grant, Outcome, SaslDriver, counts_against_address
-from chinwag.server.auth_failures import AuthFailureLimiter, refusal
+from chinwag.server.auth_failures import AuthFailures, refusal
 from chinwag.server.session import Session
 from chinwag.server.sessions import (
     EndReason,
@@ -109,7 +108,7 @@ class C2SHost(Protocol):
     def limits(self) -> LimitsSettings: ...
 
     @property
-    def auth_failures(self) -> AuthFailureLimiter: ...
+    def auth_failures(self) -> AuthFailures: ...
 
     @property
     def sessions(self) -> SessionManager: ...
@@ -386,7 +385,7 @@ class C2SConnection:
         self._pending.append(data)
         session = self.session
         if session is not None and (sm := session.stream_management) is not None:
-            sm.unacked.append((data, time()))
+            sm.unacked.append(data)
             if len(sm.unacked) > sm.max_unacked:
                 self._unacked_overflow(sm)
                 return
@@ -409,8 +408,10 @@ class C2SConnection:
             return
         session = self.session
         sm = session.stream_management if session is not None else None
-        if sm is not None and self.stream.state is not State.CLOSED and sm.ask():
-            self._pending.append(REQUEST)
+        if sm is not None:
+            sm.written()
+            if self.stream.state is not State.CLOSED and sm.ask():
+                self._pending.append(REQUEST)
         waiting = self.transport.writelines(self._pending)
         self._pending.clear()
         self.wrote_recently = True
@@ -456,8 +457,7 @@ class C2SConnection:
             session = self.session
             sm = session.stream_management if session is not None else None
             if sm is not None and (answered := self.stream.take_stanzas_sent()):
-                now = time()
-                sm.unacked.extend((data, now) for data in answered)
+                sm.unacked.extend(answered)
                 if len(sm.unacked) > sm.max_unacked:
                     self._unacked_overflow(sm)
                     return
@@ -503,9 +503,7 @@ class C2SConnection:
             elif isinstance(event, AuthMalformed):
                 driver, self._sasl = self._sasl, None
                 self._log_failure(driver, event.condition, "")
-                if self._refuse_address():
-                    return
-                self.host.auth_failures.failed(self.transport.peer_address)
+                self._run(self._malformed())
             elif isinstance(event, BindRequested):
                 self._run(self._bind(event))
             elif isinstance(event, EnableRequested):
@@ -587,10 +585,10 @@ class C2SConnection:
         if early and not self.closed:
             self.data_received(b"".join(early))
 
-    def _refuse_address(self) -> bool:
+    async def _refuse_address(self) -> bool:
         """End the stream (policy-violation) if the client's address is refused for its
         failed sign-ins; returns whether it did."""
-        refused_for = self.host.auth_failures.refused_for(self.transport.peer_address)
+        refused_for = await self.host.auth_failures.refused_for(self.transport.peer_address)
         if refused_for is None:
             return False
         if log.isEnabledFor(logging.DEBUG):
@@ -598,8 +596,13 @@ class C2SConnection:
         self.close_stream(StreamError(StreamCondition.POLICY_VIOLATION, refusal(refused_for)))
         return True
 
+    async def _malformed(self) -> None:
+        """A malformed SASL request counts as a failure, from an address not yet refused."""
+        if not await self._refuse_address():
+            await self.host.auth_failures.failed(self.transport.peer_address)
+
     async def _authenticate(self, event: AuthRequested) -> None:
-        if self._refuse_address():
+        if await self._refuse_address():
             return
         driver = self.host.sasl_driver(event.mechanism)
         if driver is None:  # offered by the stream config, so only a misconfiguration gets here
@@ -622,7 +625,7 @@ class C2SConnection:
             driver, self._sasl = self._sasl, None
             self._log_failure(driver, failure.condition, failure.text)
             if counts_against_address(failure):
-                self.host.auth_failures.failed(self.transport.peer_address)
+                await self.host.auth_failures.failed(self.transport.peer_address)
             self._handle(self.stream.sasl_failure(failure.condition, failure.text))
             return
         if isinstance(outcome, Challenge):

@@ -39,14 +39,32 @@ DELIVER_BOUNCED = "deliver/bounced"
 PRESENCE_SCREEN = "presence/screen"
 """``modules/presence.py`` and ``modules/roster.py``, for each resource that presence is
 handed to without dispatch (broadcasts, probe answers, a contact's presence shown when
-a subscription starts, pending subscription requests): ``handler(sender, recipient)``
-with both JIDs; true keeps it from that recipient (a block list hides two users' presence
-from each other). Callers test the channel first: with no handler it costs nothing."""
+a subscription starts, pending subscription requests, presence directed to a bare JID):
+``handler(sender, recipient)`` with both JIDs; true keeps it from that recipient (a
+block list hides two users' presence from each other). Callers test the channel first:
+with no handler it costs nothing."""
+DELIVER_SCREEN = "deliver/screen"
+"""``modules/message.py``, for each resource of an account that a message to its bare JID
+may be handed to, and ``modules/offline.py``, for the session a stored message is about
+to be written to: ``handler(sender, recipient)`` with both JIDs; true keeps the message
+from that resource (a block list that names one resource). Callers test the channel
+first: with no handler it costs nothing."""
 SESSION_BOUND = "session/bound"
 """``SessionManager.bind``, once a resource is bound: ``handler(session)``."""
 SESSION_CLOSED = "session/closed"
 """``SessionManager.end``, once a session has ended and left the registry:
 ``handler(session)`` (presence broadcasts unavailable)."""
+SESSION_RESUMED = "session/resumed"
+"""``SessionManager.reattach``, once a detached session is carried on a new stream and
+what its client had not acknowledged is written again, before what waited for it:
+``handler(session)`` (client state indication starts the new stream active)."""
+DELIVER_FAILED = "deliver/failed"
+"""``SessionManager.end`` (and ``modules/csi.py``, for the messages it held), for each
+stanza an ended session leaves behind: written to its client and not acknowledged, or
+waiting for it while it was detached:
+``handler(session, stanza) -> bool``; true when the handler has it (a carbon copy
+dropped, a message another of the account's resources got), else the stanza is routed
+again as the server's own."""
 
 
 class Channel:

@@ -12,7 +12,9 @@ that resumes it (``resume``, by an unguessable id, for the same account and app)
 it reattached, with what it had not acknowledged sent again first, then what waited.
 Whatever ends a session with stream management reroutes what its client had not
 acknowledged as it reroutes what waited, so that nothing written to a dead connection
-is lost. Without resumption, a stream that ends ends its session at once.
+is lost; ``deliver/failed`` handlers first take what must not go anywhere again (a
+message another resource holds, a carbon copy). Without resumption, a stream that ends
+ends its session at once.
 
 Every change to a session's routing record (availability, priority, roster
 interest) goes through here, so that a shared registry can publish it. Every end of a
@@ -32,7 +34,13 @@ from typing import Any
 
 from chinwag.config import StreamManagementSettings
 from chinwag.server.auth import Grant
-from chinwag.server.hooks import SESSION_BOUND, SESSION_CLOSED, Hooks
+from chinwag.server.hooks import (
+    DELIVER_FAILED,
+    SESSION_BOUND,
+    SESSION_CLOSED,
+    SESSION_RESUMED,
+    Hooks,
+)
 from chinwag.server.rosters import RosterCache
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.session import Connection, Session, SessionState
@@ -97,6 +105,13 @@ def _detail(error: StreamError | None) -> str | None:
     if error is None:
         return None
     return f"{error.condition}: {error.text}" if error.text else str(error.condition)
+
+
+def unanswered() -> StreamError:
+    """How a stream whose client stopped answering (a ping, an <r/>) is closed: a
+    session whose client enabled resumption waits for it then, as after a dropped
+    transport (``C2SConnection.close_stream``)."""
+    return StreamError(StreamCondition.CONNECTION_TIMEOUT, "no answer to a ping")
 
 
 class ResumeRefused(Exception):
@@ -167,6 +182,7 @@ class SessionManager:
         self._reroute = reroute
         self.spawn = spawn
         self._sm_settings = stream_management or StreamManagementSettings()
+        self._failed = hooks.channel(DELIVER_FAILED)
         self._resumable: dict[str, Session] = {}
         """Sessions a client may resume, by their resumption id."""
         self._ended: OrderedDict[str, tuple[str, int]] = OrderedDict()
@@ -227,9 +243,18 @@ class SessionManager:
     def _expire(self, session: Session) -> None:
         self.end(session, reason=EndReason.RESUMPTION_EXPIRED)
 
+    def time_out(self, session: Session) -> None:
+        """The session's client did not answer in time: its stream closes with
+        <connection-timeout/>, which leaves the session waiting for resumption if its
+        client enabled it, and ends it otherwise."""
+        if session.state is SessionState.BOUND:
+            session.connection.close_stream(unanswered())
+
     def reattach(self, session: Session, connection: Connection) -> None:
         """Carry a detached session on ``connection``, which gets first what its client
-        had not acknowledged, then what waited."""
+        had not acknowledged, then what waited (``session/resumed`` fires in between). All
+        of it is written, whatever its count: the stream's bound on what its client leaves
+        unacknowledged counts from there."""
         parking = session.connection
         if session.state is not SessionState.DETACHED or not isinstance(parking, Parking):
             raise ValueError(f"{session!r} is not detached")
@@ -237,7 +262,16 @@ class SessionManager:
         session.state = SessionState.BOUND
         sm = session.stream_management
         unacked = sm.take_unacked() if sm is not None else []
-        for stanza, since in [*unacked, *parking.take()]:
+        waited = parking.take()
+        if sm is not None:
+            # What is written again is the server's doing, not a client that stopped
+            # acknowledging: the bound of this stream leaves room for it.
+            replayed = len(unacked) + len(waited)
+            sm.max_unacked = self._sm_settings.max_unacked_stanzas + replayed
+        for stanza, since in unacked:
+            connection.send(late(stanza, since, self._domain))
+        self._hooks.notify(SESSION_RESUMED, session)
+        for stanza, since in waited:
             connection.send(late(stanza, since, self._domain))
 
     def end(
@@ -249,8 +283,8 @@ class SessionManager:
     ) -> None:
         """End the session: its stream, if it has one, closes with ``error``; it leaves the
         registry, ``session/closed`` fires, and what its client had not acknowledged and
-        what waited for it are routed again. The log gives ``reason``, by default the
-        one ``error`` stands for."""
+        what waited for it are routed again, each unless a ``deliver/failed`` handler
+        takes it. The log gives ``reason``, by default the one ``error`` stands for."""
         if session.state is SessionState.ENDED:
             return
         session.state = SessionState.ENDED
@@ -271,7 +305,10 @@ class SessionManager:
         unacked = self._forget(session)
         self._hooks.notify(SESSION_CLOSED, session)
         self._rosters.release(session.username)
+        failed = self._failed
         for stanza, since in [*unacked, *waited]:
+            if failed.handlers and failed.vetoes(session, stanza):
+                continue  # a module has it: a copy dropped, a message delivered elsewhere
             to = stanza.attrs.get("to")
             if to is not None:
                 self._reroute(late(stanza, since, self._domain), JID.parse(to))

@@ -13,13 +13,14 @@ first sent.
 bytes cost the garbage collector nothing, where element trees kept for a round trip
 would have it walk them, and they take less memory. The few taken back (a
 resumption, a session's end) are parsed again, and written anew for whatever framing
-the next stream has.
+the next stream has. When each was written is kept once per write (``written``), not
+once per stanza: the stanzas queued in one event-loop turn go out together.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from datetime import UTC, datetime
+from time import time
 
 from chinwag.config import StreamManagementSettings
 from chinwag.xmpp import ns
@@ -27,14 +28,15 @@ from chinwag.xmpp.element import Element
 from chinwag.xmpp.sm import MASK
 from chinwag.xmpp.xml import parse_stanza
 
-Written = tuple[bytes, float]
-"""A stanza as written to the client, and when (seconds since the epoch)."""
 Sent = tuple[Element, float]
-"""A stanza sent (or routed) to a session, and when."""
+"""A stanza sent (or routed) to a session, and when (seconds since the epoch)."""
 
 
 class StreamManagement:
     __slots__ = (
+        "_dropped",
+        "_stamped",
+        "_stamps",
         "acked",
         "awaiting",
         "handled",
@@ -52,8 +54,15 @@ class StreamManagement:
         self.id = sm_id
         """What the client resumes the session by; None when it may not."""
         self.resume_seconds = resume_seconds
-        self.unacked: deque[Written] = deque()
-        """Written to the client and not acknowledged, oldest first."""
+        self.unacked: list[bytes] = []
+        """Written to the client (or queued to be) and not acknowledged, oldest first."""
+        self._dropped = 0
+        """Stanzas ever taken off the front of ``unacked``: the position of its first in
+        the session's whole output, which ``_stamps`` counts in."""
+        self._stamps: list[tuple[int, float]] = []
+        """(position of the first stanza written at a time, that time), oldest first."""
+        self._stamped = 0
+        """The position after the last stanza stamped."""
         self.acked = 0
         """The client's last count of the stanzas it handled (its h)."""
         self.handled = 0
@@ -72,6 +81,13 @@ class StreamManagement:
         """The count of stanzas written to the client (modulo 2**32, as the client counts)."""
         return (self.acked + len(self.unacked)) & MASK
 
+    def written(self) -> None:
+        """The stanzas queued since the last call are being written now."""
+        end = self._dropped + len(self.unacked)
+        if end > self._stamped:
+            self._stamps.append((max(self._stamped, self._dropped), time()))
+            self._stamped = end
+
     def acknowledge(self, handled: int) -> bool:
         """The client has handled ``handled`` stanzas: forget those. False (and nothing
         changes) when that is more than were sent."""
@@ -79,11 +95,22 @@ class StreamManagement:
         unacked = self.unacked
         if count > len(unacked):
             return False
-        for _ in range(count):
-            unacked.popleft()
+        if count:
+            del unacked[:count]
+            self._dropped += count
+            self._forget_stamps()
         self.acked = handled
         self.awaiting = False
         return True
+
+    def _forget_stamps(self) -> None:
+        """Drop the stamps of stanzas no longer kept, but the one that covers the first."""
+        stamps, first = self._stamps, self._dropped
+        gone = 0
+        while gone + 1 < len(stamps) and stamps[gone + 1][0] <= first:
+            gone += 1
+        if gone:
+            del stamps[:gone]
 
     def ask(self) -> bool:
         """Whether to request an acknowledgement now; if so, one is taken to be out."""
@@ -93,10 +120,21 @@ class StreamManagement:
         return True
 
     def take_unacked(self) -> list[Sent]:
-        """What the client has not acknowledged, to resend or reroute; the counts stay, so
-        whatever is written from here is counted after what was acknowledged."""
-        unacked = [(parse_stanza(data.decode()), since) for data, since in self.unacked]
+        """What the client has not acknowledged, to resend or reroute, each with when it was
+        written (now, for what never was); the counts stay, so whatever is written from
+        here is counted after what was acknowledged."""
+        now, stamps, stamped = time(), self._stamps, self._stamped
+        unacked: list[Sent] = []
+        stamp = 0  # the stamp that covers ``position``, if any
+        for position, data in enumerate(self.unacked, self._dropped):
+            while stamp + 1 < len(stamps) and stamps[stamp + 1][0] <= position:
+                stamp += 1
+            covered = stamps and stamps[stamp][0] <= position < stamped
+            unacked.append((parse_stanza(data.decode()), stamps[stamp][1] if covered else now))
+        self._dropped += len(self.unacked)
+        self._stamped = self._dropped
         self.unacked.clear()
+        stamps.clear()
         return unacked
 
 

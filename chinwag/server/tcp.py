@@ -262,10 +262,12 @@ async def listen(
     *,
     direct_tls: bool,
     proxy: ProxyPolicy | None = None,
+    reuse_port: bool = False,
 ) -> Listener:
     """Listen on every address of ``host``; direct TLS wraps each connection at once
-    (after its PROXY header, with ``proxy``)."""
-    sockets = await _bound_sockets(host, port)
+    (after its PROXY header, with ``proxy``). ``reuse_port``: other processes may listen
+    on the same port too (SO_REUSEPORT), and the kernel spreads connections among them."""
+    sockets = await _bound_sockets(host, port, reuse_port=reuse_port)
     return Listener(
         sockets,
         lambda forwarded: C2SProtocol(connect, ssl_context, direct_tls, forwarded),
@@ -311,7 +313,7 @@ async def _readable(loop: asyncio.AbstractEventLoop, connection: socket.socket) 
         loop.remove_reader(connection.fileno())
 
 
-async def _bound_sockets(host: str, port: int) -> list[socket.socket]:
+async def _bound_sockets(host: str, port: int, *, reuse_port: bool = False) -> list[socket.socket]:
     """Non-blocking sockets listening on every address of ``host`` (an empty host means
     all, as asyncio's ``create_server`` has it); a bind error names the address."""
     loop = asyncio.get_running_loop()
@@ -321,7 +323,9 @@ async def _bound_sockets(host: str, port: int) -> list[socket.socket]:
     sockets: list[socket.socket] = []
     try:
         for family, _kind, _proto, _name, address in dict.fromkeys(addresses):
-            sockets.append(socket.create_server(address, family=family, backlog=BACKLOG))
+            sockets.append(
+                socket.create_server(address, family=family, backlog=BACKLOG, reuse_port=reuse_port)
+            )
     except OSError:
         for sock in sockets:
             sock.close()

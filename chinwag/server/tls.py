@@ -2,12 +2,15 @@
 
 The same context serves STARTTLS on the c2s port and XEP-0368 direct TLS, where
 clients ask for the ALPN protocol ``xmpp-client``. A reload replaces its certificate
-for the handshakes that follow (:class:`ServerTLS`).
+for the handshakes that follow (:class:`ServerTLS`). Files that do not load are a
+:class:`CertificateError` that names the file and why; only a server whose settings
+name no files gets a self-signed pair made for it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,6 +44,34 @@ def ensure_certificate(cert_path: Path, key_path: Path, domain: str) -> bool:
     return True
 
 
+class CertificateError(Exception):
+    """A certificate and key that cannot serve TLS; the message says why, in one line."""
+
+
+def loaded_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
+    """:func:`server_ssl_context`, or CertificateError naming the file at fault and why
+    (OpenSSL itself says only "PEM lib" for a file that is not what it should be)."""
+    for path in (cert_path, key_path):
+        try:
+            with path.open("rb") as file:
+                text = file.read()
+        except OSError as error:
+            raise CertificateError(f"cannot read {path}: {error.strerror}") from None
+        if path == cert_path and b"-----BEGIN CERTIFICATE-----" not in text:
+            raise CertificateError(f"{path} holds no PEM certificate")
+        if path == key_path and not re.search(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----", text):
+            raise CertificateError(f"{path} holds no PEM private key")
+    try:
+        return server_ssl_context(cert_path, key_path)
+    except ssl.SSLError as error:
+        reason = (
+            "the key is not the certificate's"
+            if error.reason == "KEY_VALUES_MISMATCH"
+            else error.reason or str(error)
+        )
+        raise CertificateError(f"cannot use {cert_path} with {key_path}: {reason}") from None
+
+
 def server_ssl_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
     """A TLS 1.2+ server context offering ALPN ``xmpp-client``."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -59,14 +90,14 @@ class ServerTLS:
     """
 
     def __init__(self, cert_path: Path, key_path: Path) -> None:
-        self.context = server_ssl_context(cert_path, key_path)
+        """Raises CertificateError."""
+        self.context = loaded_context(cert_path, key_path)
         self.context.sni_callback = self._select
         self._current = self.context
 
-    def reload(self, cert_path: Path, key_path: Path) -> None:
-        """New handshakes get these files; if they do not load (OSError, ssl.SSLError),
-        nothing changes."""
-        self._current = server_ssl_context(cert_path, key_path)
+    def use(self, context: ssl.SSLContext) -> None:
+        """New handshakes get ``context`` (of :func:`loaded_context`)."""
+        self._current = context
 
     def _select(
         self, connection: ssl.SSLObject, _server_name: str | None, context: ssl.SSLContext

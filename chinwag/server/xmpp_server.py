@@ -20,7 +20,7 @@ from chinwag.network.events import (
 from chinwag.server import tcp
 from chinwag.server.api import ModuleAPI, ModuleHost, load_module
 from chinwag.server.auth import DriverFactory, Grant, SaslDriver, sasl_drivers
-from chinwag.server.auth_failures import AuthFailureLimiter
+from chinwag.server.auth_failures import auth_failures_for
 from chinwag.server.c2s import C2SConnection, OutputBatch, Transport
 from chinwag.server.dispatch import Dispatcher
 from chinwag.server.events import EventPump
@@ -30,7 +30,7 @@ from chinwag.server.rosters import RosterCache
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.services import Services
 from chinwag.server.session import Session
-from chinwag.server.sessions import EndReason, SessionManager
+from chinwag.server.sessions import EndReason, SessionManager, unanswered
 from chinwag.store.oauth import (
     OAUTH_APP_SUSPENDED,
     OAUTH_REVOKED,
@@ -53,6 +53,8 @@ parser costs ~13 KiB to keep and ~10 us to make again."""
 RELEASES_PER_TRIM = 1000
 """Parsers released (~13 MB) before freed memory is handed back to the system: a trim
 walks the whole heap, which takes milliseconds on a large one."""
+DRAIN_POLL_SECONDS = 0.05
+"""How often a drain looks whether every stream and session has ended."""
 PING_SWEEPS_PER_INTERVAL = 4
 """Ping sweeps per ``limits.ping_after_seconds`` (or ``ping_timeout_seconds``, if shorter):
 a silent stream is pinged, and an unanswered one closed, at most a quarter of that late."""
@@ -94,7 +96,7 @@ class XMPPServer:
         self.authenticator = services.authenticator
         self.rosters = RosterCache(services.contacts)
         self.sasl_drivers: dict[str, DriverFactory] = sasl_drivers()
-        self.auth_failures = AuthFailureLimiter.from_settings(settings.limits)
+        self.auth_failures = auth_failures_for(settings)
         self.hooks = Hooks()
         self.router = LocalRouter(self.hooks)
         self.dispatcher = Dispatcher(
@@ -262,19 +264,64 @@ class XMPPServer:
 
     @property
     def ports(self) -> dict[str, int]:
-        """The listening ports by role ("c2s", "direct_tls"), known after start()."""
+        """The listening ports by role ("c2s", "direct_tls"), known after start(); none
+        once drained."""
         return {
             role: listener.sockets[0].getsockname()[1]
             for role, listener in zip(("c2s", "direct_tls"), self._listeners, strict=False)
+            if listener.sockets[0].fileno() >= 0
         }
 
-    async def start(self, ssl_context: ssl.SSLContext | None) -> None:
+    def drain(self, other_host: str) -> int:
+        """Stop accepting client streams, and send every TCP one to ``other_host`` (another
+        node's public ``host:port``) with <see-other-host/> (RFC 6120 4.9.3.19). A
+        WebSocket client can only be sent to a URI (RFC 7395 3.6.1), which a node does
+        not know of another: its stream ends with <system-shutdown/>, and it reconnects
+        through the balancer. Sessions waiting for resumption end: it would have to be
+        here. Streams that open meanwhile (over WebSocket) may neither bind nor resume.
+        Returns how many streams were sent to ``other_host``."""
+        self.shutting_down = True
+        for listener in self._listeners:
+            listener.close()
+        moved = StreamError(
+            StreamCondition.SEE_OTHER_HOST, "this server is being drained", other_host=other_host
+        )
+        stopping = StreamError(StreamCondition.SYSTEM_SHUTDOWN, "the server is stopping")
+        sent = 0
+        for connection in list(self.connections):
+            over_tcp = connection.stream.framing == "tcp"
+            connection.close_stream(moved if over_tcp else stopping)
+            sent += over_tcp
+        for session in self.sessions.all():  # detached ones, which have no stream
+            self.sessions.end(session, moved)
+        log.info("draining: sent %d client streams to %s", sent, other_host)
+        return sent
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait, ``timeout`` seconds at most, until no stream or session is left; whether
+        none is."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.connections or self.sessions.all():
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        return True
+
+    async def start(self, ssl_context: ssl.SSLContext | None, *, reuse_port: bool = False) -> None:
+        """Listen; ``reuse_port``: sharing the ports with other workers (SO_REUSEPORT)."""
         self.stream_config = self._stream_config(tls_available=ssl_context is not None)
         c2s = self.settings.c2s
         proxy = tcp.ProxyPolicy.from_settings(c2s)
         self._listeners.append(
             await tcp.listen(
-                self.connect, c2s.host, c2s.port, ssl_context, direct_tls=False, proxy=proxy
+                self.connect,
+                c2s.host,
+                c2s.port,
+                ssl_context,
+                direct_tls=False,
+                proxy=proxy,
+                reuse_port=reuse_port,
             )
         )
         if ssl_context is not None:
@@ -286,6 +333,7 @@ class XMPPServer:
                     ssl_context,
                     direct_tls=True,
                     proxy=proxy,
+                    reuse_port=reuse_port,
                 )
             )
         await self.events.start()
@@ -337,6 +385,7 @@ class XMPPServer:
         self._listeners.clear()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
+        await self.auth_failures.close()
         await asyncio.sleep(0)  # let the transports flush their last bytes
 
     async def _release_idle_parsers(self, interval: float) -> None:
@@ -367,9 +416,10 @@ class XMPPServer:
     async def _ping_silent(self, after: float, timeout: float) -> None:
         """XEP-0199 server-to-client pings: a bound stream that has sent nothing for
         ``after`` seconds is pinged, and closed with <connection-timeout/> if it sends
-        nothing within ``timeout`` (any input, not only the answer, shows it is alive).
-        Closing detaches its session, which may then wait for resumption. The client's
-        answer, a result to the server, is dropped by the dispatcher like any other."""
+        nothing within ``timeout`` (any input, not only the answer, shows it is alive);
+        so is one that leaves the server's XEP-0198 <r/> unanswered that long. Closing
+        detaches its session, which may then wait for resumption. The client's answer,
+        a result to the server, is dropped by the dispatcher like any other."""
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -389,19 +439,22 @@ class XMPPServer:
                 del pinged[connection]
             elif sent_at <= pinged_before:
                 del pinged[connection]
-                connection.close_stream(
-                    StreamError(StreamCondition.CONNECTION_TIMEOUT, "no answer to a ping")
-                )
+                connection.close_stream(unanswered())
 
     def _ping_streams_silent_since(self, silent_since: float, now: float) -> None:
+        """Ping the bound streams silent since ``silent_since``. A stream with an <r/> out
+        (XEP-0198) needs no ping: the request is taken for one, as ejabberd's ack timeout
+        does, so that a dead connection that messages are written to is noticed as soon
+        as one that is idle."""
         pinged = self._pinged
         for connection in list(self.connections):
             session = connection.session
-            if (
-                connection.heard_at <= silent_since
-                and session is not None
-                and connection not in pinged
-            ):
+            if session is None or connection in pinged:
+                continue
+            sm = session.stream_management
+            if sm is not None and sm.awaiting:
+                pinged[connection] = now
+            elif connection.heard_at <= silent_since:
                 connection.send(self._ping(session.jid))
                 pinged[connection] = now
 

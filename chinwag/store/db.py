@@ -21,6 +21,11 @@ by the server's user only (mode 0600, in a directory made 0700 if it is new) bef
 SQLite writes anything; SQLite gives its ``-wal`` and ``-shm`` files the database's
 mode. An existing database, ``-wal`` and ``-shm`` that others may read are made 0600
 when opened; an existing directory is left as the operator made it.
+
+On PostgreSQL, an upgrade holds a transaction-level advisory lock (``MIGRATION_LOCK``)
+from before Alembic reads the schema's revision until it commits: nodes of a cluster
+that start together migrate one after the other, and those that come later find the
+schema at head and change nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Dialect, Engine, Select, create_engine, event
+from alembic.runtime.migration import MigrationContext
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Dialect, Engine, Select, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -50,10 +57,21 @@ from chinwag.store.secret_files import PRIVATE_DIRECTORY_MODE
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 MIGRATIONS = "chinwag.store:migrations"
+_REVISION_TABLE = "alembic_version"
 PRIVATE_FILE_MODE = 0o600
+MIGRATION_LOCK = 0x6368_696E_7761_6701
+"""The PostgreSQL advisory lock key (a bigint) that serialises schema upgrades."""
 _SQLITE_COMPANIONS = ("-wal", "-shm")
 
 log = logging.getLogger(__name__)
+
+
+class MigrationError(Exception):
+    """The database's schema cannot be brought to this chinwag's newest revision."""
+
+
+class NoDatabase(Exception):
+    """The database a URL names does not exist yet, or holds no chinwag schema."""
 
 
 class Database:
@@ -121,10 +139,45 @@ class Database:
             self._reading.close()
         self._reading = self._driver = None
 
+    @classmethod
+    async def open_existing(cls, url: str) -> Database:
+        """Open a database that chinwag made before (at any revision of its schema);
+        raise NoDatabase instead of creating one, as :meth:`open` and :meth:`migrate` do."""
+        file = sqlite_file(url)
+        if file is not None and not file.exists():
+            raise NoDatabase(f"no database at {file}")
+        db = cls.open(url)
+        try:
+            async with db.engine.connect() as connection:
+                made = await connection.run_sync(
+                    lambda sync: inspect(sync).has_table(_REVISION_TABLE)
+                )
+        except BaseException:
+            await db.close()
+            raise
+        if not made:
+            await db.close()
+            raise NoDatabase(f"the database {redacted(url)} holds no chinwag tables")
+        return db
+
     async def migrate(self) -> None:
-        """Bring the schema to the newest revision (``alembic upgrade head``)."""
-        async with self.engine.begin() as connection:
-            await connection.run_sync(_upgrade_to_head)
+        """Bring the schema to the newest revision (``alembic upgrade head``); raises
+        MigrationError for a schema that Alembic cannot upgrade, such as a newer chinwag's."""
+        try:
+            async with self.engine.begin() as connection:
+                await connection.run_sync(_upgrade_to_head)
+        except CommandError as error:
+            shown = self.engine.url.render_as_string(hide_password=True)
+            raise MigrationError(
+                f"cannot migrate the database {shown}: {error} (made by a newer chinwag?)"
+            ) from error
+
+    async def revision(self) -> str | None:
+        """The schema's revision (None: no chinwag schema)."""
+        async with self.engine.connect() as connection:
+            return await connection.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
 
     async def close(self) -> None:
         self._close_reading()
@@ -203,6 +256,14 @@ async def migrate(url: str) -> None:
         await db.close()
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite database URL; None for another database, or one in memory."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not _on_disk(parsed):
+        return None
+    return Path(parsed.database or "")
+
+
 def _on_disk(url: URL) -> bool:
     database = url.database or ""
     return database not in ("", ":memory:") and not database.startswith("file:")
@@ -251,6 +312,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
 
 
 def _upgrade_to_head(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Released when the upgrade's transaction ends, committed or not.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
     # No ini file: Alembic then leaves logging alone, and env.py uses this connection.
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)

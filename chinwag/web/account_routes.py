@@ -65,11 +65,11 @@ async def signin(request: Request) -> Response:
     target = local_path(form_text(form, "next"), APPS_PATH)
     address = request.client.host if request.client else None
     found = services(request)
-    if (refused_for := found.auth_failures.refused_for(address)) is not None:
+    if (refused_for := await found.auth_failures.refused_for(address)) is not None:
         error = refusal(refused_for).capitalize() + "."
         return await _signin_page(request, target, 429, username=name, error=error)
     if not await found.accounts.verify_password(name, password):
-        found.auth_failures.failed(address)
+        await found.auth_failures.failed(address)
         failed = {"user": name, "transport": "web", "address": address}
         log.info(
             "sign-in failed", extra={"fields": failed | {"reason": "wrong username or password"}}
@@ -188,11 +188,11 @@ async def _password_change_refused(
     A wrong current password counts as a failed sign-in from the address."""
     failures = services(request).auth_failures
     address = request.client.host if request.client else None
-    if (refused_for := failures.refused_for(address)) is not None:
+    if (refused_for := await failures.refused_for(address)) is not None:
         return 429, refusal(refused_for).capitalize() + "."
     current = form_text(form, "current_password")
     if not await services(request).accounts.verify_password(user, current):
-        failures.failed(address)
+        await failures.failed(address)
         return 400, "That is not your current password."
     new = form_text(form, "new_password")
     if new != form_text(form, "new_password_again"):

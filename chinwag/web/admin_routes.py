@@ -5,7 +5,9 @@
   ends one (a full JID) or all of an account's (a bare one);
 - ``GET /admin/bans``: the addresses refused after failed sign-ins;
   ``DELETE /admin/bans?address=ADDRESS`` lifts one;
-- ``POST /admin/reload``: reads the settings file again (certificate, limits, log).
+- ``POST /admin/reload``: reads the settings file again (certificate, limits, log);
+- ``POST /admin/drain?to=HOST:PORT&timeout=SECONDS``: sends every client to another
+  node and stops the server once they have gone.
 
 The commands run in processes of their own, so they ask the HTTP listener, with the
 admin token of ``{data_dir}/admin-token`` (see ``admin_token.py``) as a bearer token.
@@ -24,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from chinwag.server.auth_failures import AuthFailureLimiter, Ban
+from chinwag.server.auth_failures import AuthFailures, Ban
 from chinwag.server.session import Session
 from chinwag.web.admin_token import check_admin
 
@@ -32,6 +34,10 @@ STATUS_PATH = "/admin/status"
 SESSIONS_PATH = "/admin/sessions"
 BANS_PATH = "/admin/bans"
 RELOAD_PATH = "/admin/reload"
+DRAIN_PATH = "/admin/drain"
+DEFAULT_DRAIN_SECONDS = 30.0
+"""How long a drain waits for the streams and sessions to end before the node stops."""
+MAX_DRAIN_SECONDS = 3600.0
 MAX_REASON_CHARS = 1000
 
 SessionSource = Callable[[], Sequence[Session]]
@@ -40,6 +46,10 @@ SessionSource = Callable[[], Sequence[Session]]
 
 class ReloadFailed(Exception):
     """The settings file or the certificate did not load; nothing changed."""
+
+
+class DrainFailed(Exception):
+    """No other node to send the clients to, or a drain already under way."""
 
 
 class ServerControl(Protocol):
@@ -54,6 +64,11 @@ class ServerControl(Protocol):
 
     def reload(self) -> dict[str, Any]:
         """Apply the settings file again; what changed. ReloadFailed: nothing changed."""
+        ...
+
+    async def drain(self, to: str | None, timeout: float) -> dict[str, Any]:
+        """Send every client to ``to`` (None: another live node) and stop once they have
+        gone. ValueError: ``to`` is not HOST:PORT. DrainFailed: no node to send them to."""
         ...
 
 
@@ -158,8 +173,8 @@ async def end_sessions(request: Request) -> Response:
 @_admin_only
 async def bans(request: Request) -> Response:
     """The addresses refused now for failed sign-ins, with the seconds each has left."""
-    limiter: AuthFailureLimiter = request.app.state.services.auth_failures
-    return JSONResponse([ban_json(ban) for ban in limiter.bans()])
+    limiter: AuthFailures = request.app.state.services.auth_failures
+    return JSONResponse([ban_json(ban) for ban in await limiter.bans()])
 
 
 @_admin_only
@@ -168,8 +183,8 @@ async def lift_ban(request: Request) -> Response:
     address = _parameter(request, "address")
     if address is None:
         return _refusal(400, "bad_request", "give the address whose ban to lift: ?address=")
-    limiter: AuthFailureLimiter = request.app.state.services.auth_failures
-    lifted = limiter.lift(address)
+    limiter: AuthFailures = request.app.state.services.auth_failures
+    lifted = await limiter.lift(address)
     if lifted is None:
         return _refusal(404, "not_found", f"{address} is not refused")
     return JSONResponse(ban_json(lifted))
@@ -186,6 +201,28 @@ async def reload(request: Request) -> Response:
         return _refusal(409, "reload_failed", str(error))
 
 
+@_admin_only
+async def drain(request: Request) -> Response:
+    control = _control(request)
+    if control is None:
+        return _no_server()
+    to, timeout = _parameter(request, "to"), _parameter(request, "timeout")
+    try:
+        seconds = DEFAULT_DRAIN_SECONDS if timeout is None else float(timeout)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_DRAIN_SECONDS:
+        return _refusal(
+            400, "bad_request", f"the timeout is a number of seconds, 0 to {MAX_DRAIN_SECONDS:g}"
+        )
+    try:
+        return JSONResponse(await control.drain(to, seconds))
+    except ValueError as error:
+        return _refusal(400, "bad_request", str(error))
+    except DrainFailed as error:
+        return _refusal(409, "drain_failed", str(error))
+
+
 ROUTES = [
     Route(STATUS_PATH, status, methods=["GET"]),
     Route(SESSIONS_PATH, sessions, methods=["GET"]),
@@ -193,4 +230,5 @@ ROUTES = [
     Route(BANS_PATH, bans, methods=["GET"]),
     Route(BANS_PATH, lift_ban, methods=["DELETE"]),
     Route(RELOAD_PATH, reload, methods=["POST"]),
+    Route(DRAIN_PATH, drain, methods=["POST"]),
 ]

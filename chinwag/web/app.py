@@ -22,7 +22,7 @@ from chinwag.network.contacts import ContactService
 from chinwag.network.invitations import InvitationService
 from chinwag.network.profiles import ProfileService
 from chinwag.oauth.service import OAuthService
-from chinwag.server.auth_failures import AuthFailureLimiter
+from chinwag.server.auth_failures import AuthFailureLimiter, AuthFailures
 from chinwag.store.archive import ArchiveRepository
 from chinwag.store.secret_files import secret_file
 from chinwag.web import (
@@ -59,7 +59,7 @@ def build_web_app(
     xmpp: XMPPServer | None = None,
     sessions: admin_routes.SessionSource = admin_routes.no_sessions,
     control: admin_routes.ServerControl | None = None,
-    auth_failures: AuthFailureLimiter | None = None,
+    auth_failures: AuthFailures | None = None,
     invitations: InvitationService | None = None,
     archive: ArchiveRepository | None = None,
 ) -> Starlette:

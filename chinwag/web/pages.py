@@ -30,7 +30,7 @@ from chinwag.network.invitations import InvitationService
 from chinwag.network.profiles import ProfileService
 from chinwag.oauth.scopes import describe
 from chinwag.oauth.service import OAuthService
-from chinwag.server.auth_failures import AuthFailureLimiter
+from chinwag.server.auth_failures import AuthFailures
 from chinwag.store.archive import ArchiveRepository
 from chinwag.web.presence import PresenceSource, nobody_online
 from chinwag.web.sessions import SESSION_ID, USER_SCOPE_KEY
@@ -60,7 +60,7 @@ class Services:
     settings: Settings
     accounts: AccountService
     oauth: OAuthService
-    auth_failures: AuthFailureLimiter
+    auth_failures: AuthFailures
     """Failed sign-ins per client address, shared with the XMPP server where there is one."""
     contacts: ContactService | None = None
     """None in a web application without the network services (the REST API then says 503)."""

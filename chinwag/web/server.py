@@ -66,9 +66,16 @@ class HTTPServer:
     """Serves ``app`` on ``settings.host``:``settings.port`` in the running event loop."""
 
     def __init__(
-        self, app: ASGIApp, settings: HTTPSettings, *, websocket_max_bytes: int = 1 << 24
+        self,
+        app: ASGIApp,
+        settings: HTTPSettings,
+        *,
+        websocket_max_bytes: int = 1 << 24,
+        reuse_port: bool = False,
     ) -> None:
+        """``reuse_port``: other processes may listen on the same port (SO_REUSEPORT)."""
         self._app = app
+        self._reuse_port = reuse_port
         self._settings = settings
         self._websocket_max_bytes = websocket_max_bytes
         """A longer WebSocket message is refused by uvicorn itself (close code 1009); the
@@ -87,7 +94,7 @@ class HTTPServer:
 
     async def start(self) -> None:
         """Bind and start serving; returns once requests are accepted."""
-        self._socket = _bind(self._settings.host, self._settings.port)
+        self._socket = _bind(self._settings.host, self._settings.port, self._reuse_port)
         config = uvicorn.Config(
             self._app,
             lifespan="off",
@@ -117,6 +124,6 @@ class HTTPServer:
         self._server = self._task = None
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family)
+    return socket.create_server((host, port), family=family, reuse_port=reuse_port)

@@ -26,6 +26,7 @@ class StreamCondition(StrEnum):
     RESET = "reset"
     RESOURCE_CONSTRAINT = "resource-constraint"
     RESTRICTED_XML = "restricted-xml"
+    SEE_OTHER_HOST = "see-other-host"
     SYSTEM_SHUTDOWN = "system-shutdown"
     UNDEFINED_CONDITION = "undefined-condition"
     UNSUPPORTED_ENCODING = "unsupported-encoding"
@@ -89,14 +90,18 @@ _STANZA_ERROR_TYPES: dict[StanzaCondition, str] = {
 class StreamError(Exception):
     """A condition that ends the stream (RFC 6120 4.9)."""
 
-    def __init__(self, condition: StreamCondition, text: str = "") -> None:
+    def __init__(self, condition: StreamCondition, text: str = "", *, other_host: str = "") -> None:
+        """``other_host``: where to connect instead, the content of <see-other-host/>
+        (RFC 6120 4.9.3.19): a host, ``host:port`` or ``[IPv6]:port``."""
         super().__init__(f"{condition}: {text}" if text else str(condition))
         self.condition = condition
         self.text = text
+        self.other_host = other_host
 
     def to_element(self) -> Element:
         error = Element("error", ns.STREAMS)
-        error.append(Element(self.condition.value, ns.STREAM_ERRORS))
+        content: list[Element | str] = [self.other_host] if self.other_host else []
+        error.append(Element(self.condition.value, ns.STREAM_ERRORS, children=content))
         if self.text:
             error.append(Element("text", ns.STREAM_ERRORS, {"xml:lang": "en"}, [self.text]))
         return error

@@ -8,6 +8,8 @@ TCP stream and a WebSocket one.
 
 from __future__ import annotations
 
+import re
+
 from . import ns
 from .element import Element
 from .errors import StanzaCondition, StanzaError, StreamCondition, StreamError
@@ -16,11 +18,24 @@ MASK = 2**32 - 1
 """Counts wrap from 2**32 - 1 back to 0: ``(count + n) & MASK``."""
 
 REQUEST = f"<r xmlns='{ns.SM}'/>".encode()
+_ACK = f"<a xmlns='{ns.SM}' h='%d'/>".encode()
+
+NS_BYTES = ns.SM.encode()
+_SPACE = rb"[ \t\r\n]"
+_XMLNS = rb"%s+xmlns=(?:'%s'|\"%s\")" % (_SPACE, NS_BYTES, NS_BYTES)
+_COUNT = rb"([0-9]{1,10})"
+SHORT_FORM = re.compile(
+    rb"<(?:r%s|a%s%s+h=(?:'%s'|\"%s\"))%s*/>" % (_XMLNS, _XMLNS, _SPACE, _COUNT, _COUNT, _SPACE)
+)
+"""<r/> and <a h/> written as clients write them: the namespace declared first, either
+quote, whitespace where XML allows it before ``/>``; groups 1 and 2 hold an <a/>'s h.
+These mean the same wherever they begin between top-level elements, so a stream may read
+them there without its XML parser. Any other spelling is parsed as usual."""
 
 
 def ack(handled: int) -> bytes:
     """<a h='…'/>: the stanzas handled of those the peer sent."""
-    return f"<a xmlns='{ns.SM}' h='{handled}'/>".encode()
+    return _ACK % handled
 
 
 def parse_count(text: str | None) -> int | None:

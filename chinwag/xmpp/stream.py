@@ -250,6 +250,13 @@ class ServerStream:
         if self.state is State.CLOSED:
             return []
         self._now = now
+        if self.state is State.MANAGED and sm.NS_BYTES in data:
+            self._receive_managed(data)
+        else:
+            self._receive(data)
+        return self._take_events()
+
+    def _receive(self, data: bytes) -> None:
         try:
             parsed = self._parser.feed(data)
         except StreamError as error:
@@ -259,13 +266,43 @@ class ServerStream:
             self._drain()
             if self.state is not State.CLOSED:
                 self._fail(error)
-            return self._take_events()
+            return
         if self._backlog:
             self._backlog.extend(parsed)
         else:
             self._backlog = parsed  # the parser's own list, fresh on every feed
         self._drain()
-        return self._take_events()
+
+    def _receive_managed(self, data: bytes) -> None:
+        """``data`` with <r/> and <a/> in their usual spelling (``sm.SHORT_FORM``) read
+        without the parser where they begin between top-level elements: every client
+        sends them many times a second, and each would cost as much to parse as a short
+        stanza. The bytes around them go through the parser in order."""
+        fed = searched = 0
+        while self.state is State.MANAGED and (found := data.find(sm.NS_BYTES, searched)) >= 0:
+            searched = found + len(sm.NS_BYTES)
+            start = data.rfind(b"<", fed, found)
+            short = sm.SHORT_FORM.match(data, start) if start >= 0 else None
+            if short is None:
+                continue
+            if start > fed:
+                self._receive(data[fed:start])
+                fed = start
+            if self.state is State.MANAGED and not self._backlog and self._parser.at_rest():
+                fed = short.end()
+                self._on_short_form(short.group(1) or short.group(2))
+        if fed < len(data) and self.state is not State.CLOSED:
+            self._receive(data[fed:] if fed else data)
+
+    def _on_short_form(self, handled: bytes | None) -> None:
+        """An <r/> (``handled`` None) or an <a h/> read in its usual spelling."""
+        try:
+            if handled is None:
+                self._on_request(None)
+            else:
+                self._acked(handled.decode())
+        except StreamError as error:
+            self._fail(error)
 
     def receive_frame(self, data: bytes, now: float) -> list[Event]:
         """Feed one whole WebSocket message (websocket framing); returns the events it caused."""
@@ -279,6 +316,9 @@ class ServerStream:
                     f"message larger than the limit of {self.config.max_stanza_bytes} bytes",
                 )
             )
+            return self._take_events()
+        if self.state is State.MANAGED and (short := sm.SHORT_FORM.fullmatch(data)) is not None:
+            self._on_short_form(short.group(1) or short.group(2))  # each message is whole
             return self._take_events()
         parser = self._parser
         if not isinstance(parser, XMLFrameParser):
@@ -724,12 +764,15 @@ class ServerStream:
         self._send_sm_failure(StanzaCondition.UNEXPECTED_REQUEST, "a resource is bound already")
 
     @_handles(SM_REQUEST, state=State.MANAGED)
-    def _on_request(self, _element: Element) -> None:
+    def _on_request(self, _element: Element | None) -> None:
         self._events.append(AckRequested(self.sm_handled))
 
     @_handles(SM_ACK, state=State.MANAGED)
     def _on_ack(self, element: Element) -> None:
-        handled = sm.parse_count(element.attrs.get("h"))
+        self._acked(element.attrs.get("h"))
+
+    def _acked(self, text: str | None) -> None:
+        handled = sm.parse_count(text)
         if handled is None:
             raise StreamError(StreamCondition.BAD_FORMAT, "<a/> needs h, a count of stanzas")
         self._events.append(Acked(handled))

@@ -388,6 +388,19 @@ class XMLStreamParser:
         self._out.clear()  # the root is not a new stream header
         self._fed = self._boundary = self._carry_base = len(root)
 
+    def at_rest(self) -> bool:
+        """Whether everything fed so far is parsed, up to whitespace, into whole top-level
+        elements: the next byte fed would begin a new one or more whitespace. Only with
+        ``keep_wire``, which tracks exactly where elements end; then bytes that are not fed
+        here (read by other means) leave the stream as it is."""
+        return (
+            self._keep_wire
+            and self._depth == 1
+            and (not self._carry or self._carry.isspace())
+            and self._large_token is None
+            and not self._failed
+        )
+
     def between_elements(self) -> bool:
         """Inside the stream root with no top-level element begun (the end of a whole element)."""
         return self._depth == 1

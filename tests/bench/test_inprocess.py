@@ -75,6 +75,19 @@ def test_the_in_process_harness_refuses_rounds_too_small_to_flush() -> None:
     assert done.returncode == 2 and "--reads must be at least 100" in done.stderr
 
 
+def test_with_a_turn_after_every_read_the_harness_routes_every_message() -> None:
+    done = _harness("--reads", "100", "--rounds", "1", "--reads-per-turn", "1", "--sm")
+
+    _assert_reports(done, r"700 messages per round, 1 rounds: .* fastest")
+
+
+@pytest.mark.parametrize("turns", ["0", "101"])
+def test_a_turn_comes_after_one_to_a_hundred_reads(turns: str) -> None:
+    done = _harness("--reads-per-turn", turns)
+
+    assert done.returncode == 2 and "--reads-per-turn must be 1 to 100" in done.stderr
+
+
 def test_sign_ins_without_the_key_derivation_still_sign_every_user_in() -> None:
     done = _harness("--sign-ins", "20", "--without-pbkdf2")
 

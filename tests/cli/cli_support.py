@@ -1,5 +1,6 @@
 """Running the installed ``chinwag`` console command as an operator would, for tests."""
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,31 +11,41 @@ from pathlib import Path
 from chinwag.cli import Network
 from chinwag.config import CONFIG_ENV_VAR
 from chinwag.network.accounts import AccountService
-from chinwag.store.db import Database
+from chinwag.store.db import Database, migrate
 
 CHINWAG = Path(sys.executable).with_name("chinwag")
 
 
 class Chinwag:
-    """Runs ``chinwag ARGS --config <a temporary config>`` in a temporary directory."""
+    """Runs ``chinwag ARGS --config <a temporary config>`` in a temporary directory, on a
+    database made as ``chinwag serve`` makes it at its first start (unless ``database``
+    is false: the commands then find none)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, database: bool = True) -> None:
         self.directory = directory
         self.data_dir = directory / "data"
         self.config = directory / "chinwag.toml"
         self.config.write_text(f"domain = 'chat.example'\ndata_dir = '{self.data_dir}'\n")
+        if database:
+            asyncio.run(migrate(self.database_url))
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.data_dir / 'chinwag.db'}"
 
     def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return self.run([*args, "--config", str(self.config)], stdin)
 
-    def run(self, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, args: list[str], stdin: str | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = {key: value for key, value in os.environ.items() if key != CONFIG_ENV_VAR}
         return subprocess.run(
             [str(CHINWAG), *args],
             input=stdin,
             capture_output=True,
             text=True,
-            cwd=self.directory,
+            cwd=cwd or self.directory,
             env=env,
             timeout=120,
             start_new_session=True,  # no terminal: password prompts read stdin
@@ -49,7 +60,7 @@ class Chinwag:
     @asynccontextmanager
     async def network(self) -> AsyncIterator[Network]:
         """Every service on the same store, wired as the command wires them."""
-        db = Database.open(f"sqlite+aiosqlite:///{self.data_dir / 'chinwag.db'}")
+        db = Database.open(self.database_url)
         await db.migrate()
         try:
             yield Network.over(db)

@@ -83,3 +83,40 @@ async def test_block_a_contact_then_unblock(server: ServerHandle, new_client: Ne
     assert (await alice.next(message(id="b2"))).get("type") == "chat"
     alice.send("<message to='bob@localhost' type='chat' id='a2'><body>yes</body></message>")
     assert (await bob.next(message(id="a2"))).get("type") == "chat"
+
+
+async def test_blocking_one_resource_keeps_bare_jid_messages_from_it_only(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    """XEP-0191 JID matching: alice blocks bob's desk by its full JID; what she sends to his
+    bare JID reaches his laptop and not the desk."""
+    alice = await blocking_client(new_client, server, "alice")
+    desk = await blocking_client(new_client, server, "bob")
+    laptop = Peer(new_client(server, "bob", "laptop"))
+    await sign_in(laptop.client, server.host, server.port)
+    laptop.send("<presence/>")
+    await laptop.sync()
+    plugin = alice.client.plugin["xep_0191"]
+    await plugin.block(JID("bob@localhost/desk"), timeout=TIMEOUT)
+
+    alice.send("<message to='bob@localhost' type='chat' id='a1'><body>hi</body></message>")
+
+    assert (await laptop.next(message(id="a1"))).get("type") == "chat"
+    await settle(alice, desk)
+    desk.assert_none(message(id="a1"))
+    alice.assert_none(message(id="a1", type="error"))
+
+
+async def test_a_blocked_contact_cannot_tell_by_a_probe_whether_the_user_is_online(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice = await blocking_client(new_client, server, "alice")
+    bob = await blocking_client(new_client, server, "bob")
+    await alice.client.plugin["xep_0191"].block(JID("bob@localhost"), timeout=TIMEOUT)
+    await alice.client.disconnect()
+    await bob.next(presence(from_=alice.jid, type="unavailable"))
+
+    bob.send("<presence type='probe' to='alice@localhost'/>")
+
+    await settle(bob)
+    bob.assert_none(presence(from_="alice@localhost"))

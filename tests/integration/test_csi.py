@@ -13,17 +13,28 @@ from __future__ import annotations
 import asyncio
 import xml.etree.ElementTree as ET
 
+from slixmpp import ClientXMPP
+
 from .im_support import NS_CHATSTATES, Match, Peer, body, login, q, text_of
-from .support import TIMEOUT, NewClient, ServerHandle, sign_in
+from .support import TIMEOUT, NewClient, ServerHandle, sign_in, watch
 
 QUIET = 0.3
 """How long an inactive client is watched for what it should not get: far longer than
 a stanza takes on the loopback."""
 
 
-async def csi_login(new_client: NewClient, server: ServerHandle, user: str, resource: str) -> Peer:
-    """A signed-in, available :class:`Peer` whose client loads slixmpp's xep_0352."""
-    client = new_client(server, user, resource)
+async def csi_login(
+    new_client: NewClient,
+    server: ServerHandle,
+    user: str,
+    resource: str,
+    *,
+    client: ClientXMPP | None = None,
+) -> Peer:
+    """A signed-in, available :class:`Peer` whose client (a new one unless given) loads
+    slixmpp's xep_0352."""
+    if client is None:
+        client = new_client(server, user, resource)
     client.register_plugin("xep_0352")
     peer = Peer(client)
     await sign_in(client, server.host, server.port)
@@ -147,4 +158,37 @@ async def test_an_inactive_client_answers_iqs_at_once(
     assert await arrivals_until(alice, lambda e: e.tag == q("iq"), bob.jid) == [
         "presence:away",
         "iq:get",
+    ]
+
+
+async def test_a_resumed_stream_starts_active_and_gets_what_waited_at_once(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    """XEP-0352 §5.2: the state does not survive into a resumed stream (XEP-0198, with
+    slixmpp's xep_0198), so what waited is written on resumption, with nothing else coming
+    for it."""
+    client = new_client(server, "alice", "phone")
+    client.register_plugin("xep_0198")
+    alice = await csi_login(new_client, server, "alice", "phone", client=client)
+    bob = await login(new_client, server, "bob", "desk")
+    await arrivals_until(alice, lambda e: e.get("from") == bob.jid, bob.jid)
+    await go_inactive(alice)
+    bob.send("<presence><show>away</show></presence>")
+    await bob.sync()
+    await quiet_spell(alice, bob.jid)
+    sm = client.plugin["xep_0198"]
+    sm.request_ack()
+    async with asyncio.timeout(TIMEOUT):  # nothing of alice's to send again on resumption
+        while sm.last_ack != sm.seq:
+            await asyncio.sleep(0.01)
+
+    disconnected = watch(client, "disconnected")
+    alice.kill()
+    await asyncio.wait_for(disconnected, TIMEOUT)
+    resumed = watch(client, "session_resumed")
+    client.connect(server.host, server.port)
+    await asyncio.wait_for(resumed, TIMEOUT)
+
+    assert await arrivals_until(alice, lambda e: e.tag == q("presence"), bob.jid) == [
+        "presence:away"
     ]

@@ -153,6 +153,8 @@ async def test_prosodys_users_sign_in_to_chinwag_with_their_contacts_and_vcards(
         f"bob@{DOMAIN}.xml",
     ]
     config = chinwag_config(workspace)
+    created = run_chinwag("db", "migrate", "--config", str(config), cwd=workspace)
+    assert created.returncode == 0, created.stderr
 
     imported = run_chinwag("import", str(exported), "--config", str(config), cwd=workspace)
 

@@ -125,8 +125,8 @@ async def test_the_sign_in_limit_counts_the_address_a_proxy_names(
         assert peer_address(server, str(other.boundjid)) == (CLIENT_V6, "starttls")
     assert server.app is not None
     limiter = server.app.xmpp.auth_failures
-    assert limiter.refused_for(CLIENT_V4) is not None
-    assert limiter.refused_for("127.0.0.1") is None  # the balancer's own address
+    assert await limiter.refused_for(CLIENT_V4) is not None
+    assert await limiter.refused_for("127.0.0.1") is None  # the balancer's own address
 
 
 @pytest.mark.parametrize("direct_tls", [False, True], ids=["starttls", "direct-tls"])

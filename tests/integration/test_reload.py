@@ -198,7 +198,8 @@ async def test_sighup_reloads_and_what_does_not_load_changes_nothing(
     ), bad_setting.stderr
     assert bad_key.returncode == 1
     assert bad_key.stderr.startswith(
-        f"error: cannot load the certificate {cert} with {other_key}: "
+        f"error: cannot load the certificate: cannot use {cert} with {other_key}: "
+        "the key is not the certificate's"
     ), bad_key.stderr
     assert await served_by_direct_tls(handle) == der(cert)
     await still_served(bob, handle)

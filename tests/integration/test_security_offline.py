@@ -13,7 +13,6 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from chinwag.modules import offline
 from chinwag.store.offline import NewOfflineMessage, StoreResult
 from chinwag.xmpp.jid import JID
 
@@ -119,9 +118,10 @@ async def test_a_client_that_stays_gets_them_once_then_a_ping_and_they_are_delet
 
 
 async def test_a_session_silent_after_the_delivery_is_closed_and_keeps_its_messages(
-    server: ServerHandle, new_client: NewClient, monkeypatch: pytest.MonkeyPatch
+    start_server: StartServer, new_client: NewClient
 ) -> None:
-    monkeypatch.setattr(offline, "ANSWER_TIMEOUT_SECONDS", 0.5)
+    # The ping sweep's own pings come after a minute of silence: only the delivery's is out.
+    server = await start_server(limits={"ping_timeout_seconds": 0.5})
     await store_for_bob(server, new_client)
     silent = await raw_bob_receives_them(server, "silent")
     ended = await silent.raw.read_until(b"</stream:stream>")

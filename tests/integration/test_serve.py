@@ -1,7 +1,7 @@
 """The real ``chinwag`` command in a subprocess: user add, serve, signals, configuration.
 
 Users are added once per module with ``chinwag user add`` into a template data
-directory; each test copies it and writes a config with free loopback ports.
+directory made with ``chinwag db migrate``; each test copies it and writes a config with free loopback ports.
 """
 
 from __future__ import annotations
@@ -172,6 +172,8 @@ def template_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory holding alice and bob, added with ``chinwag user add``."""
     data = tmp_path_factory.mktemp("template") / "data"
     config = write_config(data.parent / "chinwag.toml", {"data_dir": str(data)})
+    migrated = run_chinwag("db", "migrate", "--config", str(config), cwd=data.parent)
+    assert migrated.returncode == 0, migrated.stderr
     for name, password in USERS.items():
         result = run_chinwag(
             "user", "add", name, "--password", password, "--config", str(config), cwd=data.parent

@@ -528,3 +528,114 @@ async def test_another_account_cannot_resume_a_session(start_server: StartServer
     assert session.state is SessionState.DETACHED and session_of(server) is session
     await bob.bind("desk")
     await bob.stream.close()
+
+
+# --- what a session that expires leaves behind ---------------------------------------------
+
+SHORT_WINDOW = {"resume_timeout_seconds": 1, "max_resume_timeout_seconds": 1}
+
+
+async def expire_unacknowledged(peer: Peer, server: ServerHandle, jid: str) -> None:
+    """Cut ``peer``'s connection, whose client acknowledged nothing since it was told to
+    stop, and wait, bounded, for its session's window to close."""
+    session = session_of(server, jid)
+    await cut(peer)
+    await eventually(lambda: session.state is SessionState.ENDED, "the window closed")
+
+
+async def test_a_bare_jid_message_another_resource_got_is_not_sent_it_again(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    """RFC 6121 §8.5.2.1.1: delivered to one available resource is delivered. The phone's
+    session ends with the message unacknowledged; the laptop, which has it, gets it once
+    and nothing is stored."""
+    server = await start_server(stream_management=SHORT_WINDOW)
+    phone = await managed(new_client, server, "phone")
+    phone.client.remove_handler("Stream Management Request Ack")  # it never acknowledges
+    laptop = await managed(new_client, server, "laptop")
+    bob = await login(new_client, server, "bob", "desk")
+    bob.send(numbered("alice@localhost", 1))
+    await eventually(lambda: bodies(phone) == bodies(laptop) == ["1"], "both got it")
+
+    await expire_unacknowledged(phone, server, ALICE)
+    await laptop.sync()
+
+    assert bodies(laptop) == ["1"]
+    assert await stored_bodies(server, "alice", 0) == []
+
+
+async def test_a_message_whose_carbon_copy_another_resource_got_is_not_sent_it_again(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    """The laptop got a <received/> copy (slixmpp's xep_0280) of bob's message to the phone;
+    when the phone's session ends with the message unacknowledged, the laptop is not sent
+    the message itself as well, nor is it stored."""
+    server = await start_server(stream_management=SHORT_WINDOW)
+    phone = await managed(new_client, server, "phone")
+    phone.client.remove_handler("Stream Management Request Ack")
+    laptop = await managed(new_client, server, "laptop")
+    laptop.client.register_plugin("xep_0280")
+    await asyncio.wait_for(laptop.client.plugin["xep_0280"].enable(), TIMEOUT)
+    bob = await login(new_client, server, "bob", "desk")
+    bob.send(numbered(ALICE, 1))
+    await eventually(lambda: bodies(phone) == ["1"], "the phone got it")
+    await bob.sync()
+    await laptop.sync()
+    copies = [e for e in laptop.inbox if e.tag == q("message")]
+    assert len(copies) == 1 and body(copies[0]) is None  # the copy, wrapped
+
+    await expire_unacknowledged(phone, server, ALICE)
+    await laptop.sync()
+
+    assert [e for e in laptop.inbox if e.tag == q("message")] == copies
+    assert await stored_bodies(server, "alice", 0) == []
+
+
+async def test_resuming_replays_more_than_the_unacknowledged_bound(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    """What waited while the client was away, on top of what it had not acknowledged, is
+    more than ``max_unacked_stanzas``: all of it comes, and the stream stays open."""
+    server = await start_server(**PLAINTEXT, stream_management={"max_unacked_stanzas": 4})
+    old, sm_id = await raw_managed(server)
+    session = session_of(server)
+    bob = await login(new_client, server, "bob", "desk")
+    for number in (1, 2):
+        bob.send(numbered(ALICE, number))
+    await bob.sync()
+    old.stream.abort()
+    await eventually(lambda: session.state is SessionState.DETACHED, "the session waits")
+    for number in (3, 4, 5):
+        bob.send(numbered(ALICE, number))
+    await bob.sync()
+
+    new = await Raw.signed_in(server)
+    await new.send(f"<resume xmlns='{NS_SM}' previd='{sm_id}' h='0'/>")
+    await new.next(f"{{{NS_SM}}}resumed")
+    got = [body(await new.until(q("message"))) for _ in range(5)]
+
+    assert got == ["1", "2", "3", "4", "5"]
+    await new.send(f"<a xmlns='{NS_SM}' h='{len(sm_of(session).unacked)}'/>")
+    await new.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert (await new.until(q("iq"))).get("id") == "p"
+    assert session.state is SessionState.BOUND
+    await new.stream.close()
+
+
+async def test_an_unanswered_ack_request_is_a_dead_connection_and_the_session_waits(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    """ejabberd's ack timeout, on the ping timeout: a client that leaves the server's <r/>
+    unanswered for ``ping_timeout_seconds`` is closed with <connection-timeout/>, long
+    before a silent stream would be pinged, and its session waits for resumption."""
+    server = await start_server(**PLAINTEXT, limits={"ping_timeout_seconds": 0.5})
+    raw, _ = await raw_managed(server)
+    session = session_of(server)
+    bob = await login(new_client, server, "bob", "desk")
+    bob.send(numbered(ALICE, 1))
+    await raw.until(f"{{{NS_SM}}}r")  # and it never answers
+
+    error = await raw.stream_error()
+
+    assert condition(error, NS_STREAM_ERRORS) == "connection-timeout"
+    assert session.state is SessionState.DETACHED

@@ -26,6 +26,7 @@ def run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_register_an_app_and_issue_a_token(tmp_path):
     config = tmp_path / "chinwag.toml"
     config.write_text(f"data_dir = '{tmp_path / 'data'}'\n")
+    assert run(config, "db", "migrate").returncode == 0  # as the first chinwag serve would
     assert run(config, "user", "add", "alice", "--password", "wonderland").returncode == 0
 
     registered = run(
@@ -61,6 +62,7 @@ def test_register_an_app_and_issue_a_token(tmp_path):
 def test_app_list_shows_whole_client_ids(tmp_path):
     config = tmp_path / "chinwag.toml"
     config.write_text(f"data_dir = '{tmp_path / 'data'}'\n")
+    assert run(config, "db", "migrate").returncode == 0
     client_ids = []
     for name in ("A chat app with a name long enough to need wrapping", "Bot"):
         registered = run(

@@ -327,9 +327,28 @@ async def test_db_copy_moves_an_installation_to_postgresql(tmp_path, postgres_ur
 )
 def test_db_copy_refuses_a_target_it_cannot_use(tmp_path, url, message):
     (tmp_path / "chinwag.toml").write_text(f"domain = 'chat.example'\ndata_dir = '{tmp_path}'\n")
+    assert chinwag(tmp_path, "db", "migrate").returncode == 0
 
     result = chinwag(tmp_path, "db", "copy", "--to", url.format(dir=tmp_path))
 
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(message)
+
+
+@pytest.mark.postgres
+async def test_db_migrate_makes_the_schema_that_other_commands_refuse_to_make(
+    tmp_path, postgres_url
+):
+    (tmp_path / "chinwag.toml").write_text(f"[database]\nurl = '{postgres_url}'\n")
+
+    refused = chinwag(tmp_path, "user", "list")
+    made = chinwag(tmp_path, "db", "migrate")
+    listed = chinwag(tmp_path, "user", "list", "--json")
+
+    assert refused.returncode == 1
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith(f"error: the database {postgres_url} holds no chinwag tables: ")
+    assert made.returncode == 0, made.stderr
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []

@@ -59,7 +59,7 @@ def test_the_documented_example_loads_every_key(tmp_path):
     settings = load_settings(write(tmp_path, DOCUMENTED_EXAMPLE))
 
     assert settings.domain == "localhost"
-    assert settings.data_path == Path("chinwag-data")
+    assert settings.data_path == tmp_path / "chinwag-data"
     assert (settings.c2s.host, settings.c2s.port, settings.c2s.direct_tls_port) == (
         "127.0.0.1",
         5222,
@@ -67,10 +67,57 @@ def test_the_documented_example_loads_every_key(tmp_path):
     )
     assert settings.c2s.require_tls is True
     assert (settings.http.host, settings.http.port) == ("127.0.0.1", 5280)
-    assert settings.database_url == "sqlite+aiosqlite:///./chinwag-data/chinwag.db"
-    assert settings.tls_cert_path == Path("chinwag-data/tls/localhost.crt")
-    assert settings.tls_key_path == Path("chinwag-data/tls/localhost.key")
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/chinwag-data/chinwag.db"
+    assert settings.tls_cert_path == tmp_path / "chinwag-data/tls/localhost.crt"
+    assert settings.tls_key_path == tmp_path / "chinwag-data/tls/localhost.key"
     assert settings.limits.max_stanza_bytes == 262144
+
+
+def test_relative_paths_start_from_the_settings_file_s_directory(tmp_path, monkeypatch):
+    config_dir, elsewhere = tmp_path / "etc", tmp_path / "elsewhere"
+    config_dir.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = write(
+        config_dir,
+        'data_dir = "data"\n'
+        '[database]\nurl = "sqlite+aiosqlite:///db/chat.db?timeout=5"\n'
+        '[tls]\ncert = "tls/fullchain.pem"\nkey = "../keys/privkey.pem"\n'
+        '[log]\nfile = "log/chinwag.log"\n',
+    )
+
+    settings = load_settings(Path("..") / "etc" / config.name)
+
+    assert settings.data_path == config_dir / "data"
+    assert settings.database_url == f"sqlite+aiosqlite:///{config_dir}/db/chat.db?timeout=5"
+    assert settings.tls_cert_path == config_dir / "tls/fullchain.pem"
+    assert settings.tls_key_path == config_dir / "../keys/privkey.pem"
+    assert settings.log.file == str(config_dir / "log/chinwag.log")
+
+
+def test_with_a_settings_file_the_default_data_dir_is_beside_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path.parent)
+
+    settings = load_settings(write(tmp_path, 'domain = "chat.example"\n'))
+
+    assert settings.data_path == tmp_path / "chinwag-data"
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/chinwag-data/chinwag.db"
+    assert settings.tls_cert_path == tmp_path / "chinwag-data/tls/chat.example.crt"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite+aiosqlite:////srv/chinwag/chinwag.db",
+        "sqlite+aiosqlite://",
+        "sqlite+aiosqlite:///:memory:",
+        "postgresql+asyncpg://chinwag@db.internal/chinwag",
+    ],
+)
+def test_absolute_in_memory_and_server_database_urls_stay_as_written(tmp_path, url):
+    settings = load_settings(write(tmp_path, f'[database]\nurl = "{url}"\n'))
+
+    assert settings.database_url == url
 
 
 def test_derived_paths_follow_data_dir_and_domain(tmp_path):
@@ -91,6 +138,7 @@ def test_derived_paths_follow_data_dir_and_domain(tmp_path):
         ('domain = "a@b"\n', "bad config value for 'domain'"),
         ("[limits]\nmax_stanza_bytes = 10\n", "bad config value for 'limits.max_stanza_bytes'"),
         ("domain = \n", "is not valid TOML"),
+        ('[tls]\ncert = "fullchain.pem"\n', "'tls': cert and key go together"),
     ],
 )
 def test_bad_files_give_one_line_naming_the_problem(tmp_path, text, message):

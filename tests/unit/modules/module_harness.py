@@ -16,7 +16,6 @@ call, as the XML it would have read. Nothing here opens a socket or mocks a stor
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,7 +63,8 @@ class MemoryConnection:
             self.sent.append(stanza)
             sm = self.session.stream_management if self.session is not None else None
             if sm is not None:  # as C2SConnection does: kept until the client acknowledges
-                sm.unacked.append((stanza.encoded(), time.time()))
+                sm.unacked.append(stanza.encoded())
+                sm.written()
 
     def close_stream(self, error: StreamError | None = None) -> None:
         """As ``C2SConnection`` does: the stream ends, and its session with it."""

@@ -7,6 +7,8 @@ alice and bob are contacts (subscription both); carol is nobody's contact.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from module_harness import Harness, MakeHarness, MemoryConnection
 
@@ -290,16 +292,22 @@ async def test_own_resources_and_the_server_are_never_blocked(harness: MakeHarne
     assert [(s.attrs["id"], s.attrs["type"]) for s in got(host, phone)] == [("p1", "result")]
 
 
-async def test_a_domain_blocks_every_address_on_it_and_a_full_jid_only_that_resource(
-    harness: MakeHarness,
-) -> None:
-    host = await network(harness, messages={"from_strangers": True})
+async def desk_blocked(host: Harness) -> tuple[MemoryConnection, ...]:
+    """alice/phone, bob/desk and bob/laptop online, with alice blocking bob's desk only."""
     alice = await online(host, "alice", "phone")
     desk = await online(host, "bob", "desk")
     laptop = await online(host, "bob", "laptop")
     await command(host, alice, block("bob@localhost/desk"))
     for client in (alice, desk, laptop):
         host.received(client)
+    return alice, desk, laptop
+
+
+async def test_a_domain_blocks_every_address_on_it_and_a_full_jid_only_that_resource(
+    harness: MakeHarness,
+) -> None:
+    host = await network(harness, messages={"from_strangers": True})
+    alice, desk, laptop = await desk_blocked(host)
 
     host.send(desk, "<message to='alice@localhost' id='from-desk'><body>1</body></message>")
     host.send(laptop, "<message to='alice@localhost' id='from-laptop'><body>2</body></message>")
@@ -510,3 +518,81 @@ async def test_the_screens_are_hooked_only_while_someone_online_blocks_anyone(
     alice.close_stream()  # the only one who blocks anyone leaves
     await host.settle()
     assert hooked() == (0, 0)
+
+
+# --- one resource blocked; directed presence; probes of an offline user ------------------------
+
+
+async def test_what_the_user_sends_to_a_bare_jid_skips_the_resource_it_blocks(
+    harness: MakeHarness,
+) -> None:
+    """XEP-0191 JID matching: an entry naming a full JID matches that resource only, so a
+    message or presence to the bare JID reaches every other resource and not that one."""
+    host = await network(harness)
+    alice, desk, laptop = await desk_blocked(host)
+
+    host.send(alice, "<message to='bob@localhost' type='chat' id='m1'><body>hi</body></message>")
+    host.send(alice, "<presence to='bob@localhost'><show>chat</show></presence>")
+    await host.settle()
+
+    assert got(host, desk) == []
+    assert [(s.tag, s.attrs.get("id")) for s in got(host, laptop)] == [
+        ("message", "m1"),
+        ("presence", None),
+    ]
+    assert got(host, alice) == []  # nothing refused: bob's bare JID is not blocked
+
+
+async def test_a_message_stored_for_a_blocked_resource_is_not_written_to_it(
+    harness: MakeHarness,
+) -> None:
+    host = await network(harness)
+    alice = await online(host, "alice", "phone")
+    desk = await online(host, "bob", "desk")
+    await command(host, alice, block("bob@localhost/desk"))
+    desk.close_stream()  # now no resource but the blocked one may take it: stored
+    host.send(alice, "<message to='bob@localhost' type='chat' id='m1'><body>hi</body></message>")
+    await host.settle()
+    assert len(await host.services.offline.fetch("bob")) == 1
+
+    again = await host.bind("bob", "desk")
+    host.send(again, "<presence/>")
+    await asyncio.sleep(0.05)
+    again.heard()
+    await host.settle()
+
+    assert [s.tag for s in got(host, again) if s.tag == "message"] == []
+    assert await host.services.offline.fetch("bob") == []
+
+
+async def test_directed_presence_comes_back_on_unblock(harness: MakeHarness) -> None:
+    host = await network(harness, messages={"from_strangers": True})
+    alice = await online(host, "alice", "phone")
+    carol = await online(host, "carol", "home")
+    host.send(alice, "<presence to='carol@localhost/home'><show>dnd</show></presence>")
+    await command(host, alice, block("carol@localhost"))
+    assert presence_from(got(host, carol), "alice@localhost/phone") == [None, "unavailable"]
+
+    await command(host, alice, unblock("carol@localhost"))
+
+    shown = got(host, carol)
+    assert presence_from(shown, "alice@localhost/phone") == [None]
+    # the session's broadcast presence, which is what it is now to those it reaches
+    assert shown[0].attrs["to"] == "carol@localhost/home"
+
+
+async def test_a_probe_of_an_offline_user_who_blocks_the_prober_gets_no_answer(
+    harness: MakeHarness,
+) -> None:
+    host = await network(harness)
+    await host.add_contacts("alice", "carol")
+    await host.services.blocking.block("alice", ["bob@localhost"])
+    bob = await online(host, "bob", "desk")
+    carol = await online(host, "carol", "home")
+
+    for client in (bob, carol):
+        host.send(client, "<presence type='probe' to='alice@localhost'/>")
+    await host.settle()
+
+    assert got(host, bob) == []  # as when alice is online: nothing (§3.3)
+    assert presence_from(got(host, carol), "alice@localhost") == ["unavailable"]

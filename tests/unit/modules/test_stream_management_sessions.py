@@ -6,7 +6,6 @@ is routed again with what waited, stamped with when it was first sent."""
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -134,7 +133,7 @@ async def test_a_dropped_resumable_session_waits_and_resumes_with_what_was_misse
     assert sm.sent == (seen + 2) & MASK and len(sm.unacked) == 2
     host.send(alice, chat("bob@localhost/desk", "four"))
     assert bodies(host.received(resumed)) == ["four"]
-    assert b"delay" not in sm.unacked[-1][0]
+    assert b"delay" not in sm.unacked[-1]
 
 
 def test_a_stanza_sent_again_keeps_its_first_delay() -> None:
@@ -320,7 +319,7 @@ async def test_ended_ids_are_remembered_up_to_a_bound(
 def queue(sm: StreamManagement, count: int) -> None:
     for number in range(count):
         stanza = Element("message", attrs={"id": str(number)})
-        sm.unacked.append((stanza.encoded(), time.time()))
+        sm.unacked.append(stanza.encoded())
 
 
 def test_acknowledging_counts_modulo_two_to_the_32() -> None:
@@ -330,7 +329,7 @@ def test_acknowledging_counts_modulo_two_to_the_32() -> None:
     assert sm.sent == 2
 
     assert sm.acknowledge(1)  # MASK, 0 and 1: three stanzas
-    assert [data for data, _ in sm.unacked] == [b'<message id="3"/>']
+    assert sm.unacked == [b'<message id="3"/>']
     assert not sm.acknowledge(3) and not sm.acknowledge(MASK)  # more than was sent; going back
     assert sm.acked == 1 and len(sm.unacked) == 1
     assert sm.acknowledge(2) and sm.sent == 2 and not sm.unacked
@@ -355,6 +354,33 @@ def test_taking_what_was_not_acknowledged_keeps_the_count() -> None:
     taken = sm.take_unacked()
     assert [stanza.get("id") for stanza, _ in taken] == ["0", "1"] and not sm.unacked
     assert sm.sent == MASK and sm.acknowledge(MASK)
+
+
+def test_each_stanza_taken_back_keeps_when_it_was_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Written in two turns, one stamp each; what was acknowledged loses its stamp, and a
+    stanza queued but never written is taken back as written now."""
+    clock = iter([100.0, 200.0, 300.0, 400.0])
+    monkeypatch.setattr("chinwag.server.stream_management.time", lambda: next(clock))
+    sm = StreamManagement(None, 0, StreamManagementSettings())
+    queue(sm, 3)
+    sm.written()  # 100: ids 0, 1, 2
+    sm.written()  # nothing new: no stamp, no clock read
+    queue(sm, 2)
+    sm.written()  # 200: ids 0, 1 again
+    assert sm.acknowledge(2)
+    queue(sm, 1)  # never written
+    taken = sm.take_unacked()  # 300
+    assert [(stanza.get("id"), since) for stanza, since in taken] == [
+        ("2", 100.0),
+        ("0", 200.0),
+        ("1", 200.0),
+        ("0", 300.0),
+    ]
+    queue(sm, 1)
+    sm.written()
+    assert sm.acknowledge(sm.sent) and not sm.unacked
 
 
 def test_the_resume_window_cannot_exceed_its_maximum() -> None:

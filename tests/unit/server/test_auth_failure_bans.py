@@ -30,59 +30,59 @@ def limiter(clock: Clock, limit: int = 2) -> AuthFailureLimiter:
     return AuthFailureLimiter(limit, BAN, clock=clock)
 
 
-def fail(failures: AuthFailureLimiter, address: str, times: int) -> None:
+async def fail(failures: AuthFailureLimiter, address: str, times: int) -> None:
     for _ in range(times):
-        failures.failed(address)
+        await failures.failed(address)
 
 
-def test_bans_lists_refused_addresses_only_longest_remaining_first(clock: Clock) -> None:
+async def test_bans_lists_refused_addresses_only_longest_remaining_first(clock: Clock) -> None:
     failures = limiter(clock)
-    fail(failures, "192.0.2.1", 2)
+    await fail(failures, "192.0.2.1", 2)
     clock.now += 100
-    fail(failures, "2001:db8:1:2::5", 3)
-    fail(failures, "192.0.2.9", 1)  # below the limit: not refused
+    await fail(failures, "2001:db8:1:2::5", 3)
+    await fail(failures, "192.0.2.9", 1)  # below the limit: not refused
 
-    assert failures.bans() == [
+    assert await failures.bans() == [
         Ban("2001:db8:1:2::/64", 3, BAN),
         Ban("192.0.2.1", 2, BAN - 100),
     ]
     clock.now += BAN - 100
-    assert failures.bans() == [Ban("2001:db8:1:2::/64", 3, 100)]
+    assert await failures.bans() == [Ban("2001:db8:1:2::/64", 3, 100)]
 
 
 @pytest.mark.parametrize(
     "written",
     ["2001:db8:1:2::ffff", "2001:db8:1:2::/64", "2001:DB8:1:2:0::/64", " 2001:db8:1:2::/64 "],
 )
-def test_lifting_an_ipv6_address_lifts_its_64(clock: Clock, written: str) -> None:
+async def test_lifting_an_ipv6_address_lifts_its_64(clock: Clock, written: str) -> None:
     failures = limiter(clock)
-    fail(failures, "2001:db8:1:2::5", 2)
+    await fail(failures, "2001:db8:1:2::5", 2)
 
-    assert failures.lift(written) == Ban("2001:db8:1:2::/64", 2, BAN)
+    assert await failures.lift(written) == Ban("2001:db8:1:2::/64", 2, BAN)
 
-    assert failures.bans() == []
-    assert failures.refused_for("2001:db8:1:2::5") is None
-    failures.failed("2001:db8:1:2::5")  # counting starts again from nothing
-    assert failures.refused_for("2001:db8:1:2::5") is None
+    assert await failures.bans() == []
+    assert await failures.refused_for("2001:db8:1:2::5") is None
+    await failures.failed("2001:db8:1:2::5")  # counting starts again from nothing
+    assert await failures.refused_for("2001:db8:1:2::5") is None
 
 
-def test_lifting_an_address_that_is_not_refused_forgets_its_failures(clock: Clock) -> None:
+async def test_lifting_an_address_that_is_not_refused_forgets_its_failures(clock: Clock) -> None:
     failures = limiter(clock)
-    fail(failures, "::ffff:192.0.2.1", 1)
+    await fail(failures, "::ffff:192.0.2.1", 1)
 
-    assert failures.lift("192.0.2.1") is None
-    failures.failed("192.0.2.1")
-    assert failures.refused_for("192.0.2.1") is None
-    assert failures.lift("192.0.2.77") is None
-    assert failures.lift("") is None
+    assert await failures.lift("192.0.2.1") is None
+    await failures.failed("192.0.2.1")
+    assert await failures.refused_for("192.0.2.1") is None
+    assert await failures.lift("192.0.2.77") is None
+    assert await failures.lift("") is None
 
 
-def test_an_expired_ban_is_not_lifted(clock: Clock) -> None:
+async def test_an_expired_ban_is_not_lifted(clock: Clock) -> None:
     failures = limiter(clock)
-    fail(failures, "192.0.2.1", 2)
+    await fail(failures, "192.0.2.1", 2)
     clock.now += BAN
 
-    assert failures.lift("192.0.2.1") is None
+    assert await failures.lift("192.0.2.1") is None
 
 
 def test_listed_key_names_what_is_counted() -> None:
@@ -93,30 +93,30 @@ def test_listed_key_names_what_is_counted() -> None:
     assert listed_key("not an address") == "not an address"
 
 
-def test_a_reload_changes_the_limit_and_keeps_the_counts(clock: Clock) -> None:
+async def test_a_reload_changes_the_limit_and_keeps_the_counts(clock: Clock) -> None:
     failures = limiter(clock, limit=3)
-    fail(failures, "192.0.2.1", 2)
-    assert failures.bans() == []
+    await fail(failures, "192.0.2.1", 2)
+    assert await failures.bans() == []
 
     failures.configure(
         LimitsSettings(max_auth_failures_per_address=2, auth_failure_ban_seconds=60.0)
     )
 
-    assert failures.bans() == [Ban("192.0.2.1", 2, BAN)]  # kept until its next failure
-    failures.failed("192.0.2.1")
-    assert failures.refused_for("192.0.2.1") == 60.0
+    assert await failures.bans() == [Ban("192.0.2.1", 2, BAN)]  # kept until its next failure
+    await failures.failed("192.0.2.1")
+    assert await failures.refused_for("192.0.2.1") == 60.0
 
 
-def test_a_reload_that_turns_the_limit_off_lifts_every_ban(clock: Clock) -> None:
+async def test_a_reload_that_turns_the_limit_off_lifts_every_ban(clock: Clock) -> None:
     failures = limiter(clock)
-    fail(failures, "192.0.2.1", 2)
+    await fail(failures, "192.0.2.1", 2)
 
     failures.configure(LimitsSettings(max_auth_failures_per_address=0))
 
-    assert failures.bans() == []
-    assert failures.refused_for("192.0.2.1") is None
-    fail(failures, "192.0.2.1", 5)
-    assert failures.refused_for("192.0.2.1") is None
+    assert await failures.bans() == []
+    assert await failures.refused_for("192.0.2.1") is None
+    await fail(failures, "192.0.2.1", 5)
+    assert await failures.refused_for("192.0.2.1") is None
 
 
 def _ban_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, dict[str, object]]]:
@@ -127,14 +127,14 @@ def _ban_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, dict[str, ob
     ]
 
 
-def test_a_ban_and_its_lifting_are_logged_once_each(
+async def test_a_ban_and_its_lifting_are_logged_once_each(
     clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("INFO", logger="chinwag")
     failures = limiter(clock)
-    fail(failures, "2001:db8:1:2::5", 3)  # the third failure extends the ban: no new line
-    failures.lift("2001:db8:1:2::5")
-    failures.lift("2001:db8:1:2::5")
+    await fail(failures, "2001:db8:1:2::5", 3)  # the third failure extends the ban: no new line
+    await failures.lift("2001:db8:1:2::5")
+    await failures.lift("2001:db8:1:2::5")
 
     assert _ban_lines(caplog) == [
         (
@@ -150,16 +150,16 @@ async def test_the_end_of_a_ban_is_logged_when_it_runs_out(
 ) -> None:
     caplog.set_level("INFO", logger="chinwag")
     failures = AuthFailureLimiter(1, 0.05)
-    failures.failed("192.0.2.7")
+    await failures.failed("192.0.2.7")
     await asyncio.sleep(0.03)
-    failures.failed("192.0.2.7")  # the ban now ends 0.05 s after this one
+    await failures.failed("192.0.2.7")  # the ban now ends 0.05 s after this one
     await asyncio.sleep(0.04)
-    assert failures.refused_for("192.0.2.7") is not None
+    assert await failures.refused_for("192.0.2.7") is not None
     assert len(_ban_lines(caplog)) == 1
 
     await asyncio.sleep(0.1)
 
-    assert failures.refused_for("192.0.2.7") is None
+    assert await failures.refused_for("192.0.2.7") is None
     assert _ban_lines(caplog)[1:] == [
         ("address ban ended", {"address": "192.0.2.7", "reason": "expired"})
     ]

@@ -22,12 +22,13 @@ from chinwag.xmpp.events import (
     Acked,
     AckRequested,
     EnableRequested,
+    Event,
     ResumeRequested,
     StanzaReceived,
 )
 from chinwag.xmpp.sm import MASK, HandledCountTooHigh, ack, parse_count
 from chinwag.xmpp.states import State
-from chinwag.xmpp.xml import parse_stanza
+from chinwag.xmpp.xml import Parsed, XMLStreamParser, parse_stanza
 
 SM = ns.SM
 ENABLE = f"<enable xmlns='{SM}'/>"
@@ -194,6 +195,152 @@ def test_an_ack_without_a_count_ends_the_stream(attrs: str) -> None:
     client = managed()
     events = client.send(f"<a xmlns='{SM}'{attrs}/>")
     assert closed_with(events, StreamCondition.BAD_FORMAT)
+
+
+# --- <r/> and <a/> read without the parser -------------------------------------------------
+# Their usual spellings (sm.SHORT_FORM) are read from the bytes where they begin between
+# top-level elements; every other spelling, and every other place, goes through the parser.
+# Both must give the same events.
+
+A = f"<a xmlns='{SM}' h='%s'/>"
+REQUESTS = [
+    R,
+    f'<r xmlns="{SM}" />',  # as slixmpp writes it
+    f"<r\n\txmlns='{SM}'\r\n/>",
+    f"<r xmlns='{SM}'></r>",  # parsed
+    f"<sm:r xmlns:sm='{SM}'/>",  # parsed
+    f"<r xmlns = '{SM}'/>",  # parsed
+    f"<r xmlns='{SM}' id='x'/>",  # parsed
+]
+ACKS = [
+    A,
+    f'<a xmlns="{SM}" h="%s" />',
+    f"<a xmlns='{SM}'\n h='%s'/>",
+    f"<a h='%s' xmlns='{SM}'/>",  # parsed
+    f"<a xmlns='{SM}' h='%s'></a>",  # parsed
+    f"<sm:a xmlns:sm='{SM}' h='%s'/>",  # parsed
+]
+
+
+def described(events: list[Event]) -> list[tuple[str, object]]:
+    return [
+        (
+            type(event).__name__,
+            event.stanza.encoded() if isinstance(event, StanzaReceived) else event,
+        )
+        for event in events
+    ]
+
+
+@pytest.mark.parametrize("request_", REQUESTS)
+def test_every_spelling_of_a_request_counts_the_stanzas_before_it(request_: str) -> None:
+    events = managed().send(MESSAGE + request_ + "<presence/>" + MESSAGE + request_ + request_)
+    assert [type(event) for event in events] == [
+        StanzaReceived,
+        AckRequested,
+        StanzaReceived,
+        StanzaReceived,
+        AckRequested,
+        AckRequested,
+    ]
+    requests = [event for event in events if isinstance(event, AckRequested)]
+    assert requests == [AckRequested(1), AckRequested(3), AckRequested(3)]
+
+
+@pytest.mark.parametrize("ack_", ACKS)
+@pytest.mark.parametrize(("h", "handled"), [("0", 0), ("0042", 42), (str(MASK), MASK)])
+def test_every_spelling_of_an_ack_is_handed_over(ack_: str, h: str, handled: int) -> None:
+    events = managed().send(MESSAGE + ack_ % h + MESSAGE)
+    assert [type(event) for event in events] == [StanzaReceived, Acked, StanzaReceived]
+    assert events[1] == Acked(handled)
+
+
+@pytest.mark.parametrize("ack_", ACKS)
+@pytest.mark.parametrize("h", [str(MASK + 1), "99999999999", "", "-1", "4e3"])
+def test_every_spelling_of_an_ack_without_a_count_ends_the_stream(ack_: str, h: str) -> None:
+    client = managed()
+    events = client.send(MESSAGE + ack_ % h + R + MESSAGE)
+    assert isinstance(events[0], StanzaReceived)  # what came before is handled
+    assert closed_with(events[1:], StreamCondition.BAD_FORMAT)  # and nothing after
+    assert len(events) == 2
+    assert client.stream.state is State.CLOSED
+
+
+def test_a_request_inside_a_stanza_is_its_payload_not_a_request() -> None:
+    client = managed()
+    for stanza in (
+        f"<message to='romeo@{DOMAIN}'>{R}</message>",
+        f"<message to='romeo@{DOMAIN}'><body><![CDATA[{R}{A % 9}]]></body></message>",
+    ):
+        (event,) = client.send(stanza)
+        assert isinstance(event, StanzaReceived)
+    assert event.stanza.find("body") is not None
+    assert event.stanza.find("body").text == R + A % 9  # type: ignore[union-attr]
+    assert client.send(R) == [AckRequested(2)]
+
+
+def test_a_request_after_text_outside_a_stanza_is_not_read_first() -> None:
+    client = managed()
+    events = client.send(MESSAGE + "text" + R)
+    assert isinstance(events[0], StanzaReceived)
+    assert closed_with(events[1:], StreamCondition.BAD_FORMAT)
+
+
+def test_a_request_in_an_unfinished_tag_is_not_well_formed() -> None:
+    client = managed()
+    events = client.send(f"<message to='romeo@{DOMAIN}' id='{R}'/>")
+    assert closed_with(events, StreamCondition.NOT_WELL_FORMED)
+
+
+def test_requests_and_acks_read_in_any_chunks_give_the_same_events() -> None:
+    data = MESSAGE + R + "\n " + A % 0 + "<presence/>" + f'<r xmlns="{SM}" />' + MESSAGE + R
+    whole = described(managed().send(data))
+    assert [name for name, _ in whole].count("AckRequested") == 3
+    for cut in range(1, len(data)):
+        client = managed()
+        assert described(client.send(data[:cut]) + client.send(data[cut:])) == whole, cut
+    client = managed()
+    one_by_one = [event for byte in data.encode() for event in client.send(bytes([byte]))]
+    assert described(one_by_one) == whole
+
+
+def test_the_usual_spellings_are_not_given_to_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = managed()
+    fed: list[bytes] = []
+    feed = XMLStreamParser.feed
+
+    def recording(parser: XMLStreamParser, data: bytes) -> list[Parsed]:
+        fed.append(data)
+        return feed(parser, data)
+
+    monkeypatch.setattr(XMLStreamParser, "feed", recording)
+    spelled_out = f"<r xmlns='{SM}'></r>"
+    events = client.send(MESSAGE + R + MESSAGE + A % 0 + R + spelled_out)
+    assert [type(event) for event in events] == [
+        StanzaReceived,
+        AckRequested,
+        StanzaReceived,
+        Acked,
+        AckRequested,
+        AckRequested,
+    ]
+    assert fed == [MESSAGE.encode(), MESSAGE.encode(), spelled_out.encode()]
+
+
+def test_a_request_after_the_parser_was_released_needs_none() -> None:
+    client = managed()
+    client.send(MESSAGE)
+    assert client.stream.release_parser()
+    assert client.send(R) == [AckRequested(1)]
+    assert client.send(MESSAGE + R)[-1] == AckRequested(2)
+
+
+def test_the_answer_to_a_request_is_the_drivers() -> None:
+    """The stream reports the request; <a/> goes out when the driver has dispatched what
+    came before it (c2s.py), so the stream itself writes nothing."""
+    client = managed()
+    assert client.send(MESSAGE + R)[-1] == AckRequested(1)
+    assert client.stream.data_to_send() == b""
 
 
 # --- resumption ---------------------------------------------------------------------------------

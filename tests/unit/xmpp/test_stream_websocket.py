@@ -14,13 +14,17 @@ from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StreamCondition, StreamError
 from chinwag.xmpp.events import (
+    Acked,
+    AckRequested,
     AuthRequested,
     BindRequested,
+    EnableRequested,
     Event,
     StanzaReceived,
     StreamClosed,
 )
 from chinwag.xmpp.jid import JID
+from chinwag.xmpp.sm import MASK
 from chinwag.xmpp.states import State
 from chinwag.xmpp.stream import ServerStream, StreamConfig
 from chinwag.xmpp.xml import XMLFrameParser
@@ -366,3 +370,26 @@ def test_frame_parser_refuses_anything_after_a_failure():
         parser.feed_frame(b"<a/><b/>")
     with pytest.raises(StreamError):
         parser.feed_frame(b"<a/>")
+
+
+# --- XEP-0198 requests and acknowledgements, one message each ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_", "ack"),
+    [
+        (f'<r xmlns="{ns.SM}"/>', f"<a xmlns='{ns.SM}' h='%d'/>"),  # read without the parser
+        (f"<r xmlns='{ns.SM}'></r>", f"<a h='%d' xmlns='{ns.SM}'></a>"),  # parsed
+    ],
+)
+def test_stream_management_requests_and_acks_are_messages(request_: str, ack: str) -> None:
+    client = bound()
+    assert client.send(f"<enable xmlns='{ns.SM}'/>") == [EnableRequested(False, None)]
+    client.stream.sm_enabled(None)
+    client.read()
+    (received,) = client.send(f"<message to='romeo@{DOMAIN}'/>")
+    assert isinstance(received, StanzaReceived)
+    assert client.send(request_) == [AckRequested(1)]
+    assert client.send(ack % MASK) == [Acked(MASK)]
+    assert client.read() == []
+    assert_closed_with(client, client.send(ack % (MASK + 1)), StreamCondition.BAD_FORMAT)
