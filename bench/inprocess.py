@@ -1,7 +1,7 @@
 """What routing one message, or signing in, costs chinwag's own code, without sockets or
 a load generator.
 
-    python -m bench.inprocess [--reads N] [--rounds R] [--sm] [--reads-per-turn T]
+    python -m bench.inprocess [--reads N] [--rounds R] [--sm] [--reads-per-turn T] [--archive]
     python -m bench.inprocess --sign-ins N [--without-pbkdf2] [--sm]
 
 Two contacts are provisioned in a temporary directory, as for the benchmark, and
@@ -29,6 +29,9 @@ event-loop turn, when the server, which asks at most once per turn, has asked.
 hundred: with ``--sm``, the server then asks the recipient for an acknowledgement about
 once per read, and the recipient answers each request, as the generator's clients do
 under load (a request and an answer for every five to seven messages each way).
+
+With ``--archive`` chinwag archives every message (XEP-0313), as ``bench.run
+--archive`` has it do; otherwise archiving is off, as in the benchmark.
 
 It moves with the machine's speed: to compare two versions of the hot path, run
 them in turn, several times each. Under a profiler (``py-spy record -- python -m
@@ -274,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=READS_PER_TURN,
         help="reads between two event-loop turns (and, with --sm, acknowledgements)",
     )
+    parser.add_argument(
+        "--archive", action="store_true", help="chinwag archives every message (XEP-0313)"
+    )
     args = parser.parse_args(argv)
     if args.without_pbkdf2 and not args.sign_ins:
         parser.error("--without-pbkdf2 goes with --sign-ins")
@@ -287,10 +293,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="chinwag-inprocess-") as directory:
         workdir = Path(directory)
         server = Chinwag(workdir, make_certificate(workdir))
+        server.archive = args.archive
         if args.sign_ins:
             if args.without_pbkdf2:
                 accounts.password_matches = _accept
             server.provision(WARM_UP_SIGN_INS + args.sign_ins)
+            server.write_config()
             cpu, wall = _run(measure_sign_ins(server.config, args.sign_ins, sm=args.sm))
             print(
                 f"{args.sign_ins:,} sign-ins, at most {SIGN_INS_IN_FLIGHT} at a time: {cpu:.0f} "
@@ -298,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
         server.provision(2)
+        server.write_config()
         figures = _run(
             measure(
                 server.config,

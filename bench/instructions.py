@@ -2,6 +2,7 @@
 instructions executed, counted by valgrind rather than timed.
 
     python -m bench.instructions [--messages N] [--sign-ins N] [--sm] [--reads-per-turn T]
+                                 [--archive]
 
 On a virtual machine whose hypervisor lends its cores to other guests, timings move by
 a third from one hour to the next; the number of instructions the same work executes
@@ -27,6 +28,8 @@ With ``--sm`` the counted runs enable XEP-0198 stream management
 ``--reads-per-turn 1`` counts messages with an event-loop turn after every read, and with
 ``--sm`` an acknowledgement asked of the recipient and given each time (see
 ``bench.inprocess``).
+With ``--archive`` chinwag archives every message (``bench.inprocess --archive``); only
+the event loop's share is counted, not the database driver's thread that commits.
 """
 
 from __future__ import annotations
@@ -142,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         default=READS_PER_TURN,
         help=f"messages: reads between two event-loop turns (1 to {READS_PER_TURN})",
     )
+    parser.add_argument("--archive", action="store_true", help="with archiving (XEP-0313) on")
     args = parser.parse_args(argv)
-    options = ("--sm",) if args.sm else ()
+    options = (*(("--sm",) if args.sm else ()), *(("--archive",) if args.archive else ()))
     turns = ("--reads-per-turn", str(args.reads_per_turn))
     batch = BASE_READS * MESSAGES_PER_READ
     if args.messages < 0 or args.messages % batch or args.sign_ins < 0:

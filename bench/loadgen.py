@@ -92,6 +92,8 @@ class Params:
     scenario_timeout_s: float = 900.0
     sm: bool = False
     """Every client enables XEP-0198 stream management after binding."""
+    archive: bool = False
+    """chinwag archives every message (XEP-0313); the other servers never do."""
 
     def users_for(self, scenario: str) -> int:
         """How many provisioned users ``scenario`` signs in (always an even number)."""

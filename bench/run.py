@@ -7,7 +7,8 @@ with every figure per server and chinwag's ratio to each peer; ``--json FILE``
 also writes everything measured. Servers that are not installed are skipped.
 
     python -m bench.run [--scenarios login,msg-sat] [--servers chinwag,prosody,ejabberd]
-                        [--repeat N] [--sm [on|both]] [--smoke] [--json FILE]
+                        [--repeat N] [--sm [on|both]] [--archive [on|both]] [--smoke]
+                        [--json FILE]
 
 ``--repeat N`` runs each scenario N times, each on a freshly started server, and
 reports each figure's median, noting its range: single runs on a shared machine move
@@ -20,6 +21,11 @@ the first server starts and after the last one stops, and warns when it drifted.
 then); ``--sm both`` runs each scenario without it and with it in turn, each on a fresh
 server, reports both (a server's column with stream management is named
 ``<server>+sm``) and prints what it changed.
+
+``--archive`` has chinwag archive every message (XEP-0313, ``[archive] enabled``; off
+otherwise, as the other servers are configured); ``--archive both`` runs each scenario
+on chinwag without and with it in turn, interleaved, reports both (``chinwag+archive``)
+and prints what it changed.
 
 ``--smoke`` runs tiny counts for a few seconds per scenario, against chinwag only
 unless ``--servers`` says otherwise. The exit status is 1 when any message went
@@ -68,6 +74,8 @@ BUSY_MACHINE_PERCENT = 10.0
 REPORT_WIDTH = 160
 SM_MODES = {"off": (False,), "on": (True,), "both": (False, True)}
 """``--sm``: whether clients enable stream management, per run of a scenario."""
+ARCHIVE_MODES = SM_MODES
+"""``--archive``: whether chinwag archives messages, per run of a scenario."""
 
 
 @dataclass
@@ -81,11 +89,14 @@ class ServerReport:
     results: dict[str, Result] = field(default_factory=dict)
     sm: bool = False
     """Whether every client enabled stream management."""
+    archive: bool = False
+    """Whether the server archived messages (chinwag only)."""
 
     @property
     def label(self) -> str:
-        """The server's name, with ``+sm`` when its clients used stream management."""
-        return f"{self.name}+sm" if self.sm else self.name
+        """The server's name, with ``+sm`` when its clients used stream management and
+        ``+archive`` when it archived messages."""
+        return self.name + ("+sm" if self.sm else "") + ("+archive" if self.archive else "")
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
@@ -154,6 +165,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="every client enables stream management (XEP-0198); 'both': without it and "
         "with it in turn",
     )
+    parser.add_argument(
+        "--archive",
+        choices=("on", "both"),
+        nargs="?",
+        const="on",
+        default="off",
+        help="chinwag archives every message (XEP-0313); 'both': without and with it in turn",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny counts, a few seconds each")
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -174,11 +193,14 @@ def run_server(
     log: Console,
     repeat: int = 1,
     sm: Sequence[bool] = (False,),
+    archive: Sequence[bool] = (False,),
 ) -> list[ServerReport]:
     """Provision ``name`` once, then run each scenario ``repeat`` times, each on a freshly
-    started server, once with each of the ``sm`` settings in turn: one report for each."""
+    started server, once with each of the ``sm`` settings (and, for chinwag, ``archive``)
+    in turn: one report for each."""
     kind = SERVERS[name]
-    reports = [ServerReport(name, sm=enabled) for enabled in sm]
+    archiving = archive if name == BASELINE else (False,)
+    reports = [ServerReport(name, sm=s, archive=a) for s in sm for a in archiving]
     if not kind.available():
         for report in reports:
             report.skipped = "not installed"
@@ -196,7 +218,7 @@ def run_server(
             runs: list[list[Result]] = [[] for _ in reports]
             for _ in range(repeat):
                 for report, report_runs in zip(reports, runs, strict=True):
-                    variant = replace(params, sm=report.sm)
+                    variant = replace(params, sm=report.sm, archive=report.archive)
                     report_runs.append(run_one(server, scenario, variant, log))
             for report, report_runs in zip(reports, runs, strict=True):
                 report.results[scenario] = combined(report_runs)
@@ -218,7 +240,7 @@ def run_server(
 def run_one(server: BenchServer, scenario: str, params: Params, log: Console) -> Result:
     """Start the server, run one scenario against it, stop it."""
     try:
-        target = server.start(offline=scenario == "offline", sm=params.sm)
+        target = server.start(offline=scenario == "offline", sm=params.sm, archive=params.archive)
     except ServerError as error:
         return Result(scenario, errors=1, error_samples=[f"could not start: {error}"])
     try:
@@ -227,7 +249,7 @@ def run_one(server: BenchServer, scenario: str, params: Params, log: Console) ->
         server.stop()
     figures = ", ".join(f"{f.name} {_number(f.value)} {f.unit}" for f in result.figures[:3])
     style = "green" if result.clean else "red"
-    label = f"{server.name}+sm" if params.sm else server.name
+    label = server.name + ("+sm" if params.sm else "") + ("+archive" if params.archive else "")
     log.print(
         f"  {label} {scenario}: {figures}; [{style}]undelivered {result.undelivered}, "
         f"errors {result.errors}[/]"
@@ -268,6 +290,7 @@ def run_all(
     log: Console,
     repeat: int = 1,
     sm: Sequence[bool] = (False,),
+    archive: Sequence[bool] = (False,),
 ) -> list[ServerReport]:
     with tempfile.TemporaryDirectory(prefix="chinwag-bench-", ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)
@@ -275,7 +298,9 @@ def run_all(
         return [
             report
             for name in servers
-            for report in run_server(name, scenarios, params, workdir, tls, log, repeat, sm)
+            for report in run_server(
+                name, scenarios, params, workdir, tls, log, repeat, sm, archive
+            )
         ]
 
 
@@ -344,23 +369,37 @@ def results_table(reports: Sequence[ServerReport], scenarios: Sequence[str]) -> 
     return table
 
 
-def sm_pairs(reports: Sequence[ServerReport]) -> list[tuple[ServerReport, ServerReport]]:
-    """(without, with) stream management, for each server that ran both ways."""
-    without = {report.name: report for report in reports if report.results and not report.sm}
+def sm_pairs(
+    reports: Sequence[ServerReport], switch: str = "sm"
+) -> list[tuple[ServerReport, ServerReport]]:
+    """(without, with) the ``switch`` (``sm`` or ``archive``), for each run that differs
+    only by it."""
+
+    def others(report: ServerReport) -> tuple[str, bool, bool]:
+        return report.name, report.sm or switch == "sm", report.archive or switch == "archive"
+
+    ran = [report for report in reports if report.results]
+    without = {others(report): report for report in ran if not getattr(report, switch)}
     return [
-        (without[report.name], report)
-        for report in reports
-        if report.results and report.sm and report.name in without
+        (without[others(report)], report)
+        for report in ran
+        if getattr(report, switch) and others(report) in without
     ]
 
 
-def sm_table(reports: Sequence[ServerReport], scenarios: Sequence[str]) -> Table | None:
-    """Each figure that has a better direction without and with stream management, and
-    the change: in % for rates, in the figure's unit for sizes."""
-    pairs = sm_pairs(reports)
+SWITCH_TITLES = {"sm": "stream management", "archive": "archiving"}
+
+
+def sm_table(
+    reports: Sequence[ServerReport], scenarios: Sequence[str], switch: str = "sm"
+) -> Table | None:
+    """Each figure that has a better direction without and with the ``switch`` (stream
+    management or archiving), and the change: in % for rates, in the figure's unit for
+    sizes."""
+    pairs = sm_pairs(reports, switch)
     if not pairs:
         return None
-    table = Table(title="stream management: what it changed", show_lines=False)
+    table = Table(title=f"{SWITCH_TITLES[switch]}: what it changed", show_lines=False)
     for column in ("server", "scenario", "figure", "without", "with", "change"):
         table.add_column(column, justify="right" if column in ("without", "with") else "left")
     for plain, managed in pairs:
@@ -370,7 +409,7 @@ def sm_table(reports: Sequence[ServerReport], scenarios: Sequence[str]) -> Table
                 if not better or before is None or after is None:
                     continue
                 table.add_row(
-                    plain.name,
+                    plain.label,
                     scenario,
                     f"{name} ({unit})",
                     _number(before),
@@ -405,8 +444,9 @@ def print_report(
     smoke: bool = False,
 ) -> None:
     out.print(results_table(reports, scenarios))
-    if (managed := sm_table(reports, scenarios)) is not None:
-        out.print(managed)
+    for switch in SWITCH_TITLES:
+        if (changed := sm_table(reports, scenarios, switch)) is not None:
+            out.print(changed)
     out.print(
         "↑ higher is better, ↓ lower is better; 'vs peer' is chinwag's figure over the peer's. "
         f"Generator: one process on {event_loop_kind()}, {os.cpu_count()} CPUs on this machine."
@@ -453,12 +493,14 @@ def report_json(
     smoke: bool,
     repeat: int = 1,
     sm: str = "off",
+    archive: str = "off",
 ) -> dict[str, object]:
     return {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "smoke": smoke,
         "repeat": repeat,
         "sm": sm,
+        "archive": archive,
         "params": asdict(params),
         "generator": {
             "event_loop": event_loop_kind(),
@@ -492,10 +534,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (limit := raise_fd_limit(wanted)) < wanted:
         log.print(f"[yellow]open-file limit {limit} is below the {wanted} this run wants[/]")
     before = calibration.measure()
-    reports = run_all(args.servers, args.scenarios, params, log, args.repeat, SM_MODES[args.sm])
+    reports = run_all(
+        args.servers,
+        args.scenarios,
+        params,
+        log,
+        args.repeat,
+        SM_MODES[args.sm],
+        ARCHIVE_MODES[args.archive],
+    )
     speed = MachineSpeed(before, calibration.measure())
     if args.json:
-        document = report_json(reports, params, speed, args.smoke, args.repeat, args.sm)
+        document = report_json(
+            reports, params, speed, args.smoke, args.repeat, args.sm, args.archive
+        )
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     print_report(reports, args.scenarios, speed, out, smoke=args.smoke)
     return 0 if all_clean(reports) else 1

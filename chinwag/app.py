@@ -28,10 +28,12 @@ from chinwag.oauth.service import OAuthService
 from chinwag.server import sd_notify
 from chinwag.server.memory import settle_after_start
 from chinwag.server.metrics import ServerMetrics
+from chinwag.server.retention import ArchiveRetention
 from chinwag.server.services import Services
 from chinwag.server.tls import CertificateError, ServerTLS, ensure_certificate
 from chinwag.server.xmpp_server import XMPPServer
 from chinwag.store.accounts import SqlAccountRepository
+from chinwag.store.archive import SqlArchiveRepository
 from chinwag.store.blocking import SqlBlockingRepository
 from chinwag.store.contacts import SqlContactRepository
 from chinwag.store.db import Database, MigrationError, redacted
@@ -91,6 +93,7 @@ def build_services(settings: Settings, database: Database) -> tuple[Services, OA
         offline=SqlOfflineRepository(database),
         events=events,
         blocking=BlockingService(SqlBlockingRepository(database), events),
+        archive=SqlArchiveRepository(database),
     )
     return services, oauth
 
@@ -120,6 +123,7 @@ def _web_app(
         contacts=ContactService(SqlContactRepository(database), web_events),
         profiles=ProfileService(SqlProfileRepository(database), web_events),
         blocking=BlockingService(SqlBlockingRepository(database), web_events),
+        archive=services.archive if settings.archive.enabled else None,
         presence=_live_presence(xmpp),
         xmpp=xmpp,
         sessions=xmpp.listed_sessions,
@@ -232,11 +236,13 @@ async def running(
         websocket_max_bytes=2 * settings.limits.max_stanza_bytes,
         reuse_port=reuse_port,
     )
+    retention = ArchiveRetention(services.archive, settings.archive.retention_days)
     try:
         try:
             control.tls = tls
             await xmpp.start(tls.context, reuse_port=reuse_port)
             await http.start()
+            retention.start()
         except OSError as error:
             raise StartupError(f"cannot listen: {error}") from None
         except ClusterUnavailable as error:
@@ -247,6 +253,7 @@ async def running(
     finally:
         await metrics.stop()
         await control.close()
+        await retention.stop()
         # XMPP first: its streams, WebSocket ones too, end with <system-shutdown/>
         # while the HTTP listener still carries them.
         await xmpp.stop()

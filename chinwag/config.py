@@ -292,6 +292,20 @@ class StreamManagementSettings(_Section):
         return self
 
 
+class ArchiveSettings(_Section):
+    """XEP-0313: each user's archive of the messages with a body they send and receive."""
+
+    enabled: bool = True
+    """False archives nothing and offers no archive (stored messages stay until purged)."""
+    default_policy: Literal["always", "never", "roster"] = "always"
+    """What is archived for a user who set no preferences: every message, none, or those
+    exchanged with contacts."""
+    retention_days: int = Field(default=0, ge=0)
+    """Messages older than this are deleted, checked every hour (0: kept forever)."""
+    max_page: int = Field(default=250, ge=1, le=10_000)
+    """The most messages one query returns; a client asking for more gets this many."""
+
+
 class AuthSettings(_Section):
     account_passwords: bool = True
     """False is the strict mode of the modelled service: SCRAM and PLAIN accept only
@@ -424,6 +438,7 @@ class Settings(_Section):
     auth: AuthSettings = AuthSettings()
     oauth: OAuthSettings = OAuthSettings()
     stream_management: StreamManagementSettings = StreamManagementSettings()
+    archive: ArchiveSettings = ArchiveSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     cluster: ClusterSettings | None = None

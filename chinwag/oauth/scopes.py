@@ -8,6 +8,7 @@ MESSENGER = "wl.messenger"
 BASIC = "wl.basic"
 OFFLINE_ACCESS = "wl.offline_access"
 BLOCKING = "wl.blocking"
+ARCHIVE = "wl.archive"
 
 SCOPES: dict[str, str] = {
     BASIC: "Read your profile and your contact list.",
@@ -20,6 +21,7 @@ SCOPES: dict[str, str] = {
         "See and change whom you block: people you block cannot message you or see "
         "when you are online."
     ),
+    ARCHIVE: "Read the messages you have sent and received, as your message archive keeps them.",
 }
 """Every scope, with the sentence the consent page shows for it."""
 

@@ -33,8 +33,12 @@ def secret_matches(secret: str, stored: bytes) -> bool:
 
 
 def new_secret() -> str:
-    """A client secret, code or token: 256 random bits."""
-    return secrets.token_urlsafe(32)
+    """A client secret, code or token: 256 random bits in base64url, never beginning
+    with '-', which a command line (``chinwag token revoke TOKEN``) would take for an
+    option."""
+    while (secret := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return secret
 
 
 def new_client_id() -> str:

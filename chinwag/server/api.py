@@ -56,6 +56,8 @@ class ModuleHost:
     spawn: Callable[[Coroutine[Any, Any, None]], object]
     features: set[str] = field(default_factory=set)
     identities: set[tuple[str, str, str]] = field(default_factory=set)
+    account_features: set[str] = field(default_factory=set)
+    """Features of every account's bare JID (XEP-0030 on ``user@domain``)."""
     stream_features: list[tuple[str, str]] = field(default_factory=list)
     """Announced after authentication, each an empty ``<tag xmlns=xmlns/>``."""
     stream_elements: dict[tuple[str, str], StreamElementHandler] = field(default_factory=dict)
@@ -159,8 +161,17 @@ class ModuleAPI:
         self._host.identities.add((category, kind, name))
         self.registered.append(("identity", (category, kind, name)))
 
+    def add_account_feature(self, var: str) -> None:
+        """List ``var`` in disco#info on every account's bare JID (the server answers it
+        on the account's behalf), as the archive lists ``urn:xmpp:mam:2``."""
+        self._host.account_features.add(var)
+        self.registered.append(("account feature", var))
+
     def features(self) -> set[str]:
         return set(self._host.features)
+
+    def account_features(self) -> set[str]:
+        return set(self._host.account_features)
 
     def identities(self) -> set[tuple[str, str, str]]:
         return set(self._host.identities)

@@ -10,6 +10,7 @@ from chinwag.network.contacts import ContactService
 from chinwag.network.events import EventLog
 from chinwag.network.profiles import ProfileService
 from chinwag.server.auth import Authenticator
+from chinwag.store.archive import ArchiveRepository
 from chinwag.store.offline import OfflineRepository
 
 
@@ -22,3 +23,4 @@ class Services:
     offline: OfflineRepository
     events: EventLog
     blocking: BlockingService
+    archive: ArchiveRepository

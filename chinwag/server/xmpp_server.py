@@ -74,6 +74,7 @@ DEFAULT_MODULES = (
     "offline",
     "blocking",
     "carbons",
+    "mam",
     "chatstates",
     "csi",
     "vcard",

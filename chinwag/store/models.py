@@ -39,6 +39,8 @@ NAMING_CONVENTION = {
 
 MAX_USERNAME_BYTES = 1023
 MAX_INVITER_LENGTH = 64
+MAX_BARE_JID_BYTES = 2047
+MAX_ARCHIVE_ID_LENGTH = 32
 
 # A 64-bit id on PostgreSQL; SQLite's rowid (already 64-bit) must be declared INTEGER.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -156,6 +158,48 @@ class OfflineMessage(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
     stanza: Mapped[str] = mapped_column(Text)
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ArchivedMessage(Base):
+    """A message with a body that an account sent or received (XEP-0313), in the order
+    it was archived (``id``). ``archive_id`` is the opaque id clients see (XEP-0359's
+    stanza-id); ``peer`` is the other party's bare JID and ``peer_resource`` its
+    resource, if any, for ``with`` filters on a bare or a full JID."""
+
+    __tablename__ = "archive_messages"
+    __table_args__ = (
+        Index("ix_archive_messages_account_id_id", "account_id", "id"),
+        Index("ix_archive_messages_account_id_peer_id", "account_id", "peer", "id"),
+        Index("ix_archive_messages_account_id_archived_at", "account_id", "archived_at"),
+        Index("ix_archive_messages_account_id_archive_id", "account_id", "archive_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    archive_id: Mapped[str] = mapped_column(String(MAX_ARCHIVE_ID_LENGTH))
+    archived_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    peer: Mapped[str] = mapped_column(String(MAX_BARE_JID_BYTES))
+    peer_resource: Mapped[str | None] = mapped_column(String(MAX_USERNAME_BYTES))
+    outgoing: Mapped[bool] = mapped_column(Boolean)
+    """Sent by the account (true) or to it (false)."""
+    stanza: Mapped[str] = mapped_column(Text)
+
+
+class ArchivePrefs(Base):
+    """An account's archiving preferences (XEP-0313 §6), absent while it has set none."""
+
+    __tablename__ = "archive_prefs"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), primary_key=True
+    )
+    default: Mapped[str] = mapped_column(String(8))
+    """``always``, ``never`` or ``roster``."""
+    always: Mapped[str] = mapped_column(Text)
+    """A JSON array of the bare JIDs always archived."""
+    never: Mapped[str] = mapped_column(Text)
+    """A JSON array of the bare JIDs never archived."""
 
 
 class BlockedJid(Base):

@@ -2,7 +2,8 @@
 
 Apps read the user's profile and contacts with an OAuth 2.0 bearer token of scope
 ``wl.basic`` (RFC 6750), and list, add and remove the JIDs the user blocks with one of
-scope ``wl.blocking``; operators change contacts and profiles with the admin token
+scope ``wl.blocking``, and read the user's message archive with one of scope
+``wl.archive``; operators change contacts and profiles with the admin token
 (``admin_token.py``). Those changes go through the network domain with an origin of
 their own, so the XMPP server's event pump turns them into roster and block list
 pushes exactly as it does for the command line's.
@@ -18,6 +19,7 @@ import base64
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -35,12 +37,16 @@ from chinwag.network.blocking import (
 )
 from chinwag.network.contacts import Contact, ContactService, SameAccount
 from chinwag.network.profiles import InvalidProfile, Profile, ProfileService
-from chinwag.oauth.scopes import BASIC, BLOCKING
+from chinwag.oauth.scopes import ARCHIVE, BASIC, BLOCKING
 from chinwag.oauth.service import TokenGrant
+from chinwag.store.archive import ArchivedItem, ArchiveQuery, ArchiveRepository, UnknownArchiveId
 from chinwag.web.admin_token import bearer_credential, check_admin
 from chinwag.web.openapi import API_PREFIX, OPENAPI
 from chinwag.web.pages import Services
 from chinwag.web.presence import PresenceSource, summary
+from chinwag.xmpp.jid import JID, InvalidJID
+from chinwag.xmpp.times import parse_datetime
+from chinwag.xmpp.xml import parse_stanza
 
 REALM = "chinwag"
 MAX_BODY_BYTES = 64 * 1024
@@ -207,6 +213,90 @@ async def update_profile(request: Request) -> Response:
     return _ok(_profile_json(name, profile, _domain(request)))
 
 
+# -- the user's message archive, with an access token of scope wl.archive
+
+DEFAULT_ARCHIVE_PAGE = 50
+
+
+async def my_archive(request: Request) -> Response:
+    grant = await _user_grant(request, ARCHIVE)
+    archive = _archive(request)
+    query = _archive_query(request)
+    try:
+        page = await archive.query(grant.username, query)
+    except UnknownArchiveId as error:
+        raise ApiError(404, "unknown_id", str(error).capitalize() + ".") from None
+    items = page.items
+    return _ok(
+        {
+            "messages": [_archived_json(item) for item in items],
+            "first": items[0].archive_id if items else None,
+            "last": items[-1].archive_id if items else None,
+            "count": page.count,
+            "complete": page.complete,
+        }
+    )
+
+
+def _archive_query(request: Request) -> ArchiveQuery:
+    """The filters and the page the query string asks for: with neither ``before`` nor
+    ``after``, the newest messages."""
+    params = request.query_params
+    peer = resource = None
+    if "with" in params:
+        try:
+            jid = JID.parse(params["with"])
+        except InvalidJID:
+            raise ApiError(400, "bad_request", "'with' must be a JID.") from None
+        peer, resource = jid.bare.text, jid.resource
+    page_max = _page_max(params.get("max"), _services(request).settings.archive.max_page)
+    after, before = params.get("after") or None, params.get("before") or None
+    return ArchiveQuery(
+        peer=peer,
+        peer_resource=resource,
+        start=_when(params.get("start"), "start"),
+        end=_when(params.get("end"), "end"),
+        page_after=after,
+        page_before=before,
+        last_page=after is None,
+        max=page_max,
+    )
+
+
+def _page_max(text: str | None, cap: int) -> int:
+    """``max``, cut to ``cap`` as XEP-0059 lets a server do."""
+    if text is None:
+        return min(DEFAULT_ARCHIVE_PAGE, cap)
+    if not text.isdecimal() or int(text) < 1:
+        raise ApiError(400, "bad_request", "'max' must be a whole number from 1.")
+    return min(int(text), cap)
+
+
+def _when(text: str | None, name: str) -> datetime | None:
+    if text is None:
+        return None
+    when = parse_datetime(text)
+    if when is None:
+        raise ApiError(
+            400, "bad_request", f"'{name}' must be an ISO 8601 date and time with a zone."
+        )
+    return when
+
+
+def _archived_json(item: ArchivedItem) -> dict[str, Any]:
+    message = parse_stanza(item.stanza)
+    body = message.find("body")
+    peer = item.peer if item.peer_resource is None else f"{item.peer}/{item.peer_resource}"
+    return {
+        "id": item.archive_id,
+        "at": item.archived_at.isoformat().replace("+00:00", "Z"),
+        "with": peer,
+        "direction": "out" if item.outgoing else "in",
+        "type": message.attrs.get("type", "normal"),
+        "body": body.text if body is not None else None,
+    }
+
+
 def _any_text(route: Route) -> Route:
     """``route`` with its path parameter taking line breaks too, so that such a value is
     answered by the route (a 400) rather than as an unknown path."""
@@ -219,6 +309,7 @@ ROUTES = [
     Route("/me", me, methods=["GET"]),
     Route("/me/contacts", my_contacts, methods=["GET"]),
     Route("/me/blocked", my_blocked, methods=["GET"]),
+    Route("/me/archive", my_archive, methods=["GET"]),
     _any_text(Route("/me/blocked/{jid:path}", blocked_jid, methods=["PUT", "DELETE"])),
     Route("/admin/contacts/{a}/{b}", contact_pair, methods=["PUT", "DELETE"]),
     Route("/admin/users/{name}/profile", update_profile, methods=["PATCH"]),
@@ -394,6 +485,13 @@ def _blocking(request: Request) -> BlockingService:
     if blocking is None:
         raise ApiError(503, "unavailable", "Block lists are not served here.")
     return blocking
+
+
+def _archive(request: Request) -> ArchiveRepository:
+    archive = _services(request).archive
+    if archive is None:
+        raise ApiError(503, "unavailable", "The message archive is not served here.")
+    return archive
 
 
 def _no_such_user(error: NoSuchAccount) -> ApiError:

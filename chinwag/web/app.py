@@ -23,6 +23,7 @@ from chinwag.network.invitations import InvitationService
 from chinwag.network.profiles import ProfileService
 from chinwag.oauth.service import OAuthService
 from chinwag.server.auth_failures import AuthFailureLimiter, AuthFailures
+from chinwag.store.archive import ArchiveRepository
 from chinwag.store.secret_files import secret_file
 from chinwag.web import (
     account_routes,
@@ -62,6 +63,7 @@ def build_web_app(
     auth_failures: AuthFailures | None = None,
     invitations: InvitationService | None = None,
     metrics: metrics_routes.MetricsSource | None = None,
+    archive: ArchiveRepository | None = None,
 ) -> Starlette:
     """The ASGI application for chinwag's HTTP listener.
 
@@ -73,7 +75,7 @@ def build_web_app(
     ``auth_failures`` counts the sign-in form's failures (a new count when not given).
     ``invitations`` serves the sign-up page at ``/invite/{token}``, if ``[auth]
     invitations`` is on too. ``metrics`` serves ``/metrics``, ``/ready`` and the
-    operators' live page.
+    operators' live page. ``archive`` serves ``/api/v1/me/archive``.
     """
     if auth_failures is None:
         auth_failures = AuthFailureLimiter.from_settings(settings.limits)
@@ -87,6 +89,7 @@ def build_web_app(
         presence,
         blocking,
         invitations if settings.auth.invitations else None,
+        archive=archive,
     )
     admin_token = ensure_admin_token(settings.data_path)
     cookie_secret = signing_secret(settings.data_path)

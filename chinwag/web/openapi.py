@@ -10,7 +10,7 @@ from typing import Any
 
 from chinwag.network.blocking import MAX_BLOCKED
 from chinwag.network.profiles import MAX_TEXT_LENGTH
-from chinwag.oauth.scopes import BASIC, BLOCKING, SCOPES
+from chinwag.oauth.scopes import ARCHIVE, BASIC, BLOCKING, SCOPES
 from chinwag.web.presence import OFFLINE, ONLINE, SHOWS
 
 API_PREFIX = "/api/v1"
@@ -67,6 +67,48 @@ def _user_auth(scope: str) -> dict[str, Any]:
 
 _USER_AUTH = _user_auth("wl.basic")
 _BLOCKING_AUTH = _user_auth("wl.blocking")
+_ARCHIVE_AUTH = _user_auth("wl.archive")
+_ARCHIVE_PARAMS = [
+    {
+        "name": "with",
+        "in": "query",
+        "description": "Only messages exchanged with this JID: a bare JID, or a full one for "
+        "that resource only.",
+        "schema": {"type": "string", "minLength": 1},
+    },
+    {
+        "name": "start",
+        "in": "query",
+        "description": "Only messages archived at or after this time (with a zone).",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    {
+        "name": "end",
+        "in": "query",
+        "description": "Only messages archived at or before this time (with a zone).",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    {
+        "name": "after",
+        "in": "query",
+        "description": "The page after this message id, oldest first.",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "before",
+        "in": "query",
+        "description": "The page before this message id; without `after` or `before`, the "
+        "newest messages.",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "max",
+        "in": "query",
+        "description": "Messages in the page, at most `[archive] max_page` (default 250; "
+        "more is cut to it); default 50.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+]
 _JID_PARAM = {
     "name": "jid",
     "in": "path",
@@ -93,7 +135,8 @@ OPENAPI: dict[str, Any] = {
         "version": "1.0.0",
         "description": (
             "Read a user's profile and contacts with an OAuth 2.0 access token (scope "
-            "`wl.basic`), and the JIDs the user blocks with one of scope `wl.blocking`; "
+            "`wl.basic`), the JIDs the user blocks with one of scope `wl.blocking`, and "
+            "their message archive with one of scope `wl.archive`; "
             "operators change contacts and profiles with the admin token kept in "
             "`{data_dir}/admin-token`. Changes reach online XMPP clients as roster and "
             "block list pushes. Every error is a JSON `Error`."
@@ -160,6 +203,26 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
+        "/me/archive": {
+            "get": {
+                "operationId": "getMyArchive",
+                "summary": "A page of the signed-in user's message archive (XEP-0313).",
+                "description": (
+                    "Messages with a body the user sent and received, oldest first within "
+                    "the page. `first` and `last` are the ids to page on with `before` and "
+                    "`after`; `complete` says the page reaches the end of the results in "
+                    "the direction read; `count` is the number of all results."
+                ),
+                "security": [{"bearer": ["wl.archive"]}],
+                "parameters": _ARCHIVE_PARAMS,
+                "responses": {
+                    "200": _json(_ref("ArchivePage"), "The page."),
+                    "400": _error("A parameter that cannot be read."),
+                    **_ARCHIVE_AUTH,
+                    "404": _error("`after` or `before` names no message of the archive."),
+                },
+            }
+        },
         "/admin/contacts/{a}/{b}": {
             **_CONTACT_PAIR,
             "put": {
@@ -219,7 +282,7 @@ OPENAPI: dict[str, Any] = {
                         "authorizationUrl": "/oauth/authorize",
                         "tokenUrl": "/oauth/token",
                         "refreshUrl": "/oauth/token",
-                        "scopes": {scope: SCOPES[scope] for scope in (BASIC, BLOCKING)},
+                        "scopes": {scope: SCOPES[scope] for scope in (BASIC, BLOCKING, ARCHIVE)},
                     }
                 },
             },
@@ -347,6 +410,35 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "jid": {"type": "string", "description": "The JID, prepared."},
                     "blocked": {"type": "boolean", "description": "Whether it now is."},
+                },
+            },
+            "ArchivePage": {
+                "type": "object",
+                "required": ["messages", "first", "last", "count", "complete"],
+                "additionalProperties": False,
+                "properties": {
+                    "messages": {"type": "array", "items": _ref("ArchivedMessage")},
+                    "first": {**_NULLABLE_TEXT, "description": "The first message's id."},
+                    "last": {**_NULLABLE_TEXT, "description": "The last message's id."},
+                    "count": {
+                        "type": ["integer", "null"],
+                        "minimum": 0,
+                        "description": "The number of all results; null when more than 1,000.",
+                    },
+                    "complete": {"type": "boolean"},
+                },
+            },
+            "ArchivedMessage": {
+                "type": "object",
+                "required": ["id", "at", "with", "direction", "type", "body"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string", "description": "The XEP-0359 stanza id."},
+                    "at": {"type": "string", "format": "date-time"},
+                    "with": {"type": "string", "description": "The other party's JID."},
+                    "direction": {"enum": ["in", "out"]},
+                    "type": {"enum": ["chat", "normal"]},
+                    "body": _NULLABLE_TEXT,
                 },
             },
             "ContactLink": {

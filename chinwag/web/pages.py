@@ -31,6 +31,7 @@ from chinwag.network.profiles import ProfileService
 from chinwag.oauth.scopes import describe
 from chinwag.oauth.service import OAuthService
 from chinwag.server.auth_failures import AuthFailures
+from chinwag.store.archive import ArchiveRepository
 from chinwag.web.presence import PresenceSource, nobody_online
 from chinwag.web.sessions import SESSION_ID, USER_SCOPE_KEY
 
@@ -70,6 +71,8 @@ class Services:
     """None in a web application without the network services, as ``contacts``."""
     invitations: InvitationService | None = None
     """The sign-up page's, with ``[auth] invitations = true``; None serves no such page."""
+    archive: ArchiveRepository | None = None
+    """Each user's message archive (XEP-0313), for the REST API; None: not served here."""
 
 
 def services(request: Request) -> Services:

@@ -234,7 +234,11 @@ async def test_chat_states_pass_between_contacts_unchanged(
         assert alone.get("from") == alice.jid
         assert alone.get("type") == "chat"
         with_body = await bob.next(message(id=f"{state}-body"))
-        assert [child.tag for child in with_body] == [q("body"), q(state, NS_CHATSTATES)]
+        assert [child.tag for child in with_body] == [
+            q("body"),
+            q(state, NS_CHATSTATES),
+            q("stanza-id", "urn:xmpp:sid:0"),  # the archive's id (XEP-0313, XEP-0359)
+        ]
         assert body(with_body) == f"{state}-body"
 
 

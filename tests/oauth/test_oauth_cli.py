@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from chinwag.config import load_settings
 from chinwag.network.accounts import AccountService
 from chinwag.oauth.service import OAuthService
-from chinwag.oauth.tokens import new_client_id
+from chinwag.oauth.tokens import new_client_id, new_secret
 from chinwag.store.accounts import SqlAccountRepository
 from chinwag.store.db import Database
 from chinwag.store.oauth import SqlOAuthRepository
@@ -274,3 +274,8 @@ def test_a_bad_config_exits_2(chinwag):
 
 def test_client_ids_never_look_like_options():
     assert not any(new_client_id().startswith("-") for _ in range(2000))
+
+
+def test_tokens_never_look_like_options():
+    """``chinwag token revoke TOKEN`` must take any token the server issued."""
+    assert not any(new_secret().startswith("-") for _ in range(2000))

@@ -172,6 +172,7 @@ async def test_metadata_describes_the_server(platform, browser):
     assert metadata["introspection_endpoint"] == platform.base + "/oauth/introspect"
     assert metadata["code_challenge_methods_supported"] == ["S256"]
     assert set(metadata["scopes_supported"]) == {
+        "wl.archive",
         "wl.basic",
         "wl.blocking",
         "wl.messenger",

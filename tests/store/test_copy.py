@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from chinwag.cli import Network
 from chinwag.config import CONFIG_ENV_VAR
 from chinwag.network.accounts import derive_matching
+from chinwag.store.archive import NewArchivedMessage, Prefs, SqlArchiveRepository
 from chinwag.store.blocking import SqlBlockingRepository
 from chinwag.store.contacts import Contact, RosterChange, SqlContactRepository
 from chinwag.store.copy import CopyRefused, copied_tables, copy_database
@@ -69,6 +70,22 @@ async def fill(db: Database) -> None:
         10,
     )
     await SqlBlockingRepository(db).block("alice", ["spam@else.example"], 100, "test")
+    archive = SqlArchiveRepository(db)
+    await archive.append(
+        [
+            NewArchivedMessage(
+                "alice",
+                f"a{n}",
+                T0,
+                "bob@localhost",
+                "phone",
+                n == 0,
+                f"<message xmlns='jabber:client'><body>Ü {n}</body></message>",
+            )
+            for n in range(2)
+        ]
+    )
+    await archive.set_prefs("alice", Prefs("roster", frozenset({"bob@localhost"})))
     oauth = SqlOAuthRepository(db)
     await oauth.add_app(
         NewApp("app1", "App", b"h" * 32, ("https://app.example/cb",), False, False, "alice")

@@ -1,0 +1,544 @@
+"""XEP-0313 Message Archive Management, with XEP-0359 stanza ids and XEP-0059 paging.
+
+This module owns what is archived, the ids stamped on archived messages, the queries
+and the preferences. A message with a body, of type ``chat`` or ``normal``, between a
+local user and anyone on this server is archived for each local party whose
+preferences (``[archive] default_policy`` until they set their own) keep it, as it is
+routed (``route/before``, after the block list's screen): the copy handed to the
+recipient carries ``<stanza-id by='user@domain' id='…'/>``, the id its archive knows
+it by. A stanza id a client sent in the name of this server's JIDs is taken out first,
+so one found later was stamped here, and a message routed again (a session ended
+with it unacknowledged) is not archived twice.
+
+Writes never hold up delivery: the messages archived in one event-loop turn, or while
+a transaction is in flight, are stored together in the next one (:class:`Writer`).
+Only when more than ``MAX_QUEUED`` wait does a sender's stream stop reading until they
+are stored. A query first waits for what was queued before it, so a client finds the
+message it has just sent.
+
+Preferences of online users are kept in memory, read when their first resource binds;
+the writer reads those of other users itself. A recipient who is not online has a
+stanza id stamped when the server's default policy would archive the message, and
+the writer then applies their stored preferences: a message their preferences keep
+out carries an id that no query finds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chinwag.modules.offline import stamp
+from chinwag.server.api import ModuleAPI, Spec
+from chinwag.server.dispatch import Routed
+from chinwag.server.hooks import ROUTE_BEFORE, SESSION_BOUND, SESSION_CLOSED
+from chinwag.server.session import Session
+from chinwag.store.archive import (
+    POLICIES,
+    ArchivedItem,
+    ArchivePage,
+    ArchiveQuery,
+    NewArchivedMessage,
+    Prefs,
+    UnknownArchiveId,
+)
+from chinwag.xmpp import ns
+from chinwag.xmpp.element import Element
+from chinwag.xmpp.errors import StanzaCondition, StanzaError
+from chinwag.xmpp.ids import random_hex
+from chinwag.xmpp.jid import JID, InvalidJID
+from chinwag.xmpp.stanza import make_reply
+from chinwag.xmpp.times import parse_datetime
+from chinwag.xmpp.xml import parse_stanza
+
+SPEC = Spec(
+    "XEP-0313, XEP-0359, XEP-0059",
+    "Message Archive Management, Unique and Stable Stanza IDs, Result Set Management",
+    "supported",
+    "chat and normal messages with a body, sent and received, each stamped with "
+    "<stanza-id/>; queries by with, start, end, before-id, after-id and ids, paged with "
+    "RSM max (capped at `archive.max_page`), after and before; preferences always, never "
+    "and roster; `[archive]` retention",
+)
+
+log = logging.getLogger(__name__)
+
+ARCHIVED_TYPES = frozenset({"chat", "normal"})
+NO_STORE_HINTS = frozenset({"no-store", "no-permanent-store"})
+"""XEP-0334 hints that keep a message out of the archive."""
+ROUTE_PRIORITY = 50
+"""After the block list's screen (100): a message it refuses is not archived."""
+MAX_QUEUED = 10_000
+"""Messages waiting for the writer beyond which a sender's stream waits for them."""
+ARCHIVE_ID_RANDOM_BYTES = 3
+QUERY_FIELDS = ("with", "start", "end", "before-id", "after-id", "ids")
+
+
+def archivable(message: Element) -> bool:
+    if message.attrs.get("type", "normal") not in ARCHIVED_TYPES:
+        return False
+    has_body = False
+    for child in message.elements():
+        if child.tag == "body" and child.ns == ns.CLIENT:
+            has_body = True
+        elif child.ns == ns.HINTS and child.tag in NO_STORE_HINTS:
+            return False
+    return has_body
+
+
+def strip_claimed_ids(message: Element, domain: str) -> None:
+    """Take out the stanza ids a client claims this server's JIDs gave (XEP-0359 §5)."""
+    claimed = [
+        child
+        for child in message.elements()
+        if child.ns == ns.STANZA_ID
+        and child.tag == "stanza-id"
+        and (child.attrs.get("by") or "").rpartition("@")[2] == domain
+    ]
+    if claimed:
+        message.children = [child for child in message.children if child not in claimed]
+        message.wire = None
+
+
+def stamped_for(message: Element, owner: str) -> bool:
+    """Whether ``message`` already carries this server's id for ``owner``'s archive."""
+    return any(
+        child.ns == ns.STANZA_ID and child.tag == "stanza-id" and child.attrs.get("by") == owner
+        for child in message.elements()
+    )
+
+
+def add_stanza_id(message: Element, owner: str, archive_id: str) -> None:
+    """Stamp the id; a received stanza keeps its wire form, with the id spliced in."""
+    wire = message.wire
+    sid = Element("stanza-id", ns.STANZA_ID, {"by": owner, "id": archive_id})
+    message.add("stanza-id", ns.STANZA_ID, dict(sid.attrs))
+    if wire is not None and wire.endswith(b"</message>"):
+        message.wire = wire[: -len(b"</message>")] + sid.serialize().encode() + b"</message>"
+
+
+def keeps(prefs: Prefs, peer: str, contact: bool) -> bool:
+    """XEP-0313 §6: whether ``prefs`` archive a message exchanged with ``peer``."""
+    if peer in prefs.never:
+        return False
+    if peer in prefs.always:
+        return True
+    return prefs.default == "always" or (prefs.default == "roster" and contact)
+
+
+class ArchiveIds:
+    """Archive ids that grow with time: microseconds since the epoch (never the same
+    twice in this process), then random bytes, so that processes sharing a database do
+    not meet. Growing ids keep each insert into the id index at its end."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def __call__(self) -> str:
+        self._last = max(time.time_ns() // 1000, self._last + 1)
+        return f"{self._last:014x}{random_hex(ARCHIVE_ID_RANDOM_BYTES)}"
+
+
+@dataclass(slots=True)
+class Pending:
+    message: NewArchivedMessage
+    decided: bool
+    """False: the owner's preferences were not in memory; the writer applies them."""
+
+
+class Writer:
+    """Archived messages, stored in batches: what is queued while a batch is being
+    stored makes the next one. Nothing waits on a timer."""
+
+    def __init__(self, archive: Archive) -> None:
+        self._archive = archive
+        self._queue: list[Pending] = []
+        self._next: asyncio.Future[None] | None = None
+        """Resolved once the queued messages are stored."""
+        self._current: asyncio.Future[None] | None = None
+        """Resolved once the batch being stored is."""
+        self._running = False
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, pending: Pending) -> None:
+        self._queue.append(pending)
+        if not self._running:
+            self._running = True
+            self._archive.api.spawn(self._run())
+
+    def stored(self) -> Awaitable[None]:
+        """Resolves once everything queued so far is stored (or failed)."""
+        loop = asyncio.get_running_loop()
+        if self._queue:
+            if self._next is None:
+                self._next = loop.create_future()
+            return asyncio.shield(self._next)
+        if self._current is not None:
+            return asyncio.shield(self._current)
+        done: asyncio.Future[None] = loop.create_future()
+        done.set_result(None)
+        return done
+
+    async def _run(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                current = self._next or asyncio.get_running_loop().create_future()
+                self._current, self._next = current, None
+                try:
+                    await self._archive.store(batch)
+                except Exception:
+                    log.exception("archiving a batch of %d messages failed", len(batch))
+                finally:
+                    self._current = None
+                    current.set_result(None)
+        finally:
+            self._running = False
+
+
+class Archive:
+    def __init__(self, api: ModuleAPI) -> None:
+        self.api = api
+        self.repo = api.services.archive
+        self.domain = api.domain.domain
+        self.settings = api.settings.archive
+        self.default = Prefs(self.settings.default_policy)
+        self.prefs: dict[str, Prefs] = {}
+        """Preferences of online users, by username (the default when they set none)."""
+        self.writer = Writer(self)
+        self.new_id = ArchiveIds()
+
+    # --- archiving --------------------------------------------------------------------------
+
+    def on_route(self, routed: Routed) -> bool:
+        message = routed.stanza
+        if message.tag != "message":
+            return False
+        origin = routed.origin
+        if origin is not None:
+            strip_claimed_ids(message, self.domain)
+        if not archivable(message):
+            return False
+        to = routed.to
+        if to.domain != self.domain or to.local is None:
+            return False  # no federation: it is bounced
+        sender = message.attrs.get("from", "")
+        text = message.encoded().decode()
+        now = datetime.now(UTC)
+        if origin is not None and origin.username != to.local:
+            self.archive(origin.username, to.bare.text, to.resource, True, text, now)
+        owner = to.bare.text
+        if stamped_for(message, owner):
+            return False  # archived when it was first routed
+        # A client's stanza has its session's JID as 'from': no need to parse it again.
+        peer = (origin.jid.bare.text, origin.jid.resource) if origin else _bare_and_resource(sender)
+        if peer is not None:
+            archive_id = self.archive(to.local, peer[0], peer[1], False, text, now)
+            if archive_id is not None:
+                add_stanza_id(message, owner, archive_id)
+        if len(self.writer) > MAX_QUEUED and origin is not None:
+            origin.connection.hold(self._drained())
+        return False
+
+    async def _drained(self) -> None:
+        await self.writer.stored()
+
+    def archive(
+        self,
+        username: str,
+        peer: str,
+        resource: str | None,
+        outgoing: bool,
+        text: str,
+        now: datetime,
+    ) -> str | None:
+        """Queue a message for ``username``'s archive if their preferences (or, when they
+        are not known here, the default) keep it; its archive id, or None."""
+        prefs = self.prefs.get(username)
+        decided = prefs is not None
+        if not keeps(prefs or self.default, peer, self.is_contact(username, peer)):
+            return None
+        archive_id = self.new_id()
+        message = NewArchivedMessage(username, archive_id, now, peer, resource, outgoing, text)
+        self.writer.add(Pending(message, decided))
+        return archive_id
+
+    def is_contact(self, username: str, peer: str) -> bool:
+        local, _, domain = peer.rpartition("@")
+        roster = self.api.rosters.get(username)
+        return domain == self.domain and roster is not None and roster.is_contact(local)
+
+    async def store(self, batch: Sequence[Pending]) -> None:
+        undecided = {p.message.username for p in batch if not p.decided}
+        stored = await self.repo.prefs(undecided) if undecided else {}
+        kept = [
+            p.message
+            for p in batch
+            if p.decided
+            or p.message.username not in stored
+            or keeps(stored[p.message.username], p.message.peer, await self._contact(p.message))
+        ]
+        await self.repo.append(kept)
+
+    async def _contact(self, message: NewArchivedMessage) -> bool:
+        local, _, domain = message.peer.rpartition("@")
+        if domain != self.domain:
+            return False
+        return await self.api.services.contacts.item(message.username, local) is not None
+
+    # --- preferences ------------------------------------------------------------------------
+
+    def on_bound(self, session: Session) -> None:
+        if session.username not in self.prefs:
+            self.prefs[session.username] = self.default
+            self.api.spawn(self._load_prefs(session.username))
+
+    async def _load_prefs(self, username: str) -> None:
+        stored = await self.repo.prefs([username])
+        if username in stored and username in self.prefs:
+            self.prefs[username] = stored[username]
+
+    def on_closed(self, session: Session) -> None:
+        if not any(True for _ in self.api.sessions.of(session.username)):
+            self.prefs.pop(session.username, None)
+
+    def get_prefs(self, iq: Element) -> Element | Awaitable[Element]:
+        username = self.owner(iq)
+        prefs = self.prefs.get(username)
+        if prefs is not None:
+            return prefs_reply(iq, prefs)
+        return self._stored_prefs_reply(iq, username)
+
+    async def _stored_prefs_reply(self, iq: Element, username: str) -> Element:
+        stored = await self.repo.prefs([username])
+        return prefs_reply(iq, stored.get(username, self.default))
+
+    async def set_prefs(self, iq: Element) -> Element:
+        username = self.owner(iq)
+        payload = iq.first_element()
+        assert payload is not None
+        prefs = parse_prefs(payload)
+        if not await self.repo.set_prefs(username, prefs):
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such account")
+        if username in self.prefs:
+            self.prefs[username] = prefs
+        return prefs_reply(iq, prefs)
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def owner(self, iq: Element) -> str:
+        """The username whose archive ``iq`` is about: only its own account may ask."""
+        sender = JID.parse(iq.attrs["from"])
+        to = iq.attrs.get("to")
+        if to is not None and JID.parse(to).local != sender.local:
+            raise StanzaError(StanzaCondition.FORBIDDEN, "only the account may read its archive")
+        return sender.local or ""
+
+    def fields(self, iq: Element) -> Element:
+        self.owner(iq)
+        reply = make_reply(iq)
+        form = reply.add("query", ns.MAM).add("x", ns.DATA_FORMS, {"type": "form"})
+        form.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"}).add("value").append(ns.MAM)
+        kinds = {"with": "jid-single", "ids": "text-multi"}
+        for var in QUERY_FIELDS:
+            form.add("field", attrs={"var": var, "type": kinds.get(var, "text-single")})
+        return reply
+
+    async def query(self, iq: Element) -> Element:
+        username = self.owner(iq)
+        payload = iq.first_element()
+        assert payload is not None
+        query = parse_query(payload, self.settings.max_page)
+        await self.writer.stored()
+        try:
+            page = await self.repo.query(username, query)
+        except UnknownArchiveId as error:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, str(error)) from None
+        requester = JID.parse(iq.attrs["from"])
+        query_id = payload.attrs.get("queryid")
+        for item in page.items:
+            self.api.router.route(requester, result_message(item, requester, query_id))
+        return fin_reply(iq, page)
+
+
+def _bare_and_resource(address: str) -> tuple[str, str | None] | None:
+    try:
+        jid = JID.parse(address)
+    except InvalidJID:
+        return None
+    return jid.bare.text, jid.resource
+
+
+# --- the wire forms ---------------------------------------------------------------------
+
+
+def parse_query(query: Element, max_page: int) -> ArchiveQuery:
+    """The filters of the query's form and the page its RSM set asks for; bad-request for
+    what cannot be read."""
+    values = form_values(query.find("x", ns.DATA_FORMS))
+    peer = resource = None
+    if "with" in values:
+        with_jid = parse_jid(single(values, "with"))
+        peer, resource = with_jid.bare.text, with_jid.resource
+    rsm = query.find("set", ns.RSM)
+    page = parse_rsm(rsm, max_page)
+    return ArchiveQuery(
+        peer=peer,
+        peer_resource=resource,
+        start=parse_time(values, "start"),
+        end=parse_time(values, "end"),
+        after_id=optional(values, "after-id"),
+        before_id=optional(values, "before-id"),
+        ids=tuple(values["ids"]) if "ids" in values else None,
+        **page,
+    )
+
+
+def form_values(form: Element | None) -> dict[str, list[str]]:
+    if form is None:
+        return {}
+    if form.attrs.get("type") != "submit":
+        raise StanzaError(StanzaCondition.BAD_REQUEST, "the form must be of type 'submit'")
+    values: dict[str, list[str]] = {}
+    for field in form.find_all("field", ns.DATA_FORMS):
+        var = field.attrs.get("var", "")
+        values[var] = [value.text for value in field.find_all("value", ns.DATA_FORMS)]
+    form_type = values.pop("FORM_TYPE", [ns.MAM])
+    if form_type != [ns.MAM]:
+        raise StanzaError(StanzaCondition.BAD_REQUEST, f"FORM_TYPE must be '{ns.MAM}'")
+    unknown = sorted(set(values) - set(QUERY_FIELDS))
+    if unknown:
+        raise StanzaError(StanzaCondition.BAD_REQUEST, f"unknown field '{unknown[0]}'")
+    return values
+
+
+def single(values: dict[str, list[str]], var: str) -> str:
+    found = values[var]
+    if len(found) != 1 or not found[0]:
+        raise StanzaError(StanzaCondition.BAD_REQUEST, f"the field '{var}' takes one value")
+    return found[0]
+
+
+def optional(values: dict[str, list[str]], var: str) -> str | None:
+    return single(values, var) if var in values else None
+
+
+def parse_jid(text: str) -> JID:
+    try:
+        return JID.parse(text)
+    except InvalidJID:
+        raise StanzaError(StanzaCondition.BAD_REQUEST, f"'{text}' is not a JID") from None
+
+
+def parse_time(values: dict[str, list[str]], var: str) -> datetime | None:
+    text = optional(values, var)
+    if text is None:
+        return None
+    when = parse_datetime(text)
+    if when is None:
+        raise StanzaError(
+            StanzaCondition.BAD_REQUEST, f"'{var}' must be a XEP-0082 date and time with a zone"
+        )
+    return when
+
+
+def parse_rsm(rsm: Element | None, max_page: int) -> dict[str, Any]:
+    """ArchiveQuery's paging fields from an RSM ``<set/>``: ``max`` above ``max_page`` is
+    cut to it (XEP-0059 lets a responder return fewer)."""
+    page: dict[str, Any] = {"max": max_page}
+    if rsm is None:
+        return page
+    limit = rsm.find("max", ns.RSM)
+    if limit is not None:
+        try:
+            wanted = int(limit.text.strip())
+        except ValueError:
+            wanted = -1
+        if wanted < 0:
+            raise StanzaError(StanzaCondition.BAD_REQUEST, "<max/> must be a whole number")
+        page["max"] = min(wanted, max_page)
+    after = rsm.find("after", ns.RSM)
+    if after is not None:
+        if not after.text:
+            raise StanzaError(StanzaCondition.BAD_REQUEST, "<after/> must name an id")
+        page["page_after"] = after.text
+    before = rsm.find("before", ns.RSM)
+    if before is not None:
+        page["last_page"] = True
+        if before.text:
+            page["page_before"] = before.text
+    if rsm.find("index", ns.RSM) is not None:
+        raise StanzaError(StanzaCondition.FEATURE_NOT_IMPLEMENTED, "<index/> is not supported")
+    return page
+
+
+def result_message(item: ArchivedItem, to: JID, query_id: str | None) -> Element:
+    message = Element("message", attrs={"to": to.text, "from": to.bare.text})
+    attrs = {"id": item.archive_id}
+    if query_id is not None:
+        attrs["queryid"] = query_id
+    forwarded = message.add("result", ns.MAM, attrs).add("forwarded", ns.FORWARD)
+    forwarded.add("delay", ns.DELAY, {"stamp": stamp(item.archived_at)})
+    forwarded.append(parse_stanza(item.stanza))
+    return message
+
+
+def fin_reply(iq: Element, page: ArchivePage) -> Element:
+    reply = make_reply(iq)
+    fin = reply.add("fin", ns.MAM)
+    if page.complete:
+        fin.attrs["complete"] = "true"
+    rsm = fin.add("set", ns.RSM)
+    if page.items:
+        rsm.add("first").append(page.items[0].archive_id)
+        rsm.add("last").append(page.items[-1].archive_id)
+    if page.count is not None:  # more than the store counts: none (it is optional)
+        rsm.add("count").append(str(page.count))
+    return reply
+
+
+def parse_prefs(element: Element) -> Prefs:
+    default = element.attrs.get("default", "")
+    if default not in POLICIES:
+        raise StanzaError(
+            StanzaCondition.BAD_REQUEST, "default must be 'always', 'never' or 'roster'"
+        )
+    lists: dict[str, frozenset[str]] = {}
+    for name in ("always", "never"):
+        listed = element.find(name, ns.MAM)
+        jids = listed.find_all("jid", ns.MAM) if listed is not None else []
+        lists[name] = frozenset(parse_jid(jid.text.strip()).bare.text for jid in jids)
+    return Prefs(default, lists["always"], lists["never"])
+
+
+def prefs_reply(iq: Element, prefs: Prefs) -> Element:
+    reply = make_reply(iq)
+    element = reply.add("prefs", ns.MAM, {"default": prefs.default})
+    for name, jids in (("always", prefs.always), ("never", prefs.never)):
+        listed = element.add(name)
+        for jid in sorted(jids):
+            listed.add("jid").append(jid)
+    return reply
+
+
+def setup(api: ModuleAPI) -> None:
+    if not api.settings.archive.enabled:
+        return
+    archive = Archive(api)
+    api.add_account_feature(ns.MAM)
+    api.add_account_feature(ns.MAM_EXTENDED)
+    api.add_account_feature(ns.STANZA_ID)
+    api.hook(ROUTE_BEFORE, archive.on_route, ROUTE_PRIORITY)
+    api.hook(SESSION_BOUND, archive.on_bound)
+    api.hook(SESSION_CLOSED, archive.on_closed)
+    api.iq_handler("set", ns.MAM, "query", archive.query, scope="account")
+    api.iq_handler("get", ns.MAM, "query", archive.fields, scope="account")
+    api.iq_handler("get", ns.MAM, "prefs", archive.get_prefs, scope="account")
+    api.iq_handler("set", ns.MAM, "prefs", archive.set_prefs, scope="account")

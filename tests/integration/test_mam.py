@@ -1,0 +1,407 @@
+"""XEP-0313 message archive, XEP-0359 stanza ids and XEP-0059 paging, with slixmpp's own
+``xep_0313``, ``xep_0059`` and ``xep_0030`` plugins, and raw stanzas where a test must
+see exactly what the server wrote (``<fin/>``, errors, preferences).
+
+alice and bob are contacts; carol, added where needed, is a stranger to both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from slixmpp import JID
+
+from .im_support import Peer, add_user, error_condition, login, message, q, settle
+from .support import TIMEOUT, NewClient, ServerHandle, StartServer
+
+NS_MAM = "urn:xmpp:mam:2"
+NS_SID = "urn:xmpp:sid:0"
+NS_RSM = "http://jabber.org/protocol/rsm"
+NS_FORWARD = "urn:xmpp:forward:0"
+NS_DELAY = "urn:xmpp:delay"
+
+
+def chat(to: str, text: str, extra: str = "", kind: str = "chat") -> str:
+    return f"<message to='{to}' type='{kind}' id='{text}'><body>{text}</body>{extra}</message>"
+
+
+async def with_mam(peer: Peer) -> Peer:
+    peer.client.register_plugin("xep_0313")
+    return peer
+
+
+async def archived(peer: Peer, **rsm: Any) -> list[Any]:
+    """The messages of one query through slixmpp's plugin, each forwarded stanza."""
+    kwargs: dict[str, Any] = {"rsm": {"max": 50, **rsm}}
+    result = await asyncio.wait_for(peer.client.plugin["xep_0313"].retrieve(**kwargs), TIMEOUT)
+    return [found["mam_result"]["forwarded"]["stanza"] for found in result["mam"]["results"]]
+
+
+async def raw_query(
+    peer: Peer, form: str = "", rsm: str = ""
+) -> tuple[ET.Element, list[ET.Element]]:
+    """A query written raw: the IQ's answer and the result messages that came before it."""
+    fields = "".join(
+        f"<field var='{var}'><value>{value}</value></field>" for var, value in _fields(form)
+    )
+    x = (
+        "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
+        f"<value>{NS_MAM}</value></field>{fields}</x>"
+        if fields
+        else ""
+    )
+    page = f"<set xmlns='{NS_RSM}'>{rsm}</set>" if rsm else ""
+    query_id = f"q{next(_query_ids)}"
+    reply = await peer.iq(
+        f"<iq type='set'><query xmlns='{NS_MAM}' queryid='{query_id}'>{x}{page}</query></iq>"
+    )
+    results = peer.take_all(
+        lambda e: e.find(f"{{{NS_MAM}}}result[@queryid='{query_id}']") is not None
+    )
+    return reply, results
+
+
+_query_ids = itertools.count(1)
+
+
+def _fields(form: str) -> list[tuple[str, str]]:
+    return [tuple(pair.split("=", 1)) for pair in form.split("&") if pair]  # type: ignore[misc]
+
+
+def body_of(result: Any) -> str:
+    return str(result["mam_result"]["forwarded"]["stanza"]["body"])
+
+
+def bodies(results: list[ET.Element]) -> list[str]:
+    return [
+        r.findtext(f"{{{NS_MAM}}}result/{{{NS_FORWARD}}}forwarded/{q('message')}/{q('body')}") or ""
+        for r in results
+    ]
+
+
+def rsm_of(reply: ET.Element) -> dict[str, str | None]:
+    fin = reply.find(f"{{{NS_MAM}}}fin")
+    assert fin is not None, ET.tostring(reply)
+    found = fin.find(f"{{{NS_RSM}}}set")
+    assert found is not None
+    return {
+        "complete": fin.get("complete"),
+        **{tag: found.findtext(f"{{{NS_RSM}}}{tag}") for tag in ("first", "last", "count")},
+    }
+
+
+def stanza_id(element: ET.Element) -> ET.Element | None:
+    return element.find(f"{{{NS_SID}}}stanza-id")
+
+
+async def exchange(bob: Peer, alice: Peer, count: int, prefix: str = "m") -> None:
+    for n in range(1, count + 1):
+        bob.send(chat("alice@localhost", f"{prefix}{n}"))
+    await alice.next(message(id=f"{prefix}{count}"))
+
+
+async def test_disco_on_the_bare_jid_lists_the_archive(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice = await login(new_client, server, "alice", "laptop")
+    bob = await login(new_client, server, "bob", "desk")
+    await add_user(server, "carol")
+    carol = await login(new_client, server, "carol", "pc")
+    disco = alice.client.plugin["xep_0030"]
+
+    own = await asyncio.wait_for(disco.get_info(jid="alice@localhost"), TIMEOUT)
+    contacts = await asyncio.wait_for(
+        bob.client.plugin["xep_0030"].get_info(jid="alice@localhost"), TIMEOUT
+    )
+
+    for info in (own, contacts):
+        features = set(info["disco_info"]["features"])
+        assert {NS_MAM, NS_SID, f"{NS_MAM}#extended"} <= features
+        assert ("account", "registered", None, None) in info["disco_info"]["identities"]
+    strangers = await carol.iq(
+        "<iq type='get' to='alice@localhost'>"
+        "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    )
+    assert error_condition(strangers) == "service-unavailable"
+    missing = await alice.iq(
+        "<iq type='get' to='nobody@localhost'>"
+        "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    )
+    assert error_condition(missing) == "service-unavailable"
+
+
+async def test_a_chat_is_stamped_and_archived_for_both(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice = await with_mam(await login(new_client, server, "alice", "laptop"))
+    bob = await with_mam(await login(new_client, server, "bob", "desk"))
+    forged = f"<stanza-id xmlns='{NS_SID}' by='alice@localhost' id='forged'/>"
+    foreign = f"<stanza-id xmlns='{NS_SID}' by='elsewhere.example' id='kept'/>"
+
+    bob.send(chat("alice@localhost", "hello", forged + foreign))
+
+    got = await alice.next(message(id="hello"))
+    stamps = got.findall(f"{{{NS_SID}}}stanza-id")
+    assert [(s.get("by"), s.get("id") == "forged") for s in stamps] == [
+        ("elsewhere.example", False),
+        ("alice@localhost", False),
+    ]
+    archive_id = stamps[1].get("id")
+    result = await asyncio.wait_for(alice.client.plugin["xep_0313"].retrieve(), TIMEOUT)
+    (found,) = result["mam"]["results"]
+    assert found["mam_result"]["id"] == archive_id
+    forwarded = found["mam_result"]["forwarded"]
+    assert forwarded["stanza"]["body"] == "hello"
+    assert str(forwarded["stanza"]["from"]) == "bob@localhost/desk"
+    assert abs(forwarded["delay"]["stamp"] - datetime.now(UTC)) < timedelta(minutes=1)
+    assert [m["body"] for m in await archived(bob)] == ["hello"]  # bob's own archive
+
+
+async def test_only_messages_with_a_body_of_chat_or_normal_are_archived(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice = await with_mam(await login(new_client, server, "alice", "laptop"))
+    bob = await login(new_client, server, "bob", "desk")
+    state = "<active xmlns='http://jabber.org/protocol/chatstates'/>"
+
+    bob.send(chat("alice@localhost", "normal", kind="normal"))
+    bob.send(chat("alice@localhost", "headline", kind="headline"))
+    bob.send("<message to='alice@localhost' type='chat' id='state'>" + state + "</message>")
+    bob.send(chat("alice@localhost", "hinted", "<no-store xmlns='urn:xmpp:hints'/>"))
+    bob.send(chat("alice@localhost", "last"))
+    await alice.next(message(id="last"))
+
+    assert [m["body"] for m in await archived(alice)] == ["normal", "last"]
+    unstamped = await alice.next(message(id="hinted"))
+    assert stanza_id(unstamped) is None
+
+
+async def test_a_message_to_an_offline_user_is_archived_and_stamped(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    bob = await login(new_client, server, "bob", "desk")
+    bob.send(chat("alice@localhost", "while-away"))
+    await settle(bob)
+
+    alice = await with_mam(await login(new_client, server, "alice", "laptop"))
+    stored = await alice.next(message(id="while-away"))
+
+    sid = stanza_id(stored)
+    assert sid is not None and sid.get("by") == "alice@localhost"
+    (found,) = (await asyncio.wait_for(alice.client.plugin["xep_0313"].retrieve(), TIMEOUT))["mam"][
+        "results"
+    ]
+    assert found["mam_result"]["id"] == sid.get("id")
+
+
+async def test_paged_backwards_from_the_end_with_slixmpp(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice = await with_mam(await login(new_client, server, "alice", "laptop"))
+    bob = await login(new_client, server, "bob", "desk")
+    await exchange(bob, alice, 7)
+
+    plugin = alice.client.plugin["xep_0313"]
+    newest_first = [body_of(m) async for m in plugin.iterate(reverse=True, rsm={"max": 3})]
+    oldest_first = [body_of(m) async for m in plugin.iterate(rsm={"max": 3})]
+
+    assert newest_first == [f"m{n}" for n in range(7, 0, -1)]
+    assert oldest_first == [f"m{n}" for n in range(1, 8)]
+
+
+async def test_fin_first_last_count_and_complete(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice = await login(new_client, server, "alice", "laptop")
+    bob = await login(new_client, server, "bob", "desk")
+    await exchange(bob, alice, 5)
+
+    last_reply, last = await raw_query(alice, rsm="<max>2</max><before/>")
+    last_page = rsm_of(last_reply)
+    assert bodies(last) == ["m4", "m5"]
+    assert last_page["complete"] is None and last_page["count"] == "5"
+    ids = [r.find(f"{{{NS_MAM}}}result").get("id") for r in last]  # type: ignore[union-attr]
+    assert (last_page["first"], last_page["last"]) == (ids[0], ids[1])
+
+    earlier_reply, earlier = await raw_query(alice, rsm=f"<max>2</max><before>{ids[0]}</before>")
+    first_reply, first = await raw_query(
+        alice, rsm=f"<max>2</max><before>{rsm_of(earlier_reply)['first']}</before>"
+    )
+    assert (bodies(earlier), rsm_of(earlier_reply)["complete"]) == (["m2", "m3"], None)
+    assert (bodies(first), rsm_of(first_reply)["complete"]) == (["m1"], "true")
+    after_reply, after = await raw_query(alice, rsm=f"<max>5</max><after>{ids[0]}</after>")
+    assert (bodies(after), rsm_of(after_reply)["complete"]) == (["m5"], "true")
+    exact_reply, exact = await raw_query(alice, rsm="<max>5</max>")
+    assert (len(exact), rsm_of(exact_reply)["complete"]) == (5, "true")
+    empty_reply, empty = await raw_query(alice, form="with=nobody@localhost")
+    assert (empty, rsm_of(empty_reply)) == (
+        [],
+        {"complete": "true", "first": None, "last": None, "count": "0"},
+    )
+
+
+async def test_filters_with_start_end_and_ids(server: ServerHandle, new_client: NewClient) -> None:
+    alice = await with_mam(await login(new_client, server, "alice", "laptop"))
+    bob = await login(new_client, server, "bob", "desk")
+    phone = await login(new_client, server, "bob", "phone")
+    bob.send(chat("alice@localhost", "desk1"))
+    phone.send(chat("alice@localhost", "phone1"))
+    await alice.next(message(id="phone1"))
+    alice.send(chat("bob@localhost", "reply1"))
+    await bob.next(message(id="reply1"))
+    _reply, everything = await raw_query(alice)
+    ids = [r.find(f"{{{NS_MAM}}}result").get("id") for r in everything]  # type: ignore[union-attr]
+
+    plugin = alice.client.plugin["xep_0313"]
+    by_full = await asyncio.wait_for(plugin.retrieve(with_jid=JID("bob@localhost/phone")), TIMEOUT)
+    by_bare = await asyncio.wait_for(plugin.retrieve(with_jid=JID("bob@localhost")), TIMEOUT)
+    future = datetime.now(UTC) + timedelta(hours=1)
+    later = await asyncio.wait_for(plugin.retrieve(start=future), TIMEOUT)
+    earlier = await asyncio.wait_for(plugin.retrieve(end=future), TIMEOUT)
+
+    assert [m["mam_result"]["forwarded"]["stanza"]["body"] for m in by_full["mam"]["results"]] == [
+        "phone1"
+    ]
+    assert len(by_bare["mam"]["results"]) == 3
+    assert later["mam"]["results"] == [] and len(earlier["mam"]["results"]) == 3
+    _r, between = await raw_query(alice, form=f"after-id={ids[0]}&before-id={ids[2]}")
+    assert bodies(between) == ["phone1"]
+    _r, chosen = await raw_query(alice, form=f"ids={ids[2]}")
+    assert bodies(chosen) == ["reply1"]
+
+
+@pytest.mark.parametrize(
+    ("form", "rsm", "condition"),
+    [
+        ("after-id=unknown", "", "item-not-found"),
+        ("", "<after>unknown</after>", "item-not-found"),
+        ("", "<before>unknown</before>", "item-not-found"),
+        ("start=yesterday", "", "bad-request"),
+        ("start=2026-12-01T10:00:00", "", "bad-request"),  # no time zone
+        ("colour=blue", "", "bad-request"),
+        ("with=@bad", "", "bad-request"),
+        ("", "<max>-1</max>", "bad-request"),
+        ("", "<max>many</max>", "bad-request"),
+    ],
+)
+async def test_bad_queries_get_the_error_named(
+    server: ServerHandle, new_client: NewClient, form: str, rsm: str, condition: str
+) -> None:
+    alice = await login(new_client, server, "alice", "laptop")
+
+    reply, results = await raw_query(alice, form=form, rsm=rsm)
+
+    assert (error_condition(reply), results) == (condition, [])
+
+
+async def test_a_page_is_capped_at_max_page(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    server = await start_server(archive={"max_page": 3})
+    alice = await login(new_client, server, "alice", "laptop")
+    bob = await login(new_client, server, "bob", "desk")
+    await exchange(bob, alice, 4)
+
+    reply, results = await raw_query(alice, rsm="<max>1000000</max>")
+
+    assert bodies(results) == ["m1", "m2", "m3"]
+    assert rsm_of(reply)["complete"] is None and rsm_of(reply)["count"] == "4"
+
+
+async def test_only_the_account_reads_its_archive(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    await login(new_client, server, "alice", "laptop")
+    bob = await login(new_client, server, "bob", "desk")
+
+    reply = await bob.iq(f"<iq type='set' to='alice@localhost'><query xmlns='{NS_MAM}'/></iq>")
+    prefs = await bob.iq(f"<iq type='get' to='alice@localhost'><prefs xmlns='{NS_MAM}'/></iq>")
+
+    assert error_condition(reply) == "forbidden" and error_condition(prefs) == "forbidden"
+
+
+async def test_query_fields_are_offered(server: ServerHandle, new_client: NewClient) -> None:
+    alice = await with_mam(await login(new_client, server, "alice", "laptop"))
+
+    form = await asyncio.wait_for(alice.client.plugin["xep_0313"].get_fields(), TIMEOUT)
+
+    assert {"FORM_TYPE", "with", "start", "end", "before-id", "after-id", "ids"} <= set(
+        form.get_fields()
+    )
+
+
+def prefs_xml(default: str, always: tuple[str, ...] = (), never: tuple[str, ...] = ()) -> str:
+    def listed(name: str, jids: tuple[str, ...]) -> str:
+        return f"<{name}>" + "".join(f"<jid>{j}</jid>" for j in jids) + f"</{name}>"
+
+    return (
+        f"<iq type='set'><prefs xmlns='{NS_MAM}' default='{default}'>"
+        f"{listed('always', always)}{listed('never', never)}</prefs></iq>"
+    )
+
+
+async def test_preferences_are_stored_and_honoured(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice = await with_mam(await login(new_client, server, "alice", "laptop"))
+    bob = await login(new_client, server, "bob", "desk")
+    await add_user(server, "carol")
+    await server.app.services.contacts.add_mutual("alice", "carol")
+    carol = await login(new_client, server, "carol", "pc")
+    default = await alice.iq(f"<iq type='get'><prefs xmlns='{NS_MAM}'/></iq>")
+    assert default.find(f"{{{NS_MAM}}}prefs").get("default") == "always"  # type: ignore[union-attr]
+
+    stored = await alice.iq(prefs_xml("never", always=("Carol@localhost/pc",)))
+    assert stored.get("type") == "result"
+    assert stored.findtext(f"{{{NS_MAM}}}prefs/{{{NS_MAM}}}always/{{{NS_MAM}}}jid") == (
+        "carol@localhost"
+    )
+    bob.send(chat("alice@localhost", "from-bob"))
+    carol.send(chat("alice@localhost", "from-carol"))
+    await alice.next(message(id="from-bob"))
+    await alice.next(message(id="from-carol"))
+    assert [m["body"] for m in await archived(alice)] == ["from-carol"]
+
+    await alice.iq(prefs_xml("always", never=("bob@localhost",)))
+    again = await alice.iq(f"<iq type='get'><prefs xmlns='{NS_MAM}'/></iq>")
+    assert again.findtext(f"{{{NS_MAM}}}prefs/{{{NS_MAM}}}never/{{{NS_MAM}}}jid") == "bob@localhost"
+    bad = await alice.iq(prefs_xml("sometimes"))
+    assert error_condition(bad) == "bad-request"
+
+
+async def test_preferences_apply_while_the_user_is_offline(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice = await with_mam(await login(new_client, server, "alice", "laptop"))
+    await alice.iq(prefs_xml("never"))
+    alice.client.disconnect()
+    await asyncio.wait_for(alice.client.disconnected, TIMEOUT)
+    bob = await login(new_client, server, "bob", "desk")
+
+    bob.send(chat("alice@localhost", "unkept"))
+    await settle(bob)
+
+    again = await with_mam(await login(new_client, server, "alice", "phone"))
+    await again.next(message(id="unkept"))
+    assert await archived(again) == []
+    assert [m["body"] for m in await archived(await with_mam(bob))] == ["unkept"]
+
+
+async def test_an_archive_can_be_turned_off(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    server = await start_server(archive={"enabled": False})
+    alice = await login(new_client, server, "alice", "laptop")
+    bob = await login(new_client, server, "bob", "desk")
+
+    bob.send(chat("alice@localhost", "plain"))
+    got = await alice.next(message(id="plain"))
+    reply = await alice.iq(f"<iq type='set'><query xmlns='{NS_MAM}'/></iq>")
+
+    assert stanza_id(got) is None
+    assert error_condition(reply) == "service-unavailable"
