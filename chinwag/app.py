@@ -34,6 +34,7 @@ from chinwag.store.db import Database, redacted
 from chinwag.store.invitations import SqlInvitationRepository
 from chinwag.store.oauth import SqlOAuthRepository
 from chinwag.store.offline import SqlOfflineRepository
+from chinwag.store.pep import SqlPepRepository
 from chinwag.store.profiles import SqlProfileRepository
 from chinwag.store.secret_files import PRIVATE_DIRECTORY_MODE, secret_file
 from chinwag.web.app import build_web_app
@@ -85,6 +86,7 @@ def build_services(settings: Settings, database: Database) -> tuple[Services, OA
         offline=SqlOfflineRepository(database),
         events=events,
         blocking=BlockingService(SqlBlockingRepository(database), events),
+        pep=SqlPepRepository(database),
     )
     return services, oauth
 

@@ -198,6 +198,14 @@ class ServerInfoSettings(_Section):
     show_os: bool = False
 
 
+class PepSettings(_Section):
+    max_items: int = Field(default=64, ge=1, le=10_000)
+    """Items a personal eventing node keeps at most (XEP-0163); a node configured for
+    more keeps this many, and publishing beyond it drops the oldest."""
+    max_payload_bytes: int = Field(default=262_144, ge=256)
+    """The largest item payload accepted, serialised; larger ones get not-acceptable."""
+
+
 class RosterSettings(_Section):
     management: bool = False
     """True turns on RFC 6121 roster management and subscriptions; by default the
@@ -336,6 +344,7 @@ class Settings(_Section):
     roster: RosterSettings = RosterSettings()
     messages: MessagesSettings = MessagesSettings()
     vcard: VCardSettings = VCardSettings()
+    pep: PepSettings = PepSettings()
     auth: AuthSettings = AuthSettings()
     oauth: OAuthSettings = OAuthSettings()
     stream_management: StreamManagementSettings = StreamManagementSettings()

@@ -55,6 +55,10 @@ class ModuleHost:
     spawn: Callable[[Coroutine[Any, Any, None]], object]
     features: set[str] = field(default_factory=set)
     identities: set[tuple[str, str, str]] = field(default_factory=set)
+    account_features: set[str] = field(default_factory=set)
+    """What disco#info on an account's bare JID lists (XEP-0030 §3.1, answered by the
+    server for the account): the PEP service's features, say."""
+    account_identities: set[tuple[str, str, str]] = field(default_factory=set)
     stream_features: list[tuple[str, str]] = field(default_factory=list)
     """Announced after authentication, each an empty ``<tag xmlns=xmlns/>``."""
     stream_elements: dict[tuple[str, str], StreamElementHandler] = field(default_factory=dict)
@@ -152,8 +156,24 @@ class ModuleAPI:
         self._host.identities.add((category, kind, name))
         self.registered.append(("identity", (category, kind, name)))
 
+    def add_account_feature(self, var: str) -> None:
+        """List ``var`` in disco#info on every account's bare JID."""
+        self._host.account_features.add(var)
+        self.registered.append(("account feature", var))
+
+    def add_account_identity(self, category: str, kind: str, name: str = "") -> None:
+        """List this identity in disco#info on every account's bare JID."""
+        self._host.account_identities.add((category, kind, name))
+        self.registered.append(("account identity", (category, kind, name)))
+
     def features(self) -> set[str]:
         return set(self._host.features)
+
+    def account_features(self) -> set[str]:
+        return set(self._host.account_features)
+
+    def account_identities(self) -> set[tuple[str, str, str]]:
+        return set(self._host.account_identities)
 
     def identities(self) -> set[tuple[str, str, str]]:
         return set(self._host.identities)

@@ -11,6 +11,7 @@ from chinwag.network.events import EventLog
 from chinwag.network.profiles import ProfileService
 from chinwag.server.auth import Authenticator
 from chinwag.store.offline import OfflineRepository
+from chinwag.store.pep import PepRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +23,4 @@ class Services:
     offline: OfflineRepository
     events: EventLog
     blocking: BlockingService
+    pep: PepRepository

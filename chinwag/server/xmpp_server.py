@@ -70,6 +70,7 @@ DEFAULT_MODULES = (
     "chatstates",
     "csi",
     "vcard",
+    "pep",
     "register",
 )
 
