@@ -71,6 +71,7 @@ DEFAULT_MODULES = (
     "csi",
     "vcard",
     "pep",
+    "private",
     "register",
 )
 
