@@ -41,8 +41,8 @@ from chinwag.xmpp.stanza import make_reply
 from chinwag.xmpp.xml import parse_stanza
 
 SPEC = Spec(
-    "XEP-0163",
-    "Personal Eventing Protocol",
+    "XEP-0163, XEP-0060, XEP-0084, XEP-0398, XEP-0223, XEP-0402",
+    "Personal Eventing Protocol, on a Publish-Subscribe subset",
     "supported",
     "publish (auto-create, publish-options as preconditions), retract with notify, items "
     "(all, by id, max_items), create, configure, delete; access models presence, open, "

@@ -20,8 +20,8 @@ from chinwag.xmpp.stanza import make_reply
 from chinwag.xmpp.xml import parse_stanza
 
 SPEC = Spec(
-    "XEP-0049",
-    "Private XML Storage",
+    "XEP-0049, XEP-0048",
+    "Private XML Storage (and Bookmarks kept there)",
     "supported",
     "one fragment per namespace, kept in SQL; not-acceptable for an empty query and for "
     "reserved namespaces (jabber:*, http://jabber.org/*, vcard-temp); forbidden for "

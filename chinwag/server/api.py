@@ -63,6 +63,9 @@ class ModuleHost:
     """Announced after authentication, each an empty ``<tag xmlns=xmlns/>``."""
     stream_elements: dict[tuple[str, str], StreamElementHandler] = field(default_factory=dict)
     """Handlers of top-level elements besides stanzas, by (namespace, tag)."""
+    caps: list[Callable[[], str]] = field(default_factory=list)
+    """What gives the XEP-0115 ``ver`` of the server's disco#info once every module is
+    loaded (the disco module's), for the stream features."""
 
 
 class ModuleAPI:
@@ -165,6 +168,12 @@ class ModuleAPI:
         """List this identity in disco#info on every account's bare JID."""
         self._host.account_identities.add((category, kind, name))
         self.registered.append(("account identity", (category, kind, name)))
+
+    def announce_caps(self, ver: Callable[[], str]) -> None:
+        """Announce the server's XEP-0115 caps in the stream features, with the ``ver``
+        that ``ver()`` gives once every module is loaded."""
+        self._host.caps.append(ver)
+        self.registered.append(("caps", ver))
 
     def features(self) -> set[str]:
         return set(self._host.features)
