@@ -12,7 +12,8 @@ Who hears of an item is who wants it: a resource whose XEP-0115 capabilities lis
 ``NODE+notify`` and that is the owner's or a subscribed contact's (for ``presence``
 and ``open`` nodes). Capabilities are read from a resource's broadcast presence; an
 unknown ``ver`` is asked of that client once (disco#info), its hash checked, and the
-answer cached by ``ver`` for every later presence of any client. Nothing here runs
+answer cached by ``ver`` for every later presence of any client (a ``ver`` that does
+not match its answer, as asking for nothing). Nothing here runs
 on the message path: a publish walks the owner's online contacts, a first available
 presence reads the last items of the contacts it is subscribed to.
 """
@@ -103,8 +104,8 @@ class Pep:
         """Nodes a ``ver`` asks notifications of, by ``ver``: checked answers only."""
         self.asking: dict[str, asyncio.Future[Element]] = {}
         """Our disco#info queries to clients that wait for an answer, by IQ id."""
-        self.asked: set[str] = set()
-        """The ``ver`` values being asked right now."""
+        self.learning: dict[str, asyncio.Event] = {}
+        """The ``ver`` values being asked of a client right now, each set once learnt."""
 
     # --- interest (XEP-0115) -----------------------------------------------------------------
 
@@ -127,30 +128,30 @@ class Pep:
         c = stanza.find("c", ns.CAPS)
         ver = c.get("ver") if c is not None else None
         initial = not session.available
-        if ver and ver not in self.caps and ver not in self.asked:
-            self.asked.add(ver)
-            self.api.spawn(self.learn(session, c, ver, initial))  # type: ignore[arg-type]
+        if c is not None and ver and ver not in self.caps:
+            learnt = self.learning.get(ver)
+            if learnt is None:
+                learnt = self.learning[ver] = asyncio.Event()
+                self.api.spawn(self.learn(session, c, ver, learnt))
+            if initial:
+                self.api.spawn(self.send_last_items(session, learnt))
         elif initial:
             self.api.spawn(self.send_last_items(session))
         return False
 
-    async def learn(self, session: Session, c: Element, ver: str, initial: bool) -> None:
+    async def learn(self, session: Session, c: Element, ver: str, learnt: asyncio.Event) -> None:
+        """Ask the client what ``ver`` stands for; a SHA-1 ``ver`` that does not match
+        the answer is remembered as asking for nothing."""
         try:
             query = await self.ask_info(session.jid, f"{c.get('node', '')}#{ver}")
-            if query is not None and (
-                c.get("hash") != "sha-1" or verification_string(query) == ver
-            ):
+            if query is not None:
+                checked = c.get("hash") != "sha-1" or verification_string(query) == ver
                 if len(self.caps) >= MAX_CACHED_VERS:
                     self.caps.clear()
-                self.caps[ver] = frozenset(
-                    var[: -len(NOTIFY_SUFFIX)]
-                    for f in query.find_all("feature", ns.DISCO_INFO)
-                    if (var := f.get("var") or "").endswith(NOTIFY_SUFFIX)
-                )
+                self.caps[ver] = notify_nodes(query) if checked else frozenset()
         finally:
-            self.asked.discard(ver)
-        if initial:
-            await self.send_last_items(session)
+            self.learning.pop(ver, None)
+            learnt.set()
 
     async def ask_info(self, jid: JID, node: str) -> Element | None:
         iq_id = f"caps-{random_hex(6)}"
@@ -219,9 +220,11 @@ class Pep:
         for record in self.audience(owner, node, access_model):
             self.api.router.deliver(record, event_message(sender, record.jid, event.copy()))
 
-    async def send_last_items(self, session: Session) -> None:
+    async def send_last_items(self, session: Session, learnt: asyncio.Event | None = None) -> None:
         """The newest item of each node the session wants, of its own account and of the
-        contacts it is subscribed to, readable by it."""
+        contacts it is subscribed to, readable by it (once its caps are ``learnt``)."""
+        if learnt is not None:
+            await learnt.wait()
         wanted = self.interest(session)
         if not wanted:
             return
@@ -513,6 +516,15 @@ def event_message(sender: JID, to: JID, event: Element) -> Element:
     message = Element("message", attrs=attrs)
     message.add("event", ns.PUBSUB_EVENT).append(event)
     return message
+
+
+def notify_nodes(query: Element) -> frozenset[str]:
+    """The nodes a disco#info answer asks notifications of (``NODE+notify`` features)."""
+    return frozenset(
+        var[: -len(NOTIFY_SUFFIX)]
+        for feature in query.find_all("feature", ns.DISCO_INFO)
+        if (var := feature.get("var") or "").endswith(NOTIFY_SUFFIX)
+    )
 
 
 def _form(parent: Element | None) -> Element | None:

@@ -366,3 +366,48 @@ async def test_payload_bound(start_server: Any, new_client: NewClient) -> None:
             timeout=TIMEOUT,
         )
     assert raised.value.condition == "not-acceptable"
+
+
+async def test_caps_whose_hash_does_not_check_out_ask_for_nothing(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    bob, _ = await pep_client(new_client, server, "bob")
+    alice = new_client(server, "alice", "desk")
+    for plugin in ("xep_0030", "xep_0004", "xep_0060", "xep_0115", "xep_0163"):
+        alice.register_plugin(plugin)
+    events = Events(alice)
+    asked = asked_for_caps(alice)
+    await sign_in(alice, server.host, server.port)
+    disco, caps = alice.plugin["xep_0030"], alice.plugin["xep_0115"]
+    disco.add_feature(f"{OMEMO2_DEVICES}+notify")
+    await caps.update_caps(broadcast=False)
+    ver = await caps.get_verstring(alice.boundjid)
+    info = await disco.get_info(jid=alice.boundjid, node=f"{caps.caps_node}#{ver}", local=True)
+    if not hasattr(info, "get_features"):
+        info = info["disco_info"]
+    # The same features behind a ver that is not their hash.
+    await disco.set_info(jid=alice.boundjid, node=f"{caps.caps_node}#forged", info=info)
+    alice.send_raw(
+        "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
+        f"node='{caps.caps_node}' ver='forged'/></presence>"
+    )
+    await asyncio.wait_for(asked, TIMEOUT)
+    await disco.get_info(jid=server.domain, timeout=TIMEOUT)
+
+    devices = "<devices xmlns='urn:xmpp:omemo:2'><device id='1'/></devices>"
+    await bob.plugin["xep_0060"].publish(
+        None, OMEMO2_DEVICES, id="current", payload=payload(devices), timeout=TIMEOUT
+    )
+    await disco.get_info(jid=server.domain, timeout=TIMEOUT)
+    assert events.queue.empty()
+
+    asked_again = asked_for_caps(alice)
+    alice.send_presence()  # now with the true ver
+    await asyncio.wait_for(asked_again, TIMEOUT)
+    await disco.get_info(jid=server.domain, timeout=TIMEOUT)
+    again = "<devices xmlns='urn:xmpp:omemo:2'><device id='2'/></devices>"
+    await bob.plugin["xep_0060"].publish(
+        None, OMEMO2_DEVICES, id="current", payload=payload(again), timeout=TIMEOUT
+    )
+    event = await events.next(OMEMO2_DEVICES, server.jid("bob"))
+    assert event.find(".//{*}device").get("id") == "2"
