@@ -9,13 +9,14 @@ The server's disco#info is hashed once every module is loaded (XEP-0115) and tha
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.xmpp import ns
 from chinwag.xmpp.caps import verification_string
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
+from chinwag.xmpp.jid import JID
 from chinwag.xmpp.stanza import make_reply
 from chinwag.xmpp.stream import CAPS_NODE
 
@@ -26,6 +27,23 @@ SPEC = Spec(
     "disco#info and disco#items on the server JID, disco#info on an account's bare JID; "
     "the server's caps in the stream features; `[server_info]` contact addresses",
 )
+
+
+def known_to(api: ModuleAPI, requester: JID, username: str) -> bool:
+    """Whether ``requester`` is the account ``username`` itself or one of its contacts: a
+    dictionary lookup in the requester's cached roster."""
+    if requester.local == username and requester.domain == api.domain.domain:
+        return True
+    roster = api.rosters.get(requester.local or "")
+    return roster is not None and roster.is_contact(username)
+
+
+def check_reach(api: ModuleAPI, requester: JID, username: str) -> None:
+    """Refuse a stranger's IQ to an account while strangers are kept apart, with the
+    answer an account that does not exist gets (``<service-unavailable/>``), before
+    any storage is read, so that not even timing tells accounts apart."""
+    if not api.settings.messages.from_strangers and not known_to(api, requester, username):
+        raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
 
 
 def server_info_form(contacts: dict[str, tuple[str, ...]]) -> Element:
@@ -87,12 +105,28 @@ def setup(api: ModuleAPI) -> None:
         reply.append(answer)
         return reply
 
-    def account_info(iq: Element) -> Element:
+    def account_info(iq: Element) -> Element | Awaitable[Element]:
         no_node(iq)
+        requester = JID.parse(iq.attrs["from"])
+        to = iq.attrs.get("to")
+        username = (JID.parse(to) if to is not None else requester).local or ""
+        check_reach(api, requester, username)
+        if known_to(api, requester, username):
+            return account_answer(iq)
+        return account_answer_if_any(iq, username)
+
+    def account_answer(iq: Element) -> Element:
         reply = make_reply(iq)
         identities = {("account", "registered", ""), *api.account_identities()}
         reply.append(info_query(identities, api.account_features()))
         return reply
+
+    async def account_answer_if_any(iq: Element, username: str) -> Element:
+        """A stranger's query, where strangers may reach each other: answered for an
+        account that exists only."""
+        if await api.services.profiles.get(username) is None:
+            raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
+        return account_answer(iq)
 
     def items(iq: Element) -> Element:
         no_node(iq)

@@ -26,6 +26,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Iterable
 
+from chinwag.modules.disco import check_reach
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
 from chinwag.server.routing import SessionRecord
@@ -239,10 +240,13 @@ class Pep:
     # --- requests --------------------------------------------------------------------------
 
     def target(self, iq: Element) -> tuple[JID, str]:
+        """The requester and the owner of the service asked; a stranger is refused as
+        for an account that does not exist, while strangers are kept apart."""
         requester = JID.parse(iq.attrs["from"])
         to = iq.attrs.get("to")
-        owner = JID.parse(to).bare if to is not None else requester.bare
-        return requester, owner.local or ""
+        owner = (JID.parse(to).bare if to is not None else requester.bare).local or ""
+        check_reach(self.api, requester, owner)
+        return requester, owner
 
     def on_get(self, iq: Element) -> Awaitable[Element]:
         requester, owner = self.target(iq)
