@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.store.accounts import NoSuchAccount
+from chinwag.store.pep import NodeConfig, StoredItem
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
@@ -28,6 +29,10 @@ SPEC = Spec(
     "another user's storage; a fragment holds at most `[pep] max_payload_bytes`",
 )
 
+LEGACY_BOOKMARKS = "storage:bookmarks"
+BOOKMARKS = "urn:xmpp:bookmarks:1"
+"""XEP-0402 §5.3: the server keeps XEP-0048 bookmarks in private storage in step with
+this PEP node, where the conferences are (``#compat``)."""
 RESERVED_PREFIXES = ("jabber:", "http://jabber.org/")
 RESERVED = frozenset({ns.VCARD})
 
@@ -44,6 +49,7 @@ class PrivateStorage:
     def __init__(self, api: ModuleAPI) -> None:
         self.store = api.services.pep
         self.max_bytes = api.settings.pep.max_payload_bytes
+        self.max_items = api.settings.pep.max_items
 
     def owner(self, iq: Element) -> tuple[str, list[Element]]:
         requester = JID.parse(iq.attrs["from"])
@@ -68,12 +74,27 @@ class PrivateStorage:
         stored = await self.store.private(username, namespace)
         reply = make_reply(iq)
         query = reply.add("query", ns.PRIVATE)
-        if stored is None:
+        elements = list(parse_stanza(stored).elements()) if stored is not None else []
+        if namespace == LEGACY_BOOKMARKS:
+            elements = await self.legacy_bookmarks(username, elements)
+        if not elements:
             query.add(asked.tag, namespace)
-        else:
-            for element in parse_stanza(stored).elements():
-                query.append(element)
+        for element in elements:
+            query.append(element)
         return reply
+
+    async def legacy_bookmarks(self, username: str, stored: list[Element]) -> list[Element]:
+        """XEP-0402 §5.3: the XEP-0048 storage with the conferences of the XEP-0402 node,
+        when there is one, and the URLs last stored here."""
+        if await self.store.node(username, BOOKMARKS) is None:
+            return stored
+        storage = Element("storage", LEGACY_BOOKMARKS)
+        for item in await self.store.items(username, BOOKMARKS, None, None):
+            storage.append(legacy_conference(item.item_id, parse_stanza(item.payload)))
+        for element in stored:
+            for url in element.find_all("url", LEGACY_BOOKMARKS):
+                storage.append(url)
+        return [storage]
 
     def on_set(self, iq: Element) -> Awaitable[Element]:
         username, children = self.owner(iq)
@@ -92,13 +113,56 @@ class PrivateStorage:
         try:
             for namespace, text in fragments.items():
                 await self.store.set_private(username, namespace, text)
+            if LEGACY_BOOKMARKS in fragments:
+                await self.store.replace_items(
+                    username,
+                    BOOKMARKS,
+                    NodeConfig("whitelist", self.max_items),
+                    bookmark_items(parse_stanza(fragments[LEGACY_BOOKMARKS])),
+                )
         except NoSuchAccount:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND) from None
         return make_reply(iq)
 
 
+def bookmark_items(query: Element) -> list[StoredItem]:
+    """XEP-0402 §5.3: the conferences of XEP-0048 storage as items of the PEP node."""
+    items = []
+    for storage in query.find_all("storage", LEGACY_BOOKMARKS):
+        for conference in storage.find_all("conference", LEGACY_BOOKMARKS):
+            room = conference.get("jid")
+            if not room:
+                continue
+            attrs = {"autojoin": "true" if conference.get("autojoin") in ("1", "true") else "false"}
+            if conference.get("name"):
+                attrs["name"] = conference.get("name") or ""
+            converted = Element("conference", BOOKMARKS, attrs)
+            _copy_nick_and_password(conference, converted)
+            items.append(StoredItem(room, converted.serialize()))
+    return items
+
+
+def legacy_conference(room: str, conference: Element) -> Element:
+    """An item of the XEP-0402 node as an XEP-0048 conference."""
+    attrs = {"jid": room, "autojoin": conference.get("autojoin") or "false"}
+    if conference.get("name"):
+        attrs["name"] = conference.get("name") or ""
+    legacy = Element("conference", LEGACY_BOOKMARKS, attrs)
+    _copy_nick_and_password(conference, legacy)
+    return legacy
+
+
+def _copy_nick_and_password(source: Element, target: Element) -> None:
+    """``<nick/>`` and ``<password/>`` of one format's conference into the other's."""
+    for tag in ("nick", "password"):
+        child = source.find(tag, source.ns)
+        if child is not None:
+            target.add(tag).append(child.text)
+
+
 def setup(api: ModuleAPI) -> None:
     storage = PrivateStorage(api)
     api.add_feature(ns.PRIVATE)
+    api.add_account_feature(f"{BOOKMARKS}#compat")
     api.iq_handler("get", ns.PRIVATE, "query", storage.on_get, scope="account")
     api.iq_handler("set", ns.PRIVATE, "query", storage.on_set, scope="account")

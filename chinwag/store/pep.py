@@ -58,6 +58,10 @@ class PepRepository(Protocol):
         """The node's items, oldest first: those of ``ids``, or the ``newest`` newest
         (None: all)."""
 
+    async def replace_items(
+        self, username: str, node: str, config: NodeConfig, items: Sequence[StoredItem]
+    ) -> None: ...
+
     async def retract(self, username: str, node: str, item_id: str) -> bool: ...
 
     async def configure(self, username: str, node: str, config: NodeConfig) -> bool: ...
@@ -123,6 +127,23 @@ class SqlPepRepository:
             found = [StoredItem(i, p) for i, p in await session.execute(query)]
         found.reverse()
         return found
+
+    async def replace_items(
+        self, username: str, node: str, config: NodeConfig, items: Sequence[StoredItem]
+    ) -> None:
+        """Make ``items`` all the node's items (made with ``config`` if absent), in one
+        transaction. Raises NoSuchAccount."""
+        async with self._sessions.begin() as session:
+            row = await _node_row(session, username, node)
+            if row is None:
+                row = await _new_node(session, username, node, config)
+            await session.execute(delete(PepItem).where(PepItem.node_id == row.id))
+            for item in items[-row.max_items :]:
+                await session.execute(
+                    insert(PepItem).values(
+                        node_id=row.id, item_id=item.item_id, payload=item.payload
+                    )
+                )
 
     async def retract(self, username: str, node: str, item_id: str) -> bool:
         async with self._sessions.begin() as session:

@@ -116,3 +116,33 @@ async def test_xep_0402_bookmarks_whitelisted_and_notified_to_own_resources(
         await bob.plugin["xep_0060"].get_items(server.jid("alice"), BOOKMARKS2, timeout=TIMEOUT)
     assert raised.value.condition == "not-allowed"
     assert bob_events.queue.empty()
+
+
+async def test_xep_0402_compat_keeps_private_storage_bookmarks_in_step(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice, _ = await pep_client(new_client, server, "alice")
+    alice.register_plugin("xep_0048")
+    alice.register_plugin("xep_0402")
+    info = await alice.plugin["xep_0030"].get_info(jid=server.jid("alice"), timeout=TIMEOUT)
+    assert f"{BOOKMARKS2}#compat" in info["disco_info"]["features"]
+
+    await alice.plugin["xep_0049"].store(stored_bookmarks(), timeout=TIMEOUT)
+
+    me = server.jid("alice")
+    items = await alice.plugin["xep_0060"].get_items(me, BOOKMARKS2, timeout=TIMEOUT)
+    [item] = items.xml.iter("{http://jabber.org/protocol/pubsub}item")
+    assert item.get("id") == "room@conference.example"
+    conference = item.find(f"{{{BOOKMARKS2}}}conference")
+    assert conference is not None and conference.get("name") == "Room"
+    assert conference.get("autojoin") == "true"
+    assert conference.findtext(f"{{{BOOKMARKS2}}}nick") == "alice"
+
+    other = Conference()
+    other["name"] = "Other"
+    await alice.plugin["xep_0060"].publish(
+        None, BOOKMARKS2, id="other@conference.example", payload=other.xml, timeout=TIMEOUT
+    )
+    got = await alice.plugin["xep_0049"].retrieve("bookmarks", timeout=TIMEOUT)
+    rooms = {str(c["jid"]): c["name"] for c in got["private"]["bookmarks"]["conferences"]}
+    assert rooms == {"room@conference.example": "Room", "other@conference.example": "Other"}

@@ -106,3 +106,14 @@ async def test_deleting_the_account_deletes_its_nodes_items_and_private_storage(
             for table in (PepNode, PepItem, PrivateXml)
         ]
     assert counts == [1, 1, 0]
+
+
+async def test_replace_items_makes_them_all_the_nodes_items(pep: SqlPepRepository) -> None:
+    await pep.publish("alice", "b", NodeConfig("whitelist", 2), item(1))
+
+    await pep.replace_items("alice", "b", PRESENCE, [item(2), item(3), item(4)])
+
+    assert await pep.node("alice", "b") == NodeConfig("whitelist", 2)  # kept, and its bound
+    assert await pep.items("alice", "b", None, None) == [item(3), item(4)]
+    await pep.replace_items("bob", "new", PRESENCE, [])
+    assert await pep.node("bob", "new") == PRESENCE
