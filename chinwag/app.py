@@ -40,6 +40,7 @@ from chinwag.store.db import Database, MigrationError, redacted
 from chinwag.store.invitations import SqlInvitationRepository
 from chinwag.store.oauth import SqlOAuthRepository
 from chinwag.store.offline import SqlOfflineRepository
+from chinwag.store.pep import SqlPepRepository
 from chinwag.store.profiles import SqlProfileRepository
 from chinwag.store.secret_files import PRIVATE_DIRECTORY_MODE, secret_file
 from chinwag.web.admin_token import ensure_admin_token
@@ -94,6 +95,7 @@ def build_services(settings: Settings, database: Database) -> tuple[Services, OA
         events=events,
         blocking=BlockingService(SqlBlockingRepository(database), events),
         archive=SqlArchiveRepository(database),
+        pep=SqlPepRepository(database),
     )
     return services, oauth
 

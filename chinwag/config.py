@@ -238,10 +238,47 @@ class LimitsSettings(_Section):
     spell it may send this many seconds' worth at once."""
 
 
+CONTACT_KINDS = ("abuse", "admin", "feedback", "sales", "security", "status", "support")
+"""XEP-0157's address kinds, each a ``[server_info]`` list."""
+
+
 class ServerInfoSettings(_Section):
     show_version: bool = True
     """Answer XEP-0092 software version queries with name and version."""
     show_os: bool = False
+    abuse: tuple[str, ...] = ()
+    """XEP-0157 contact addresses (``mailto:``, ``xmpp:`` or ``https:`` URIs), listed in
+    the server's disco#info: whom to tell of abuse."""
+    admin: tuple[str, ...] = ()
+    """Whom to ask about the service in general."""
+    feedback: tuple[str, ...] = ()
+    sales: tuple[str, ...] = ()
+    security: tuple[str, ...] = ()
+    """Whom to tell of a security problem."""
+    status: tuple[str, ...] = ()
+    """Where the service's status is published (a web page, say)."""
+    support: tuple[str, ...] = ()
+
+    @field_validator(*CONTACT_KINDS, mode="before")
+    @classmethod
+    def _uri_list(cls, value: object) -> object:
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(uri, str) and ":" in uri for uri in value
+        ):
+            raise ValueError('must be a list of URIs, such as ["mailto:abuse@example.com"]')
+        return tuple(value)
+
+    def contacts(self) -> dict[str, tuple[str, ...]]:
+        """The XEP-0157 addresses given, by kind."""
+        return {kind: getattr(self, kind) for kind in CONTACT_KINDS if getattr(self, kind)}
+
+
+class PepSettings(_Section):
+    max_items: int = Field(default=64, ge=1, le=10_000)
+    """Items a personal eventing node keeps at most (XEP-0163); a node configured for
+    more keeps this many, and publishing beyond it drops the oldest."""
+    max_payload_bytes: int = Field(default=262_144, ge=256)
+    """The largest item payload accepted, serialised; larger ones get not-acceptable."""
 
 
 class RosterSettings(_Section):
@@ -435,6 +472,7 @@ class Settings(_Section):
     roster: RosterSettings = RosterSettings()
     messages: MessagesSettings = MessagesSettings()
     vcard: VCardSettings = VCardSettings()
+    pep: PepSettings = PepSettings()
     auth: AuthSettings = AuthSettings()
     oauth: OAuthSettings = OAuthSettings()
     stream_management: StreamManagementSettings = StreamManagementSettings()

@@ -124,7 +124,12 @@ def import_(
     from chinwag.xmpp.jid import InvalidJID
 
     settings = settings_or_exit(config)
-    limits = ImportLimits(settings.messages.offline_quota, settings.limits.max_stanza_bytes)
+    limits = ImportLimits(
+        settings.messages.offline_quota,
+        settings.limits.max_stanza_bytes,
+        settings.pep.max_items,
+        settings.pep.max_payload_bytes,
+    )
     imported_host = host or settings.domain
     try:
         source = ExportFiles(imported_host, _root_of(file))

@@ -4,8 +4,10 @@ Export writes ``<server-data xmlns='urn:xmpp:pie:0'>`` with one ``<host/>``, thi
 server's domain, and a ``<user/>`` per account: its SCRAM verifiers (XEP-0227 1.1
 ``<scram-credentials/>``, never a password), its roster (``jabber:iq:roster`` items,
 and a ``<presence type='subscribe'/>`` for each request waiting for its answer), its
-profile as a ``vcard-temp`` vCard, and its offline messages, each with the
-``<delay/>`` of when it was stored. :func:`export_users` writes one document;
+profile as a ``vcard-temp`` vCard, its offline messages, each with the
+``<delay/>`` of when it was stored, its PEP nodes (XEP-0227 1.1: the items in a
+``pubsub`` element, the access model and bound in a ``pubsub#owner`` one) and its
+private XML storage (a ``jabber:iq:private`` query). :func:`export_users` writes one document;
 :func:`user_document` one document per user, the layout that Prosody's
 ``mod_storage_xep0227`` reads (``user@host.xml``).
 
@@ -18,7 +20,8 @@ cannot take, an account that exists, broken verifiers) refuses the whole import,
 listing each problem. What chinwag has no place for (contacts on other servers,
 verifiers of other mechanisms, ...) is left out and counted in the report, as are
 a user's offline messages beyond ``messages.offline_quota`` and those larger than
-``limits.max_stanza_bytes``. Block lists (XEP-0191) have no place in XEP-0227, and
+``limits.max_stanza_bytes``, and PEP items beyond a node's ``[pep] max_items`` or
+larger than ``max_payload_bytes``. Block lists (XEP-0191) have no place in XEP-0227, and
 apps, tokens and app passwords are chinwag's own: neither is exported.
 """
 
@@ -48,11 +51,13 @@ from chinwag.network.portable_files import (
 from chinwag.network.profiles import MAX_PHOTO_BYTES, MAX_TEXT_LENGTH, vcard_element
 from chinwag.store.contacts import SUBSCRIPTIONS
 from chinwag.store.db import Database
+from chinwag.store.pep import StoredItem
 from chinwag.store.portable import (
     Loader,
     PortableAccount,
     PortableItem,
     PortableMessage,
+    PortableNode,
     dump,
     loading,
 )
@@ -90,6 +95,8 @@ class ImportRejected(Exception):
 class ImportLimits:
     offline_quota: int
     max_stanza_bytes: int
+    pep_max_items: int = 64
+    pep_max_payload_bytes: int = 262_144
 
 
 @dataclass
@@ -136,7 +143,29 @@ def user_element(account: PortableAccount, host: str) -> Element:
         stored = user.add("offline-messages")
         for message in account.offline:
             stored.append(_offline_element(message, host))
+    for node in account.pep:
+        _add_node(user, node)
+    if account.private:
+        query = user.add("query", ns.PRIVATE)
+        for _namespace, payload in account.private:
+            for element in parse_stanza(payload).elements():
+                query.append(element)
     return user
+
+
+def _add_node(user: Element, node: PortableNode) -> None:
+    """A node's configuration (``pubsub#owner``) and items (``pubsub``)."""
+    owner = user.add("pubsub", ns.PUBSUB_OWNER).add("configure", attrs={"node": node.node})
+    form = owner.add("x", ns.DATA_FORMS, {"type": "submit"})
+    for var, value in (
+        ("FORM_TYPE", ns.PUBSUB_NODE_CONFIG),
+        ("pubsub#access_model", node.access_model),
+        ("pubsub#max_items", str(node.max_items)),
+    ):
+        form.add("field", attrs={"var": var}).add("value").append(value)
+    items = user.add("pubsub", PUBSUB).add("items", attrs={"node": node.node})
+    for item in node.items:
+        items.add("item", attrs={"id": item.item_id}).append(parse_stanza(item.payload))
 
 
 def _scram_element(scram: StoredScram) -> Element:
@@ -264,8 +293,45 @@ class _UserReader:
             self._profile(user),
             self._roster(username, user),
             self._offline(user),
+            self._nodes(user),
+            self._private(user),
         )
         return _User(account, password)
+
+    def _nodes(self, user: Element) -> tuple[PortableNode, ...]:
+        configs = _node_configs(user)
+        nodes = []
+        for name, items in _pep_items(user).items():
+            access_model, max_items = configs.get(name, ("presence", self.limits.pep_max_items))
+            if access_model not in ("presence", "open", "whitelist"):
+                self.report.left_out["PEP access models other than presence, open, whitelist"] += 1
+                access_model = "whitelist"  # the closest to what the user chose
+            max_items = min(max_items, self.limits.pep_max_items)
+            kept = [stored for item in items if (stored := self._pep_item(item)) is not None]
+            if len(kept) > max_items:
+                self.report.left_out["PEP items beyond a node's max_items"] += len(kept) - max_items
+                kept = kept[-max_items:]
+            if name and kept:
+                nodes.append(PortableNode(name, access_model, max_items, tuple(kept)))
+        return tuple(nodes)
+
+    def _pep_item(self, item: Element) -> StoredItem | None:
+        payload = item.first_element()
+        if payload is None:
+            return None
+        text = payload.serialize()
+        if len(text.encode()) > self.limits.pep_max_payload_bytes:
+            self.report.left_out["PEP items larger than pep.max_payload_bytes"] += 1
+            return None
+        return StoredItem(item.attrs.get("id") or "current", text)
+
+    def _private(self, user: Element) -> tuple[tuple[str, str], ...]:
+        by_namespace: dict[str, Element] = {}
+        for query in user.find_all("query", ns.PRIVATE):
+            for element in query.elements():
+                wrapper = by_namespace.setdefault(element.ns, Element("query", ns.PRIVATE))
+                wrapper.append(element)
+        return tuple((namespace, q.serialize()) for namespace, q in sorted(by_namespace.items()))
 
     def _credentials(self, username: str, user: Element) -> tuple[StoredScram, ...] | None:
         found: dict[str, StoredScram] = {}
@@ -460,6 +526,25 @@ def _pep_items(user: Element) -> dict[str, list[Element]]:
         for items in pubsub.find_all("items", PUBSUB):
             nodes.setdefault(items.attrs.get("node", ""), []).extend(items.find_all("item", PUBSUB))
     return nodes
+
+
+def _node_configs(user: Element) -> dict[str, tuple[str, int]]:
+    """The access model and item bound of each node configured in the user's data."""
+    configs: dict[str, tuple[str, int]] = {}
+    for pubsub in user.find_all("pubsub", ns.PUBSUB_OWNER):
+        for configure in pubsub.find_all("configure", ns.PUBSUB_OWNER):
+            form = configure.find("x", ns.DATA_FORMS)
+            values = {}
+            for form_field in form.find_all("field", ns.DATA_FORMS) if form is not None else ():
+                value = form_field.find("value", ns.DATA_FORMS)
+                text = value.text.strip() if value is not None else ""
+                values[form_field.attrs.get("var", "")] = text
+            max_items = values.get("pubsub#max_items", "")
+            configs[configure.attrs.get("node", "")] = (
+                values.get("pubsub#access_model") or "presence",
+                int(max_items) if max_items.isdigit() and int(max_items) > 0 else 1 << 30,
+            )
+    return configs
 
 
 def _last_payload(items: list[Element] | None, tag: str, namespace: str) -> Element | None:

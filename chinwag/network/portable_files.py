@@ -48,6 +48,8 @@ KEPT_IN_USER = frozenset(
         (PIE, "offline-messages"),
         (PIE_DRAFT, "offline-messages"),
         (PUBSUB, "pubsub"),
+        (ns.PUBSUB_OWNER, "pubsub"),
+        (ns.PRIVATE, "query"),
         (XINCLUDE, "include"),
     }
 )

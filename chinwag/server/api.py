@@ -57,13 +57,18 @@ class ModuleHost:
     features: set[str] = field(default_factory=set)
     identities: set[tuple[str, str, str]] = field(default_factory=set)
     account_features: set[str] = field(default_factory=set)
-    """Features of every account's bare JID (XEP-0030 on ``user@domain``)."""
+    """What disco#info on an account's bare JID lists (XEP-0030 §3.1, answered by the
+    server for the account): the PEP service's features, say."""
+    account_identities: set[tuple[str, str, str]] = field(default_factory=set)
     stream_features: list[tuple[str, str]] = field(default_factory=list)
     """Announced after authentication, each an empty ``<tag xmlns=xmlns/>``."""
     stream_elements: dict[tuple[str, str], StreamElementHandler] = field(default_factory=dict)
     """Handlers of top-level elements besides stanzas, by (namespace, tag)."""
     stats: ServerStats = field(default_factory=ServerStats)
     """The service's counts, which a module adds its own work to."""
+    caps: list[Callable[[], str]] = field(default_factory=list)
+    """What gives the XEP-0115 ``ver`` of the server's disco#info once every module is
+    loaded (the disco module's), for the stream features."""
 
 
 class ModuleAPI:
@@ -162,16 +167,29 @@ class ModuleAPI:
         self.registered.append(("identity", (category, kind, name)))
 
     def add_account_feature(self, var: str) -> None:
-        """List ``var`` in disco#info on every account's bare JID (the server answers it
-        on the account's behalf), as the archive lists ``urn:xmpp:mam:2``."""
+        """List ``var`` in disco#info on every account's bare JID."""
         self._host.account_features.add(var)
         self.registered.append(("account feature", var))
+
+    def add_account_identity(self, category: str, kind: str, name: str = "") -> None:
+        """List this identity in disco#info on every account's bare JID."""
+        self._host.account_identities.add((category, kind, name))
+        self.registered.append(("account identity", (category, kind, name)))
+
+    def announce_caps(self, ver: Callable[[], str]) -> None:
+        """Announce the server's XEP-0115 caps in the stream features, with the ``ver``
+        that ``ver()`` gives once every module is loaded."""
+        self._host.caps.append(ver)
+        self.registered.append(("caps", ver))
 
     def features(self) -> set[str]:
         return set(self._host.features)
 
     def account_features(self) -> set[str]:
         return set(self._host.account_features)
+
+    def account_identities(self) -> set[tuple[str, str, str]]:
+        return set(self._host.account_identities)
 
     def identities(self) -> set[tuple[str, str, str]]:
         return set(self._host.identities)

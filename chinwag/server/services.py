@@ -12,6 +12,7 @@ from chinwag.network.profiles import ProfileService
 from chinwag.server.auth import Authenticator
 from chinwag.store.archive import ArchiveRepository
 from chinwag.store.offline import OfflineRepository
+from chinwag.store.pep import PepRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,3 +25,4 @@ class Services:
     events: EventLog
     blocking: BlockingService
     archive: ArchiveRepository
+    pep: PepRepository

@@ -78,6 +78,8 @@ DEFAULT_MODULES = (
     "chatstates",
     "csi",
     "vcard",
+    "pep",
+    "private",
     "register",
 )
 
@@ -179,6 +181,7 @@ class XMPPServer:
             max_auth_failures=limits.max_auth_failures,
             raw_mechanisms=RAW_MECHANISMS,
             bound_features=tuple(self.module_host.stream_features),
+            caps_ver="".join(ver() for ver in self.module_host.caps[-1:]),
             bound_elements=frozenset(self.module_host.stream_elements),
         )
 

@@ -41,6 +41,9 @@ MAX_USERNAME_BYTES = 1023
 MAX_INVITER_LENGTH = 64
 MAX_BARE_JID_BYTES = 2047
 MAX_ARCHIVE_ID_LENGTH = 32
+MAX_PEP_NODE_BYTES = 1023
+"""A node name, item id or private storage namespace: enough for any real one, and
+short enough for a unique index on PostgreSQL."""
 
 # A 64-bit id on PostgreSQL; SQLite's rowid (already 64-bit) must be declared INTEGER.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -255,3 +258,48 @@ class Invitation(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     used_by: Mapped[str | None] = mapped_column(String(MAX_USERNAME_BYTES))
     """The username it created (kept when that account is deleted later)."""
+
+
+class PepNode(Base):
+    """A personal eventing node (XEP-0163) of an account, with its configuration."""
+
+    __tablename__ = "pep_nodes"
+    __table_args__ = (Index("ix_pep_nodes_account_id_node", "account_id", "node", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    node: Mapped[str] = mapped_column(String(MAX_PEP_NODE_BYTES))
+    access_model: Mapped[str] = mapped_column(String(16))
+    """``presence``, ``open`` or ``whitelist`` (the owner alone)."""
+    max_items: Mapped[int] = mapped_column(Integer)
+
+
+class PepItem(Base):
+    """One published item of a PEP node: its id and its payload as XML text."""
+
+    __tablename__ = "pep_items"
+    __table_args__ = (
+        Index("ix_pep_items_node_id_item_id", "node_id", "item_id", unique=True),
+        {"sqlite_autoincrement": True},
+    )
+
+    # Ids only grow: the newest row of a node is its last published item.
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("pep_nodes.id", ondelete="CASCADE"))
+    item_id: Mapped[str] = mapped_column(String(MAX_PEP_NODE_BYTES))
+    payload: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+
+
+class PrivateXml(Base):
+    """One XML element an account keeps in private storage (XEP-0049), by namespace."""
+
+    __tablename__ = "private_xml"
+    __table_args__ = (
+        Index("ix_private_xml_account_id_namespace", "account_id", "namespace", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    namespace: Mapped[str] = mapped_column(String(MAX_PEP_NODE_BYTES))
+    payload: Mapped[str] = mapped_column(Text)

@@ -1,7 +1,7 @@
 """Whole accounts out of the store and into it, for XEP-0227 export and import.
 
 :func:`dump` reads every account with what it owns (SCRAM verifiers, profile, roster
-items, offline messages), a batch at a time, all from one snapshot of the database.
+items, offline messages, PEP nodes with their items, private XML), a batch at a time, all from one snapshot of the database.
 :class:`Loader` adds new accounts with all of that inside one transaction, so that
 an import lands whole or not at all. Roster items wait until every account of the
 import is in, since an item may name an account that comes later.
@@ -24,7 +24,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chinwag.store.accounts import StoredScram, in_chunks
 from chinwag.store.db import Database, read_snapshot
-from chinwag.store.models import Account, Credential, OfflineMessage, Profile, RosterItem
+from chinwag.store.models import (
+    Account,
+    Credential,
+    OfflineMessage,
+    PepItem,
+    PepNode,
+    PrivateXml,
+    Profile,
+    RosterItem,
+)
+from chinwag.store.pep import StoredItem
 from chinwag.store.profiles import Profile as ProfileData
 
 DUMP_BATCH = 100
@@ -35,6 +45,9 @@ _CREDENTIAL = Credential.__table__
 _PROFILE = Profile.__table__
 _ITEM = RosterItem.__table__
 _MESSAGE = OfflineMessage.__table__
+_NODE = PepNode.__table__
+_PEP_ITEM = PepItem.__table__
+_PRIVATE = PrivateXml.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +75,25 @@ class PortableMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class PortableNode:
+    """A PEP node with its configuration and items, oldest first."""
+
+    node: str
+    access_model: str
+    max_items: int
+    items: tuple[StoredItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PortableAccount:
     username: str
     credentials: tuple[StoredScram, ...]
     profile: ProfileData
     roster: tuple[PortableItem, ...]
     offline: tuple[PortableMessage, ...]
+    pep: tuple[PortableNode, ...] = ()
+    private: tuple[tuple[str, str], ...] = ()
+    """(namespace, ``<query xmlns='jabber:iq:private'>`` text) of each stored fragment."""
 
 
 async def dump(db: Database, batch_size: int = DUMP_BATCH) -> AsyncIterator[list[PortableAccount]]:
@@ -129,6 +155,15 @@ async def _read_batch(
     )
     for message in await connection.execute(messages):
         offline[message.account_id].append(PortableMessage(message.stanza, message.stored_at))
+    pep = await _read_nodes(connection, ids)
+    private: dict[int, list[tuple[str, str]]] = {account_id: [] for account_id in ids}
+    fragments = (
+        select(_PRIVATE.c.account_id, _PRIVATE.c.namespace, _PRIVATE.c.payload)
+        .where(_PRIVATE.c.account_id.in_(ids))
+        .order_by(_PRIVATE.c.namespace)
+    )
+    for fragment in await connection.execute(fragments):
+        private[fragment.account_id].append((fragment.namespace, fragment.payload))
     return [
         PortableAccount(
             username,
@@ -136,9 +171,33 @@ async def _read_batch(
             profiles.get(account_id, ProfileData(None, None, None, None, None)),
             tuple(rosters[account_id]),
             tuple(offline[account_id]),
+            tuple(pep[account_id]),
+            tuple(private[account_id]),
         )
         for account_id, username in usernames.items()
     ]
+
+
+async def _read_nodes(connection: AsyncConnection, ids: list[int]) -> dict[int, list[PortableNode]]:
+    nodes = (
+        await connection.execute(
+            select(_NODE).where(_NODE.c.account_id.in_(ids)).order_by(_NODE.c.node)
+        )
+    ).all()
+    items: dict[int, list[StoredItem]] = {node.id: [] for node in nodes}
+    for chunk in in_chunks(list(items)):
+        for item in await connection.execute(
+            select(_PEP_ITEM.c.node_id, _PEP_ITEM.c.item_id, _PEP_ITEM.c.payload)
+            .where(_PEP_ITEM.c.node_id.in_(chunk))
+            .order_by(_PEP_ITEM.c.id)
+        ):
+            items[item.node_id].append(StoredItem(item.item_id, item.payload))
+    found: dict[int, list[PortableNode]] = {account_id: [] for account_id in ids}
+    for node in nodes:
+        found[node.account_id].append(
+            PortableNode(node.node, node.access_model, node.max_items, tuple(items[node.id]))
+        )
+    return found
 
 
 def _stored_scram(row: Row[Any]) -> StoredScram:
@@ -213,7 +272,42 @@ class Loader:
                 for m in a.offline
             ],
         )
+        await self._insert(
+            PrivateXml,
+            [
+                {"account_id": id_of[a.username], "namespace": namespace, "payload": payload}
+                for a in accounts
+                for namespace, payload in a.private
+            ],
+        )
+        for account in accounts:
+            await self._add_nodes(id_of[account.username], account.pep)
         self._rosters += [(id_of[a.username], a.username, a.roster) for a in accounts if a.roster]
+
+    async def _add_nodes(self, account_id: int, nodes: Sequence[PortableNode]) -> None:
+        if not nodes:
+            return
+        inserted = await self._session.execute(
+            insert(PepNode).returning(PepNode.node, PepNode.id),
+            [
+                {
+                    "account_id": account_id,
+                    "node": node.node,
+                    "access_model": node.access_model,
+                    "max_items": node.max_items,
+                }
+                for node in nodes
+            ],
+        )
+        node_ids = {name: node_id for name, node_id in inserted}
+        await self._insert(
+            PepItem,
+            [
+                {"node_id": node_ids[node.node], "item_id": item.item_id, "payload": item.payload}
+                for node in nodes
+                for item in node.items
+            ],
+        )
 
     async def finish(self) -> list[tuple[str, PortableItem]]:
         """Add the roster items of every account added; returns (owner, item) of the

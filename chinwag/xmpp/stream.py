@@ -109,6 +109,9 @@ class StreamConfig:
     """Mechanisms whose <auth> text is taken as is rather than base64-decoded."""
     bound_features: tuple[tuple[str, str], ...] = ()
     """(namespace, tag) of further empty features announced after authentication."""
+    caps_ver: str = ""
+    """XEP-0115 §6.3: the SHA-1 ``ver`` of the server's disco#info, announced as
+    ``<c/>`` in the features after authentication (empty: none)."""
     bound_elements: frozenset[tuple[str, str]] = frozenset()
     """(namespace, tag) of top-level elements besides stanzas that a bound stream accepts
     and hands to the driver as ``ElementReceived``."""
@@ -873,6 +876,10 @@ def _stream_level(element: Element, framing: Framing) -> bytes:
     return f"<stream:{tag}{declaration}>{inner}</stream:{tag}>".encode()
 
 
+CAPS_NODE = "https://chinwag.invalid/caps"
+"""The XEP-0115 ``node`` naming the software (the server's caps are its own)."""
+
+
 @functools.lru_cache(maxsize=64)
 def _features(
     config: StreamConfig, framing: Framing, *, authenticated: bool, starttls: bool, sasl: bool
@@ -885,6 +892,9 @@ def _features(
         features.add("sm", ns.SM)
         for xmlns, tag in config.bound_features:
             features.add(tag, xmlns)
+        if config.caps_ver:
+            attrs = {"hash": "sha-1", "node": CAPS_NODE, "ver": config.caps_ver}
+            features.add("c", ns.CAPS, attrs)
     if starttls:
         starttls_element = features.add("starttls", ns.TLS)
         if config.tls_required:

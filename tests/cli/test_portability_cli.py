@@ -121,7 +121,7 @@ async def test_an_import_of_another_host_says_what_it_left_out(chinwag):
         "<server-data xmlns='urn:xmpp:pie:0'>"
         "<host jid='old.example'><user name='alice' password='pw'>"
         "<query xmlns='jabber:iq:roster'><item jid='romeo@montague.example' subscription='both'/>"
-        "</query><query xmlns='jabber:iq:private'/></user></host>"
+        "</query><query xmlns='jabber:iq:privacy'/></user></host>"
         "<host jid='conference.old.example'><user name='x'/></host></server-data>"
     )
 
@@ -130,7 +130,7 @@ async def test_an_import_of_another_host_says_what_it_left_out(chinwag):
     assert imported.returncode == 0, imported.stderr
     assert imported.stderr.splitlines() == [
         "warning: left out: contacts on other servers: 1",
-        "warning: not read (chinwag keeps no such data): <query xmlns='jabber:iq:private'>: 1",
+        "warning: not read (chinwag keeps no such data): <query xmlns='jabber:iq:privacy'>: 1",
         "warning: 1 user of conference.old.example not imported (--host)",
     ]
     async with chinwag.accounts() as accounts:

@@ -255,6 +255,8 @@ EXPECTED_FEATURES = {
     "urn:xmpp:blocking",
     "jabber:iq:register",
     "msgoffline",
+    "jabber:iq:private",
+    "urn:xmpp:pep-vcard-conversion:0",
 }
 
 

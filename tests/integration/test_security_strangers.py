@@ -206,6 +206,11 @@ ACCOUNT_SCOPE = {
     "ping": f"<iq type='get'>{PING}</iq>",
     "disco#info": f"<iq type='get'><query xmlns='{NS_DISCO_INFO}'/></iq>",
     "version": "<iq type='get'><query xmlns='jabber:iq:version'/></iq>",
+    "disco#items": "<iq type='get'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+    "PEP items": "<iq type='get'><pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+    "<items node='urn:xmpp:avatar:metadata'/></pubsub></iq>",
+    "private storage": "<iq type='get'><query xmlns='jabber:iq:private'>"
+    "<storage xmlns='storage:bookmarks'/></query></iq>",
 }
 
 

@@ -34,6 +34,7 @@ from chinwag.store.db import Database
 from chinwag.store.invitations import SqlInvitationRepository
 from chinwag.store.oauth import NewApp, NewCode, NewToken, SqlOAuthRepository
 from chinwag.store.offline import NewOfflineMessage, SqlOfflineRepository
+from chinwag.store.pep import NodeConfig, SqlPepRepository, StoredItem
 
 CHINWAG = Path(sys.executable).with_name("chinwag")
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -112,6 +113,13 @@ async def fill(db: Database) -> None:
     await oauth.add_app_password("alice", "app1", "phone", [derive_matching("app-pw", model)])
     await oauth.add_web_session("alice", b"s" * 32, T0 + timedelta(days=365 * 20))
     await SqlInvitationRepository(db).add(b"i" * 32, "operator", T0, T0 + timedelta(days=7))
+    pep = SqlPepRepository(db)
+    for n in range(2):
+        item = StoredItem(f"i{n}", f"<n xmlns='urn:example'>{n}</n>")
+        await pep.publish("alice", "urn:example", NodeConfig("open", 1), item)  # i0 goes
+    await pep.set_private(
+        "alice", "a:b", "<query xmlns='jabber:iq:private'><a xmlns='a:b'/></query>"
+    )
     async with db.engine.begin() as connection:  # the newest message: its id stays taken
         await connection.execute(text("DELETE FROM offline_messages WHERE id = 3"))
 

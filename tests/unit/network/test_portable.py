@@ -4,6 +4,7 @@ import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from chinwag.network.portable_files import ExportFiles
 from chinwag.store.contacts import Contact, RosterChange, SqlContactRepository
 from chinwag.store.db import Database
 from chinwag.store.offline import NewOfflineMessage, SqlOfflineRepository
+from chinwag.store.pep import NodeConfig, SqlPepRepository, StoredItem
 from chinwag.store.portable import PortableAccount, dump
 from chinwag.xmpp.xml import parse_stanza
 
@@ -364,3 +366,73 @@ async def test_an_import_from_another_host_name_keeps_its_contacts(db):
 
     assert report.contacts == 1
     assert [item.contact for item in (await accounts(db))["alice"].roster] == ["bob"]
+
+
+def nodes_of(account: PortableAccount) -> list[tuple[str, str, int, list[tuple[str, Any]]]]:
+    """Each node, with its items' payloads parsed (quotes may change on the way)."""
+    return [
+        (
+            node.node,
+            node.access_model,
+            node.max_items,
+            [(item.item_id, parse_stanza(item.payload)) for item in node.items],
+        )
+        for node in account.pep
+    ]
+
+
+async def test_pep_nodes_and_private_storage_go_out_and_come_back(db, other):
+    network = Network.over(db)
+    await network.accounts.add_user("alice", "alice-secret")
+    pep = SqlPepRepository(db)
+    bookmarks = "<conference xmlns='urn:xmpp:bookmarks:1' name='Room'/>"
+    await pep.publish(
+        "alice", "urn:xmpp:bookmarks:1", NodeConfig("whitelist", 5), StoredItem("room@x", bookmarks)
+    )
+    for n in range(2):
+        item = StoredItem(
+            f"d{n}", f"<devices xmlns='urn:xmpp:omemo:2'><device id='{n}'/></devices>"
+        )
+        await pep.publish("alice", "urn:xmpp:omemo:2:devices", NodeConfig("open", 3), item)
+    storage = "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>"
+    await pep.set_private("alice", "storage:bookmarks", storage)
+
+    text = await exported(db)
+    await load(other, text)
+
+    before, after = await accounts(db), await accounts(other)
+    assert nodes_of(after["alice"]) == nodes_of(before["alice"])
+    assert [node.node for node in after["alice"].pep] == [
+        "urn:xmpp:bookmarks:1",
+        "urn:xmpp:omemo:2:devices",
+    ]
+    [(namespace, fragment)] = after["alice"].private
+    assert namespace == "storage:bookmarks"
+    assert parse_stanza(fragment) == parse_stanza(storage)
+
+
+async def test_imported_pep_nodes_keep_to_the_bounds(db):
+    items = "".join(
+        f"<item id='i{n}'><n xmlns='urn:example'>{'x' * (400 if n == 0 else 1)}</n></item>"
+        for n in range(5)
+    )
+    user = (
+        "<user name='alice'>"
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='n'>"
+        "<x xmlns='jabber:x:data' type='submit'><field var='pubsub#access_model'>"
+        "<value>authorize</value></field></x></configure></pubsub>"
+        f"<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n'>{items}</items></pubsub>"
+        "</user>"
+    )
+    limits = ImportLimits(1000, 262144, pep_max_items=3, pep_max_payload_bytes=300)
+
+    report = await load(db, doc(user), limits=limits)
+
+    [node] = (await accounts(db))["alice"].pep
+    assert (node.access_model, node.max_items) == ("whitelist", 3)
+    assert [item.item_id for item in node.items] == ["i2", "i3", "i4"]
+    assert report.left_out == {
+        "PEP access models other than presence, open, whitelist": 1,
+        "PEP items larger than pep.max_payload_bytes": 1,
+        "PEP items beyond a node's max_items": 1,
+    }

@@ -51,7 +51,7 @@ def test_what_an_import_does_not_read_is_counted_and_not_kept(tmp_path):
     data = document(
         "<host jid='chat.example'><user name='alice'>"
         f"<archive xmlns='urn:xmpp:pie:0#mam'>{archive}</archive>"
-        "<query xmlns='jabber:iq:private'><x xmlns='a:b'/></query>"
+        "<query xmlns='jabber:iq:privacy'><list name='a'/></query>"
         "<query xmlns='jabber:iq:roster'/>"
         "</user><user name='bob'><archive xmlns='urn:xmpp:pie:0#mam'/></user></host>"
     )
@@ -61,7 +61,7 @@ def test_what_an_import_does_not_read_is_counted_and_not_kept(tmp_path):
     assert [(child.ns, child.tag) for child in alice.elements()] == [("jabber:iq:roster", "query")]
     assert files.skipped == {
         "<archive xmlns='urn:xmpp:pie:0#mam'>": 2,
-        "<query xmlns='jabber:iq:private'>": 1,
+        "<query xmlns='jabber:iq:privacy'>": 1,
     }
 
 

@@ -1,0 +1,582 @@
+"""XEP-0163 Personal Eventing Protocol on the XEP-0060 subset it needs, with XEP-0115
+interest, XEP-0084 avatars bridged to the vCard photo (XEP-0398), and what XEP-0223
+and XEP-0402 ask of it.
+
+Each account's nodes live in storage (``store/pep.py``): publish (auto-create, with
+publish-options checked as preconditions), retract, items (all, by id, newest n),
+create, configure and delete. Who may read a node is its access model: ``presence``
+(the default: the owner and contacts subscribed to the owner's presence), ``open``, or
+``whitelist`` (the owner alone).
+
+Who hears of an item is who wants it: a resource whose XEP-0115 capabilities list
+``NODE+notify`` and that is the owner's or a subscribed contact's (for ``presence``
+and ``open`` nodes). Capabilities are read from a resource's broadcast presence; an
+unknown ``ver`` is asked of that client once (disco#info), its hash checked, and the
+answer cached by ``ver`` for every later presence of any client (a ``ver`` that does
+not match its answer, as asking for nothing). Nothing here runs
+on the message path: a publish walks the owner's online contacts, a first available
+presence reads the last items of the contacts it is subscribed to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+from collections.abc import Awaitable, Iterable
+
+from chinwag.modules.disco import check_reach
+from chinwag.server.api import ModuleAPI, Spec
+from chinwag.server.dispatch import Routed
+from chinwag.server.routing import SessionRecord
+from chinwag.server.session import Session
+from chinwag.store.accounts import NoSuchAccount
+from chinwag.store.pep import NodeConfig, StoredItem
+from chinwag.xmpp import ns
+from chinwag.xmpp.caps import verification_string
+from chinwag.xmpp.element import Element
+from chinwag.xmpp.errors import StanzaCondition, StanzaError
+from chinwag.xmpp.ids import random_hex
+from chinwag.xmpp.jid import JID
+from chinwag.xmpp.stanza import make_reply
+from chinwag.xmpp.xml import parse_stanza
+
+SPEC = Spec(
+    "XEP-0163, XEP-0060, XEP-0084, XEP-0398, XEP-0223, XEP-0402",
+    "Personal Eventing Protocol, on a Publish-Subscribe subset",
+    "supported",
+    "publish (auto-create, publish-options as preconditions), retract with notify, items "
+    "(all, by id, max_items), create, configure, delete; access models presence, open, "
+    "whitelist; +notify from XEP-0115 caps; last item on available presence; items kept "
+    "in SQL, `[pep] max_items` per node and `max_payload_bytes` per item",
+)
+
+log = logging.getLogger(__name__)
+
+ACCESS_MODELS = ("presence", "open", "whitelist")
+NOTIFY_SUFFIX = "+notify"
+CAPS_QUERY_SECONDS = 10.0
+MAX_CACHED_VERS = 10_000
+"""Distinct capabilities remembered at once; a full cache starts over."""
+NODE_FEATURES = (
+    "access-open",
+    "access-presence",
+    "access-whitelist",
+    "auto-create",
+    "config-node",
+    "create-nodes",
+    "delete-nodes",
+    "filtered-notifications",
+    "item-ids",
+    "last-published",
+    "multi-items",
+    "persistent-items",
+    "publish",
+    "publish-options",
+    "retract-items",
+    "retrieve-items",
+)
+PEP_FEATURES = (ns.PUBSUB, *(f"{ns.PUBSUB}#{name}" for name in NODE_FEATURES))
+
+
+def pubsub_error(condition: StanzaCondition, specific: str, text: str = "") -> StanzaError:
+    return StanzaError(condition, text, application=Element(specific, ns.PUBSUB_ERRORS))
+
+
+def form_values(form: Element | None) -> dict[str, str]:
+    """A submitted data form's single values by field name."""
+    if form is None:
+        return {}
+    values = {}
+    for field in form.find_all("field", ns.DATA_FORMS):
+        value = field.find("value", ns.DATA_FORMS)
+        values[field.get("var") or ""] = value.text.strip() if value is not None else ""
+    return values
+
+
+class Pep:
+    def __init__(self, api: ModuleAPI) -> None:
+        self.api = api
+        self.store = api.services.pep
+        self.settings = api.settings.pep
+        self.domain = api.domain.domain
+        self.caps: dict[str, frozenset[str]] = {}
+        """Nodes a ``ver`` asks notifications of, by ``ver``: checked answers only."""
+        self.asking: dict[str, asyncio.Future[Element]] = {}
+        """Our disco#info queries to clients that wait for an answer, by IQ id."""
+        self.learning: dict[str, asyncio.Event] = {}
+        """The ``ver`` values being asked of a client right now, each set once learnt."""
+
+    # --- interest (XEP-0115) -----------------------------------------------------------------
+
+    def interest(self, record: SessionRecord) -> frozenset[str]:
+        """The nodes the resource wants notifications of, from its presence's caps."""
+        presence = record.presence
+        if presence is None:
+            return frozenset()
+        c = presence.find("c", ns.CAPS)
+        if c is None:
+            return frozenset()
+        return self.caps.get(c.get("ver") or "", frozenset())
+
+    def on_presence(self, routed: Routed) -> bool:
+        """``presence/broadcast``, before the presence module: learn the client's caps,
+        and after a first available presence send it the last items it wants."""
+        session, stanza = routed.origin, routed.stanza
+        if session is None or "type" in stanza.attrs:
+            return False
+        c = stanza.find("c", ns.CAPS)
+        ver = c.get("ver") if c is not None else None
+        initial = not session.available
+        if c is not None and ver and ver not in self.caps:
+            learnt = self.learning.get(ver)
+            if learnt is None:
+                learnt = self.learning[ver] = asyncio.Event()
+                self.api.spawn(self.learn(session, c, ver, learnt))
+            if initial:
+                self.api.spawn(self.send_last_items(session, learnt))
+        elif initial:
+            self.api.spawn(self.send_last_items(session))
+        return False
+
+    async def learn(self, session: Session, c: Element, ver: str, learnt: asyncio.Event) -> None:
+        """Ask the client what ``ver`` stands for; a SHA-1 ``ver`` that does not match
+        the answer is remembered as asking for nothing."""
+        try:
+            query = await self.ask_info(session.jid, f"{c.get('node', '')}#{ver}")
+            if query is not None:
+                checked = c.get("hash") != "sha-1" or verification_string(query) == ver
+                if len(self.caps) >= MAX_CACHED_VERS:
+                    self.caps.clear()
+                self.caps[ver] = notify_nodes(query) if checked else frozenset()
+        finally:
+            self.learning.pop(ver, None)
+            learnt.set()
+
+    async def ask_info(self, jid: JID, node: str) -> Element | None:
+        iq_id = f"caps-{random_hex(6)}"
+        iq = Element("iq", attrs={"type": "get", "id": iq_id, "from": self.domain, "to": str(jid)})
+        iq.add("query", ns.DISCO_INFO, {"node": node})
+        answer = self.asking[iq_id] = asyncio.get_running_loop().create_future()
+        try:
+            self.api.router.route(jid, iq)
+            reply = await asyncio.wait_for(answer, CAPS_QUERY_SECONDS)
+        except TimeoutError:
+            return None
+        finally:
+            self.asking.pop(iq_id, None)
+        if reply.attrs.get("type") != "result":
+            return None
+        return reply.find("query", ns.DISCO_INFO)
+
+    def on_host_iq(self, routed: Routed) -> bool:
+        """``iq/host``: take the answers to our caps queries."""
+        stanza = routed.stanza
+        if stanza.attrs.get("type") not in ("result", "error"):
+            return False
+        answer = self.asking.get(stanza.attrs.get("id", ""))
+        if answer is None or answer.done():
+            return False
+        answer.set_result(stanza)
+        return True
+
+    # --- who may read, who hears -------------------------------------------------------------
+
+    def may_read(self, requester: JID, owner: str, access_model: str) -> bool:
+        if requester.local == owner and requester.domain == self.domain:
+            return True
+        if access_model == "open":
+            return True
+        if access_model == "presence":
+            roster = self.api.rosters.get(requester.local or "")
+            item = roster.items.get(owner) if roster is not None else None
+            return item is not None and item.subscription in ("to", "both")
+        return False
+
+    def check_read(self, requester: JID, owner: str, config: NodeConfig) -> None:
+        if self.may_read(requester, owner, config.access_model):
+            return
+        if config.access_model == "presence":
+            raise pubsub_error(StanzaCondition.NOT_AUTHORIZED, "presence-subscription-required")
+        raise pubsub_error(StanzaCondition.NOT_ALLOWED, "closed-node")
+
+    def audience(self, owner: str, node: str, access_model: str) -> list[SessionRecord]:
+        """The available resources that hear of ``node``'s items."""
+        router = self.api.router
+        users = [owner]
+        if access_model != "whitelist":
+            roster = self.api.rosters.get(owner)
+            if roster is not None:
+                users.extend(roster.subscribed_from())
+        found = []
+        for user in users:
+            for record in router.resources(self.api.jid(user)):
+                if record.available and node in self.interest(record):
+                    found.append(record)
+        return found
+
+    def notify(self, owner: str, node: str, access_model: str, event: Element) -> None:
+        sender = self.api.jid(owner)
+        for record in self.audience(owner, node, access_model):
+            self.api.router.deliver(record, event_message(sender, record.jid, event.copy()))
+
+    async def send_last_items(self, session: Session, learnt: asyncio.Event | None = None) -> None:
+        """The newest item of each node the session wants, of its own account and of the
+        contacts it is subscribed to, readable by it (once its caps are ``learnt``)."""
+        if learnt is not None:
+            await learnt.wait()
+        wanted = self.interest(session)
+        if not wanted:
+            return
+        roster = self.api.rosters.get(session.username)
+        owners = [session.username, *(roster.subscribed_to() if roster is not None else ())]
+        for last in await self.store.last_items(owners):
+            if last.node in wanted and self.may_read(session.jid, last.owner, last.access_model):
+                event = items_element(last.node, [last.item])
+                sender = self.api.jid(last.owner)
+                self.api.router.deliver(session, event_message(sender, session.jid, event))
+
+    # --- requests --------------------------------------------------------------------------
+
+    def target(self, iq: Element) -> tuple[JID, str]:
+        """The requester and the owner of the service asked; a stranger is refused as
+        for an account that does not exist, while strangers are kept apart."""
+        requester = JID.parse(iq.attrs["from"])
+        to = iq.attrs.get("to")
+        owner = (JID.parse(to).bare if to is not None else requester.bare).local or ""
+        check_reach(self.api, requester, owner)
+        return requester, owner
+
+    def on_get(self, iq: Element) -> Awaitable[Element]:
+        requester, owner = self.target(iq)
+        pubsub = iq.first_element()
+        assert pubsub is not None
+        items = pubsub.find("items", ns.PUBSUB)
+        if items is None or not items.get("node"):
+            raise StanzaError(StanzaCondition.FEATURE_NOT_IMPLEMENTED, "only items are served")
+        return self.get_items(iq, requester, owner, items)
+
+    async def get_items(self, iq: Element, requester: JID, owner: str, items: Element) -> Element:
+        node = items.get("node") or ""
+        config = await self.node_config(owner, node)
+        if config is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
+        self.check_read(requester, owner, config)
+        ids = [i.get("id") or "" for i in items.find_all("item", ns.PUBSUB)] or None
+        newest = None
+        if items.get("max_items"):
+            try:
+                newest = max(0, int(items.get("max_items") or ""))
+            except ValueError:
+                raise StanzaError(
+                    StanzaCondition.BAD_REQUEST, "max_items is not a number"
+                ) from None
+        found = await self.stored_items(owner, node, ids, newest)
+        reply = make_reply(iq)
+        reply.add("pubsub", ns.PUBSUB).append(items_element(node, found, ns.PUBSUB))
+        return reply
+
+    def owned(self, iq: Element) -> tuple[str, Element]:
+        """The owner and the ``<pubsub/>`` of a request only the owner may make."""
+        requester, owner = self.target(iq)
+        if requester.local != owner:
+            raise StanzaError(StanzaCondition.FORBIDDEN, "only the owner changes their nodes")
+        pubsub = iq.first_element()
+        assert pubsub is not None
+        return owner, pubsub
+
+    def on_set(self, iq: Element) -> Awaitable[Element]:
+        owner, pubsub = self.owned(iq)
+        publish = pubsub.find("publish", ns.PUBSUB)
+        if publish is not None:
+            options = form_values(_form(pubsub.find("publish-options", ns.PUBSUB)))
+            return self.publish(iq, owner, publish, options)
+        retract = pubsub.find("retract", ns.PUBSUB)
+        if retract is not None:
+            return self.retract(iq, owner, retract)
+        create = pubsub.find("create", ns.PUBSUB)
+        if create is not None and create.get("node"):
+            options = form_values(_form(pubsub.find("configure", ns.PUBSUB)))
+            return self.create(iq, owner, create.get("node") or "", options)
+        raise StanzaError(StanzaCondition.FEATURE_NOT_IMPLEMENTED, "not served on PEP")
+
+    def config_from(self, options: dict[str, str], base: NodeConfig | None = None) -> NodeConfig:
+        access = options.get("pubsub#access_model", base.access_model if base else "presence")
+        if access not in ACCESS_MODELS:
+            raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, f"access model {access} unsupported")
+        limit = self.settings.max_items
+        wanted = options.get("pubsub#max_items")
+        if wanted is None:
+            max_items = base.max_items if base else limit
+        elif wanted == "max":
+            max_items = limit
+        else:
+            try:
+                max_items = min(limit, max(1, int(wanted)))
+            except ValueError:
+                raise StanzaError(
+                    StanzaCondition.NOT_ACCEPTABLE, "max_items not a number"
+                ) from None
+        return NodeConfig(access, max_items)
+
+    async def publish(
+        self, iq: Element, owner: str, publish: Element, options: dict[str, str]
+    ) -> Element:
+        node = publish.get("node") or ""
+        if not node:
+            raise pubsub_error(StanzaCondition.BAD_REQUEST, "nodeid-required")
+        item = publish.find("item", ns.PUBSUB)
+        payload = item.first_element() if item is not None else None
+        if payload is None:
+            raise pubsub_error(StanzaCondition.BAD_REQUEST, "item-required")
+        text = payload.serialize()
+        if len(text.encode()) > self.settings.max_payload_bytes:
+            raise pubsub_error(
+                StanzaCondition.NOT_ACCEPTABLE,
+                "payload-too-big",
+                f"an item holds at most {self.settings.max_payload_bytes} bytes",
+            )
+        item_id = (item.get("id") if item is not None else None) or random_hex(8)
+        existing = await self.store.node(owner, node)
+        if existing is not None:
+            self.check_preconditions(existing, options)
+        config = existing or self.config_from(options)
+        try:
+            config = await self.store.publish(owner, node, config, StoredItem(item_id, text))
+        except NoSuchAccount:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND) from None
+        stored = Element("item", ns.PUBSUB_EVENT, {"id": item_id}, [payload])
+        self.notify(owner, node, config.access_model, _items(node, [stored]))
+        if node == ns.AVATAR_METADATA:
+            await self.avatar_to_vcard(owner, payload)
+        reply = make_reply(iq)
+        published = reply.add("pubsub", ns.PUBSUB).add("publish", attrs={"node": node})
+        published.add("item", attrs={"id": item_id})
+        return reply
+
+    def check_preconditions(self, config: NodeConfig, options: dict[str, str]) -> None:
+        """XEP-0060 §7.1.5: each option given must match the node's configuration."""
+        wanted = self.config_from(options, config)
+        if wanted != config:
+            raise pubsub_error(
+                StanzaCondition.CONFLICT,
+                "precondition-not-met",
+                "the node's configuration differs from the publish-options",
+            )
+
+    async def retract(self, iq: Element, owner: str, retract: Element) -> Element:
+        node = retract.get("node") or ""
+        item = retract.find("item", ns.PUBSUB)
+        item_id = item.get("id") if item is not None else None
+        if not node:
+            raise pubsub_error(StanzaCondition.BAD_REQUEST, "nodeid-required")
+        if not item_id:
+            raise pubsub_error(StanzaCondition.BAD_REQUEST, "item-required")
+        config = await self.store.node(owner, node)
+        if config is None or not await self.store.retract(owner, node, item_id):
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such item")
+        if retract.get("notify") in ("1", "true"):
+            event = Element("items", ns.PUBSUB_EVENT, {"node": node})
+            event.add("retract", attrs={"id": item_id})
+            self.notify(owner, node, config.access_model, event)
+        return make_reply(iq)
+
+    async def create(self, iq: Element, owner: str, node: str, options: dict[str, str]) -> Element:
+        try:
+            created = await self.store.create(owner, node, self.config_from(options))
+        except NoSuchAccount:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND) from None
+        if not created:
+            raise StanzaError(StanzaCondition.CONFLICT, "the node exists")
+        return make_reply(iq)
+
+    # --- owner requests (configure, delete) ------------------------------------------------
+
+    def on_owner(self, iq: Element) -> Awaitable[Element]:
+        owner, pubsub = self.owned(iq)
+        configure = pubsub.find("configure", ns.PUBSUB_OWNER)
+        if configure is not None and configure.get("node"):
+            return self.configure(iq, owner, configure)
+        delete = pubsub.find("delete", ns.PUBSUB_OWNER)
+        if delete is not None and delete.get("node") and iq.attrs.get("type") == "set":
+            return self.delete(iq, owner, delete.get("node") or "")
+        raise StanzaError(StanzaCondition.FEATURE_NOT_IMPLEMENTED, "not served on PEP")
+
+    async def configure(self, iq: Element, owner: str, configure: Element) -> Element:
+        node = configure.get("node") or ""
+        config = await self.store.node(owner, node)
+        if config is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
+        if iq.attrs.get("type") == "set":
+            changed = self.config_from(form_values(_form(configure)), config)
+            await self.store.configure(owner, node, changed)
+            return make_reply(iq)
+        reply = make_reply(iq)
+        shown = reply.add("pubsub", ns.PUBSUB_OWNER).add("configure", attrs={"node": node})
+        shown.append(config_form(config))
+        return reply
+
+    async def delete(self, iq: Element, owner: str, node: str) -> Element:
+        config = await self.store.node(owner, node)
+        if config is None or not await self.store.delete_node(owner, node):
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
+        self.notify(
+            owner, node, config.access_model, Element("delete", ns.PUBSUB_EVENT, {"node": node})
+        )
+        return make_reply(iq)
+
+    # --- disco#items on the account ---------------------------------------------------------
+
+    def on_items(self, iq: Element) -> Awaitable[Element]:
+        requester, owner = self.target(iq)
+        query = iq.first_element()
+        assert query is not None
+        if query.get("node"):
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
+        return self.list_nodes(iq, requester, owner)
+
+    async def list_nodes(self, iq: Element, requester: JID, owner: str) -> Element:
+        reply = make_reply(iq)
+        listed = reply.add("query", ns.DISCO_ITEMS)
+        bare = str(self.api.jid(owner))
+        for node in await self.store.node_names(owner):
+            config = await self.store.node(owner, node)
+            if config is not None and self.may_read(requester, owner, config.access_model):
+                listed.add("item", attrs={"jid": bare, "node": node})
+        return reply
+
+    # --- XEP-0398: the vCard photo as an avatar, and an avatar as the vCard photo ----------
+
+    async def node_config(self, owner: str, node: str) -> NodeConfig | None:
+        config = await self.store.node(owner, node)
+        if (
+            config is None
+            and node in (ns.AVATAR_DATA, ns.AVATAR_METADATA)
+            and await self.vcard_avatar(owner) is not None
+        ):
+            return NodeConfig("presence", 1)
+        return config
+
+    async def stored_items(
+        self, owner: str, node: str, ids: list[str] | None, newest: int | None
+    ) -> list[StoredItem]:
+        config = await self.store.node(owner, node)
+        if config is not None or node not in (ns.AVATAR_DATA, ns.AVATAR_METADATA):
+            return await self.store.items(owner, node, ids, newest)
+        avatar = await self.vcard_avatar(owner)
+        if avatar is None or (ids is not None and avatar[node].item_id not in ids):
+            return []
+        return [avatar[node]]
+
+    async def vcard_avatar(self, owner: str) -> dict[str, StoredItem] | None:
+        """The profile's photo as the items of the two avatar nodes."""
+        profile = await self.api.services.profiles.get(owner)
+        if profile is None or not profile.photo:
+            return None
+        item_id = hashlib.sha1(profile.photo, usedforsecurity=False).hexdigest()
+        data = Element("data", ns.AVATAR_DATA, children=[base64.b64encode(profile.photo).decode()])
+        metadata = Element("metadata", ns.AVATAR_METADATA)
+        metadata.add(
+            "info",
+            attrs={
+                "id": item_id,
+                "bytes": str(len(profile.photo)),
+                "type": profile.photo_type or "image/png",
+            },
+        )
+        return {
+            ns.AVATAR_DATA: StoredItem(item_id, data.serialize()),
+            ns.AVATAR_METADATA: StoredItem(item_id, metadata.serialize()),
+        }
+
+    async def avatar_to_vcard(self, owner: str, metadata: Element) -> None:
+        """XEP-0398 §4: a published avatar becomes the vCard photo (an empty metadata
+        element, no avatar, clears it)."""
+        info = metadata.find("info", ns.AVATAR_METADATA)
+        profiles = self.api.services.profiles
+        if info is None:
+            await profiles.set_fields(owner, photo=None)
+            return
+        found = await self.store.items(owner, ns.AVATAR_DATA, [info.get("id") or ""], None)
+        if not found:
+            return
+        data = parse_stanza(found[0].payload)
+        try:
+            photo = base64.b64decode("".join(data.text.split()), validate=True)
+        except ValueError:
+            return
+        try:
+            await profiles.set_fields(
+                owner, photo=photo, photo_type=info.get("type") or "image/png"
+            )
+        except ValueError as error:  # a photo the profile does not take (too large)
+            log.info("avatar of %s not copied to the vCard: %s", owner, error)
+
+
+def event_message(sender: JID, to: JID, event: Element) -> Element:
+    """A notification: ``<message type='headline'>`` with ``event`` in ``<event/>``."""
+    attrs = {"from": str(sender), "to": str(to), "type": "headline", "id": random_hex(6)}
+    message = Element("message", attrs=attrs)
+    message.add("event", ns.PUBSUB_EVENT).append(event)
+    return message
+
+
+def notify_nodes(query: Element) -> frozenset[str]:
+    """The nodes a disco#info answer asks notifications of (``NODE+notify`` features)."""
+    return frozenset(
+        var[: -len(NOTIFY_SUFFIX)]
+        for feature in query.find_all("feature", ns.DISCO_INFO)
+        if (var := feature.get("var") or "").endswith(NOTIFY_SUFFIX)
+    )
+
+
+def _form(parent: Element | None) -> Element | None:
+    return parent.find("x", ns.DATA_FORMS) if parent is not None else None
+
+
+def _items(node: str, items: Iterable[Element]) -> Element:
+    element = Element("items", ns.PUBSUB_EVENT, {"node": node})
+    for item in items:
+        element.append(item)
+    return element
+
+
+def items_element(
+    node: str, stored: Iterable[StoredItem], parent_ns: str = ns.PUBSUB_EVENT
+) -> Element:
+    """``<items node>`` with each stored item parsed back, in ``parent_ns``."""
+    element = Element("items", parent_ns, {"node": node})
+    for item in stored:
+        element.add("item", parent_ns, {"id": item.item_id}).append(parse_stanza(item.payload))
+    return element
+
+
+def config_form(config: NodeConfig) -> Element:
+    form = Element("x", ns.DATA_FORMS, {"type": "form"})
+    fields = (
+        ("FORM_TYPE", "hidden", ns.PUBSUB_NODE_CONFIG),
+        ("pubsub#access_model", "list-single", config.access_model),
+        ("pubsub#max_items", "text-single", str(config.max_items)),
+        ("pubsub#persist_items", "boolean", "1"),
+    )
+    for var, kind, value in fields:
+        form.add("field", ns.DATA_FORMS, {"var": var, "type": kind}).add(
+            "value", ns.DATA_FORMS
+        ).append(value)
+    return form
+
+
+def setup(api: ModuleAPI) -> None:
+    pep = Pep(api)
+    api.add_account_identity("pubsub", "pep")
+    for feature in (*PEP_FEATURES, ns.PEP_VCARD_CONVERSION):
+        api.add_account_feature(feature)
+    api.add_feature(ns.PEP_VCARD_CONVERSION)
+    api.iq_handler("get", ns.PUBSUB, "pubsub", pep.on_get, scope="account")
+    api.iq_handler("set", ns.PUBSUB, "pubsub", pep.on_set, scope="account")
+    api.iq_handler("get", ns.PUBSUB_OWNER, "pubsub", pep.on_owner, scope="account")
+    api.iq_handler("set", ns.PUBSUB_OWNER, "pubsub", pep.on_owner, scope="account")
+    api.iq_handler("get", ns.DISCO_ITEMS, "query", pep.on_items, scope="account")
+    api.hook("presence/broadcast", pep.on_presence, 20)
+    api.hook("iq/host", pep.on_host_iq, 10)

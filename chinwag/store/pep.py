@@ -1,0 +1,298 @@
+"""Personal eventing storage (XEP-0163) and private XML storage (XEP-0049).
+
+A node belongs to an account and keeps its access model and its bound on items; an
+item is its id and its payload as XML text. Items are rows with growing ids, so the
+newest row of a node is its last published item; publishing an id again replaces the
+item and makes it the newest. Every write runs in one transaction; a node holds at
+most its ``max_items`` newest items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chinwag.store.accounts import NoSuchAccount
+from chinwag.store.db import Database
+from chinwag.store.models import Account, PepItem, PepNode, PrivateXml
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    access_model: str
+    max_items: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    item_id: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class LastItem:
+    """The newest item of one node, for the last-item send on available presence."""
+
+    owner: str
+    node: str
+    access_model: str
+    item: StoredItem
+
+
+class PepRepository(Protocol):
+    async def node(self, username: str, node: str) -> NodeConfig | None: ...
+
+    async def publish(
+        self, username: str, node: str, config: NodeConfig, item: StoredItem
+    ) -> NodeConfig:
+        """Store ``item`` as the newest of ``node``, made with ``config`` if absent; the
+        node's configuration. Raises NoSuchAccount."""
+
+    async def items(
+        self, username: str, node: str, ids: Sequence[str] | None, newest: int | None
+    ) -> list[StoredItem]:
+        """The node's items, oldest first: those of ``ids``, or the ``newest`` newest
+        (None: all)."""
+
+    async def replace_items(
+        self, username: str, node: str, config: NodeConfig, items: Sequence[StoredItem]
+    ) -> None: ...
+
+    async def retract(self, username: str, node: str, item_id: str) -> bool: ...
+
+    async def configure(self, username: str, node: str, config: NodeConfig) -> bool: ...
+
+    async def create(self, username: str, node: str, config: NodeConfig) -> bool:
+        """Make the node; False when it exists. Raises NoSuchAccount."""
+
+    async def delete_node(self, username: str, node: str) -> bool: ...
+
+    async def node_names(self, username: str) -> list[str]: ...
+
+    async def last_items(self, usernames: Sequence[str]) -> list[LastItem]:
+        """The newest item of every node of ``usernames``."""
+
+    async def private(self, username: str, namespace: str) -> str | None: ...
+
+    async def set_private(self, username: str, namespace: str, payload: str) -> None:
+        """Raises NoSuchAccount."""
+
+    async def private_all(self, username: str) -> list[str]: ...
+
+
+class SqlPepRepository:
+    """PepRepository on SQLAlchemy; identical on SQLite and PostgreSQL."""
+
+    def __init__(self, db: Database) -> None:
+        self._sessions = db.sessions
+
+    async def node(self, username: str, node: str) -> NodeConfig | None:
+        async with self._sessions() as session:
+            row = await _node_row(session, username, node)
+        return None if row is None else NodeConfig(row.access_model, row.max_items)
+
+    async def publish(
+        self, username: str, node: str, config: NodeConfig, item: StoredItem
+    ) -> NodeConfig:
+        async with self._sessions.begin() as session:
+            row = await _node_row(session, username, node)
+            if row is None:
+                row = await _new_node(session, username, node, config)
+            await session.execute(
+                delete(PepItem).where(PepItem.node_id == row.id, PepItem.item_id == item.item_id)
+            )
+            await session.execute(
+                insert(PepItem).values(node_id=row.id, item_id=item.item_id, payload=item.payload)
+            )
+            await _trim(session, row.id, row.max_items)
+            return NodeConfig(row.access_model, row.max_items)
+
+    async def items(
+        self, username: str, node: str, ids: Sequence[str] | None, newest: int | None
+    ) -> list[StoredItem]:
+        async with self._sessions() as session:
+            row = await _node_row(session, username, node)
+            if row is None:
+                return []
+            query = select(PepItem.item_id, PepItem.payload).where(PepItem.node_id == row.id)
+            if ids is not None:
+                query = query.where(PepItem.item_id.in_(list(ids)))
+            query = query.order_by(PepItem.id.desc())
+            if newest is not None:
+                query = query.limit(newest)
+            found = [StoredItem(i, p) for i, p in await session.execute(query)]
+        found.reverse()
+        return found
+
+    async def replace_items(
+        self, username: str, node: str, config: NodeConfig, items: Sequence[StoredItem]
+    ) -> None:
+        """Make ``items`` all the node's items (made with ``config`` if absent), in one
+        transaction. Raises NoSuchAccount."""
+        async with self._sessions.begin() as session:
+            row = await _node_row(session, username, node)
+            if row is None:
+                row = await _new_node(session, username, node, config)
+            await session.execute(delete(PepItem).where(PepItem.node_id == row.id))
+            for item in items[-row.max_items :]:
+                await session.execute(
+                    insert(PepItem).values(
+                        node_id=row.id, item_id=item.item_id, payload=item.payload
+                    )
+                )
+
+    async def retract(self, username: str, node: str, item_id: str) -> bool:
+        async with self._sessions.begin() as session:
+            row = await _node_row(session, username, node)
+            if row is None:
+                return False
+            result = await session.execute(
+                delete(PepItem).where(PepItem.node_id == row.id, PepItem.item_id == item_id)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def configure(self, username: str, node: str, config: NodeConfig) -> bool:
+        async with self._sessions.begin() as session:
+            row = await _node_row(session, username, node)
+            if row is None:
+                return False
+            await session.execute(
+                update(PepNode)
+                .where(PepNode.id == row.id)
+                .values(access_model=config.access_model, max_items=config.max_items)
+            )
+            await _trim(session, row.id, config.max_items)
+            return True
+
+    async def create(self, username: str, node: str, config: NodeConfig) -> bool:
+        async with self._sessions.begin() as session:
+            if await _node_row(session, username, node) is not None:
+                return False
+            await _new_node(session, username, node, config)
+            return True
+
+    async def delete_node(self, username: str, node: str) -> bool:
+        async with self._sessions.begin() as session:
+            row = await _node_row(session, username, node)
+            if row is None:
+                return False
+            await session.execute(delete(PepItem).where(PepItem.node_id == row.id))
+            await session.execute(delete(PepNode).where(PepNode.id == row.id))
+            return True
+
+    async def node_names(self, username: str) -> list[str]:
+        async with self._sessions() as session:
+            names = await session.scalars(
+                select(PepNode.node)
+                .join(Account, Account.id == PepNode.account_id)
+                .where(Account.username == username)
+            )
+            return sorted(names)
+
+    async def last_items(self, usernames: Sequence[str]) -> list[LastItem]:
+        if not usernames:
+            return []
+        newest = (
+            select(func.max(PepItem.id))
+            .join(PepNode, PepNode.id == PepItem.node_id)
+            .join(Account, Account.id == PepNode.account_id)
+            .where(Account.username.in_(list(usernames)))
+            .group_by(PepItem.node_id)
+        )
+        query = (
+            select(
+                Account.username,
+                PepNode.node,
+                PepNode.access_model,
+                PepItem.item_id,
+                PepItem.payload,
+            )
+            .join(PepNode, PepNode.id == PepItem.node_id)
+            .join(Account, Account.id == PepNode.account_id)
+            .where(PepItem.id.in_(newest))
+            .order_by(PepItem.id)
+        )
+        async with self._sessions() as session:
+            rows = await session.execute(query)
+            return [LastItem(u, n, a, StoredItem(i, p)) for u, n, a, i, p in rows]
+
+    async def private(self, username: str, namespace: str) -> str | None:
+        async with self._sessions() as session:
+            payload: str | None = await session.scalar(
+                select(PrivateXml.payload)
+                .join(Account, Account.id == PrivateXml.account_id)
+                .where(Account.username == username, PrivateXml.namespace == namespace)
+            )
+            return payload
+
+    async def set_private(self, username: str, namespace: str, payload: str) -> None:
+        async with self._sessions.begin() as session:
+            account_id = await _account_id(session, username)
+            await session.execute(
+                delete(PrivateXml).where(
+                    PrivateXml.account_id == account_id, PrivateXml.namespace == namespace
+                )
+            )
+            await session.execute(
+                insert(PrivateXml).values(
+                    account_id=account_id, namespace=namespace, payload=payload
+                )
+            )
+
+    async def private_all(self, username: str) -> list[str]:
+        async with self._sessions() as session:
+            payloads = await session.scalars(
+                select(PrivateXml.payload)
+                .join(Account, Account.id == PrivateXml.account_id)
+                .where(Account.username == username)
+                .order_by(PrivateXml.namespace)
+            )
+            return list(payloads)
+
+
+async def _account_id(session: AsyncSession, username: str) -> int:
+    account_id: int | None = await session.scalar(
+        select(Account.id).where(Account.username == username)
+    )
+    if account_id is None:
+        raise NoSuchAccount(username)
+    return account_id
+
+
+async def _node_row(session: AsyncSession, username: str, node: str) -> PepNode | None:
+    row: PepNode | None = await session.scalar(
+        select(PepNode)
+        .join(Account, Account.id == PepNode.account_id)
+        .where(Account.username == username, PepNode.node == node)
+    )
+    return row
+
+
+async def _new_node(session: AsyncSession, username: str, node: str, config: NodeConfig) -> PepNode:
+    row = PepNode(
+        account_id=await _account_id(session, username),
+        node=node,
+        access_model=config.access_model,
+        max_items=config.max_items,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def _trim(session: AsyncSession, node_id: int, max_items: int) -> None:
+    """Keep the node's ``max_items`` newest items."""
+    kept = (
+        select(PepItem.id)
+        .where(PepItem.node_id == node_id)
+        .order_by(PepItem.id.desc())
+        .limit(max_items)
+        .scalar_subquery()
+    )
+    await session.execute(
+        delete(PepItem).where(PepItem.node_id == node_id, PepItem.id.not_in(kept))
+    )

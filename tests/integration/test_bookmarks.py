@@ -1,0 +1,148 @@
+"""Bookmarks and private storage with slixmpp's own plugins: XEP-0049 private XML
+storage (xep_0049), XEP-0048 bookmarks kept there and in PEP through XEP-0223
+(xep_0048, xep_0223), and XEP-0402 bookmarks in their PEP node (xep_0402's stanzas),
+whitelisted and notified to the user's own resources."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+from slixmpp.exceptions import IqError
+from slixmpp.plugins.xep_0004 import Form
+from slixmpp.plugins.xep_0048.stanza import Bookmarks
+from slixmpp.plugins.xep_0402.stanza import Conference
+
+from .support import TIMEOUT, NewClient, ServerHandle
+from .test_pep import pep_client
+
+BOOKMARKS2 = "urn:xmpp:bookmarks:1"
+
+
+def stored_bookmarks() -> Bookmarks:
+    bookmarks = Bookmarks()
+    bookmarks.add_conference("room@conference.example", "alice", name="Room", autojoin=True)
+    return bookmarks
+
+
+async def test_private_storage_round_trip_and_errors(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice, _ = await pep_client(new_client, server, "alice")
+    bob, _ = await pep_client(new_client, server, "bob")
+    for client in (alice, bob):
+        client.register_plugin("xep_0048")
+    await alice.plugin["xep_0049"].store(stored_bookmarks(), timeout=TIMEOUT)
+
+    got = await alice.plugin["xep_0049"].retrieve("bookmarks", timeout=TIMEOUT)
+    conference = got["private"]["bookmarks"]["conferences"][0]
+    assert conference["jid"] == "room@conference.example"
+    assert conference["autojoin"] is True
+    theirs = await bob.plugin["xep_0049"].retrieve("bookmarks", timeout=TIMEOUT)
+    assert len(theirs["private"]["bookmarks"]["conferences"]) == 0  # empty, not alice's
+
+    for payload in (
+        "<query xmlns='jabber:iq:private'/>",
+        "<query xmlns='jabber:iq:private'><vCard xmlns='vcard-temp'/></query>",
+        "<query xmlns='jabber:iq:private'><q xmlns='jabber:iq:roster'/></query>",
+    ):
+        iq = alice.make_iq_set()
+        iq.append(ET.fromstring(payload))
+        with pytest.raises(IqError) as raised:
+            await iq.send(timeout=TIMEOUT)
+        assert raised.value.condition == "not-acceptable"
+    iq = bob.make_iq_get(ito=server.jid("alice"))
+    iq.append(
+        ET.fromstring(
+            "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>"
+        )
+    )
+    with pytest.raises(IqError) as raised:
+        await iq.send(timeout=TIMEOUT)
+    assert raised.value.condition == "forbidden"
+
+
+async def test_xep_0048_bookmarks_in_private_storage_and_pep(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice, _ = await pep_client(new_client, server, "alice")
+    alice.register_plugin("xep_0223")
+    alice.register_plugin("xep_0048")
+    bookmarks = alice.plugin["xep_0048"]
+    for method in ("xep_0049", "xep_0223"):
+        await bookmarks.set_bookmarks(stored_bookmarks(), method=method, timeout=TIMEOUT)
+        got = await bookmarks.get_bookmarks(method=method, timeout=TIMEOUT)
+        assert "room@conference.example" in str(got)
+
+
+async def test_xep_0402_bookmarks_whitelisted_and_notified_to_own_resources(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice, _ = await pep_client(new_client, server, "alice", interests=(BOOKMARKS2,))
+    _phone, phone_events = await pep_client(
+        new_client, server, "alice", "phone", interests=(BOOKMARKS2,)
+    )
+    bob, bob_events = await pep_client(new_client, server, "bob", interests=(BOOKMARKS2,))
+    alice.register_plugin("xep_0402")
+    conference = Conference()
+    conference["name"] = "Room"
+    conference["autojoin"] = True
+    conference["nick"] = "alice"
+    options = Form()
+    options["type"] = "submit"
+    options.add_field(
+        "FORM_TYPE", ftype="hidden", value="http://jabber.org/protocol/pubsub#publish-options"
+    )
+    for var, value in (
+        ("persist_items", "true"),
+        ("max_items", "max"),
+        ("send_last_published_item", "never"),
+        ("access_model", "whitelist"),
+    ):
+        options.add_field(f"pubsub#{var}", value=value)
+
+    await alice.plugin["xep_0060"].publish(
+        None,
+        BOOKMARKS2,
+        id="room@conference.example",
+        payload=conference.xml,
+        options=options,
+        timeout=TIMEOUT,
+    )
+
+    event = await phone_events.next(BOOKMARKS2, server.jid("alice"))
+    assert event.find(f".//{{{BOOKMARKS2}}}conference").get("name") == "Room"
+    with pytest.raises(IqError) as raised:
+        await bob.plugin["xep_0060"].get_items(server.jid("alice"), BOOKMARKS2, timeout=TIMEOUT)
+    assert raised.value.condition == "not-allowed"
+    assert bob_events.queue.empty()
+
+
+async def test_xep_0402_compat_keeps_private_storage_bookmarks_in_step(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice, _ = await pep_client(new_client, server, "alice")
+    alice.register_plugin("xep_0048")
+    alice.register_plugin("xep_0402")
+    info = await alice.plugin["xep_0030"].get_info(jid=server.jid("alice"), timeout=TIMEOUT)
+    assert f"{BOOKMARKS2}#compat" in info["disco_info"]["features"]
+
+    await alice.plugin["xep_0049"].store(stored_bookmarks(), timeout=TIMEOUT)
+
+    me = server.jid("alice")
+    items = await alice.plugin["xep_0060"].get_items(me, BOOKMARKS2, timeout=TIMEOUT)
+    [item] = items.xml.iter("{http://jabber.org/protocol/pubsub}item")
+    assert item.get("id") == "room@conference.example"
+    conference = item.find(f"{{{BOOKMARKS2}}}conference")
+    assert conference is not None and conference.get("name") == "Room"
+    assert conference.get("autojoin") == "true"
+    assert conference.findtext(f"{{{BOOKMARKS2}}}nick") == "alice"
+
+    other = Conference()
+    other["name"] = "Other"
+    await alice.plugin["xep_0060"].publish(
+        None, BOOKMARKS2, id="other@conference.example", payload=other.xml, timeout=TIMEOUT
+    )
+    got = await alice.plugin["xep_0049"].retrieve("bookmarks", timeout=TIMEOUT)
+    rooms = {str(c["jid"]): c["name"] for c in got["private"]["bookmarks"]["conferences"]}
+    assert rooms == {"room@conference.example": "Room", "other@conference.example": "Other"}

@@ -1,0 +1,119 @@
+"""PEP nodes and items, and private XML storage, over SqlPepRepository on SQLite and
+PostgreSQL (``network`` fixture): auto-create, replacement, the bound on items, reads
+by id and newest, last items, configuration, and everything going with the account."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from chinwag.store.accounts import NoSuchAccount
+from chinwag.store.models import PepItem, PepNode, PrivateXml
+from chinwag.store.pep import NodeConfig, SqlPepRepository, StoredItem
+
+Network = Any
+"""The ``network`` fixture of ``conftest.py``."""
+
+PRESENCE = NodeConfig("presence", 3)
+
+
+@pytest.fixture
+async def pep(network: Network) -> SqlPepRepository:
+    await network.add_users("alice", "bob")
+    return SqlPepRepository(network.db)
+
+
+def item(n: int) -> StoredItem:
+    return StoredItem(f"i{n}", f"<n xmlns='urn:example'>{n}</n>")
+
+
+async def test_publish_creates_the_node_and_keeps_the_newest_items(pep: SqlPepRepository) -> None:
+    for n in range(5):
+        assert await pep.publish("alice", "urn:example", PRESENCE, item(n)) == PRESENCE
+
+    assert await pep.node("alice", "urn:example") == PRESENCE
+    assert [i.item_id for i in await pep.items("alice", "urn:example", None, None)] == [
+        "i2",
+        "i3",
+        "i4",
+    ]
+    assert await pep.items("alice", "urn:example", None, 1) == [item(4)]
+    assert await pep.items("alice", "urn:example", ["i3", "i9"], None) == [item(3)]
+    assert await pep.items("bob", "urn:example", None, None) == []
+
+
+async def test_publishing_an_id_again_replaces_it_and_makes_it_the_last(
+    pep: SqlPepRepository,
+) -> None:
+    await pep.publish("alice", "n", PRESENCE, item(1))
+    await pep.publish("alice", "n", PRESENCE, item(2))
+    await pep.publish("alice", "n", PRESENCE, StoredItem("i1", "<x xmlns='urn:x'/>"))
+    await pep.publish("bob", "m", NodeConfig("open", 1), item(7))
+
+    last = await pep.last_items(["alice", "bob"])
+    assert [(x.owner, x.node, x.access_model, x.item) for x in last] == [
+        ("alice", "n", "presence", StoredItem("i1", "<x xmlns='urn:x'/>")),
+        ("bob", "m", "open", item(7)),
+    ]
+
+
+async def test_retract_configure_delete(pep: SqlPepRepository) -> None:
+    for n in range(3):
+        await pep.publish("alice", "n", PRESENCE, item(n))
+    assert await pep.retract("alice", "n", "i2")
+    assert not await pep.retract("alice", "n", "i2")
+    assert await pep.configure("alice", "n", NodeConfig("whitelist", 1))
+    assert await pep.node("alice", "n") == NodeConfig("whitelist", 1)
+    assert await pep.items("alice", "n", None, None) == [item(1)]
+    assert not await pep.create("alice", "n", PRESENCE)
+    assert await pep.create("alice", "other", PRESENCE)
+    assert await pep.node_names("alice") == ["n", "other"]
+    assert await pep.delete_node("alice", "n")
+    assert not await pep.delete_node("alice", "n")
+    assert await pep.node("alice", "n") is None
+
+
+async def test_private_storage(pep: SqlPepRepository) -> None:
+    assert await pep.private("alice", "storage:bookmarks") is None
+    await pep.set_private("alice", "storage:bookmarks", "<storage xmlns='storage:bookmarks'/>")
+    await pep.set_private(
+        "alice", "storage:bookmarks", "<storage xmlns='storage:bookmarks'>x</storage>"
+    )
+    assert await pep.private("alice", "storage:bookmarks") == (
+        "<storage xmlns='storage:bookmarks'>x</storage>"
+    )
+    assert await pep.private_all("alice") == ["<storage xmlns='storage:bookmarks'>x</storage>"]
+    with pytest.raises(NoSuchAccount):
+        await pep.set_private("nobody", "a:b", "<a xmlns='a:b'/>")
+    with pytest.raises(NoSuchAccount):
+        await pep.publish("nobody", "n", PRESENCE, item(1))
+
+
+async def test_deleting_the_account_deletes_its_nodes_items_and_private_storage(
+    pep: SqlPepRepository, network: Network
+) -> None:
+    await pep.publish("alice", "n", PRESENCE, item(1))
+    await pep.set_private("alice", "a:b", "<a xmlns='a:b'/>")
+    await pep.publish("bob", "n", PRESENCE, item(1))
+
+    assert await network.accounts.delete_user("alice")
+
+    async with network.db.sessions() as session:
+        counts = [
+            await session.scalar(select(func.count()).select_from(table))
+            for table in (PepNode, PepItem, PrivateXml)
+        ]
+    assert counts == [1, 1, 0]
+
+
+async def test_replace_items_makes_them_all_the_nodes_items(pep: SqlPepRepository) -> None:
+    await pep.publish("alice", "b", NodeConfig("whitelist", 2), item(1))
+
+    await pep.replace_items("alice", "b", PRESENCE, [item(2), item(3), item(4)])
+
+    assert await pep.node("alice", "b") == NodeConfig("whitelist", 2)  # kept, and its bound
+    assert await pep.items("alice", "b", None, None) == [item(3), item(4)]
+    await pep.replace_items("bob", "new", PRESENCE, [])
+    assert await pep.node("bob", "new") == PRESENCE
