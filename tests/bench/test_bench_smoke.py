@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the module's smoke run takes tens of seconds
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ("login", "login-tls", "idle", "msg-sat", "msg-rate", "offline")
 SMOKE_TIMEOUT_S = 300

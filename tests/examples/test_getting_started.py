@@ -65,6 +65,7 @@ def test_the_install_line_installs_what_the_python_example_imports():
     assert BROWSER_URL in DOC.read_text()
 
 
+@pytest.mark.slow
 async def test_every_command_of_the_getting_started_guide_runs(tmp_path: Path):
     http_port, c2s_port, redirect_port = free_port(), free_port(), free_port()
     config = write_config(
