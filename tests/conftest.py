@@ -1,7 +1,8 @@
 """The order of the whole suite: tests marked ``slow`` first, every other test in the
 order it was collected. With several workers (``./scripts/test`` runs pytest-xdist,
-each file in one worker) the longest files start at once, and none is left running
-alone at the end while the other workers idle."""
+each file in one worker, handed out in this order: ``--no-loadscope-reorder``) the
+longest files start at once, and none is left running alone at the end while the
+other workers idle."""
 
 import pytest
 
