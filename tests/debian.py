@@ -1,6 +1,8 @@
 """Debian packages that tests need (Chromium, Prosody), installed with apt-get when they
 are missing and the tests run as root; otherwise the tests that need them skip and say
-why. A package's own service is never started: these tests run their own instances."""
+why. A package's own service is never started: these tests run their own instances.
+One install runs at a time on the machine (parallel test workers wait for each other,
+and apt-get waits for any other holder of dpkg's lock)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.machine_lock import machine_lock
 
 APT_TIMEOUT = 600.0
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
@@ -22,12 +26,34 @@ def apt_install(*packages: str) -> str | None:
         return "apt-get is not available"
     if os.geteuid() != 0:
         return "the tests do not run as root, so cannot apt-get install"
+    with machine_lock("apt-get"):
+        if all(_installed(package) for package in packages):
+            return None  # another test process installed them meanwhile
+        return _install(packages)
+
+
+def _installed(package: str) -> bool:
+    query = ["dpkg-query", "--show", "--showformat=${db:Status-Status}", package]
+    found = subprocess.run(query, capture_output=True, text=True, check=False)
+    return found.returncode == 0 and found.stdout == "installed"
+
+
+def _install(packages: tuple[str, ...]) -> str | None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    wait_for_dpkg = ["-o", f"DPkg::Lock::Timeout={APT_TIMEOUT:.0f}"]
     placed_policy = _forbid_service_starts()
     try:
         for command in (
-            ["apt-get", "update", "-q"],
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+            ["apt-get", *wait_for_dpkg, "update", "-q"],
+            [
+                "apt-get",
+                *wait_for_dpkg,
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                *packages,
+            ],
         ):
             result = subprocess.run(
                 command, capture_output=True, text=True, timeout=APT_TIMEOUT, env=env

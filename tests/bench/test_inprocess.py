@@ -2,8 +2,11 @@
 and reports a figure; ``python -m bench.instructions`` counts what a routed message and
 a sign-in cost under valgrind.
 
-Each runs as a subprocess (its own event loop and provisioning); timings and counts are
-never asserted, only that the run completed and said what it measured.
+Each run is a subprocess (its own event loop and provisioning); timings and counts are
+never asserted, only that the run completed and said what it measured. Arguments that
+are refused are refused before anything runs: those cases call the commands' ``main``
+in this process. The valgrind count, the longest test of the suite, is marked ``slow``
+so that it starts first.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from bench import inprocess, instructions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,10 +75,20 @@ def test_with_stream_management_the_harness_routes_and_signs_in_as_well(
     _assert_reports(_harness(*args, "--sm"), figure)
 
 
-def test_the_in_process_harness_refuses_rounds_too_small_to_flush() -> None:
-    done = _harness("--reads", "10")
+def _refusal(
+    main: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str], *args: str
+) -> str:
+    """What ``main(args)`` said on standard error as it exited with status 2."""
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    assert exited.value.code == 2
+    return capsys.readouterr().err
 
-    assert done.returncode == 2 and "--reads must be at least 100" in done.stderr
+
+def test_the_in_process_harness_refuses_rounds_too_small_to_flush(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert "--reads must be at least 100" in _refusal(inprocess.main, capsys, "--reads", "10")
 
 
 def test_with_a_turn_after_every_read_the_harness_routes_every_message() -> None:
@@ -94,12 +110,15 @@ def test_sign_ins_without_the_key_derivation_still_sign_every_user_in() -> None:
     _assert_reports(done, r"20 sign-ins, at most 100 at a time: \d+ µs of the event loop's .*")
 
 
-def test_skipping_the_key_derivation_is_only_for_sign_ins() -> None:
-    done = _harness("--without-pbkdf2")
+def test_skipping_the_key_derivation_is_only_for_sign_ins(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    refusal = _refusal(inprocess.main, capsys, "--without-pbkdf2")
 
-    assert done.returncode == 2 and "--without-pbkdf2 goes with --sign-ins" in done.stderr
+    assert "--without-pbkdf2 goes with --sign-ins" in refusal
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_instructions_per_routed_message_and_per_sign_in_are_counted() -> None:
     done = _harness("--messages", "700", "--sign-ins", "20", module="bench.instructions")
@@ -111,7 +130,9 @@ def test_instructions_per_routed_message_and_per_sign_in_are_counted() -> None:
     )
 
 
-def test_instruction_counts_take_whole_rounds_of_messages() -> None:
-    done = _harness("--messages", "1000", module="bench.instructions")
+def test_instruction_counts_take_whole_rounds_of_messages(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    refusal = _refusal(instructions.main, capsys, "--messages", "1000")
 
-    assert done.returncode == 2 and "--messages must be a multiple of 700" in done.stderr
+    assert "--messages must be a multiple of 700" in refusal

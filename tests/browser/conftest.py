@@ -8,7 +8,7 @@ The setup installs what it needs itself, and says why it skips when it cannot:
   (``playwright install`` is never run).
 - Playwright is the ``playwright`` package of the test extras.
 - The browser example is built with npm (``npm ci`` and ``npm run build`` in
-  ``examples/browser/``), as docs/getting-started.md says.
+  ``examples/browser/``), as docs/getting-started.md says, one test process at a time.
 
 A test that fails leaves a screenshot in ``test-artifacts/``.
 """
@@ -28,6 +28,7 @@ from examples.support import DOC_BUILD
 from integration.conftest import connect, empty_store, new_client, server, start_server
 
 from tests.debian import apt_install
+from tests.machine_lock import machine_lock
 
 __all__ = ["connect", "empty_store", "new_client", "server", "start_server"]
 
@@ -67,20 +68,25 @@ def browser_example() -> Path:
     """The built browser example (``examples/browser/dist``), built with npm here."""
     if shutil.which("npm") is None or shutil.which("node") is None:
         pytest.skip("node and npm are not installed: cannot build examples/browser")
-    for command in BUILD_COMMANDS:
-        if command[1] == "ci" and (BROWSER_EXAMPLE / "node_modules" / "@xmpp" / "client").is_dir():
-            continue  # already installed: npm ci would only reinstall the same
-        try:
-            result = subprocess.run(
-                command, cwd=REPO, capture_output=True, text=True, timeout=NPM_TIMEOUT
-            )
-        except subprocess.TimeoutExpired:
-            pytest.skip(f"{' '.join(command)} did not finish within {NPM_TIMEOUT:.0f}s")
-        if result.returncode != 0:
-            pytest.fail(f"{' '.join(command)} failed: {result.stderr.strip()[-800:]}")
+    with machine_lock("npm", BROWSER_EXAMPLE):
+        for command in BUILD_COMMANDS:
+            _build_step(command)
     built = BROWSER_EXAMPLE / "dist"
     assert (built / "index.html").is_file() and (built / "xmpp.min.js").is_file()
     return built
+
+
+def _build_step(command: list[str]) -> None:
+    if command[1] == "ci" and (BROWSER_EXAMPLE / "node_modules" / "@xmpp" / "client").is_dir():
+        return  # already installed: npm ci would only reinstall the same
+    try:
+        result = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, timeout=NPM_TIMEOUT
+        )
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"{' '.join(command)} did not finish within {NPM_TIMEOUT:.0f}s")
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed: {result.stderr.strip()[-800:]}")
 
 
 @pytest.fixture

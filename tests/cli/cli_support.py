@@ -1,7 +1,7 @@
-"""Running the installed ``chinwag`` console command as an operator would, for tests."""
+"""Running the ``chinwag`` console command as an operator would, for tests: in this
+process (``tests/command_line.py``), or as a process of its own (``CHINWAG``)."""
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -12,6 +12,7 @@ from chinwag.cli import Network
 from chinwag.config import CONFIG_ENV_VAR
 from chinwag.network.accounts import AccountService
 from chinwag.store.db import Database, migrate
+from tests.command_line import run_command
 
 CHINWAG = Path(sys.executable).with_name("chinwag")
 
@@ -39,17 +40,7 @@ class Chinwag:
     def run(
         self, args: list[str], stdin: str | None = None, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        env = {key: value for key, value in os.environ.items() if key != CONFIG_ENV_VAR}
-        return subprocess.run(
-            [str(CHINWAG), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            cwd=cwd or self.directory,
-            env=env,
-            timeout=120,
-            start_new_session=True,  # no terminal: password prompts read stdin
-        )
+        return run_command(args, cwd=cwd or self.directory, env={CONFIG_ENV_VAR: None}, stdin=stdin)
 
     @asynccontextmanager
     async def accounts(self) -> AsyncIterator[AccountService]:

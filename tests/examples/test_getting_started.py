@@ -27,6 +27,8 @@ from integration.signin_support import run_chinwag
 from integration.support import TIMEOUT, close_client, free_port, make_client, sign_in
 from integration.test_serve import ServeProcess, clean_env, write_config
 
+from tests.machine_lock import machine_lock
+
 from .support import (
     DOC_BUILD,
     REPO,
@@ -36,6 +38,7 @@ from .support import (
 )
 
 DOC = REPO / "docs" / "getting-started.md"
+BROWSER_EXAMPLE = REPO / "examples" / "browser"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 SETUP_LINES = {
     "python3 -m venv .venv && .venv/bin/pip install -e . -r examples/python/requirements.txt",
@@ -62,6 +65,7 @@ def test_the_install_line_installs_what_the_python_example_imports():
     assert BROWSER_URL in DOC.read_text()
 
 
+@pytest.mark.slow
 async def test_every_command_of_the_getting_started_guide_runs(tmp_path: Path):
     http_port, c2s_port, redirect_port = free_port(), free_port(), free_port()
     config = write_config(
@@ -171,11 +175,12 @@ async def _run_python_example(
 
 async def _check_browser_example(web: str, client_id: str) -> None:
     """The page the guide opens is served (once built: ``tests/browser`` builds and drives it)."""
-    built = (REPO / "examples" / "browser" / "dist" / "index.html").is_file()
     url = BROWSER_URL.replace("http://" + DOC_HTTP, web).replace("CLIENT_ID", client_id)
-    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
-        page = await http.get(url)
-        config = await http.get(f"{web}/examples/browser/config.json")
+    with machine_lock("npm", BROWSER_EXAMPLE):  # not while tests/browser builds it
+        built = (BROWSER_EXAMPLE / "dist" / "index.html").is_file()
+        async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+            page = await http.get(url)
+            config = await http.get(f"{web}/examples/browser/config.json")
     assert config.json() == {"domain": "localhost", "websocket": f"ws://{web[7:]}/xmpp-websocket"}
     if not built:
         assert page.status_code == 404 and DOC_BUILD in html.unescape(page.text), page.text

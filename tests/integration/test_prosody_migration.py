@@ -35,6 +35,8 @@ from .prosody_support import (
 from .support import HOST, TIMEOUT, close_client, make_client, sign_in
 from .test_serve import run_chinwag, write_config
 
+pytestmark = pytest.mark.slow  # Debian's Prosody may be installed first
+
 
 @pytest.fixture(scope="module", autouse=True)
 def prosody_installed() -> None:

@@ -31,6 +31,8 @@ from slixmpp import ClientXMPP
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.machine_lock import machine_lock
+
 from .support import (
     DOMAIN,
     HOST,
@@ -430,24 +432,29 @@ def xmpp_js() -> list[str]:
     flags = _node_websocket_flags(node)
     if flags is None:
         pytest.skip("this node has no WebSocket client (node 20.10 or later is needed)")
-    if not (JS_DIR / "node_modules" / "@xmpp" / "client" / "package.json").exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("npm is not installed: cannot install xmpp.js (@xmpp/client)")
-        try:
-            result = subprocess.run(
-                [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                cwd=JS_DIR,
-                capture_output=True,
-                text=True,
-                timeout=NPM_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            pytest.skip(f"npm ci did not install xmpp.js within {NPM_TIMEOUT}s")
-        if result.returncode != 0:
-            pytest.skip(f"npm ci could not install xmpp.js: {result.stderr.strip()[-500:]}")
+    with machine_lock("npm", JS_DIR):
+        if not (JS_DIR / "node_modules" / "@xmpp" / "client" / "package.json").exists():
+            _install_xmpp_js()
     return [node, *flags, str(JS_DIR / "ws_client.mjs")]
+
+
+def _install_xmpp_js() -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed: cannot install xmpp.js (@xmpp/client)")
+    try:
+        result = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=JS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=NPM_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"npm ci did not install xmpp.js within {NPM_TIMEOUT}s")
+    if result.returncode != 0:
+        pytest.skip(f"npm ci could not install xmpp.js: {result.stderr.strip()[-500:]}")
 
 
 class NodeClient:

@@ -1,26 +1,18 @@
-"""The OAuth commands of the installed ``chinwag`` console script, run as an operator would."""
+"""The OAuth commands of the ``chinwag`` command, run as an operator would (in this
+process: ``tests/command_line.py``)."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from chinwag.config import CONFIG_ENV_VAR
-
-CHINWAG = Path(sys.executable).with_name("chinwag")
+from tests.command_line import run_command
 
 
 def run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if key != CONFIG_ENV_VAR}
-    env["COLUMNS"] = "80"  # as narrow as a terminal may be
-    return subprocess.run(
-        [str(CHINWAG), *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    # COLUMNS: as narrow as a terminal may be
+    env = {CONFIG_ENV_VAR: None, "COLUMNS": "80"}
+    return run_command([*args, "--config", str(config)], cwd=config.parent, env=env)
 
 
 def test_register_an_app_and_issue_a_token(tmp_path):
