@@ -16,24 +16,19 @@ A test that fails leaves a screenshot in ``test-artifacts/``.
 from __future__ import annotations
 
 import contextlib
-import shlex
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from examples.support import DOC_BUILD
 from integration.conftest import connect, empty_store, new_client, server, start_server
 
+from tests.browser_example import BuildFailed, NotBuilt, build_browser_example
 from tests.debian import apt_install
-from tests.machine_lock import machine_lock
 
 __all__ = ["connect", "empty_store", "new_client", "server", "start_server"]
 
 REPO = Path(__file__).resolve().parents[2]
-BROWSER_EXAMPLE = REPO / "examples" / "browser"
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -47,10 +42,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-proxy-server",
 ]
-NPM_TIMEOUT = 300.0
-QUIET = ["--no-audit", "--no-fund", "--loglevel=error"]
-BUILD_COMMANDS = [[*shlex.split(part), *QUIET] for part in DOC_BUILD.split(" && ")]
-"""The build commands of docs/getting-started.md, run from the repository's root."""
 
 
 @pytest.fixture(scope="session")
@@ -66,27 +57,12 @@ def chromium() -> Path:
 @pytest.fixture(scope="session")
 def browser_example() -> Path:
     """The built browser example (``examples/browser/dist``), built with npm here."""
-    if shutil.which("npm") is None or shutil.which("node") is None:
-        pytest.skip("node and npm are not installed: cannot build examples/browser")
-    with machine_lock("npm", BROWSER_EXAMPLE):
-        for command in BUILD_COMMANDS:
-            _build_step(command)
-    built = BROWSER_EXAMPLE / "dist"
-    assert (built / "index.html").is_file() and (built / "xmpp.min.js").is_file()
-    return built
-
-
-def _build_step(command: list[str]) -> None:
-    if command[1] == "ci" and (BROWSER_EXAMPLE / "node_modules" / "@xmpp" / "client").is_dir():
-        return  # already installed: npm ci would only reinstall the same
     try:
-        result = subprocess.run(
-            command, cwd=REPO, capture_output=True, text=True, timeout=NPM_TIMEOUT
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip(f"{' '.join(command)} did not finish within {NPM_TIMEOUT:.0f}s")
-    if result.returncode != 0:
-        pytest.fail(f"{' '.join(command)} failed: {result.stderr.strip()[-800:]}")
+        return build_browser_example()
+    except NotBuilt as reason:
+        pytest.skip(str(reason))
+    except BuildFailed as failure:
+        pytest.fail(str(failure))
 
 
 @pytest.fixture
