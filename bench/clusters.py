@@ -24,6 +24,8 @@ work too). PostgreSQL does not take part in routing a message.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
     from redis import Redis
 
 CHECK_TIMEOUT_S = 3.0
+LEVEL = re.compile(r" (?=(?:ERROR|CRITICAL) )")
+"""Where a line of chinwag's text log stops giving the time."""
 
 
 # --- Redis and PostgreSQL ----------------------------------------------------------
@@ -144,12 +148,23 @@ class ChinwagCluster(Chinwag):
         self.node_ports = {node: (free_port(), free_port(), free_port()) for node in self.NODES}
         self._processes: list[ServerProcess] = []
         self._pids: list[int] = []
+        self._log_starts: dict[Path, int] = {}
         super().__init__(workdir, tls, backends)
         self.port = self.node_ports[self.NODES[0]][0]
 
     @classmethod
     def unavailable(cls, backends: Backends) -> str | None:
         return super().unavailable(backends) or backends_problem(backends)
+
+    @classmethod
+    def version(cls) -> str:
+        """chinwag's, and whether its nodes parse Redis's replies with hiredis (in C)
+        or in Python, which costs more CPU per message."""
+        try:
+            parser = f"hiredis {importlib.metadata.version('hiredis')}"
+        except importlib.metadata.PackageNotFoundError:
+            parser = "without hiredis"
+        return f"{super().version()}, {parser}"
 
     def node_config(self, node: str) -> Path:
         """The first node's is the config the provisioning commands use."""
@@ -191,6 +206,7 @@ key_prefix = "{run.key_prefix}"
                 )
                 self._processes.append(process)
                 self._pids.append(process.pid)
+                self._log_starts[process.log_path] = process.log_path.stat().st_size
                 process.wait_for_port(self.node_ports[node][0], 90.0)
         except BaseException:
             self.stop()
@@ -210,6 +226,9 @@ key_prefix = "{run.key_prefix}"
         for process in self._processes:
             process.stop()
         self._processes = []
+        for log, start in self._log_starts.items():
+            self.warnings.extend(logged_errors(log, start))
+        self._log_starts = {}
 
     def left_running(self) -> bool:
         return any(group_alive(pid) for pid in self._pids)
@@ -224,6 +243,20 @@ key_prefix = "{run.key_prefix}"
             if (log := self.workdir / f"{node}.log").exists()
             for line in log.read_text(errors="replace").splitlines()[-12:]
         )
+
+
+def logged_errors(log: Path, start: int, samples: int = 3) -> list[str]:
+    """What a node logged at ERROR or CRITICAL after ``start`` (a byte offset): how many
+    lines and the first few kinds, or nothing."""
+    with log.open("rb") as file:
+        file.seek(start)
+        lines = file.read().decode(errors="replace").splitlines()
+    errors = [line for line in lines if " ERROR " in line or " CRITICAL " in line]
+    if not errors:
+        return []
+    kinds = list(dict.fromkeys(LEVEL.split(line, maxsplit=1)[-1][:200] for line in errors))
+    shown = "; ".join(kinds[:samples])
+    return [f"{log.stem} logged {len(errors)} errors, such as: {shown}"]
 
 
 class ChinwagWorkers(ChinwagCluster):

@@ -4,9 +4,11 @@ in, and the table that sets the clusters' msg-sat against issue 18's targets."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from rich.console import Console
 
+from bench.clusters import logged_errors
 from bench.loadgen import HIGHER, LOWER, ProcessTree, Result, Target
 from bench.run import (
     CLUSTER_SETUPS,
@@ -100,3 +102,18 @@ def test_the_cluster_table_is_printed_under_the_results() -> None:
 
     assert "clusters: msg-sat against the targets" in text
     assert "2.00x" in text and "≤ 2.5" in text and "met" in text
+
+
+def test_a_nodes_errors_since_it_started_become_one_warning(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("2026-12-07 02:39:59,000 ERROR chinwag.cluster: before this start\n")
+    start = log.stat().st_size
+    with log.open("a") as file:
+        file.write("2026-12-07 02:40:00,123 INFO chinwag: serving\n")
+        for second in (1, 2):
+            file.write(f"2026-12-07 02:40:0{second},000 ERROR chinwag.cluster: writing failed\n")
+
+    assert logged_errors(log, start) == [
+        "a logged 2 errors, such as: ERROR chinwag.cluster: writing failed"
+    ]
+    assert logged_errors(log, log.stat().st_size) == []
