@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from bench.loadgen import DOMAIN, HOST, ProcessTree, Target
 from bench.servers import (
+    START_TIMEOUT_S,
     Backends,
     BenchServer,
     Chinwag,
@@ -100,11 +101,9 @@ class RunBackends:
         tag = secrets.token_hex(6)
         self.database = f"chinwag_bench_{tag}"
         self.key_prefix = f"chinwag-bench:{tag}:"
-        self.database_url = (
-            backends.postgres_url.replace("postgresql://", "postgresql+asyncpg://", 1).rsplit(
-                "/", 1
-            )[0]
-            + f"/{self.database}"
+        server = backends.postgres_url.rpartition("/")[0]
+        self.database_url = f"{server}/{self.database}".replace(
+            "postgresql://", "postgresql+asyncpg://", 1
         )
         self._created = False
         self._client = _redis(backends.redis_url)
@@ -207,7 +206,7 @@ key_prefix = "{run.key_prefix}"
                 self._processes.append(process)
                 self._pids.append(process.pid)
                 self._log_starts[process.log_path] = process.log_path.stat().st_size
-                process.wait_for_port(self.node_ports[node][0], 90.0)
+                process.wait_for_port(self.node_ports[node][0], START_TIMEOUT_S)
         except BaseException:
             self.stop()
             raise

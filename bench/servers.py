@@ -242,6 +242,7 @@ class BenchServer(ABC):
     name: ClassVar[str]
 
     def __init__(self, workdir: Path, tls: TlsFiles, backends: Backends | None = None) -> None:
+        """``backends`` matter only to the setups that use them (``bench/clusters.py``)."""
         self.workdir = workdir / self.name
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.tls = tls
