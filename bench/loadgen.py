@@ -138,10 +138,11 @@ def _even(count: int) -> int:
 
 
 class ProcessTree:
-    """A server's processes, read from /proc: the one started and all its descendants."""
+    """A server's processes, read from /proc: the ones started (one per node of a
+    cluster) and all their descendants."""
 
-    def __init__(self, root: int) -> None:
-        self.root = root
+    def __init__(self, *roots: int) -> None:
+        self.roots = roots
         self._pids: list[int] = []
         self._listed_at = -1.0
 
@@ -166,7 +167,7 @@ class ProcessTree:
         for entry in os.scandir("/proc"):
             if entry.name.isdigit() and (stat := _stat_fields(int(entry.name))):
                 children.setdefault(int(stat[1]), []).append(int(entry.name))
-        found, queue = [], [self.root]
+        found, queue = [], list(self.roots)
         while queue:
             pid = queue.pop()
             found.append(pid)
@@ -198,8 +199,8 @@ def _rss_kib(pid: int) -> int:
 
 @dataclass(frozen=True)
 class CpuUse:
-    """CPU over a window, in % of one core: the server's tree, this generator,
-    everything else on the machine (other work skews a comparison), and the time the
+    """CPU over a window, in % of one core: the server's tree, this generator, the
+    Redis a cluster's nodes share (0 for other servers), everything else on the machine (other work skews a comparison), and the time the
     hypervisor of a virtual machine gave its cores to other guests (steal time, which
     slows everything here as much)."""
 
@@ -207,29 +208,44 @@ class CpuUse:
     generator: float = 0.0
     others: float = 0.0
     stolen: float = 0.0
+    redis: float = 0.0
+
+
+RedisClock = Callable[[], float]
+"""CPU seconds the Redis of a cluster has used since it started."""
 
 
 class CpuMeter:
     """Measures CpuUse between ``start`` and ``stop``."""
 
-    def __init__(self, tree: ProcessTree) -> None:
+    def __init__(self, tree: ProcessTree, redis: RedisClock | None = None) -> None:
         self.tree = tree
-        self._start = (0.0, 0.0, 0.0, MachineTime())
+        self.redis = redis
+        self._start = (0.0, 0.0, 0.0, 0.0, MachineTime())
 
     def start(self) -> None:
         self._start = self._now()
 
     def stop(self) -> CpuUse:
-        wall0, server0, gen0, machine0 = self._start
-        wall1, server1, gen1, machine1 = self._now()
+        wall0, server0, gen0, redis0, machine0 = self._start
+        wall1, server1, gen1, redis1, machine1 = self._now()
         wall = max(wall1 - wall0, 1e-9)
-        server, generator = server1 - server0, gen1 - gen0
-        others = max(machine1.busy - machine0.busy - server - generator, 0.0)
+        server, generator, redis = server1 - server0, gen1 - gen0, redis1 - redis0
+        others = max(machine1.busy - machine0.busy - server - generator - redis, 0.0)
         stolen = max(machine1.stolen - machine0.stolen, 0.0)
-        return CpuUse(*(100 * seconds / wall for seconds in (server, generator, others, stolen)))
+        return CpuUse(
+            *(100 * seconds / wall for seconds in (server, generator, others, stolen, redis))
+        )
 
-    def _now(self) -> tuple[float, float, float, MachineTime]:
-        return time.monotonic(), self.tree.cpu_seconds(), time.process_time(), machine_time()
+    def _now(self) -> tuple[float, float, float, float, MachineTime]:
+        redis = self.redis() if self.redis is not None else 0.0
+        return (
+            time.monotonic(),
+            self.tree.cpu_seconds(),
+            time.process_time(),
+            redis,
+            machine_time(),
+        )
 
 
 @dataclass(frozen=True)
@@ -806,13 +822,24 @@ TLS_CONTEXT = insecure_tls_context()
 
 @dataclass(frozen=True)
 class Target:
-    """A running server to load: where it listens, and which processes to measure."""
+    """A running server to load: where it listens, and which processes to measure.
+
+    A cluster of several nodes lists each node's port in ``ports``: user ``i`` signs in
+    to node ``i % len(ports)``, so with two nodes every user's partner (``i ^ 1``) is
+    on the other node and every message crosses. ``redis_cpu`` reads the CPU time of
+    the Redis the nodes share, measured beside the server's own."""
 
     name: str
     host: str
     port: int
     domain: str
     tree: ProcessTree
+    ports: tuple[int, ...] = ()
+    redis_cpu: RedisClock | None = None
+
+    def port_for(self, index: int) -> int:
+        """The port user ``index`` signs in to."""
+        return self.ports[index % len(self.ports)] if self.ports else self.port
 
 
 class Fleet:
@@ -852,7 +879,11 @@ class Fleet:
             try:
                 async with asyncio.timeout(timeout):
                     await client.sign_in(
-                        self.target.host, self.target.port, PASSWORD, tls=tls, presence=presence
+                        self.target.host,
+                        self.target.port_for(index),
+                        PASSWORD,
+                        tls=tls,
+                        presence=presence,
                     )
                 await client.ping(timeout)
                 return client
@@ -971,11 +1002,18 @@ def percentile(sorted_values: list[int], fraction: float) -> int:
     return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
 
 
-def _add_cpu(result: Result, cpu: CpuUse) -> None:
+def _add_cpu(result: Result, cpu: CpuUse, target: Target) -> None:
     result.add("server CPU", cpu.server, "% core", LOWER)
+    if target.redis_cpu is not None:
+        result.add("Redis CPU", cpu.redis, "% core")
     result.add("generator CPU", cpu.generator, "% core")
     result.add("other CPU", cpu.others, "% core")
     result.add("stolen CPU", cpu.stolen, "% core")
+
+
+def cpu_per_message_us(cpu_percent: float, per_second: float) -> float:
+    """Microseconds of CPU per message: % of a core over messages per second."""
+    return cpu_percent * 10_000 / per_second if per_second else 0.0
 
 
 # --- Scenarios ---------------------------------------------------------------------
@@ -987,7 +1025,7 @@ async def scenario_login(target: Target, params: Params, *, tls: bool = False) -
     result = Result("login-tls" if tls else "login")
     stats = Stats()
     fleet = Fleet(target, params, stats)
-    sampler, meter = RssSampler(target.tree), CpuMeter(target.tree)
+    sampler, meter = RssSampler(target.tree), CpuMeter(target.tree, target.redis_cpu)
     try:
         sampler.start()
         meter.start()
@@ -998,7 +1036,7 @@ async def scenario_login(target: Target, params: Params, *, tls: bool = False) -
         peak = await sampler.stop()
         result.add("sessions/s", len(clients) / elapsed, "1/s", HIGHER)
         result.add("peak server RSS", peak / 1024, "MiB", LOWER)
-        _add_cpu(result, cpu)
+        _add_cpu(result, cpu, target)
         result.counts["sessions"] = len(clients)
     finally:
         await sampler.stop()
@@ -1070,7 +1108,7 @@ async def scenario_msg_sat(target: Target, params: Params) -> Result:
                 traffic.sent += 1
                 client.send_chat()
         await asyncio.sleep(params.warmup_s)
-        meter = CpuMeter(target.tree)
+        meter = CpuMeter(target.tree, target.redis_cpu)
         meter.start()
         traffic.measuring = True
         began = time.monotonic()
@@ -1080,8 +1118,12 @@ async def scenario_msg_sat(target: Target, params: Params) -> Result:
         cpu = meter.stop()
         traffic.replying = False
         await traffic.drain(params.drain_timeout_s)
-        result.add("delivered", traffic.in_window / elapsed, "msg/s", HIGHER)
-        _add_cpu(result, cpu)
+        rate = traffic.in_window / elapsed
+        result.add("delivered", rate, "msg/s", HIGHER)
+        result.add("server CPU per message", cpu_per_message_us(cpu.server, rate), "µs", LOWER)
+        if target.redis_cpu is not None:
+            result.add("Redis CPU per message", cpu_per_message_us(cpu.redis, rate), "µs")
+        _add_cpu(result, cpu, target)
         result.counts.update(users=len(senders), sent=traffic.sent, delivered=traffic.received)
         result.undelivered = traffic.undelivered
     finally:
@@ -1116,7 +1158,7 @@ async def scenario_msg_rate(target: Target, params: Params) -> Result:
         result.add("latency p50", percentile(latencies, 0.50) / NS_PER_MS, "ms", LOWER)
         result.add("latency p99", percentile(latencies, 0.99) / NS_PER_MS, "ms", LOWER)
         result.add("latency max", (latencies[-1] if latencies else 0) / NS_PER_MS, "ms", LOWER)
-        _add_cpu(result, cpu)
+        _add_cpu(result, cpu, target)
         result.add("generator lag max", lag * 1000, "ms")
         result.counts.update(users=len(senders), sent=traffic.sent, delivered=traffic.received)
         result.undelivered = traffic.undelivered
@@ -1131,7 +1173,7 @@ async def _offer(
 ) -> tuple[float, CpuUse]:
     """Send on schedule for warm-up plus measure; returns (max lag s, cpu in window)."""
     rate, count = params.rate_per_s, len(senders)
-    meter = CpuMeter(target.tree)
+    meter = CpuMeter(target.tree, target.redis_cpu)
     began, began_ns = time.monotonic(), time.monotonic_ns()
     warmup_ns = int(params.warmup_s * 1e9)
     traffic.window_ns = (began_ns + warmup_ns, began_ns + warmup_ns + int(params.measure_s * 1e9))

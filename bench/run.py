@@ -9,6 +9,7 @@ also writes everything measured. Servers that are not installed are skipped.
     python -m bench.run [--scenarios login,msg-sat] [--servers chinwag,prosody,ejabberd]
                         [--repeat N] [--sm [on|both]] [--archive [on|both]] [--smoke]
                         [--json FILE]
+    python -m bench.run --cluster [--repeat N] [--redis URL] [--postgres URL] [--smoke]
 
 ``--repeat N`` runs each scenario N times, each on a freshly started server, and
 reports each figure's median, noting its range: single runs on a shared machine move
@@ -26,6 +27,15 @@ server, reports both (a server's column with stream management is named
 otherwise, as the other servers are configured); ``--archive both`` runs each scenario
 on chinwag without and with it in turn, interleaved, reports both (``chinwag+archive``)
 and prints what it changed.
+
+``--cluster`` runs msg-sat (or ``--scenarios``) on chinwag as one node, as two nodes
+whose every message crosses between them (``chinwag-cluster``), with ``serve --workers
+2`` (``chinwag-workers``), and on a two-node ejabberd cluster (``ejabberd-cluster``),
+each also nameable in ``--servers`` (see ``bench/clusters.py``). chinwag's clusters use
+the Redis and the PostgreSQL server of ``--redis`` and ``--postgres`` (127.0.0.1 by
+default), with a key prefix and a database of the run's own, removed afterwards; a
+second table compares the clusters with the issue's targets: the cross-node msg-sat
+over the ejabberd cluster's, and the CPU a cross-node message costs over a local one.
 
 ``--smoke`` runs tiny counts for a few seconds per scenario, against chinwag only
 unless ``--servers`` says otherwise. The exit status is 1 when any message went
@@ -54,6 +64,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import calibration
+from bench.clusters import CLUSTER_SERVERS
 from bench.loadgen import (
     FULL,
     HIGHER,
@@ -66,10 +77,26 @@ from bench.loadgen import (
     raise_fd_limit,
     run_scenario,
 )
-from bench.servers import SERVERS, BenchServer, ServerError, TlsFiles, make_certificate
+from bench.servers import (
+    SERVERS,
+    Backends,
+    BenchServer,
+    Chinwag,
+    ServerError,
+    TlsFiles,
+    make_certificate,
+)
 
 ALL_SERVERS = ("chinwag", "prosody", "ejabberd")
 BASELINE = "chinwag"
+CROSSING, WORKERS, PEER_CLUSTER = "chinwag-cluster", "chinwag-workers", "ejabberd-cluster"
+CLUSTER_SETUPS = (BASELINE, CROSSING, WORKERS, PEER_CLUSTER)
+"""What ``--cluster`` runs."""
+KINDS: dict[str, type[BenchServer]] = SERVERS | CLUSTER_SERVERS
+CROSSING_TARGET = 1.5
+"""chinwag's cross-node msg-sat over the ejabberd cluster's, at least."""
+CPU_TARGET = 2.5
+"""The CPU of a cross-node message over a local one's, at most."""
 BUSY_MACHINE_PERCENT = 10.0
 REPORT_WIDTH = 160
 SM_MODES = {"off": (False,), "on": (True,), "both": (False, True)}
@@ -140,14 +167,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios",
         type=lambda text: _names(text, SCENARIOS, "scenario"),
-        default=list(SCENARIOS),
-        help=f"comma-separated, from {','.join(SCENARIOS)} (default: all)",
+        default=None,
+        help=f"comma-separated, from {','.join(SCENARIOS)} (default: all; msg-sat with --cluster)",
     )
     parser.add_argument(
         "--servers",
-        type=lambda text: _names(text, ALL_SERVERS, "server"),
+        type=lambda text: _names(text, list(KINDS), "server"),
         default=None,
-        help="comma-separated (default: all three; chinwag alone with --smoke)",
+        help="comma-separated (default: chinwag, prosody and ejabberd; chinwag alone with "
+        f"--smoke; {','.join(CLUSTER_SETUPS)} with --cluster)",
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="chinwag as one node, as two nodes with every message crossing, with "
+        "--workers 2, and a two-node ejabberd cluster, side by side",
+    )
+    parser.add_argument(
+        "--redis",
+        default=Backends.redis_url,
+        metavar="URL",
+        help=f"the Redis of chinwag's clusters (default: {Backends.redis_url})",
+    )
+    parser.add_argument(
+        "--postgres",
+        default=Backends.postgres_url,
+        metavar="URL",
+        help="a database of the PostgreSQL server where chinwag's clusters get a database "
+        f"of their own (default: {Backends.postgres_url})",
     )
     parser.add_argument(
         "--repeat",
@@ -176,8 +223,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny counts, a few seconds each")
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    if args.scenarios is None:
+        args.scenarios = ["msg-sat"] if args.cluster else list(SCENARIOS)
     if args.servers is None:
-        args.servers = [BASELINE] if args.smoke else list(ALL_SERVERS)
+        if args.cluster:
+            args.servers = list(CLUSTER_SETUPS)
+        else:
+            args.servers = [BASELINE] if args.smoke else list(ALL_SERVERS)
     return args
 
 
@@ -194,20 +246,22 @@ def run_server(
     repeat: int = 1,
     sm: Sequence[bool] = (False,),
     archive: Sequence[bool] = (False,),
+    backends: Backends | None = None,
 ) -> list[ServerReport]:
     """Provision ``name`` once, then run each scenario ``repeat`` times, each on a freshly
     started server, once with each of the ``sm`` settings (and, for chinwag, ``archive``)
     in turn: one report for each."""
-    kind = SERVERS[name]
-    archiving = archive if name == BASELINE else (False,)
+    kind = KINDS[name]
+    backends = backends or Backends()
+    archiving = archive if issubclass(kind, Chinwag) else (False,)
     reports = [ServerReport(name, sm=s, archive=a) for s in sm for a in archiving]
-    if not kind.available():
+    if (reason := kind.unavailable(backends)) is not None:
         for report in reports:
-            report.skipped = "not installed"
-        log.print(f"[yellow]{name}: not installed, skipped[/]")
+            report.skipped = reason
+        log.print(f"[yellow]{name}: {reason}, skipped[/]")
         return reports
     version = kind.version()
-    server = kind(workdir, tls)
+    server = kind(workdir, tls, backends)
     try:
         users = params.users_needed(scenarios)
         log.print(f"{name} {version}: provisioning {users} users and their contacts")
@@ -231,6 +285,10 @@ def run_server(
         warnings = list(server.warnings)
         if server.left_running():
             warnings.append(f"{name} left processes running after it was stopped")
+        try:
+            server.close()
+        except Exception as error:  # reported, not raised: the figures still stand
+            warnings.append(f"{name} could not clean up after itself: {error}")
         for report in reports:
             report.version = version
             report.warnings.extend(warnings)
@@ -291,6 +349,7 @@ def run_all(
     repeat: int = 1,
     sm: Sequence[bool] = (False,),
     archive: Sequence[bool] = (False,),
+    backends: Backends | None = None,
 ) -> list[ServerReport]:
     with tempfile.TemporaryDirectory(prefix="chinwag-bench-", ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)
@@ -299,7 +358,7 @@ def run_all(
             report
             for name in servers
             for report in run_server(
-                name, scenarios, params, workdir, tls, log, repeat, sm, archive
+                name, scenarios, params, workdir, tls, log, repeat, sm, archive, backends
             )
         ]
 
@@ -427,6 +486,88 @@ def _change(before: float, after: float, unit: str) -> str:
     return f"{100 * (after - before) / before:+.1f} %"
 
 
+@dataclass(frozen=True)
+class ClusterFigure:
+    """One comparison between the cluster setups of a run, with its target if it has one."""
+
+    what: str
+    value: float
+    target: str = ""
+    met: bool | None = None
+
+    @property
+    def status(self) -> str:
+        if self.met is None:
+            return ""
+        if self.met:
+            return "met"
+        bound = float(self.target.split()[-1])
+        return f"missed by {100 * abs(self.value - bound) / bound:.0f} %"
+
+
+def cluster_figures(reports: Sequence[ServerReport]) -> list[ClusterFigure]:
+    """msg-sat's comparisons between the cluster setups that ran, for each variant (with
+    or without stream management, archiving)."""
+    figures: list[ClusterFigure] = []
+    variants = {(report.sm, report.archive) for report in reports if report.results}
+    for sm, archive in sorted(variants):
+        ran = {
+            report.name: report
+            for report in reports
+            if report.results and (report.sm, report.archive) == (sm, archive)
+        }
+        suffix = ("+sm" if sm else "") + ("+archive" if archive else "")
+        figures += _variant_figures(ran, suffix)
+    return figures
+
+
+def _variant_figures(ran: dict[str, ServerReport], suffix: str) -> list[ClusterFigure]:
+    def value(name: str, figure: str) -> float | None:
+        return _value(ran[name], "msg-sat", figure) if name in ran else None
+
+    figures: list[ClusterFigure] = []
+    rate = {name: value(name, "delivered") for name in (*CLUSTER_SETUPS, "ejabberd")}
+    local = value(BASELINE, "server CPU per message")
+    crossing = value(CROSSING, "server CPU per message")
+    redis = value(CROSSING, "Redis CPU per message")
+    if (over := _over(rate[CROSSING], rate[PEER_CLUSTER])) is not None:
+        what = f"msg-sat, every message crossing: {CROSSING}{suffix} / {PEER_CLUSTER}{suffix}"
+        figures.append(ClusterFigure(what, over, f"≥ {CROSSING_TARGET}", over >= CROSSING_TARGET))
+    if (cost := _over(crossing, local)) is not None:
+        what = f"CPU per message: {CROSSING}{suffix} (crossing) / {BASELINE}{suffix} (local)"
+        figures.append(ClusterFigure(what, cost, f"≤ {CPU_TARGET}", cost <= CPU_TARGET))
+        if (
+            crossing is not None
+            and redis is not None
+            and (with_redis := _over(crossing + redis, local))
+        ):
+            what = f"the same with Redis's CPU added to {CROSSING}{suffix}'s"
+            figures.append(ClusterFigure(what, with_redis))
+    for name, peer in ((CROSSING, BASELINE), (WORKERS, BASELINE), (PEER_CLUSTER, "ejabberd")):
+        if (over := _over(rate[name], rate[peer])) is not None:
+            figures.append(ClusterFigure(f"msg-sat: {name}{suffix} / {peer}{suffix}", over))
+    return figures
+
+
+def _over(mine: float | None, theirs: float | None) -> float | None:
+    return mine / theirs if mine is not None and theirs else None
+
+
+def cluster_table(reports: Sequence[ServerReport]) -> Table | None:
+    figures = cluster_figures(reports)
+    if not figures:
+        return None
+    table = Table(title="clusters: msg-sat against the targets", show_lines=False)
+    for column in ("comparison", "ratio", "target", "status"):
+        table.add_column(column, justify="right" if column == "ratio" else "left")
+    for figure in figures:
+        style = {True: "green", False: "red"}.get(figure.met, "default")
+        table.add_row(
+            figure.what, f"{figure.value:.2f}x", figure.target, f"[{style}]{figure.status}[/]"
+        )
+    return table
+
+
 def _count(report: ServerReport, scenario: str, attr: str) -> str:
     result = report.results.get(scenario)
     if result is None:
@@ -444,6 +585,8 @@ def print_report(
     smoke: bool = False,
 ) -> None:
     out.print(results_table(reports, scenarios))
+    if (clusters := cluster_table(reports)) is not None:
+        out.print(clusters)
     for switch in SWITCH_TITLES:
         if (changed := sm_table(reports, scenarios, switch)) is not None:
             out.print(changed)
@@ -509,6 +652,9 @@ def report_json(
         },
         "machine_speed_us": asdict(speed),
         "servers": {report.label: report.to_json() for report in reports},
+        "cluster": [
+            asdict(figure) | {"status": figure.status} for figure in cluster_figures(reports)
+        ],
     }
 
 
@@ -542,6 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.repeat,
         SM_MODES[args.sm],
         ARCHIVE_MODES[args.archive],
+        Backends(args.redis, args.postgres),
     )
     speed = MachineSpeed(before, calibration.measure())
     if args.json:

@@ -141,9 +141,17 @@ _RUNNING: set[ServerProcess] = set()
 class ServerProcess:
     """A server started as a child, in its own process group, logging to a file."""
 
-    def __init__(self, name: str, args: list[str], *, cwd: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        *,
+        cwd: Path,
+        env: dict[str, str],
+        log_name: str = "server.log",
+    ) -> None:
         self.name = name
-        self.log_path = cwd / "server.log"
+        self.log_path = cwd / log_name
         self._log: IO[bytes] = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.popen = subprocess.Popen(
             args,
@@ -218,12 +226,23 @@ def group_alive(pid: int) -> bool:
 # --- The servers -------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Backends:
+    """The Redis and PostgreSQL that chinwag's cluster setups use (``bench/clusters.py``);
+    the other servers need neither."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test"
+    """Any database of the server: each run creates a database of its own beside it."""
+
+
 class BenchServer(ABC):
     """One server under test, in its own working directory, on its own loopback port."""
 
     name: ClassVar[str]
 
-    def __init__(self, workdir: Path, tls: TlsFiles) -> None:
+    def __init__(self, workdir: Path, tls: TlsFiles, backends: Backends | None = None) -> None:
+        """``backends`` matter only to the setups that use them (``bench/clusters.py``)."""
         self.workdir = workdir / self.name
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.tls = tls
@@ -241,6 +260,11 @@ class BenchServer(ABC):
     @abstractmethod
     def version(cls) -> str: ...
 
+    @classmethod
+    def unavailable(cls, backends: Backends) -> str | None:
+        """Why the server cannot run here (not installed, a backend unreachable), or None."""
+        return None if cls.available() else "not installed"
+
     @abstractmethod
     def provision(self, users: int) -> None:
         """Create users u0..u{users-1} and the contact pairs among them."""
@@ -254,11 +278,22 @@ class BenchServer(ABC):
     def start(self, *, offline: bool = False, sm: bool = False, archive: bool = False) -> Target:
         """Start the server (offline storage on or off, stream management offered or
         not, archiving on or off where it can) and wait until it listens."""
+        self.launch(offline=offline, sm=sm, archive=archive)
+        return self.wait_until_listening()
+
+    def launch(self, *, offline: bool = False, sm: bool = False, archive: bool = False) -> None:
+        """Start the server's process, without waiting for it."""
         if self._process is not None:
             raise ServerError(f"{self.name} is already running")
         args, env = self._launch(offline=offline, sm=sm, archive=archive)
         self._process = ServerProcess(self.name, args, cwd=self.workdir, env=env)
         self._last_pid = self._process.pid
+
+    def wait_until_listening(self) -> Target:
+        """Once the launched server accepts connections, the target it is; stopped if
+        it does not."""
+        if self._process is None:
+            raise ServerError(f"{self.name} was not launched")
         try:
             self._process.wait_for_port(self.port, START_TIMEOUT_S)
         except BaseException:
@@ -271,9 +306,17 @@ class BenchServer(ABC):
             self._process.stop()
             self._process = None
 
+    @property
+    def pid(self) -> int:
+        """The process started last (0 before the first start)."""
+        return self._last_pid
+
     def left_running(self) -> bool:
         """Whether anything this server started is still alive after ``stop``."""
         return bool(self._last_pid) and group_alive(self._last_pid)
+
+    def close(self) -> None:  # noqa: B027 (most servers keep nothing elsewhere)
+        """Once stopped for good: remove what it keeps outside its working directory."""
 
     def log_tail(self) -> str:
         log = self.workdir / "server.log"
@@ -317,8 +360,8 @@ class Chinwag(BenchServer):
 
     name = "chinwag"
 
-    def __init__(self, workdir: Path, tls: TlsFiles) -> None:
-        super().__init__(workdir, tls)
+    def __init__(self, workdir: Path, tls: TlsFiles, backends: Backends | None = None) -> None:
+        super().__init__(workdir, tls, backends)
         self.config = self.workdir / "chinwag.toml"
         self.from_strangers = False
         self.archive = False
@@ -387,14 +430,17 @@ class Chinwag(BenchServer):
         return probe.returncode == 0
 
     def write_config(self) -> None:
-        direct_tls_port, http_port = self._extra_ports
+        self.config.write_text(self.config_text(self.port, *self._extra_ports))
+
+    def config_text(self, port: int, direct_tls_port: int, http_port: int) -> str:
+        """The TOML of a server listening on these ports."""
         text = f"""# generated by bench/servers.py for loopback benchmarks
 domain = {json.dumps(DOMAIN)}
 data_dir = {json.dumps(str(self.workdir / "data"))}
 
 [c2s]
 host = {json.dumps(HOST)}
-port = {self.port}
+port = {port}
 direct_tls_port = {direct_tls_port}
 require_tls = false
 
@@ -416,7 +462,7 @@ enabled = {json.dumps(self.archive)}
 """
         if self.from_strangers:
             text += "\n[messages]\nfrom_strangers = true\n"
-        self.config.write_text(text)
+        return text
 
 
 def _lua(value: str) -> str:
@@ -545,8 +591,8 @@ class Ejabberd(BenchServer):
 
     name = "ejabberd"
 
-    def __init__(self, workdir: Path, tls: TlsFiles) -> None:
-        super().__init__(workdir, tls)
+    def __init__(self, workdir: Path, tls: TlsFiles, backends: Backends | None = None) -> None:
+        super().__init__(workdir, tls, backends)
         self.node = f"bench{secrets.token_hex(4)}@localhost"
         self.cookie = secrets.token_hex(16)
         self.dist_port = free_port()
@@ -568,17 +614,26 @@ class Ejabberd(BenchServer):
         return package_version("ejabberd")
 
     def provision(self, users: int) -> None:
+        self.start(offline=False)
+        try:
+            self.register(users)
+        finally:
+            self.stop()
+
+    def register(self, users: int) -> None:
+        """On the running node: register the users and their contact pairs."""
         terms = self.workdir / "provision.terms"
         users_term = ",".join(f'{{<<"{n}">>,<<"{PASSWORD}">>}}' for n in _users(users))
         pairs_term = ",".join(f'{{<<"{a}">>,<<"{b}">>}}' for a, b in contact_pairs(users))
         terms.write_text(f"[{users_term}].\n[{pairs_term}].\n")
-        self.start(offline=False)
-        try:
-            args = [*self._erl_node(f"ctl{secrets.token_hex(3)}@localhost"), "-dist_listen"]
-            args += ["false", "-hidden", "-noinput", "-eval", self._provision_code(terms)]
-            _run(args, "ejabberd provisioning", cwd=self.workdir, env=self._env())
-        finally:
-            self.stop()
+        args = [*self._erl_node(self.control_node()), "-dist_listen", "false", "-hidden"]
+        args += ["-noinput", "-eval", self._provision_code(terms)]
+        _run(args, "ejabberd provisioning", cwd=self.workdir, env=self._env())
+
+    @staticmethod
+    def control_node() -> str:
+        """A fresh name for a short-lived node that drives the server, as ejabberdctl's."""
+        return f"ctl{secrets.token_hex(3)}@localhost"
 
     def _provision_code(self, terms: Path) -> str:
         """Erlang for the provisioning node: register every user and add both roster
