@@ -180,6 +180,7 @@ def serve(
     ] = None,
     node: Annotated[str | None, typer.Option("--node", hidden=True)] = None,
     reuse_port: Annotated[bool, typer.Option("--reuse-port", hidden=True)] = False,
+    supervisor: Annotated[int | None, typer.Option("--supervisor", hidden=True)] = None,
 ) -> None:
     """Run the server; SIGHUP (or 'chinwag reload') makes it read its settings file again,
     SIGUSR1 (or 'chinwag drain') sends its clients to another node and stops it."""
@@ -193,11 +194,13 @@ def serve(
     from chinwag.app import StartupError
     from chinwag.app import serve as serve_forever
     from chinwag.config import load_settings
-    from chinwag.workers import as_worker
+    from chinwag.workers import as_worker, die_with
 
     chosen = config_path(config)
     if workers is not None:
         _supervise(settings, workers, chosen)
+    if supervisor is not None:
+        die_with(supervisor)
     try:
         settings = as_worker(settings, node)
     except ValueError as error:

@@ -10,14 +10,18 @@ its start, and after ``MAX_QUICK_FAILURES`` such failures in a row the superviso
 up and stops them all. It passes SIGTERM, SIGINT, SIGHUP and SIGUSR1 on to every
 worker: they stop (those still running ``STOP_TIMEOUT_SECONDS`` later are killed),
 reload, or drain. A worker that stops cleanly (drained, say) is not started again, and
-the supervisor exits once every worker has stopped.
+the supervisor exits once every worker has stopped. A worker also stops (SIGTERM) when
+its supervisor dies however it dies, SIGKILL included, so that no worker outlives it
+holding the ports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -37,6 +41,8 @@ STOP_TIMEOUT_SECONDS = 60.0
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 ENDING = frozenset((signal.SIGTERM, signal.SIGINT))
 """Signals that stop the workers."""
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal a process gets when its parent dies."""
 
 
 def worker_names(node: str, count: int) -> list[str]:
@@ -57,9 +63,23 @@ def as_worker(settings: Settings, node: str | None) -> Settings:
 
 
 def serve_command(node: str, config: str | None) -> list[str]:
-    """The command line of the worker named ``node``."""
+    """The command line of the worker named ``node`` (this process supervises it)."""
     command = [sys.executable, "-m", "chinwag", "serve", "--node", node, "--reuse-port"]
+    command += ["--supervisor", str(os.getpid())]
     return command + (["--config", config] if config else [])
+
+
+def die_with(supervisor: int) -> None:
+    """Have this worker sent SIGTERM when ``supervisor``, its parent, dies (Linux); if it
+    has died already, stop now."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning(
+                "cannot ask to be stopped with the supervisor: errno %d", ctypes.get_errno()
+            )
+    if os.getppid() != supervisor:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class Supervisor:

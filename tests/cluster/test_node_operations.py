@@ -6,6 +6,7 @@ the module's PostgreSQL database and Redis key prefix."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -135,3 +136,38 @@ async def test_workers_are_nodes_that_share_the_ports(nodes: NodeProcesses) -> N
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
+
+
+async def test_workers_stop_when_their_supervisor_is_killed(nodes: NodeProcesses) -> None:
+    w = nodes.config("w")
+    env = {k: v for k, v in os.environ.items() if k != "CHINWAG_CONFIG"}
+    with w.log.open("ab") as log:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "chinwag", "serve", "--workers", "2", "--config", str(w.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env | {"PYTHONUNBUFFERED": "1"},
+            cwd=nodes.root,
+        )
+    pids: list[int] = []
+    try:
+        await eventually(lambda: w.output.count("add a user") == 2, 60)
+        pids = [int(pid) for pid in re.findall(r"worker w-\d started \(pid (\d+)\)", w.output)]
+        assert len(pids) == 2, w.output
+        supervisor.kill()
+        supervisor.wait(TIMEOUT)
+        await eventually(lambda: not any(running(pid) for pid in pids), TIMEOUT)
+    finally:
+        supervisor.kill()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not ended (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

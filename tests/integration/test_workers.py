@@ -83,6 +83,8 @@ def test_workers_are_nodes_named_after_the_configured_one() -> None:
         "--node",
         "a-2",
         "--reuse-port",
+        "--supervisor",
+        str(os.getpid()),
         "--config",
         "/etc/chinwag.toml",
     ]
