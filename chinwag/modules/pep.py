@@ -14,8 +14,9 @@ and ``open`` nodes). Capabilities are read from a resource's broadcast presence;
 unknown ``ver`` is asked of that client once (disco#info), its hash checked, and the
 answer cached by ``ver`` for every later presence of any client (a ``ver`` that does
 not match its answer, as asking for nothing). Nothing here runs
-on the message path: a publish walks the owner's online contacts, a first available
-presence reads the last items of the contacts it is subscribed to.
+on the message path: a publish walks the owner's online contacts, and a presence that
+brings new interest (the first available one, or new caps) reads the last items of the
+contacts it is subscribed to.
 """
 
 from __future__ import annotations
@@ -122,22 +123,24 @@ class Pep:
 
     def on_presence(self, routed: Routed) -> bool:
         """``presence/broadcast``, before the presence module: learn the client's caps,
-        and after a first available presence send it the last items it wants."""
+        and send the last items of the nodes it newly wants (XEP-0163 §4.3.1, §6.2): all
+        it wants at its first available presence, and those a later presence with other
+        caps adds ``+notify`` for."""
         session, stanza = routed.origin, routed.stanza
         if session is None or "type" in stanza.attrs:
             return False
         c = stanza.find("c", ns.CAPS)
         ver = c.get("ver") if c is not None else None
         initial = not session.available
+        before = frozenset() if initial else self.interest(session)
         if c is not None and ver and ver not in self.caps:
             learnt = self.learning.get(ver)
             if learnt is None:
                 learnt = self.learning[ver] = asyncio.Event()
                 self.api.spawn(self.learn(session, c, ver, learnt))
-            if initial:
-                self.api.spawn(self.send_last_items(session, learnt))
-        elif initial:
-            self.api.spawn(self.send_last_items(session))
+            self.api.spawn(self.send_last_items(session, before, learnt))
+        elif initial or self.caps.get(ver or "", frozenset()) - before:
+            self.api.spawn(self.send_last_items(session, before))
         return False
 
     async def learn(self, session: Session, c: Element, ver: str, learnt: asyncio.Event) -> None:
@@ -221,13 +224,16 @@ class Pep:
         for record in self.audience(owner, node, access_model):
             self.api.router.deliver(record, event_message(sender, record.jid, event.copy()))
 
-    async def send_last_items(self, session: Session, learnt: asyncio.Event | None = None) -> None:
-        """The newest item of each node the session wants, of its own account and of the
-        contacts it is subscribed to, readable by it (once its caps are ``learnt``)."""
+    async def send_last_items(
+        self, session: Session, before: frozenset[str], learnt: asyncio.Event | None = None
+    ) -> None:
+        """The newest item of each node the session wants and did not want ``before``,
+        of its own account and of the contacts it is subscribed to, readable by it
+        (once its caps are ``learnt``)."""
         if learnt is not None:
             await learnt.wait()
-        wanted = self.interest(session)
-        if not wanted:
+        wanted = self.interest(session) - before
+        if not wanted or not session.available:
             return
         roster = self.api.rosters.get(session.username)
         owners = [session.username, *(roster.subscribed_to() if roster is not None else ())]
