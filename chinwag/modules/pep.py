@@ -30,6 +30,12 @@ import logging
 from collections.abc import Awaitable, Iterable
 
 from chinwag.modules.disco import check_reach
+from chinwag.modules.private import (
+    BOOKMARKS,
+    LEGACY_BOOKMARKS,
+    legacy_bookmarks,
+    store_legacy_bookmarks,
+)
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
 from chinwag.server.routing import SessionRecord
@@ -102,6 +108,8 @@ AFFILIATIONS = ("member", "outcast", "none")
 """What an owner may make a JID (``none`` removes it); the account is the only owner."""
 MAX_AFFILIATIONS = 1000
 """JIDs affiliated with one node at most."""
+LEGACY_ITEM = "current"
+"""The id of the one item of XEP-0048 bookmarks in PEP (XEP-0223 §3)."""
 
 
 def pubsub_error(condition: StanzaCondition, specific: str, text: str = "") -> StanzaError:
@@ -449,9 +457,15 @@ class Pep:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND) from None
         stored = Element("item", ns.PUBSUB_EVENT, {"id": item_id}, [payload])
         affiliations = await self.store.affiliations(owner, node)
-        self.notify(owner, node, config.access_model, _items(node, [stored]), affiliations)
+        # XEP-0048 bookmarks in PEP hold the XEP-0402 node's conferences: the owner's alone.
+        access = "whitelist" if node == LEGACY_BOOKMARKS else config.access_model
+        self.notify(owner, node, access, _items(node, [stored]), affiliations)
         if node == ns.AVATAR_METADATA:
             await self.avatar_to_vcard(owner, payload)
+        elif node == LEGACY_BOOKMARKS and payload.tag == "storage":
+            await store_legacy_bookmarks(self.store, owner, payload, self.settings.max_items)
+        elif node == BOOKMARKS:
+            await self.notify_legacy_bookmarks(owner)
         reply = make_reply(iq)
         published = reply.add("pubsub", ns.PUBSUB).add("publish", attrs={"node": node})
         published.add("item", attrs={"id": item_id})
@@ -483,6 +497,8 @@ class Pep:
             event.add("retract", attrs={"id": item_id})
             affiliations = await self.store.affiliations(owner, node)
             self.notify(owner, node, config.access_model, event, affiliations)
+        if node == BOOKMARKS:
+            await self.notify_legacy_bookmarks(owner)
         return make_reply(iq)
 
     async def create(self, iq: Element, owner: str, node: str, options: dict[str, str]) -> Element:
@@ -560,6 +576,8 @@ class Pep:
         affiliations = await self.store.affiliations(owner, node)
         event = Element("purge", ns.PUBSUB_EVENT, {"node": node})
         self.notify(owner, node, config.access_model, event, affiliations)
+        if node == BOOKMARKS:
+            await self.notify_legacy_bookmarks(owner)
         return make_reply(iq)
 
     async def affiliations(self, iq: Element, owner: str, request: Element) -> Element:
@@ -618,6 +636,8 @@ class Pep:
     # --- XEP-0398: the vCard photo as an avatar, and an avatar as the vCard photo ----------
 
     async def node_config(self, owner: str, node: str) -> NodeConfig | None:
+        if node == LEGACY_BOOKMARKS and await self.store.node(owner, BOOKMARKS) is not None:
+            return NodeConfig("whitelist", 1)  # the owner's conferences: theirs alone
         config = await self.store.node(owner, node)
         if (
             config is None
@@ -630,6 +650,11 @@ class Pep:
     async def stored_items(
         self, owner: str, node: str, ids: list[str] | None, newest: int | None
     ) -> list[StoredItem]:
+        if node == LEGACY_BOOKMARKS:
+            storage = await self.legacy_bookmarks(owner)
+            if storage is not None:
+                found = [StoredItem(LEGACY_ITEM, storage.serialize())]
+                return [item for item in found if ids is None or item.item_id in ids]
         config = await self.store.node(owner, node)
         if config is not None or node not in (ns.AVATAR_DATA, ns.AVATAR_METADATA):
             return await self.store.items(owner, node, ids, newest)
@@ -637,6 +662,28 @@ class Pep:
         if avatar is None or (ids is not None and avatar[node].item_id not in ids):
             return []
         return [avatar[node]]
+
+    # --- XEP-0402 §5.3 #compat-pep: XEP-0048 bookmarks in PEP, in step with XEP-0402's ---------
+
+    async def legacy_bookmarks(self, owner: str) -> Element | None:
+        """The XEP-0048 storage that stands for the XEP-0402 node, when there is one:
+        its conferences, and the URLs last published to ``storage:bookmarks``."""
+        if await self.store.node(owner, BOOKMARKS) is None:
+            return None
+        published = await self.store.items(owner, LEGACY_BOOKMARKS, None, 1)
+        stored = [parse_stanza(item.payload) for item in published]
+        [storage] = await legacy_bookmarks(self.store, owner, stored)
+        return storage
+
+    async def notify_legacy_bookmarks(self, owner: str) -> None:
+        """The XEP-0402 node changed: the owner's resources that want
+        ``storage:bookmarks`` hear of it as XEP-0048 storage (a whitelisted node)."""
+        storage = await self.legacy_bookmarks(owner)
+        if storage is not None:
+            item = Element("item", ns.PUBSUB_EVENT, {"id": LEGACY_ITEM}, [storage])
+            self.notify(
+                owner, LEGACY_BOOKMARKS, "whitelist", _items(LEGACY_BOOKMARKS, [item]), None
+            )
 
     async def vcard_avatar(self, owner: str) -> dict[str, StoredItem] | None:
         """The profile's photo as the items of the two avatar nodes."""
@@ -760,6 +807,7 @@ def setup(api: ModuleAPI) -> None:
     api.add_account_identity("pubsub", "pep")
     for feature in (*PEP_FEATURES, ns.PEP_VCARD_CONVERSION):
         api.add_account_feature(feature)
+    api.add_account_feature(f"{BOOKMARKS}#compat-pep")
     api.add_feature(ns.PEP_VCARD_CONVERSION)
     api.iq_handler("get", ns.PUBSUB, "pubsub", pep.on_get, scope="account")
     api.iq_handler("set", ns.PUBSUB, "pubsub", pep.on_set, scope="account")
