@@ -12,13 +12,17 @@ feature they would need (XEP-0163 takes interest from caps).
 
 Who hears of an item is who wants it: a resource whose XEP-0115 capabilities list
 ``NODE+notify`` and that is the owner's, a member's or a subscribed contact's (for
-``presence`` and ``open`` nodes), never an outcast's. Capabilities are read from a resource's broadcast presence; an
-unknown ``ver`` is asked of that client once (disco#info), its hash checked, and the
-answer cached by ``ver`` for every later presence of any client (a ``ver`` that does
-not match its answer, as asking for nothing). Nothing here runs
-on the message path: a publish walks the owner's online contacts, and a presence that
-brings new interest (the first available one, or new caps) reads the last items of the
-contacts it is subscribed to.
+``presence`` and ``open`` nodes), never an outcast's. Capabilities are read from a
+resource's broadcast presence; an unknown ``ver`` is asked of that client once
+(disco#info), its hash checked, and the answer cached by ``ver`` for every later
+presence of any client (a ``ver`` that does not match its answer, as asking for
+nothing). Nothing here runs on the message path: a publish walks the owner's online
+contacts, and a presence that brings new interest (the first available one, or new
+caps) reads the last items of the contacts it is subscribed to.
+
+The XEP-0048 bookmarks of the ``storage:bookmarks`` node stand for the XEP-0402 node
+while there is one (``#compat-pep``): a publish there replaces the XEP-0402 items, a
+read is made from them, and a change to them is notified as XEP-0048 storage.
 """
 
 from __future__ import annotations
@@ -625,7 +629,7 @@ class Pep:
         bare = str(self.api.jid(owner))
         affiliations = await self.affiliations_of(requester, [owner])
         for node in await self.store.node_names(owner):
-            config = await self.store.node(owner, node)
+            config = await self.node_config(owner, node)
             affiliation = affiliations.get((owner, node))
             if config is not None and self.may_read(
                 requester, owner, config.access_model, affiliation

@@ -96,3 +96,25 @@ async def test_a_clients_empty_photo_is_kept(server: ServerHandle, new_client: N
     bob.send_raw("<presence><x xmlns='vcard-temp:x:update'><photo/></x></presence>")
 
     await hashes.expect(bob_full, "")
+
+
+async def test_directed_presence_carries_the_hash_too(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    assert server.app is not None
+    await server.app.services.profiles.set_fields("bob", photo=PNG, photo_type="image/png")
+    alice, _ = await pep_client(new_client, server, "alice")
+    statuses: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    alice.add_event_handler(
+        "presence_available",
+        lambda p: statuses.put_nowait(
+            (p["status"], p.xml.findtext(".//{vcard-temp:x:update}photo"))
+        ),
+    )
+    bob, _ = await pep_client(new_client, server, "bob")
+
+    bob.send_presence(pto=server.jid("alice", "desk"), pstatus="directed")
+
+    wanted = ("directed", hashlib.sha1(PNG).hexdigest())
+    while await asyncio.wait_for(statuses.get(), TIMEOUT) != wanted:
+        pass
