@@ -4,18 +4,25 @@ and XEP-0402 ask of it.
 
 Each account's nodes live in storage (``store/pep.py``): publish (auto-create, with
 publish-options checked as preconditions), retract, items (all, by id, newest n),
-create, configure and delete. Who may read a node is its access model: ``presence``
-(the default: the owner and contacts subscribed to the owner's presence), ``open``, or
-``whitelist`` (the owner alone).
+create, configure, delete, purge and affiliations. Who may read a node is its access
+model: ``presence`` (the default: the owner and contacts subscribed to the owner's
+presence), ``open``, or ``whitelist`` (the owner alone), and its affiliations: members
+read it whatever the model, outcasts never. Explicit subscriptions are refused with the
+feature they would need (XEP-0163 takes interest from caps).
 
 Who hears of an item is who wants it: a resource whose XEP-0115 capabilities list
-``NODE+notify`` and that is the owner's or a subscribed contact's (for ``presence``
-and ``open`` nodes). Capabilities are read from a resource's broadcast presence; an
-unknown ``ver`` is asked of that client once (disco#info), its hash checked, and the
-answer cached by ``ver`` for every later presence of any client (a ``ver`` that does
-not match its answer, as asking for nothing). Nothing here runs
-on the message path: a publish walks the owner's online contacts, a first available
-presence reads the last items of the contacts it is subscribed to.
+``NODE+notify`` and that is the owner's, a member's or a subscribed contact's (for
+``presence`` and ``open`` nodes), never an outcast's. Capabilities are read from a
+resource's broadcast presence; an unknown ``ver`` is asked of that client once
+(disco#info), its hash checked, and the answer cached by ``ver`` for every later
+presence of any client (a ``ver`` that does not match its answer, as asking for
+nothing). Nothing here runs on the message path: a publish walks the owner's online
+contacts, and a presence that brings new interest (the first available one, or new
+caps) reads the last items of the contacts it is subscribed to.
+
+The XEP-0048 bookmarks of the ``storage:bookmarks`` node stand for the XEP-0402 node
+while there is one (``#compat-pep``): a publish there replaces the XEP-0402 items, a
+read is made from them, and a change to them is notified as XEP-0048 storage.
 """
 
 from __future__ import annotations
@@ -27,6 +34,12 @@ import logging
 from collections.abc import Awaitable, Iterable
 
 from chinwag.modules.disco import check_reach
+from chinwag.modules.private import (
+    BOOKMARKS,
+    LEGACY_BOOKMARKS,
+    legacy_bookmarks,
+    store_legacy_bookmarks,
+)
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
 from chinwag.server.routing import SessionRecord
@@ -38,7 +51,7 @@ from chinwag.xmpp.caps import verification_string
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
 from chinwag.xmpp.ids import random_hex
-from chinwag.xmpp.jid import JID
+from chinwag.xmpp.jid import JID, InvalidJID
 from chinwag.xmpp.stanza import make_reply
 from chinwag.xmpp.xml import parse_stanza
 
@@ -47,9 +60,10 @@ SPEC = Spec(
     "Personal Eventing Protocol, on a Publish-Subscribe subset",
     "supported",
     "publish (auto-create, publish-options as preconditions), retract with notify, items "
-    "(all, by id, max_items), create, configure, delete; access models presence, open, "
-    "whitelist; +notify from XEP-0115 caps; last item on available presence; items kept "
-    "in SQL, `[pep] max_items` per node and `max_payload_bytes` per item",
+    "(all, by id, max_items), create, configure, default, delete, purge, affiliations "
+    "(member, outcast); access models presence, open, whitelist; +notify from XEP-0115 "
+    "caps; last item on available presence and on new +notify; no subscriptions; items "
+    "kept in SQL, `[pep] max_items` per node and `max_payload_bytes` per item",
 )
 
 log = logging.getLogger(__name__)
@@ -70,18 +84,58 @@ NODE_FEATURES = (
     "filtered-notifications",
     "item-ids",
     "last-published",
+    "member-affiliation",
+    "modify-affiliations",
     "multi-items",
+    "outcast-affiliation",
     "persistent-items",
     "publish",
     "publish-options",
+    "purge-nodes",
     "retract-items",
+    "retrieve-affiliations",
+    "retrieve-default",
     "retrieve-items",
 )
 PEP_FEATURES = (ns.PUBSUB, *(f"{ns.PUBSUB}#{name}" for name in NODE_FEATURES))
+UNSUPPORTED = {
+    (ns.PUBSUB, "subscribe"): "subscribe",
+    (ns.PUBSUB, "unsubscribe"): "subscribe",
+    (ns.PUBSUB, "options"): "subscription-options",
+    (ns.PUBSUB, "default"): "retrieve-default-sub",
+    (ns.PUBSUB, "subscriptions"): "retrieve-subscriptions",
+    (ns.PUBSUB_OWNER, "subscriptions"): "manage-subscriptions",
+}
+"""Requests of XEP-0060 that PEP answers with ``<feature-not-implemented/>`` and the
+feature they would need: interest comes from XEP-0115 caps, not subscriptions."""
+AFFILIATIONS = ("member", "outcast", "none")
+"""What an owner may make a JID (``none`` removes it); the account is the only owner."""
+MAX_AFFILIATIONS = 1000
+"""JIDs affiliated with one node at most."""
+LEGACY_ITEM = "current"
+"""The id of the one item of XEP-0048 bookmarks in PEP (XEP-0223 §3)."""
 
 
 def pubsub_error(condition: StanzaCondition, specific: str, text: str = "") -> StanzaError:
     return StanzaError(condition, text, application=Element(specific, ns.PUBSUB_ERRORS))
+
+
+def unsupported(feature: str) -> StanzaError:
+    """XEP-0060's answer to a request the service does not implement."""
+    application = Element("unsupported", ns.PUBSUB_ERRORS, {"feature": feature})
+    return StanzaError(StanzaCondition.FEATURE_NOT_IMPLEMENTED, application=application)
+
+
+def request_of(iq: Element) -> Element:
+    """The request a ``<pubsub/>`` carries (its first child), refused when unsupported."""
+    pubsub = iq.first_element()
+    request = pubsub.first_element() if pubsub is not None else None
+    if request is None:
+        raise StanzaError(StanzaCondition.BAD_REQUEST, "an empty pubsub request")
+    feature = UNSUPPORTED.get((request.ns, request.tag))
+    if feature is not None:
+        raise unsupported(feature)
+    return request
 
 
 def form_values(form: Element | None) -> dict[str, str]:
@@ -122,22 +176,24 @@ class Pep:
 
     def on_presence(self, routed: Routed) -> bool:
         """``presence/broadcast``, before the presence module: learn the client's caps,
-        and after a first available presence send it the last items it wants."""
+        and send the last items of the nodes it newly wants (XEP-0163 §4.3.1, §6.2): all
+        it wants at its first available presence, and those a later presence with other
+        caps adds ``+notify`` for."""
         session, stanza = routed.origin, routed.stanza
         if session is None or "type" in stanza.attrs:
             return False
         c = stanza.find("c", ns.CAPS)
         ver = c.get("ver") if c is not None else None
         initial = not session.available
+        before = frozenset() if initial else self.interest(session)
         if c is not None and ver and ver not in self.caps:
             learnt = self.learning.get(ver)
             if learnt is None:
                 learnt = self.learning[ver] = asyncio.Event()
                 self.api.spawn(self.learn(session, c, ver, learnt))
-            if initial:
-                self.api.spawn(self.send_last_items(session, learnt))
-        elif initial:
-            self.api.spawn(self.send_last_items(session))
+            self.api.spawn(self.send_last_items(session, before, learnt))
+        elif initial or self.caps.get(ver or "", frozenset()) - before:
+            self.api.spawn(self.send_last_items(session, before))
         return False
 
     async def learn(self, session: Session, c: Element, ver: str, learnt: asyncio.Event) -> None:
@@ -183,10 +239,15 @@ class Pep:
 
     # --- who may read, who hears -------------------------------------------------------------
 
-    def may_read(self, requester: JID, owner: str, access_model: str) -> bool:
+    def may_read(
+        self, requester: JID, owner: str, access_model: str, affiliation: str | None = None
+    ) -> bool:
+        """The owner, members and, unless they are outcasts, those the access model lets in."""
         if requester.local == owner and requester.domain == self.domain:
             return True
-        if access_model == "open":
+        if affiliation == "outcast":
+            return False
+        if affiliation == "member" or access_model == "open":
             return True
         if access_model == "presence":
             roster = self.api.rosters.get(requester.local or "")
@@ -194,45 +255,79 @@ class Pep:
             return item is not None and item.subscription in ("to", "both")
         return False
 
-    def check_read(self, requester: JID, owner: str, config: NodeConfig) -> None:
-        if self.may_read(requester, owner, config.access_model):
+    def check_read(
+        self, requester: JID, owner: str, config: NodeConfig, affiliation: str | None
+    ) -> None:
+        if self.may_read(requester, owner, config.access_model, affiliation):
             return
+        if affiliation == "outcast":
+            raise StanzaError(StanzaCondition.FORBIDDEN, "an outcast of this node")
         if config.access_model == "presence":
             raise pubsub_error(StanzaCondition.NOT_AUTHORIZED, "presence-subscription-required")
         raise pubsub_error(StanzaCondition.NOT_ALLOWED, "closed-node")
 
-    def audience(self, owner: str, node: str, access_model: str) -> list[SessionRecord]:
-        """The available resources that hear of ``node``'s items."""
+    async def affiliations_of(
+        self, requester: JID, owners: list[str]
+    ) -> dict[tuple[str, str], str]:
+        """The requester's affiliations with the nodes of ``owners`` (none with its own)."""
+        others = [owner for owner in owners if JID(owner, self.domain) != requester.bare]
+        return await self.store.affiliations_of(str(requester.bare), others)
+
+    def audience(
+        self, owner: str, node: str, access_model: str, affiliations: dict[str, str]
+    ) -> list[SessionRecord]:
+        """The available resources that hear of ``node``'s items: the owner's, contacts'
+        (unless whitelisted) and members', outcasts' never."""
         router = self.api.router
         users = [owner]
         if access_model != "whitelist":
             roster = self.api.rosters.get(owner)
             if roster is not None:
                 users.extend(roster.subscribed_from())
+        for jid, affiliation in affiliations.items():
+            member = JID.parse(jid)
+            if affiliation == "member" and member.domain == self.domain and member.local:
+                users.append(member.local)
         found = []
-        for user in users:
+        for user in dict.fromkeys(users):
+            if affiliations.get(str(self.api.jid(user))) == "outcast":
+                continue
             for record in router.resources(self.api.jid(user)):
                 if record.available and node in self.interest(record):
                     found.append(record)
         return found
 
-    def notify(self, owner: str, node: str, access_model: str, event: Element) -> None:
+    def notify(
+        self,
+        owner: str,
+        node: str,
+        access_model: str,
+        event: Element,
+        affiliations: dict[str, str] | None,
+    ) -> None:
         sender = self.api.jid(owner)
-        for record in self.audience(owner, node, access_model):
+        for record in self.audience(owner, node, access_model, affiliations or {}):
             self.api.router.deliver(record, event_message(sender, record.jid, event.copy()))
 
-    async def send_last_items(self, session: Session, learnt: asyncio.Event | None = None) -> None:
-        """The newest item of each node the session wants, of its own account and of the
-        contacts it is subscribed to, readable by it (once its caps are ``learnt``)."""
+    async def send_last_items(
+        self, session: Session, before: frozenset[str], learnt: asyncio.Event | None = None
+    ) -> None:
+        """The newest item of each node the session wants and did not want ``before``,
+        of its own account and of the contacts it is subscribed to, readable by it
+        (once its caps are ``learnt``)."""
         if learnt is not None:
             await learnt.wait()
-        wanted = self.interest(session)
-        if not wanted:
+        wanted = self.interest(session) - before
+        if not wanted or not session.available:
             return
         roster = self.api.rosters.get(session.username)
         owners = [session.username, *(roster.subscribed_to() if roster is not None else ())]
+        affiliations = await self.affiliations_of(session.jid, owners)
         for last in await self.store.last_items(owners):
-            if last.node in wanted and self.may_read(session.jid, last.owner, last.access_model):
+            affiliation = affiliations.get((last.owner, last.node))
+            if last.node in wanted and self.may_read(
+                session.jid, last.owner, last.access_model, affiliation
+            ):
                 event = items_element(last.node, [last.item])
                 sender = self.api.jid(last.owner)
                 self.api.router.deliver(session, event_message(sender, session.jid, event))
@@ -250,19 +345,20 @@ class Pep:
 
     def on_get(self, iq: Element) -> Awaitable[Element]:
         requester, owner = self.target(iq)
-        pubsub = iq.first_element()
-        assert pubsub is not None
-        items = pubsub.find("items", ns.PUBSUB)
-        if items is None or not items.get("node"):
+        request = request_of(iq)
+        if request.tag == "affiliations":
+            return self.own_affiliations(iq, requester, owner, request.get("node"))
+        if request.tag != "items" or not request.get("node"):
             raise StanzaError(StanzaCondition.FEATURE_NOT_IMPLEMENTED, "only items are served")
-        return self.get_items(iq, requester, owner, items)
+        return self.get_items(iq, requester, owner, request)
 
     async def get_items(self, iq: Element, requester: JID, owner: str, items: Element) -> Element:
         node = items.get("node") or ""
         config = await self.node_config(owner, node)
         if config is None:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
-        self.check_read(requester, owner, config)
+        affiliations = await self.affiliations_of(requester, [owner])
+        self.check_read(requester, owner, config, affiliations.get((owner, node)))
         ids = [i.get("id") or "" for i in items.find_all("item", ns.PUBSUB)] or None
         newest = None
         if items.get("max_items"):
@@ -277,9 +373,26 @@ class Pep:
         reply.add("pubsub", ns.PUBSUB).append(items_element(node, found, ns.PUBSUB))
         return reply
 
+    async def own_affiliations(
+        self, iq: Element, requester: JID, owner: str, node: str | None
+    ) -> Element:
+        """XEP-0060 §5.7: the requester's affiliations with the account's nodes."""
+        if requester.local == owner:
+            found = {name: "owner" for name in await self.store.node_names(owner)}
+        else:
+            mine = await self.affiliations_of(requester, [owner])
+            found = {name: affiliation for (_, name), affiliation in mine.items()}
+        reply = make_reply(iq)
+        listed = reply.add("pubsub", ns.PUBSUB).add("affiliations")
+        for name, affiliation in sorted(found.items()):
+            if node is None or name == node:
+                listed.add("affiliation", attrs={"node": name, "affiliation": affiliation})
+        return reply
+
     def owned(self, iq: Element) -> tuple[str, Element]:
         """The owner and the ``<pubsub/>`` of a request only the owner may make."""
         requester, owner = self.target(iq)
+        request_of(iq)
         if requester.local != owner:
             raise StanzaError(StanzaCondition.FORBIDDEN, "only the owner changes their nodes")
         pubsub = iq.first_element()
@@ -347,9 +460,16 @@ class Pep:
         except NoSuchAccount:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND) from None
         stored = Element("item", ns.PUBSUB_EVENT, {"id": item_id}, [payload])
-        self.notify(owner, node, config.access_model, _items(node, [stored]))
+        affiliations = await self.store.affiliations(owner, node)
+        # XEP-0048 bookmarks in PEP hold the XEP-0402 node's conferences: the owner's alone.
+        access = "whitelist" if node == LEGACY_BOOKMARKS else config.access_model
+        self.notify(owner, node, access, _items(node, [stored]), affiliations)
         if node == ns.AVATAR_METADATA:
             await self.avatar_to_vcard(owner, payload)
+        elif node == LEGACY_BOOKMARKS and payload.tag == "storage":
+            await store_legacy_bookmarks(self.store, owner, payload, self.settings.max_items)
+        elif node == BOOKMARKS:
+            await self.notify_legacy_bookmarks(owner)
         reply = make_reply(iq)
         published = reply.add("pubsub", ns.PUBSUB).add("publish", attrs={"node": node})
         published.add("item", attrs={"id": item_id})
@@ -379,7 +499,10 @@ class Pep:
         if retract.get("notify") in ("1", "true"):
             event = Element("items", ns.PUBSUB_EVENT, {"node": node})
             event.add("retract", attrs={"id": item_id})
-            self.notify(owner, node, config.access_model, event)
+            affiliations = await self.store.affiliations(owner, node)
+            self.notify(owner, node, config.access_model, event, affiliations)
+        if node == BOOKMARKS:
+            await self.notify_legacy_bookmarks(owner)
         return make_reply(iq)
 
     async def create(self, iq: Element, owner: str, node: str, options: dict[str, str]) -> Element:
@@ -391,16 +514,32 @@ class Pep:
             raise StanzaError(StanzaCondition.CONFLICT, "the node exists")
         return make_reply(iq)
 
-    # --- owner requests (configure, delete) ------------------------------------------------
+    # --- owner requests (configure, default, delete, purge, affiliations) --------------------
 
     def on_owner(self, iq: Element) -> Awaitable[Element]:
         owner, pubsub = self.owned(iq)
-        configure = pubsub.find("configure", ns.PUBSUB_OWNER)
-        if configure is not None and configure.get("node"):
-            return self.configure(iq, owner, configure)
-        delete = pubsub.find("delete", ns.PUBSUB_OWNER)
-        if delete is not None and delete.get("node") and iq.attrs.get("type") == "set":
-            return self.delete(iq, owner, delete.get("node") or "")
+        is_set = iq.attrs.get("type") == "set"
+        request = pubsub.first_element()
+        assert request is not None
+        if request.ns != ns.PUBSUB_OWNER:
+            raise StanzaError(StanzaCondition.BAD_REQUEST, "not an owner request")
+        node = request.get("node") or ""
+        if request.tag == "default" and not is_set:
+            return self.default_config(iq)
+        if not node:
+            raise pubsub_error(StanzaCondition.BAD_REQUEST, "nodeid-required")
+        if request.tag == "configure":
+            return self.configure(iq, owner, request)
+        if request.tag == "affiliations":
+            return (
+                self.affiliations(iq, owner, request)
+                if not is_set
+                else self.affiliate(iq, owner, request)
+            )
+        if request.tag == "delete" and is_set:
+            return self.delete(iq, owner, node)
+        if request.tag == "purge" and is_set:
+            return self.purge(iq, owner, node)
         raise StanzaError(StanzaCondition.FEATURE_NOT_IMPLEMENTED, "not served on PEP")
 
     async def configure(self, iq: Element, owner: str, configure: Element) -> Element:
@@ -417,13 +556,61 @@ class Pep:
         shown.append(config_form(config))
         return reply
 
+    async def default_config(self, iq: Element) -> Element:
+        """XEP-0060 §8.3: the configuration a node is made with."""
+        reply = make_reply(iq)
+        shown = reply.add("pubsub", ns.PUBSUB_OWNER).add("default")
+        shown.append(config_form(self.config_from({})))
+        return reply
+
     async def delete(self, iq: Element, owner: str, node: str) -> Element:
         config = await self.store.node(owner, node)
+        affiliations = await self.store.affiliations(owner, node)
         if config is None or not await self.store.delete_node(owner, node):
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
-        self.notify(
-            owner, node, config.access_model, Element("delete", ns.PUBSUB_EVENT, {"node": node})
-        )
+        event = Element("delete", ns.PUBSUB_EVENT, {"node": node})
+        self.notify(owner, node, config.access_model, event, affiliations)
+        return make_reply(iq)
+
+    async def purge(self, iq: Element, owner: str, node: str) -> Element:
+        """XEP-0060 §8.5: every item goes; those who hear of the node get ``<purge/>``."""
+        config = await self.store.node(owner, node)
+        if config is None or not await self.store.purge(owner, node):
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
+        affiliations = await self.store.affiliations(owner, node)
+        event = Element("purge", ns.PUBSUB_EVENT, {"node": node})
+        self.notify(owner, node, config.access_model, event, affiliations)
+        if node == BOOKMARKS:
+            await self.notify_legacy_bookmarks(owner)
+        return make_reply(iq)
+
+    async def affiliations(self, iq: Element, owner: str, request: Element) -> Element:
+        """XEP-0060 §8.9.1: the node's affiliations, the owner's first."""
+        node = request.get("node") or ""
+        found = await self.store.affiliations(owner, node)
+        if found is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
+        reply = make_reply(iq)
+        listed = reply.add("pubsub", ns.PUBSUB_OWNER).add("affiliations", attrs={"node": node})
+        for jid, affiliation in {str(self.api.jid(owner)): "owner", **found}.items():
+            listed.add("affiliation", attrs={"jid": jid, "affiliation": affiliation})
+        return reply
+
+    async def affiliate(self, iq: Element, owner: str, request: Element) -> Element:
+        """XEP-0060 §8.9.2: make bare JIDs members or outcasts, or neither (``none``)."""
+        node = request.get("node") or ""
+        changes = affiliation_changes(request, self.api.jid(owner))
+        found = await self.store.affiliations(owner, node)
+        if found is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
+        kept = {jid for jid, affiliation in {**found, **changes}.items() if affiliation != "none"}
+        if len(kept) > MAX_AFFILIATIONS:
+            raise StanzaError(
+                StanzaCondition.NOT_ACCEPTABLE,
+                f"a node has at most {MAX_AFFILIATIONS} affiliated JIDs",
+            )
+        if not await self.store.set_affiliations(owner, node, changes):
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
         return make_reply(iq)
 
     # --- disco#items on the account ---------------------------------------------------------
@@ -440,15 +627,21 @@ class Pep:
         reply = make_reply(iq)
         listed = reply.add("query", ns.DISCO_ITEMS)
         bare = str(self.api.jid(owner))
+        affiliations = await self.affiliations_of(requester, [owner])
         for node in await self.store.node_names(owner):
-            config = await self.store.node(owner, node)
-            if config is not None and self.may_read(requester, owner, config.access_model):
+            config = await self.node_config(owner, node)
+            affiliation = affiliations.get((owner, node))
+            if config is not None and self.may_read(
+                requester, owner, config.access_model, affiliation
+            ):
                 listed.add("item", attrs={"jid": bare, "node": node})
         return reply
 
     # --- XEP-0398: the vCard photo as an avatar, and an avatar as the vCard photo ----------
 
     async def node_config(self, owner: str, node: str) -> NodeConfig | None:
+        if node == LEGACY_BOOKMARKS and await self.store.node(owner, BOOKMARKS) is not None:
+            return NodeConfig("whitelist", 1)  # the owner's conferences: theirs alone
         config = await self.store.node(owner, node)
         if (
             config is None
@@ -461,6 +654,11 @@ class Pep:
     async def stored_items(
         self, owner: str, node: str, ids: list[str] | None, newest: int | None
     ) -> list[StoredItem]:
+        if node == LEGACY_BOOKMARKS:
+            storage = await self.legacy_bookmarks(owner)
+            if storage is not None:
+                found = [StoredItem(LEGACY_ITEM, storage.serialize())]
+                return [item for item in found if ids is None or item.item_id in ids]
         config = await self.store.node(owner, node)
         if config is not None or node not in (ns.AVATAR_DATA, ns.AVATAR_METADATA):
             return await self.store.items(owner, node, ids, newest)
@@ -468,6 +666,28 @@ class Pep:
         if avatar is None or (ids is not None and avatar[node].item_id not in ids):
             return []
         return [avatar[node]]
+
+    # --- XEP-0402 §5.3 #compat-pep: XEP-0048 bookmarks in PEP, in step with XEP-0402's ---------
+
+    async def legacy_bookmarks(self, owner: str) -> Element | None:
+        """The XEP-0048 storage that stands for the XEP-0402 node, when there is one:
+        its conferences, and the URLs last published to ``storage:bookmarks``."""
+        if await self.store.node(owner, BOOKMARKS) is None:
+            return None
+        published = await self.store.items(owner, LEGACY_BOOKMARKS, None, 1)
+        stored = [parse_stanza(item.payload) for item in published]
+        [storage] = await legacy_bookmarks(self.store, owner, stored)
+        return storage
+
+    async def notify_legacy_bookmarks(self, owner: str) -> None:
+        """The XEP-0402 node changed: the owner's resources that want
+        ``storage:bookmarks`` hear of it as XEP-0048 storage (a whitelisted node)."""
+        storage = await self.legacy_bookmarks(owner)
+        if storage is not None:
+            item = Element("item", ns.PUBSUB_EVENT, {"id": LEGACY_ITEM}, [storage])
+            self.notify(
+                owner, LEGACY_BOOKMARKS, "whitelist", _items(LEGACY_BOOKMARKS, [item]), None
+            )
 
     async def vcard_avatar(self, owner: str) -> dict[str, StoredItem] | None:
         """The profile's photo as the items of the two avatar nodes."""
@@ -522,6 +742,25 @@ def event_message(sender: JID, to: JID, event: Element) -> Element:
     return message
 
 
+def affiliation_changes(request: Element, owner: JID) -> dict[str, str]:
+    """The affiliations an owner's request sets, by bare JID (§8.9.2.4's errors)."""
+    changes = {}
+    for entry in request.find_all("affiliation", ns.PUBSUB_OWNER):
+        affiliation = entry.get("affiliation") or ""
+        try:
+            jid = JID.parse(entry.get("jid") or "").bare
+        except InvalidJID:
+            raise StanzaError(StanzaCondition.JID_MALFORMED, "not a JID") from None
+        if affiliation in ("publisher", "publish-only"):
+            raise unsupported(f"{affiliation}-affiliation")
+        if jid == owner or affiliation == "owner":
+            raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "the account is the only owner")
+        if affiliation not in AFFILIATIONS:
+            raise StanzaError(StanzaCondition.BAD_REQUEST, f"no affiliation {affiliation!r}")
+        changes[str(jid)] = affiliation
+    return changes
+
+
 def notify_nodes(query: Element) -> frozenset[str]:
     """The nodes a disco#info answer asks notifications of (``NODE+notify`` features)."""
     return frozenset(
@@ -572,6 +811,7 @@ def setup(api: ModuleAPI) -> None:
     api.add_account_identity("pubsub", "pep")
     for feature in (*PEP_FEATURES, ns.PEP_VCARD_CONVERSION):
         api.add_account_feature(feature)
+    api.add_account_feature(f"{BOOKMARKS}#compat-pep")
     api.add_feature(ns.PEP_VCARD_CONVERSION)
     api.iq_handler("get", ns.PUBSUB, "pubsub", pep.on_get, scope="account")
     api.iq_handler("set", ns.PUBSUB, "pubsub", pep.on_set, scope="account")

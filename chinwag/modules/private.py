@@ -12,7 +12,7 @@ from collections.abc import Awaitable
 
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.store.accounts import NoSuchAccount
-from chinwag.store.pep import NodeConfig, StoredItem
+from chinwag.store.pep import NodeConfig, PepRepository, StoredItem
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
@@ -76,25 +76,12 @@ class PrivateStorage:
         query = reply.add("query", ns.PRIVATE)
         elements = list(parse_stanza(stored).elements()) if stored is not None else []
         if namespace == LEGACY_BOOKMARKS:
-            elements = await self.legacy_bookmarks(username, elements)
+            elements = await legacy_bookmarks(self.store, username, elements)
         if not elements:
             query.add(asked.tag, namespace)
         for element in elements:
             query.append(element)
         return reply
-
-    async def legacy_bookmarks(self, username: str, stored: list[Element]) -> list[Element]:
-        """XEP-0402 §5.3: the XEP-0048 storage with the conferences of the XEP-0402 node,
-        when there is one, and the URLs last stored here."""
-        if await self.store.node(username, BOOKMARKS) is None:
-            return stored
-        storage = Element("storage", LEGACY_BOOKMARKS)
-        for item in await self.store.items(username, BOOKMARKS, None, None):
-            storage.append(legacy_conference(item.item_id, parse_stanza(item.payload)))
-        for element in stored:
-            for url in element.find_all("url", LEGACY_BOOKMARKS):
-                storage.append(url)
-        return [storage]
 
     def on_set(self, iq: Element) -> Awaitable[Element]:
         username, children = self.owner(iq)
@@ -114,21 +101,47 @@ class PrivateStorage:
             for namespace, text in fragments.items():
                 await self.store.set_private(username, namespace, text)
             if LEGACY_BOOKMARKS in fragments:
-                await self.store.replace_items(
-                    username,
-                    BOOKMARKS,
-                    NodeConfig("whitelist", self.max_items),
-                    bookmark_items(parse_stanza(fragments[LEGACY_BOOKMARKS])),
+                await store_legacy_bookmarks(
+                    self.store, username, parse_stanza(fragments[LEGACY_BOOKMARKS]), self.max_items
                 )
         except NoSuchAccount:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND) from None
         return make_reply(iq)
 
 
+async def legacy_bookmarks(
+    store: PepRepository, username: str, stored: list[Element]
+) -> list[Element]:
+    """XEP-0402 §5.3: the XEP-0048 storage with the conferences of the XEP-0402 node,
+    when there is one, and the URLs of the ``stored`` XEP-0048 storage (the elements
+    last stored in private storage or in the ``storage:bookmarks`` PEP node)."""
+    if await store.node(username, BOOKMARKS) is None:
+        return stored
+    storage = Element("storage", LEGACY_BOOKMARKS)
+    for item in await store.items(username, BOOKMARKS, None, None):
+        storage.append(legacy_conference(item.item_id, parse_stanza(item.payload)))
+    for element in stored:
+        for url in element.find_all("url", LEGACY_BOOKMARKS):
+            storage.append(url)
+    return [storage]
+
+
+async def store_legacy_bookmarks(
+    store: PepRepository, username: str, storage: Element, max_items: int
+) -> None:
+    """XEP-0402 §5.3: XEP-0048 bookmarks stored anywhere become all the items of the
+    XEP-0402 node (made ``whitelist`` if absent). Raises NoSuchAccount."""
+    await store.replace_items(
+        username, BOOKMARKS, NodeConfig("whitelist", max_items), bookmark_items(storage)
+    )
+
+
 def bookmark_items(query: Element) -> list[StoredItem]:
-    """XEP-0402 §5.3: the conferences of XEP-0048 storage as items of the PEP node."""
+    """XEP-0402 §5.3: the conferences of the XEP-0048 storage in ``query`` (or of
+    ``query`` itself, a ``<storage/>``) as items of the PEP node."""
     items = []
-    for storage in query.find_all("storage", LEGACY_BOOKMARKS):
+    storages = [query] if query.tag == "storage" else query.find_all("storage", LEGACY_BOOKMARKS)
+    for storage in storages:
         for conference in storage.find_all("conference", LEGACY_BOOKMARKS):
             room = conference.get("jid")
             if not room:

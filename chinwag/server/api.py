@@ -198,9 +198,10 @@ class ModuleAPI:
         """Send a server-generated stanza through the whole pipeline, as if received."""
         self._host.dispatcher.deliver(stanza, to)
 
-    def dispatch(self, stanza: Element, to: JID, origin: Session | None) -> None:
+    def dispatch(self, stanza: Element, to: JID | None, origin: Session | None) -> None:
         """Dispatch ``stanza`` again as ``origin`` sent it (None: the server): a
-        ``route/before`` handler that took it to wait for storage sends it on so."""
+        ``route/before`` handler that took it to wait for storage sends it on so, and
+        presence ``to`` None is the session's broadcast presence sent again."""
         self._host.dispatcher.dispatch(stanza, to, origin)
 
 

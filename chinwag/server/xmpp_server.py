@@ -78,6 +78,7 @@ DEFAULT_MODULES = (
     "chatstates",
     "csi",
     "vcard",
+    "avatars",
     "pep",
     "private",
     "register",

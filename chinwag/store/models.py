@@ -291,6 +291,22 @@ class PepItem(Base):
     published_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
+class PepAffiliation(Base):
+    """A JID's affiliation with a PEP node (XEP-0060 §8.9) other than its owner's:
+    ``member`` (may read, whatever the access model) or ``outcast`` (may not).
+
+    No unique index, as for blocked JIDs: the repository keeps each bare JID once per
+    node, in the transaction that sets it.
+    """
+
+    __tablename__ = "pep_affiliations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("pep_nodes.id", ondelete="CASCADE"), index=True)
+    jid: Mapped[str] = mapped_column(Text)
+    affiliation: Mapped[str] = mapped_column(String(16))
+
+
 class PrivateXml(Base):
     """One XML element an account keeps in private storage (XEP-0049), by namespace."""
 

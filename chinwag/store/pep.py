@@ -4,7 +4,9 @@ A node belongs to an account and keeps its access model and its bound on items; 
 item is its id and its payload as XML text. Items are rows with growing ids, so the
 newest row of a node is its last published item; publishing an id again replaces the
 item and makes it the newest. Every write runs in one transaction; a node holds at
-most its ``max_items`` newest items.
+most its ``max_items`` newest items. Bare JIDs other than the owner's may be
+affiliated with a node (``member`` or ``outcast``, XEP-0060 §8.9); their rows go with
+the node.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chinwag.store.accounts import NoSuchAccount
 from chinwag.store.db import Database
-from chinwag.store.models import Account, PepItem, PepNode, PrivateXml
+from chinwag.store.models import Account, PepAffiliation, PepItem, PepNode, PrivateXml
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,21 @@ class PepRepository(Protocol):
     async def delete_node(self, username: str, node: str) -> bool: ...
 
     async def node_names(self, username: str) -> list[str]: ...
+
+    async def purge(self, username: str, node: str) -> bool:
+        """Remove every item of the node; False when there is no such node."""
+
+    async def affiliations(self, username: str, node: str) -> dict[str, str] | None:
+        """The node's affiliations by bare JID; None when there is no such node."""
+
+    async def set_affiliations(self, username: str, node: str, changes: dict[str, str]) -> bool:
+        """Set each bare JID's affiliation (``none`` removes it); False when there is no
+        such node."""
+
+    async def affiliations_of(
+        self, jid: str, usernames: Sequence[str]
+    ) -> dict[tuple[str, str], str]:
+        """The affiliations of ``jid`` with the nodes of ``usernames``, by (owner, node)."""
 
     async def last_items(self, usernames: Sequence[str]) -> list[LastItem]:
         """The newest item of every node of ``usernames``."""
@@ -176,13 +193,7 @@ class SqlPepRepository:
             return True
 
     async def delete_node(self, username: str, node: str) -> bool:
-        async with self._sessions.begin() as session:
-            row = await _node_row(session, username, node)
-            if row is None:
-                return False
-            await session.execute(delete(PepItem).where(PepItem.node_id == row.id))
-            await session.execute(delete(PepNode).where(PepNode.id == row.id))
-            return True
+        return await self._empty(username, node, keep_node=False)
 
     async def node_names(self, username: str) -> list[str]:
         async with self._sessions() as session:
@@ -192,6 +203,66 @@ class SqlPepRepository:
                 .where(Account.username == username)
             )
             return sorted(names)
+
+    async def purge(self, username: str, node: str) -> bool:
+        return await self._empty(username, node, keep_node=True)
+
+    async def _empty(self, username: str, node: str, *, keep_node: bool) -> bool:
+        """Remove the node's items, and the node itself unless ``keep_node``."""
+        async with self._sessions.begin() as session:
+            row = await _node_row(session, username, node)
+            if row is None:
+                return False
+            await session.execute(delete(PepItem).where(PepItem.node_id == row.id))
+            if not keep_node:
+                await session.execute(delete(PepNode).where(PepNode.id == row.id))
+            return True
+
+    async def affiliations(self, username: str, node: str) -> dict[str, str] | None:
+        async with self._sessions() as session:
+            row = await _node_row(session, username, node)
+            if row is None:
+                return None
+            rows = await session.execute(
+                select(PepAffiliation.jid, PepAffiliation.affiliation)
+                .where(PepAffiliation.node_id == row.id)
+                .order_by(PepAffiliation.id)
+            )
+            return {jid: affiliation for jid, affiliation in rows}
+
+    async def set_affiliations(self, username: str, node: str, changes: dict[str, str]) -> bool:
+        async with self._sessions.begin() as session:
+            row = await _node_row(session, username, node)
+            if row is None:
+                return False
+            await session.execute(
+                delete(PepAffiliation).where(
+                    PepAffiliation.node_id == row.id, PepAffiliation.jid.in_(list(changes))
+                )
+            )
+            for jid, affiliation in changes.items():
+                if affiliation != "none":
+                    await session.execute(
+                        insert(PepAffiliation).values(
+                            node_id=row.id, jid=jid, affiliation=affiliation
+                        )
+                    )
+            return True
+
+    async def affiliations_of(
+        self, jid: str, usernames: Sequence[str]
+    ) -> dict[tuple[str, str], str]:
+        if not usernames:
+            return {}
+        query = (
+            select(Account.username, PepNode.node, PepAffiliation.affiliation)
+            .join(PepNode, PepNode.id == PepAffiliation.node_id)
+            .join(Account, Account.id == PepNode.account_id)
+            .where(PepAffiliation.jid == jid, Account.username.in_(list(usernames)))
+        )
+        async with self._sessions() as session:
+            rows = await session.execute(query)
+            return {(owner, node): affiliation for owner, node, affiliation in rows}
 
     async def last_items(self, usernames: Sequence[str]) -> list[LastItem]:
         if not usernames:

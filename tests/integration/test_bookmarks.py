@@ -1,7 +1,8 @@
 """Bookmarks and private storage with slixmpp's own plugins: XEP-0049 private XML
 storage (xep_0049), XEP-0048 bookmarks kept there and in PEP through XEP-0223
 (xep_0048, xep_0223), and XEP-0402 bookmarks in their PEP node (xep_0402's stanzas),
-whitelisted and notified to the user's own resources."""
+whitelisted and notified to the user's own resources, and kept in step with the
+XEP-0048 ones in both places (``#compat``, ``#compat-pep``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .support import TIMEOUT, NewClient, ServerHandle
 from .test_pep import pep_client
 
 BOOKMARKS2 = "urn:xmpp:bookmarks:1"
+LEGACY = "storage:bookmarks"
 
 
 def stored_bookmarks() -> Bookmarks:
@@ -146,3 +148,49 @@ async def test_xep_0402_compat_keeps_private_storage_bookmarks_in_step(
     got = await alice.plugin["xep_0049"].retrieve("bookmarks", timeout=TIMEOUT)
     rooms = {str(c["jid"]): c["name"] for c in got["private"]["bookmarks"]["conferences"]}
     assert rooms == {"room@conference.example": "Room", "other@conference.example": "Other"}
+
+
+async def test_xep_0402_compat_pep_keeps_pep_bookmarks_in_step(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    """XEP-0402 §5.3 ``#compat-pep``: XEP-0048 bookmarks in the ``storage:bookmarks`` PEP
+    node (XEP-0223) and the XEP-0402 node are one list, read and notified either way."""
+    alice, _ = await pep_client(new_client, server, "alice")
+    _phone, phone_events = await pep_client(
+        new_client, server, "alice", "phone", interests=(LEGACY,)
+    )
+    bob, _ = await pep_client(new_client, server, "bob")
+    for plugin in ("xep_0223", "xep_0048", "xep_0402"):
+        alice.register_plugin(plugin)
+    me, pubsub, bookmarks = server.jid("alice"), alice.plugin["xep_0060"], alice.plugin["xep_0048"]
+    info = await alice.plugin["xep_0030"].get_info(jid=me, timeout=TIMEOUT)
+    assert f"{BOOKMARKS2}#compat-pep" in info["disco_info"]["features"]
+
+    await bookmarks.set_bookmarks(stored_bookmarks(), method="xep_0223", timeout=TIMEOUT)
+
+    items = await pubsub.get_items(me, BOOKMARKS2, timeout=TIMEOUT)
+    [item] = items.xml.iter("{http://jabber.org/protocol/pubsub}item")
+    assert item.get("id") == "room@conference.example"
+    assert item.find(f"{{{BOOKMARKS2}}}conference").get("name") == "Room"
+
+    other = Conference()
+    other["name"] = "Other"
+    await pubsub.publish(
+        None, BOOKMARKS2, id="other@conference.example", payload=other.xml, timeout=TIMEOUT
+    )
+
+    def rooms(storage: ET.Element) -> set[str]:
+        return {c.get("jid") for c in storage.iter(f"{{{LEGACY}}}conference")}
+
+    both = {"room@conference.example", "other@conference.example"}
+    event = await phone_events.next(LEGACY, me)
+    while rooms(event) != both:  # the notification of the XEP-0048 publish comes first
+        event = await phone_events.next(LEGACY, me)
+    got = await bookmarks.get_bookmarks(method="xep_0223", timeout=TIMEOUT)
+    assert rooms(got.xml) == both
+    await pubsub.retract(me, BOOKMARKS2, "room@conference.example", notify=True, timeout=TIMEOUT)
+    got = await bookmarks.get_bookmarks(method="xep_0223", timeout=TIMEOUT)
+    assert rooms(got.xml) == {"other@conference.example"}
+    with pytest.raises(IqError) as raised:
+        await bob.plugin["xep_0060"].get_items(me, LEGACY, timeout=TIMEOUT)
+    assert raised.value.condition == "not-allowed"

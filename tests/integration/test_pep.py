@@ -116,6 +116,13 @@ def payload(xml: str) -> ET.Element:
     return ET.fromstring(xml)
 
 
+async def publish_device_list(client: ClientXMPP, device_id: str) -> None:
+    devices = f"<devices xmlns='urn:xmpp:omemo:2'><device id='{device_id}'/></devices>"
+    await client.plugin["xep_0060"].publish(
+        None, OMEMO2_DEVICES, id="current", payload=payload(devices), timeout=TIMEOUT
+    )
+
+
 def error_of(raised: pytest.ExceptionInfo[IqError]) -> tuple[str, list[str]]:
     error = raised.value.iq.xml.find(q("error"))
     assert error is not None
@@ -243,18 +250,31 @@ async def test_last_item_sent_on_available_presence(
     server: ServerHandle, new_client: NewClient
 ) -> None:
     bob, _ = await pep_client(new_client, server, "bob")
-    await bob.plugin["xep_0060"].publish(
-        None,
-        OMEMO2_DEVICES,
-        id="current",
-        payload=payload("<devices xmlns='urn:xmpp:omemo:2'><device id='7'/></devices>"),
-        timeout=TIMEOUT,
-    )
+    await publish_device_list(bob, "7")
     _alice, alice_events = await pep_client(
         new_client, server, "alice", interests=(OMEMO2_DEVICES,)
     )
     event = await alice_events.next(OMEMO2_DEVICES, server.jid("bob"))
     assert event.find(".//{*}device").get("id") == "7"
+
+
+async def test_last_item_sent_when_later_caps_add_notify(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    """XEP-0163 §4.3.1: a new ``+notify``, announced by a presence with other caps after
+    the first, brings the node's last item."""
+    bob, _ = await pep_client(new_client, server, "bob")
+    await publish_device_list(bob, "8")
+    alice, alice_events = await pep_client(new_client, server, "alice")
+    asked = asked_for_caps(alice)
+
+    alice.plugin["xep_0030"].add_feature(f"{OMEMO2_DEVICES}+notify")
+    await alice.plugin["xep_0115"].update_caps(broadcast=False)
+    alice.send_presence()  # the same resource, available already, with new caps
+    await asyncio.wait_for(asked, TIMEOUT)
+
+    event = await alice_events.next(OMEMO2_DEVICES, server.jid("bob"))
+    assert event.find(".//{*}device").get("id") == "8"
 
 
 async def test_publish_options_are_preconditions(
@@ -402,9 +422,10 @@ async def test_caps_whose_hash_does_not_check_out_ask_for_nothing(
     assert events.queue.empty()
 
     asked_again = asked_for_caps(alice)
-    alice.send_presence()  # now with the true ver
+    alice.send_presence()  # now with the true ver, whose new interest brings the last item
     await asyncio.wait_for(asked_again, TIMEOUT)
-    await disco.get_info(jid=server.domain, timeout=TIMEOUT)
+    last = await events.next(OMEMO2_DEVICES, server.jid("bob"))
+    assert last.find(".//{*}device").get("id") == "1"
     again = "<devices xmlns='urn:xmpp:omemo:2'><device id='2'/></devices>"
     await bob.plugin["xep_0060"].publish(
         None, OMEMO2_DEVICES, id="current", payload=payload(again), timeout=TIMEOUT

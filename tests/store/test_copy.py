@@ -117,6 +117,7 @@ async def fill(db: Database) -> None:
     for n in range(2):
         item = StoredItem(f"i{n}", f"<n xmlns='urn:example'>{n}</n>")
         await pep.publish("alice", "urn:example", NodeConfig("open", 1), item)  # i0 goes
+    await pep.set_affiliations("alice", "urn:example", {"bob@example.org": "member"})
     await pep.set_private(
         "alice", "a:b", "<query xmlns='jabber:iq:private'><a xmlns='a:b'/></query>"
     )

@@ -117,3 +117,39 @@ async def test_replace_items_makes_them_all_the_nodes_items(pep: SqlPepRepositor
     assert await pep.items("alice", "b", None, None) == [item(3), item(4)]
     await pep.replace_items("bob", "new", PRESENCE, [])
     assert await pep.node("bob", "new") == PRESENCE
+
+
+async def test_purge_empties_the_node_and_keeps_it(pep: SqlPepRepository) -> None:
+    for n in range(2):
+        await pep.publish("alice", "n", PRESENCE, item(n))
+
+    assert await pep.purge("alice", "n")
+
+    assert await pep.items("alice", "n", None, None) == []
+    assert await pep.node("alice", "n") == PRESENCE
+    assert not await pep.purge("alice", "missing")
+
+
+async def test_affiliations_are_set_read_removed_and_go_with_the_node(
+    pep: SqlPepRepository,
+) -> None:
+    await pep.create("alice", "w", NodeConfig("whitelist", 3))
+    await pep.create("alice", "p", PRESENCE)
+    assert await pep.affiliations("alice", "w") == {}
+    assert await pep.affiliations("alice", "missing") is None
+    assert not await pep.set_affiliations("alice", "missing", {"bob@x": "member"})
+
+    assert await pep.set_affiliations("alice", "w", {"bob@x": "member", "eve@x": "outcast"})
+    assert await pep.set_affiliations("alice", "w", {"bob@x": "outcast"})  # replaced
+    assert await pep.set_affiliations("alice", "p", {"bob@x": "member"})
+
+    assert await pep.affiliations("alice", "w") == {"eve@x": "outcast", "bob@x": "outcast"}
+    assert await pep.affiliations_of("bob@x", ["alice", "bob"]) == {
+        ("alice", "w"): "outcast",
+        ("alice", "p"): "member",
+    }
+    await pep.set_affiliations("alice", "w", {"bob@x": "none"})
+    assert await pep.affiliations("alice", "w") == {"eve@x": "outcast"}
+    await pep.delete_node("alice", "p")
+    assert await pep.affiliations_of("bob@x", ["alice"]) == {}
+    assert await pep.affiliations_of("bob@x", []) == {}

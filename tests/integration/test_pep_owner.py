@@ -1,0 +1,161 @@
+"""XEP-0060 owner requests on PEP with slixmpp's own xep_0060 plugin against a real
+chinwag: purge, the node's affiliations (members read a whitelisted node and hear of
+it, outcasts read nothing), one's own affiliations, the default configuration, and the
+exact errors for the subscription requests PEP does not serve.
+
+alice and bob are contacts with a subscription both ways (``add_mutual``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from .support import TIMEOUT, NewClient, ServerHandle
+from .test_pep import NS_PUBSUB_ERRORS, error_of, options, payload, pep_client
+
+NODE = "urn:example:owned"
+PUBSUB = "http://jabber.org/protocol/pubsub"
+
+
+def item_ids(result: Any) -> list[str]:
+    return [i.get("id") for i in result.xml.iter(f"{{{PUBSUB}}}item")]
+
+
+async def test_purge_empties_the_node_and_tells_who_hears_of_it(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice, _ = await pep_client(new_client, server, "alice", interests=(NODE,))
+    phone, _ = await pep_client(new_client, server, "alice", "phone", interests=(NODE,))
+    bob, _ = await pep_client(new_client, server, "bob")
+    purged: asyncio.Queue[str] = asyncio.Queue()
+    phone.add_event_handler("pubsub_purge", lambda msg: purged.put_nowait(str(msg["from"])))
+    pubsub, me = alice.plugin["xep_0060"], server.jid("alice")
+    for n in range(2):
+        await pubsub.publish(
+            None, NODE, id=f"i{n}", payload=payload(f"<n xmlns='{NODE}'>{n}</n>"), timeout=TIMEOUT
+        )
+
+    await pubsub.purge(me, NODE, timeout=TIMEOUT)
+
+    assert await asyncio.wait_for(purged.get(), TIMEOUT) == me
+    assert item_ids(await pubsub.get_items(me, NODE, timeout=TIMEOUT)) == []  # the node stays
+    with pytest.raises(IqError) as raised:
+        await pubsub.purge(me, "urn:example:missing", timeout=TIMEOUT)
+    assert raised.value.condition == "item-not-found"
+    with pytest.raises(IqError) as raised:
+        await bob.plugin["xep_0060"].purge(me, NODE, timeout=TIMEOUT)
+    assert raised.value.condition == "forbidden"
+
+
+async def test_members_read_a_whitelisted_node_and_outcasts_read_nothing(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice, _ = await pep_client(new_client, server, "alice")
+    bob, bob_events = await pep_client(new_client, server, "bob", interests=(NODE,))
+    pubsub, theirs = alice.plugin["xep_0060"], bob.plugin["xep_0060"]
+    me, bob_jid = server.jid("alice"), server.jid("bob")
+    await pubsub.publish(
+        None,
+        NODE,
+        id="a",
+        payload=payload(f"<n xmlns='{NODE}'>a</n>"),
+        options=options(access_model="whitelist"),
+        timeout=TIMEOUT,
+    )
+    await pubsub.publish(None, "urn:example:friends", payload=payload(f"<n xmlns='{NODE}'/>"))
+    with pytest.raises(IqError) as raised:
+        await theirs.get_items(me, NODE, timeout=TIMEOUT)
+    assert raised.value.condition == "not-allowed"
+
+    await pubsub.modify_affiliations(me, NODE, [(bob_jid, "member")], timeout=TIMEOUT)
+
+    listed = await pubsub.get_node_affiliations(me, NODE, timeout=TIMEOUT)
+    assert [(str(a["jid"]), a["affiliation"]) for a in listed["pubsub_owner"]["affiliations"]] == [
+        (me, "owner"),
+        (bob_jid, "member"),
+    ]
+    assert item_ids(await theirs.get_items(me, NODE, timeout=TIMEOUT)) == ["a"]
+    await pubsub.publish(None, NODE, id="b", payload=payload(f"<n xmlns='{NODE}'>b</n>"))
+    event = await bob_events.next(NODE, me)
+    assert event.find(".//{*}item").get("id") == "b"
+    own = await theirs.get_affiliations(me, timeout=TIMEOUT)
+    assert [(a["node"], a["affiliation"]) for a in own["pubsub"]["affiliations"]] == [
+        (NODE, "member")
+    ]
+
+    await pubsub.modify_affiliations(
+        me, "urn:example:friends", [(bob_jid, "outcast")], timeout=TIMEOUT
+    )
+    with pytest.raises(IqError) as raised:
+        await theirs.get_items(me, "urn:example:friends", timeout=TIMEOUT)
+    assert raised.value.condition == "forbidden"
+    await pubsub.modify_affiliations(me, NODE, [(bob_jid, "none")], timeout=TIMEOUT)
+    with pytest.raises(IqError) as raised:
+        await theirs.get_items(me, NODE, timeout=TIMEOUT)
+    assert raised.value.condition == "not-allowed"
+
+
+async def test_affiliations_pep_does_not_give_are_refused(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice, _ = await pep_client(new_client, server, "alice")
+    pubsub, me = alice.plugin["xep_0060"], server.jid("alice")
+    await pubsub.publish(None, NODE, payload=payload(f"<n xmlns='{NODE}'/>"), timeout=TIMEOUT)
+
+    with pytest.raises(IqError) as raised:
+        await pubsub.modify_affiliations(
+            me, NODE, [(server.jid("bob"), "publisher")], timeout=TIMEOUT
+        )
+    condition, tags = error_of(raised)
+    assert condition == "feature-not-implemented"
+    assert f"{{{NS_PUBSUB_ERRORS}}}unsupported" in tags
+    feature = raised.value.iq.xml.find(f".//{{{NS_PUBSUB_ERRORS}}}unsupported").get("feature")
+    assert feature == "publisher-affiliation"
+    with pytest.raises(IqError) as raised:
+        await pubsub.modify_affiliations(me, NODE, [(me, "member")], timeout=TIMEOUT)
+    assert raised.value.condition == "not-acceptable"
+
+
+@pytest.mark.parametrize(
+    ("request_name", "feature"),
+    [
+        ("subscribe", "subscribe"),
+        ("unsubscribe", "subscribe"),
+        ("get_subscriptions", "retrieve-subscriptions"),
+        ("get_node_subscriptions", "manage-subscriptions"),
+    ],
+)
+async def test_subscription_requests_name_the_feature_pep_lacks(
+    server: ServerHandle, new_client: NewClient, request_name: str, feature: str
+) -> None:
+    """XEP-0163 leaves explicit subscriptions out: interest comes from caps."""
+    alice, _ = await pep_client(new_client, server, "alice")
+    bob, _ = await pep_client(new_client, server, "bob")
+    await alice.plugin["xep_0060"].publish(None, NODE, payload=payload(f"<n xmlns='{NODE}'/>"))
+    owner = alice if request_name == "get_node_subscriptions" else bob
+
+    with pytest.raises(IqError) as raised:
+        await getattr(owner.plugin["xep_0060"], request_name)(
+            server.jid("alice"), NODE, timeout=TIMEOUT
+        )
+
+    condition, _tags = error_of(raised)
+    assert condition == "feature-not-implemented"
+    unsupported = raised.value.iq.xml.find(f".//{{{NS_PUBSUB_ERRORS}}}unsupported")
+    assert unsupported is not None and unsupported.get("feature") == feature
+
+
+async def test_disco_lists_the_owner_features_that_work(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice, _ = await pep_client(new_client, server, "alice")
+    info = await alice.plugin["xep_0030"].get_info(jid=server.jid("alice"), timeout=TIMEOUT)
+    features = set(info["disco_info"]["features"])
+    for name in ("purge-nodes", "modify-affiliations", "retrieve-affiliations"):
+        assert f"{PUBSUB}#{name}" in features
+    for name in ("subscribe", "retrieve-subscriptions", "manage-subscriptions"):
+        assert f"{PUBSUB}#{name}" not in features
