@@ -27,7 +27,7 @@ from chinwag.store.events import (
     NewEvent,
     record_events,
 )
-from chinwag.store.models import Account, Credential, Profile, RosterItem
+from chinwag.store.models import Account, Credential, PepAffiliation, Profile, RosterItem
 
 T = TypeVar("T")
 
@@ -218,6 +218,13 @@ class SqlAccountRepository:
                 return False  # deleted meanwhile
             watchers = await bump_roster_versions(session, holders)
             await session.execute(delete(Account).where(Account.id == account_id))
+            # Grants to the account on others' PEP nodes go too: a new account of the same
+            # name must not inherit them (no server-to-server: any domain is this one).
+            await session.execute(
+                delete(PepAffiliation).where(
+                    PepAffiliation.jid.like(_escaped_for_like(username) + "@%", escape="\\")
+                )
+            )
             await record_events(
                 session,
                 [
@@ -352,3 +359,7 @@ def _stored_scram(row: Row[*tuple[Any, ...]]) -> StoredScram:
     return StoredScram(
         row.mechanism, bytes(row.salt), bytes(row.stored_key), bytes(row.server_key), row.iterations
     )
+
+
+def _escaped_for_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -153,3 +153,16 @@ async def test_affiliations_are_set_read_removed_and_go_with_the_node(
     await pep.delete_node("alice", "p")
     assert await pep.affiliations_of("bob@x", ["alice"]) == {}
     assert await pep.affiliations_of("bob@x", []) == {}
+
+
+async def test_deleting_an_account_deletes_the_grants_others_gave_it(
+    pep: SqlPepRepository, network: Network
+) -> None:
+    await network.add_users("b_b", "bob_")
+    await pep.create("alice", "w", NodeConfig("whitelist", 3))
+    grants = {"bob@x": "member", "bob@y/phone": "member", "b_b@x": "member", "bob_@x": "member"}
+    assert await pep.set_affiliations("alice", "w", grants)
+
+    assert await network.accounts.delete_user("bob")
+    assert await network.accounts.delete_user("b_b")
+    assert await pep.affiliations("alice", "w") == {"bob_@x": "member"}
