@@ -44,6 +44,8 @@ START_SECONDS = 60.0
 out, its remains cleaned up) before serve gives up."""
 
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
+SpawnedBy = Callable[[Callable[[], None]], list[asyncio.Task[None]]]
+"""Runs its argument; returns the background work that spawned (the server's)."""
 
 
 class ClusterMember:
@@ -56,6 +58,7 @@ class ClusterMember:
         self._dispatcher: Dispatcher | None = None
         self._sessions: SessionManager | None = None
         self._spawn: Spawn | None = None
+        self._spawned_by: SpawnedBy | None = None
         self._stopping = False
         self._gone_while_joining: list[RemoteRecord] = []
         """Sessions an earlier process of this node left, cleaned up while joining: they
@@ -63,9 +66,16 @@ class ClusterMember:
         self.rejoins = 0
         """Times the node lost its lease and joined again."""
 
-    async def start(self, dispatcher: Dispatcher, sessions: SessionManager, spawn: Spawn) -> None:
+    async def start(
+        self,
+        dispatcher: Dispatcher,
+        sessions: SessionManager,
+        spawn: Spawn,
+        spawned_by: SpawnedBy,
+    ) -> None:
         """Join the cluster; ClusterUnavailable if that cannot be done."""
         self._dispatcher, self._sessions, self._spawn = dispatcher, sessions, spawn
+        self._spawned_by = spawned_by
         try:
             await asyncio.wait_for(self.node.start(), START_SECONDS)
         except NodeNameInUse:
@@ -100,13 +110,11 @@ class ClusterMember:
     def inbound(self, entry: Entry) -> None:
         unrouted = self.router.receive(entry)
         if unrouted:
-            self._route_again(unrouted, entry.copies)
-            entry.handed_on(len(unrouted))
+            self._route_again(unrouted, entry.copies, lambda: entry.handed_on(len(unrouted)))
 
     def orphaned(self, entry: Entry) -> None:
         if entry.items:
-            self._route_again(entry.items, entry.copies)
-            entry.handed_on(len(entry.items))
+            self._route_again(entry.items, entry.copies, lambda: entry.handed_on(len(entry.items)))
 
     def sessions_gone(self, records: list[RemoteRecord]) -> None:
         if not self.node.running:
@@ -161,17 +169,42 @@ class ClusterMember:
 
     # --- inside ------------------------------------------------------------------------
 
-    def _route_again(self, stanzas: Stanzas, copies: Copies | None = None) -> None:
+    def _route_again(
+        self,
+        stanzas: Stanzas,
+        copies: Copies | None = None,
+        handed_on: Callable[[], None] | None = None,
+    ) -> None:
         """Dispatch again, as to resources that have just ended, stanzas whose session
         has gone: but not a copy of a message whose other copies reached resources of
-        the account that are still bound (it would arrive twice)."""
+        the account that are still bound (it would arrive twice). ``handed_on`` is
+        called once what that started (an offline commit, a bounce) has finished, so
+        that an inbox entry is acknowledged only after the commit it led to: a node
+        that dies before then leaves the entry to be routed again."""
         dispatcher = self._dispatcher
         if dispatcher is None:
             return
-        for to, stanza in stanzas:
-            others = copies.get(id(stanza)) if copies else None
-            if others is None or not self._still_bound(to, others):
-                dispatcher.deliver(stanza, to)
+
+        def dispatch() -> None:
+            for to, stanza in stanzas:
+                others = copies.get(id(stanza)) if copies else None
+                if others is None or not self._still_bound(to, others):
+                    dispatcher.deliver(stanza, to)
+
+        spawned_by = self._spawned_by
+        assert spawned_by is not None  # set with the dispatcher
+        work = spawned_by(dispatch)
+        if handed_on is None:
+            return
+        if not work:
+            handed_on()
+            return
+
+        def finished(_done: object) -> None:
+            if not any(task.cancelled() for task in work):  # else it may not have committed
+                handed_on()
+
+        asyncio.gather(*work, return_exceptions=True).add_done_callback(finished)
 
     def _still_bound(self, gone: JID, others: tuple[str, ...]) -> bool:
         record = self.router.record
