@@ -137,6 +137,13 @@ class Registry:
             self._unannounced.pop(full, None)
             self._queue(full, record, REMOVE)
 
+    def let_go(self, record: Publishable) -> None:
+        """``record`` (a local session) moves to another node, whose claim replaces it."""
+        full = record.jid.text
+        if self._claimed.get(full) is record:
+            del self._claimed[full]
+            self._unannounced.pop(full, None)
+
     def _queue(self, full: str, record: Publishable, how: str) -> None:
         self._queued[full] = (record, how)
         if not self._marked:

@@ -136,6 +136,7 @@ class XMPPServer:
             spawn=self.spawn,
             stream_management=settings.stream_management,
             records=self.cluster,
+            resumer=self.cluster,
         )
         self.module_host = ModuleHost(
             settings=settings,
