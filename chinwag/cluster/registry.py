@@ -122,6 +122,7 @@ class Registry:
             self._queue(full, record, CLAIM if queued and queued[1] == CLAIM else UPDATE)
         else:
             self._claimed[full] = record
+            self._drop(record.jid)  # another node's record of it (a session taken over) is old
             self._queue(full, record, CLAIM)
         if record.available:
             self._unannounced[full] = record.jid

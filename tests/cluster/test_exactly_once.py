@@ -16,9 +16,11 @@ import asyncpg
 import pytest
 
 from chinwag.cluster.connection import connect
+from tests.integration.support import watch
 
-from .nodes import DOMAIN, Clients, NodeProcesses, clients, unique
+from .nodes import DOMAIN, HOST, Client, Clients, Node, NodeProcesses, clients, unique
 from .support import eventually
+from .test_node_death import assert_no_record_names
 
 pytestmark = pytest.mark.postgres
 
@@ -82,5 +84,123 @@ async def test_an_inbox_entry_is_acknowledged_only_after_its_offline_commit(
         assert client.bodies().count("committed once") == 1
 
 
-def bodies(clients: Clients, user: str) -> Counter[str]:
-    return Counter(body for c in clients.all if c.jid.startswith(f"{user}@") for body in c.bodies())
+async def managed(opened: Clients, node: Node, user: str, resource: str) -> Client:
+    """``user`` signed in with slixmpp's XEP-0198 plugin (asking for resumption), available."""
+    client = await opened.connect(node, user, resource, plugins=("xep_0198",))
+    await eventually(lambda: client.xmpp.plugin["xep_0198"].sm_id is not None)
+    client.xmpp.send_presence()
+    return client
+
+
+async def resume(client: Client, node: Node) -> None:
+    """The client, cut off from its node, resumes its session on ``node``."""
+    await eventually(client.disconnected.is_set)
+    client.disconnected.clear()
+    resumed = watch(client.xmpp, "session_resumed")
+    client.xmpp.connect(HOST, node.port)
+    await asyncio.wait_for(resumed, 30)
+    client.node = node
+
+
+def send_numbered(sender: Client, to: str, numbers: range) -> None:
+    for number in numbers:
+        sender.send(to, str(number))
+
+
+def counted(*clients: Client) -> Counter[str]:
+    return Counter(body for client in clients for body in client.bodies())
+
+
+async def test_a_session_is_resumed_on_another_node_after_its_node_is_killed(
+    processes: NodeProcesses,
+) -> None:
+    a = processes.nodes["a"]
+    victim = await asyncio.to_thread(processes.start, "killed-r")
+    user = unique()
+    alice, bob = user("alice"), user("bob")
+    await processes.prepare([alice, bob], [(alice, bob)])
+    async with clients() as opened:
+        phone = await managed(opened, victim, alice, "phone")
+        sender = await opened.connect(a, bob, "desk")
+        send_numbered(sender, phone.jid, range(1, 21))
+        await eventually(lambda: len(phone.bodies()) == 20)
+        send_numbered(sender, phone.jid, range(21, 26))  # in flight as it dies
+        victim.kill()
+        send_numbered(sender, phone.jid, range(26, 41))  # while it is dead
+        await resume(phone, a)
+        everything = {str(n) for n in range(1, 41)}
+        await eventually(lambda: set(phone.bodies()) >= everything, timeout=30)
+        await processes.settle()
+        assert counted(phone) == Counter(everything)
+        assert_no_record_names(processes.prefix, victim.name)
+
+
+async def test_a_session_is_handed_over_by_a_live_node_to_the_node_it_resumes_on(
+    processes: NodeProcesses,
+) -> None:
+    a = processes.nodes["a"]
+    other = await asyncio.to_thread(processes.start, "hands-over")
+    user = unique()
+    alice, bob = user("alice"), user("bob")
+    await processes.prepare([alice, bob], [(alice, bob)])
+    try:
+        async with clients() as opened:
+            phone = await managed(opened, other, alice, "phone")
+            sender = await opened.connect(a, bob, "desk")
+            send_numbered(sender, phone.jid, range(1, 21))
+            await eventually(lambda: len(phone.bodies()) == 20)
+            phone.xmpp.abort()  # no closing tag: the session waits on its node
+            await eventually(phone.disconnected.is_set)
+            send_numbered(sender, phone.jid, range(21, 41))  # they wait there
+            await processes.settle()
+            await resume(phone, a)
+            await eventually(lambda: len(phone.bodies()) >= 40, timeout=30)
+            await processes.settle()
+            assert phone.bodies() == [str(n) for n in range(1, 41)]
+            redis = connect(processes.redis_url)
+            try:
+                key = f"{processes.prefix}sessions:{alice}@{DOMAIN}"
+                record = await redis.hget(key, "phone")
+            finally:
+                await redis.aclose()
+            assert record is not None and record.split(b"\x1f", 1)[0] == b"a"
+            assert "session handed over to another node" in other.output
+    finally:
+        other.stop()
+
+
+async def test_what_a_dead_nodes_session_left_goes_offline_once_when_its_window_closes(
+    processes: NodeProcesses,
+) -> None:
+    a = processes.nodes["a"]
+    victim = await asyncio.to_thread(processes.start, "killed-w")
+    user = unique()
+    alice, bob = user("alice"), user("bob")
+    await processes.prepare([alice, bob], [(alice, bob)])
+    async with clients() as opened:
+        phone = await managed(opened, victim, alice, "phone")
+        sm_id = phone.xmpp.plugin["xep_0198"].sm_id
+        sender = await opened.connect(a, bob, "desk")
+        send_numbered(sender, phone.jid, range(1, 21))
+        await eventually(lambda: len(phone.bodies()) == 20)
+        send_numbered(sender, phone.jid, range(21, 26))  # in flight as it dies
+        victim.kill()
+        send_numbered(sender, phone.jid, range(26, 31))
+        redis = connect(processes.redis_url)
+        kept = f"{processes.prefix}resumable:{sm_id}"
+        try:
+            await asyncio.sleep(RESUME_SECONDS)
+            for _ in range(200):  # the window, then a sweep
+                if not await redis.exists(kept):
+                    break
+                await asyncio.sleep(0.1)
+            assert not await redis.exists(kept, f"{processes.prefix}unacked:{sm_id}")
+        finally:
+            await redis.aclose()
+        later = await opened.connect(a, alice, "later")
+        later.xmpp.send_presence()
+        await eventually(lambda: set(counted(phone, later)) >= {str(n) for n in range(1, 31)})
+        await processes.settle()
+    stored = counted(later)
+    assert max(stored.values()) == 1, stored
+    assert set(counted(phone, later)) == {str(n) for n in range(1, 31)}
