@@ -183,9 +183,12 @@ async def test_what_a_dead_nodes_session_left_goes_offline_once_when_its_window_
         sender = await opened.connect(a, bob, "desk")
         send_numbered(sender, phone.jid, range(1, 21))
         await eventually(lambda: len(phone.bodies()) == 20)
-        send_numbered(sender, phone.jid, range(21, 26))  # in flight as it dies
+        phone.xmpp.abort()  # the session waits on its node for the client to resume
+        await eventually(phone.disconnected.is_set)
+        send_numbered(sender, phone.jid, range(21, 26))  # they wait there with it
+        await processes.settle()
         victim.kill()
-        send_numbered(sender, phone.jid, range(26, 31))
+        send_numbered(sender, phone.jid, range(26, 31))  # while it is dead
         redis = connect(processes.redis_url)
         kept = f"{processes.prefix}resumable:{sm_id}"
         try:
@@ -199,8 +202,9 @@ async def test_what_a_dead_nodes_session_left_goes_offline_once_when_its_window_
             await redis.aclose()
         later = await opened.connect(a, alice, "later")
         later.xmpp.send_presence()
-        await eventually(lambda: set(counted(phone, later)) >= {str(n) for n in range(1, 31)})
+        await eventually(lambda: set(later.bodies()) >= {str(n) for n in range(21, 31)}, 20)
         await processes.settle()
     stored = counted(later)
     assert max(stored.values()) == 1, stored
+    assert set(stored) >= {str(n) for n in range(21, 31)}  # what waited, and what came after
     assert set(counted(phone, later)) == {str(n) for n in range(1, 31)}
