@@ -22,7 +22,10 @@ kept until the client acknowledges it, an acknowledgement is asked for at the en
 an event-loop turn that leaves enough unacknowledged, and <a/> answers <r/> once the
 stanzas before it are dispatched. A transport that drops without a closing stream (or
 a stream closed for <connection-timeout/>) leaves its session to the session manager
-to keep for resumption; a stream that ends otherwise ends its session.
+to keep for resumption; a stream that ends otherwise ends its session. In a cluster, a
+resumable session's output waits to be written until the node has copied it to Redis
+(``StreamManagement.unrecorded``), and a resumption this node cannot answer from its
+own sessions is asked of the cluster (``SessionManager.take_over``).
 """
 
 from __future__ import annotations

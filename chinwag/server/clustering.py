@@ -10,6 +10,13 @@ their contacts unavailable presence) and what waited in its inbox is routed agai
 session bound again on another node ends with ``<conflict/>``; and a node that lost
 its lease ends its streams, so that their clients connect again, and joins again.
 
+It is also the session manager's ``Resumer`` and each resumable session's ``Mirror``:
+what such a session is sent goes to Redis (``chinwag.cluster.resumption``) before its
+client gets it, so that the session can be resumed on any node; it takes over other
+nodes' sessions, hands its own over when asked, and routes again what a dead node's
+session left when its window closed. An inbox entry, or a session's kept state, is
+let go only once what routing it again started (an offline commit) has finished.
+
 Only a server with ``[cluster]`` imports this module, and with it redis-py.
 """
 

@@ -16,6 +16,12 @@ is lost; ``deliver/failed`` handlers first take what must not go anywhere again 
 message another resource holds, a carbon copy). Without resumption, a stream that ends
 ends its session at once.
 
+In a cluster, the ``Resumer`` (the cluster member) keeps each resumable session in
+Redis too, so that a client may resume it on any node: ``take_over`` makes another
+node's session this node's (registered as at bind, detached with what the client's
+count does not cover), and ``hand_over`` lets one of this node's go to the node where
+its client resumes it, without ending it.
+
 Every change to a session's routing record (availability, priority, roster
 interest) goes through here, so that a cluster's registry publishes it (``records``):
 at bind, at each change, and its removal when the session ends. Every end of a
@@ -462,14 +468,14 @@ class SessionManager:
         self._register(session)
         return session, taken.presence
 
-    def hand_over(self, previd: str) -> bool:
+    def hand_over(self, previd: str) -> None:
         """Another node resumes the session ``previd``: write its state for that node
-        and let it go here, without a word to its contacts (it lives on there). False
-        if there is no such session here."""
+        and let it go here, without a word to its contacts (it lives on there). Nothing
+        happens if there is no such session here (the other node's wait runs out)."""
         session = self._resumable.get(previd)
         sm = session.stream_management if session is not None else None
         if session is None or sm is None or self._resumer is None:
-            return False
+            return
         if session.state is SessionState.BOUND:
             stream = session.connection
             self._park(session, sm.resume_seconds)
@@ -484,7 +490,6 @@ class SessionManager:
         del self._resumable[previd]
         self._rosters.release(session.username)
         _log_session("session handed over to another node", session)
-        return True
 
     def resume(self, previd: str, username: str, grant: Grant | None, handled: int) -> Session:
         """The session resumable as ``previd``, taken over for a stream signed in as
