@@ -16,9 +16,19 @@ import asyncpg
 import pytest
 
 from chinwag.cluster.connection import connect
-from tests.integration.support import watch
+from tests.integration.support import make_client, watch
 
-from .nodes import DOMAIN, HOST, Client, Clients, Node, NodeProcesses, clients, unique
+from .nodes import (
+    DOMAIN,
+    HOST,
+    PASSWORD,
+    Client,
+    Clients,
+    Node,
+    NodeProcesses,
+    clients,
+    unique,
+)
 from .support import eventually
 from .test_node_death import assert_no_record_names
 
@@ -208,3 +218,37 @@ async def test_what_a_dead_nodes_session_left_goes_offline_once_when_its_window_
     assert max(stored.values()) == 1, stored
     assert set(stored) >= {str(n) for n in range(21, 31)}  # what waited, and what came after
     assert set(counted(phone, later)) == {str(n) for n in range(1, 31)}
+
+
+async def test_a_session_still_open_on_a_live_node_is_resumed_on_another(
+    processes: NodeProcesses,
+) -> None:
+    """The old stream is still open (its node has not noticed the client go, as behind a
+    load balancer): the node closes it with <conflict/> and hands the session over."""
+    a = processes.nodes["a"]
+    other = await asyncio.to_thread(processes.start, "still-open")
+    user = unique()
+    alice, bob = user("alice"), user("bob")
+    await processes.prepare([alice, bob], [(alice, bob)])
+    try:
+        async with clients() as opened:
+            old = await managed(opened, other, alice, "phone")
+            sender = await opened.connect(a, bob, "desk")
+            send_numbered(sender, old.jid, range(1, 21))
+            await eventually(lambda: len(old.bodies()) == 20)
+            state = old.xmpp.plugin["xep_0198"]
+            new = Client(make_client(old.jid, PASSWORD, plugins=("xep_0199", "xep_0198")), a)
+            opened.all.append(new)
+            plugin = new.xmpp.plugin["xep_0198"]
+            plugin.sm_id, plugin.handled = state.sm_id, state.handled
+            resumed = watch(new.xmpp, "session_resumed")
+            new.xmpp.connect(HOST, a.port)
+            await asyncio.wait_for(resumed, 30)
+            await eventually(lambda: "conflict" in old.stream_errors)
+            send_numbered(sender, old.jid, range(21, 31))
+            await eventually(lambda: set(counted(old, new)) >= {str(n) for n in range(1, 31)})
+            await processes.settle()
+            assert counted(old, new) == Counter(str(n) for n in range(1, 31))
+            assert "session handed over to another node" in other.output
+    finally:
+        other.stop()
