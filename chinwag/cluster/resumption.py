@@ -191,9 +191,13 @@ class Resumption:
             if not fields:
                 return None
             owner = fields.get(b"node", b"").decode()
-            if owner in (self.node, EXPIRED) or not belongs(Kept(sm_id, _decoded(fields), [])):
+            if owner == EXPIRED or not belongs(Kept(sm_id, _decoded(fields), [])):
                 return None
-            if owner and await self._redis.exists(keys.lease(owner)):
+            # A waiting session's node died (or an earlier process of its name did).
+            waiting = await self._redis.zscore(keys.resumable_waiting, sm_id) is not None
+            if owner == self.node and not waiting:
+                return None
+            if owner and not waiting and await self._redis.exists(keys.lease(owner)):
                 if asked != owner:  # its node is alive: ask it to let the session go
                     asked = owner
                     await self._redis.xadd(keys.inbox(owner), {"h": sm_id}, nomkstream=True)

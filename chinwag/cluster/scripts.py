@@ -160,7 +160,8 @@ local owner = redis.call('HGET', KEYS[1], 'node')
 if owner ~= ARGV[1] then
   return false
 end
-if owner ~= '' and redis.call('EXISTS', KEYS[6]) == 1 then
+if owner ~= '' and redis.call('EXISTS', KEYS[6]) == 1
+    and not redis.call('ZSCORE', KEYS[5], ARGV[3]) then
   return false
 end
 redis.call('HSET', KEYS[1], 'node', ARGV[2])
@@ -171,8 +172,9 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
 """
 )
 """Take the resumable session ARGV[3] (hash KEYS[1], unacknowledged list KEYS[2]) for
-node ARGV[2], if node ARGV[1] still holds it and either released it ('') or has lost
-its lease (KEYS[6]): it moves from that node's set (KEYS[3]) to this one's (KEYS[4])
+node ARGV[2], if node ARGV[1] still holds it and either released it (''), has lost its
+lease (KEYS[6]), or it waits in KEYS[5] (an earlier process of that node's name left
+it): it moves from that node's set (KEYS[3]) to this one's (KEYS[4])
 and stops waiting (KEYS[5]). Returns the hash and the list, or nil."""
 
 WAIT = Script(

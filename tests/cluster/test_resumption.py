@@ -77,6 +77,22 @@ async def test_a_dead_nodes_session_is_taken_at_once_and_a_live_nodes_when_it_le
     assert not await redis.sismember(f"{prefix}node-resumable:a", "s2")
 
 
+async def test_a_session_an_earlier_process_of_a_nodes_name_left_is_taken(
+    cluster: Cluster, redis: Redis, prefix: str
+) -> None:
+    """A node started again under its name cleaned up after its earlier process, whose
+    sessions wait: this node, or another, takes one without asking anyone."""
+    a, _ = await cluster.start("a")
+    b, host_b = await cluster.start("b")
+    await keep_session(redis, prefix, "a", "s5", window=300)
+    await keep_session(redis, prefix, "b", "s6", window=300)
+    await a.resumption.park("a")
+    await b.resumption.park("b")
+    assert await a.resumption.take_over("s5", lambda _kept: True) is not None
+    assert await a.resumption.take_over("s6", lambda _kept: True) is not None
+    assert host_b.handed_over == []
+
+
 async def test_a_session_of_another_account_is_not_taken(
     cluster: Cluster, redis: Redis, prefix: str
 ) -> None:
