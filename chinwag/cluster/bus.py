@@ -58,6 +58,11 @@ COPIES = "\x1f"
 resources that got copies (no JID contains it)."""
 
 
+HANDOVER = b"h"
+"""The field of an inbox entry that asks the node to hand over a resumable session (by
+its id) to another node, instead of carrying stanzas."""
+
+
 class InboxGone(Exception):
     """This node's inbox is gone: another node has cleaned up after it."""
 
@@ -65,6 +70,11 @@ class InboxGone(Exception):
 class BusHost(Protocol):
     def inbound(self, entry: Entry) -> None:
         """Hand each of ``entry.items`` on, and call ``entry.handed_on()`` for each."""
+        ...
+
+    def hand_over(self, sm_id: str) -> None:
+        """Another node resumes this node's session ``sm_id``: let it go
+        (``resumption.py``)."""
         ...
 
     def undeliverable(self, node: str, stanzas: Stanzas, node_gone: bool) -> None:
@@ -119,7 +129,7 @@ class Decoder:
     ) -> Entry:
         items: Stanzas = []
         copies: Copies = {}
-        if fields is not None:
+        if fields is not None and HANDOVER not in fields:
             items = self._items(fields, copies)
             if not items:
                 log.error("cluster: inbox entry %s of %s is not stanzas; dropped", entry_id, stream)
@@ -314,6 +324,10 @@ class Bus:
             return
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
+                if fields and HANDOVER in fields:
+                    self._host.hand_over(fields[HANDOVER].decode())
+                    self.acknowledge(Entry(self.inbox, entry_id, [], self.acknowledge))
+                    continue
                 self._host.inbound(
                     self._decoder.entry(self.inbox, entry_id, fields, self.acknowledge)
                 )

@@ -11,11 +11,14 @@ The cleanup, in order:
 1. the dead node's records leave the registry (the changes are published as any
    removal), and the host hears which sessions went away (``sessions_gone``: it sends
    their contacts unavailable presence, once, as this node);
-2. its inbox is moved aside, so that a late write to it fails instead of being lost
+2. its resumable sessions (XEP-0198) wait for their clients to resume them on another
+   node, until their windows close (``resumption.py``);
+3. its inbox is moved aside, so that a late write to it fails instead of being lost
    (``bus.py``), and every entry in it, whether the dead node read it and never
    acknowledged it (``XAUTOCLAIM``) or never read it, goes to the host to be routed
    again (``orphaned``), as to resources that have just ended;
-3. once the host has handed on every stanza, what was moved aside is deleted.
+4. once the host has handed on every stanza (its offline commit finished), what was
+   moved aside is deleted.
 
 A cleaner that dies part way leaves the rest to the next (its lock expires); what it
 had handed on but not acknowledged is then routed again, so a stanza may arrive twice
@@ -38,6 +41,7 @@ from chinwag.cluster.connection import UNREACHABLE
 from chinwag.cluster.keys import GROUP, Keys
 from chinwag.cluster.records import RemoteRecord
 from chinwag.cluster.registry import Registry
+from chinwag.cluster.resumption import Resumption
 from chinwag.xmpp.jid import JID
 
 if TYPE_CHECKING:
@@ -103,6 +107,7 @@ class Cleaner:
         token: str,
         registry: Registry,
         bus: Bus,
+        resumption: Resumption,
         host: CleanupHost,
         *,
         lease_seconds: float,
@@ -114,6 +119,7 @@ class Cleaner:
         self._token = token
         self._registry = registry
         self._bus = bus
+        self._resumption = resumption
         self._host = host
         self._lock_seconds = max(2.0, 2 * lease_seconds)
         self._lock_ms = round(self._lock_seconds * 1000)
@@ -160,6 +166,7 @@ class Cleaner:
         keeping = asyncio.get_running_loop().create_task(self._keep_lock(lock))
         try:
             await self._remove_records(node)
+            await self._resumption.park(node)
             if node != self.node:
                 self._registry.forget_node(node)
             done = await self._route_inbox(node)

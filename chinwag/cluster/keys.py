@@ -15,6 +15,9 @@ class Keys:
         """A stream: each change to the registry, in the order it was made, numbered."""
         self.advertised = f"{prefix}advertised"
         """A hash: the public ``host:port`` of each node that advertises one, by node."""
+        self.resumable_waiting = f"{prefix}resumable-waiting"
+        """A sorted set: the resumption ids of dead nodes' sessions waiting to be resumed,
+        by when their window closes (seconds since the epoch)."""
         self.changes_count = f"{prefix}changes-count"
         """The number of the last change: a reader that finds one missing has fallen
         behind the stream's trimming."""
@@ -52,3 +55,18 @@ class Keys:
     def orphans(self, node: str) -> str:
         """Where a dead node's inbox is moved while its entries are routed again."""
         return f"{self.prefix}orphans:{node}"
+
+    def resumable(self, sm_id: str) -> str:
+        """A hash: what resuming the XEP-0198 session ``sm_id`` on any node needs (its
+        full JID, node, app, window, the count of its client's stanzas handled, its
+        presence)."""
+        return f"{self.prefix}resumable:{sm_id}"
+
+    def unacked(self, sm_id: str) -> str:
+        """A list: what the session ``sm_id`` was sent and its client has not acknowledged,
+        each with its number in the session's output, oldest first."""
+        return f"{self.prefix}unacked:{sm_id}"
+
+    def node_resumable(self, node: str) -> str:
+        """A set: the resumption ids of ``node``'s sessions."""
+        return f"{self.prefix}node-resumable:{node}"

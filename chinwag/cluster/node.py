@@ -23,6 +23,7 @@ from chinwag.cluster.connection import BLOCK_MS, UNREACHABLE, connect
 from chinwag.cluster.keys import Keys
 from chinwag.cluster.lease import Lease
 from chinwag.cluster.registry import CHANGES_KEPT, Registry, RegistryHost
+from chinwag.cluster.resumption import Kept, Resumption
 from chinwag.cluster.writer import Writer
 from chinwag.config import ClusterSettings
 
@@ -35,6 +36,11 @@ log = logging.getLogger(__name__)
 class ClusterHost(RegistryHost, BusHost, CleanupHost, Protocol):
     def lease_lost(self) -> None:
         """This node lost its lease and has stopped: close every stream, then join again."""
+        ...
+
+    def expired(self, sessions: list[Kept]) -> None:
+        """Dead nodes' resumable sessions whose window closed: route what each left again,
+        then forget it (``resumption.forget``)."""
         ...
 
 
@@ -64,6 +70,7 @@ class ClusterNode:
         self.bus = Bus(
             redis, keys, node, writer, host, self.registry.forget_node, block_ms=block_ms
         )
+        self.resumption = Resumption(redis, keys, node, writer)
         self.cleaner = Cleaner(
             redis,
             keys,
@@ -71,6 +78,7 @@ class ClusterNode:
             token,
             self.registry,
             self.bus,
+            self.resumption,
             host,
             lease_seconds=lease_seconds,
             handoff_seconds=handoff_seconds,
@@ -156,8 +164,12 @@ class ClusterNode:
         await asyncio.sleep(self.lease.seconds / 3)
         try:
             await self.cleaner.sweep()
+            expired = await self.resumption.expired()
         except UNREACHABLE as error:
             log.warning("cluster: looking for dead nodes failed: %s", error)
+            return
+        if expired:
+            self._host.expired(expired)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -122,6 +122,7 @@ class Registry:
             self._queue(full, record, CLAIM if queued and queued[1] == CLAIM else UPDATE)
         else:
             self._claimed[full] = record
+            self._drop(record.jid)  # another node's record of it (a session taken over) is old
             self._queue(full, record, CLAIM)
         if record.available:
             self._unannounced[full] = record.jid
@@ -136,6 +137,13 @@ class Registry:
             del self._claimed[full]
             self._unannounced.pop(full, None)
             self._queue(full, record, REMOVE)
+
+    def let_go(self, record: Publishable) -> None:
+        """``record`` (a local session) moves to another node, whose claim replaces it."""
+        full = record.jid.text
+        if self._claimed.get(full) is record:
+            del self._claimed[full]
+            self._unannounced.pop(full, None)
 
     def _queue(self, full: str, record: Publishable, how: str) -> None:
         self._queued[full] = (record, how)

@@ -154,7 +154,70 @@ return 1
 """Move a dead node's inbox (KEYS[1]) aside (KEYS[2]): 1 if moved, 0 if there is none,
 -1 if what an earlier cleanup moved aside is still there."""
 
-ALL = (RENEW, RELEASE, LEAVE, PUBLISH, REMOVE, CLAIM, FINISH, MOVE_INBOX)
+TAKE_OVER = Script(
+    """
+local owner = redis.call('HGET', KEYS[1], 'node')
+if owner ~= ARGV[1] then
+  return false
+end
+if owner ~= '' and redis.call('EXISTS', KEYS[6]) == 1
+    and not redis.call('ZSCORE', KEYS[5], ARGV[3]) then
+  return false
+end
+redis.call('HSET', KEYS[1], 'node', ARGV[2])
+redis.call('SREM', KEYS[3], ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[3])
+redis.call('ZREM', KEYS[5], ARGV[3])
+return {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
+"""
+)
+"""Take the resumable session ARGV[3] (hash KEYS[1], unacknowledged list KEYS[2]) for
+node ARGV[2], if node ARGV[1] still holds it and either released it (''), has lost its
+lease (KEYS[6]), or it waits in KEYS[5] (an earlier process of that node's name left
+it): it moves from that node's set (KEYS[3]) to this one's (KEYS[4])
+and stops waiting (KEYS[5]). Returns the hash and the list, or nil."""
+
+WAIT = Script(
+    """
+if redis.call('HGET', KEYS[1], 'node') ~= ARGV[1] then
+  return 0
+end
+local window = tonumber(redis.call('HGET', KEYS[1], 'window') or '0')
+redis.call('ZADD', KEYS[2], 'NX', tonumber(ARGV[3]) + window, ARGV[2])
+return 1
+"""
+)
+"""Node ARGV[1] is dead: its resumable session ARGV[2] (hash KEYS[1]) waits, in the
+sorted set KEYS[2], until its window closes (from ARGV[3], seconds since the epoch)."""
+
+EXPIRE = Script(
+    """
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due or tonumber(due) > tonumber(ARGV[2]) then
+  return false
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[2], 'node', ARGV[4])
+return {redis.call('HGETALL', KEYS[2]), redis.call('LRANGE', KEYS[3], 0, -1)}
+"""
+)
+"""The window of waiting session ARGV[1] (in KEYS[1]) closed by ARGV[2]: mark it expired
+(ARGV[4] as its node, hash KEYS[2]) and put it off to ARGV[3], so that if this node
+dies before routing its list (KEYS[3]) again, another does. Returns both, or nil."""
+
+ALL = (
+    RENEW,
+    RELEASE,
+    LEAVE,
+    PUBLISH,
+    REMOVE,
+    CLAIM,
+    FINISH,
+    MOVE_INBOX,
+    TAKE_OVER,
+    WAIT,
+    EXPIRE,
+)
 
 
 async def load_all(redis: Redis) -> None:

@@ -57,12 +57,16 @@ class Writer:
         self.round_trips = 0
         """Pipelines sent so far (the tests count them)."""
 
-    def mark(self, source: Source) -> None:
+    def mark(self, source: Source, *, first: bool = False) -> None:
         """``source`` has something to write: it goes out at the end of this turn (or with
-        the next pipeline, if one is under way). A source marks itself once per write."""
+        the next pipeline, if one is under way), ``first`` ahead of the other sources.
+        A source marks itself once per write."""
         if self._closed:
             return
-        self._marked.append(source)
+        if first:
+            self._marked.insert(0, source)
+        else:
+            self._marked.append(source)
         self._idle.clear()
         if self._task is None and not self._scheduled:
             self._scheduled = True

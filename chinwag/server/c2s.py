@@ -22,7 +22,10 @@ kept until the client acknowledges it, an acknowledgement is asked for at the en
 an event-loop turn that leaves enough unacknowledged, and <a/> answers <r/> once the
 stanzas before it are dispatched. A transport that drops without a closing stream (or
 a stream closed for <connection-timeout/>) leaves its session to the session manager
-to keep for resumption; a stream that ends otherwise ends its session.
+to keep for resumption; a stream that ends otherwise ends its session. In a cluster, a
+resumable session's output waits to be written until the node has copied it to Redis
+(``StreamManagement.unrecorded``), and a resumption this node cannot answer from its
+own sessions is asked of the cluster (``SessionManager.take_over``).
 """
 
 from __future__ import annotations
@@ -397,6 +400,8 @@ class C2SConnection:
         session = self.session
         if session is not None and (sm := session.stream_management) is not None:
             sm.unacked.append(data)
+            if sm.mirror is not None:
+                sm.mirror.written(sm, data)
             if len(sm.unacked) > sm.max_unacked:
                 self._unacked_overflow(sm)
                 return
@@ -420,6 +425,9 @@ class C2SConnection:
         session = self.session
         sm = session.stream_management if session is not None else None
         if sm is not None:
+            if sm.unrecorded:  # a cluster keeps a copy in Redis before the client gets it
+                sm.held_flush = self._flush_soon
+                return
             sm.written()
             if self.stream.state is not State.CLOSED and sm.ask():
                 self._pending.append(REQUEST)
@@ -433,6 +441,11 @@ class C2SConnection:
             self.close_stream(
                 StreamError(StreamCondition.POLICY_VIOLATION, "the client is not reading")
             )
+
+    def _flush_soon(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.host.output.add(self)
 
     def keepalive(self) -> None:
         """RFC 6120 4.6.1 whitespace on TCP. Over WebSocket, where only whole elements may be
@@ -468,7 +481,12 @@ class C2SConnection:
             session = self.session
             sm = session.stream_management if session is not None else None
             if sm is not None and (answered := self.stream.take_stanzas_sent()):
-                sm.unacked.extend(answered)
+                if sm.mirror is None:
+                    sm.unacked.extend(answered)
+                else:
+                    for data in answered:
+                        sm.unacked.append(data)
+                        sm.mirror.written(sm, data)
                 if len(sm.unacked) > sm.max_unacked:
                     self._unacked_overflow(sm)
                     return
@@ -524,6 +542,9 @@ class C2SConnection:
                 self._resume(event)
             elif isinstance(event, StartTLSRequested):
                 self._run(self._start_tls())
+        sm = self.session.stream_management if self.session is not None else None
+        if sm is not None and sm.mirror is not None:
+            sm.mirror.handled(sm, (self.stream.sm_handled - sm.undispatched) & MASK)
         self._schedule_timer()
 
     def _defer(self, events: list[Event]) -> list[Event]:
@@ -704,20 +725,46 @@ class C2SConnection:
 
     def _resume(self, event: ResumeRequested) -> None:
         """Take over the session ``event.previd`` names; the client gets <resumed/>, then
-        what it had not acknowledged, then what waited for it."""
+        what it had not acknowledged, then what waited for it. In a cluster, a session
+        this node does not hold may be another node's (alive or dead)."""
         username = self.stream.username
         assert username is not None
         if self.host.shutting_down:
             self._handle(self.stream.sm_resume_failed())
             return
+        sessions = self.host.sessions
         try:
-            session = self.host.sessions.resume(event.previd, username, self._grant, event.handled)
+            session = sessions.resume(event.previd, username, self._grant, event.handled)
         except ResumeRefused as refused:
-            self._handle(self.stream.sm_resume_failed(refused.handled))
+            if sessions.resumes_elsewhere:
+                self._run(self._resume_elsewhere(event, username, refused))
+            else:
+                self._handle(self.stream.sm_resume_failed(refused.handled))
             return
         except HandledCountTooHigh as error:
             self.close_stream(error)
             return
+        self._resumed(event, session)
+
+    async def _resume_elsewhere(
+        self, event: ResumeRequested, username: str, refused: ResumeRefused
+    ) -> None:
+        sessions = self.host.sessions
+        try:
+            session, presence = await sessions.take_over(
+                event.previd, username, self._grant, event.handled
+            )
+        except ResumeRefused:
+            if not self.closed:
+                self._handle(self.stream.sm_resume_failed(refused.handled))
+            return
+        if self.closed:  # the session waits on this node for its client to come back
+            return
+        self._resumed(event, session)
+        if presence is not None:  # announced again, as when its node died it was gone
+            self._dispatch(presence, None, session)
+
+    def _resumed(self, event: ResumeRequested, session: Session) -> None:
         sm = session.stream_management
         assert sm is not None  # only sessions with stream management are resumable
         self.session = session

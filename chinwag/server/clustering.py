@@ -10,13 +10,22 @@ their contacts unavailable presence) and what waited in its inbox is routed agai
 session bound again on another node ends with ``<conflict/>``; and a node that lost
 its lease ends its streams, so that their clients connect again, and joins again.
 
+It is also the session manager's ``Resumer`` and each resumable session's ``Mirror``:
+what such a session is sent goes to Redis (``chinwag.cluster.resumption``) before its
+client gets it, so that the session can be resumed on any node; it takes over other
+nodes' sessions, hands its own over when asked, and routes again what a dead node's
+session left when its window closed. An inbox entry, or a session's kept state, is
+let go only once what routing it again started (an offline commit) has finished.
+
 Only a server with ``[cluster]`` imports this module, and with it redis-py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -27,15 +36,21 @@ from chinwag.cluster.errors import ClusterUnavailable
 from chinwag.cluster.lease import NodeNameInUse
 from chinwag.cluster.node import ClusterNode
 from chinwag.cluster.records import RemoteRecord
+from chinwag.cluster.resumption import Kept, item
 from chinwag.config import ClusterSettings
 from chinwag.server.dispatch import Dispatcher
 from chinwag.server.hooks import PRESENCE_CROSSED, SESSION_GONE, Hooks
 from chinwag.server.routing.cluster import ClusterRouter
 from chinwag.server.routing.local import LocalRouter
 from chinwag.server.session import Session
-from chinwag.server.sessions import EndReason, SessionManager
+from chinwag.server.sessions import EndReason, SessionManager, TakenOver
+from chinwag.server.stream_management import Sent, StreamManagement, late
+from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError, StreamCondition, StreamError
 from chinwag.xmpp.jid import JID
+from chinwag.xmpp.ns import CLIENT
+from chinwag.xmpp.sm import MASK
+from chinwag.xmpp.xml import parse_stanza
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +59,8 @@ START_SECONDS = 60.0
 out, its remains cleaned up) before serve gives up."""
 
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
+SpawnedBy = Callable[[Callable[[], None]], list[asyncio.Task[None]]]
+"""Runs its argument; returns the background work that spawned (the server's)."""
 
 
 class ClusterMember:
@@ -56,16 +73,27 @@ class ClusterMember:
         self._dispatcher: Dispatcher | None = None
         self._sessions: SessionManager | None = None
         self._spawn: Spawn | None = None
+        self._spawned_by: SpawnedBy | None = None
         self._stopping = False
         self._gone_while_joining: list[RemoteRecord] = []
         """Sessions an earlier process of this node left, cleaned up while joining: they
         are announced once the mirror, which tells who hears of them, is loaded."""
         self.rejoins = 0
         """Times the node lost its lease and joined again."""
+        self._handled_kept: dict[str, int] = {}
+        """Per resumable session: the count of its client's stanzas handled, as last
+        written to Redis."""
 
-    async def start(self, dispatcher: Dispatcher, sessions: SessionManager, spawn: Spawn) -> None:
+    async def start(
+        self,
+        dispatcher: Dispatcher,
+        sessions: SessionManager,
+        spawn: Spawn,
+        spawned_by: SpawnedBy,
+    ) -> None:
         """Join the cluster; ClusterUnavailable if that cannot be done."""
         self._dispatcher, self._sessions, self._spawn = dispatcher, sessions, spawn
+        self._spawned_by = spawned_by
         try:
             await asyncio.wait_for(self.node.start(), START_SECONDS)
         except NodeNameInUse:
@@ -88,6 +116,9 @@ class ClusterMember:
 
     def publish(self, session: Session) -> None:
         self.node.registry.publish(session)
+        sm = session.stream_management
+        if sm is not None and sm.mirror is not None and sm.id is not None:
+            self.node.resumption.update(sm.id, {"presence": _presence(session)})
 
     def remove(self, session: Session) -> None:
         self.node.registry.remove(session)
@@ -95,18 +126,122 @@ class ClusterMember:
     def remote_records(self) -> list[RemoteRecord]:
         return self.router.remote_records()
 
+    # --- resumable sessions: the session manager's Resumer, each one's Mirror -----------
+
+    def resumable(self, session: Session) -> None:
+        sm = session.stream_management
+        assert sm is not None and sm.id is not None
+        sm.mirror = self
+        self._handled_kept[sm.id] = sm.handled
+        fields: dict[str, str | bytes | int] = {
+            "jid": session.jid.text,
+            "app": session.app or "",
+            "window": sm.resume_seconds,
+            "handled": sm.handled,
+            "presence": _presence(session),
+        }
+        self.node.resumption.register(sm.id, fields)
+
+    def reattached(self, session: Session) -> None:
+        sm = session.stream_management
+        assert sm is not None and sm.id is not None
+        self.node.resumption.restart(sm.id)
+
+    def ended(self, session: Session, reroute: Callable[[], None]) -> None:
+        sm = session.stream_management
+        assert sm is not None and sm.id is not None
+        sm_id = sm.id
+        sm.mirror = None
+        self._handled_kept.pop(sm_id, None)
+        self._after(reroute, lambda: self.node.resumption.forget(sm_id))
+
+    def released(
+        self, session: Session, first: int, unacked: list[Sent], waited: list[Sent]
+    ) -> None:
+        sm = session.stream_management
+        assert sm is not None and sm.id is not None
+        resumption = self.node.resumption
+        resumption.restart(sm.id)
+        for offset, (stanza, since) in enumerate(unacked):
+            resumption.append(sm.id, item((first + offset) & MASK, since, stanza.encoded()))
+        for stanza, since in waited:
+            resumption.append(sm.id, item(None, since, stanza.encoded()))
+        resumption.update(sm.id, {"handled": sm.handled, "presence": _presence(session)})
+        resumption.release(sm.id)
+        sm.mirror = None
+        self._handled_kept.pop(sm.id, None)
+        self.node.registry.let_go(session)
+
+    async def take_over(self, sm_id: str, username: str, app: str | None) -> TakenOver | None:
+        def belongs(kept: Kept) -> bool:
+            jid = JID.parse(kept.text("jid"))
+            return jid.local == username and kept.text("app") == (app or "")
+
+        kept = await self.node.resumption.take_over(sm_id, belongs)
+        if kept is None:
+            return None
+        jid = JID.parse(kept.text("jid"))
+        presence = None
+        if kept.text("presence"):
+            presence = parse_stanza(kept.text("presence"))
+            presence.attrs["from"] = jid.text
+        return TakenOver(
+            jid,
+            int(kept.text("window") or 0),
+            int(kept.text("handled") or 0),
+            presence,
+            [(n, since, parse_stanza(data.decode())) for n, since, data in kept.unacked],
+        )
+
+    def written(self, sm: StreamManagement, data: bytes) -> None:
+        assert sm.id is not None
+        sm.unrecorded += 1
+        self.node.resumption.append(sm.id, item(sm.sent, time.time(), data), sm.recorded)
+
+    def parked(self, sm: StreamManagement, stanza: Element, since: float) -> None:
+        assert sm.id is not None
+        self.node.resumption.append(sm.id, item(None, since, stanza.encoded()))
+
+    def acknowledged(self, sm: StreamManagement, count: int) -> None:
+        assert sm.id is not None
+        self.node.resumption.acknowledged(sm.id, count)
+
+    def handled(self, sm: StreamManagement, handled: int) -> None:
+        assert sm.id is not None
+        if self._handled_kept.get(sm.id) != handled:
+            self._handled_kept[sm.id] = handled
+            self.node.resumption.handled(sm.id, handled)
+
     # --- ClusterHost ---------------------------------------------------------------------
+
+    def hand_over(self, sm_id: str) -> None:
+        if self._sessions is not None:
+            self._sessions.hand_over(sm_id)
+
+    def expired(self, sessions: list[Kept]) -> None:
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            return
+        domain = dispatcher.domain.text
+        for kept in sessions:
+            stanzas: Stanzas = []
+            for _number, since, data in kept.unacked:
+                stanza = parse_stanza(data.decode())
+                if (to := stanza.attrs.get("to")) is not None:
+                    stanzas.append((JID.parse(to), late(stanza, since, domain)))
+            self._route_again(stanzas, None, functools.partial(self._forget, kept.sm_id))
+
+    def _forget(self, sm_id: str) -> None:
+        self.node.resumption.forget(sm_id)
 
     def inbound(self, entry: Entry) -> None:
         unrouted = self.router.receive(entry)
         if unrouted:
-            self._route_again(unrouted, entry.copies)
-            entry.handed_on(len(unrouted))
+            self._route_again(unrouted, entry.copies, lambda: entry.handed_on(len(unrouted)))
 
     def orphaned(self, entry: Entry) -> None:
         if entry.items:
-            self._route_again(entry.items, entry.copies)
-            entry.handed_on(len(entry.items))
+            self._route_again(entry.items, entry.copies, lambda: entry.handed_on(len(entry.items)))
 
     def sessions_gone(self, records: list[RemoteRecord]) -> None:
         if not self.node.running:
@@ -161,17 +296,48 @@ class ClusterMember:
 
     # --- inside ------------------------------------------------------------------------
 
-    def _route_again(self, stanzas: Stanzas, copies: Copies | None = None) -> None:
+    def _route_again(
+        self,
+        stanzas: Stanzas,
+        copies: Copies | None = None,
+        handed_on: Callable[[], None] | None = None,
+    ) -> None:
         """Dispatch again, as to resources that have just ended, stanzas whose session
         has gone: but not a copy of a message whose other copies reached resources of
-        the account that are still bound (it would arrive twice)."""
+        the account that are still bound (it would arrive twice). ``handed_on`` is
+        called once what that started (an offline commit, a bounce) has finished, so
+        that an inbox entry is acknowledged only after the commit it led to: a node
+        that dies before then leaves the entry to be routed again."""
         dispatcher = self._dispatcher
         if dispatcher is None:
             return
-        for to, stanza in stanzas:
-            others = copies.get(id(stanza)) if copies else None
-            if others is None or not self._still_bound(to, others):
-                dispatcher.deliver(stanza, to)
+
+        def dispatch() -> None:
+            for to, stanza in stanzas:
+                others = copies.get(id(stanza)) if copies else None
+                if others is None or not self._still_bound(to, others):
+                    dispatcher.deliver(stanza, to)
+
+        if handed_on is None:
+            dispatch()
+        else:
+            self._after(dispatch, handed_on)
+
+    def _after(self, work: Callable[[], None], then: Callable[[], None]) -> None:
+        """Run ``work``; call ``then`` once the background work it spawned (an offline
+        commit, say) has finished, unless cut short (it may not have committed)."""
+        spawned_by = self._spawned_by
+        assert spawned_by is not None  # set with the dispatcher
+        spawned = spawned_by(work)
+        if not spawned:
+            then()
+            return
+
+        def finished(_done: object) -> None:
+            if not any(task.cancelled() for task in spawned):
+                then()
+
+        asyncio.gather(*spawned, return_exceptions=True).add_done_callback(finished)
 
     def _still_bound(self, gone: JID, others: tuple[str, ...]) -> bool:
         record = self.router.record
@@ -209,3 +375,13 @@ class ClusterMember:
         )
         for session in list(sessions):
             manager.end(session, rejoining, reason=EndReason.LEASE_LOST)
+
+
+def _presence(session: Session) -> bytes:
+    """The presence a resumable session broadcast, as its client would send it again;
+    empty while it is unavailable."""
+    presence = session.presence
+    if not session.available or presence is None:
+        return b""
+    attrs = {k: v for k, v in presence.attrs.items() if k not in ("to", "from")}
+    return Element("presence", CLIENT, attrs, list(presence.children)).encoded()

@@ -16,6 +16,12 @@ is lost; ``deliver/failed`` handlers first take what must not go anywhere again 
 message another resource holds, a carbon copy). Without resumption, a stream that ends
 ends its session at once.
 
+In a cluster, the ``Resumer`` (the cluster member) keeps each resumable session in
+Redis too, so that a client may resume it on any node: ``take_over`` makes another
+node's session this node's (registered as at bind, detached with what the client's
+count does not cover), and ``hand_over`` lets one of this node's go to the node where
+its client resumes it, without ending it.
+
 Every change to a session's routing record (availability, priority, roster
 interest) goes through here, so that a cluster's registry publishes it (``records``):
 at bind, at each change, and its removal when the session ends. Every end of a
@@ -30,8 +36,9 @@ import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from time import time
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from chinwag.config import StreamManagementSettings
 from chinwag.server.auth import Grant
@@ -50,10 +57,12 @@ from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StreamCondition, StreamError
 from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID
-from chinwag.xmpp.sm import HandledCountTooHigh
+from chinwag.xmpp.sm import MASK, HandledCountTooHigh
 
 log = logging.getLogger(__name__)
 
+HALF = 1 << 31
+"""Of two stanza numbers (modulo 2**32), the later is less than this many ahead."""
 MAX_PARKED = 500
 """Stanzas a detached session keeps; one more ends it (and they are routed again)."""
 ENDED_IDS_KEPT = 10_000
@@ -125,6 +134,51 @@ class RecordSink(Protocol):
     def remove(self, session: Session) -> None: ...
 
 
+@dataclass
+class TakenOver:
+    """A resumable session of another node, now this node's to resume: what its client
+    had not acknowledged, each with its number in the session's output (None: never
+    sent) and when it was first sent or routed."""
+
+    jid: JID
+    resume_seconds: int
+    handled: int
+    presence: Element | None
+    unacked: list[tuple[int | None, float, Element]]
+
+
+class Resumer(Protocol):
+    """A cluster, where a resumable session's state is kept so that any node can resume
+    it (``chinwag.server.clustering``)."""
+
+    def resumable(self, session: Session) -> None:
+        """``session`` is resumable: keep what resuming it needs, from now on."""
+        ...
+
+    def reattached(self, session: Session) -> None:
+        """``session`` is about to be sent again everything its client has not
+        acknowledged: what was kept of it is replaced by that."""
+        ...
+
+    def ended(self, session: Session, reroute: Callable[[], None]) -> None:
+        """The resumable ``session`` ended: run ``reroute`` (what its client had not
+        acknowledged is routed again) and forget it once what that started is done."""
+        ...
+
+    def released(
+        self, session: Session, first: int, unacked: list[Sent], waited: list[Sent]
+    ) -> None:
+        """``session`` is handed over to another node: write all of its state (the other
+        node waits for it), what its client had not acknowledged numbered from
+        ``first``, then what waited for it, and let it go."""
+        ...
+
+    async def take_over(self, sm_id: str, username: str, app: str | None) -> TakenOver | None:
+        """Another node's session ``sm_id`` of ``username`` signed in as ``app``, taken
+        for this node (its node handing it over if alive); None if there is none."""
+        ...
+
+
 class ResumeRefused(Exception):
     """No session to resume by that id for that account (XEP-0198 §5: item-not-found)."""
 
@@ -152,9 +206,18 @@ class Parking:
         stanzas = self._stanzas
         if stanzas is None:
             return  # the session has ended
-        stanzas.append((stanza, time()))
+        self.keep(stanza, time())
         if len(stanzas) > MAX_PARKED:
             self._manager.end(self._session, reason=EndReason.TOO_MANY_WAITING)
+
+    def keep(self, stanza: Element, since: float) -> None:
+        """Keep ``stanza``, routed at ``since`` (in a cluster, a copy in Redis too)."""
+        if self._stanzas is None:
+            return
+        self._stanzas.append((stanza, since))
+        sm = self._session.stream_management
+        if sm is not None and sm.mirror is not None:
+            sm.mirror.parked(sm, stanza, since)
 
     def take(self) -> list[Sent]:
         """What waited, and since when; from now on nothing more is kept."""
@@ -186,6 +249,7 @@ class SessionManager:
         spawn: Spawn,
         stream_management: StreamManagementSettings | None = None,
         records: RecordSink | None = None,
+        resumer: Resumer | None = None,
     ) -> None:
         self._domain = domain
         self._router = router
@@ -197,6 +261,9 @@ class SessionManager:
         self._failed = hooks.channel(DELIVER_FAILED)
         self._records = records
         """The cluster's registry, or None in a single process."""
+        self._resumer = resumer
+        """The cluster, where resumable sessions are kept for any node to resume; None
+        in a single process."""
         self._resumable: dict[str, Session] = {}
         """Sessions a client may resume, by their resumption id."""
         self._ended: OrderedDict[str, tuple[str, int]] = OrderedDict()
@@ -215,18 +282,23 @@ class SessionManager:
             self._rosters.release(username)
             return None
         jid = JID(username, self._domain, resource or self.new_resource())
+        session = Session(jid, connection, grant, node=self._router.node)
+        self._register(session)
+        return session
+
+    def _register(self, session: Session) -> None:
+        """Register a new session (its account's roster acquired) and publish it."""
+        jid = session.jid
         replaced = self._router.session(jid)
         if replaced is not None:
             # Ended before the new one is registered: what it leaves behind goes where it
             # would for a resource that went away, never ahead of the new stream's bind result.
             conflict = "replaced by a new session for the same resource"
             self.end(replaced, StreamError(StreamCondition.CONFLICT, conflict))
-        session = Session(jid, connection, grant, node=self._router.node)
         self._router.add(session)
         if self._records is not None:
             self._records.publish(session)
         self._hooks.notify(SESSION_BOUND, session)
-        return session
 
     def detach(
         self,
@@ -284,6 +356,8 @@ class SessionManager:
             # acknowledging: the bound of this stream leaves room for it.
             replayed = len(unacked) + len(waited)
             sm.max_unacked = self._sm_settings.max_unacked_stanzas + replayed
+            if sm.mirror is not None and self._resumer is not None:
+                self._resumer.reattached(session)
         for stanza, since in unacked:
             connection.send(late(stanza, since, self._domain))
         self._hooks.notify(SESSION_RESUMED, session)
@@ -320,16 +394,24 @@ class SessionManager:
         self._router.remove(session)
         if self._records is not None:
             self._records.remove(session)
+        mirrored = session.stream_management is not None and session.stream_management.mirror
         unacked = self._forget(session)
         self._hooks.notify(SESSION_CLOSED, session)
         self._rosters.release(session.username)
         failed = self._failed
-        for stanza, since in [*unacked, *waited]:
-            if failed.handlers and failed.vetoes(session, stanza):
-                continue  # a module has it: a copy dropped, a message delivered elsewhere
-            to = stanza.attrs.get("to")
-            if to is not None:
-                self._reroute(late(stanza, since, self._domain), JID.parse(to))
+
+        def reroute() -> None:
+            for stanza, since in [*unacked, *waited]:
+                if failed.handlers and failed.vetoes(session, stanza):
+                    continue  # a module has it: a copy dropped, a message delivered elsewhere
+                to = stanza.attrs.get("to")
+                if to is not None:
+                    self._reroute(late(stanza, since, self._domain), JID.parse(to))
+
+        if mirrored and self._resumer is not None:
+            self._resumer.ended(session, reroute)
+        else:
+            reroute()
 
     # --- stream management (XEP-0198) ----------------------------------------------------
 
@@ -348,7 +430,66 @@ class SessionManager:
             self._resumable[sm_id] = session
         sm = StreamManagement(sm_id, seconds, settings)
         session.stream_management = sm
+        if sm_id is not None and self._resumer is not None:
+            self._resumer.resumable(session)
         return sm
+
+    @property
+    def resumes_elsewhere(self) -> bool:
+        """Whether a session this node does not hold may be another node's to resume."""
+        return self._resumer is not None
+
+    async def take_over(
+        self, previd: str, username: str, grant: Grant | None, handled: int
+    ) -> tuple[Session, Element | None]:
+        """Another node's session resumable as ``previd`` (as ``resume`` does for this
+        node's): made this node's, detached, with what its client had not acknowledged
+        (of what ``handled`` does not cover) waiting to be sent again. Returns it and the
+        presence it had broadcast (to broadcast again: its node's death, or the handover,
+        made it unavailable), or raises ResumeRefused."""
+        app = grant.app if grant is not None else None
+        taken = await self._resumer.take_over(previd, username, app) if self._resumer else None
+        if taken is None:
+            raise ResumeRefused()
+        await self._rosters.acquire(username)
+        session = Session(taken.jid, cast(Connection, None), grant, node=self._router.node)
+        self._park(session, taken.resume_seconds)  # before anything can be routed to it
+        parking = session.connection
+        assert isinstance(parking, Parking)
+        sm = StreamManagement(previd, taken.resume_seconds, self._sm_settings)
+        sm.acked, sm.handled = handled, taken.handled
+        session.stream_management = sm
+        self._resumable[previd] = session
+        if self._resumer is not None:
+            self._resumer.resumable(session)
+        for number, since, stanza in taken.unacked:
+            if number is None or 0 < (number - handled) & MASK < HALF:  # not handled yet
+                parking.keep(stanza, since)
+        self._register(session)
+        return session, taken.presence
+
+    def hand_over(self, previd: str) -> None:
+        """Another node resumes the session ``previd``: write its state for that node
+        and let it go here, without a word to its contacts (it lives on there). Nothing
+        happens if there is no such session here (the other node's wait runs out)."""
+        session = self._resumable.get(previd)
+        sm = session.stream_management if session is not None else None
+        if session is None or sm is None or self._resumer is None:
+            return
+        if session.state is SessionState.BOUND:
+            stream = session.connection
+            self._park(session, sm.resume_seconds)
+            resumed = "the session was resumed on another node"
+            stream.close_stream(StreamError(StreamCondition.CONFLICT, resumed))
+        parking = session.connection
+        waited = parking.take() if isinstance(parking, Parking) else []
+        first = (sm.acked + 1) & MASK
+        self._resumer.released(session, first, sm.take_unacked(), waited)
+        session.state = SessionState.ENDED
+        self._router.remove(session)
+        del self._resumable[previd]
+        self._rosters.release(session.username)
+        _log_session("session handed over to another node", session)
 
     def resume(self, previd: str, username: str, grant: Grant | None, handled: int) -> Session:
         """The session resumable as ``previd``, taken over for a stream signed in as

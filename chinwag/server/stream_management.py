@@ -19,8 +19,10 @@ once per stanza: the stanzas queued in one event-loop turn go out together.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from time import time
+from typing import Protocol
 
 from chinwag.config import StreamManagementSettings
 from chinwag.xmpp import ns
@@ -32,6 +34,30 @@ Sent = tuple[Element, float]
 """A stanza sent (or routed) to a session, and when (seconds since the epoch)."""
 
 
+class Mirror(Protocol):
+    """Where a cluster node keeps, in Redis, a copy of a resumable session's output that
+    its client has not acknowledged, so that any node can resume it should this one die
+    (``chinwag.server.clustering``). What the client is sent waits (``unrecorded``)
+    until the copy is written."""
+
+    def written(self, sm: StreamManagement, data: bytes) -> None:
+        """``data`` is queued for the client as stanza number ``sm.sent``."""
+        ...
+
+    def parked(self, sm: StreamManagement, stanza: Element, since: float) -> None:
+        """``stanza``, routed at ``since``, waits for the detached session (it has no
+        number yet)."""
+        ...
+
+    def acknowledged(self, sm: StreamManagement, count: int) -> None:
+        """The client acknowledged the ``count`` oldest stanzas it had not."""
+        ...
+
+    def handled(self, sm: StreamManagement, handled: int) -> None:
+        """The server has handled ``handled`` of the client's stanzas."""
+        ...
+
+
 class StreamManagement:
     __slots__ = (
         "_dropped",
@@ -40,12 +66,15 @@ class StreamManagement:
         "acked",
         "awaiting",
         "handled",
+        "held_flush",
         "id",
         "max_unacked",
+        "mirror",
         "request_after",
         "resume_seconds",
         "unacked",
         "undispatched",
+        "unrecorded",
     )
 
     def __init__(
@@ -75,6 +104,13 @@ class StreamManagement:
         """An <r/> is out and no <a/> has come since."""
         self.max_unacked = settings.max_unacked_stanzas
         self.request_after = settings.request_ack_after
+        self.mirror: Mirror | None = None
+        """In a cluster, for a resumable session: where a copy of ``unacked`` is kept."""
+        self.unrecorded = 0
+        """Stanzas queued for the client that ``mirror`` has not written yet: the
+        connection writes nothing until it has (``held_flush``)."""
+        self.held_flush: Callable[[], None] | None = None
+        """The connection's flush, held back while ``unrecorded``."""
 
     @property
     def sent(self) -> int:
@@ -99,6 +135,8 @@ class StreamManagement:
             del unacked[:count]
             self._dropped += count
             self._forget_stamps()
+            if self.mirror is not None:
+                self.mirror.acknowledged(self, count)
         self.acked = handled
         self.awaiting = False
         return True
@@ -111,6 +149,15 @@ class StreamManagement:
             gone += 1
         if gone:
             del stamps[:gone]
+
+    def recorded(self) -> None:
+        """``mirror`` has written a stanza queued: once all are, the connection may write."""
+        self.unrecorded -= 1
+        if self.unrecorded:
+            return
+        flush, self.held_flush = self.held_flush, None
+        if flush is not None:
+            flush()
 
     def ask(self) -> bool:
         """Whether to request an acknowledgement now; if so, one is taken to be out."""

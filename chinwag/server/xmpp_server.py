@@ -137,6 +137,7 @@ class XMPPServer:
             spawn=self.spawn,
             stream_management=settings.stream_management,
             records=self.cluster,
+            resumer=self.cluster,
         )
         self.module_host = ModuleHost(
             settings=settings,
@@ -164,6 +165,8 @@ class XMPPServer:
         self._pinged: dict[C2SConnection, float] = {}
         """Streams pinged for their silence and not heard from since, with when."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._collecting: list[asyncio.Task[None]] | None = None
+        """While ``spawned_by`` runs: the tasks spawned so far."""
         self.events = EventPump(services.events, self.hooks)
         self.hooks.add(f"network/{ACCOUNT_DELETED}", self._on_account_deleted)
         self.hooks.add(f"network/{ACCOUNT_PASSWORD_CHANGED}", self._on_password_changed)
@@ -207,7 +210,21 @@ class XMPPServer:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        if self._collecting is not None:
+            self._collecting.append(task)
         return task
+
+    def spawned_by(self, work: Callable[[], None]) -> list[asyncio.Task[None]]:
+        """Run ``work``; returns the background work it spawned (a cluster node waits for
+        it, an offline commit say, before it acknowledges the inbox entry it came from)."""
+        outer, self._collecting = self._collecting, []
+        try:
+            work()
+            return self._collecting
+        finally:
+            if outer is not None:
+                outer.extend(self._collecting)
+            self._collecting = outer
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -349,7 +366,7 @@ class XMPPServer:
         """Listen; ``reuse_port``: sharing the ports with other workers (SO_REUSEPORT)."""
         self.stream_config = self._stream_config(tls_available=ssl_context is not None)
         if self.cluster is not None:  # before any client can bind
-            await self.cluster.start(self.dispatcher, self.sessions, self.spawn)
+            await self.cluster.start(self.dispatcher, self.sessions, self.spawn, self.spawned_by)
         c2s = self.settings.c2s
         proxy = tcp.ProxyPolicy.from_settings(c2s)
         self._listeners.append(

@@ -115,6 +115,8 @@ class NodeProcesses:
     prefix: str
     lease_seconds: float = 1.0
     nodes: dict[str, Node] = field(default_factory=dict)
+    options: dict[str, dict[str, object]] = field(default_factory=dict)
+    """More settings for every node started from here on, by table."""
 
     @property
     def data_dir(self) -> Path:
@@ -141,6 +143,8 @@ class NodeProcesses:
                 "key_prefix": self.prefix,
             },
         }
+        for table, values in self.options.items():
+            settings[table] = {**settings.get(table, {}), **values}
         lines = [f"domain = {_toml(DOMAIN)}", f"data_dir = {_toml(str(self.data_dir))}"]
         for table, values in settings.items():
             lines.append(f"[{table}]")

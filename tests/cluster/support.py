@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from chinwag.cluster.bus import Entry, Stanzas
 from chinwag.cluster.records import RemoteRecord
+from chinwag.cluster.resumption import Kept
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.jid import JID
 from chinwag.xmpp.xml import parse_stanza
@@ -64,6 +65,8 @@ class Host:
         self.crossed: list[tuple[RemoteRecord | None, RemoteRecord | None, list[JID]]] = []
         self.undelivered: list[tuple[str, Stanzas, bool]] = []
         self.lost = 0
+        self.handed_over: list[str] = []
+        self.expired_sessions: list[Kept] = []
 
     def lease_lost(self) -> None:
         self.lost += 1
@@ -85,6 +88,12 @@ class Host:
         self.orphans.append(entry)
         if self.hand_on and entry.items:
             entry.handed_on(len(entry.items))
+
+    def hand_over(self, sm_id: str) -> None:
+        self.handed_over.append(sm_id)
+
+    def expired(self, sessions: list[Kept]) -> None:
+        self.expired_sessions.extend(sessions)
 
     def sessions_gone(self, records: list[RemoteRecord]) -> None:
         self.gone.extend(records)

@@ -1,0 +1,254 @@
+"""Exactly once across a node's death, with real ``chinwag serve`` processes: an inbox
+entry is acknowledged only after the offline commit it led to, and a client with
+XEP-0198 resumption resumes its session on another node (after its node was killed, or
+while that node is alive) with nothing lost or duplicated, or, when it does not come
+back, what it had not acknowledged goes to offline storage once its window closes.
+
+Node ``a`` lives through the module; each test starts the nodes it kills or stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import asyncpg
+import pytest
+
+from chinwag.cluster.connection import connect
+from tests.integration.support import make_client, watch
+
+from .nodes import (
+    DOMAIN,
+    HOST,
+    PASSWORD,
+    Client,
+    Clients,
+    Node,
+    NodeProcesses,
+    clients,
+    unique,
+)
+from .support import eventually
+from .test_node_death import assert_no_record_names
+
+pytestmark = pytest.mark.postgres
+
+RESUME_SECONDS = 4
+"""The resumption window of the module's nodes: short, for the test of its end."""
+
+
+@pytest.fixture(scope="module")
+def processes(node_processes: NodeProcesses) -> NodeProcesses:
+    node_processes.options = {"stream_management": {"resume_timeout_seconds": RESUME_SECONDS}}
+    node_processes.start("a")
+    return node_processes
+
+
+async def test_an_inbox_entry_is_acknowledged_only_after_its_offline_commit(
+    processes: NodeProcesses,
+) -> None:
+    """Node ``b`` routes an entry for a session that has gone to offline storage; while the
+    commit waits (the table locked), the entry stays unacknowledged, so that when ``b`` is
+    killed before the commit, ``a`` routes it again and the message is stored once."""
+    a = processes.nodes["a"]
+    b = await asyncio.to_thread(processes.start, "commit-b")
+    user = unique()
+    alice, bob = user("alice"), user("bob")
+    await processes.prepare([alice, bob], [(alice, bob)])
+    inbox = f"{processes.prefix}inbox:{b.name}"
+    stanza = (
+        f"<message from='{bob}@{DOMAIN}/x' to='{alice}@{DOMAIN}/gone' type='chat' id='m1'>"
+        "<body>committed once</body></message>"
+    )
+    redis = connect(processes.redis_url)
+    database = await asyncpg.connect(processes.database_url.replace("+asyncpg", ""))
+    try:
+        lock = database.transaction()
+        await lock.start()
+        await database.execute("LOCK TABLE offline_messages IN ACCESS EXCLUSIVE MODE")
+        entry = await redis.xadd(inbox, {"t": f"{alice}@{DOMAIN}/gone", "s": stanza})
+
+        async def read() -> bool:
+            groups = await redis.xinfo_groups(inbox)
+            return bool(groups) and groups[0]["last-delivered-id"] == entry
+
+        for _ in range(500):
+            if await read():
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(1.0)  # long enough for an early acknowledgement to be sent
+        pending = await redis.xpending(inbox, "chinwag")
+        assert pending["pending"] == 1, "acknowledged before the commit"
+        b.kill()
+        await lock.rollback()
+    finally:
+        await database.close()
+        await redis.aclose()
+
+    async with clients() as opened:
+        client = await opened.connect(a, alice, "later")
+        client.xmpp.send_presence()
+        await eventually(lambda: "committed once" in client.bodies(), timeout=20)
+        await processes.settle()
+        assert client.bodies().count("committed once") == 1
+
+
+async def managed(opened: Clients, node: Node, user: str, resource: str) -> Client:
+    """``user`` signed in with slixmpp's XEP-0198 plugin (asking for resumption), available."""
+    client = await opened.connect(node, user, resource, plugins=("xep_0198",))
+    await eventually(lambda: client.xmpp.plugin["xep_0198"].sm_id is not None)
+    client.xmpp.send_presence()
+    return client
+
+
+async def resume(client: Client, node: Node) -> None:
+    """The client, cut off from its node, resumes its session on ``node``."""
+    await eventually(client.disconnected.is_set)
+    client.disconnected.clear()
+    resumed = watch(client.xmpp, "session_resumed")
+    client.xmpp.connect(HOST, node.port)
+    await asyncio.wait_for(resumed, 30)
+    client.node = node
+
+
+def send_numbered(sender: Client, to: str, numbers: range) -> None:
+    for number in numbers:
+        sender.send(to, str(number))
+
+
+def counted(*clients: Client) -> Counter[str]:
+    return Counter(body for client in clients for body in client.bodies())
+
+
+async def test_a_session_is_resumed_on_another_node_after_its_node_is_killed(
+    processes: NodeProcesses,
+) -> None:
+    a = processes.nodes["a"]
+    victim = await asyncio.to_thread(processes.start, "killed-r")
+    user = unique()
+    alice, bob = user("alice"), user("bob")
+    await processes.prepare([alice, bob], [(alice, bob)])
+    async with clients() as opened:
+        phone = await managed(opened, victim, alice, "phone")
+        sender = await opened.connect(a, bob, "desk")
+        send_numbered(sender, phone.jid, range(1, 21))
+        await eventually(lambda: len(phone.bodies()) == 20)
+        send_numbered(sender, phone.jid, range(21, 26))  # in flight as it dies
+        victim.kill()
+        send_numbered(sender, phone.jid, range(26, 41))  # while it is dead
+        await resume(phone, a)
+        everything = {str(n) for n in range(1, 41)}
+        await eventually(lambda: set(phone.bodies()) >= everything, timeout=30)
+        await processes.settle()
+        assert counted(phone) == Counter(everything)
+        assert_no_record_names(processes.prefix, victim.name)
+
+
+async def test_a_session_is_handed_over_by_a_live_node_to_the_node_it_resumes_on(
+    processes: NodeProcesses,
+) -> None:
+    a = processes.nodes["a"]
+    other = await asyncio.to_thread(processes.start, "hands-over")
+    user = unique()
+    alice, bob = user("alice"), user("bob")
+    await processes.prepare([alice, bob], [(alice, bob)])
+    try:
+        async with clients() as opened:
+            phone = await managed(opened, other, alice, "phone")
+            sender = await opened.connect(a, bob, "desk")
+            send_numbered(sender, phone.jid, range(1, 21))
+            await eventually(lambda: len(phone.bodies()) == 20)
+            phone.xmpp.abort()  # no closing tag: the session waits on its node
+            await eventually(phone.disconnected.is_set)
+            send_numbered(sender, phone.jid, range(21, 41))  # they wait there
+            await processes.settle()
+            await resume(phone, a)
+            await eventually(lambda: len(phone.bodies()) >= 40, timeout=30)
+            await processes.settle()
+            assert phone.bodies() == [str(n) for n in range(1, 41)]
+            redis = connect(processes.redis_url)
+            try:
+                key = f"{processes.prefix}sessions:{alice}@{DOMAIN}"
+                record = await redis.hget(key, "phone")
+            finally:
+                await redis.aclose()
+            assert record is not None and record.split(b"\x1f", 1)[0] == b"a"
+            assert "session handed over to another node" in other.output
+    finally:
+        other.stop()
+
+
+async def test_what_a_dead_nodes_session_left_goes_offline_once_when_its_window_closes(
+    processes: NodeProcesses,
+) -> None:
+    a = processes.nodes["a"]
+    victim = await asyncio.to_thread(processes.start, "killed-w")
+    user = unique()
+    alice, bob = user("alice"), user("bob")
+    await processes.prepare([alice, bob], [(alice, bob)])
+    async with clients() as opened:
+        phone = await managed(opened, victim, alice, "phone")
+        sm_id = phone.xmpp.plugin["xep_0198"].sm_id
+        sender = await opened.connect(a, bob, "desk")
+        send_numbered(sender, phone.jid, range(1, 21))
+        await eventually(lambda: len(phone.bodies()) == 20)
+        phone.xmpp.abort()  # the session waits on its node for the client to resume
+        await eventually(phone.disconnected.is_set)
+        send_numbered(sender, phone.jid, range(21, 26))  # they wait there with it
+        await processes.settle()
+        victim.kill()
+        send_numbered(sender, phone.jid, range(26, 31))  # while it is dead
+        redis = connect(processes.redis_url)
+        kept = f"{processes.prefix}resumable:{sm_id}"
+        try:
+            await asyncio.sleep(RESUME_SECONDS)
+            for _ in range(200):  # the window, then a sweep
+                if not await redis.exists(kept):
+                    break
+                await asyncio.sleep(0.1)
+            assert not await redis.exists(kept, f"{processes.prefix}unacked:{sm_id}")
+        finally:
+            await redis.aclose()
+        later = await opened.connect(a, alice, "later")
+        later.xmpp.send_presence()
+        await eventually(lambda: set(later.bodies()) >= {str(n) for n in range(21, 31)}, 20)
+        await processes.settle()
+    stored = counted(later)
+    assert max(stored.values()) == 1, stored
+    assert set(stored) >= {str(n) for n in range(21, 31)}  # what waited, and what came after
+    assert set(counted(phone, later)) == {str(n) for n in range(1, 31)}
+
+
+async def test_a_session_still_open_on_a_live_node_is_resumed_on_another(
+    processes: NodeProcesses,
+) -> None:
+    """The old stream is still open (its node has not noticed the client go, as behind a
+    load balancer): the node closes it with <conflict/> and hands the session over."""
+    a = processes.nodes["a"]
+    other = await asyncio.to_thread(processes.start, "still-open")
+    user = unique()
+    alice, bob = user("alice"), user("bob")
+    await processes.prepare([alice, bob], [(alice, bob)])
+    try:
+        async with clients() as opened:
+            old = await managed(opened, other, alice, "phone")
+            sender = await opened.connect(a, bob, "desk")
+            send_numbered(sender, old.jid, range(1, 21))
+            await eventually(lambda: len(old.bodies()) == 20)
+            state = old.xmpp.plugin["xep_0198"]
+            new = Client(make_client(old.jid, PASSWORD, plugins=("xep_0199", "xep_0198")), a)
+            opened.all.append(new)
+            plugin = new.xmpp.plugin["xep_0198"]
+            plugin.sm_id, plugin.handled = state.sm_id, state.handled
+            resumed = watch(new.xmpp, "session_resumed")
+            new.xmpp.connect(HOST, a.port)
+            await asyncio.wait_for(resumed, 30)
+            await eventually(lambda: "conflict" in old.stream_errors)
+            send_numbered(sender, old.jid, range(21, 31))
+            await eventually(lambda: set(counted(old, new)) >= {str(n) for n in range(1, 31)})
+            await processes.settle()
+            assert counted(old, new) == Counter(str(n) for n in range(1, 31))
+            assert "session handed over to another node" in other.output
+    finally:
+        other.stop()
