@@ -16,10 +16,17 @@ import pytest
 from slixmpp import JID as SlixJID
 
 from chinwag.store.contacts import Contact, RosterChange
-from tests.integration.test_pep import OMEMO2_DEVICES, Events, asked_for_caps, payload
+from tests.integration.test_pep import (
+    OMEMO2_DEVICES,
+    Events,
+    asked_for_caps,
+    become_available,
+    payload,
+)
 
 from .nodes import DOMAIN, Client, Clients, Node, NodeProcesses, clients, unique
 from .support import TIMEOUT, eventually
+from .test_nodes import contacts
 
 pytestmark = pytest.mark.postgres
 
@@ -43,16 +50,9 @@ async def pep_client(
     """A client available with caps asking notifications of ``interests``, once its node
     has learnt what its caps stand for (they are new: a feature of its own)."""
     client = await opened.connect(node, user, resource, plugins=PEP_PLUGINS)
-    xmpp = client.xmpp
-    events = Events(xmpp)
-    asked = asked_for_caps(xmpp)
-    xmpp.plugin["xep_0030"].add_feature(f"urn:example:client:{user}:{resource}")
-    for interest in interests:
-        xmpp.plugin["xep_0030"].add_feature(f"{interest}+notify")
-    await xmpp.plugin["xep_0115"].update_caps(broadcast=False)
-    xmpp.send_presence()
-    await asyncio.wait_for(asked, TIMEOUT)
-    await asyncio.wait_for(xmpp.plugin["xep_0030"].get_info(jid=DOMAIN), TIMEOUT)
+    events = Events(client.xmpp)
+    asked = asked_for_caps(client.xmpp)
+    await become_available(client.xmpp, asked, f"{user}:{resource}", interests, DOMAIN)
     return client, events
 
 
@@ -63,10 +63,7 @@ def devices(device_id: str) -> ET.Element:
 async def test_pep_notifications_reach_interested_resources_on_other_nodes(
     nodes: NodeProcesses,
 ) -> None:
-    user = unique()
-    alice, bob = user("alice"), user("bob")
-    await nodes.prepare([alice, bob], [(alice, bob)])
-    a, b = nodes.nodes["a"], nodes.nodes["b"]
+    alice, bob, a, b = await contacts(nodes)
     async with clients() as opened:
         bob_desk, _ = await pep_client(opened, b, bob, "desk")
         _alice_desk, alice_events = await pep_client(
@@ -111,10 +108,7 @@ async def prefs(client: Client, default: str | None = None) -> str:
 async def test_archiving_preferences_set_on_one_node_apply_on_the_other(
     nodes: NodeProcesses,
 ) -> None:
-    user = unique()
-    alice, bob = user("alice"), user("bob")
-    await nodes.prepare([alice, bob], [(alice, bob)])
-    a, b = nodes.nodes["a"], nodes.nodes["b"]
+    alice, bob, a, b = await contacts(nodes)
     async with clients() as opened:
         desk = await opened.connect(a, alice, "desk")
         phone = await opened.connect(b, alice, "phone", plugins=["xep_0313"])
