@@ -166,7 +166,8 @@ async def test_those_who_got_directed_presence_hear_once_when_its_node_dies(
 
         c.kill()
         watchers = (carol_on_a, dave_on_b, bob_on_b)
-        await eventually(lambda: all(heard_gone(w, gone) for w in watchers))
+        # The lease runs out, then a survivor's sweep finds it: allow for a loaded machine.
+        await eventually(lambda: all(heard_gone(w, gone) for w in watchers), 3 * TIMEOUT)
         await nodes.settle()  # a second one, if any, would come within this
 
     for watcher in watchers:
