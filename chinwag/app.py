@@ -94,7 +94,7 @@ def build_services(settings: Settings, database: Database) -> tuple[Services, OA
         offline=SqlOfflineRepository(database),
         events=events,
         blocking=BlockingService(SqlBlockingRepository(database), events),
-        archive=SqlArchiveRepository(database),
+        archive=SqlArchiveRepository(database, events.origin),
         pep=SqlPepRepository(database),
     )
     return services, oauth

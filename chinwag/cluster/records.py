@@ -1,9 +1,11 @@
 """Routing records as the registry keeps them in Redis, and those of other nodes in memory.
 
 A record is packed into one hash value: its node, flags (``a`` available, ``i``
-interested, ``c`` carbons enabled), priority, app and last broadcast presence, separated by ``\\x1f`` (which
-neither names, JIDs nor XML may contain). The node comes first, so that a Lua script
-can tell whose record it is without unpacking it.
+interested, ``c`` carbons enabled), priority, app, the PEP nodes it wants notifications
+of, who got its directed presence, and its last broadcast presence, separated by
+``\\x1f`` (the items of a list by ``\\x1e``; neither names, JIDs nor XML may contain
+either). The node comes first, so that a Lua script can tell whose record it is without
+unpacking it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,16 @@ class Publishable(Protocol):
     @property
     def app(self) -> str | None: ...
 
+    @property
+    def notify(self) -> frozenset[str]: ...
+
+    @property
+    def directed(self) -> frozenset[JID]: ...
+
+
+ITEM_SEPARATOR = "\x1e"
+"""Between the items of a list field."""
+
 
 def pack(node: str, record: Publishable) -> bytes:
     flags = (
@@ -48,8 +60,10 @@ def pack(node: str, record: Publishable) -> bytes:
         + ("c" if record.carbons else "")
     )
     presence = record.presence.encoded() if record.presence is not None else b""
-    head = f"{node}\x1f{flags}\x1f{record.priority}\x1f{record.app or ''}\x1f"
-    return head.encode() + presence
+    notify = ITEM_SEPARATOR.join(sorted(record.notify))
+    directed = ITEM_SEPARATOR.join(sorted(jid.text for jid in record.directed))
+    fields = (node, flags, str(record.priority), record.app or "", notify, directed, "")
+    return "\x1f".join(fields).encode() + presence
 
 
 def owner(packed: bytes) -> str:
@@ -61,6 +75,8 @@ class RemoteRecord:
     """A session of another node, as this node mirrors it (a ``SessionRecord``)."""
 
     __slots__ = (
+        "_directed",
+        "_notify",
         "_presence",
         "_presence_bytes",
         "app",
@@ -73,7 +89,7 @@ class RemoteRecord:
     )
 
     def __init__(self, jid: JID, packed: bytes) -> None:
-        node, flags, priority, app, presence = packed.split(SEPARATOR, 4)
+        node, flags, priority, app, notify, directed, presence = packed.split(SEPARATOR, 6)
         self.jid = jid
         self.node = node.decode()
         self.available = b"a" in flags
@@ -83,6 +99,8 @@ class RemoteRecord:
         self.app = app.decode() or None
         self._presence_bytes = presence
         self._presence: Element | None = None
+        self._notify: frozenset[str] | bytes = notify
+        self._directed: frozenset[JID] | bytes = directed
 
     @property
     def presence(self) -> Element | None:
@@ -91,5 +109,23 @@ class RemoteRecord:
             self._presence = parse_stanza(self._presence_bytes.decode())
         return self._presence
 
+    @property
+    def notify(self) -> frozenset[str]:
+        """The PEP nodes the resource wants notifications of (XEP-0163 ``+notify``)."""
+        if isinstance(self._notify, bytes):
+            self._notify = frozenset(_items(self._notify))
+        return self._notify
+
+    @property
+    def directed(self) -> frozenset[JID]:
+        """Who got directed presence from the resource and must hear when it goes away."""
+        if isinstance(self._directed, bytes):
+            self._directed = frozenset(JID.parse(text) for text in _items(self._directed))
+        return self._directed
+
     def __repr__(self) -> str:
         return f"<RemoteRecord {self.jid} on {self.node}>"
+
+
+def _items(packed: bytes) -> list[str]:
+    return packed.decode().split(ITEM_SEPARATOR) if packed else []

@@ -36,7 +36,6 @@ from collections.abc import Awaitable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from chinwag.modules.presence import DIRECTED
 from chinwag.network.blocking import (
     BLOCKLIST_CHANGED,
     MAX_BLOCKED,
@@ -558,7 +557,7 @@ class Blocking:
                     if heard:
                         router.deliver(own, unavailable(record.jid, own.jid))
         for session in self.api.sessions.of(user):
-            for target in session.get(DIRECTED) or ():
+            for target in session.directed:
                 for record in self.reached(target):
                     if blocks(added, record.jid):
                         router.deliver(record, unavailable(session.jid, record.jid))
@@ -586,7 +585,7 @@ class Blocking:
             presence = session.presence
             if presence is None:
                 continue
-            for target in session.get(DIRECTED) or ():
+            for target in session.directed:
                 for record in self.reached(target):
                     if (
                         blocks(before, record.jid)

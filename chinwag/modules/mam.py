@@ -16,8 +16,9 @@ Only when more than ``MAX_QUEUED`` wait does a sender's stream stop reading unti
 are stored. A query first waits for what was queued before it, so a client finds the
 message it has just sent.
 
-Preferences of online users are kept in memory, read when their first resource binds;
-the writer reads those of other users itself. A recipient who is not online has a
+Preferences of online users are kept in memory, read when their first resource binds
+and read again when any process (another node of a cluster) changes them
+(``archive.prefs_changed``); the writer reads those of other users itself. A recipient who is not online has a
 stanza id stamped when the server's default policy would archive the message, and
 the writer then applies their stored preferences: a message their preferences keep
 out carries an id that no query finds.
@@ -34,11 +35,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chinwag.modules.offline import stamp
+from chinwag.network.events import NetworkEvent
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
 from chinwag.server.hooks import ROUTE_BEFORE, SESSION_BOUND, SESSION_CLOSED
 from chinwag.server.session import Session
 from chinwag.store.archive import (
+    ARCHIVE_PREFS_CHANGED,
     POLICIES,
     ArchivedItem,
     ArchivePage,
@@ -212,6 +215,9 @@ class Archive:
         self.default = Prefs(self.settings.default_policy)
         self.prefs: dict[str, Prefs] = {}
         """Preferences of online users, by username (the default when they set none)."""
+        self.reading: dict[str, object] = {}
+        """The latest read of each user's stored preferences under way: an earlier one,
+        which may have read them before a change, is not applied."""
         self.writer = Writer(self)
         self.new_id = ArchiveIds()
 
@@ -301,9 +307,21 @@ class Archive:
             self.api.spawn(self._load_prefs(session.username))
 
     async def _load_prefs(self, username: str) -> None:
-        stored = await self.repo.prefs([username])
-        if username in stored and username in self.prefs:
+        read = self.reading[username] = object()
+        try:
+            stored = await self.repo.prefs([username])
+        finally:
+            latest = self.reading.get(username) is read
+            if latest:
+                del self.reading[username]
+        if latest and username in stored and username in self.prefs:
             self.prefs[username] = stored[username]
+
+    def on_prefs_changed(self, event: NetworkEvent) -> None:
+        """``network/archive.prefs_changed``: preferences set through any process (this
+        one's own included) are read again, for a user online here."""
+        if event.subject in self.prefs:
+            self.api.spawn(self._load_prefs(event.subject))
 
     def on_closed(self, session: Session) -> None:
         if not any(True for _ in self.api.sessions.of(session.username)):
@@ -329,6 +347,7 @@ class Archive:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such account")
         if username in self.prefs:
             self.prefs[username] = prefs
+            self.reading.pop(username, None)  # a read under way may be older
         return prefs_reply(iq, prefs)
 
     # --- queries ----------------------------------------------------------------------------
@@ -538,6 +557,7 @@ def setup(api: ModuleAPI) -> None:
     api.hook(ROUTE_BEFORE, archive.on_route, ROUTE_PRIORITY)
     api.hook(SESSION_BOUND, archive.on_bound)
     api.hook(SESSION_CLOSED, archive.on_closed)
+    api.hook(f"network/{ARCHIVE_PREFS_CHANGED}", archive.on_prefs_changed)
     api.iq_handler("set", ns.MAM, "query", archive.query, scope="account")
     api.iq_handler("get", ns.MAM, "query", archive.fields, scope="account")
     api.iq_handler("get", ns.MAM, "prefs", archive.get_prefs, scope="account")

@@ -15,10 +15,13 @@ Who hears of an item is who wants it: a resource whose XEP-0115 capabilities lis
 ``presence`` and ``open`` nodes), never an outcast's. Capabilities are read from a
 resource's broadcast presence; an unknown ``ver`` is asked of that client once
 (disco#info), its hash checked, and the answer cached by ``ver`` for every later
-presence of any client (a ``ver`` that does not match its answer, as asking for
-nothing). Nothing here runs on the message path: a publish walks the owner's online
-contacts, and a presence that brings new interest (the first available one, or new
-caps) reads the last items of the contacts it is subscribed to.
+presence of any client of this process (a ``ver`` that does not match its answer, as
+asking for nothing). The nodes a resource wants become part of its routing record
+(``SessionRecord.notify``), so that in a cluster the node where an item is published
+knows who wants it wherever they are connected. Nothing here runs on the message
+path: a publish walks the owner's online contacts, and a presence that brings new
+interest (the first available one, or new caps) reads the last items of the contacts
+it is subscribed to.
 
 The XEP-0048 bookmarks of the ``storage:bookmarks`` node stand for the XEP-0402 node
 while there is one (``#compat-pep``): a publish there replaces the XEP-0402 items, a
@@ -164,37 +167,42 @@ class Pep:
 
     # --- interest (XEP-0115) -----------------------------------------------------------------
 
-    def interest(self, record: SessionRecord) -> frozenset[str]:
-        """The nodes the resource wants notifications of, from its presence's caps."""
-        presence = record.presence
-        if presence is None:
-            return frozenset()
-        c = presence.find("c", ns.CAPS)
-        if c is None:
-            return frozenset()
-        return self.caps.get(c.get("ver") or "", frozenset())
-
     def on_presence(self, routed: Routed) -> bool:
-        """``presence/broadcast``, before the presence module: learn the client's caps,
-        and send the last items of the nodes it newly wants (XEP-0163 §4.3.1, §6.2): all
-        it wants at its first available presence, and those a later presence with other
+        """``presence/broadcast``, before the presence module: take the nodes the client
+        wants notifications of from its caps (learning an unknown ``ver`` first), and
+        send the last items of the nodes it newly wants (XEP-0163 §4.3.1, §6.2): all it
+        wants at its first available presence, and those a later presence with other
         caps adds ``+notify`` for."""
         session, stanza = routed.origin, routed.stanza
         if session is None or "type" in stanza.attrs:
             return False
         c = stanza.find("c", ns.CAPS)
         ver = c.get("ver") if c is not None else None
-        initial = not session.available
-        before = frozenset() if initial else self.interest(session)
-        if c is not None and ver and ver not in self.caps:
-            learnt = self.learning.get(ver)
-            if learnt is None:
-                learnt = self.learning[ver] = asyncio.Event()
-                self.api.spawn(self.learn(session, c, ver, learnt))
-            self.api.spawn(self.send_last_items(session, before, learnt))
-        elif initial or self.caps.get(ver or "", frozenset()) - before:
-            self.api.spawn(self.send_last_items(session, before))
+        before = session.notify if session.available else frozenset()
+        known = self.caps.get(ver) if ver else frozenset()
+        if known is not None:
+            self.api.sessions.set_notify(session, known)
+            if known - before:
+                self.api.spawn(self.send_last_items(session, before))
+            return False
+        assert c is not None and ver is not None
+        learnt = self.learning.get(ver)
+        if learnt is None:
+            learnt = self.learning[ver] = asyncio.Event()
+            self.api.spawn(self.learn(session, c, ver, learnt))
+        self.api.spawn(self.take_learnt(session, ver, learnt, before))
         return False
+
+    async def take_learnt(
+        self, session: Session, ver: str, learnt: asyncio.Event, before: frozenset[str]
+    ) -> None:
+        """Once ``ver`` is learnt: the nodes it asks for, if the session still shows it,
+        and the last items of those it did not want ``before``."""
+        await learnt.wait()
+        c = session.presence.find("c", ns.CAPS) if session.presence is not None else None
+        if c is not None and c.get("ver") == ver:
+            self.api.sessions.set_notify(session, self.caps.get(ver, frozenset()))
+        await self.send_last_items(session, before)
 
     async def learn(self, session: Session, c: Element, ver: str, learnt: asyncio.Event) -> None:
         """Ask the client what ``ver`` stands for; a SHA-1 ``ver`` that does not match
@@ -293,7 +301,7 @@ class Pep:
             if affiliations.get(str(self.api.jid(user))) == "outcast":
                 continue
             for record in router.resources(self.api.jid(user)):
-                if record.available and node in self.interest(record):
+                if record.available and node in record.notify:
                     found.append(record)
         return found
 
@@ -309,15 +317,10 @@ class Pep:
         for record in self.audience(owner, node, access_model, affiliations or {}):
             self.api.router.deliver(record, event_message(sender, record.jid, event.copy()))
 
-    async def send_last_items(
-        self, session: Session, before: frozenset[str], learnt: asyncio.Event | None = None
-    ) -> None:
+    async def send_last_items(self, session: Session, before: frozenset[str]) -> None:
         """The newest item of each node the session wants and did not want ``before``,
-        of its own account and of the contacts it is subscribed to, readable by it
-        (once its caps are ``learnt``)."""
-        if learnt is not None:
-            await learnt.wait()
-        wanted = self.interest(session) - before
+        of its own account and of the contacts it is subscribed to, readable by it."""
+        wanted = session.notify - before
         if not wanted or not session.available:
             return
         roster = self.api.rosters.get(session.username)

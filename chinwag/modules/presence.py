@@ -13,7 +13,7 @@ from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import SUBSCRIPTION_TYPES, Routed
 from chinwag.server.hooks import PRESENCE_CROSSED, PRESENCE_SCREEN, SESSION_CLOSED, SESSION_GONE
 from chinwag.server.routing import SessionRecord
-from chinwag.server.session import Session, SessionKey
+from chinwag.server.session import Session
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
 from chinwag.xmpp.jid import JID
@@ -31,10 +31,6 @@ SPEC = Spec(
 def addressed(stanza: Element, to: JID) -> Element:
     """The same stanza with another 'to' (children are shared, not copied)."""
     return Element(stanza.tag, stanza.ns, {**stanza.attrs, "to": str(to)}, stanza.children)
-
-
-DIRECTED = SessionKey[set[JID]]("presence.directed")
-"""Who got directed presence from a session and must hear when it leaves (RFC 6121 4.6)."""
 
 
 SUBSCRIBED = ("from", "both")
@@ -114,21 +110,24 @@ class Presence:
         if not session.available:
             return
         audience = self.audience(session)
+        directed = session.directed
         self.sessions.set_presence(session, stanza)
+        self.sessions.set_directed(session, frozenset())
         self.send_to_resources(stanza, audience)
-        for target in session.pop(DIRECTED) or ():
+        for target in directed:
             self.api.deliver(addressed(stanza, target), target)
 
     def on_session_closed(self, session: Session) -> None:
         self.leave(session, unavailable_from(session.jid))
 
     def on_session_gone(self, record: SessionRecord) -> None:
-        """A session of a node that died: its contacts hear that it is unavailable, from
-        the node that cleaned up after it (once: one node cleans up)."""
+        """A session of a node that died: its contacts, and those it had sent directed
+        presence to, hear that it is unavailable, from the node that cleaned up after it
+        (once: one node cleans up)."""
         if record.available:
-            self.api.spawn(self.announce_gone(record.jid))
+            self.api.spawn(self.announce_gone(record.jid, record.directed))
 
-    async def announce_gone(self, jid: JID) -> None:
+    async def announce_gone(self, jid: JID, directed: frozenset[JID]) -> None:
         username = jid.local or ""
         roster = self.api.rosters.get(username)
         if roster is not None:
@@ -136,7 +135,10 @@ class Presence:
         else:  # no session of the account here: its roster is not in memory
             _version, items = await self.api.services.contacts.roster(username)
             subscribers = [item.username for item in items if item.subscription in SUBSCRIBED]
-        self.send_to_resources(unavailable_from(jid), self.audience_of(jid, subscribers))
+        gone = unavailable_from(jid)
+        self.send_to_resources(gone, self.audience_of(jid, subscribers))
+        for target in directed:
+            self.api.deliver(addressed(gone, target), target)
 
     def on_crossed(
         self, before: SessionRecord | None, after: SessionRecord | None, sessions: list[Session]
@@ -210,18 +212,15 @@ class Presence:
         """RFC 6121 4.6: remember who must hear that this session went away."""
         if not session.available:
             return
+        directed = session.directed
         if available:
             roster = self.api.rosters.get(session.username)
-            if roster is None or target.local not in roster.subscribed_from():
-                directed = session.get(DIRECTED)
-                if directed is None:
-                    session.put(DIRECTED, {target})
-                else:
-                    directed.add(target)
-        else:
-            directed = session.get(DIRECTED)
-            if directed:
-                directed.discard(target)
+            if target not in directed and (
+                roster is None or target.local not in roster.subscribed_from()
+            ):
+                self.sessions.set_directed(session, directed | {target})
+        elif target in directed:
+            self.sessions.set_directed(session, directed - {target})
 
 
 def setup(api: ModuleAPI) -> None:

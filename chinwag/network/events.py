@@ -9,7 +9,9 @@ Kinds: ``roster.changed`` (subject: roster owner, object: contact),
 ``profile.changed`` and ``account.deleted`` (subject: the account),
 ``account.password_changed`` (subject: the account; detail: the :func:`resource_mark` of
 the session that changed it, which stays signed in), ``blocklist.changed`` (subject:
-the account whose block list changed, ``network/blocking.py``). Consequences
+the account whose block list changed, ``network/blocking.py``),
+``archive.prefs_changed`` (subject: the account whose archiving preferences were set,
+``store/archive.py``). Consequences
 nobody has applied yet, such as contacts losing a deleted account, carry the
 origin :data:`UNAPPLIED`, so every reader delivers them.
 """

@@ -81,11 +81,13 @@ class Session:
         "available",
         "carbons",
         "connection",
+        "directed",
         "filters",
         "grant",
         "interested",
         "jid",
         "node",
+        "notify",
         "presence",
         "priority",
         "state",
@@ -110,6 +112,10 @@ class Session:
         """Asked for the roster, so gets roster pushes (RFC 6121 2.1.6)."""
         self.carbons = False
         """Enabled message carbons (XEP-0280)."""
+        self.notify: frozenset[str] = frozenset()
+        """The PEP nodes it wants notifications of (XEP-0163 ``+notify``, from its caps)."""
+        self.directed: frozenset[JID] = frozenset()
+        """Who got directed presence from it and must hear when it goes (RFC 6121 4.6)."""
         self.filters: tuple[OutputFilter, ...] = ()
         """What sees each stanza routed here before it is written, in order."""
         self._slots: dict[SessionKey[Any], Any] | None = None

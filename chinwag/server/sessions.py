@@ -538,22 +538,35 @@ class SessionManager:
     def set_presence(self, session: Session, presence: Element) -> None:
         """The session's broadcast presence (RFC 6121 4.2, 4.5): availability, priority."""
         session.update_presence(presence)
-        if self._records is not None and session.state is not SessionState.ENDED:
-            self._records.publish(session)  # an ended session has left the registry
+        self._publish(session)
 
     def set_interested(self, session: Session) -> None:
         """The session asked for the roster: it gets roster pushes from now on."""
         if not session.interested:
             session.interested = True
-            if self._records is not None and session.state is not SessionState.ENDED:
-                self._records.publish(session)
+            self._publish(session)
 
     def set_carbons(self, session: Session, enabled: bool) -> None:
         """The session enabled or disabled message carbons (XEP-0280)."""
         if session.carbons != enabled:
             session.carbons = enabled
-            if self._records is not None and session.state is not SessionState.ENDED:
-                self._records.publish(session)
+            self._publish(session)
+
+    def set_notify(self, session: Session, nodes: frozenset[str]) -> None:
+        """The PEP nodes the session wants notifications of (XEP-0163, from its caps)."""
+        if session.notify != nodes:
+            session.notify = nodes
+            self._publish(session)
+
+    def set_directed(self, session: Session, targets: frozenset[JID]) -> None:
+        """Who got directed presence from the session and must hear when it goes."""
+        if session.directed != targets:
+            session.directed = targets
+            self._publish(session)
+
+    def _publish(self, session: Session) -> None:
+        if self._records is not None and session.state is not SessionState.ENDED:
+            self._records.publish(session)  # an ended session has left the registry
 
     # --- this process's sessions -------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chinwag.store.accounts import ACCOUNT_ID, in_chunks
 from chinwag.store.db import Database
+from chinwag.store.events import UNAPPLIED, NewEvent, record_events
 from chinwag.store.models import Account, ArchivedMessage, ArchivePrefs
 
 _ACCOUNT = Account.__table__
@@ -42,6 +43,8 @@ _ROW_OF = select(_MESSAGE.c.id).where(
 )
 NO_ID = 2**63 - 1
 """Above every id."""
+ARCHIVE_PREFS_CHANGED = "archive.prefs_changed"
+"""subject: the account whose archiving preferences (XEP-0313) were set."""
 _PURGE = delete(_MESSAGE).where(_MESSAGE.c.archived_at < bindparam("before"))
 
 POLICIES = ("always", "never", "roster")
@@ -144,10 +147,12 @@ class ArchiveRepository(Protocol):
 
 
 class SqlArchiveRepository:
-    """ArchiveRepository on SQLAlchemy; identical on SQLite and PostgreSQL."""
+    """ArchiveRepository on SQLAlchemy; identical on SQLite and PostgreSQL. Setting
+    preferences writes an ``archive.prefs_changed`` event, marked with ``origin``."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, origin: str = UNAPPLIED) -> None:
         self._db = db
+        self._origin = origin
 
     async def append(self, messages: Sequence[NewArchivedMessage]) -> int:
         if not messages:
@@ -186,12 +191,12 @@ class SqlArchiveRepository:
         return found
 
     async def set_prefs(self, username: str, prefs: Prefs) -> bool:
-        async with self._db.engine.begin() as connection:
-            account_id = await connection.scalar(ACCOUNT_ID, {"username": username})
+        async with self._db.sessions.begin() as session:
+            account_id = await session.scalar(ACCOUNT_ID, {"username": username})
             if account_id is None:
                 return False
-            await connection.execute(delete(_PREFS).where(_PREFS.c.account_id == account_id))
-            await connection.execute(
+            await session.execute(delete(_PREFS).where(_PREFS.c.account_id == account_id))
+            await session.execute(
                 insert(_PREFS),
                 {
                     "account_id": account_id,
@@ -200,6 +205,8 @@ class SqlArchiveRepository:
                     "never": json.dumps(sorted(prefs.never)),
                 },
             )
+            event = NewEvent(ARCHIVE_PREFS_CHANGED, username, None, self._origin)
+            await record_events(session, [event])
         return True
 
     async def purge(self, before: datetime) -> int:

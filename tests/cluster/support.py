@@ -48,6 +48,8 @@ class Record:
     interested: bool = False
     carbons: bool = False
     app: str | None = None
+    notify: frozenset[str] = frozenset()
+    directed: frozenset[JID] = frozenset()
 
 
 class Host:

@@ -34,8 +34,11 @@ async def test_what_one_node_publishes_another_mirrors(cluster) -> None:
         "app-1",
     )
     assert mirrored.presence is None
+    assert (mirrored.notify, mirrored.directed) == (frozenset(), frozenset())
 
     phone.available, phone.priority, phone.interested = True, 5, True
+    phone.notify = frozenset({"urn:xmpp:omemo:2:devices", "urn:xmpp:avatar:metadata"})
+    phone.directed = frozenset({JID.parse("room@localhost/alice"), JID.parse("bob@localhost")})
     phone.presence = parse_stanza(
         "<presence from='alice@localhost/phone'><show>away</show><priority>5</priority></presence>"
     )
@@ -47,6 +50,7 @@ async def test_what_one_node_publishes_another_mirrors(cluster) -> None:
     assert mirrored is not None
     assert (mirrored.available, mirrored.priority, mirrored.interested) == (True, 5, True)
     assert mirrored.presence is not None and mirrored.presence.find("show").text == "away"  # type: ignore[union-attr]
+    assert (mirrored.notify, mirrored.directed) == (phone.notify, phone.directed)
     assert a.registry.record(ALICE_PHONE) is None  # a node's own sessions are the local router's
 
     a.registry.remove(phone)

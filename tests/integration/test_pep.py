@@ -65,15 +65,27 @@ async def pep_client(
     events = Events(client)
     asked = asked_for_caps(client)
     await sign_in(client, server.host, server.port)
-    # A feature of this client alone: its caps are new to the server, which asks for them.
-    client.plugin["xep_0030"].add_feature(f"urn:example:client:{user}:{resource}")
+    await become_available(client, asked, f"{user}:{resource}", interests, server.domain)
+    return client, events
+
+
+async def become_available(
+    client: ClientXMPP,
+    asked: asyncio.Future[None],
+    tag: str,
+    interests: tuple[str, ...],
+    domain: str,
+) -> None:
+    """Send available presence with caps naming ``interests``, and return once the
+    server has learnt them: the caps are new (a feature of this client alone, named by
+    ``tag``), so the server asks what they stand for."""
+    client.plugin["xep_0030"].add_feature(f"urn:example:client:{tag}")
     for interest in interests:
         client.plugin["xep_0030"].add_feature(f"{interest}+notify")
     await client.plugin["xep_0115"].update_caps(broadcast=False)
     client.send_presence()
     await asyncio.wait_for(asked, TIMEOUT)
-    await asyncio.wait_for(client.plugin["xep_0030"].get_info(jid=server.domain), TIMEOUT)
-    return client, events
+    await asyncio.wait_for(client.plugin["xep_0030"].get_info(jid=domain), TIMEOUT)
 
 
 def asked_for_caps(client: ClientXMPP) -> asyncio.Future[None]:

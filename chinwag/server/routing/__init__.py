@@ -1,7 +1,8 @@
 """Where stanzas for local accounts go: routing records, and the Router modules route by.
 
 The registry holds one record per bound resource. Modules read records (who is
-online, how available, whether they asked for the roster) and hand stanzas to the
+online, how available, whether they asked for the roster, which PEP nodes they
+want) and hand stanzas to the
 router — ``route(to, stanza)`` for a full JID, ``deliver(record, stanza)`` for a
 record they chose — never to a session object of another user. One process keeps
 its sessions in memory (``local.py``), where a record is the session itself; a
@@ -52,6 +53,16 @@ class SessionRecord(Protocol):
     @property
     def app(self) -> str | None:
         """The client_id of the app the session signed in as, if any."""
+        ...
+
+    @property
+    def notify(self) -> frozenset[str]:
+        """The PEP nodes it wants notifications of (XEP-0163 ``+notify``, from its caps)."""
+        ...
+
+    @property
+    def directed(self) -> frozenset[JID]:
+        """Who got directed presence from it and must hear when it goes (RFC 6121 4.6)."""
         ...
 
 

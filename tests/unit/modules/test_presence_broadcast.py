@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from module_harness import Harness, MakeHarness
 
-from chinwag.modules.presence import DIRECTED
 from chinwag.xmpp.jid import JID
 
 
@@ -72,7 +71,7 @@ async def test_directed_presence_is_kept_in_the_module_slot_and_undone_on_leavin
         '<presence to="carol@localhost/desk" from="alice@localhost/phone"/>'
     ]
     assert alice.session is not None
-    assert alice.session.get(DIRECTED) == {JID.parse("carol@localhost/desk")}
+    assert alice.session.directed == {JID.parse("carol@localhost/desk")}
 
     host.send(alice, "<presence type='unavailable'/>")
 
