@@ -141,9 +141,9 @@ class Carbons:
         sender = self.accounts.get(origin.jid.local or "") if origin is not None else None
         recipient = self.accounts.get(username) if records else None
         if self.clustered:
-            if sender is None and origin is not None and self.elsewhere(origin.username):
+            if sender is None and origin is not None and self.elsewhere(origin.jid.bare):
                 sender = Account()
-            if recipient is None and records and self.elsewhere(username):
+            if recipient is None and records and self.elsewhere(routed.to.bare):
                 recipient = Account()
         if sender is None and recipient is None:
             return  # what nearly every message costs here: two lookups
@@ -180,10 +180,12 @@ class Carbons:
                     router.deliver(record, wrap(wrapper, message, record.jid))
         return copied
 
-    def elsewhere(self, username: str) -> bool:
-        """Whether a session of ``username`` on another node has carbons enabled."""
-        records = self.api.router.resources(self.api.jid(username))
-        return any(type(record) is not Session and record.carbons for record in records)
+    def elsewhere(self, bare: JID) -> bool:
+        """Whether a session of the account ``bare`` on another node has carbons enabled."""
+        for record in self.api.router.resources(bare):
+            if record.carbons and type(record) is not Session:
+                return True
+        return False
 
 
 def drop_failed_copy(session: Session, stanza: Element) -> bool:
