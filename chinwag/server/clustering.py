@@ -35,7 +35,7 @@ from chinwag.cluster.connection import UNREACHABLE
 from chinwag.cluster.errors import ClusterUnavailable
 from chinwag.cluster.lease import NodeNameInUse
 from chinwag.cluster.node import ClusterNode
-from chinwag.cluster.records import RemoteRecord
+from chinwag.cluster.records import ITEM_SEPARATOR, RemoteRecord
 from chinwag.cluster.resumption import Kept, item
 from chinwag.config import ClusterSettings
 from chinwag.server.dispatch import Dispatcher
@@ -166,7 +166,13 @@ class ClusterMember:
             resumption.append(sm.id, item((first + offset) & MASK, since, stanza.encoded()))
         for stanza, since in waited:
             resumption.append(sm.id, item(None, since, stanza.encoded()))
-        resumption.update(sm.id, {"handled": sm.handled, "presence": _presence(session)})
+        directed = ITEM_SEPARATOR.join(sorted(jid.text for jid in session.directed))
+        state: dict[str, str | bytes | int] = {
+            "handled": sm.handled,
+            "presence": _presence(session),
+            "directed": directed,
+        }
+        resumption.update(sm.id, state)
         resumption.release(sm.id)
         sm.mirror = None
         self._handled_kept.pop(sm.id, None)
@@ -191,6 +197,9 @@ class ClusterMember:
             int(kept.text("handled") or 0),
             presence,
             [(n, since, parse_stanza(data.decode())) for n, since, data in kept.unacked],
+            frozenset(
+                JID.parse(text) for text in kept.text("directed").split(ITEM_SEPARATOR) if text
+            ),
         )
 
     def written(self, sm: StreamManagement, data: bytes) -> None:

@@ -145,6 +145,8 @@ class TakenOver:
     handled: int
     presence: Element | None
     unacked: list[tuple[int | None, float, Element]]
+    directed: frozenset[JID] = frozenset()
+    """Who had its directed presence, and must hear when it goes away."""
 
 
 class Resumer(Protocol):
@@ -465,6 +467,7 @@ class SessionManager:
         for number, since, stanza in taken.unacked:
             if number is None or 0 < (number - handled) & MASK < HALF:  # not handled yet
                 parking.keep(stanza, since)
+        session.directed = taken.directed
         self._register(session)
         return session, taken.presence
 

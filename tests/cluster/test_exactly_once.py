@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from chinwag.cluster.connection import connect
+from chinwag.store.contacts import RosterChange
 from tests.integration.support import make_client, watch
 
 from .nodes import (
@@ -31,6 +32,7 @@ from .nodes import (
 )
 from .support import eventually
 from .test_node_death import assert_no_record_names
+from .test_node_state import contact
 
 pytestmark = pytest.mark.postgres
 
@@ -250,5 +252,48 @@ async def test_a_session_still_open_on_a_live_node_is_resumed_on_another(
             await processes.settle()
             assert counted(old, new) == Counter(str(n) for n in range(1, 31))
             assert "session handed over to another node" in other.output
+    finally:
+        other.stop()
+
+
+async def test_directed_presence_travels_with_a_session_handed_over(
+    processes: NodeProcesses,
+) -> None:
+    a = processes.nodes["a"]
+    other = await asyncio.to_thread(processes.start, "hands-directed")
+    user = unique()
+    alice, carol = user("alice"), user("carol")
+    await processes.prepare([alice, carol], [])
+    async with processes.network() as (services, _oauth):  # carol does not hear alice
+        await services.contacts.save(
+            [
+                RosterChange(alice, carol, contact(carol, "to")),
+                RosterChange(carol, alice, contact(alice, "from")),
+            ]
+        )
+    try:
+        async with clients() as opened:
+            carol_on_a = await opened.connect(a, carol, "desk")
+            carol_on_a.xmpp.send_presence()
+            phone = await managed(opened, other, alice, "phone")
+            phone.xmpp.send_presence(pto=f"{carol}@{DOMAIN}", pstatus="just to carol")
+            await eventually(
+                lambda: (
+                    "just to carol" in [status for _, status in carol_on_a.presence_from(phone.jid)]
+                )
+            )
+            phone.xmpp.abort()  # the session waits on its node, which then hands it over
+            await resume(phone, a)
+            await processes.settle()
+            phone.xmpp.disconnect()  # a clean end: who got directed presence hears of it
+            await eventually(
+                lambda: (
+                    [kind for kind, _ in carol_on_a.presence_from(phone.jid)][-1:]
+                    == ["unavailable"]
+                )
+            )
+            await processes.settle()
+            kinds = [kind for kind, _ in carol_on_a.presence_from(phone.jid)]
+            assert kinds.count("unavailable") == 1, kinds
     finally:
         other.stop()
