@@ -11,10 +11,14 @@ so one found later was stamped here, and a message routed again (a session ended
 with it unacknowledged) is not archived twice.
 
 Writes never hold up delivery: the messages archived in one event-loop turn, or while
-a transaction is in flight, are stored together in the next one (:class:`Writer`).
-Only when more than ``MAX_QUEUED`` wait does a sender's stream stop reading until they
-are stored. A query first waits for what was queued before it, so a client finds the
-message it has just sent.
+a transaction is in flight, are stored together in the next one (:class:`Writer`), a
+group commit as the offline store's, in one ``executemany``. The queue is bounded:
+once more than ``MAX_QUEUED`` messages wait, the stream of a sender whose message
+goes past the bound reads nothing more until the queue is stored (its messages are
+still delivered and archived, none is dropped); each time is counted
+(``Writer.held``) and logged at most once a minute. A query first waits for what was
+queued before it, so a client finds the message it has just sent, and the server's
+stop waits for the queue to be stored.
 
 Preferences of online users are kept in memory, read when their first resource binds;
 the writer reads those of other users itself. A recipient who is not online has a
@@ -30,7 +34,7 @@ import logging
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from chinwag.modules.offline import stamp
@@ -41,16 +45,17 @@ from chinwag.server.session import Session
 from chinwag.store.archive import (
     POLICIES,
     ArchivedItem,
+    ArchiveIds,
     ArchivePage,
     ArchiveQuery,
     NewArchivedMessage,
     Prefs,
     UnknownArchiveId,
+    visible_id,
 )
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
-from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID, InvalidJID
 from chinwag.xmpp.stanza import make_reply
 from chinwag.xmpp.times import parse_datetime
@@ -75,7 +80,7 @@ ROUTE_PRIORITY = 50
 """After the block list's screen (100): a message it refuses is not archived."""
 MAX_QUEUED = 10_000
 """Messages waiting for the writer beyond which a sender's stream waits for them."""
-ARCHIVE_ID_RANDOM_BYTES = 3
+HELD_LOG_EVERY_SECONDS = 60.0
 QUERY_FIELDS = ("with", "start", "end", "before-id", "after-id", "ids")
 
 
@@ -131,19 +136,6 @@ def keeps(prefs: Prefs, peer: str, contact: bool) -> bool:
     return prefs.default == "always" or (prefs.default == "roster" and contact)
 
 
-class ArchiveIds:
-    """Archive ids that grow with time: microseconds since the epoch (never the same
-    twice in this process), then random bytes, so that processes sharing a database do
-    not meet. Growing ids keep each insert into the id index at its end."""
-
-    def __init__(self) -> None:
-        self._last = 0
-
-    def __call__(self) -> str:
-        self._last = max(time.time_ns() // 1000, self._last + 1)
-        return f"{self._last:014x}{random_hex(ARCHIVE_ID_RANDOM_BYTES)}"
-
-
 @dataclass(slots=True)
 class Pending:
     message: NewArchivedMessage
@@ -163,6 +155,10 @@ class Writer:
         self._current: asyncio.Future[None] | None = None
         """Resolved once the batch being stored is."""
         self._running = False
+        self.held = 0
+        """Times a sender's stream waited for the queue, past ``MAX_QUEUED``."""
+        self._held_logged = 0
+        self._held_logged_at = -HELD_LOG_EVERY_SECONDS
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -185,6 +181,29 @@ class Writer:
         done: asyncio.Future[None] = loop.create_future()
         done.set_result(None)
         return done
+
+    def hold(self, origin: Session) -> None:
+        """Have ``origin``'s stream wait until what is queued now is stored."""
+        self.held += 1
+        origin.connection.hold(self._drained())
+        now = time.monotonic()
+        if now - self._held_logged_at >= HELD_LOG_EVERY_SECONDS:
+            log.warning(
+                "the archive's queue is past %d messages: senders' streams waited for it "
+                "%d times since the last warning",
+                MAX_QUEUED,
+                self.held - self._held_logged,
+            )
+            self._held_logged, self._held_logged_at = self.held, now
+
+    async def _drained(self) -> None:
+        await self.stored()
+
+    async def flush(self) -> None:
+        """Store everything queued (at the server's stop)."""
+        while self._queue or self._running:
+            await self.stored()
+            await asyncio.sleep(0)
 
     async def _run(self) -> None:
         try:
@@ -231,24 +250,20 @@ class Archive:
             return False  # no federation: it is bounced
         sender = message.attrs.get("from", "")
         text = message.encoded().decode()
-        now = datetime.now(UTC)
         if origin is not None and origin.username != to.local:
-            self.archive(origin.username, to.bare.text, to.resource, True, text, now)
+            self.archive(origin.username, to.bare.text, to.resource, True, text)
         owner = to.bare.text
         if stamped_for(message, owner):
             return False  # archived when it was first routed
         # A client's stanza has its session's JID as 'from': no need to parse it again.
         peer = (origin.jid.bare.text, origin.jid.resource) if origin else _bare_and_resource(sender)
         if peer is not None:
-            archive_id = self.archive(to.local, peer[0], peer[1], False, text, now)
+            archive_id = self.archive(to.local, peer[0], peer[1], False, text)
             if archive_id is not None:
-                add_stanza_id(message, owner, archive_id)
+                add_stanza_id(message, owner, visible_id(archive_id))
         if len(self.writer) > MAX_QUEUED and origin is not None:
-            origin.connection.hold(self._drained())
+            self.writer.hold(origin)
         return False
-
-    async def _drained(self) -> None:
-        await self.writer.stored()
 
     def archive(
         self,
@@ -257,8 +272,7 @@ class Archive:
         resource: str | None,
         outgoing: bool,
         text: str,
-        now: datetime,
-    ) -> str | None:
+    ) -> int | None:
         """Queue a message for ``username``'s archive if their preferences (or, when they
         are not known here, the default) keep it; its archive id, or None."""
         prefs = self.prefs.get(username)
@@ -266,7 +280,7 @@ class Archive:
         if not keeps(prefs or self.default, peer, self.is_contact(username, peer)):
             return None
         archive_id = self.new_id()
-        message = NewArchivedMessage(username, archive_id, now, peer, resource, outgoing, text)
+        message = NewArchivedMessage(username, archive_id, peer, resource, outgoing, text)
         self.writer.add(Pending(message, decided))
         return archive_id
 
@@ -536,6 +550,7 @@ def setup(api: ModuleAPI) -> None:
     api.add_account_feature(ns.MAM_EXTENDED)
     api.add_account_feature(ns.STANZA_ID)
     api.hook(ROUTE_BEFORE, archive.on_route, ROUTE_PRIORITY)
+    api.at_stop(archive.writer.flush)
     api.hook(SESSION_BOUND, archive.on_bound)
     api.hook(SESSION_CLOSED, archive.on_closed)
     api.iq_handler("set", ns.MAM, "query", archive.query, scope="account")
