@@ -10,7 +10,7 @@ it by. A stanza id a client sent in the name of this server's JIDs is taken out 
 so one found later was stamped here, and a message routed again (a session ended
 with it unacknowledged) is not archived twice.
 
-Writes never hold up delivery: the messages archived in one event-loop turn, or while
+Writes never hold up delivery: the messages archived within a short window, or while
 a transaction is in flight, are stored together in the next one (:class:`Writer`), a
 group commit as the offline store's, in one ``executemany``. The queue is bounded:
 once more than ``MAX_QUEUED`` messages wait, the stream of a sender whose message
@@ -30,6 +30,7 @@ out carries an id that no query finds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Sequence
@@ -81,6 +82,10 @@ ROUTE_PRIORITY = 50
 MAX_QUEUED = 10_000
 """Messages waiting for the writer beyond which a sender's stream waits for them."""
 HELD_LOG_EVERY_SECONDS = 60.0
+BATCH_WINDOW_SECONDS = 0.05
+"""How long a batch gathers messages before it is stored, at most."""
+BATCH_ROWS = 5_000
+"""Messages that make a batch stored at once."""
 QUERY_FIELDS = ("with", "start", "end", "before-id", "after-id", "ids")
 
 
@@ -144,8 +149,12 @@ class Pending:
 
 
 class Writer:
-    """Archived messages, stored in batches: what is queued while a batch is being
-    stored makes the next one. Nothing waits on a timer."""
+    """Archived messages, stored in batches (a group commit): a batch gathers for
+    ``BATCH_WINDOW_SECONDS``, or until it holds ``BATCH_ROWS`` messages or someone waits
+    for it (a query, a held sender, the stop), and what is queued while it is being
+    stored makes the next one. A row's cost falls with the batch's size: each commit
+    writes every b-tree page the batch touched, and a batch touches about one page per
+    account and per conversation whatever its size."""
 
     def __init__(self, archive: Archive) -> None:
         self._archive = archive
@@ -155,6 +164,8 @@ class Writer:
         self._current: asyncio.Future[None] | None = None
         """Resolved once the batch being stored is."""
         self._running = False
+        self._wake = asyncio.Event()
+        """Set when the batch should not wait for the rest of its window."""
         self.held = 0
         """Times a sender's stream waited for the queue, past ``MAX_QUEUED``."""
         self._held_logged = 0
@@ -165,6 +176,8 @@ class Writer:
 
     def add(self, pending: Pending) -> None:
         self._queue.append(pending)
+        if len(self._queue) >= BATCH_ROWS:
+            self._wake.set()
         if not self._running:
             self._running = True
             self._archive.api.spawn(self._run())
@@ -175,6 +188,7 @@ class Writer:
         if self._queue:
             if self._next is None:
                 self._next = loop.create_future()
+            self._wake.set()
             return asyncio.shield(self._next)
         if self._current is not None:
             return asyncio.shield(self._current)
@@ -208,6 +222,10 @@ class Writer:
     async def _run(self) -> None:
         try:
             while self._queue:
+                if len(self._queue) < BATCH_ROWS and self._next is None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), BATCH_WINDOW_SECONDS)
+                self._wake.clear()
                 batch, self._queue = self._queue, []
                 current = self._next or asyncio.get_running_loop().create_future()
                 self._current, self._next = current, None

@@ -1,8 +1,7 @@
 """The message archive keyed by account and a time-ordered id.
 
 ``archive_messages`` is rebuilt as one row per message and archive under the primary
-key ``(account_id, id)`` (WITHOUT ROWID on SQLite) with one index, on
-``(account_id, peer, id)``: ``id`` is a 64-bit integer that holds the time of
+key ``(account_id, id)`` with one more index, on ``(account_id, peer, id)``: ``id`` is a 64-bit integer that holds the time of
 archiving (microseconds times 2**10 plus a low part), and it is also the stanza-id
 clients see, so the columns ``archive_id`` and ``archived_at`` and three indexes go.
 Existing rows are copied: an id this server gave (20 hex digits, 14 of microseconds
@@ -102,7 +101,6 @@ def _new_table(name: str) -> sa.Table:
         sa.Column("stanza", sa.Text(), nullable=False),
         _foreign_key("archive_messages"),
         sa.PrimaryKeyConstraint("account_id", "id", name="pk_archive_messages"),
-        sqlite_with_rowid=False,
     )
 
 
