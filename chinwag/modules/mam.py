@@ -79,12 +79,14 @@ NO_STORE_HINTS = frozenset({"no-store", "no-permanent-store"})
 """XEP-0334 hints that keep a message out of the archive."""
 ROUTE_PRIORITY = 50
 """After the block list's screen (100): a message it refuses is not archived."""
-MAX_QUEUED = 10_000
-"""Messages waiting for the writer beyond which a sender's stream waits for them."""
+MAX_QUEUED = 50_000
+"""Messages waiting for the writer (one per archive that keeps it, some 1 KB each in
+memory) beyond which a sender's stream waits for them."""
 HELD_LOG_EVERY_SECONDS = 60.0
-BATCH_WINDOW_SECONDS = 0.05
-"""How long a batch gathers messages before it is stored, at most."""
-BATCH_ROWS = 5_000
+BATCH_WINDOW_SECONDS = 0.2
+"""How long a batch gathers messages before it is stored, at most: what a crash (not a
+stop) can lose of the archive, never of delivery."""
+BATCH_ROWS = 20_000
 """Messages that make a batch stored at once."""
 QUERY_FIELDS = ("with", "start", "end", "before-id", "after-id", "ids")
 
