@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -439,3 +440,26 @@ async def test_a_clean_stop_stores_every_queued_message(
     for owner in ("alice", "bob"):
         page = await archive.query(owner, ArchiveQuery())
         assert [body_of_stanza(item.stanza) for item in page.items] == ["m1", "m2", "m3"]
+
+
+async def test_past_the_queue_bound_senders_wait_and_nothing_is_dropped(
+    start_server: StartServer,
+    new_client: NewClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With a bound of one queued message, every message after the first holds its
+    sender's stream until the queue is stored: each is still delivered and archived,
+    and the wait is logged."""
+    monkeypatch.setattr(mam, "MAX_QUEUED", 1)
+    server = await start_server()
+    assert server.app is not None
+    alice = await login(new_client, server, "alice", "laptop")
+    bob = await login(new_client, server, "bob", "desk")
+
+    with caplog.at_level(logging.WARNING, logger=mam.__name__):
+        await exchange(bob, alice, 6)
+        page = await server.app.services.archive.query("alice", ArchiveQuery())
+
+    assert [body_of_stanza(item.stanza) for item in page.items] == [f"m{n}" for n in range(1, 7)]
+    assert any("senders' streams waited" in record.getMessage() for record in caplog.records)
