@@ -10,11 +10,15 @@ it by. A stanza id a client sent in the name of this server's JIDs is taken out 
 so one found later was stamped here, and a message routed again (a session ended
 with it unacknowledged) is not archived twice.
 
-Writes never hold up delivery: the messages archived in one event-loop turn, or while
-a transaction is in flight, are stored together in the next one (:class:`Writer`).
-Only when more than ``MAX_QUEUED`` wait does a sender's stream stop reading until they
-are stored. A query first waits for what was queued before it, so a client finds the
-message it has just sent.
+Writes never hold up delivery: the messages archived within a short window, or while
+a transaction is in flight, are stored together in the next one (:class:`Writer`), a
+group commit as the offline store's, in one ``executemany``. The queue is bounded:
+once more than ``MAX_QUEUED`` messages wait, the stream of a sender whose message
+goes past the bound reads nothing more until the queue is stored (its messages are
+still delivered and archived, none is dropped); each time is counted
+(``Writer.held``) and logged at most once a minute. A query first waits for what was
+queued before it, so a client finds the message it has just sent, and the server's
+stop waits for the queue to be stored.
 
 Preferences of online users are kept in memory, read when their first resource binds
 and read again when any process (another node of a cluster) changes them
@@ -27,11 +31,12 @@ out carries an id that no query finds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from chinwag.modules.offline import stamp
@@ -44,16 +49,17 @@ from chinwag.store.archive import (
     ARCHIVE_PREFS_CHANGED,
     POLICIES,
     ArchivedItem,
+    ArchiveIds,
     ArchivePage,
     ArchiveQuery,
     NewArchivedMessage,
     Prefs,
     UnknownArchiveId,
+    visible_id,
 )
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
-from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID, InvalidJID
 from chinwag.xmpp.stanza import make_reply
 from chinwag.xmpp.times import parse_datetime
@@ -76,9 +82,15 @@ NO_STORE_HINTS = frozenset({"no-store", "no-permanent-store"})
 """XEP-0334 hints that keep a message out of the archive."""
 ROUTE_PRIORITY = 50
 """After the block list's screen (100): a message it refuses is not archived."""
-MAX_QUEUED = 10_000
-"""Messages waiting for the writer beyond which a sender's stream waits for them."""
-ARCHIVE_ID_RANDOM_BYTES = 3
+MAX_QUEUED = 50_000
+"""Messages waiting for the writer (one per archive that keeps it, some 1 KB each in
+memory) beyond which a sender's stream waits for them."""
+HELD_LOG_EVERY_SECONDS = 60.0
+BATCH_WINDOW_SECONDS = 0.2
+"""How long a batch gathers messages before it is stored, at most: what a crash (not a
+stop) can lose of the archive, never of delivery."""
+BATCH_ROWS = 20_000
+"""Messages that make a batch stored at once."""
 QUERY_FIELDS = ("with", "start", "end", "before-id", "after-id", "ids")
 
 
@@ -134,19 +146,6 @@ def keeps(prefs: Prefs, peer: str, contact: bool) -> bool:
     return prefs.default == "always" or (prefs.default == "roster" and contact)
 
 
-class ArchiveIds:
-    """Archive ids that grow with time: microseconds since the epoch (never the same
-    twice in this process), then random bytes, so that processes sharing a database do
-    not meet. Growing ids keep each insert into the id index at its end."""
-
-    def __init__(self) -> None:
-        self._last = 0
-
-    def __call__(self) -> str:
-        self._last = max(time.time_ns() // 1000, self._last + 1)
-        return f"{self._last:014x}{random_hex(ARCHIVE_ID_RANDOM_BYTES)}"
-
-
 @dataclass(slots=True)
 class Pending:
     message: NewArchivedMessage
@@ -155,8 +154,12 @@ class Pending:
 
 
 class Writer:
-    """Archived messages, stored in batches: what is queued while a batch is being
-    stored makes the next one. Nothing waits on a timer."""
+    """Archived messages, stored in batches (a group commit): a batch gathers for
+    ``BATCH_WINDOW_SECONDS``, or until it holds ``BATCH_ROWS`` messages or someone waits
+    for it (a query, a held sender, the stop), and what is queued while it is being
+    stored makes the next one. A row's cost falls with the batch's size: each commit
+    writes every b-tree page the batch touched, and a batch touches about one page per
+    account and per conversation whatever its size."""
 
     def __init__(self, archive: Archive) -> None:
         self._archive = archive
@@ -166,12 +169,20 @@ class Writer:
         self._current: asyncio.Future[None] | None = None
         """Resolved once the batch being stored is."""
         self._running = False
+        self._wake = asyncio.Event()
+        """Set when the batch should not wait for the rest of its window."""
+        self.held = 0
+        """Times a sender's stream waited for the queue, past ``MAX_QUEUED``."""
+        self._held_logged = 0
+        self._held_logged_at = -HELD_LOG_EVERY_SECONDS
 
     def __len__(self) -> int:
         return len(self._queue)
 
     def add(self, pending: Pending) -> None:
         self._queue.append(pending)
+        if len(self._queue) >= BATCH_ROWS:
+            self._wake.set()
         if not self._running:
             self._running = True
             self._archive.api.spawn(self._run())
@@ -182,6 +193,7 @@ class Writer:
         if self._queue:
             if self._next is None:
                 self._next = loop.create_future()
+            self._wake.set()
             return asyncio.shield(self._next)
         if self._current is not None:
             return asyncio.shield(self._current)
@@ -189,9 +201,36 @@ class Writer:
         done.set_result(None)
         return done
 
+    def hold(self, origin: Session) -> None:
+        """Have ``origin``'s stream wait until what is queued now is stored."""
+        self.held += 1
+        origin.connection.hold(self._drained())
+        now = time.monotonic()
+        if now - self._held_logged_at >= HELD_LOG_EVERY_SECONDS:
+            log.warning(
+                "the archive's queue is past %d messages: senders' streams waited for it "
+                "%d times since the last warning",
+                MAX_QUEUED,
+                self.held - self._held_logged,
+            )
+            self._held_logged, self._held_logged_at = self.held, now
+
+    async def _drained(self) -> None:
+        await self.stored()
+
+    async def flush(self) -> None:
+        """Store everything queued (at the server's stop)."""
+        while self._queue or self._running:
+            await self.stored()
+            await asyncio.sleep(0)
+
     async def _run(self) -> None:
         try:
             while self._queue:
+                if len(self._queue) < BATCH_ROWS and self._next is None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), BATCH_WINDOW_SECONDS)
+                self._wake.clear()
                 batch, self._queue = self._queue, []
                 current = self._next or asyncio.get_running_loop().create_future()
                 self._current, self._next = current, None
@@ -237,24 +276,20 @@ class Archive:
             return False  # no federation: it is bounced
         sender = message.attrs.get("from", "")
         text = message.encoded().decode()
-        now = datetime.now(UTC)
         if origin is not None and origin.username != to.local:
-            self.archive(origin.username, to.bare.text, to.resource, True, text, now)
+            self.archive(origin.username, to.bare.text, to.resource, True, text)
         owner = to.bare.text
         if stamped_for(message, owner):
             return False  # archived when it was first routed
         # A client's stanza has its session's JID as 'from': no need to parse it again.
         peer = (origin.jid.bare.text, origin.jid.resource) if origin else _bare_and_resource(sender)
         if peer is not None:
-            archive_id = self.archive(to.local, peer[0], peer[1], False, text, now)
+            archive_id = self.archive(to.local, peer[0], peer[1], False, text)
             if archive_id is not None:
-                add_stanza_id(message, owner, archive_id)
+                add_stanza_id(message, owner, visible_id(archive_id))
         if len(self.writer) > MAX_QUEUED and origin is not None:
-            origin.connection.hold(self._drained())
+            self.writer.hold(origin)
         return False
-
-    async def _drained(self) -> None:
-        await self.writer.stored()
 
     def archive(
         self,
@@ -263,8 +298,7 @@ class Archive:
         resource: str | None,
         outgoing: bool,
         text: str,
-        now: datetime,
-    ) -> str | None:
+    ) -> int | None:
         """Queue a message for ``username``'s archive if their preferences (or, when they
         are not known here, the default) keep it; its archive id, or None."""
         prefs = self.prefs.get(username)
@@ -272,7 +306,7 @@ class Archive:
         if not keeps(prefs or self.default, peer, self.is_contact(username, peer)):
             return None
         archive_id = self.new_id()
-        message = NewArchivedMessage(username, archive_id, now, peer, resource, outgoing, text)
+        message = NewArchivedMessage(username, archive_id, peer, resource, outgoing, text)
         self.writer.add(Pending(message, decided))
         return archive_id
 
@@ -555,6 +589,7 @@ def setup(api: ModuleAPI) -> None:
     api.add_account_feature(ns.MAM_EXTENDED)
     api.add_account_feature(ns.STANZA_ID)
     api.hook(ROUTE_BEFORE, archive.on_route, ROUTE_PRIORITY)
+    api.at_stop(archive.writer.flush)
     api.hook(SESSION_BOUND, archive.on_bound)
     api.hook(SESSION_CLOSED, archive.on_closed)
     api.hook(f"network/{ARCHIVE_PREFS_CHANGED}", archive.on_prefs_changed)

@@ -10,7 +10,7 @@ the session that sent a stanza (``routed.origin``) through ``sessions``.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,8 @@ class ModuleHost:
     """Handlers of top-level elements besides stanzas, by (namespace, tag)."""
     stats: ServerStats = field(default_factory=ServerStats)
     """The service's counts, which a module adds its own work to."""
+    stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Awaited, in the order given, when the service stops, after its streams ended."""
     caps: list[Callable[[], str]] = field(default_factory=list)
     """What gives the XEP-0115 ``ver`` of the server's disco#info once every module is
     loaded (the disco module's), for the stream features."""
@@ -118,6 +120,12 @@ class ModuleAPI:
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run background work; its failure is logged, never lost silently."""
         self._host.spawn(work)
+
+    def at_stop(self, stop: Callable[[], Awaitable[None]]) -> None:
+        """Await ``stop()`` when the service stops, once every stream has ended and before
+        the database closes (a queue of writes stored, say)."""
+        self._host.stoppers.append(stop)
+        self.registered.append(("stop", stop))
 
     def bounce(self, stanza: Element, error: StanzaError) -> None:
         self._host.dispatcher.bounce(stanza, error)

@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from chinwag.server.clustering import ClusterMember
 
 log = logging.getLogger(__name__)
+BACKGROUND_WORK_GRACE_SECONDS = 5.0
+"""How long the stop waits for background work; what modules must finish (``at_stop``)
+is awaited after it, however long it takes."""
 
 IDLE_SWEEP_SECONDS = 2.0
 """How often streams that read nothing since the last sweep release their parser: a
@@ -440,7 +443,9 @@ class XMPPServer:
             await listener.wait_closed()
         self._listeners.clear()
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+            await asyncio.wait(list(self._tasks), timeout=BACKGROUND_WORK_GRACE_SECONDS)
+        for stop in self.module_host.stoppers:
+            await stop()
         await self.auth_failures.close()
         if self.cluster is not None:
             await self.cluster.stop()

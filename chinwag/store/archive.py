@@ -1,23 +1,36 @@
 """Message archive storage (XEP-0313): each account's archived messages and preferences.
 
-``append`` keeps a batch of messages, for any accounts, in one transaction; messages
-for accounts that do not exist (any more) are left out. An account's messages are
-ordered by the row id, which only grows; clients know them by ``archive_id``, an
-opaque string given by the caller (XEP-0359's stanza-id, stamped before the message
-is stored). A query is a range of that order narrowed by peer and time, read through
-the ``(account, id)`` or ``(account, peer, id)`` index a page at a time, and counted.
-Rows go with their account (ON DELETE CASCADE) and with ``purge``.
+An archived message is one row per archive that keeps it, keyed by ``(account, id)``.
+The id is a 64-bit integer that grows with time: the microseconds since the epoch
+when it was given, times 2**10, plus a low part (ten bits) that keeps ids of one
+process apart within a microsecond and those of processes sharing the database apart
+(``ArchiveIds``). It is the message's XEP-0359 stanza-id and the RSM key, written as
+16 hex digits (:func:`visible_id`), and the time it holds is the time of archiving,
+so that a time filter is an id range. Ids given before this design (20 hex digits:
+14 of microseconds and 6 random) are read as the id they were migrated to.
+
+``append`` keeps a batch of messages, for any accounts, in one transaction, through
+the driver's ``executemany`` with plain tuples; messages for accounts that do not
+exist (any more) are left out. A query is a range of the account's ids narrowed by
+peer, read a page at a time through the primary key or the ``(account, peer, id)``
+index, and counted up to ``COUNT_LIMIT``. Rows go with their account (ON DELETE
+CASCADE) and with ``purge``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import random
+import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chinwag.store.accounts import ACCOUNT_ID, in_chunks
@@ -25,10 +38,11 @@ from chinwag.store.db import Database
 from chinwag.store.events import UNAPPLIED, NewEvent, record_events
 from chinwag.store.models import Account, ArchivedMessage, ArchivePrefs
 
+log = logging.getLogger(__name__)
+
 _ACCOUNT = Account.__table__
 _MESSAGE = ArchivedMessage.__table__
 _PREFS = ArchivePrefs.__table__
-_INSERT = insert(_MESSAGE)
 _IDS_OF = select(_ACCOUNT.c.username, _ACCOUNT.c.id).where(
     _ACCOUNT.c.username.in_(bindparam("usernames", expanding=True))
 )
@@ -37,16 +51,24 @@ _PREFS_OF = (
     .select_from(_PREFS.join(_ACCOUNT, _ACCOUNT.c.id == _PREFS.c.account_id))
     .where(_ACCOUNT.c.username.in_(bindparam("usernames", expanding=True)))
 )
-_ROW_OF = select(_MESSAGE.c.id).where(
-    _MESSAGE.c.account_id == bindparam("account_id"),
-    _MESSAGE.c.archive_id == bindparam("archive_id"),
+_HELD = select(_MESSAGE.c.id).where(
+    _MESSAGE.c.account_id == bindparam("account_id"), _MESSAGE.c.id == bindparam("id")
 )
-NO_ID = 2**63 - 1
-"""Above every id."""
 ARCHIVE_PREFS_CHANGED = "archive.prefs_changed"
 """subject: the account whose archiving preferences (XEP-0313) were set."""
-_PURGE = delete(_MESSAGE).where(_MESSAGE.c.archived_at < bindparam("before"))
+_ACCOUNT_EXISTS = select(_ACCOUNT.c.id).where(_ACCOUNT.c.id == bindparam("id"))
+_PURGE = delete(_MESSAGE).where(_MESSAGE.c.id < bindparam("below"))
+_COLUMNS = ("account_id", "id", "peer", "peer_resource", "outgoing", "stanza")
+_INSERT_ONE = insert(_MESSAGE)
 
+LOW_BITS = 10
+"""Bits of an id below its microseconds: 63 bits hold microseconds until the year 2255."""
+_LOW = (1 << LOW_BITS) - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_VISIBLE = re.compile(r"[0-9a-f]{16}")
+_LEGACY = re.compile(r"[0-9a-f]{20}")
+"""The ids of the first design: 14 hex digits of microseconds and 6 random ones."""
+CONFLICT_RETRIES = 8
 POLICIES = ("always", "never", "roster")
 COUNT_LIMIT = 1_000
 """Results counted at most: counting a million rows would take longer than reading a
@@ -61,13 +83,65 @@ class UnknownArchiveId(LookupError):
         super().__init__(f"no archived message has the id '{archive_id}'")
 
 
+# --- ids ------------------------------------------------------------------------------------
+
+
+def id_at(when: datetime, low: int = 0) -> int:
+    """The id of time ``when`` with low part ``low``: the smallest of its microsecond
+    for ``low`` 0."""
+    return (when - _EPOCH) // timedelta(microseconds=1) << LOW_BITS | low
+
+
+def time_of(archive_id: int) -> datetime:
+    """When the message with that id was archived (timezone-aware, UTC)."""
+    return _EPOCH + timedelta(microseconds=archive_id >> LOW_BITS)
+
+
+def visible_id(archive_id: int) -> str:
+    """The id as clients see it: XEP-0359's stanza-id, RSM's ``<first/>``, ``<last/>``."""
+    return f"{archive_id:016x}"
+
+
+def parsed_id(text: str) -> int | None:
+    """The id a client names, in this form or the first design's; None for any other."""
+    if _VISIBLE.fullmatch(text):
+        return int(text, 16)
+    if _LEGACY.fullmatch(text):
+        return legacy_id(text)
+    return None
+
+
+def legacy_id(text: str) -> int:
+    """The id that an id of the first design (20 hex digits) was migrated to."""
+    return int(text[:14], 16) << LOW_BITS | int(text[14:], 16) & _LOW
+
+
+class ArchiveIds:
+    """Archive ids for one process: they grow with time and never repeat here; the low
+    part starts at random in each microsecond, so that processes sharing a database
+    are unlikely to meet (``append`` moves an id that does meet another). Not secret,
+    so not from the system's random source: a system call per id cost 7 % of the
+    server's time under load."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def __call__(self) -> int:
+        candidate = time.time_ns() // 1000 << LOW_BITS | random.getrandbits(LOW_BITS)
+        self._last = max(candidate, self._last + 1)
+        return self._last
+
+
+# --- what is kept ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class NewArchivedMessage:
-    """A message to archive for ``username``: ``peer`` is the other party's bare JID."""
+    """A message to archive for ``username``: ``peer`` is the other party's bare JID;
+    ``id`` is given before it is stored (:class:`ArchiveIds`) and holds its time."""
 
     username: str
-    archive_id: str
-    archived_at: datetime
+    id: int
     peer: str
     peer_resource: str | None
     outgoing: bool
@@ -91,7 +165,7 @@ class ArchiveQuery:
 
     ``after_id``/``before_id`` bound the result set itself (XEP-0313's extended
     fields); ``page_after``/``page_before`` choose a page in it (RSM). ``last_page``
-    pages from the end: RSM's ``<before/>``, empty or not.
+    pages from the end: RSM's ``<before/>``, empty or not. Ids are as clients see them.
     """
 
     peer: str | None = None
@@ -129,8 +203,8 @@ class Prefs:
 
 class ArchiveRepository(Protocol):
     async def append(self, messages: Sequence[NewArchivedMessage]) -> int:
-        """Keep ``messages`` in one transaction, in order; those for accounts that do not
-        exist are left out. How many were kept."""
+        """Keep ``messages`` in one transaction; those for accounts that do not exist are
+        left out. How many were kept."""
 
     async def query(self, username: str, query: ArchiveQuery) -> ArchivePage:
         """A page of the account's archive (empty for no account); raises
@@ -146,6 +220,10 @@ class ArchiveRepository(Protocol):
         """Delete every message archived before ``before``; how many went."""
 
 
+Row = tuple[int, int, str, str | None, bool, str]
+"""A row of ``archive_messages`` in the order of ``_COLUMNS``."""
+
+
 class SqlArchiveRepository:
     """ArchiveRepository on SQLAlchemy; identical on SQLite and PostgreSQL. Setting
     preferences writes an ``archive.prefs_changed`` event, marked with ``origin``."""
@@ -153,20 +231,59 @@ class SqlArchiveRepository:
     def __init__(self, db: Database, origin: str = UNAPPLIED) -> None:
         self._db = db
         self._origin = origin
+        dialect = db.engine.dialect
+        marks = ["?"] * len(_COLUMNS) if dialect.name == "sqlite" else _numbered(len(_COLUMNS))
+        self._insert = (
+            f"INSERT INTO {_MESSAGE.name} ({', '.join(_COLUMNS)}) VALUES ({', '.join(marks)})"
+        )
+        """Run with the driver's executemany: SQLAlchemy's per-row processing of an
+        insert cost more than SQLite's own work for it."""
 
     async def append(self, messages: Sequence[NewArchivedMessage]) -> int:
         if not messages:
             return 0
-        async with self._db.engine.begin() as connection:
-            ids = await _account_ids(connection, {message.username for message in messages})
-            rows = [
-                _row(ids[message.username], message)
-                for message in messages
-                if message.username in ids
-            ]
-            if rows:
-                await connection.execute(_INSERT, rows)
-        return len(rows)
+        try:
+            async with self._db.engine.begin() as connection:
+                rows = await _rows(connection, messages)
+                if rows:
+                    await connection.exec_driver_sql(self._insert, rows)
+            return len(rows)
+        except IntegrityError:
+            # An id met another process's, or an account went while the batch was being
+            # written: row by row, each in a transaction of its own.
+            return await self._append_one_by_one(messages)
+
+    async def _append_one_by_one(self, messages: Sequence[NewArchivedMessage]) -> int:
+        async with self._db.engine.connect() as connection:
+            rows = await _rows(connection, messages)
+        kept = 0
+        for row in rows:
+            kept += await self._insert_moving_id(row)
+        return kept
+
+    async def _insert_moving_id(self, row: Row) -> int:
+        """Insert ``row``, under the next free id if its own is taken; 0 when its account
+        has gone."""
+        account_id, archive_id, *rest = row
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                async with self._db.engine.begin() as connection:
+                    values = dict(zip(_COLUMNS, (account_id, archive_id, *rest), strict=True))
+                    await connection.execute(_INSERT_ONE, values)
+                return 1
+            except IntegrityError:
+                async with self._db.engine.connect() as connection:
+                    if await connection.scalar(_ACCOUNT_EXISTS, {"id": account_id}) is None:
+                        return 0
+                log.warning(
+                    "archive id %s was taken in account %d: the message is stored under the "
+                    "next one",
+                    visible_id(archive_id),
+                    account_id,
+                )
+                archive_id += 1
+        log.error("an archived message could not be stored: %d ids taken", CONFLICT_RETRIES)
+        return 0
 
     async def query(self, username: str, query: ArchiveQuery) -> ArchivePage:
         async with self._db.engine.connect() as connection:
@@ -211,8 +328,22 @@ class SqlArchiveRepository:
 
     async def purge(self, before: datetime) -> int:
         async with self._db.engine.begin() as connection:
-            result = await connection.execute(_PURGE, {"before": before})
+            result = await connection.execute(_PURGE, {"below": id_at(before)})
         return result.rowcount
+
+
+def _numbered(count: int) -> list[str]:
+    return [f"${n}" for n in range(1, count + 1)]
+
+
+async def _rows(connection: AsyncConnection, messages: Sequence[NewArchivedMessage]) -> list[Row]:
+    """The rows of ``messages`` whose accounts exist."""
+    ids = await _account_ids(connection, {message.username for message in messages})
+    return [
+        (ids[m.username], m.id, m.peer, m.peer_resource, m.outgoing, m.stanza)
+        for m in messages
+        if m.username in ids
+    ]
 
 
 async def _account_ids(connection: AsyncConnection, usernames: set[str]) -> dict[str, int]:
@@ -223,50 +354,22 @@ async def _account_ids(connection: AsyncConnection, usernames: set[str]) -> dict
     return ids
 
 
-def _row(account_id: int, message: NewArchivedMessage) -> dict[str, Any]:
-    return {
-        "account_id": account_id,
-        "archive_id": message.archive_id,
-        "archived_at": message.archived_at,
-        "peer": message.peer,
-        "peer_resource": message.peer_resource,
-        "outgoing": message.outgoing,
-        "stanza": message.stanza,
-    }
-
-
-async def _row_id(connection: AsyncConnection, account_id: int, archive_id: str) -> int:
-    row_id = await connection.scalar(_ROW_OF, {"account_id": account_id, "archive_id": archive_id})
-    if row_id is None:
+async def _held_id(connection: AsyncConnection, account_id: int, archive_id: str) -> int:
+    """The id a client named, which the account's archive must hold."""
+    found = parsed_id(archive_id)
+    if (
+        found is None
+        or await connection.scalar(_HELD, {"account_id": account_id, "id": found}) is None
+    ):
         raise UnknownArchiveId(archive_id)
-    return int(row_id)
-
-
-async def _time_bound(
-    connection: AsyncConnection, account_id: int, when: datetime, *, first: bool
-) -> int:
-    """The id of the account's first message archived at or after ``when`` (``first``),
-    or of its last one at or before it, through the time index: the id range it starts
-    or ends lets a query walk the id index from there rather than filter every row
-    (which PostgreSQL's planner chose, taking most of a second on a million rows). Ids
-    grow with the time of archiving; the time itself is still compared exactly."""
-    c = _MESSAGE.c
-    if first:
-        statement = select(c.id).where(c.account_id == account_id, c.archived_at >= when)
-        statement = statement.order_by(c.archived_at, c.id)
-    else:
-        statement = select(c.id).where(c.account_id == account_id, c.archived_at <= when)
-        statement = statement.order_by(c.archived_at.desc(), c.id.desc())
-    found = await connection.scalar(statement.limit(1))
-    if found is None:  # nothing in the range: a bound no id meets
-        return NO_ID if first else -1
-    return int(found)
+    return found
 
 
 async def _filters(
     connection: AsyncConnection, account_id: int, query: ArchiveQuery
 ) -> list[ColumnElement[bool]]:
-    """The conditions of the whole result set (what is counted)."""
+    """The conditions of the whole result set (what is counted): ranges of the
+    account's ids, narrowed by peer."""
     c = _MESSAGE.c
     where: list[ColumnElement[bool]] = [c.account_id == account_id]
     if query.peer is not None:
@@ -274,22 +377,16 @@ async def _filters(
         if query.peer_resource is not None:
             where.append(c.peer_resource == query.peer_resource)
     if query.start is not None:
-        where.append(c.archived_at >= query.start)
-        where.append(c.id >= await _time_bound(connection, account_id, query.start, first=True))
+        where.append(c.id >= id_at(query.start))
     if query.end is not None:
-        where.append(c.archived_at <= query.end)
-        where.append(c.id <= await _time_bound(connection, account_id, query.end, first=False))
+        where.append(c.id <= id_at(query.end, _LOW))
     if query.after_id is not None:
-        where.append(c.id > await _row_id(connection, account_id, query.after_id))
+        where.append(c.id > await _held_id(connection, account_id, query.after_id))
     if query.before_id is not None:
-        where.append(c.id < await _row_id(connection, account_id, query.before_id))
+        where.append(c.id < await _held_id(connection, account_id, query.before_id))
     if query.ids is not None:
-        # Each looked up by its own index first: the planner would rather walk the
-        # account's rows in id order.
-        rows = await connection.execute(
-            select(c.id).where(c.account_id == account_id, c.archive_id.in_(query.ids))
-        )
-        where.append(c.id.in_([row_id for (row_id,) in rows]))
+        named = {parsed_id(text) for text in query.ids}
+        where.append(c.id.in_(sorted(found for found in named if found is not None)))
     return where
 
 
@@ -303,20 +400,23 @@ async def _page(
     c = _MESSAGE.c
     bounds = list(where)
     if query.page_after is not None:
-        bounds.append(c.id > await _row_id(connection, account_id, query.page_after))
+        bounds.append(c.id > await _held_id(connection, account_id, query.page_after))
     if query.page_before is not None:
-        bounds.append(c.id < await _row_id(connection, account_id, query.page_before))
+        bounds.append(c.id < await _held_id(connection, account_id, query.page_before))
     backwards = query.last_page or query.page_before is not None
     order = c.id.desc() if backwards else c.id.asc()
     statement = (
-        select(c.archive_id, c.archived_at, c.peer, c.peer_resource, c.outgoing, c.stanza)
+        select(c.id, c.peer, c.peer_resource, c.outgoing, c.stanza)
         .where(*bounds)
         .order_by(order)
         .limit(query.max + 1)
     )
     rows = (await connection.execute(statement)).all()
     complete = len(rows) <= query.max
-    items = [ArchivedItem(*row) for row in rows[: query.max]]
+    items = [
+        ArchivedItem(visible_id(row_id), time_of(row_id), peer, resource, bool(outgoing), stanza)
+        for row_id, peer, resource, outgoing, stanza in rows[: query.max]
+    ]
     if backwards:
         items.reverse()
     return ArchivePage(items, complete, 0)

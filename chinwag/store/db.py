@@ -376,12 +376,22 @@ def _upgrade_to_head(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         # Released when the upgrade's transaction ends, committed or not.
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    command.upgrade(_alembic_config(connection), "head")
+
+
+def downgrade_to(connection: Connection, revision: str) -> None:
+    """Take the schema back to ``revision`` (``alembic downgrade``), as an operator going
+    back to an older chinwag would, and as the tests of a migration do."""
+    command.downgrade(_alembic_config(connection), revision)
+
+
+def _alembic_config(connection: Connection) -> Config:
     # No ini file: Alembic then leaves logging alone, and env.py uses this connection.
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     config.set_main_option("path_separator", "os")
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    return config
 
 
 async def read_snapshot(connection: AsyncConnection) -> None:

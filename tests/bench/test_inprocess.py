@@ -125,7 +125,7 @@ def test_instructions_per_routed_message_and_per_sign_in_are_counted() -> None:
 
     _assert_reports(
         done,
-        r"[\d,]+ instructions per routed message \(700 counted\)\n"
+        r"[\d,]+ instructions per routed message \(700 counted\); [\d,]+ in all threads .*\n"
         r"[\d,]+ instructions per sign-in \(20 counted\)",
     )
 

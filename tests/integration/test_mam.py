@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from slixmpp import JID
+
+from chinwag.modules import mam
+from chinwag.server.xmpp_server import BACKGROUND_WORK_GRACE_SECONDS
+from chinwag.store.archive import ArchiveQuery
 
 from .im_support import Peer, add_user, error_condition, login, message, q, settle
 from .support import TIMEOUT, NewClient, ServerHandle, StartServer
@@ -93,6 +98,10 @@ def rsm_of(reply: ET.Element) -> dict[str, str | None]:
         "complete": fin.get("complete"),
         **{tag: found.findtext(f"{{{NS_RSM}}}{tag}") for tag in ("first", "last", "count")},
     }
+
+
+def body_of_stanza(stanza: str) -> str:
+    return ET.fromstring(stanza).findtext(q("body")) or ""
 
 
 def stanza_id(element: ET.Element) -> ET.Element | None:
@@ -405,3 +414,52 @@ async def test_an_archive_can_be_turned_off(
 
     assert stanza_id(got) is None
     assert error_condition(reply) == "service-unavailable"
+
+
+async def test_a_clean_stop_stores_every_queued_message(
+    start_server: StartServer, new_client: NewClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer is slower than the stop's grace for background work (a database under
+    load): the stop waits for what it queued all the same, before the database closes."""
+    store = mam.Archive.store
+
+    async def slow_store(self: mam.Archive, batch: Any) -> None:
+        await asyncio.sleep(BACKGROUND_WORK_GRACE_SECONDS + 1)
+        await store(self, batch)
+
+    monkeypatch.setattr(mam.Archive, "store", slow_store)
+    server = await start_server()
+    assert server.app is not None
+    alice = await login(new_client, server, "alice", "laptop")
+    bob = await login(new_client, server, "bob", "desk")
+    await exchange(bob, alice, 3)
+
+    await server.app.xmpp.stop()
+
+    archive = server.app.services.archive
+    for owner in ("alice", "bob"):
+        page = await archive.query(owner, ArchiveQuery())
+        assert [body_of_stanza(item.stanza) for item in page.items] == ["m1", "m2", "m3"]
+
+
+async def test_past_the_queue_bound_senders_wait_and_nothing_is_dropped(
+    start_server: StartServer,
+    new_client: NewClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With a bound of one queued message, every message after the first holds its
+    sender's stream until the queue is stored: each is still delivered and archived,
+    and the wait is logged."""
+    monkeypatch.setattr(mam, "MAX_QUEUED", 1)
+    server = await start_server()
+    assert server.app is not None
+    alice = await login(new_client, server, "alice", "laptop")
+    bob = await login(new_client, server, "bob", "desk")
+
+    with caplog.at_level(logging.WARNING, logger=mam.__name__):
+        await exchange(bob, alice, 6)
+        page = await server.app.services.archive.query("alice", ArchiveQuery())
+
+    assert [body_of_stanza(item.stanza) for item in page.items] == [f"m{n}" for n in range(1, 7)]
+    assert any("senders' streams waited" in record.getMessage() for record in caplog.records)

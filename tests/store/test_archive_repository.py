@@ -11,11 +11,14 @@ import pytest
 
 from chinwag.store import archive as archive_store
 from chinwag.store.archive import (
+    LOW_BITS,
     ArchiveQuery,
     NewArchivedMessage,
     Prefs,
     SqlArchiveRepository,
     UnknownArchiveId,
+    id_at,
+    visible_id,
 )
 
 Network = Any
@@ -24,13 +27,20 @@ Network = Any
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
+def v(n: int) -> str:
+    """The id clients see of message ``n``, archived ``n`` minutes after T0."""
+    return visible_id(id_at(T0 + timedelta(minutes=n)))
+
+
+NAMES = {v(n): f"id{n}" for n in range(20)}
+
+
 def message(
     n: int, username: str = "alice", peer: str = "bob@localhost", resource: str | None = "desk"
 ) -> NewArchivedMessage:
     return NewArchivedMessage(
         username=username,
-        archive_id=f"id{n}",
-        archived_at=T0 + timedelta(minutes=n),
+        id=id_at(T0 + timedelta(minutes=n)),
         peer=peer,
         peer_resource=resource,
         outgoing=n % 2 == 0,
@@ -54,7 +64,7 @@ async def archive(network: Network) -> SqlArchiveRepository:
 
 
 def ids(page: Any) -> list[str]:
-    return [item.archive_id for item in page.items]
+    return [NAMES[item.archive_id] for item in page.items]
 
 
 async def test_a_query_reads_in_order_and_counts(archive: SqlArchiveRepository) -> None:
@@ -83,9 +93,9 @@ async def test_start_end_and_the_extended_fields(archive: SqlArchiveRepository) 
     early = ArchiveQuery(end=T0)
     assert (await archive.query("alice", late)).count == 0
     assert (await archive.query("alice", early)).count == 0
-    ranged = ArchiveQuery(after_id="id2", before_id="id6")
+    ranged = ArchiveQuery(after_id=v(2), before_id=v(6))
     assert ids(await archive.query("alice", ranged)) == ["id3", "id4", "id5"]
-    assert ids(await archive.query("alice", ArchiveQuery(ids=("id8", "id2", "id10")))) == [
+    assert ids(await archive.query("alice", ArchiveQuery(ids=(v(8), v(2), v(10))))) == [
         "id2",
         "id8",
     ]  # id10 is bob's
@@ -93,8 +103,8 @@ async def test_start_end_and_the_extended_fields(archive: SqlArchiveRepository) 
 
 async def test_pages_forwards_with_after(archive: SqlArchiveRepository) -> None:
     first = await archive.query("alice", ArchiveQuery(max=4))
-    second = await archive.query("alice", ArchiveQuery(max=4, page_after="id4"))
-    third = await archive.query("alice", ArchiveQuery(max=4, page_after="id8"))
+    second = await archive.query("alice", ArchiveQuery(max=4, page_after=v(4)))
+    third = await archive.query("alice", ArchiveQuery(max=4, page_after=v(8)))
 
     assert (ids(first), first.complete, first.count) == (["id1", "id2", "id3", "id4"], False, 9)
     assert (ids(second), second.complete) == (["id5", "id6", "id7", "id8"], False)
@@ -103,8 +113,8 @@ async def test_pages_forwards_with_after(archive: SqlArchiveRepository) -> None:
 
 async def test_pages_backwards_from_the_end(archive: SqlArchiveRepository) -> None:
     last = await archive.query("alice", ArchiveQuery(max=4, last_page=True))
-    before = await archive.query("alice", ArchiveQuery(max=4, last_page=True, page_before="id6"))
-    start = await archive.query("alice", ArchiveQuery(max=4, last_page=True, page_before="id2"))
+    before = await archive.query("alice", ArchiveQuery(max=4, last_page=True, page_before=v(6)))
+    start = await archive.query("alice", ArchiveQuery(max=4, last_page=True, page_before=v(2)))
 
     assert (ids(last), last.complete) == (["id6", "id7", "id8", "id9"], False)
     assert (ids(before), before.complete) == (["id2", "id3", "id4", "id5"], False)
@@ -124,10 +134,10 @@ async def test_an_exact_page_is_complete_and_max_zero_only_counts(
 @pytest.mark.parametrize(
     "query",
     [
-        ArchiveQuery(after_id="id10"),  # bob's message, not alice's
+        ArchiveQuery(after_id=v(10)),  # bob's message, not alice's
         ArchiveQuery(before_id="nope"),
         ArchiveQuery(page_after="nope"),
-        ArchiveQuery(last_page=True, page_before="id10"),
+        ArchiveQuery(last_page=True, page_before=v(10)),
     ],
 )
 async def test_an_unknown_id_is_refused(archive: SqlArchiveRepository, query: ArchiveQuery) -> None:
@@ -175,7 +185,33 @@ async def test_a_large_result_set_is_not_counted(
     monkeypatch.setattr(archive_store, "COUNT_LIMIT", 8)
 
     everything = await archive.query("alice", ArchiveQuery(max=2))
-    eight = await archive.query("alice", ArchiveQuery(after_id="id1", max=2))
+    eight = await archive.query("alice", ArchiveQuery(after_id=v(1), max=2))
 
     assert (ids(everything), everything.count) == (["id1", "id2"], None)
     assert eight.count == 8
+
+
+async def test_an_id_of_the_first_design_names_the_message_it_was_migrated_to(
+    archive: SqlArchiveRepository,
+) -> None:
+    """Ids were 14 hex digits of microseconds and 6 random ones: a client that kept one
+    still pages from it."""
+    micros = id_at(T0 + timedelta(minutes=4)) >> LOW_BITS
+    legacy = f"{micros:014x}abc000"  # the low ten bits of the random part are 0
+
+    page = await archive.query("alice", ArchiveQuery(page_after=legacy, max=2))
+
+    assert ids(page) == ["id5", "id6"]
+
+
+async def test_an_id_another_process_took_moves_to_the_next_free_one(
+    archive: SqlArchiveRepository,
+) -> None:
+    taken = message(3)
+    clash = NewArchivedMessage("alice", taken.id, "dave@localhost", None, True, "<message/>")
+
+    assert await archive.append([clash, message(12)]) == 2
+
+    page = await archive.query("alice", ArchiveQuery(peer="dave@localhost"))
+    assert [item.archive_id for item in page.items] == [visible_id(taken.id + 1)]
+    assert (await archive.query("alice", ArchiveQuery())).count == 11

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from chinwag.cli import Network
 from chinwag.config import CONFIG_ENV_VAR
 from chinwag.network.accounts import derive_matching
-from chinwag.store.archive import NewArchivedMessage, Prefs, SqlArchiveRepository
+from chinwag.store.archive import NewArchivedMessage, Prefs, SqlArchiveRepository, id_at
 from chinwag.store.blocking import SqlBlockingRepository
 from chinwag.store.contacts import Contact, RosterChange, SqlContactRepository
 from chinwag.store.copy import CopyRefused, copied_tables, copy_database
@@ -76,8 +76,7 @@ async def fill(db: Database) -> None:
         [
             NewArchivedMessage(
                 "alice",
-                f"a{n}",
-                T0,
+                id_at(T0, n),
                 "bob@localhost",
                 "phone",
                 n == 0,

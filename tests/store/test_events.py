@@ -5,9 +5,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, column, insert, table, update
+from sqlalchemy import column, insert, table, update
 
 from chinwag.network.events import (
     ACCOUNT_DELETED,
@@ -19,7 +17,7 @@ from chinwag.network.events import (
 from chinwag.network.profiles import ProfileUpdate
 from chinwag.server.events import RETENTION, EventPump
 from chinwag.server.hooks import Hooks
-from chinwag.store.db import MIGRATIONS
+from chinwag.store.db import downgrade_to
 from chinwag.store.events import NewEvent, record_events
 from chinwag.store.models import NetworkEventRow, UTCDateTime, utc_now
 from chinwag.store.oauth import OAUTH_REVOKED, app_password_credential
@@ -160,18 +158,10 @@ async def test_a_detail_travels_with_its_event_and_is_none_without_one(network, 
     assert [e.detail for e in await network.events.since(0)] == ["app-password:7", None]
 
 
-def _downgrade(connection: Connection, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", MIGRATIONS)
-    config.set_main_option("path_separator", "os")
-    config.attributes["connection"] = connection
-    command.downgrade(config, revision)
-
-
 async def test_events_written_before_the_detail_existed_read_as_not_narrowed(network, database):
     """An event in the outbox across an upgrade, written by a process that knew no detail."""
     async with database.engine.begin() as connection:
-        await connection.run_sync(_downgrade, "0004")
+        await connection.run_sync(downgrade_to, "0004")
     old_events = table(
         "network_events",
         column("kind"),

@@ -9,13 +9,20 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from chinwag.store.archive import NewArchivedMessage, SqlArchiveRepository
+from chinwag.store.archive import NewArchivedMessage, SqlArchiveRepository, id_at, visible_id
 from chinwag.web.app import build_web_app
 
 from .conftest import BASE_URL, Site
 from .test_api import bearer, token_for
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def v(n: int) -> str:
+    """The id of message ``n``."""
+    return visible_id(id_at(T0 + timedelta(minutes=n)))
+
+
 INSUFFICIENT_SCOPE = 'Bearer realm="chinwag", error="insufficient_scope", scope="wl.archive"'
 
 
@@ -27,8 +34,7 @@ async def archive_api(site: Site) -> AsyncIterator[httpx.AsyncClient]:
         [
             NewArchivedMessage(
                 "alice",
-                f"id{n}",
-                T0 + timedelta(minutes=n),
+                id_at(T0 + timedelta(minutes=n)),
                 "bob@localhost",
                 "phone" if n == 2 else "desk",
                 n % 2 == 0,
@@ -70,12 +76,12 @@ async def test_an_app_pages_back_from_the_newest(site: Site, archive_api) -> Non
     oldest = await archive_api.get(
         f"/api/v1/me/archive?max=2&before={before.json()['first']}", headers=headers
     )
-    forwards = await archive_api.get("/api/v1/me/archive?max=10&after=id3", headers=headers)
+    forwards = await archive_api.get(f"/api/v1/me/archive?max=10&after={v(3)}", headers=headers)
 
     assert bodies(newest) == ["m4", "m5"]
     assert newest.headers["cache-control"] == "no-store"
     assert page["messages"][0] == {
-        "id": "id4",
+        "id": v(4),
         "at": "2026-12-01T12:04:00Z",
         "with": "bob@localhost/desk",
         "direction": "out",
@@ -83,8 +89,8 @@ async def test_an_app_pages_back_from_the_newest(site: Site, archive_api) -> Non
         "body": "m4",
     }
     assert (page["first"], page["last"], page["count"], page["complete"]) == (
-        "id4",
-        "id5",
+        v(4),
+        v(5),
         5,
         False,
     )

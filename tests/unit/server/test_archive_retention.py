@@ -8,8 +8,10 @@ from pathlib import Path
 
 from chinwag.server.retention import ArchiveRetention
 from chinwag.store.accounts import SqlAccountRepository
-from chinwag.store.archive import ArchiveQuery, NewArchivedMessage, SqlArchiveRepository
+from chinwag.store.archive import ArchiveQuery, NewArchivedMessage, SqlArchiveRepository, id_at
 from chinwag.store.db import Database
+
+now = datetime.now(UTC)
 
 
 async def archive_of(tmp_path: Path) -> tuple[Database, SqlArchiveRepository]:
@@ -17,13 +19,11 @@ async def archive_of(tmp_path: Path) -> tuple[Database, SqlArchiveRepository]:
     await db.migrate()
     await SqlAccountRepository(db).add("alice", [])
     repo = SqlArchiveRepository(db)
-    now = datetime.now(UTC)
     await repo.append(
         [
             NewArchivedMessage(
                 "alice",
-                f"id{days}",
-                now - timedelta(days=days),
+                id_at(now - timedelta(days=days)),
                 "bob@localhost",
                 None,
                 False,
@@ -46,7 +46,9 @@ async def test_started_it_purges_at_once_and_stops(tmp_path: Path) -> None:
             await asyncio.sleep(0.02)
         await retention.stop()
         page = await repo.query("alice", ArchiveQuery())
-        assert [item.archive_id for item in page.items] == ["id10", "id0"]
+        assert [item.archived_at.date() for item in page.items] == [
+            (now - timedelta(days=days)).date() for days in (10, 0)
+        ]
         assert await ArchiveRetention(repo, days=5).purge() == 1
     finally:
         await db.close()
