@@ -18,9 +18,10 @@ stanzas it sent already handled) until it is back within it, so a flood slows it
 sender and no one else.
 
 With XEP-0198 stream management (``stream_management.py``), every stanza written is
-kept until the client acknowledges it, an acknowledgement is asked for at the end of
-an event-loop turn that leaves enough unacknowledged, and <a/> answers <r/> once the
-stanzas before it are dispatched. A transport that drops without a closing stream (or
+kept until the client acknowledges it, an acknowledgement is asked for with the writes
+(at the end of an event-loop turn) that leave enough unacknowledged while no request is
+out, never in a write of its own, and <a/> answers <r/> once the stanzas before it are
+dispatched. A transport that drops without a closing stream (or
 a stream closed for <connection-timeout/>) leaves its session to the session manager
 to keep for resumption; a stream that ends otherwise ends its session. In a cluster, a
 resumable session's output waits to be written until the node has copied it to Redis
@@ -428,8 +429,7 @@ class C2SConnection:
             if sm.unrecorded:  # a cluster keeps a copy in Redis before the client gets it
                 sm.held_flush = self._flush_soon
                 return
-            sm.written()
-            if self.stream.state is not State.CLOSED and sm.ask():
+            if sm.written() and self.stream.state is not State.CLOSED:
                 self._pending.append(REQUEST)
         waiting = self.transport.writelines(self._pending)
         self._pending.clear()
@@ -777,14 +777,14 @@ class C2SConnection:
 
     def _acked(self, handled: int) -> bool:
         """The client's <a/>; False when it acknowledged more than it was sent, which ends
-        the stream (XEP-0198 §4)."""
+        the stream (XEP-0198 §4). What was written after the last request is asked about
+        with the next write, not in a write of its own: a request alone would cost a
+        system call each way and a read of the client's answer alone."""
         sm = self.session.stream_management if self.session is not None else None
         assert sm is not None  # the stream takes <a/> only with stream management
         if not sm.acknowledge(handled):
             self.close_stream(HandledCountTooHigh(handled, sm.sent))
             return False
-        if sm.ask():  # what was written after the last request
-            self.write(REQUEST)
         return True
 
     def _unacked_overflow(self, sm: StreamManagement) -> None:

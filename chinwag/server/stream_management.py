@@ -117,15 +117,24 @@ class StreamManagement:
         """The count of stanzas written to the client (modulo 2**32, as the client counts)."""
         return (self.acked + len(self.unacked)) & MASK
 
-    def written(self) -> None:
-        """The stanzas queued since the last call are being written now."""
-        end = self._dropped + len(self.unacked)
+    def written(self) -> bool:
+        """The stanzas queued since the last call are being written now. Returns whether to
+        request an acknowledgement with them: once enough are unacknowledged and no request
+        is out (then one is taken to be out). One call per write, as this is on the path of
+        every message."""
+        unacked = len(self.unacked)
+        end = self._dropped + unacked
         if end > self._stamped:
             self._stamps.append((max(self._stamped, self._dropped), time()))
             self._stamped = end
+        if self.awaiting or unacked < self.request_after:
+            return False
+        self.awaiting = True
+        return True
 
     def acknowledge(self, handled: int) -> bool:
-        """The client has handled ``handled`` stanzas: forget those. False (and nothing
+        """The client has handled ``handled`` stanzas: forget those, and the stamps of
+        stanzas no longer kept but the one that covers the first. False (and nothing
         changes) when that is more than were sent."""
         count = (handled - self.acked) & MASK
         unacked = self.unacked
@@ -133,22 +142,18 @@ class StreamManagement:
             return False
         if count:
             del unacked[:count]
-            self._dropped += count
-            self._forget_stamps()
+            first = self._dropped = self._dropped + count
+            stamps = self._stamps
+            gone = 0
+            while gone + 1 < len(stamps) and stamps[gone + 1][0] <= first:
+                gone += 1
+            if gone:
+                del stamps[:gone]
             if self.mirror is not None:
                 self.mirror.acknowledged(self, count)
         self.acked = handled
         self.awaiting = False
         return True
-
-    def _forget_stamps(self) -> None:
-        """Drop the stamps of stanzas no longer kept, but the one that covers the first."""
-        stamps, first = self._stamps, self._dropped
-        gone = 0
-        while gone + 1 < len(stamps) and stamps[gone + 1][0] <= first:
-            gone += 1
-        if gone:
-            del stamps[:gone]
 
     def recorded(self) -> None:
         """``mirror`` has written a stanza queued: once all are, the connection may write."""
@@ -158,13 +163,6 @@ class StreamManagement:
         flush, self.held_flush = self.held_flush, None
         if flush is not None:
             flush()
-
-    def ask(self) -> bool:
-        """Whether to request an acknowledgement now; if so, one is taken to be out."""
-        if self.awaiting or len(self.unacked) < self.request_after:
-            return False
-        self.awaiting = True
-        return True
 
     def take_unacked(self) -> list[Sent]:
         """What the client has not acknowledged, to resend or reroute, each with when it was

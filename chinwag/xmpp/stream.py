@@ -147,6 +147,12 @@ _TOO_MANY_NEW_JIDS = StanzaError(
 
 
 _Handler = Callable[["ServerStream", Any], None]
+
+
+def _bad_count() -> StreamError:
+    return StreamError(StreamCondition.BAD_FORMAT, "<a/> needs h, a count of stanzas")
+
+
 _H = TypeVar("_H", bound=Callable[..., None])
 _HANDLERS: dict[tuple[Input, State | None], _Handler] = {}
 """Filled by ``_handles`` as the class is made, read once into ``_STEPS`` after it."""
@@ -239,8 +245,11 @@ class ServerStream:
         """What is left of ``NEW_JID_CHARS_BURST`` as of ``_jid_allowance_at``."""
         self._jid_allowance_at = now
         self._stanzas_in = 0
-        """With stream management on (``State.MANAGED``), the client's stanzas, counted as
-        the stream handles them, from <enable/> or from the former stream's count."""
+        """The client's stanzas the stream has handled, whatever became of them, counted
+        whether stream management is on or not: one addition per stanza costs less than
+        a handler of its own for the managed state."""
+        self._sm_base = 0
+        """``_stanzas_in`` when the count of stream management (XEP-0198's h) was 0."""
         self._sm_sent: list[bytes] | None = None
         """With stream management, the stanzas the stream wrote itself (errors, replies)
         since the driver last took them, as written: the driver keeps them until
@@ -281,31 +290,32 @@ class ServerStream:
         without the parser where they begin between top-level elements: every client
         sends them many times a second, and each would cost as much to parse as a short
         stanza. The bytes around them go through the parser in order."""
-        fed = searched = 0
-        while self.state is State.MANAGED and (found := data.find(sm.NS_BYTES, searched)) >= 0:
-            searched = found + len(sm.NS_BYTES)
-            start = data.rfind(b"<", fed, found)
-            short = sm.SHORT_FORM.match(data, start) if start >= 0 else None
-            if short is None:
-                continue
+        fed = 0
+        search = sm.SHORT_FORM.search
+        short = search(data)
+        while short is not None and self.state is State.MANAGED:
+            start = short.start()
             if start > fed:
                 self._receive(data[fed:start])
                 fed = start
             if self.state is State.MANAGED and not self._backlog and self._parser.at_rest():
                 fed = short.end()
-                self._on_short_form(short.group(1) or short.group(2))
+                self._on_short_form(short[1] or short[2])
+            short = search(data, short.end())
         if fed < len(data) and self.state is not State.CLOSED:
             self._receive(data[fed:] if fed else data)
 
     def _on_short_form(self, handled: bytes | None) -> None:
-        """An <r/> (``handled`` None) or an <a h/> read in its usual spelling."""
-        try:
-            if handled is None:
-                self._on_request(None)
-            else:
-                self._acked(handled.decode())
-        except StreamError as error:
-            self._fail(error)
+        """An <r/> (``handled`` None) or an <a h/> read in its usual spelling, whose h the
+        pattern has checked to be digits."""
+        if handled is None:  # sm_handled, without the property's call
+            self._events.append(AckRequested((self._stanzas_in - self._sm_base) & sm.MASK))
+            return
+        count = int(handled)
+        if count > sm.MASK:
+            self._fail(_bad_count())
+            return
+        self._events.append(Acked(count))
 
     def receive_frame(self, data: bytes, now: float) -> list[Event]:
         """Feed one whole WebSocket message (websocket framing); returns the events it caused."""
@@ -407,6 +417,7 @@ class ServerStream:
         """Stream management is on (XEP-0198 §3), resumable as ``sm_id`` for ``max_seconds``
         when given; the client's stanzas are counted from here."""
         self._send_element(sm.enabled(sm_id, max_seconds))
+        self._sm_base = self._stanzas_in
         self._sm_sent = []
 
     @_answers(Signal.SM_RESUMED)
@@ -415,7 +426,7 @@ class ServerStream:
         client's stanzas going on from ``handled``, those its former stream handled."""
         self._send_element(sm.resumed(previd, handled))
         self._bound(jid)
-        self._stanzas_in = handled
+        self._sm_base = self._stanzas_in - handled
         self._sm_sent = []
 
     @_answers(Signal.SM_RESUME_FAILED)
@@ -427,7 +438,7 @@ class ServerStream:
     @property
     def sm_handled(self) -> int:
         """The client's stanzas handled under stream management so far (XEP-0198's h)."""
-        return self._stanzas_in & sm.MASK
+        return (self._stanzas_in - self._sm_base) & sm.MASK
 
     def take_stanzas_sent(self) -> list[bytes]:
         """With stream management, the stanzas the stream wrote since the last call."""
@@ -767,7 +778,7 @@ class ServerStream:
         self._send_sm_failure(StanzaCondition.UNEXPECTED_REQUEST, "a resource is bound already")
 
     @_handles(SM_REQUEST, state=State.MANAGED)
-    def _on_request(self, _element: Element | None) -> None:
+    def _on_request(self, _element: Element) -> None:
         self._events.append(AckRequested(self.sm_handled))
 
     @_handles(SM_ACK, state=State.MANAGED)
@@ -777,7 +788,7 @@ class ServerStream:
     def _acked(self, text: str | None) -> None:
         handled = sm.parse_count(text)
         if handled is None:
-            raise StreamError(StreamCondition.BAD_FORMAT, "<a/> needs h, a count of stanzas")
+            raise _bad_count()
         self._events.append(Acked(handled))
 
     def _send_sm_failure(self, condition: StanzaCondition, text: str) -> None:
@@ -785,14 +796,10 @@ class ServerStream:
 
     # --- stanzas -------------------------------------------------------------------
 
-    @_handles(MESSAGE, PRESENCE, IQ, state=State.MANAGED)
-    def _on_counted_stanza(self, stanza: Element) -> None:
-        """With stream management, every stanza counts, whatever becomes of it."""
-        self._stanzas_in += 1
-        self._on_stanza(stanza)
-
     @_handles(MESSAGE, PRESENCE, IQ, state=State.BOUND)
+    @_handles(MESSAGE, PRESENCE, IQ, state=State.MANAGED)
     def _on_stanza(self, stanza: Element) -> None:
+        self._stanzas_in += 1  # with stream management, every stanza counts
         attrs = stanza.attrs
         to_text = attrs.get("to")
         to: JID | None = None

@@ -449,6 +449,31 @@ async def test_client_and_server_ack_requests_are_answered_with_counts(
     await raw.stream.close()
 
 
+async def test_what_an_ack_leaves_unacknowledged_is_asked_about_with_the_next_write(
+    start_server: StartServer,
+) -> None:
+    """A request written alone would cost a write, and the client's answer a read, of
+    their own: the server asks with what it writes next instead."""
+    server = await start_server(**PLAINTEXT)
+    raw, _ = await raw_managed(server)
+    sm = sm_of(session_of(server))
+    await raw.until(q("presence"))  # its own presence, and a request after it
+    await raw.next(f"{{{NS_SM}}}r")
+
+    def ping(number: int) -> str:
+        return f"<iq type='get' id='p{number}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+
+    await raw.send(ping(1))
+    assert (await raw.next(q("iq"))).get("id") == "p1"  # no request: one is out
+    await raw.send(f"<a xmlns='{NS_SM}' h='{sm.sent - 1}'/>")  # all but the ping's result
+    await raw.send(ping(2))
+    assert (await raw.next(q("iq"))).get("id") == "p2"
+    await raw.next(f"{{{NS_SM}}}r")
+    await raw.send(f"<a xmlns='{NS_SM}' h='{sm.sent}'/>")
+    await eventually(lambda: not sm.unacked, "everything acknowledged")
+    await raw.stream.close()
+
+
 # --- how a stream ends decides what becomes of its session ------------------------------
 
 

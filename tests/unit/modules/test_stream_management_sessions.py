@@ -336,15 +336,16 @@ def test_acknowledging_counts_modulo_two_to_the_32() -> None:
 
 
 def test_one_request_for_an_ack_is_out_at_a_time() -> None:
+    """A write asks once enough are unacknowledged, and not while a request is out."""
     sm = StreamManagement(None, 0, StreamManagementSettings(request_ack_after=2))
     queue(sm, 1)
-    assert not sm.ask()
+    assert not sm.written()
     queue(sm, 1)
-    assert sm.ask() and not sm.ask()
+    assert sm.written() and not sm.written()
     assert sm.acknowledge(1)
-    assert not sm.ask()  # one left
+    assert not sm.written()  # one left
     queue(sm, 1)
-    assert sm.ask()
+    assert sm.written()
 
 
 def test_taking_what_was_not_acknowledged_keeps_the_count() -> None:
