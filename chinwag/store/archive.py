@@ -86,10 +86,15 @@ class UnknownArchiveId(LookupError):
 # --- ids ------------------------------------------------------------------------------------
 
 
+MAX_ID = 2**63 - 1
+"""The largest id a 64-bit signed column holds (microseconds until the year 2255)."""
+
+
 def id_at(when: datetime, low: int = 0) -> int:
     """The id of time ``when`` with low part ``low``: the smallest of its microsecond
-    for ``low`` 0."""
-    return (when - _EPOCH) // timedelta(microseconds=1) << LOW_BITS | low
+    for ``low`` 0; a time before 1970 or after ids run out is the first or last id."""
+    archive_id = (when - _EPOCH) // timedelta(microseconds=1) << LOW_BITS | low
+    return min(max(archive_id, 0), MAX_ID)
 
 
 def time_of(archive_id: int) -> datetime:
@@ -105,10 +110,12 @@ def visible_id(archive_id: int) -> str:
 def parsed_id(text: str) -> int | None:
     """The id a client names, in this form or the first design's; None for any other."""
     if _VISIBLE.fullmatch(text):
-        return int(text, 16)
-    if _LEGACY.fullmatch(text):
-        return legacy_id(text)
-    return None
+        archive_id = int(text, 16)
+    elif _LEGACY.fullmatch(text):
+        archive_id = legacy_id(text)
+    else:
+        return None
+    return archive_id if archive_id <= MAX_ID else None  # no row holds it
 
 
 def legacy_id(text: str) -> int:

@@ -93,6 +93,10 @@ async def test_start_end_and_the_extended_fields(archive: SqlArchiveRepository) 
     early = ArchiveQuery(end=T0)
     assert (await archive.query("alice", late)).count == 0
     assert (await archive.query("alice", early)).count == 0
+    ancient, far = datetime(684, 12, 23, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+    assert (await archive.query("alice", ArchiveQuery(end=ancient))).count == 0
+    assert (await archive.query("alice", ArchiveQuery(start=far))).count == 0
+    assert (await archive.query("alice", ArchiveQuery(start=ancient, end=far))).count == 9
     ranged = ArchiveQuery(after_id=v(2), before_id=v(6))
     assert ids(await archive.query("alice", ranged)) == ["id3", "id4", "id5"]
     assert ids(await archive.query("alice", ArchiveQuery(ids=(v(8), v(2), v(10))))) == [
@@ -138,6 +142,8 @@ async def test_an_exact_page_is_complete_and_max_zero_only_counts(
         ArchiveQuery(before_id="nope"),
         ArchiveQuery(page_after="nope"),
         ArchiveQuery(last_page=True, page_before=v(10)),
+        ArchiveQuery(after_id="ffffffffffffffff"),  # more than a 64-bit column holds
+        ArchiveQuery(before_id="ffffffffffffffffffff"),  # the first design's form, as large
     ],
 )
 async def test_an_unknown_id_is_refused(archive: SqlArchiveRepository, query: ArchiveQuery) -> None:
