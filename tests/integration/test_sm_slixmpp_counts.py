@@ -14,8 +14,8 @@ import logging
 
 import pytest
 
-from .im_support import Peer, body, message
-from .support import DOMAIN, TIMEOUT, NewClient, ServerHandle, sign_in, watch
+from .im_support import Peer, body, drop_and_resume, message
+from .support import DOMAIN, TIMEOUT, NewClient, ServerHandle, sign_in
 
 INCONSISTENT = "Inconsistent sequence numbers"
 
@@ -43,12 +43,7 @@ async def test_resumed_h_is_what_slixmpp_sent_and_it_finds_nothing_inconsistent(
     for index in range(2):  # unacknowledged when the connection drops
         client.send_message(f"bob@{DOMAIN}", f"after {index}", mtype="chat")
 
-    disconnected = watch(client, "disconnected")
-    alice.kill()
-    await asyncio.wait_for(disconnected, TIMEOUT)
-    resumed = watch(client, "session_resumed")
-    client.connect(server.host, server.port)
-    await asyncio.wait_for(resumed, TIMEOUT)
+    await drop_and_resume(alice, server)
 
     client.send_message(f"bob@{DOMAIN}", "last", mtype="chat")
     got = []
