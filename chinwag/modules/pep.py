@@ -136,7 +136,7 @@ class Pep:
                 self.api.spawn(self.learn(session, c, ver, learnt))
             if initial:
                 self.api.spawn(self.send_last_items(session, learnt))
-        elif initial:
+        elif initial and ver and self.caps.get(ver):  # a client that wants no node: no task
             self.api.spawn(self.send_last_items(session))
         return False
 
