@@ -33,6 +33,13 @@ under load (a request and an answer for every five to seven messages each way).
 With ``--archive`` chinwag archives every message (XEP-0313), as ``bench.run
 --archive`` has it do; otherwise archiving is off, as in the benchmark.
 
+Once the server has started, its heap is settled as ``chinwag serve`` settles it
+(``settle_after_start``: what start-up left alive is frozen out of the garbage
+collector's walks). Without that, whether a full collection of the start-up objects
+fell among the counted sign-ins depended on how many objects start-up happened to
+leave: one did in the larger run of ``bench.instructions`` and not in the smaller,
+counting some 155,000 objects walked that ``chinwag serve`` never walks.
+
 It moves with the machine's speed: to compare two versions of the hot path, run
 them in turn, several times each. Under a profiler (``py-spy record -- python -m
 bench.inprocess``), it shows where that time goes.
@@ -70,6 +77,7 @@ from chinwag.config import Settings, load_settings
 from chinwag.network import accounts
 from chinwag.network.accounts import StoredScram
 from chinwag.server.c2s import C2SConnection
+from chinwag.server.memory import settle_after_start
 from chinwag.server.stream_management import StreamManagement
 from chinwag.server.xmpp_server import XMPPServer
 
@@ -207,6 +215,7 @@ async def measure(
 ) -> list[float]:
     """Microseconds per routed message, one figure per round."""
     async with running(_settings(config)) as app:
+        settle_after_start()  # as chinwag serve does
         sender, _ = await sign_in(app.xmpp, user_name(0), sm=sm)
         recipient, written = await sign_in(app.xmpp, user_name(1), sm=sm)
         await asyncio.sleep(0.05)  # presence and roster pushes settle
@@ -233,6 +242,7 @@ async def measure(
 async def measure_sign_ins(config: Path, count: int, *, sm: bool = False) -> tuple[float, float]:
     """Microseconds of the event loop's CPU and of wall time per sign-in."""
     async with running(_settings(config)) as app:
+        settle_after_start()  # as chinwag serve does
         gate = asyncio.Semaphore(SIGN_INS_IN_FLIGHT)
 
         async def one(index: int) -> None:

@@ -678,6 +678,8 @@ class C2SConnection:
         }
 
     def _log_sign_in(self, message: str, jid: JID) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return  # every sign-in comes here: its fields are not gathered for nothing
         grant = self._grant
         fields = {
             "user": jid.local,

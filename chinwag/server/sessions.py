@@ -381,13 +381,14 @@ class SessionManager:
             return
         session.state = SessionState.ENDED
         connection = session.connection
-        _log_session(
-            "session ended",
-            session,
-            reason=reason or end_reason(error),
-            detail=_detail(error),
-            transport=transport_name(connection.transport_kind),
-        )
+        if log.isEnabledFor(logging.INFO):  # every session ends here
+            _log_session(
+                "session ended",
+                session,
+                reason=reason or end_reason(error),
+                detail=_detail(error),
+                transport=transport_name(connection.transport_kind),
+            )
         waited: list[Sent] = []
         if isinstance(connection, Parking):
             waited = connection.take()

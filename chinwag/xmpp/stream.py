@@ -817,9 +817,31 @@ class ServerStream:
         # RFC 6120 8.1.2.1: the server sets ``from`` to the sender's full JID. The parser
         # has written it into the wire form (and left none where the client wrote one).
         attrs["from"] = self._jid_text
+        wire = stanza.wire
+        # A tag name cannot be escaped: a wire form without "delay" holds no <delay/>.
+        if wire is None or b"delay" in wire:
+            self._drop_server_delays(stanza)
         if stanza.tag == "iq" and not self._valid_iq(stanza):
             return
         self._events.append(StanzaReceived(stanza, to))
+
+    def _drop_server_delays(self, stanza: Element) -> None:
+        """Remove the XEP-0203 delays that claim to come from this server: only the server
+        stamps those (stored or resent stanzas), and it trusts the ones it finds."""
+        domain = self.config.domain.lower()
+        kept = [
+            child
+            for child in stanza.children
+            if not (
+                type(child) is Element
+                and child.tag == "delay"
+                and child.ns == ns.DELAY
+                and (child.attrs.get("from") or "").lower() == domain
+            )
+        ]
+        if len(kept) != len(stanza.children):
+            stanza.children = kept
+            stanza.wire = None
 
     def _parse_new_jid(self, text: str) -> JID:
         """Parse an address that is not cached; a non-ASCII one draws on the stream's

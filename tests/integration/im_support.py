@@ -27,7 +27,7 @@ from xml.sax.saxutils import quoteattr
 
 from slixmpp import ClientXMPP
 
-from .support import TIMEOUT, NewClient, ServerHandle, sign_in
+from .support import TIMEOUT, NewClient, ServerHandle, sign_in, watch
 from .test_serve import STARTUP_TIMEOUT, chinwag_command, clean_env, write_config
 
 NS_CLIENT = "jabber:client"
@@ -269,6 +269,18 @@ async def login(
         peer.send(f"<presence>{extra}</presence>")
         await peer.sync()
     return peer
+
+
+async def drop_and_resume(peer: Peer, server: ServerHandle) -> None:
+    """Drop the peer's connection as a crash would, then have its client (with slixmpp's
+    xep_0198) connect again and resume the session."""
+    client = peer.client
+    disconnected = watch(client, "disconnected")
+    peer.kill()
+    await asyncio.wait_for(disconnected, TIMEOUT)
+    resumed = watch(client, "session_resumed")
+    client.connect(server.host, server.port)
+    await asyncio.wait_for(resumed, TIMEOUT)
 
 
 async def add_user(server: ServerHandle, name: str, full_name: str | None = None) -> str:

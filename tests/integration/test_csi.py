@@ -15,8 +15,8 @@ import xml.etree.ElementTree as ET
 
 from slixmpp import ClientXMPP
 
-from .im_support import NS_CHATSTATES, Match, Peer, body, login, q, text_of
-from .support import TIMEOUT, NewClient, ServerHandle, sign_in, watch
+from .im_support import NS_CHATSTATES, Match, Peer, body, drop_and_resume, login, q, text_of
+from .support import TIMEOUT, NewClient, ServerHandle, sign_in
 
 QUIET = 0.3
 """How long an inactive client is watched for what it should not get: far longer than
@@ -182,12 +182,7 @@ async def test_a_resumed_stream_starts_active_and_gets_what_waited_at_once(
         while sm.last_ack != sm.seq:
             await asyncio.sleep(0.01)
 
-    disconnected = watch(client, "disconnected")
-    alice.kill()
-    await asyncio.wait_for(disconnected, TIMEOUT)
-    resumed = watch(client, "session_resumed")
-    client.connect(server.host, server.port)
-    await asyncio.wait_for(resumed, TIMEOUT)
+    await drop_and_resume(alice, server)
 
     assert await arrivals_until(alice, lambda e: e.tag == q("presence"), bob.jid) == [
         "presence:away"

@@ -10,8 +10,12 @@ import asyncio
 import base64
 import re
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 
 import pytest
+from slixmpp import JID as SlixJID
+from slixmpp import Message as SlixMessage
+from slixmpp.plugins.xep_0203 import Delay
 
 from chinwag.store.offline import NewOfflineMessage, StoreResult
 from chinwag.xmpp.jid import JID
@@ -30,8 +34,8 @@ from .im_support import (
     text_of,
 )
 from .signin_support import RawSasl, condition
-from .support import TIMEOUT, NewClient, ServerHandle, StartServer
-from .test_offline import chat, stored_for
+from .support import DOMAIN, TIMEOUT, NewClient, ServerHandle, StartServer
+from .test_offline import STAMP_TOLERANCE, chat, stored_for
 
 pytestmark = pytest.mark.security
 
@@ -191,3 +195,63 @@ async def test_a_flood_past_the_quota_is_refused_without_a_transaction_each(
     await alice.sync()
     alice.assert_none(message(type="error"))
     assert await stored_for(server, "bob") == 1
+
+
+FORGED_STAMP = datetime(2001, 1, 1, tzinfo=UTC)
+
+
+def delays(received: SlixMessage) -> list[tuple[str | None, datetime]]:
+    """The XEP-0203 delays of a message, as slixmpp's xep_0203 stanza reads them."""
+    found = [Delay(xml=element) for element in received.xml.findall(DELAY)]
+    return [(str(delay["from"]) if delay["from"] else None, delay["stamp"]) for delay in found]
+
+
+async def test_a_delay_a_client_forges_in_the_servers_name_does_not_keep_the_stores_stamp_off(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    """A client's own <delay from='DOMAIN'/> is dropped as it comes in: the offline store
+    stamps the message itself. A delay the client gives in its own name is left alone."""
+    alice = await login(new_client, server, "alice", "desk")
+    alice.client.register_plugin("xep_0203")
+    bob_jid = SlixJID(f"bob@{DOMAIN}")
+    forged = alice.client.make_message(bob_jid, "forged", mtype="chat")
+    forged["id"] = "forged"
+    forged["delay"]["from"] = DOMAIN
+    forged["delay"]["stamp"] = FORGED_STAMP
+    own = alice.client.make_message(bob_jid, "composed offline", mtype="chat")
+    own["id"] = "own"
+    own["delay"]["from"] = SlixJID(alice.jid).bare
+    own["delay"]["stamp"] = FORGED_STAMP
+    sent_at = datetime.now(UTC)
+    alice.send(str(forged) + str(own))  # in order with the sync after it
+    await alice.sync()
+    assert await stored_for(server, "bob") == 2
+
+    bob = await login(new_client, server, "bob", "phone", available=False)
+    bob.client.register_plugin("xep_0203")
+    received: dict[str, SlixMessage] = {}
+    bob.client.add_event_handler("message", lambda got: received.setdefault(got["id"], got))
+    bob.send("<presence/>")
+    await bob.next(message(id="forged"))
+    await bob.next(message(id="own"))
+
+    ((source, stamp),) = delays(received["forged"])
+    assert source == DOMAIN
+    assert abs(stamp - sent_at) < STAMP_TOLERANCE, (stamp, sent_at)
+    by_source = dict(delays(received["own"]))
+    assert by_source.keys() == {f"alice@{DOMAIN}", DOMAIN}
+    assert by_source[f"alice@{DOMAIN}"] == FORGED_STAMP
+    assert abs(by_source[DOMAIN] - sent_at) < STAMP_TOLERANCE
+
+
+async def test_a_delay_forged_in_the_servers_name_does_not_reach_an_online_contact(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice = await login(new_client, server, "alice", "desk")
+    bob = await login(new_client, server, "bob", "phone")
+    alice.send(
+        "<message to='bob@localhost' type='chat' id='live'><body>now</body>"
+        f"<delay xmlns='{NS_DELAY}' from='LocalHost' stamp='2001-01-01T00:00:00Z'/></message>"
+    )
+    got = await bob.next(message(id="live"))
+    assert got.findall(DELAY) == []
