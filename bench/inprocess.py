@@ -160,6 +160,11 @@ async def sign_in(
     answers = transport.elements
     connection.data_received(PING)
     await _answered(transport, lambda: transport.elements > answers, f"{user}'s ping")
+    session = connection.session
+    assert session is not None
+    async with asyncio.timeout(SIGN_IN_TIMEOUT_S):
+        while not session.available:  # the first presence waits for the photo's hash
+            await asyncio.sleep(0.001)
     if (managed := _managed(connection)) is not None:  # as a client does when asked
         connection.data_received(SM_ACK % managed.sent)
     return connection, transport
