@@ -2,7 +2,8 @@
 its node died, or from a node that is alive and hands it over.
 
 For each resumable session, by its resumption id: a hash (``keys.resumable``: full JID,
-node, app, window, the count of its client's stanzas handled, its presence) and a list
+node, app, window, the count of its client's stanzas handled, its presence, and, once
+handed over, who got its directed presence) and a list
 (``keys.unacked``) of what its client has not acknowledged, in order, each item
 ``number \\x1f since \\x1f stanza`` (no number: never sent, it waited for a detached
 session). Each node has the set of its sessions' ids (``keys.node_resumable``).
