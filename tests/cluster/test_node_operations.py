@@ -110,15 +110,7 @@ async def test_workers_are_nodes_that_share_the_ports(nodes: NodeProcesses) -> N
     names = [user(f"u{index}") for index in range(12)]
     await nodes.prepare(names, [(names[0], name) for name in names[1:]])
     w = nodes.config("w")
-    env = {k: v for k, v in os.environ.items() if k != "CHINWAG_CONFIG"}
-    with w.log.open("ab") as log:
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", "chinwag", "serve", "--workers", "2", "--config", str(w.config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env | {"PYTHONUNBUFFERED": "1"},
-            cwd=nodes.root,
-        )
+    supervisor = serve_two_workers(nodes, w)
     try:
         await eventually(lambda: w.output.count("add a user") == 2, 60)
         async with clients() as opened:
@@ -140,15 +132,7 @@ async def test_workers_are_nodes_that_share_the_ports(nodes: NodeProcesses) -> N
 
 async def test_workers_stop_when_their_supervisor_is_killed(nodes: NodeProcesses) -> None:
     w = nodes.config("w")
-    env = {k: v for k, v in os.environ.items() if k != "CHINWAG_CONFIG"}
-    with w.log.open("ab") as log:
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", "chinwag", "serve", "--workers", "2", "--config", str(w.config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env | {"PYTHONUNBUFFERED": "1"},
-            cwd=nodes.root,
-        )
+    supervisor = serve_two_workers(nodes, w)
     pids: list[int] = []
     try:
         await eventually(lambda: w.output.count("add a user") == 2, 60)
@@ -171,3 +155,16 @@ def running(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def serve_two_workers(nodes: NodeProcesses, w: Node) -> subprocess.Popen[bytes]:
+    """``chinwag serve --workers 2`` with node ``w``'s settings, logging to its log."""
+    env = {k: v for k, v in os.environ.items() if k != "CHINWAG_CONFIG"}
+    with w.log.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "chinwag", "serve", "--workers", "2", "--config", str(w.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env | {"PYTHONUNBUFFERED": "1"},
+            cwd=nodes.root,
+        )
