@@ -83,7 +83,7 @@ from chinwag.server.xmpp_server import XMPPServer
 
 MESSAGES_PER_READ = 7
 READS_PER_TURN = 100
-SIGN_IN_TIMEOUT_S = 10.0
+SIGN_IN_TIMEOUT_S = 120.0
 SIGN_INS_IN_FLIGHT = 100
 WARM_UP_SIGN_INS = 50
 _T = TypeVar("_T")
