@@ -164,7 +164,7 @@ async def sign_in(
     assert session is not None
     async with asyncio.timeout(SIGN_IN_TIMEOUT_S):
         while not session.available:  # the first presence waits for the photo's hash
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.05)  # rarely: each wait is a turn the counts include
     if (managed := _managed(connection)) is not None:  # as a client does when asked
         connection.data_received(SM_ACK % managed.sent)
     return connection, transport
