@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from chinwag.modules.offline import stamp
 from chinwag.network.events import NetworkEvent
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
@@ -62,7 +61,7 @@ from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
 from chinwag.xmpp.jid import JID, InvalidJID
 from chinwag.xmpp.stanza import make_reply
-from chinwag.xmpp.times import parse_datetime
+from chinwag.xmpp.times import format_datetime, parse_datetime
 from chinwag.xmpp.xml import parse_stanza
 
 SPEC = Spec(
@@ -538,7 +537,7 @@ def result_message(item: ArchivedItem, to: JID, query_id: str | None) -> Element
     if query_id is not None:
         attrs["queryid"] = query_id
     forwarded = message.add("result", ns.MAM, attrs).add("forwarded", ns.FORWARD)
-    forwarded.add("delay", ns.DELAY, {"stamp": stamp(item.archived_at)})
+    forwarded.add("delay", ns.DELAY, {"stamp": format_datetime(item.archived_at)})
     forwarded.append(parse_stanza(item.stanza))
     return message
 

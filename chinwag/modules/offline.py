@@ -50,6 +50,8 @@ from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
 from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID, InvalidJID
+from chinwag.xmpp.stanza import delayed_by
+from chinwag.xmpp.times import format_datetime
 from chinwag.xmpp.xml import parse_stanza
 
 SPEC = Spec(
@@ -123,20 +125,6 @@ def sender_forms(routed: Routed) -> tuple[str, ...]:
         return match_forms(JID.parse(sender)) if sender else ()
     except InvalidJID:
         return ()
-
-
-def delayed_by(stanza: Element, domain: str) -> bool:
-    """Whether ``stanza`` carries a XEP-0203 delay from ``domain``: one that a session
-    which ended with it unacknowledged stamped it with, when it was first sent."""
-    return any(
-        child.tag == "delay" and child.ns == ns.DELAY and child.attrs.get("from") == domain
-        for child in stanza.elements()
-    )
-
-
-def stamp(when: datetime) -> str:
-    """XEP-0082 DateTime in UTC, e.g. 2026-11-22T07:15:00.123Z."""
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -358,7 +346,9 @@ class Offline:
                 continue  # deleted with the others: a block list keeps it from the session
             stanza.attrs["to"] = str(session.jid)
             if not delayed_by(stanza, domain):  # else stamped when it was first sent
-                stanza.add("delay", ns.DELAY, {"from": domain, "stamp": stamp(message.stored_at)})
+                stanza.add(
+                    "delay", ns.DELAY, {"from": domain, "stamp": format_datetime(message.stored_at)}
+                )
             session.connection.send(stanza)  # ahead of what is held
         session.connection.send(self.ping(session))
         return stored[-1].id, session.connection.heard_after_output()
@@ -397,8 +387,8 @@ class Offline:
             self.api.sessions.time_out(session)  # as any unanswered ping
             return
         if alive:
+            self.full.discard(session.username)  # a message stored meanwhile is counted exactly
             self.api.stats.offline_delivered += await self.store.delete(session.username, last_id)
-            self.full.discard(session.username)
 
     def reachable(self, session: Session) -> bool:
         return session.available and self.api.sessions.get(session.jid) is session

@@ -65,6 +65,7 @@ from chinwag.store.profiles import Profile
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element, escape_attr
 from chinwag.xmpp.jid import JID, InvalidJID, prep_domainpart
+from chinwag.xmpp.times import format_datetime, parse_datetime
 from chinwag.xmpp.xml import parse_stanza
 
 VCARD4 = "urn:ietf:params:xml:ns:vcard-4.0"
@@ -196,14 +197,11 @@ def _item_element(item: PortableItem, host: str) -> Element:
 
 def _offline_element(message: PortableMessage, host: str) -> Element:
     stanza = parse_stanza(message.stanza)
-    delay = stanza.add("delay", ns.DELAY, {"from": host, "stamp": _stamp(message.stored_at)})
+    delay = stanza.add(
+        "delay", ns.DELAY, {"from": host, "stamp": format_datetime(message.stored_at)}
+    )
     delay.append(STORAGE_DELAY)
     return stanza
-
-
-def _stamp(when: datetime) -> str:
-    """XEP-0082 DateTime in UTC."""
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _b64(data: bytes) -> str:
@@ -577,7 +575,7 @@ def _take_storage_delay(stanza: Element, host: str) -> datetime | None:
         sender = delay.attrs.get("from")
         if sender is not None and _domain_or_none(sender) != host:
             continue
-        when = _parse_stamp(delay.attrs.get("stamp", ""))
+        when = parse_datetime(delay.attrs.get("stamp", ""))
         if when is not None:
             del stanza.children[index]
             stanza.wire = None
@@ -590,14 +588,6 @@ def _domain_or_none(text: str) -> str | None:
         return JID.parse(text).domain
     except InvalidJID:
         return None
-
-
-def _parse_stamp(text: str) -> datetime | None:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return when.astimezone(UTC) if when.tzinfo is not None else None
 
 
 # -- importing

@@ -28,6 +28,8 @@ from chinwag.config import StreamManagementSettings
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.sm import MASK
+from chinwag.xmpp.stanza import delayed_by
+from chinwag.xmpp.times import format_datetime
 from chinwag.xmpp.xml import parse_stanza
 
 Sent = tuple[Element, float]
@@ -186,9 +188,10 @@ class StreamManagement:
 def late(stanza: Element, since: float, domain: str) -> Element:
     """``stanza`` as it goes out again after waiting since ``since``: a message or
     presence gets a XEP-0203 delay from ``domain`` (a copy, as the original may be shared
-    with other sessions), unless it has one already. IQs go as they are."""
-    if stanza.tag == "iq" or stanza.find("delay", ns.DELAY) is not None:
+    with other sessions), unless it has one from ``domain`` already (a delay from anyone
+    else, such as the sending client, says nothing of this wait). IQs go as they are."""
+    if stanza.tag == "iq" or delayed_by(stanza, domain):
         return stanza
-    stamp = datetime.fromtimestamp(since, UTC).isoformat(timespec="milliseconds")
-    delay = Element("delay", ns.DELAY, {"from": domain, "stamp": stamp.replace("+00:00", "Z")})
+    stamp = format_datetime(datetime.fromtimestamp(since, UTC))
+    delay = Element("delay", ns.DELAY, {"from": domain, "stamp": stamp})
     return Element(stanza.tag, stanza.ns, dict(stanza.attrs), [*stanza.children, delay])

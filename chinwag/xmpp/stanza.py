@@ -1,7 +1,9 @@
-"""Small stanza helpers shared by the stream and the server: replies and error bounces."""
+"""Small stanza helpers shared by the stream and the server: replies, error bounces and
+XEP-0203 delays."""
 
 from __future__ import annotations
 
+from . import ns
 from .element import Element
 from .errors import StanzaError
 
@@ -27,3 +29,11 @@ def make_error(stanza: Element, error: StanzaError) -> Element:
 
 def is_error(stanza: Element) -> bool:
     return stanza.attrs.get("type") == "error"
+
+
+def delayed_by(stanza: Element, domain: str) -> bool:
+    """Whether ``stanza`` carries a XEP-0203 delay from ``domain``."""
+    return any(
+        child.tag == "delay" and child.ns == ns.DELAY and child.attrs.get("from") == domain
+        for child in stanza.elements()
+    )

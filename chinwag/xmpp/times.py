@@ -13,3 +13,9 @@ def parse_datetime(text: str) -> datetime | None:
     except ValueError:
         return None
     return when.astimezone(UTC) if when.tzinfo is not None else None
+
+
+def format_datetime(when: datetime) -> str:
+    """``when`` as a XEP-0082 DateTime in UTC to the millisecond, e.g.
+    2026-11-22T07:15:00.123Z."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -197,6 +197,40 @@ async def test_a_flood_past_the_quota_is_refused_without_a_transaction_each(
     assert await stored_for(server, "bob") == 1
 
 
+async def test_a_mailbox_emptied_takes_messages_again_at_once(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    """The mark of a full mailbox goes before its messages are deleted: a message that
+    comes once they are gone is stored, even before the deletion's caller resumes."""
+    server = await start_server(messages={"offline_quota": QUOTA})
+    assert server.app is not None
+    repository = server.app.services.offline
+    original = repository.delete
+    alice = await login(new_client, server, "alice", "desk")
+    alice.send("".join(chat(f"f{index}") for index in range(QUOTA + 1)))
+    await alice.sync()
+    assert [e.get("id") for e in alice.take_all(message(type="error"))] == [f"f{QUOTA}"]
+    bob = await login(new_client, server, "bob", "phone")
+
+    async def delete_then_hear_from_alice(username: str, last_id: int) -> int:
+        deleted = await original(username, last_id)
+        await bob.client.disconnect()
+        await gone(server, "bob@localhost/phone")
+        alice.send(chat("just-after-the-delete"))
+        await alice.sync()
+        return deleted
+
+    repository.delete = delete_then_hear_from_alice  # type: ignore[method-assign]
+    try:
+        assert [body(await bob.next(message())) for _ in range(QUOTA)] == [
+            f"f{index}" for index in range(QUOTA)
+        ]
+        await stored_becomes(server, "bob", 1)
+    finally:
+        repository.delete = original  # type: ignore[method-assign]
+    alice.assert_none(message(type="error"))
+
+
 FORGED_STAMP = datetime(2001, 1, 1, tzinfo=UTC)
 
 

@@ -147,6 +147,19 @@ def test_a_stanza_sent_again_keeps_its_first_delay() -> None:
     assert late(iq, 1.0, "localhost") is iq
 
 
+def test_a_stanza_with_a_client_delay_still_gets_the_servers() -> None:
+    stanza = parse_stanza(
+        "<message to='bob@localhost' type='chat'><body>x</body>"
+        "<delay xmlns='urn:xmpp:delay' from='alice@localhost/desk' stamp='2001-01-01T00:00:00Z'/>"
+        "</message>"
+    )
+    sent_again = late(stanza, 1_000_000_000.0, "localhost")
+    assert [delay.get("from") for delay in sent_again.children if delay.tag == "delay"] == [
+        "alice@localhost/desk",
+        "localhost",
+    ]
+
+
 async def test_resuming_a_session_whose_stream_is_still_open_closes_that_stream(
     harness: MakeHarness,
 ) -> None:
