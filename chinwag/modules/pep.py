@@ -48,7 +48,7 @@ from chinwag.server.dispatch import Routed
 from chinwag.server.routing import SessionRecord
 from chinwag.server.session import Session
 from chinwag.store.accounts import NoSuchAccount
-from chinwag.store.pep import NodeConfig, StoredItem
+from chinwag.store.pep import MAX_AFFILIATIONS, NodeConfig, StoredItem
 from chinwag.xmpp import ns
 from chinwag.xmpp.caps import verification_string
 from chinwag.xmpp.element import Element
@@ -113,8 +113,6 @@ UNSUPPORTED = {
 feature they would need: interest comes from XEP-0115 caps, not subscriptions."""
 AFFILIATIONS = ("member", "outcast", "none")
 """What an owner may make a JID (``none`` removes it); the account is the only owner."""
-MAX_AFFILIATIONS = 1000
-"""JIDs affiliated with one node at most."""
 LEGACY_ITEM = "current"
 """The id of the one item of XEP-0048 bookmarks in PEP (XEP-0223 §3)."""
 

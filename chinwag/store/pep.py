@@ -22,6 +22,9 @@ from chinwag.store.accounts import NoSuchAccount
 from chinwag.store.db import Database
 from chinwag.store.models import Account, PepAffiliation, PepItem, PepNode, PrivateXml
 
+MAX_AFFILIATIONS = 1000
+"""JIDs affiliated with one node at most."""
+
 
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
