@@ -9,12 +9,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
+from slixmpp import ClientXMPP
 from slixmpp.exceptions import IqError
 from slixmpp.plugins.xep_0004 import Form
 from slixmpp.plugins.xep_0048.stanza import Bookmarks
 from slixmpp.plugins.xep_0402.stanza import Conference
 
-from .support import TIMEOUT, NewClient, ServerHandle
+from .support import TIMEOUT, NewClient, ServerHandle, StartServer
 from .test_pep import pep_client
 
 BOOKMARKS2 = "urn:xmpp:bookmarks:1"
@@ -49,11 +50,10 @@ async def test_private_storage_round_trip_and_errors(
         "<query xmlns='jabber:iq:private'><vCard xmlns='vcard-temp'/></query>",
         "<query xmlns='jabber:iq:private'><q xmlns='jabber:iq:roster'/></query>",
     ):
-        iq = alice.make_iq_set()
-        iq.append(ET.fromstring(payload))
-        with pytest.raises(IqError) as raised:
-            await iq.send(timeout=TIMEOUT)
-        assert raised.value.condition == "not-acceptable"
+        assert await private_error(alice, payload) == "not-acceptable"
+    two = "<a xmlns='urn:example:a'/><b xmlns='urn:example:b'/>"
+    get = f"<query xmlns='jabber:iq:private'>{two}</query>"
+    assert await private_error(alice, get, "get") == "not-acceptable"  # one namespace a get
     iq = bob.make_iq_get(ito=server.jid("alice"))
     iq.append(
         ET.fromstring(
@@ -63,6 +63,25 @@ async def test_private_storage_round_trip_and_errors(
     with pytest.raises(IqError) as raised:
         await iq.send(timeout=TIMEOUT)
     assert raised.value.condition == "forbidden"
+
+
+async def private_error(client: ClientXMPP, query: str, kind: str = "set") -> str:
+    """The condition of the error a private storage request, written raw, gets."""
+    iq = client.make_iq_set() if kind == "set" else client.make_iq_get()
+    iq.append(ET.fromstring(query))
+    with pytest.raises(IqError) as raised:
+        await iq.send(timeout=TIMEOUT)
+    return str(raised.value.condition)
+
+
+async def test_private_storage_keeps_to_the_payload_bound(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    server = await start_server(pep={"max_payload_bytes": 300})
+    alice, _ = await pep_client(new_client, server, "alice")
+    big = f"<big xmlns='urn:example:big'>{'x' * 400}</big>"
+    query = f"<query xmlns='jabber:iq:private'>{big}</query>"
+    assert await private_error(alice, query) == "not-acceptable"
 
 
 async def test_xep_0048_bookmarks_in_private_storage_and_pep(

@@ -224,38 +224,45 @@ async def test_omemo_device_lists_and_bundles(
     bundle_item: str,
 ) -> None:
     alice, alice_events = await pep_client(new_client, server, "alice", interests=(devices,))
-    bob, _ = await pep_client(new_client, server, "bob", interests=(devices,))
-    pubsub = bob.plugin["xep_0060"]
-    bundle_id = "current" if bundles.startswith(AXOLOTL_BUNDLES) else "4242"
+    bob, bob_events = await pep_client(new_client, server, "bob", interests=(devices,))
 
-    await pubsub.publish(
-        None,
-        devices,
-        id="current",
-        payload=payload(device_list),
-        options=open_access(),
-        timeout=TIMEOUT,
-    )
-    await pubsub.publish(
-        None,
-        bundles,
-        id=bundle_id,
-        payload=payload(bundle_item),
-        options=open_access(),
-        timeout=TIMEOUT,
-    )
+    # Each publishes a device list and a bundle; the other hears of the list and
+    # fetches the bundle, as an OMEMO client does before its first message.
+    for publisher, reader, reader_events, device in (
+        (bob, alice, alice_events, "4242"),
+        (alice, bob, bob_events, "1111"),
+    ):
+        pubsub = publisher.plugin["xep_0060"]
+        node = bundles.replace("4242", device)
+        bundle_id = "current" if node.startswith(AXOLOTL_BUNDLES) else device
+        await pubsub.publish(
+            None,
+            devices,
+            id="current",
+            payload=payload(device_list.replace("4242", device)),
+            options=open_access(),
+            timeout=TIMEOUT,
+        )
+        await pubsub.publish(
+            None,
+            node,
+            id=bundle_id,
+            payload=payload(bundle_item),
+            options=open_access(),
+            timeout=TIMEOUT,
+        )
 
-    bob_bare = server.jid("bob")
-    event = await alice_events.next(devices, bob_bare)
-    assert event.find(".//{*}device").get("id") == "4242"
-    found = await alice.plugin["xep_0060"].get_items(
-        bob_bare, bundles, item_ids=[bundle_id], timeout=TIMEOUT
-    )
-    items = found.xml.findall(".//{http://jabber.org/protocol/pubsub}item")
-    assert [item.get("id") for item in items] == [bundle_id]
-    assert items[0].find("{*}bundle") is not None
-    listed = await alice.plugin["xep_0060"].get_items(bob_bare, devices, timeout=TIMEOUT)
-    assert listed.xml.find(".//{*}device").get("id") == "4242"
+        owner = publisher.boundjid.bare
+        event = await reader_events.next(devices, owner)
+        assert event.find(".//{*}device").get("id") == device
+        found = await reader.plugin["xep_0060"].get_items(
+            owner, node, item_ids=[bundle_id], timeout=TIMEOUT
+        )
+        items = found.xml.findall(".//{http://jabber.org/protocol/pubsub}item")
+        assert [item.get("id") for item in items] == [bundle_id]
+        assert items[0].find("{*}bundle") is not None
+        listed = await reader.plugin["xep_0060"].get_items(owner, devices, timeout=TIMEOUT)
+        assert listed.xml.find(".//{*}device").get("id") == device
 
 
 async def test_last_item_sent_on_available_presence(
@@ -398,6 +405,30 @@ async def test_payload_bound(start_server: Any, new_client: NewClient) -> None:
             timeout=TIMEOUT,
         )
     assert raised.value.condition == "not-acceptable"
+
+
+async def test_disco_items_on_a_bare_jid_lists_the_nodes_the_requester_may_read(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice, _ = await pep_client(new_client, server, "alice")
+    bob, _ = await pep_client(new_client, server, "bob")
+    for node, access_model in (("urn:example:seen", "presence"), ("urn:example:own", "whitelist")):
+        await alice.plugin["xep_0060"].publish(
+            None,
+            node,
+            payload=payload(f"<n xmlns='{node}'/>"),
+            options=options(access_model=access_model),
+            timeout=TIMEOUT,
+        )
+    me = server.jid("alice")
+
+    async def nodes(client: ClientXMPP) -> set[str]:
+        reply = await client.plugin["xep_0030"].get_items(jid=me, local=False, timeout=TIMEOUT)
+        assert {jid for jid, _node, _name in reply["disco_items"]["items"]} == {me}
+        return {node for _jid, node, _name in reply["disco_items"]["items"]}
+
+    assert await nodes(alice) == {"urn:example:seen", "urn:example:own"}
+    assert await nodes(bob) == {"urn:example:seen"}
 
 
 async def test_caps_whose_hash_does_not_check_out_ask_for_nothing(
