@@ -176,6 +176,10 @@ async def test_avatar_between_two_clients_and_the_vcard(
     alice.register_plugin("xep_0054")
     card = await alice.plugin["xep_0054"].get_vcard(bob_bare, timeout=TIMEOUT)
     assert card["vcard_temp"]["PHOTO"]["BINVAL"] == PNG
+    # Empty metadata, no avatar (XEP-0084 §4.6), clears the vCard photo.
+    await avatar.stop(timeout=TIMEOUT)
+    card = await alice.plugin["xep_0054"].get_vcard(bob_bare, timeout=TIMEOUT)
+    assert not card["vcard_temp"]["PHOTO"]["BINVAL"]
 
 
 async def test_vcard_photo_is_offered_as_avatar(
@@ -347,8 +351,12 @@ async def test_access_models(server: ServerHandle, new_client: NewClient) -> Non
 
 async def test_items_retract_configure_delete(server: ServerHandle, new_client: NewClient) -> None:
     alice, _ = await pep_client(new_client, server, "alice", interests=("urn:example:n",))
-    _phone, phone_events = await pep_client(
+    phone, phone_events = await pep_client(
         new_client, server, "alice", "phone", interests=("urn:example:n",)
+    )
+    deleted: asyncio.Queue[str] = asyncio.Queue()
+    phone.add_event_handler(
+        "pubsub_delete", lambda msg: deleted.put_nowait(msg["pubsub_event"]["delete"]["node"])
     )
     pubsub = alice.plugin["xep_0060"]
     me = server.jid("alice")
@@ -389,6 +397,7 @@ async def test_items_retract_configure_delete(server: ServerHandle, new_client: 
     assert [i.get("id") for i in left.xml.iter("{http://jabber.org/protocol/pubsub}item")] == ["i1"]
 
     await pubsub.delete_node(me, "urn:example:n", timeout=TIMEOUT)
+    assert await asyncio.wait_for(deleted.get(), TIMEOUT) == "urn:example:n"
     with pytest.raises(IqError) as raised:
         await pubsub.get_items(me, "urn:example:n", timeout=TIMEOUT)
     assert raised.value.condition == "item-not-found"
