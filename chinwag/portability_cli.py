@@ -138,7 +138,9 @@ def import_(
     try:
         with _users_of(source, file) as users:
             report = run_on_database(
-                settings, lambda db: import_users(db, users, imported_host, limits), ()
+                settings,
+                lambda db: import_users(db, users, imported_host, limits, settings.domain),
+                (),
             )
     except ImportRejected as rejected:
         for problem in rejected.problems:

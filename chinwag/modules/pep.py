@@ -25,7 +25,10 @@ it is subscribed to.
 
 The XEP-0048 bookmarks of the ``storage:bookmarks`` node stand for the XEP-0402 node
 while there is one (``#compat-pep``): a publish there replaces the XEP-0402 items, a
-read is made from them, and a change to them is notified as XEP-0048 storage.
+read is made from them, and a change to them is notified as XEP-0048 storage. A
+replacement of the XEP-0402 items, by a publish there or by XEP-0048 bookmarks stored
+in private storage (``#compat``), is notified on the XEP-0402 node as the publication
+of each bookmark added or changed and the retraction of each one removed.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from collections.abc import Awaitable, Iterable
 from chinwag.modules.disco import check_reach
 from chinwag.modules.private import (
     BOOKMARKS,
+    BOOKMARKS_CONVERTED,
     LEGACY_BOOKMARKS,
     legacy_bookmarks,
     store_legacy_bookmarks,
@@ -48,7 +52,7 @@ from chinwag.server.dispatch import Routed
 from chinwag.server.routing import SessionRecord
 from chinwag.server.session import Session
 from chinwag.store.accounts import NoSuchAccount
-from chinwag.store.pep import NodeConfig, StoredItem
+from chinwag.store.pep import MAX_AFFILIATIONS, NodeConfig, Replaced, StoredItem
 from chinwag.xmpp import ns
 from chinwag.xmpp.caps import verification_string
 from chinwag.xmpp.element import Element
@@ -113,8 +117,6 @@ UNSUPPORTED = {
 feature they would need: interest comes from XEP-0115 caps, not subscriptions."""
 AFFILIATIONS = ("member", "outcast", "none")
 """What an owner may make a JID (``none`` removes it); the account is the only owner."""
-MAX_AFFILIATIONS = 1000
-"""JIDs affiliated with one node at most."""
 LEGACY_ITEM = "current"
 """The id of the one item of XEP-0048 bookmarks in PEP (XEP-0223 §3)."""
 
@@ -470,7 +472,10 @@ class Pep:
         if node == ns.AVATAR_METADATA:
             await self.avatar_to_vcard(owner, payload)
         elif node == LEGACY_BOOKMARKS and payload.tag == "storage":
-            await store_legacy_bookmarks(self.store, owner, payload, self.settings.max_items)
+            replaced = await store_legacy_bookmarks(
+                self.store, owner, payload, self.settings.max_items
+            )
+            await self.notify_bookmarks(owner, replaced)
         elif node == BOOKMARKS:
             await self.notify_legacy_bookmarks(owner)
         reply = make_reply(iq)
@@ -692,6 +697,36 @@ class Pep:
                 owner, LEGACY_BOOKMARKS, "whitelist", _items(LEGACY_BOOKMARKS, [item]), None
             )
 
+    async def notify_bookmarks(self, owner: str, replaced: Replaced) -> None:
+        """XEP-0048 bookmarks replaced the XEP-0402 node's items: those who hear of the
+        node get each bookmark added or changed, and the retraction of each removed, as
+        if published and retracted one by one there."""
+        config = await self.store.node(owner, BOOKMARKS)
+        if config is None:
+            return
+        affiliations = await self.store.affiliations(owner, BOOKMARKS)
+        before = {item.item_id: item.payload for item in replaced.before}
+        kept = {item.item_id for item in replaced.after}
+        for item in replaced.after:
+            if before.get(item.item_id) != item.payload:
+                published = Element("item", ns.PUBSUB_EVENT, {"id": item.item_id})
+                published.append(parse_stanza(item.payload))
+                event = _items(BOOKMARKS, [published])
+                self.notify(owner, BOOKMARKS, config.access_model, event, affiliations)
+        for item_id in before:
+            if item_id not in kept:
+                event = _items(BOOKMARKS, [Element("retract", ns.PUBSUB_EVENT, {"id": item_id})])
+                self.notify(owner, BOOKMARKS, config.access_model, event, affiliations)
+
+    def on_bookmarks_converted(self, owner: str, replaced: Replaced) -> None:
+        """XEP-0048 bookmarks stored in private storage: notified on both PEP nodes."""
+
+        async def notify_both() -> None:
+            await self.notify_bookmarks(owner, replaced)
+            await self.notify_legacy_bookmarks(owner)
+
+        self.api.spawn(notify_both())
+
     async def vcard_avatar(self, owner: str) -> dict[str, StoredItem] | None:
         """The profile's photo as the items of the two avatar nodes."""
         profile = await self.api.services.profiles.get(owner)
@@ -823,3 +858,4 @@ def setup(api: ModuleAPI) -> None:
     api.iq_handler("get", ns.DISCO_ITEMS, "query", pep.on_items, scope="account")
     api.hook("presence/broadcast", pep.on_presence, 20)
     api.hook("iq/host", pep.on_host_iq, 10)
+    api.hook(BOOKMARKS_CONVERTED, pep.on_bookmarks_converted)

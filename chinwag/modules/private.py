@@ -3,7 +3,9 @@
 Each account keeps one stored fragment per namespace (``store/pep.py``): a set
 replaces the elements of each namespace it carries, a get returns those of the one
 namespace it names, or the empty element when nothing is stored. Only the account's
-own resources reach it; reserved namespaces are refused (§3).
+own resources reach it; reserved namespaces are refused (§3). XEP-0048 bookmarks
+stored here become the items of the XEP-0402 node (``#compat``), and the change is
+announced (``BOOKMARKS_CONVERTED``) for the PEP module to notify.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Awaitable
 
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.store.accounts import NoSuchAccount
-from chinwag.store.pep import NodeConfig, PepRepository, StoredItem
+from chinwag.store.pep import NodeConfig, PepRepository, Replaced, StoredItem
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
@@ -33,6 +35,9 @@ LEGACY_BOOKMARKS = "storage:bookmarks"
 BOOKMARKS = "urn:xmpp:bookmarks:1"
 """XEP-0402 §5.3: the server keeps XEP-0048 bookmarks in private storage in step with
 this PEP node, where the conferences are (``#compat``)."""
+BOOKMARKS_CONVERTED = "bookmarks/converted"
+"""Notified with (username, :class:`Replaced`) when XEP-0048 bookmarks stored in private
+storage have replaced the items of the XEP-0402 node."""
 RESERVED_PREFIXES = ("jabber:", "http://jabber.org/")
 RESERVED = frozenset({ns.VCARD})
 
@@ -47,6 +52,7 @@ def checked_namespace(element: Element) -> str:
 
 class PrivateStorage:
     def __init__(self, api: ModuleAPI) -> None:
+        self.api = api
         self.store = api.services.pep
         self.max_bytes = api.settings.pep.max_payload_bytes
         self.max_items = api.settings.pep.max_items
@@ -101,9 +107,10 @@ class PrivateStorage:
             for namespace, text in fragments.items():
                 await self.store.set_private(username, namespace, text)
             if LEGACY_BOOKMARKS in fragments:
-                await store_legacy_bookmarks(
+                replaced = await store_legacy_bookmarks(
                     self.store, username, parse_stanza(fragments[LEGACY_BOOKMARKS]), self.max_items
                 )
+                self.api.notify(BOOKMARKS_CONVERTED, username, replaced)
         except NoSuchAccount:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND) from None
         return make_reply(iq)
@@ -128,18 +135,20 @@ async def legacy_bookmarks(
 
 async def store_legacy_bookmarks(
     store: PepRepository, username: str, storage: Element, max_items: int
-) -> None:
+) -> Replaced:
     """XEP-0402 §5.3: XEP-0048 bookmarks stored anywhere become all the items of the
-    XEP-0402 node (made ``whitelist`` if absent). Raises NoSuchAccount."""
-    await store.replace_items(
+    XEP-0402 node (made ``whitelist`` if absent); its items before and after. Raises
+    NoSuchAccount."""
+    return await store.replace_items(
         username, BOOKMARKS, NodeConfig("whitelist", max_items), bookmark_items(storage)
     )
 
 
 def bookmark_items(query: Element) -> list[StoredItem]:
     """XEP-0402 §5.3: the conferences of the XEP-0048 storage in ``query`` (or of
-    ``query`` itself, a ``<storage/>``) as items of the PEP node."""
-    items = []
+    ``query`` itself, a ``<storage/>``) as items of the PEP node, one per room (the
+    last conference of a room named twice)."""
+    items: dict[str, StoredItem] = {}
     storages = [query] if query.tag == "storage" else query.find_all("storage", LEGACY_BOOKMARKS)
     for storage in storages:
         for conference in storage.find_all("conference", LEGACY_BOOKMARKS):
@@ -151,8 +160,8 @@ def bookmark_items(query: Element) -> list[StoredItem]:
                 attrs["name"] = conference.get("name") or ""
             converted = Element("conference", BOOKMARKS, attrs)
             _copy_nick_and_password(conference, converted)
-            items.append(StoredItem(room, converted.serialize()))
-    return items
+            items[room] = StoredItem(room, converted.serialize())
+    return list(items.values())
 
 
 def legacy_conference(room: str, conference: Element) -> Element:

@@ -5,8 +5,10 @@ server's domain, and a ``<user/>`` per account: its SCRAM verifiers (XEP-0227 1.
 ``<scram-credentials/>``, never a password), its roster (``jabber:iq:roster`` items,
 and a ``<presence type='subscribe'/>`` for each request waiting for its answer), its
 profile as a ``vcard-temp`` vCard, its offline messages, each with the
-``<delay/>`` of when it was stored, its PEP nodes (XEP-0227 1.1: the items in a
-``pubsub`` element, the access model and bound in a ``pubsub#owner`` one) and its
+``<delay/>`` of when it was stored, its PEP nodes (XEP-0227 1.1: the items of every
+node in one ``pubsub`` element; each node's access model and bound, and its
+affiliations as XEP-0060 §8.9 lists them, the account as ``owner`` first, in one
+``pubsub#owner`` element, where Prosody's ``mod_storage_xep0227`` looks) and its
 private XML storage (a ``jabber:iq:private`` query). :func:`export_users` writes one document;
 :func:`user_document` one document per user, the layout that Prosody's
 ``mod_storage_xep0227`` reads (``user@host.xml``).
@@ -20,8 +22,11 @@ cannot take, an account that exists, broken verifiers) refuses the whole import,
 listing each problem. What chinwag has no place for (contacts on other servers,
 verifiers of other mechanisms, ...) is left out and counted in the report, as are
 a user's offline messages beyond ``messages.offline_quota`` and those larger than
-``limits.max_stanza_bytes``, and PEP items beyond a node's ``[pep] max_items`` or
-larger than ``max_payload_bytes``. Block lists (XEP-0191) have no place in XEP-0227, and
+``limits.max_stanza_bytes``, PEP items beyond a node's ``[pep] max_items`` or
+larger than ``max_payload_bytes``, and node affiliations chinwag does not keep
+(``publisher``, ``publish-only``, another owner), whose JID is malformed, or beyond
+1,000 a node. An affiliated JID of the imported host becomes one of this server's
+domain, as contacts do. Block lists (XEP-0191) have no place in XEP-0227, and
 apps, tokens and app passwords are chinwag's own: neither is exported.
 """
 
@@ -51,7 +56,7 @@ from chinwag.network.portable_files import (
 from chinwag.network.profiles import MAX_PHOTO_BYTES, MAX_TEXT_LENGTH, vcard_element
 from chinwag.store.contacts import SUBSCRIPTIONS
 from chinwag.store.db import Database
-from chinwag.store.pep import StoredItem
+from chinwag.store.pep import MAX_AFFILIATIONS, StoredItem
 from chinwag.store.portable import (
     Loader,
     PortableAccount,
@@ -144,8 +149,8 @@ def user_element(account: PortableAccount, host: str) -> Element:
         stored = user.add("offline-messages")
         for message in account.offline:
             stored.append(_offline_element(message, host))
-    for node in account.pep:
-        _add_node(user, node)
+    if account.pep:
+        _add_nodes(user, account.pep, f"{account.username}@{host}")
     if account.private:
         query = user.add("query", ns.PRIVATE)
         for _namespace, payload in account.private:
@@ -154,19 +159,27 @@ def user_element(account: PortableAccount, host: str) -> Element:
     return user
 
 
-def _add_node(user: Element, node: PortableNode) -> None:
-    """A node's configuration (``pubsub#owner``) and items (``pubsub``)."""
-    owner = user.add("pubsub", ns.PUBSUB_OWNER).add("configure", attrs={"node": node.node})
-    form = owner.add("x", ns.DATA_FORMS, {"type": "submit"})
-    for var, value in (
-        ("FORM_TYPE", ns.PUBSUB_NODE_CONFIG),
-        ("pubsub#access_model", node.access_model),
-        ("pubsub#max_items", str(node.max_items)),
-    ):
-        form.add("field", attrs={"var": var}).add("value").append(value)
-    items = user.add("pubsub", PUBSUB).add("items", attrs={"node": node.node})
-    for item in node.items:
-        items.add("item", attrs={"id": item.item_id}).append(parse_stanza(item.payload))
+def _add_nodes(user: Element, nodes: Sequence[PortableNode], owner_jid: str) -> None:
+    """Each node's configuration and affiliations (``pubsub#owner``), and its items
+    (``pubsub``): one element of each namespace, as Prosody reads only the first."""
+    owner = user.add("pubsub", ns.PUBSUB_OWNER)
+    published = user.add("pubsub", PUBSUB)
+    for node in nodes:
+        form = owner.add("configure", attrs={"node": node.node}).add(
+            "x", ns.DATA_FORMS, {"type": "submit"}
+        )
+        for var, value in (
+            ("FORM_TYPE", ns.PUBSUB_NODE_CONFIG),
+            ("pubsub#access_model", node.access_model),
+            ("pubsub#max_items", str(node.max_items)),
+        ):
+            form.add("field", attrs={"var": var}).add("value").append(value)
+        listed = owner.add("affiliations", attrs={"node": node.node})
+        for jid, affiliation in ((owner_jid, "owner"), *node.affiliations):
+            listed.add("affiliation", attrs={"jid": jid, "affiliation": affiliation})
+        items = published.add("items", attrs={"node": node.node})
+        for item in node.items:
+            items.add("item", attrs={"id": item.item_id}).append(parse_stanza(item.payload))
 
 
 def _scram_element(scram: StoredScram) -> Element:
@@ -257,8 +270,10 @@ class _User:
 class _UserReader:
     """Turns the ``<user/>`` elements of ``host`` into accounts, noting problems."""
 
-    def __init__(self, host: str, limits: ImportLimits, report: ImportReport) -> None:
+    def __init__(self, host: str, limits: ImportLimits, report: ImportReport, domain: str) -> None:
         self.host = prep_domainpart(host)
+        self.domain = prep_domainpart(domain)
+        """This server's domain, which the imported host's JIDs become."""
         self.limits = limits
         self.report = report
         self.problems: list[str] = []
@@ -291,15 +306,18 @@ class _UserReader:
             self._profile(user),
             self._roster(username, user),
             self._offline(user),
-            self._nodes(user),
+            self._nodes(username, user),
             self._private(user),
         )
         return _User(account, password)
 
-    def _nodes(self, user: Element) -> tuple[PortableNode, ...]:
+    def _nodes(self, username: str, user: Element) -> tuple[PortableNode, ...]:
         configs = _node_configs(user)
+        pep_items = _pep_items(user)
+        affiliations = _node_affiliations(user)
         nodes = []
-        for name, items in _pep_items(user).items():
+        for name in dict.fromkeys([*configs, *affiliations, *pep_items]):
+            items = pep_items.get(name, [])
             access_model, max_items = configs.get(name, ("presence", self.limits.pep_max_items))
             if access_model not in ("presence", "open", "whitelist"):
                 self.report.left_out["PEP access models other than presence, open, whitelist"] += 1
@@ -309,9 +327,36 @@ class _UserReader:
             if len(kept) > max_items:
                 self.report.left_out["PEP items beyond a node's max_items"] += len(kept) - max_items
                 kept = kept[-max_items:]
-            if name and kept:
-                nodes.append(PortableNode(name, access_model, max_items, tuple(kept)))
+            if name and (kept or name in configs or name in affiliations):
+                affiliated = self._affiliations(username, affiliations.get(name, []))
+                nodes.append(PortableNode(name, access_model, max_items, tuple(kept), affiliated))
         return tuple(nodes)
+
+    def _affiliations(self, username: str, entries: list[Element]) -> tuple[tuple[str, str], ...]:
+        """The members and outcasts of a node, by bare JID; the owner's own entry says
+        nothing chinwag does not know."""
+        kept: dict[str, str] = {}
+        for entry in entries:
+            affiliation = entry.attrs.get("affiliation", "")
+            try:
+                jid = JID.parse(entry.attrs.get("jid", "")).bare
+            except InvalidJID:
+                self.report.left_out["PEP affiliations whose JID is malformed"] += 1
+                continue
+            if jid.domain == self.host:
+                if jid.local == username:
+                    continue
+                jid = JID(jid.local, self.domain)
+            if affiliation == "none":
+                continue
+            if affiliation not in ("member", "outcast"):
+                self.report.left_out["PEP affiliations other than member and outcast"] += 1
+                continue
+            kept[str(jid)] = affiliation
+        if len(kept) > MAX_AFFILIATIONS:
+            dropped = len(kept) - MAX_AFFILIATIONS
+            self.report.left_out[f"PEP affiliations beyond {MAX_AFFILIATIONS} a node"] += dropped
+        return tuple(kept.items())[:MAX_AFFILIATIONS]
 
     def _pep_item(self, item: Element) -> StoredItem | None:
         payload = item.first_element()
@@ -526,6 +571,16 @@ def _pep_items(user: Element) -> dict[str, list[Element]]:
     return nodes
 
 
+def _node_affiliations(user: Element) -> dict[str, list[Element]]:
+    """The ``<affiliation/>`` entries of each node the user's data lists (XEP-0060 §8.9)."""
+    nodes: dict[str, list[Element]] = {}
+    for pubsub in user.find_all("pubsub", ns.PUBSUB_OWNER):
+        for listed in pubsub.find_all("affiliations", ns.PUBSUB_OWNER):
+            entries = listed.find_all("affiliation", ns.PUBSUB_OWNER)
+            nodes.setdefault(listed.attrs.get("node", ""), []).extend(entries)
+    return nodes
+
+
 def _node_configs(user: Element) -> dict[str, tuple[str, int]]:
     """The access model and item bound of each node configured in the user's data."""
     configs: dict[str, tuple[str, int]] = {}
@@ -594,12 +649,17 @@ def _domain_or_none(text: str) -> str | None:
 
 
 async def import_users(
-    db: Database, users: Iterator[Element], host: str, limits: ImportLimits
+    db: Database,
+    users: Iterator[Element],
+    host: str,
+    limits: ImportLimits,
+    domain: str | None = None,
 ) -> ImportReport:
     """Add the users of ``users`` (``<user/>`` elements of ``host``) with all they hold,
-    in one transaction; raises ImportRejected or PortableFileError, adding nobody."""
+    in one transaction; raises ImportRejected or PortableFileError, adding nobody.
+    ``domain`` is this server's (default: ``host``), which JIDs of ``host`` become."""
     report = ImportReport()
-    reader = _UserReader(host, limits, report)
+    reader = _UserReader(host, limits, report, domain or host)
     async with loading(db) as loader:
         batch: list[_User] = []
         for element in users:

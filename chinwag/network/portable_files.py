@@ -7,7 +7,7 @@ them. Files are untrusted input, parsed with expat as they are read: a document
 type declaration (and so any entity expansion) refuses the file, elements nest at
 most ``MAX_DEPTH`` deep, and only the users of the wanted host are built, each
 holding at most ``MAX_USER_BYTES``. Inside a user, only the children an import reads
-(``KEPT_IN_USER``) are built; the others (archives, private storage, ...) are walked
+(``KEPT_IN_USER``) are built; the others (archives, privacy lists, ...) are walked
 and counted, never kept.
 """
 

@@ -22,6 +22,9 @@ from chinwag.store.accounts import NoSuchAccount
 from chinwag.store.db import Database
 from chinwag.store.models import Account, PepAffiliation, PepItem, PepNode, PrivateXml
 
+MAX_AFFILIATIONS = 1000
+"""JIDs affiliated with one node at most."""
+
 
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
@@ -33,6 +36,15 @@ class NodeConfig:
 class StoredItem:
     item_id: str
     payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    """The items of a node before and after :meth:`PepRepository.replace_items`, oldest
+    first."""
+
+    before: tuple[StoredItem, ...]
+    after: tuple[StoredItem, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +74,7 @@ class PepRepository(Protocol):
 
     async def replace_items(
         self, username: str, node: str, config: NodeConfig, items: Sequence[StoredItem]
-    ) -> None: ...
+    ) -> Replaced: ...
 
     async def retract(self, username: str, node: str, item_id: str) -> bool: ...
 
@@ -147,20 +159,29 @@ class SqlPepRepository:
 
     async def replace_items(
         self, username: str, node: str, config: NodeConfig, items: Sequence[StoredItem]
-    ) -> None:
-        """Make ``items`` all the node's items (made with ``config`` if absent), in one
-        transaction. Raises NoSuchAccount."""
+    ) -> Replaced:
+        """Make ``items`` all the node's items (made with ``config`` if absent; the newest
+        ``max_items`` kept), in one transaction. Raises NoSuchAccount."""
         async with self._sessions.begin() as session:
             row = await _node_row(session, username, node)
             if row is None:
                 row = await _new_node(session, username, node, config)
+            before = await session.execute(
+                select(PepItem.item_id, PepItem.payload)
+                .where(PepItem.node_id == row.id)
+                .order_by(PepItem.id)
+            )
+            replaced = Replaced(
+                tuple(StoredItem(i, p) for i, p in before), tuple(items[-row.max_items :])
+            )
             await session.execute(delete(PepItem).where(PepItem.node_id == row.id))
-            for item in items[-row.max_items :]:
+            for item in replaced.after:
                 await session.execute(
                     insert(PepItem).values(
                         node_id=row.id, item_id=item.item_id, payload=item.payload
                     )
                 )
+            return replaced
 
     async def retract(self, username: str, node: str, item_id: str) -> bool:
         async with self._sessions.begin() as session:

@@ -1,7 +1,8 @@
 """Whole accounts out of the store and into it, for XEP-0227 export and import.
 
 :func:`dump` reads every account with what it owns (SCRAM verifiers, profile, roster
-items, offline messages, PEP nodes with their items, private XML), a batch at a time, all from one snapshot of the database.
+items, offline messages, PEP nodes with their items and affiliations, private XML), a
+batch at a time, all from one snapshot of the database.
 :class:`Loader` adds new accounts with all of that inside one transaction, so that
 an import lands whole or not at all. Roster items wait until every account of the
 import is in, since an item may name an account that comes later.
@@ -28,6 +29,7 @@ from chinwag.store.models import (
     Account,
     Credential,
     OfflineMessage,
+    PepAffiliation,
     PepItem,
     PepNode,
     PrivateXml,
@@ -47,6 +49,7 @@ _ITEM = RosterItem.__table__
 _MESSAGE = OfflineMessage.__table__
 _NODE = PepNode.__table__
 _PEP_ITEM = PepItem.__table__
+_AFFILIATION = PepAffiliation.__table__
 _PRIVATE = PrivateXml.__table__
 
 
@@ -76,12 +79,15 @@ class PortableMessage:
 
 @dataclass(frozen=True, slots=True)
 class PortableNode:
-    """A PEP node with its configuration and items, oldest first."""
+    """A PEP node with its configuration, items (oldest first) and affiliations."""
 
     node: str
     access_model: str
     max_items: int
     items: tuple[StoredItem, ...]
+    affiliations: tuple[tuple[str, str], ...] = ()
+    """(bare JID, ``member`` or ``outcast``) of each JID affiliated with the node, in the
+    order they were set; the account, its owner, is not among them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +191,7 @@ async def _read_nodes(connection: AsyncConnection, ids: list[int]) -> dict[int, 
         )
     ).all()
     items: dict[int, list[StoredItem]] = {node.id: [] for node in nodes}
+    affiliations: dict[int, list[tuple[str, str]]] = {node.id: [] for node in nodes}
     for chunk in in_chunks(list(items)):
         for item in await connection.execute(
             select(_PEP_ITEM.c.node_id, _PEP_ITEM.c.item_id, _PEP_ITEM.c.payload)
@@ -192,10 +199,22 @@ async def _read_nodes(connection: AsyncConnection, ids: list[int]) -> dict[int, 
             .order_by(_PEP_ITEM.c.id)
         ):
             items[item.node_id].append(StoredItem(item.item_id, item.payload))
+        for row in await connection.execute(
+            select(_AFFILIATION.c.node_id, _AFFILIATION.c.jid, _AFFILIATION.c.affiliation)
+            .where(_AFFILIATION.c.node_id.in_(chunk))
+            .order_by(_AFFILIATION.c.id)
+        ):
+            affiliations[row.node_id].append((row.jid, row.affiliation))
     found: dict[int, list[PortableNode]] = {account_id: [] for account_id in ids}
     for node in nodes:
         found[node.account_id].append(
-            PortableNode(node.node, node.access_model, node.max_items, tuple(items[node.id]))
+            PortableNode(
+                node.node,
+                node.access_model,
+                node.max_items,
+                tuple(items[node.id]),
+                tuple(affiliations[node.id]),
+            )
         )
     return found
 
@@ -306,6 +325,14 @@ class Loader:
                 {"node_id": node_ids[node.node], "item_id": item.item_id, "payload": item.payload}
                 for node in nodes
                 for item in node.items
+            ],
+        )
+        await self._insert(
+            PepAffiliation,
+            [
+                {"node_id": node_ids[node.node], "jid": jid, "affiliation": affiliation}
+                for node in nodes
+                for jid, affiliation in node.affiliations
             ],
         )
 

@@ -119,7 +119,7 @@ async def start_server(tmp_path: Path, empty_store: Path) -> AsyncIterator[Start
     async with AsyncExitStack() as stack:
         started = 0
 
-        async def start(**overrides: Any) -> ServerHandle:
+        async def start(*, with_users: bool = True, **overrides: Any) -> ServerHandle:
             nonlocal started
             started += 1
             data_dir = tmp_path / f"server-{started}"
@@ -133,9 +133,10 @@ async def start_server(tmp_path: Path, empty_store: Path) -> AsyncIterator[Start
             }
             settings = settings_from_mapping(deep_merge(defaults, overrides))
             app = await asyncio.wait_for(stack.enter_async_context(running(settings)), TIMEOUT)
-            for name, password in USERS.items():
-                await app.accounts.add_user(name, password)
-            await app.services.contacts.add_mutual("alice", "bob")
+            if with_users:
+                for name, password in USERS.items():
+                    await app.accounts.add_user(name, password)
+                await app.services.contacts.add_mutual("alice", "bob")
             ports = app.xmpp.ports
             handle = ServerHandle(
                 host=HOST,

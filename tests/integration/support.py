@@ -85,7 +85,9 @@ def port_is_free(port: int) -> bool:
 
 
 class StartServer(Protocol):
-    def __call__(self, **overrides: Any) -> Awaitable[ServerHandle]: ...
+    def __call__(self, *, with_users: bool = True, **overrides: Any) -> Awaitable[ServerHandle]:
+        """A running server with ``overrides`` of its settings; ``with_users``: alice and
+        bob, mutual contacts (else no account)."""
 
 
 class NewClient(Protocol):

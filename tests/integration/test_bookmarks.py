@@ -9,16 +9,18 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
+from slixmpp import ClientXMPP
 from slixmpp.exceptions import IqError
 from slixmpp.plugins.xep_0004 import Form
 from slixmpp.plugins.xep_0048.stanza import Bookmarks
 from slixmpp.plugins.xep_0402.stanza import Conference
 
-from .support import TIMEOUT, NewClient, ServerHandle
+from .support import TIMEOUT, NewClient, ServerHandle, StartServer
 from .test_pep import pep_client
 
 BOOKMARKS2 = "urn:xmpp:bookmarks:1"
 LEGACY = "storage:bookmarks"
+PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
 
 
 def stored_bookmarks() -> Bookmarks:
@@ -48,11 +50,10 @@ async def test_private_storage_round_trip_and_errors(
         "<query xmlns='jabber:iq:private'><vCard xmlns='vcard-temp'/></query>",
         "<query xmlns='jabber:iq:private'><q xmlns='jabber:iq:roster'/></query>",
     ):
-        iq = alice.make_iq_set()
-        iq.append(ET.fromstring(payload))
-        with pytest.raises(IqError) as raised:
-            await iq.send(timeout=TIMEOUT)
-        assert raised.value.condition == "not-acceptable"
+        assert await private_error(alice, payload) == "not-acceptable"
+    two = "<a xmlns='urn:example:a'/><b xmlns='urn:example:b'/>"
+    get = f"<query xmlns='jabber:iq:private'>{two}</query>"
+    assert await private_error(alice, get, "get") == "not-acceptable"  # one namespace a get
     iq = bob.make_iq_get(ito=server.jid("alice"))
     iq.append(
         ET.fromstring(
@@ -62,6 +63,25 @@ async def test_private_storage_round_trip_and_errors(
     with pytest.raises(IqError) as raised:
         await iq.send(timeout=TIMEOUT)
     assert raised.value.condition == "forbidden"
+
+
+async def private_error(client: ClientXMPP, query: str, kind: str = "set") -> str:
+    """The condition of the error a private storage request, written raw, gets."""
+    iq = client.make_iq_set() if kind == "set" else client.make_iq_get()
+    iq.append(ET.fromstring(query))
+    with pytest.raises(IqError) as raised:
+        await iq.send(timeout=TIMEOUT)
+    return str(raised.value.condition)
+
+
+async def test_private_storage_keeps_to_the_payload_bound(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    server = await start_server(pep={"max_payload_bytes": 300})
+    alice, _ = await pep_client(new_client, server, "alice")
+    big = f"<big xmlns='urn:example:big'>{'x' * 400}</big>"
+    query = f"<query xmlns='jabber:iq:private'>{big}</query>"
+    assert await private_error(alice, query) == "not-acceptable"
 
 
 async def test_xep_0048_bookmarks_in_private_storage_and_pep(
@@ -194,3 +214,82 @@ async def test_xep_0402_compat_pep_keeps_pep_bookmarks_in_step(
     with pytest.raises(IqError) as raised:
         await bob.plugin["xep_0060"].get_items(me, LEGACY, timeout=TIMEOUT)
     assert raised.value.condition == "not-allowed"
+
+
+def changes(event: ET.Element) -> list[tuple[str, str, str | None]]:
+    """What an XEP-0402 notification says: (``item`` or ``retract``, room, name)."""
+    said = []
+    for element in event.iter():
+        if element.tag == f"{{{PUBSUB_EVENT}}}item":
+            conference = Conference(xml=element.find(f"{{{BOOKMARKS2}}}conference"))
+            said.append(("item", element.get("id", ""), conference["name"]))
+        elif element.tag == f"{{{PUBSUB_EVENT}}}retract":
+            said.append(("retract", element.get("id", ""), None))
+    return said
+
+
+async def test_xep_0048_changes_are_heard_by_xep_0402_resources_and_the_other_way(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    """XEP-0402 §5.3: a resource that asks for ``urn:xmpp:bookmarks:1+notify`` hears of
+    XEP-0048 bookmarks published to ``storage:bookmarks`` (``#compat-pep``) or stored in
+    private storage (``#compat``) as publications and retractions on the XEP-0402
+    node, and one that asks for ``storage:bookmarks+notify`` hears of XEP-0402
+    publications as XEP-0048 storage."""
+    me = server.jid("alice")
+    legacy, legacy_events = await pep_client(new_client, server, "alice", interests=(LEGACY,))
+    modern, modern_events = await pep_client(
+        new_client, server, "alice", "phone", interests=(BOOKMARKS2,)
+    )
+    for plugin in ("xep_0223", "xep_0048"):
+        legacy.register_plugin(plugin)
+    modern.register_plugin("xep_0402")
+    bookmarks = legacy.plugin["xep_0048"]
+
+    async def heard(count: int) -> set[tuple[str, str, str | None]]:
+        return {
+            change
+            for _ in range(count)
+            for change in changes(await modern_events.next(BOOKMARKS2, me))
+        }
+
+    storage = stored_bookmarks()
+    storage.add_conference("old@conference.example", "alice", name="Old")
+    await bookmarks.set_bookmarks(storage, method="xep_0223", timeout=TIMEOUT)
+    assert await heard(2) == {
+        ("item", "room@conference.example", "Room"),
+        ("item", "old@conference.example", "Old"),
+    }
+
+    storage = Bookmarks()
+    storage.add_conference("room@conference.example", "alice", name="Renamed")
+    await bookmarks.set_bookmarks(storage, method="xep_0223", timeout=TIMEOUT)
+    assert await heard(2) == {
+        ("item", "room@conference.example", "Renamed"),
+        ("retract", "old@conference.example", None),
+    }
+
+    conference = Conference()
+    conference["name"] = "New"
+    await modern.plugin["xep_0060"].publish(
+        None, BOOKMARKS2, id="new@conference.example", payload=conference.xml, timeout=TIMEOUT
+    )
+    assert await heard(1) == {("item", "new@conference.example", "New")}
+    both = {"room@conference.example", "new@conference.example"}
+    event = await legacy_events.next(LEGACY, me)
+    while {c.get("jid") for c in event.iter(f"{{{LEGACY}}}conference")} != both:
+        event = await legacy_events.next(LEGACY, me)  # its own XEP-0048 publishes first
+
+    storage = Bookmarks()
+    storage.add_conference("private@conference.example", "alice", name="Private")
+    await legacy.plugin["xep_0049"].store(storage, timeout=TIMEOUT)
+    assert await heard(3) == {
+        ("item", "private@conference.example", "Private"),
+        ("retract", "room@conference.example", None),
+        ("retract", "new@conference.example", None),
+    }
+    event = await legacy_events.next(LEGACY, me)
+    while {c.get("jid") for c in event.iter(f"{{{LEGACY}}}conference")} != {
+        "private@conference.example"
+    }:
+        event = await legacy_events.next(LEGACY, me)

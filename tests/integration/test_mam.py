@@ -296,6 +296,7 @@ async def test_filters_with_start_end_and_ids(server: ServerHandle, new_client: 
         ("with=@bad", "", "bad-request"),
         ("", "<max>-1</max>", "bad-request"),
         ("", "<max>many</max>", "bad-request"),
+        ("", "<index>2</index>", "feature-not-implemented"),
     ],
 )
 async def test_bad_queries_get_the_error_named(

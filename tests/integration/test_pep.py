@@ -176,6 +176,10 @@ async def test_avatar_between_two_clients_and_the_vcard(
     alice.register_plugin("xep_0054")
     card = await alice.plugin["xep_0054"].get_vcard(bob_bare, timeout=TIMEOUT)
     assert card["vcard_temp"]["PHOTO"]["BINVAL"] == PNG
+    # Empty metadata, no avatar (XEP-0084 §4.6), clears the vCard photo.
+    await avatar.stop(timeout=TIMEOUT)
+    card = await alice.plugin["xep_0054"].get_vcard(bob_bare, timeout=TIMEOUT)
+    assert not card["vcard_temp"]["PHOTO"]["BINVAL"]
 
 
 async def test_vcard_photo_is_offered_as_avatar(
@@ -224,38 +228,45 @@ async def test_omemo_device_lists_and_bundles(
     bundle_item: str,
 ) -> None:
     alice, alice_events = await pep_client(new_client, server, "alice", interests=(devices,))
-    bob, _ = await pep_client(new_client, server, "bob", interests=(devices,))
-    pubsub = bob.plugin["xep_0060"]
-    bundle_id = "current" if bundles.startswith(AXOLOTL_BUNDLES) else "4242"
+    bob, bob_events = await pep_client(new_client, server, "bob", interests=(devices,))
 
-    await pubsub.publish(
-        None,
-        devices,
-        id="current",
-        payload=payload(device_list),
-        options=open_access(),
-        timeout=TIMEOUT,
-    )
-    await pubsub.publish(
-        None,
-        bundles,
-        id=bundle_id,
-        payload=payload(bundle_item),
-        options=open_access(),
-        timeout=TIMEOUT,
-    )
+    # Each publishes a device list and a bundle; the other hears of the list and
+    # fetches the bundle, as an OMEMO client does before its first message.
+    for publisher, reader, reader_events, device in (
+        (bob, alice, alice_events, "4242"),
+        (alice, bob, bob_events, "1111"),
+    ):
+        pubsub = publisher.plugin["xep_0060"]
+        node = bundles.replace("4242", device)
+        bundle_id = "current" if node.startswith(AXOLOTL_BUNDLES) else device
+        await pubsub.publish(
+            None,
+            devices,
+            id="current",
+            payload=payload(device_list.replace("4242", device)),
+            options=open_access(),
+            timeout=TIMEOUT,
+        )
+        await pubsub.publish(
+            None,
+            node,
+            id=bundle_id,
+            payload=payload(bundle_item),
+            options=open_access(),
+            timeout=TIMEOUT,
+        )
 
-    bob_bare = server.jid("bob")
-    event = await alice_events.next(devices, bob_bare)
-    assert event.find(".//{*}device").get("id") == "4242"
-    found = await alice.plugin["xep_0060"].get_items(
-        bob_bare, bundles, item_ids=[bundle_id], timeout=TIMEOUT
-    )
-    items = found.xml.findall(".//{http://jabber.org/protocol/pubsub}item")
-    assert [item.get("id") for item in items] == [bundle_id]
-    assert items[0].find("{*}bundle") is not None
-    listed = await alice.plugin["xep_0060"].get_items(bob_bare, devices, timeout=TIMEOUT)
-    assert listed.xml.find(".//{*}device").get("id") == "4242"
+        owner = publisher.boundjid.bare
+        event = await reader_events.next(devices, owner)
+        assert event.find(".//{*}device").get("id") == device
+        found = await reader.plugin["xep_0060"].get_items(
+            owner, node, item_ids=[bundle_id], timeout=TIMEOUT
+        )
+        items = found.xml.findall(".//{http://jabber.org/protocol/pubsub}item")
+        assert [item.get("id") for item in items] == [bundle_id]
+        assert items[0].find("{*}bundle") is not None
+        listed = await reader.plugin["xep_0060"].get_items(owner, devices, timeout=TIMEOUT)
+        assert listed.xml.find(".//{*}device").get("id") == device
 
 
 async def test_last_item_sent_on_available_presence(
@@ -340,8 +351,12 @@ async def test_access_models(server: ServerHandle, new_client: NewClient) -> Non
 
 async def test_items_retract_configure_delete(server: ServerHandle, new_client: NewClient) -> None:
     alice, _ = await pep_client(new_client, server, "alice", interests=("urn:example:n",))
-    _phone, phone_events = await pep_client(
+    phone, phone_events = await pep_client(
         new_client, server, "alice", "phone", interests=("urn:example:n",)
+    )
+    deleted: asyncio.Queue[str] = asyncio.Queue()
+    phone.add_event_handler(
+        "pubsub_delete", lambda msg: deleted.put_nowait(msg["pubsub_event"]["delete"]["node"])
     )
     pubsub = alice.plugin["xep_0060"]
     me = server.jid("alice")
@@ -382,6 +397,7 @@ async def test_items_retract_configure_delete(server: ServerHandle, new_client: 
     assert [i.get("id") for i in left.xml.iter("{http://jabber.org/protocol/pubsub}item")] == ["i1"]
 
     await pubsub.delete_node(me, "urn:example:n", timeout=TIMEOUT)
+    assert await asyncio.wait_for(deleted.get(), TIMEOUT) == "urn:example:n"
     with pytest.raises(IqError) as raised:
         await pubsub.get_items(me, "urn:example:n", timeout=TIMEOUT)
     assert raised.value.condition == "item-not-found"
@@ -398,6 +414,30 @@ async def test_payload_bound(start_server: Any, new_client: NewClient) -> None:
             timeout=TIMEOUT,
         )
     assert raised.value.condition == "not-acceptable"
+
+
+async def test_disco_items_on_a_bare_jid_lists_the_nodes_the_requester_may_read(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice, _ = await pep_client(new_client, server, "alice")
+    bob, _ = await pep_client(new_client, server, "bob")
+    for node, access_model in (("urn:example:seen", "presence"), ("urn:example:own", "whitelist")):
+        await alice.plugin["xep_0060"].publish(
+            None,
+            node,
+            payload=payload(f"<n xmlns='{node}'/>"),
+            options=options(access_model=access_model),
+            timeout=TIMEOUT,
+        )
+    me = server.jid("alice")
+
+    async def nodes(client: ClientXMPP) -> set[str]:
+        reply = await client.plugin["xep_0030"].get_items(jid=me, local=False, timeout=TIMEOUT)
+        assert {jid for jid, _node, _name in reply["disco_items"]["items"]} == {me}
+        return {node for _jid, node, _name in reply["disco_items"]["items"]}
+
+    assert await nodes(alice) == {"urn:example:seen", "urn:example:own"}
+    assert await nodes(bob) == {"urn:example:seen"}
 
 
 async def test_caps_whose_hash_does_not_check_out_ask_for_nothing(

@@ -1,7 +1,9 @@
 """PEP with a second library: aioxmpp's AvatarService (XEP-0084 over its PEP client,
 which checks the account's disco#info for the pubsub/pep identity first) publishes an
 avatar that a slixmpp contact is notified of and fetches, and reads the one the slixmpp
-contact publishes."""
+contact publishes; aioxmpp's BookmarkClient (XEP-0048 in XEP-0049 private storage)
+shares one list of bookmarks with a slixmpp resource of the same user that uses
+XEP-0402."""
 
 from __future__ import annotations
 
@@ -9,12 +11,15 @@ import asyncio
 
 import aioxmpp
 import aioxmpp.avatar
+import aioxmpp.bookmarks
+from slixmpp.plugins.xep_0402.stanza import Conference
 
 from .support import TIMEOUT, NewClient, ServerHandle
 from .test_other_client import aioxmpp_client
 from .test_pep import PNG, pep_client
 
 METADATA = "urn:xmpp:avatar:metadata"
+BOOKMARKS2 = "urn:xmpp:bookmarks:1"
 
 
 async def test_aioxmpp_publishes_and_reads_avatars(
@@ -49,3 +54,37 @@ async def test_aioxmpp_publishes_and_reads_avatars(
         )
         assert [d.nbytes for d in metadata] == [len(other)]
         assert await asyncio.wait_for(metadata[0].get_image_bytes(), TIMEOUT) == other
+
+
+async def test_aioxmpp_bookmarks_and_xep_0402_are_one_list(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    me = server.jid("alice")
+    phone, phone_events = await pep_client(
+        new_client, server, "alice", "phone", interests=(BOOKMARKS2,)
+    )
+    phone.register_plugin("xep_0402")
+    async with aioxmpp_client(server, "alice") as desk:
+        bookmarks = desk.client.summon(aioxmpp.bookmarks.BookmarkClient)
+        room = aioxmpp.JID.fromstr("room@conference.example")
+        await asyncio.wait_for(
+            bookmarks.add_bookmark(aioxmpp.bookmarks.Conference("Room", room, nick="ali")),
+            TIMEOUT,
+        )
+
+        event = await phone_events.next(BOOKMARKS2, me)
+        item = event.find("{*}event/{*}items/{*}item")
+        assert item is not None and item.get("id") == str(room)
+        conference = Conference(xml=item.find(f"{{{BOOKMARKS2}}}conference"))
+        assert (conference["name"], conference["nick"]) == ("Room", "ali")
+
+        other = Conference()
+        other["name"] = "Other"
+        await phone.plugin["xep_0060"].publish(
+            None, BOOKMARKS2, id="other@conference.example", payload=other.xml, timeout=TIMEOUT
+        )
+        listed = await asyncio.wait_for(bookmarks.get_bookmarks(), TIMEOUT)
+        assert {(str(b.jid), b.name) for b in listed} == {
+            ("room@conference.example", "Room"),
+            ("other@conference.example", "Other"),
+        }

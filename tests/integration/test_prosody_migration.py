@@ -5,7 +5,8 @@ with slixmpp, ``prosody-migrator`` writes Prosody's storage out as XEP-0227 file
 ``chinwag import`` reads them, and the users sign in to chinwag with the SCRAM-SHA-1
 verifiers Prosody had, to find their contacts and vCards. To Prosody: ``chinwag
 export --split`` writes one file per user, ``prosody-migrator`` reads them into
-Prosody's internal storage, and the users sign in to Prosody.
+Prosody's internal storage, and the users sign in to Prosody, where a member of a
+whitelisted PEP node reads it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from chinwag.app import running
 from chinwag.cli import Network
 from chinwag.config import settings_from_mapping
 from chinwag.store.db import Database
+from chinwag.store.pep import NodeConfig, SqlPepRepository, StoredItem
 
 from .prosody_support import (
     DOMAIN,
@@ -48,6 +50,8 @@ PHOTO = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
 PROFILE_STORES = ("accounts", "roster", "vcard", "pep-pubsub")
+CLUB = "urn:example:club"
+PUBSUB = "http://jabber.org/protocol/pubsub"
 
 
 @pytest.fixture
@@ -203,6 +207,10 @@ async def test_chinwags_export_loads_into_prosody(
             await network.accounts.add_user(user, password)
         await network.contacts.add_mutual("alice", "bob")
         await network.profiles.set_fields("alice", fn="Alice Liddell", nickname="ali")
+        pep = SqlPepRepository(db)
+        item = StoredItem("first", f"<n xmlns='{CLUB}'/>")
+        await pep.publish("alice", CLUB, NodeConfig("whitelist", 5), item)
+        await pep.set_affiliations("alice", CLUB, {f"bob@{DOMAIN}": "member"})
     finally:
         await db.close()
     exported = workspace / "export"
@@ -217,12 +225,12 @@ async def test_chinwags_export_loads_into_prosody(
         exported,
         {"type": "xep0227"},
         {"type": "internal", "path": str(prosody.data)},
-        ("accounts", "roster", "vcard"),
+        ("accounts", "roster", "vcard", "pep-pubsub"),
     )
     await prosody.start()
     try:
         alice = prosody.client("alice", PASSWORDS["alice"], ("xep_0054",))
-        bob = prosody.client("bob", PASSWORDS["bob"], ("xep_0054",))
+        bob = prosody.client("bob", PASSWORDS["bob"], ("xep_0054", "xep_0060"))
         clients += [alice, bob]
         await prosody.sign_in(alice)
         await prosody.sign_in(bob)
@@ -231,5 +239,8 @@ async def test_chinwags_export_loads_into_prosody(
         assert (await roster_of(bob))[f"alice@{DOMAIN}"][0] == "both"
         card = await vcard_of(alice, f"alice@{DOMAIN}")
         assert (card["FN"], card["NICKNAME"]) == ("Alice Liddell", "ali")
+        # bob reads alice's whitelisted node as the member the export named him
+        found = await bob.plugin["xep_0060"].get_items(f"alice@{DOMAIN}", CLUB, timeout=TIMEOUT)
+        assert [i.get("id") for i in found.xml.iter(f"{{{PUBSUB}}}item")] == ["first"]
     finally:
         prosody.stop()

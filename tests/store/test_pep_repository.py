@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from chinwag.store.accounts import NoSuchAccount
 from chinwag.store.models import PepItem, PepNode, PrivateXml
-from chinwag.store.pep import NodeConfig, SqlPepRepository, StoredItem
+from chinwag.store.pep import NodeConfig, Replaced, SqlPepRepository, StoredItem
 
 Network = Any
 """The ``network`` fixture of ``conftest.py``."""
@@ -111,11 +111,12 @@ async def test_deleting_the_account_deletes_its_nodes_items_and_private_storage(
 async def test_replace_items_makes_them_all_the_nodes_items(pep: SqlPepRepository) -> None:
     await pep.publish("alice", "b", NodeConfig("whitelist", 2), item(1))
 
-    await pep.replace_items("alice", "b", PRESENCE, [item(2), item(3), item(4)])
+    replaced = await pep.replace_items("alice", "b", PRESENCE, [item(2), item(3), item(4)])
 
+    assert replaced == Replaced((item(1),), (item(3), item(4)))
     assert await pep.node("alice", "b") == NodeConfig("whitelist", 2)  # kept, and its bound
     assert await pep.items("alice", "b", None, None) == [item(3), item(4)]
-    await pep.replace_items("bob", "new", PRESENCE, [])
+    assert await pep.replace_items("bob", "new", PRESENCE, []) == Replaced((), ())
     assert await pep.node("bob", "new") == PRESENCE
 
 

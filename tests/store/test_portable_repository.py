@@ -8,10 +8,12 @@ import pytest
 from chinwag.store.accounts import StoredScram
 from chinwag.store.contacts import Contact, RosterChange, SqlContactRepository
 from chinwag.store.offline import NewOfflineMessage, SqlOfflineRepository
+from chinwag.store.pep import NodeConfig, SqlPepRepository, StoredItem
 from chinwag.store.portable import (
     PortableAccount,
     PortableItem,
     PortableMessage,
+    PortableNode,
     dump,
     loading,
 )
@@ -123,3 +125,37 @@ async def test_existing_names_the_accounts_there_already(network, database):
 
     async with loading(database) as loader:
         assert await loader.existing(["alice", "bob"]) == {"alice"}
+
+
+async def test_pep_nodes_go_out_and_in_with_their_affiliations(network, database):
+    await network.add_users("alice")
+    pep = SqlPepRepository(network.db)
+    await pep.publish("alice", "n", NodeConfig("whitelist", 5), StoredItem("i", "<p xmlns='x'/>"))
+    await pep.create("alice", "empty", NodeConfig("open", 2))
+    await pep.set_affiliations(
+        "alice", "n", {"bob@chat.example": "member", "eve@elsewhere.example": "outcast"}
+    )
+    await pep.set_affiliations("alice", "empty", {"carol@chat.example": "outcast"})
+
+    [alice] = await everything(network.db)
+
+    assert alice.pep == (
+        PortableNode("empty", "open", 2, (), (("carol@chat.example", "outcast"),)),
+        PortableNode(
+            "n",
+            "whitelist",
+            5,
+            (StoredItem("i", "<p xmlns='x'/>"),),
+            (("bob@chat.example", "member"), ("eve@elsewhere.example", "outcast")),
+        ),
+    )
+    copy = replace(alice, username="alice2")
+    async with loading(database) as loader:
+        await loader.add([copy])
+        await loader.finish()
+    loaded = {account.username: account for account in await everything(database)}
+    assert loaded["alice2"].pep == alice.pep
+    assert await SqlPepRepository(database).affiliations("alice2", "n") == {
+        "bob@chat.example": "member",
+        "eve@elsewhere.example": "outcast",
+    }

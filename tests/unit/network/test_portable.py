@@ -436,3 +436,68 @@ async def test_imported_pep_nodes_keep_to_the_bounds(db):
         "PEP items larger than pep.max_payload_bytes": 1,
         "PEP items beyond a node's max_items": 1,
     }
+
+
+async def test_node_affiliations_go_out_as_xep_0060_lists_them_and_come_back(db, other):
+    await Network.over(db).accounts.add_user("alice", "alice-secret")
+    pep = SqlPepRepository(db)
+    item = StoredItem("i", "<p xmlns='urn:example'/>")
+    await pep.publish("alice", "a", NodeConfig("whitelist", 5), item)
+    await pep.publish("alice", "b", NodeConfig("open", 5), item)
+    await pep.set_affiliations("alice", "a", {f"bob@{HOST}": "member"})
+    await pep.set_affiliations("alice", "b", {f"carol@{HOST}": "outcast"})
+
+    text = await exported(db)
+    report = await load(other, text)
+
+    # One element of each namespace for every node: Prosody reads only the first.
+    assert text.count("<pubsub ") == 2
+    assert (
+        '<affiliations node="a"><affiliation jid="alice@chat.example" affiliation="owner"/>'
+        '<affiliation jid="bob@chat.example" affiliation="member"/></affiliations>'
+    ) in text
+    assert not report.left_out
+    before, after = await accounts(db), await accounts(other)
+    assert [n.affiliations for n in after["alice"].pep] == [
+        ((f"bob@{HOST}", "member"),),
+        ((f"carol@{HOST}", "outcast"),),
+    ]
+    assert nodes_of(after["alice"]) == nodes_of(before["alice"])
+
+
+async def test_imported_affiliations_are_bare_jids_of_this_domain_within_bounds(db):
+    entries = "".join(
+        f"<affiliation jid='{jid}' affiliation='{affiliation}'/>"
+        for jid, affiliation in (
+            ("alice@old.example", "owner"),
+            ("bob@old.example/phone", "member"),
+            ("eve@elsewhere.example", "outcast"),
+            ("mallory@old.example", "publisher"),
+            ("trent@old.example", "owner"),
+            ("@@", "member"),
+            ("dave@old.example", "none"),
+        )
+    )
+    many = "".join(f"<affiliation jid='u{n}@x.example' affiliation='member'/>" for n in range(1001))
+    user = (
+        "<user name='alice'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>"
+        f"<affiliations node='closed'>{entries}</affiliations>"
+        f"<affiliations node='crowded'>{many}</affiliations></pubsub></user>"
+    )
+
+    report = await import_users(
+        db, users_of(doc(user, "old.example"), "old.example"), "old.example", LIMITS, HOST
+    )
+
+    closed, crowded = (await accounts(db))["alice"].pep
+    assert (closed.node, closed.access_model, closed.items) == ("closed", "presence", ())
+    assert closed.affiliations == (
+        (f"bob@{HOST}", "member"),
+        ("eve@elsewhere.example", "outcast"),
+    )
+    assert len(crowded.affiliations) == 1000
+    assert report.left_out == {
+        "PEP affiliations other than member and outcast": 2,
+        "PEP affiliations whose JID is malformed": 1,
+        "PEP affiliations beyond 1000 a node": 1,
+    }
