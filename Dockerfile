@@ -14,8 +14,14 @@ RUN apt-get update \
     && python3 -m venv /opt/chinwag
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# The dependencies first, with an empty package in chinwag's place: a change to the code
+# alone then rebuilds from the next step, without fetching them again.
+RUN mkdir chinwag && touch chinwag/__init__.py \
+    && /opt/chinwag/bin/pip install --no-cache-dir --disable-pip-version-check '.[hiredis]' \
+    && rm -r chinwag build chinwag.egg-info
 COPY chinwag ./chinwag
-RUN /opt/chinwag/bin/pip install --no-cache-dir --disable-pip-version-check '.[hiredis]' \
+RUN /opt/chinwag/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps \
+        --force-reinstall . \
     && find /opt/chinwag -name __pycache__ -prune -exec rm -rf {} +
 
 FROM debian:bookworm-slim
