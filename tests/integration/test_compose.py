@@ -1,5 +1,5 @@
 """The deployment of compose.yaml, checked without a Docker daemon: its services, the
-files it mounts, each node's settings (loaded as chinwag loads them), HAProxy's
+files it mounts, Compose's own check of the file, each node's settings (loaded as chinwag loads them), HAProxy's
 backends against those settings, HAProxy's own check of its configuration, and
 HAProxy with that configuration (on loopback ports) carrying slixmpp clients to a
 chinwag that takes the PROXY protocol."""
@@ -86,6 +86,30 @@ def test_one_command_starts_redis_postgresql_three_nodes_and_haproxy(
         ("5223", "5223"),
         ("5280", "5280"),
     ]
+
+
+def test_compose_itself_finds_the_file_valid() -> None:
+    """Debian 12's docker-compose (v1.29) or the docker CLI's Compose v2, whichever is
+    here: checking the file needs no daemon."""
+    commands = [["docker-compose"], ["docker", "compose"]]
+    usable = [
+        command
+        for command in commands
+        if shutil.which(command[0]) is not None
+        and subprocess.run([*command, "version"], capture_output=True, timeout=30).returncode == 0
+    ]
+    if not usable:
+        pytest.skip("neither docker-compose nor `docker compose` is installed")
+
+    for command in usable:
+        checked = subprocess.run(
+            [*command, "-f", str(COMPOSE), "config", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert checked.returncode == 0, checked.stderr
 
 
 def test_the_nodes_are_one_cluster_behind_the_balancer(compose: dict[str, Any]) -> None:
