@@ -143,11 +143,13 @@ def arguments(name: str) -> list[str]:
     return [found for instruction, found in dockerfile() if instruction == name]
 
 
-def test_the_image_is_built_in_two_stages_on_python_slim():
+def test_the_image_is_built_in_two_stages_on_debian_slim_with_debian_s_python():
     stages = arguments("FROM")
+    installed = " ".join(arguments("RUN"))
 
     assert len(stages) == 2
-    assert all(stage.startswith("python:3.11-slim") for stage in stages)
+    assert all(stage.startswith("debian:bookworm-slim") for stage in stages)
+    assert "apt-get install -y --no-install-recommends python3 " in installed
 
 
 def test_every_file_the_image_copies_is_in_the_build_context():

@@ -1,5 +1,5 @@
 """The deployment of compose.yaml, checked without a Docker daemon: its services, the
-files it mounts, each node's settings (loaded as chinwag loads them), HAProxy's
+files it mounts, Compose's own check of the file, each node's settings (loaded as chinwag loads them), HAProxy's
 backends against those settings, HAProxy's own check of its configuration, and
 HAProxy with that configuration (on loopback ports) carrying slixmpp clients to a
 chinwag that takes the PROXY protocol."""
@@ -37,15 +37,19 @@ def compose() -> dict[str, Any]:
     return document
 
 
-def config_file(compose: dict[str, Any], name: str) -> Path:
-    return ROOT / compose["configs"][name]["file"]
+def mounted_file(compose: dict[str, Any], service: str, target: str) -> Path:
+    """The repository's file that ``service`` bind-mounts read-only at ``target``."""
+    [source] = [
+        volume.split(":")[0]
+        for volume in compose["services"][service]["volumes"]
+        if volume.split(":")[1:] == [target, "ro"]
+    ]
+    return ROOT / source
 
 
 def node_settings(compose: dict[str, Any], service: str) -> Settings:
-    [mounted] = compose["services"][service]["configs"]
     target = compose["services"][service]["environment"]["CHINWAG_CONFIG"]
-    assert mounted["target"] == target
-    return load_settings(config_file(compose, mounted["source"]))
+    return load_settings(mounted_file(compose, service, target))
 
 
 def haproxy_servers(backend: str) -> list[tuple[str, int, str]]:
@@ -61,18 +65,51 @@ def haproxy_servers(backend: str) -> list[tuple[str, int, str]]:
     ]
 
 
-def test_one_command_starts_valkey_postgresql_three_nodes_and_haproxy(
+def test_one_command_starts_redis_postgresql_three_nodes_and_haproxy(
     compose: dict[str, Any],
 ) -> None:
     services = compose["services"]
-    assert set(services) == {"valkey", "postgres", "haproxy", *NODES}
+    assert set(services) == {"redis", "postgres", "haproxy", *NODES}
     for node in NODES:
         assert services[node]["build"] == "."  # the repository's Dockerfile
         assert services[node]["stop_signal"] == "SIGUSR1"  # a drain on stop
-        assert {"valkey", "postgres"} <= set(services[node]["depends_on"])
-    assert sorted(services["haproxy"]["ports"]) == ["5222:5222", "5223:5223", "5280:5280"]
-    for mounted in compose["configs"].values():
-        assert (ROOT / mounted["file"]).is_file(), mounted["file"]
+        assert {"redis", "postgres"} <= set(services[node]["depends_on"])
+        assert mounted_file(compose, node, "/etc/chinwag/chinwag.toml").is_file()
+    for service in ("redis", "postgres", "haproxy"):  # Debian's packages, built here
+        assert services[service]["build"] == {"context": "deploy/compose", "target": service}
+    assert mounted_file(compose, "haproxy", "/etc/haproxy/haproxy.cfg").is_file()
+    published = [port.rsplit(":", 1) for port in services["haproxy"]["ports"]]
+    assert sorted(
+        (re.sub(r"\$\{\w+:-(\d+)\}", r"\1", host), inside) for host, inside in published
+    ) == [
+        ("5222", "5222"),
+        ("5223", "5223"),
+        ("5280", "5280"),
+    ]
+
+
+def test_compose_itself_finds_the_file_valid() -> None:
+    """Debian 12's docker-compose (v1.29) or the docker CLI's Compose v2, whichever is
+    here: checking the file needs no daemon."""
+    commands = [["docker-compose"], ["docker", "compose"]]
+    usable = [
+        command
+        for command in commands
+        if shutil.which(command[0]) is not None
+        and subprocess.run([*command, "version"], capture_output=True, timeout=30).returncode == 0
+    ]
+    if not usable:
+        pytest.skip("neither docker-compose nor `docker compose` is installed")
+
+    for command in usable:
+        checked = subprocess.run(
+            [*command, "-f", str(COMPOSE), "config", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert checked.returncode == 0, checked.stderr
 
 
 def test_the_nodes_are_one_cluster_behind_the_balancer(compose: dict[str, Any]) -> None:
