@@ -12,7 +12,9 @@ with it unacknowledged) is not archived twice.
 
 Writes never hold up delivery: the messages archived within a short window, or while
 a transaction is in flight, are stored together in the next one (:class:`Writer`), a
-group commit as the offline store's, in one ``executemany``. The queue is bounded:
+group commit as the offline store's, in one statement; a message is queued as the
+tuple the statement takes, once per archive that keeps it, and both archives know it by
+the same id. The queue is bounded:
 once more than ``MAX_QUEUED`` messages wait, the stream of a sender whose message
 goes past the bound reads nothing more until the queue is stored (its messages are
 still delivered and archived, none is dropped); each time is counted
