@@ -1,7 +1,8 @@
 """What routing one message, or signing in, costs chinwag's own code, without sockets or
 a load generator.
 
-    python -m bench.inprocess [--reads N] [--rounds R] [--sm] [--reads-per-turn T] [--archive]
+    python -m bench.inprocess [--reads N] [--rounds R] [--sm] [--reads-per-turn T]
+                              [--archive [--archive-window S]]
     python -m bench.inprocess --sign-ins N [--without-pbkdf2] [--sm]
 
 Two contacts are provisioned in a temporary directory, as for the benchmark, and
@@ -32,6 +33,11 @@ under load (a request and an answer for every five to seven messages each way).
 
 With ``--archive`` chinwag archives every message (XEP-0313), as ``bench.run
 --archive`` has it do; otherwise archiving is off, as in the benchmark.
+``--archive-window S`` has each of the archive's batches gather for S seconds instead
+of ``modules.mam.BATCH_WINDOW_SECONDS``: under valgrind, some fifty times slower, the
+usual window holds a fiftieth of the messages it holds at full speed, so each batch's
+fixed cost weighs fifty times more per message; a window longer than the run stores
+every message in one batch, at the server's stop.
 
 Once the server has started, its heap is settled as ``chinwag serve`` settles it
 (``settle_after_start``: what start-up left alive is frozen out of the garbage
@@ -74,6 +80,7 @@ from bench.loadgen import (
 from bench.servers import Chinwag, make_certificate
 from chinwag.app import running
 from chinwag.config import Settings, load_settings
+from chinwag.modules import mam
 from chinwag.network import accounts
 from chinwag.network.accounts import StoredScram
 from chinwag.server.c2s import C2SConnection
@@ -295,6 +302,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--archive", action="store_true", help="chinwag archives every message (XEP-0313)"
     )
+    parser.add_argument(
+        "--archive-window",
+        type=float,
+        default=mam.BATCH_WINDOW_SECONDS,
+        help="seconds each of the archive's batches gathers messages",
+    )
     args = parser.parse_args(argv)
     if args.without_pbkdf2 and not args.sign_ins:
         parser.error("--without-pbkdf2 goes with --sign-ins")
@@ -309,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(directory)
         server = Chinwag(workdir, make_certificate(workdir))
         server.archive = args.archive
+        mam.BATCH_WINDOW_SECONDS = args.archive_window
         if args.sign_ins:
             if args.without_pbkdf2:
                 accounts.password_matches = _accept

@@ -12,7 +12,9 @@ with it unacknowledged) is not archived twice.
 
 Writes never hold up delivery: the messages archived within a short window, or while
 a transaction is in flight, are stored together in the next one (:class:`Writer`), a
-group commit as the offline store's, in one ``executemany``. The queue is bounded:
+group commit as the offline store's, in one statement; a message is queued as the
+tuple the statement takes, once per archive that keeps it, and both archives know it by
+the same id. The queue is bounded:
 once more than ``MAX_QUEUED`` messages wait, the stream of a sender whose message
 goes past the bound reads nothing more until the queue is stored (its messages are
 still delivered and archived, none is dropped); each time is counted
@@ -34,8 +36,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 
@@ -57,7 +58,7 @@ from chinwag.store.archive import (
     visible_id,
 )
 from chinwag.xmpp import ns
-from chinwag.xmpp.element import Element
+from chinwag.xmpp.element import Element, escape_attr
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
 from chinwag.xmpp.jid import JID, InvalidJID
 from chinwag.xmpp.stanza import make_reply
@@ -93,16 +94,22 @@ BATCH_ROWS = 20_000
 QUERY_FIELDS = ("with", "start", "end", "before-id", "after-id", "ids")
 
 
-def archivable(message: Element) -> bool:
-    if message.attrs.get("type", "normal") not in ARCHIVED_TYPES:
-        return False
-    has_body = False
-    for child in message.elements():
-        if child.tag == "body" and child.ns == ns.CLIENT:
+def examine(message: Element) -> tuple[bool, bool]:
+    """Whether the message is one to archive, and whether it carries any stanza id: one
+    look at its children."""
+    has_body = no_store = has_id = False
+    for child in message.children:
+        if isinstance(child, str):
+            continue
+        tag, child_ns = child.tag, child.ns
+        if tag == "body" and child_ns == ns.CLIENT:
             has_body = True
-        elif child.ns == ns.HINTS and child.tag in NO_STORE_HINTS:
-            return False
-    return has_body
+        elif child_ns == ns.HINTS and tag in NO_STORE_HINTS:
+            no_store = True
+        elif tag == "stanza-id" and child_ns == ns.STANZA_ID:
+            has_id = True
+    archived = has_body and not no_store and message.attrs.get("type", "normal") in ARCHIVED_TYPES
+    return archived, has_id
 
 
 def strip_claimed_ids(message: Element, domain: str) -> None:
@@ -130,26 +137,37 @@ def stamped_for(message: Element, owner: str) -> bool:
 def add_stanza_id(message: Element, owner: str, archive_id: str) -> None:
     """Stamp the id; a received stanza keeps its wire form, with the id spliced in."""
     wire = message.wire
-    sid = Element("stanza-id", ns.STANZA_ID, {"by": owner, "id": archive_id})
-    message.add("stanza-id", ns.STANZA_ID, dict(sid.attrs))
+    message.add("stanza-id", ns.STANZA_ID, {"by": owner, "id": archive_id})
     if wire is not None and wire.endswith(b"</message>"):
-        message.wire = wire[: -len(b"</message>")] + sid.serialize().encode() + b"</message>"
+        sid = f'<stanza-id xmlns="{ns.STANZA_ID}" by="{escape_attr(owner)}" id="{archive_id}"/>'
+        message.wire = b"".join((wire[: -len(b"</message>")], sid.encode(), b"</message>"))
+
+
+def listed(prefs: Prefs, peer: str) -> bool | None:
+    """XEP-0313 §6: whether ``prefs`` archive a message exchanged with ``peer``; None when
+    that depends on whether the peer is a contact (the ``roster`` default)."""
+    if peer in prefs.never:
+        return False
+    if peer in prefs.always or prefs.default == "always":
+        return True
+    return None if prefs.default == "roster" else False
 
 
 def keeps(prefs: Prefs, peer: str, contact: bool) -> bool:
-    """XEP-0313 §6: whether ``prefs`` archive a message exchanged with ``peer``."""
-    if peer in prefs.never:
-        return False
-    if peer in prefs.always:
-        return True
-    return prefs.default == "always" or (prefs.default == "roster" and contact)
+    decided = listed(prefs, peer)
+    return contact if decided is None else decided
 
 
-@dataclass(slots=True)
-class Pending:
-    message: NewArchivedMessage
-    decided: bool
-    """False: the owner's preferences were not in memory; the writer applies them."""
+class Batch:
+    """Messages queued for the writer, in order."""
+
+    __slots__ = ("messages", "undecided")
+
+    def __init__(self) -> None:
+        self.messages: list[NewArchivedMessage] = []
+        self.undecided: list[int] = []
+        """Indexes of the messages whose owner's preferences were not in memory: the
+        writer applies their stored ones."""
 
 
 class Writer:
@@ -162,7 +180,7 @@ class Writer:
 
     def __init__(self, archive: Archive) -> None:
         self._archive = archive
-        self._queue: list[Pending] = []
+        self._queue = Batch()
         self._next: asyncio.Future[None] | None = None
         """Resolved once the queued messages are stored."""
         self._current: asyncio.Future[None] | None = None
@@ -176,11 +194,16 @@ class Writer:
         self._held_logged_at = -HELD_LOG_EVERY_SECONDS
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queue.messages)
 
-    def add(self, pending: Pending) -> None:
-        self._queue.append(pending)
-        if len(self._queue) >= BATCH_ROWS:
+    def add(self, message: NewArchivedMessage, decided: bool) -> None:
+        """Queue ``message``; ``decided``: its owner's preferences kept it (else the
+        writer applies their stored ones)."""
+        queued = self._queue.messages
+        if not decided:
+            self._queue.undecided.append(len(queued))
+        queued.append(message)
+        if len(queued) >= BATCH_ROWS:
             self._wake.set()
         if not self._running:
             self._running = True
@@ -189,7 +212,7 @@ class Writer:
     def stored(self) -> Awaitable[None]:
         """Resolves once everything queued so far is stored (or failed)."""
         loop = asyncio.get_running_loop()
-        if self._queue:
+        if self._queue.messages:
             if self._next is None:
                 self._next = loop.create_future()
             self._wake.set()
@@ -219,24 +242,24 @@ class Writer:
 
     async def flush(self) -> None:
         """Store everything queued (at the server's stop)."""
-        while self._queue or self._running:
+        while self._queue.messages or self._running:
             await self.stored()
             await asyncio.sleep(0)
 
     async def _run(self) -> None:
         try:
-            while self._queue:
-                if len(self._queue) < BATCH_ROWS and self._next is None:
+            while self._queue.messages:
+                if len(self._queue.messages) < BATCH_ROWS and self._next is None:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), BATCH_WINDOW_SECONDS)
                 self._wake.clear()
-                batch, self._queue = self._queue, []
+                batch, self._queue = self._queue, Batch()
                 current = self._next or asyncio.get_running_loop().create_future()
                 self._current, self._next = current, None
                 try:
                     await self._archive.store(batch)
                 except Exception:
-                    log.exception("archiving a batch of %d messages failed", len(batch))
+                    log.exception("archiving a batch of %d messages failed", len(batch.messages))
                 finally:
                     self._current = None
                     current.set_result(None)
@@ -265,28 +288,31 @@ class Archive:
         message = routed.stanza
         if message.tag != "message":
             return False
+        archived, has_id = examine(message)
         origin = routed.origin
-        if origin is not None:
+        if has_id and origin is not None:
             strip_claimed_ids(message, self.domain)
-        if not archivable(message):
+        if not archived:
             return False
         to = routed.to
         if to.domain != self.domain or to.local is None:
             return False  # no federation: it is bounced
-        sender = message.attrs.get("from", "")
-        text = message.encoded().decode()
-        if origin is not None and origin.username != to.local:
-            self.archive(origin.username, to.bare.text, to.resource, True, text)
         owner = to.bare.text
-        if stamped_for(message, owner):
+        if has_id and origin is None and stamped_for(message, owner):
             return False  # archived when it was first routed
-        # A client's stanza has its session's JID as 'from': no need to parse it again.
-        peer = (origin.jid.bare.text, origin.jid.resource) if origin else _bare_and_resource(sender)
-        if peer is not None:
-            archive_id = self.archive(to.local, peer[0], peer[1], False, text)
-            if archive_id is not None:
-                add_stanza_id(message, owner, visible_id(archive_id))
-        if len(self.writer) > MAX_QUEUED and origin is not None:
+        text = message.encoded().decode()
+        # The two archives are apart in the key (account, id): one id serves both.
+        archive_id = self.new_id()
+        if origin is not None:
+            jid = origin.jid
+            if jid.local != to.local:
+                self.archive(origin.username, owner, to.resource, True, text, archive_id)
+            peer: tuple[str, str | None] | None = (jid.bare.text, jid.resource)
+        else:
+            peer = _bare_and_resource(message.attrs.get("from", ""))
+        if peer is not None and self.archive(to.local, peer[0], peer[1], False, text, archive_id):
+            add_stanza_id(message, owner, visible_id(archive_id))
+        if origin is not None and len(self.writer) > MAX_QUEUED:
             self.writer.hold(origin)
         return False
 
@@ -297,34 +323,40 @@ class Archive:
         resource: str | None,
         outgoing: bool,
         text: str,
-    ) -> int | None:
+        archive_id: int,
+    ) -> bool:
         """Queue a message for ``username``'s archive if their preferences (or, when they
-        are not known here, the default) keep it; its archive id, or None."""
+        are not known here, the default) keep it; whether it was queued."""
         prefs = self.prefs.get(username)
-        decided = prefs is not None
-        if not keeps(prefs or self.default, peer, self.is_contact(username, peer)):
-            return None
-        archive_id = self.new_id()
-        message = NewArchivedMessage(username, archive_id, peer, resource, outgoing, text)
-        self.writer.add(Pending(message, decided))
-        return archive_id
+        kept = listed(prefs or self.default, peer)
+        if kept is None:
+            kept = self.is_contact(username, peer)
+        if kept:
+            message = NewArchivedMessage(username, archive_id, peer, resource, outgoing, text)
+            self.writer.add(message, prefs is not None)
+        return kept
 
     def is_contact(self, username: str, peer: str) -> bool:
         local, _, domain = peer.rpartition("@")
         roster = self.api.rosters.get(username)
         return domain == self.domain and roster is not None and roster.is_contact(local)
 
-    async def store(self, batch: Sequence[Pending]) -> None:
-        undecided = {p.message.username for p in batch if not p.decided}
-        stored = await self.repo.prefs(undecided) if undecided else {}
-        kept = [
-            p.message
-            for p in batch
-            if p.decided
-            or p.message.username not in stored
-            or keeps(stored[p.message.username], p.message.peer, await self._contact(p.message))
-        ]
-        await self.repo.append(kept)
+    async def store(self, batch: Batch) -> None:
+        messages = batch.messages
+        if batch.undecided:
+            undecided = [messages[index] for index in batch.undecided]
+            stored = await self.repo.prefs({message.username for message in undecided})
+            if stored:
+                dropped = set()
+                for index, message in zip(batch.undecided, undecided, strict=True):
+                    prefs = stored.get(message.username)
+                    if prefs is not None and not keeps(
+                        prefs, message.peer, await self._contact(message)
+                    ):
+                        dropped.add(index)
+                if dropped:
+                    messages = [m for i, m in enumerate(messages) if i not in dropped]
+        await self.repo.append(messages)
 
     async def _contact(self, message: NewArchivedMessage) -> bool:
         local, _, domain = message.peer.rpartition("@")

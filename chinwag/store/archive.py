@@ -9,8 +9,9 @@ process apart within a microsecond and those of processes sharing the database a
 so that a time filter is an id range. Ids given before this design (20 hex digits:
 14 of microseconds and 6 random) are read as the id they were migrated to.
 
-``append`` keeps a batch of messages, for any accounts, in one transaction, through
-the driver's ``executemany`` with plain tuples; messages for accounts that do not
+``append`` keeps a batch of messages, for any accounts, in one statement run through
+the driver (an ``executemany`` of the queued tuples on SQLite, one insert of arrays on
+PostgreSQL) that finds each account's id itself; messages for accounts that do not
 exist (any more) are left out. A query is a range of the account's ids narrowed by
 peer, read a page at a time through the primary key or the ``(account, peer, id)``
 index, and counted up to ``COUNT_LIMIT``. Rows go with their account (ON DELETE
@@ -27,7 +28,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -59,6 +60,22 @@ ARCHIVE_PREFS_CHANGED = "archive.prefs_changed"
 _ACCOUNT_EXISTS = select(_ACCOUNT.c.id).where(_ACCOUNT.c.id == bindparam("id"))
 _PURGE = delete(_MESSAGE).where(_MESSAGE.c.id < bindparam("below"))
 _COLUMNS = ("account_id", "id", "peer", "peer_resource", "outgoing", "stanza")
+_SQLITE_INSERT = (
+    f"INSERT INTO {_MESSAGE.name} ({', '.join(_COLUMNS)}) "
+    f"SELECT id, ?2, ?3, ?4, ?5, ?6 FROM {_ACCOUNT.name} WHERE username = ?1"
+)
+"""A batch on SQLite: an ``executemany`` of the queued tuples themselves (no processing
+of its rows by SQLAlchemy, which cost more than SQLite's own work for them); each
+account's id is found by the statement, and no row is made for an account that does not
+exist."""
+_ARRAYS_INSERT = (
+    f"INSERT INTO {_MESSAGE.name} ({', '.join(_COLUMNS)}) "
+    "SELECT a.id, m.id, m.peer, m.peer_resource, m.outgoing, m.stanza "
+    "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::boolean[], $6::text[]) "
+    "AS m(username, id, peer, peer_resource, outgoing, stanza) "
+    f"JOIN {_ACCOUNT.name} a ON a.username = m.username"
+)
+"""A batch on PostgreSQL: one statement, one array a column."""
 _INSERT_ONE = insert(_MESSAGE)
 
 LOW_BITS = 10
@@ -142,10 +159,11 @@ class ArchiveIds:
 # --- what is kept ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class NewArchivedMessage:
+class NewArchivedMessage(NamedTuple):
     """A message to archive for ``username``: ``peer`` is the other party's bare JID;
-    ``id`` is given before it is stored (:class:`ArchiveIds`) and holds its time."""
+    ``id`` is given before it is stored (:class:`ArchiveIds`) and holds its time. A
+    tuple in the order of the SQLite batch's parameters, so that a batch goes to the
+    driver as it was queued."""
 
     username: str
     id: int
@@ -238,23 +256,20 @@ class SqlArchiveRepository:
     def __init__(self, db: Database, origin: str = UNAPPLIED) -> None:
         self._db = db
         self._origin = origin
-        dialect = db.engine.dialect
-        marks = ["?"] * len(_COLUMNS) if dialect.name == "sqlite" else _numbered(len(_COLUMNS))
-        self._insert = (
-            f"INSERT INTO {_MESSAGE.name} ({', '.join(_COLUMNS)}) VALUES ({', '.join(marks)})"
-        )
-        """Run with the driver's executemany: SQLAlchemy's per-row processing of an
-        insert cost more than SQLite's own work for it."""
+        self._sqlite = db.engine.dialect.name == "sqlite"
 
     async def append(self, messages: Sequence[NewArchivedMessage]) -> int:
         if not messages:
             return 0
+        statement, parameters = (
+            (_SQLITE_INSERT, messages)
+            if self._sqlite
+            else (_ARRAYS_INSERT, tuple(list(column) for column in zip(*messages, strict=True)))
+        )
         try:
             async with self._db.engine.begin() as connection:
-                rows = await _rows(connection, messages)
-                if rows:
-                    await connection.exec_driver_sql(self._insert, rows)
-            return len(rows)
+                result = await connection.exec_driver_sql(statement, parameters)
+            return result.rowcount
         except IntegrityError:
             # An id met another process's, or an account went while the batch was being
             # written: row by row, each in a transaction of its own.
@@ -337,10 +352,6 @@ class SqlArchiveRepository:
         async with self._db.engine.begin() as connection:
             result = await connection.execute(_PURGE, {"below": id_at(before)})
         return result.rowcount
-
-
-def _numbered(count: int) -> list[str]:
-    return [f"${n}" for n in range(1, count + 1)]
 
 
 async def _rows(connection: AsyncConnection, messages: Sequence[NewArchivedMessage]) -> list[Row]:

@@ -60,6 +60,10 @@ from sqlalchemy.ext.asyncio import (
 from chinwag.store.secret_files import PRIVATE_DIRECTORY_MODE
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_CACHE_KIB = 32_768
+"""Page cache of each SQLite connection, at most (SQLite's default is 2 MiB): a batch of
+the archive touches a page or two of each b-tree per account that talks, which at a
+thousand accounts no longer fit in 2 MiB, and each page missed is read again."""
 MIGRATIONS = "chinwag.store:migrations"
 _REVISION_TABLE = "alembic_version"
 PRIVATE_FILE_MODE = 0o600
@@ -369,6 +373,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 

@@ -171,6 +171,26 @@ async def test_a_chat_is_stamped_and_archived_for_both(
     assert [m["body"] for m in await archived(bob)] == ["hello"]  # bob's own archive
 
 
+async def test_both_archives_know_a_message_by_the_recipients_stanza_id(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    """The sender can name a message it sent by the id its recipient was given: one id
+    for both parties' copies."""
+    alice = await with_mam(await login(new_client, server, "alice", "laptop"))
+    bob = await with_mam(await login(new_client, server, "bob", "desk"))
+    for text in ("one", "two"):
+        bob.send(chat("alice@localhost", text))
+    got = [await alice.next(message(id=text)) for text in ("one", "two")]
+    given = [stanza_id(each) for each in got]
+    ids = [element.get("id") for element in given if element is not None]
+
+    reply, results = await raw_query(bob, form=f"ids={ids[1]}")
+
+    assert len(ids) == 2
+    assert rsm_of(reply)["complete"] == "true"
+    assert bodies(results) == ["two"]
+
+
 async def test_only_messages_with_a_body_of_chat_or_normal_are_archived(
     server: ServerHandle, new_client: NewClient
 ) -> None:
