@@ -154,6 +154,10 @@ class C2SHost(Protocol):
         ...
 
 
+async def _both(first: asyncio.Task[None], second: asyncio.Task[None]) -> None:
+    await asyncio.wait([first, second])  # each one's failure is the server's to log
+
+
 def _settle(listeners: list[asyncio.Future[bool]], heard: bool) -> None:
     for listener in listeners:
         if not listener.done():  # its waiter may have given up
@@ -456,8 +460,12 @@ class C2SConnection:
     def hold(self, work: Coroutine[Any, Any, None]) -> None:
         """Process nothing more from this client until ``work`` is done (say, a message
         committed to storage before the sender's stream moves on). The work runs as the
-        server's task, so neither a dropped connection nor shutdown cuts it short."""
-        self._held = self.host.spawn(work)
+        server's task, so neither a dropped connection nor shutdown cuts it short. Work
+        held already for the same stanza is waited for too."""
+        held = self.host.spawn(work)
+        if self._held is not None:
+            held = self.host.spawn(_both(self._held, held))
+        self._held = held
 
     def close_stream(self, error: StreamError | None = None) -> None:
         """End the stream from the server's side and close the transport."""

@@ -22,7 +22,7 @@ from chinwag.server.api import ModuleAPI, ModuleHost, load_module
 from chinwag.server.auth import DriverFactory, Grant, SaslDriver, sasl_drivers
 from chinwag.server.auth_failures import auth_failures_for
 from chinwag.server.c2s import C2SConnection, OutputBatch, Transport
-from chinwag.server.dispatch import Dispatcher
+from chinwag.server.dispatch import Dispatch, Dispatcher
 from chinwag.server.events import EventPump
 from chinwag.server.hooks import Hooks
 from chinwag.server.memory import return_free_memory
@@ -130,7 +130,9 @@ class XMPPServer:
             self.spawn,
             contacts_only=None if settings.messages.from_strangers else self.rosters,
         )
-        self.dispatch = self.dispatcher.dispatch
+        self.dispatch: Dispatch = self.dispatcher.dispatch
+        if self.cluster is not None:
+            self.dispatch = self.cluster.dispatching(self.dispatch)
         self.sessions = SessionManager(
             self.domain,
             self.local_router,
