@@ -467,14 +467,16 @@ class C2SConnection:
             held = self.host.spawn(_both(self._held, held))
         self._held = held
 
-    def close_stream(self, error: StreamError | None = None) -> None:
-        """End the stream from the server's side and close the transport."""
+    def close_stream(self, error: StreamError | None = None, *, keep_session: bool = False) -> None:
+        """End the stream from the server's side and close the transport. Its session waits
+        to be resumed, if its client enabled that, after <connection-timeout/> or when
+        ``keep_session`` (a drained cluster node's client resumes on another node)."""
         if self.closed:
             return
         self._end_reason = end_reason(error)
         self.stream.close(error)
-        # A client that timed out may come back and resume.
-        self._finish(error is None or error.condition is not StreamCondition.CONNECTION_TIMEOUT)
+        timed_out = error is not None and error.condition is StreamCondition.CONNECTION_TIMEOUT
+        self._finish(not (timed_out or keep_session))
 
     def _finish(self, ends_session: bool) -> None:
         self._write_stream_output()

@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 from redis import Redis as SyncRedis
 
-from tests.integration.support import free_port
+from tests.integration.support import free_port, watch
+from tests.integration.test_drain import follow_see_other_host, peer_port
 
 from .nodes import (
+    HOST,
     Client,
     Clients,
     Node,
@@ -144,3 +146,41 @@ async def send_then_request_ack(sender: Client, to: str, body: str) -> None:
     await eventually(lambda: sm.seq != sent)
     await asyncio.sleep(0.05)
     sm.request_ack()
+
+
+async def test_a_drained_nodes_client_resumes_its_session_on_the_node_it_is_sent_to(
+    processes: NodeProcesses,
+) -> None:
+    """RFC 6120 4.9.3.19 sends the client elsewhere; XEP-0198 lets it resume there: the
+    session lives on, with nothing lost or repeated, and its contacts see no change."""
+    a = processes.nodes["a"]
+    c = await asyncio.to_thread(processes.start, "drained-c")
+    async with clients() as opened:
+        phone, desk = await contacts(processes, opened, c, a)
+        follow_see_other_host(phone.xmpp)
+        before = [f"before {n}" for n in range(3)]
+        for body in before:
+            desk.send(phone.jid, body)
+        await eventually(lambda: phone.bodies() == before)
+
+        resumed = watch(phone.xmpp, "session_resumed")
+        drain = asyncio.ensure_future(
+            asyncio.to_thread(
+                processes.run_cli, c.name, "drain", "--to", f"{HOST}:{a.port}", "--json"
+            )
+        )
+        try:
+            await asyncio.wait_for(resumed, TIMEOUT)
+        finally:
+            drained = await drain
+        assert drained.returncode == 0, drained.stderr
+        assert c.process is not None and c.process.wait(TIMEOUT) == 0
+        assert f"{HOST}:{peer_port(phone.xmpp)}" == f"{HOST}:{a.port}"
+
+        after = [f"after {n}" for n in range(3)]
+        for body in after:
+            desk.send(phone.jid, body)
+        await eventually(lambda: phone.bodies() == before + after)
+        await processes.settle()
+        assert phone.bodies() == before + after
+        assert "unavailable" not in [kind for kind, _ in desk.presence_from(phone.jid)]
