@@ -12,6 +12,10 @@ until acknowledged. The host takes each stanza of an entry and calls
 have been, the entry is acknowledged and deleted (in the turn's pipeline). An entry that
 a node read and never acknowledged, because it died, is routed again by whoever cleans
 up after it (``cleanup.py``).
+
+``landed()`` tells when the stanzas queued so far have been written (or handed back to
+the host): a stream-managed sender's stream waits for it before it counts the stanza
+handled, so that an acknowledgement never covers a stanza still in this process.
 """
 
 from __future__ import annotations
@@ -190,6 +194,10 @@ class Bus:
         went to several (filled in until the end of the turn)."""
         self._acks: dict[str, list[bytes]] = {}
         self._queued = 0
+        self.sent = 0
+        """Stanzas ever queued for other nodes: a change tells that a dispatch sent some."""
+        self._landing: list[asyncio.Future[None]] = []
+        """Waiting for what is queued (not yet in a round trip) to be written."""
         self._marked = False
         self._decoder = Decoder()
 
@@ -211,8 +219,19 @@ class Bus:
         batch[0].append(to)
         batch[1].append(stanza.encoded())
         self._queued += 1
+        self.sent += 1
         if not self._marked:
             self._mark()
+
+    def landed(self) -> asyncio.Future[None]:
+        """Done once every stanza queued so far has been written to its node's inbox, or
+        handed back to the host (its node gone, Redis refusing it, this node stopping)."""
+        future = asyncio.get_running_loop().create_future()
+        if self._outbox:
+            self._landing.append(future)
+        else:  # what was queued has been written, or handed back
+            future.set_result(None)
+        return future
 
     def acknowledge(self, entry: Entry) -> None:
         """Every stanza of ``entry`` has been handed on: acknowledge and delete it."""
@@ -229,6 +248,7 @@ class Bus:
         outbox, self._outbox = self._outbox, {}
         all_copies, self._copies = self._copies, {}
         acks, self._acks = self._acks, {}
+        landing, self._landing = self._landing, []
         sent: list[tuple[str, list[JID], list[bytes]]] = []
         for node, (targets, stanzas) in outbox.items():
             inbox = self._keys.inbox(node)
@@ -252,7 +272,7 @@ class Bus:
 
         def take(results: Results) -> None:
             if isinstance(results, BaseException):
-                self._retry(sent, acks)
+                self._retry(sent, acks, landing)
                 return
             for result in results[len(sent) :]:
                 if isinstance(result, Exception):
@@ -265,13 +285,18 @@ class Bus:
                     log.error("cluster: writing to the inbox of %s failed: %s", node, result)
                     self._host.undeliverable(node, _decoded(targets, stanzas), False)
                 self._queued -= len(targets)
+            _settle(landing)
 
         return take
 
     def _retry(
-        self, sent: list[tuple[str, list[JID], list[bytes]]], acks: dict[str, list[bytes]]
+        self,
+        sent: list[tuple[str, list[JID], list[bytes]]],
+        acks: dict[str, list[bytes]],
+        landing: list[asyncio.Future[None]],
     ) -> None:
         """Queue again, ahead of what was queued since, what a failed round trip carried."""
+        self._landing[:0] = landing
         outbox, self._outbox = self._outbox, {}
         for node, targets, stanzas in sent:
             batch = self._outbox.setdefault(node, ([], []))
@@ -295,6 +320,8 @@ class Bus:
         outbox, self._outbox = self._outbox, {}
         self._copies = {}
         self._queued = 0
+        landing, self._landing = self._landing, []
+        _settle(landing)
         return {node: _decoded(*batch) for node, batch in outbox.items()}
 
     # --- this node's inbox ---------------------------------------------------------------
@@ -331,6 +358,12 @@ class Bus:
                 self._host.inbound(
                     self._decoder.entry(self.inbox, entry_id, fields, self.acknowledge)
                 )
+
+
+def _settle(landing: list[asyncio.Future[None]]) -> None:
+    for future in landing:
+        if not future.done():
+            future.set_result(None)
 
 
 def _decoded(targets: list[JID], stanzas: list[bytes]) -> Stanzas:

@@ -154,6 +154,10 @@ class C2SHost(Protocol):
         ...
 
 
+async def _both(first: asyncio.Task[None], second: asyncio.Task[None]) -> None:
+    await asyncio.wait([first, second])  # each one's failure is the server's to log
+
+
 def _settle(listeners: list[asyncio.Future[bool]], heard: bool) -> None:
     for listener in listeners:
         if not listener.done():  # its waiter may have given up
@@ -456,17 +460,23 @@ class C2SConnection:
     def hold(self, work: Coroutine[Any, Any, None]) -> None:
         """Process nothing more from this client until ``work`` is done (say, a message
         committed to storage before the sender's stream moves on). The work runs as the
-        server's task, so neither a dropped connection nor shutdown cuts it short."""
-        self._held = self.host.spawn(work)
+        server's task, so neither a dropped connection nor shutdown cuts it short. Work
+        held already for the same stanza is waited for too."""
+        held = self.host.spawn(work)
+        if self._held is not None:
+            held = self.host.spawn(_both(self._held, held))
+        self._held = held
 
-    def close_stream(self, error: StreamError | None = None) -> None:
-        """End the stream from the server's side and close the transport."""
+    def close_stream(self, error: StreamError | None = None, *, keep_session: bool = False) -> None:
+        """End the stream from the server's side and close the transport. Its session waits
+        to be resumed, if its client enabled that, after <connection-timeout/> or when
+        ``keep_session`` (a drained cluster node's client resumes on another node)."""
         if self.closed:
             return
         self._end_reason = end_reason(error)
         self.stream.close(error)
-        # A client that timed out may come back and resume.
-        self._finish(error is None or error.condition is not StreamCondition.CONNECTION_TIMEOUT)
+        timed_out = error is not None and error.condition is StreamCondition.CONNECTION_TIMEOUT
+        self._finish(not (timed_out or keep_session))
 
     def _finish(self, ends_session: bool) -> None:
         self._write_stream_output()

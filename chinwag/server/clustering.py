@@ -17,6 +17,11 @@ nodes' sessions, hands its own over when asked, and routes again what a dead nod
 session left when its window closed. An inbox entry, or a session's kept state, is
 let go only once what routing it again started (an offline commit) has finished.
 
+A stanza that a stream-managed client sent and this node queued for another node's
+inbox holds that client's stream, as an offline commit does, until the round trip that
+writes it has come back (``dispatching``): the <a/> that counts it is not written
+before, so a node that dies meanwhile has acknowledged nothing it had not handed on.
+
 Only a server with ``[cluster]`` imports this module, and with it redis-py.
 """
 
@@ -38,7 +43,7 @@ from chinwag.cluster.node import ClusterNode
 from chinwag.cluster.records import ITEM_SEPARATOR, RemoteRecord
 from chinwag.cluster.resumption import Kept, item
 from chinwag.config import ClusterSettings
-from chinwag.server.dispatch import Dispatcher
+from chinwag.server.dispatch import Dispatch, Dispatcher
 from chinwag.server.hooks import PRESENCE_CROSSED, SESSION_GONE, Hooks
 from chinwag.server.routing.cluster import ClusterRouter
 from chinwag.server.routing.local import LocalRouter
@@ -111,6 +116,19 @@ class ClusterMember:
         self._stopping = True
         await self.node.stop()
         await self.node.redis.aclose()
+
+    def dispatching(self, dispatch: Dispatch) -> Dispatch:
+        """``dispatch`` (the client streams'), holding a stream-managed sender whose stanza
+        went to another node until it is written there."""
+
+        def dispatch_and_hold(stanza: Element, to: JID | None, origin: Session | None) -> None:
+            bus = self.node.bus
+            sent = bus.sent
+            dispatch(stanza, to, origin)
+            if bus.sent != sent and origin is not None and origin.stream_management is not None:
+                origin.connection.hold(_landing(bus.landed()))
+
+        return dispatch_and_hold
 
     # --- the session manager's records --------------------------------------------------
 
@@ -384,6 +402,10 @@ class ClusterMember:
         )
         for session in list(sessions):
             manager.end(session, rejoining, reason=EndReason.LEASE_LOST)
+
+
+async def _landing(landed: asyncio.Future[None]) -> None:
+    await landed
 
 
 def _presence(session: Session) -> bytes:

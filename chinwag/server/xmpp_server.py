@@ -22,7 +22,7 @@ from chinwag.server.api import ModuleAPI, ModuleHost, load_module
 from chinwag.server.auth import DriverFactory, Grant, SaslDriver, sasl_drivers
 from chinwag.server.auth_failures import auth_failures_for
 from chinwag.server.c2s import C2SConnection, OutputBatch, Transport
-from chinwag.server.dispatch import Dispatcher
+from chinwag.server.dispatch import Dispatch, Dispatcher
 from chinwag.server.events import EventPump
 from chinwag.server.hooks import Hooks
 from chinwag.server.memory import return_free_memory
@@ -130,7 +130,9 @@ class XMPPServer:
             self.spawn,
             contacts_only=None if settings.messages.from_strangers else self.rosters,
         )
-        self.dispatch = self.dispatcher.dispatch
+        self.dispatch: Dispatch = self.dispatcher.dispatch
+        if self.cluster is not None:
+            self.dispatch = self.cluster.dispatching(self.dispatch)
         self.sessions = SessionManager(
             self.domain,
             self.local_router,
@@ -334,9 +336,13 @@ class XMPPServer:
         node's public ``host:port``) with <see-other-host/> (RFC 6120 4.9.3.19). A
         WebSocket client can only be sent to a URI (RFC 7395 3.6.1), which a node does
         not know of another: its stream ends with <system-shutdown/>, and it reconnects
-        through the balancer. Sessions waiting for resumption end: it would have to be
-        here. Streams that open meanwhile (over WebSocket) may neither bind nor resume.
-        Returns how many streams were sent to ``other_host``."""
+        through the balancer. On a cluster node, a session whose client may resume it
+        (XEP-0198) waits for that, as after a lost connection, so that the node the client
+        is sent to takes it over; one not resumed by the time this node stops ends then
+        (what its client had not acknowledged goes to offline storage). Without a cluster
+        the other server cannot resume it: it ends now. Streams that open meanwhile (over
+        WebSocket) may neither bind nor resume. Returns how many streams were sent to
+        ``other_host``."""
         self.shutting_down = True
         for listener in self._listeners:
             listener.close()
@@ -344,13 +350,17 @@ class XMPPServer:
             StreamCondition.SEE_OTHER_HOST, "this server is being drained", other_host=other_host
         )
         stopping = StreamError(StreamCondition.SYSTEM_SHUTDOWN, "the server is stopping")
+        resumable_elsewhere = self.cluster is not None
         sent = 0
         for connection in list(self.connections):
             over_tcp = connection.stream.framing == "tcp"
-            connection.close_stream(moved if over_tcp else stopping)
+            connection.close_stream(
+                moved if over_tcp else stopping, keep_session=resumable_elsewhere
+            )
             sent += over_tcp
-        for session in self.sessions.all():  # detached ones, which have no stream
-            self.sessions.end(session, moved)
+        if not resumable_elsewhere:
+            for session in self.sessions.all():  # detached ones, which have no stream
+                self.sessions.end(session, moved)
         log.info("draining: sent %d client streams to %s", sent, other_host)
         return sent
 

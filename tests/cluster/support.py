@@ -138,6 +138,10 @@ class FreezableProxy:
     def freeze(self) -> None:
         self._flowing.clear()
 
+    def thaw(self) -> None:
+        """Pass bytes again, what waited first."""
+        self._flowing.set()
+
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await asyncio.open_connection(REDIS_HOST, REDIS_PORT)
         for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):

@@ -10,7 +10,7 @@ from chinwag.cluster.bus import Decoder
 from chinwag.cluster.keys import GROUP
 from chinwag.xmpp.jid import JID
 
-from .support import FreezableProxy, Host, Record, eventually, message
+from .support import TIMEOUT, FreezableProxy, Host, Record, eventually, message
 
 BOB = JID.parse("bob@localhost/desk")
 
@@ -119,6 +119,34 @@ async def test_what_a_node_cut_off_from_redis_could_not_write_comes_back(cluster
     assert (node, node_gone) == ("b", False)
     assert [stanza.find("body").text for _, stanza in stanzas] == ["under way", "queued"]  # type: ignore[union-attr]
     assert b_host.entries == []
+
+
+async def test_landed_is_done_once_the_round_trip_carrying_the_stanzas_has_come_back(
+    cluster,
+) -> None:
+    proxy = FreezableProxy()
+    a, _ = cluster.make("a", url=await proxy.start())
+    await a.start()
+    _, b_host = await cluster.start("b")
+    try:
+        assert a.bus.landed().done()  # nothing queued
+        proxy.freeze()
+        a.bus.send("b", BOB, message(BOB.text, "slow"))
+        landed = a.bus.landed()
+        await asyncio.sleep(0.3)
+        assert not landed.done()
+        proxy.thaw()
+        await asyncio.wait_for(landed, TIMEOUT)
+        await eventually(lambda: b_host.received() == [(BOB.text, "slow")])
+
+        proxy.freeze()
+        a.bus.send("b", BOB, message(BOB.text, "never written"))
+        handed_back = a.bus.landed()
+        await asyncio.sleep(0.1)
+        a.halt()  # the stanza comes back to the host: the sender need wait no more
+        assert handed_back.done()
+    finally:
+        await proxy.close()
 
 
 def test_an_entry_that_is_not_stanzas_is_dropped_without_spoiling_the_next() -> None:
