@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chinwag.store.accounts import NoSuchAccount, bump_roster_versions, lock_accounts
@@ -67,17 +67,12 @@ class SqlProfileRepository:
     """ProfileRepository on SQLAlchemy; identical on SQLite and PostgreSQL."""
 
     def __init__(self, db: Database) -> None:
+        self._db = db
         self._sessions = db.sessions
 
     async def get(self, username: str) -> Profile | None:
-        query = (
-            select(Account.id, *_COLUMNS)
-            .outerjoin(ProfileRow, ProfileRow.account_id == Account.id)
-            .where(Account.username == username)
-        )
-        async with self._sessions() as session:
-            row = (await session.execute(query)).one_or_none()
-        return None if row is None else _profile(row[1:])
+        rows = await self._db.rows(_PROFILE, {"username": username})
+        return _profile(rows[0][1:]) if rows else None
 
     async def update(
         self, username: str, values: Mapping[str, str | bytes | None], origin: str
@@ -115,6 +110,13 @@ _COLUMNS = (
     ProfileRow.email,
     ProfileRow.photo_type,
     ProfileRow.photo,
+)
+
+# Read at every first sign-in (the photo's hash), outside the ORM: no account, no row.
+_PROFILE = (
+    select(Account.id, *_COLUMNS)
+    .outerjoin(ProfileRow, ProfileRow.account_id == Account.id)
+    .where(Account.username == bindparam("username"))
 )
 
 
