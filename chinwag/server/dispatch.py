@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 
 IQResult = Element | None | Awaitable[Element | None]
 IQHandler = Callable[[Element], IQResult]
+"""Takes the IQ (``from`` stamped); returns the reply, or raises StanzaError."""
 Dispatch = Callable[[Element, JID | None, Session | None], None]
 """What takes a stanza a client sent: its target (None: the sender's account) and sender."""
-"""Takes the IQ (``from`` stamped); returns the reply, or raises StanzaError."""
 
 
 @dataclass(slots=True)
