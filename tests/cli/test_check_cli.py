@@ -21,6 +21,7 @@ from cli_support import CHINWAG, Chinwag
 from fake_dns import FakeDNS
 
 from chinwag.config import CONFIG_ENV_VAR
+from tests.integration.support import free_port
 
 HOST = "127.0.0.1"
 
@@ -29,12 +30,6 @@ HOST = "127.0.0.1"
 def chinwag(tmp_path) -> Chinwag:
     """The command, before any ``chinwag serve`` made a database: check makes none."""
     return Chinwag(tmp_path, database=False)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def write_config(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import os
 import socket
 import ssl
 import struct
@@ -65,11 +67,30 @@ def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[st
     return merged
 
 
+FIRST_TEST_PORT = 20_000
+"""Ports for the tests' servers start here, below the kernel's range of ephemeral ports
+(32768-60999 on Linux): a port the kernel chose (``bind(0)``) could be taken by any
+outgoing connection between the test's choice and its server's bind, and was, when
+several test workers ran."""
+PORTS_PER_WORKER = 500
+WORKER_SLOTS = 24
+"""Each pytest-xdist worker takes its ports from a slice of its own, cycling through it."""
+_worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_ports = itertools.cycle(
+    range(
+        FIRST_TEST_PORT + _worker % WORKER_SLOTS * PORTS_PER_WORKER,
+        FIRST_TEST_PORT + (_worker % WORKER_SLOTS + 1) * PORTS_PER_WORKER,
+    )
+)
+
+
 def free_port() -> int:
-    """A TCP port on the loopback that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
+    """A TCP port on the loopback that was free a moment ago, from this worker's slice."""
+    for _ in range(PORTS_PER_WORKER):
+        port = next(_ports)
+        if port_is_free(port):
+            return port
+    raise RuntimeError("no free port in this test worker's slice")
 
 
 def port_is_free(port: int) -> bool:
