@@ -16,8 +16,9 @@ group commit as the offline store's, in one statement; a message is queued as th
 tuple the statement takes, once per archive that keeps it, and both archives know it by
 the same id. The queue is bounded:
 once more than ``MAX_QUEUED`` messages wait, the stream of a sender whose message
-goes past the bound reads nothing more until the queue is stored (its messages are
-still delivered and archived, none is dropped); each time is counted
+goes past the bound reads nothing more until the batch being stored is (or, with none
+under way, the queue): its messages are still delivered and archived, none is dropped,
+and the next batch is stored while the senders go on. Each wait is counted
 (``Writer.held``) and logged at most once a minute. A query first waits for what was
 queued before it, so a client finds the message it has just sent, and the server's
 stop waits for the queue to be stored.
@@ -52,6 +53,7 @@ from chinwag.store.archive import (
     ArchiveIds,
     ArchivePage,
     ArchiveQuery,
+    ArchiveRow,
     NewArchivedMessage,
     Prefs,
     UnknownArchiveId,
@@ -164,7 +166,7 @@ class Batch:
     __slots__ = ("messages", "undecided")
 
     def __init__(self) -> None:
-        self.messages: list[NewArchivedMessage] = []
+        self.messages: list[ArchiveRow] = []
         self.undecided: list[int] = []
         """Indexes of the messages whose owner's preferences were not in memory: the
         writer applies their stored ones."""
@@ -196,7 +198,7 @@ class Writer:
     def __len__(self) -> int:
         return len(self._queue.messages)
 
-    def add(self, message: NewArchivedMessage, decided: bool) -> None:
+    def add(self, message: ArchiveRow, decided: bool) -> None:
         """Queue ``message``; ``decided``: its owner's preferences kept it (else the
         writer applies their stored ones)."""
         queued = self._queue.messages
@@ -224,7 +226,9 @@ class Writer:
         return done
 
     def hold(self, origin: Session) -> None:
-        """Have ``origin``'s stream wait until what is queued now is stored."""
+        """Have ``origin``'s stream wait until the batch being stored is stored (or, with
+        none under way, what is queued now): the queue is then taken as the next batch,
+        stored while the senders go on, rather than with every sender waiting for it."""
         self.held += 1
         origin.connection.hold(self._drained())
         now = time.monotonic()
@@ -238,7 +242,8 @@ class Writer:
             self._held_logged, self._held_logged_at = self.held, now
 
     async def _drained(self) -> None:
-        await self.stored()
+        current = self._current
+        await (self.stored() if current is None else asyncio.shield(current))
 
     async def flush(self) -> None:
         """Store everything queued (at the server's stop)."""
@@ -332,8 +337,9 @@ class Archive:
         if kept is None:
             kept = self.is_contact(username, peer)
         if kept:
-            message = NewArchivedMessage(username, archive_id, peer, resource, outgoing, text)
-            self.writer.add(message, prefs is not None)
+            self.writer.add(
+                (username, archive_id, peer, resource, outgoing, text), prefs is not None
+            )
         return kept
 
     def is_contact(self, username: str, peer: str) -> bool:
@@ -344,7 +350,7 @@ class Archive:
     async def store(self, batch: Batch) -> None:
         messages = batch.messages
         if batch.undecided:
-            undecided = [messages[index] for index in batch.undecided]
+            undecided = [NewArchivedMessage._make(messages[index]) for index in batch.undecided]
             stored = await self.repo.prefs({message.username for message in undecided})
             if stored:
                 dropped = set()

@@ -10,9 +10,9 @@ so that a time filter is an id range. Ids given before this design (20 hex digit
 14 of microseconds and 6 random) are read as the id they were migrated to.
 
 ``append`` keeps a batch of messages, for any accounts, in one statement run through
-the driver (an ``executemany`` of the queued tuples on SQLite, one insert of arrays on
-PostgreSQL) that finds each account's id itself; messages for accounts that do not
-exist (any more) are left out. A query is a range of the account's ids narrowed by
+the driver that finds each account's id itself (on SQLite one insert from a JSON array
+of the rows, on PostgreSQL one insert of arrays), through :meth:`Database.write`;
+messages for accounts that do not exist (any more) are left out. A query is a range of the account's ids narrowed by
 peer, read a page at a time through the primary key or the ``(account, peer, id)``
 index, and counted up to ``COUNT_LIMIT``. Rows go with their account (ON DELETE
 CASCADE) and with ``purge``.
@@ -28,9 +28,9 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select
+from sqlalchemy import ColumnElement, Connection, bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -62,12 +62,13 @@ _PURGE = delete(_MESSAGE).where(_MESSAGE.c.id < bindparam("below"))
 _COLUMNS = ("account_id", "id", "peer", "peer_resource", "outgoing", "stanza")
 _SQLITE_INSERT = (
     f"INSERT INTO {_MESSAGE.name} ({', '.join(_COLUMNS)}) "
-    f"SELECT id, ?2, ?3, ?4, ?5, ?6 FROM {_ACCOUNT.name} WHERE username = ?1"
+    "SELECT a.id, m.value ->> 1, m.value ->> 2, m.value ->> 3, m.value ->> 4, m.value ->> 5 "
+    f"FROM json_each(?) AS m CROSS JOIN {_ACCOUNT.name} AS a ON a.username = m.value ->> 0"
 )
-"""A batch on SQLite: an ``executemany`` of the queued tuples themselves (no processing
-of its rows by SQLAlchemy, which cost more than SQLite's own work for them); each
-account's id is found by the statement, and no row is made for an account that does not
-exist."""
+"""A batch on SQLite: one statement over a JSON array of the queued tuples, each account's
+id found by the statement (no row is made for an account that does not exist). SQLite
+runs it in one step, without the interpreter's lock: an ``executemany`` takes the lock
+back after every row, and with the event loop busy each row then waited for it."""
 _ARRAYS_INSERT = (
     f"INSERT INTO {_MESSAGE.name} ({', '.join(_COLUMNS)}) "
     "SELECT a.id, m.id, m.peer, m.peer_resource, m.outgoing, m.stanza "
@@ -159,11 +160,17 @@ class ArchiveIds:
 # --- what is kept ---------------------------------------------------------------------------
 
 
+ArchiveRow = tuple[str, int, str, str | None, bool, str]
+"""A message to archive, as queued: the fields of :class:`NewArchivedMessage` in order.
+The queue holds plain tuples, which the garbage collector stops tracking at its first
+look, where it would walk a tuple subclass's as long as they are queued."""
+
+
 class NewArchivedMessage(NamedTuple):
     """A message to archive for ``username``: ``peer`` is the other party's bare JID;
-    ``id`` is given before it is stored (:class:`ArchiveIds`) and holds its time. A
-    tuple in the order of the SQLite batch's parameters, so that a batch goes to the
-    driver as it was queued."""
+    ``id`` is given before it is stored (:class:`ArchiveIds`) and holds its time. The
+    fields in the order of the batch's columns, so that a batch goes to the driver as it
+    was queued."""
 
     username: str
     id: int
@@ -227,7 +234,7 @@ class Prefs:
 
 
 class ArchiveRepository(Protocol):
-    async def append(self, messages: Sequence[NewArchivedMessage]) -> int:
+    async def append(self, messages: Sequence[ArchiveRow]) -> int:
         """Keep ``messages`` in one transaction; those for accounts that do not exist are
         left out. How many were kept."""
 
@@ -258,24 +265,26 @@ class SqlArchiveRepository:
         self._origin = origin
         self._sqlite = db.engine.dialect.name == "sqlite"
 
-    async def append(self, messages: Sequence[NewArchivedMessage]) -> int:
+    async def append(self, messages: Sequence[ArchiveRow]) -> int:
         if not messages:
             return 0
-        statement, parameters = (
-            (_SQLITE_INSERT, messages)
-            if self._sqlite
-            else (_ARRAYS_INSERT, tuple(list(column) for column in zip(*messages, strict=True)))
-        )
+        sqlite = self._sqlite
+
+        def insert(connection: Connection) -> int:
+            if sqlite:
+                parameters: tuple[Any, ...] = (json.dumps(messages),)
+                return connection.exec_driver_sql(_SQLITE_INSERT, parameters).rowcount
+            columns = tuple(list(column) for column in zip(*messages, strict=True))
+            return connection.exec_driver_sql(_ARRAYS_INSERT, columns).rowcount
+
         try:
-            async with self._db.engine.begin() as connection:
-                result = await connection.exec_driver_sql(statement, parameters)
-            return result.rowcount
+            return await self._db.write(insert)
         except IntegrityError:
             # An id met another process's, or an account went while the batch was being
             # written: row by row, each in a transaction of its own.
             return await self._append_one_by_one(messages)
 
-    async def _append_one_by_one(self, messages: Sequence[NewArchivedMessage]) -> int:
+    async def _append_one_by_one(self, messages: Sequence[ArchiveRow]) -> int:
         async with self._db.engine.connect() as connection:
             rows = await _rows(connection, messages)
         kept = 0
@@ -354,13 +363,13 @@ class SqlArchiveRepository:
         return result.rowcount
 
 
-async def _rows(connection: AsyncConnection, messages: Sequence[NewArchivedMessage]) -> list[Row]:
+async def _rows(connection: AsyncConnection, messages: Sequence[ArchiveRow]) -> list[Row]:
     """The rows of ``messages`` whose accounts exist."""
-    ids = await _account_ids(connection, {message.username for message in messages})
+    ids = await _account_ids(connection, {message[0] for message in messages})
     return [
-        (ids[m.username], m.id, m.peer, m.peer_resource, m.outgoing, m.stanza)
-        for m in messages
-        if m.username in ids
+        (ids[username], archive_id, peer, resource, outgoing, stanza)
+        for username, archive_id, peer, resource, outgoing, stanza in messages
+        if username in ids
     ]
 
 

@@ -27,20 +27,29 @@ from before Alembic reads the schema's revision until it commits: nodes of a clu
 that start together migrate one after the other, and those that come later find the
 schema at head and change nothing.
 
+Writes of many rows at once (the archive's batches) go through :meth:`Database.write`:
+on an SQLite file they run on a thread of their own, with a synchronous connection of
+their own, in one hand-off from the event loop (each step of an async transaction
+through aiosqlite would wait for a turn of a busy event loop), and while SQLite works
+on one statement the interpreter's lock is free for the event loop. Elsewhere they run
+on a pooled connection of the async engine.
+
 :meth:`Database.time_calls` has every call to the database timed, in one place: the
 engine's cursor events for what goes through SQLAlchemy, and the prepared reads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
 import time
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
@@ -74,6 +83,7 @@ _SQLITE_COMPANIONS = ("-wal", "-shm")
 log = logging.getLogger(__name__)
 
 CallObserver = Callable[[str, float], None]
+_T = TypeVar("_T")
 """Told of each call to the database: its operation (see :func:`operation`) and how many
 seconds it took."""
 OPERATIONS = frozenset({"select", "insert", "update", "delete"})
@@ -91,7 +101,9 @@ class NoDatabase(Exception):
 class Database:
     """An engine plus the session factory that repositories open transactions with."""
 
-    def __init__(self, engine: AsyncEngine, reader: Engine | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, reader: Engine | None = None, writer: Engine | None = None
+    ) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
             engine, expire_on_commit=False
@@ -103,6 +115,10 @@ class Database:
         """The driver's connection under ``_reading``, which the prepared reads use."""
         self._prepared: dict[Select[*tuple[Any, ...]], SqliteRead] = {}
         self._observe: CallObserver | None = None
+        self._writer = writer
+        """SQLite only: a synchronous engine on the same file for :meth:`write`."""
+        self._writing: ThreadPoolExecutor | None = None
+        """The one thread that runs :meth:`write` on ``_writer``, started at its first use."""
 
     @classmethod
     def open(cls, url: str, *, connect_args: Mapping[str, Any] | None = None) -> Database:
@@ -111,7 +127,21 @@ class Database:
         if engine.dialect.name != "sqlite":
             return cls(engine)
         _prepare_sqlite(engine.sync_engine)
-        return cls(engine, _sqlite_reader(engine))
+        return cls(engine, _sqlite_reader(engine), _sqlite_writer(engine))
+
+    async def write(self, work: Callable[[Connection], _T]) -> _T:
+        """What ``work`` returns, run with a connection in a transaction of its own that
+        commits when it returns (and rolls back if it raises). On an SQLite file, on the
+        writer's thread; elsewhere on a pooled connection of the async engine."""
+        if self._writer is None:
+            async with self.engine.begin() as connection:
+                return await connection.run_sync(work)
+        if self._writing is None:
+            self._writing = ThreadPoolExecutor(1, thread_name_prefix="chinwag-db-writer")
+        writer = self._writer
+        return await asyncio.get_running_loop().run_in_executor(
+            self._writing, _in_transaction, writer, work
+        )
 
     async def rows(
         self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]
@@ -161,9 +191,10 @@ class Database:
         if self._observe is not None:
             raise RuntimeError("the database's calls are timed already")
         self._observe = observe
-        engine = self.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", _call_started)
-        event.listen(engine, "after_cursor_execute", _call_ended(observe))
+        for engine in (self.engine.sync_engine, self._writer):
+            if engine is not None:
+                event.listen(engine, "before_cursor_execute", _call_started)
+                event.listen(engine, "after_cursor_execute", _call_ended(observe))
 
     def _close_reading(self) -> None:
         if self._reading is not None:
@@ -214,7 +245,17 @@ class Database:
         self._close_reading()
         if self._reader is not None:
             self._reader.dispose()
+        if self._writing is not None:
+            await asyncio.to_thread(self._writing.shutdown)
+            self._writing = None
+        if self._writer is not None:
+            self._writer.dispose()
         await self.engine.dispose()
+
+
+def _in_transaction(engine: Engine, work: Callable[[Connection], _T]) -> _T:
+    with engine.begin() as connection:
+        return work(connection)
 
 
 class SqliteRead:
@@ -366,6 +407,18 @@ def _sqlite_reader(engine: AsyncEngine) -> Engine | None:
     )
     _prepare_sqlite(reader)
     return reader
+
+
+def _sqlite_writer(engine: AsyncEngine) -> Engine | None:
+    """A synchronous engine on the same SQLite file for :meth:`Database.write`, with one
+    connection (none for an in-memory database)."""
+    if not _on_disk(engine.url):
+        return None
+    writer = create_engine(
+        engine.url.set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0
+    )
+    _prepare_sqlite(writer)
+    return writer
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:

@@ -489,3 +489,53 @@ async def test_past_the_queue_bound_senders_wait_and_nothing_is_dropped(
 
     assert [body_of_stanza(item.stanza) for item in page.items] == expected
     assert any("senders' streams waited" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_held_sender_waits_for_the_batch_under_way_not_for_the_next(
+    start_server: StartServer, new_client: NewClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the bound, a sender waits until the batch being stored is stored; the queue
+    is then stored as the next batch while the sender goes on, so that the event loop
+    and the database work side by side instead of in turns. Each message here queues
+    two rows (one an archive) against a bound of three."""
+    monkeypatch.setattr(mam, "MAX_QUEUED", 3)
+    store = mam.Archive.store
+    gates: list[asyncio.Event] = []
+    opened = False
+
+    async def gated_store(self: mam.Archive, batch: Any) -> None:
+        gate = asyncio.Event()
+        gates.append(gate)
+        if not opened:
+            await gate.wait()
+        await store(self, batch)
+
+    monkeypatch.setattr(mam.Archive, "store", gated_store)
+    server = await start_server()
+    assert server.app is not None
+    alice = await login(new_client, server, "alice", "laptop")
+    bob = await login(new_client, server, "bob", "desk")
+    try:
+        bob.send(chat("alice@localhost", "m1"))
+        await alice.next(message(id="m1"))
+        for _ in range(100):  # the first batch leaves its window and waits at its gate
+            if gates:
+                break
+            await asyncio.sleep(0.05)
+        assert len(gates) == 1
+        await exchange(bob, alice, 2, prefix="n")  # n2 goes past the bound: bob waits
+        bob.send(chat("alice@localhost", "last"))
+        await asyncio.sleep(0.3)
+        assert not alice.take_all(message(id="last"))  # not read while batch one is stored
+
+        gates[0].set()
+        await alice.next(message(id="last"))  # read while batch two is being stored
+        assert len(gates) == 2 and not gates[1].is_set()
+    finally:
+        opened = True
+        for gate in gates:
+            gate.set()
+    await server.app.xmpp.stop()
+    page = await server.app.services.archive.query("alice", ArchiveQuery())
+    expected = ["m1", "n1", "n2", "last"]
+    assert [body_of_stanza(item.stanza) for item in page.items] == expected

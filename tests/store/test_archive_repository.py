@@ -221,3 +221,29 @@ async def test_an_id_another_process_took_moves_to_the_next_free_one(
     page = await archive.query("alice", ArchiveQuery(peer="dave@localhost"))
     assert [item.archive_id for item in page.items] == [visible_id(taken.id + 1)]
     assert (await archive.query("alice", ArchiveQuery())).count == 11
+
+
+async def test_a_batch_keeps_every_field_as_given(network: Network) -> None:
+    """A batch travels to SQLite as JSON: quotes, backslashes, line breaks, characters
+    outside ASCII and the BMP, a missing resource, both directions and the largest id
+    come back as they went in, whether the rows are tuples or NewArchivedMessages."""
+    await network.add_users("alice")
+    repo = SqlArchiveRepository(network.db)
+    stanza = (
+        '<message xmlns="jabber:client" type=\'chat\'><body>"quoted" \\ back\\slash\n'
+        "line\ttab é ü 漢字 😀 &lt;&amp;</body></message>"
+    )
+    rows = [
+        ("alice", archive_store.MAX_ID, "bob@localhost", None, True, stanza),
+        NewArchivedMessage("alice", id_at(T0), "dé@localhost", "desk 😀", False, stanza),
+    ]
+
+    assert await repo.append(rows) == 2
+
+    page = await repo.query("alice", ArchiveQuery(max=10))
+    kept = [(i.peer, i.peer_resource, i.outgoing, i.stanza) for i in page.items]
+    assert kept == [
+        ("dé@localhost", "desk 😀", False, stanza),
+        ("bob@localhost", None, True, stanza),
+    ]
+    assert page.items[1].archive_id == visible_id(archive_store.MAX_ID)

@@ -1,5 +1,6 @@
 """Database opening, migrations, and the hot reads outside the ORM."""
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -67,7 +68,7 @@ async def test_every_call_is_timed_once_by_operation(database):
 
 def test_operation_names_the_statement_kind():
     assert operation("  SELECT accounts.id FROM accounts") == "select"
-    assert operation("INSERT INTO accounts (username) VALUES (?)") == "insert"
+    assert operation("INSERT INTO account (username) VALUES (?)") == "insert"
     assert operation("update accounts SET x = 1") == "update"
     assert operation("DELETE FROM offline_messages") == "delete"
     assert operation("WITH recent AS (SELECT 1) SELECT * FROM recent") == "other"
@@ -210,6 +211,56 @@ async def test_an_in_memory_sqlite_database_reads_through_its_one_engine():
     try:
         await db.migrate()
         await SqlAccountRepository(db).add("alice", [])
+        assert await db.scalar(ACCOUNT_ID, {"username": "alice"}) is not None
+    finally:
+        await db.close()
+
+
+async def test_sqlite_file_writes_run_on_one_writer_thread_and_commit_or_roll_back(
+    tmp_path, monkeypatch
+):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chinwag.db'}"
+    await migrate(url)
+    db = Database.open(url)
+    insert = "INSERT INTO account (username, created_at) VALUES (?, CURRENT_TIMESTAMP)"
+
+    def add(username, fail=False):
+        def work(connection):
+            connection.exec_driver_sql(insert, (username,))
+            if fail:
+                raise RuntimeError("after the insert")
+            return threading.current_thread().name
+
+        return work
+
+    try:
+
+        def no_hand_off(_engine):
+            raise AssertionError("a batch write went through aiosqlite")
+
+        monkeypatch.setattr(AsyncEngine, "begin", no_hand_off)
+        names = {await db.write(add("alice")), await db.write(add("bob"))}
+        with pytest.raises(RuntimeError):
+            await db.write(add("carol", fail=True))
+        monkeypatch.undo()
+
+        assert len(names) == 1 and names.pop().startswith("chinwag-db-writer")
+        for username, kept in (("alice", True), ("bob", True), ("carol", False)):
+            assert (await db.scalar(ACCOUNT_ID, {"username": username}) is not None) is kept
+    finally:
+        monkeypatch.undo()
+        await db.close()
+
+
+async def test_writes_to_an_in_memory_sqlite_database_go_through_its_one_engine():
+    db = Database.open("sqlite+aiosqlite://")
+    try:
+        await db.migrate()
+        await db.write(
+            lambda connection: connection.exec_driver_sql(
+                "INSERT INTO account (username, created_at) VALUES ('alice', CURRENT_TIMESTAMP)"
+            )
+        )
         assert await db.scalar(ACCOUNT_ID, {"username": "alice"}) is not None
     finally:
         await db.close()
