@@ -12,9 +12,9 @@ so that a time filter is an id range. Ids given before this design (20 hex digit
 ``append`` keeps a batch of messages, for any accounts, in one statement run through
 the driver that finds each account's id itself (on SQLite one insert from a JSON array
 of the rows, on PostgreSQL one insert of arrays), through :meth:`Database.write`;
-messages for accounts that do not exist (any more) are left out. A query is a range of the account's ids narrowed by
-peer, read a page at a time through the primary key or the ``(account, peer, id)``
-index, and counted up to ``COUNT_LIMIT``. Rows go with their account (ON DELETE
+messages for accounts that do not exist (any more) are left out. A query is a range of
+the account's ids narrowed by peer, read a page at a time through the primary key or
+the ``(account, peer, id)`` index, and counted up to ``COUNT_LIMIT``. Rows go with their account (ON DELETE
 CASCADE) and with ``purge``.
 """
 

@@ -83,9 +83,9 @@ _SQLITE_COMPANIONS = ("-wal", "-shm")
 log = logging.getLogger(__name__)
 
 CallObserver = Callable[[str, float], None]
-_T = TypeVar("_T")
 """Told of each call to the database: its operation (see :func:`operation`) and how many
 seconds it took."""
+_T = TypeVar("_T")
 OPERATIONS = frozenset({"select", "insert", "update", "delete"})
 _CALL_STARTED = "_chinwag_call_started"
 
