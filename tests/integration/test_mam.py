@@ -437,6 +437,18 @@ async def test_an_archive_can_be_turned_off(
     assert error_condition(reply) == "service-unavailable"
 
 
+async def storing_with(
+    store: Any, start_server: StartServer, new_client: NewClient, monkeypatch: pytest.MonkeyPatch
+) -> tuple[ServerHandle, Peer, Peer]:
+    """A server whose archive stores its batches through ``store``, with alice and bob
+    signed in."""
+    monkeypatch.setattr(mam.Archive, "store", store)
+    server = await start_server()
+    alice = await login(new_client, server, "alice", "laptop")
+    bob = await login(new_client, server, "bob", "desk")
+    return server, alice, bob
+
+
 async def test_a_clean_stop_stores_every_queued_message(
     start_server: StartServer, new_client: NewClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -448,11 +460,8 @@ async def test_a_clean_stop_stores_every_queued_message(
         await asyncio.sleep(BACKGROUND_WORK_GRACE_SECONDS + 1)
         await store(self, batch)
 
-    monkeypatch.setattr(mam.Archive, "store", slow_store)
-    server = await start_server()
+    server, alice, bob = await storing_with(slow_store, start_server, new_client, monkeypatch)
     assert server.app is not None
-    alice = await login(new_client, server, "alice", "laptop")
-    bob = await login(new_client, server, "bob", "desk")
     await exchange(bob, alice, 3)
 
     await server.app.xmpp.stop()
@@ -510,11 +519,8 @@ async def test_a_held_sender_waits_for_the_batch_under_way_not_for_the_next(
             await gate.wait()
         await store(self, batch)
 
-    monkeypatch.setattr(mam.Archive, "store", gated_store)
-    server = await start_server()
+    server, alice, bob = await storing_with(gated_store, start_server, new_client, monkeypatch)
     assert server.app is not None
-    alice = await login(new_client, server, "alice", "laptop")
-    bob = await login(new_client, server, "bob", "desk")
     try:
         bob.send(chat("alice@localhost", "m1"))
         await alice.next(message(id="m1"))
