@@ -62,13 +62,16 @@ _PURGE = delete(_MESSAGE).where(_MESSAGE.c.id < bindparam("below"))
 _COLUMNS = ("account_id", "id", "peer", "peer_resource", "outgoing", "stanza")
 _SQLITE_INSERT = (
     f"INSERT INTO {_MESSAGE.name} ({', '.join(_COLUMNS)}) "
-    "SELECT a.id, m.value ->> 1, m.value ->> 2, m.value ->> 3, m.value ->> 4, m.value ->> 5 "
-    f"FROM json_each(?) AS m CROSS JOIN {_ACCOUNT.name} AS a ON a.username = m.value ->> 0"
+    "SELECT a.id, "
+    + ", ".join(f"json_extract(m.value, '$[{field}]')" for field in range(1, 6))
+    + f" FROM json_each(?) AS m CROSS JOIN {_ACCOUNT.name} AS a"
+    " ON a.username = json_extract(m.value, '$[0]')"
 )
 """A batch on SQLite: one statement over a JSON array of the queued tuples, each account's
 id found by the statement (no row is made for an account that does not exist). SQLite
 runs it in one step, without the interpreter's lock: an ``executemany`` takes the lock
-back after every row, and with the event loop busy each row then waited for it."""
+back after every row, and with the event loop busy each row then waited for it.
+``json_extract`` rather than ``->>``, which SQLite has only since 3.38."""
 _ARRAYS_INSERT = (
     f"INSERT INTO {_MESSAGE.name} ({', '.join(_COLUMNS)}) "
     "SELECT a.id, m.id, m.peer, m.peer_resource, m.outgoing, m.stanza "
