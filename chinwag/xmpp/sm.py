@@ -32,6 +32,10 @@ quote, whitespace where XML allows it before ``/>``; groups 1 and 2 hold an <a/>
 These mean the same wherever they begin between top-level elements, so a stream may read
 them there without its XML parser. Any other spelling is parsed as usual."""
 
+SHORT_FORM_MAX_BYTES = len(b"<a xmlns='%s'  h='4294967295' />" % NS_BYTES)
+"""The longest short form a stream looks for at the end of a read: longer spellings
+(more whitespace) are parsed."""
+
 
 def ack(handled: int) -> bytes:
     """<a h='…'/>: the stanzas handled of those the peer sent."""

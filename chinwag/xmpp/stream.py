@@ -149,6 +149,9 @@ _TOO_MANY_NEW_JIDS = StanzaError(
 _Handler = Callable[["ServerStream", Any], None]
 
 
+_WHITESPACE = b" \t\r\n"
+
+
 def _bad_count() -> StreamError:
     return StreamError(StreamCondition.BAD_FORMAT, "<a/> needs h, a count of stanzas")
 
@@ -262,7 +265,7 @@ class ServerStream:
         if self.state is State.CLOSED:
             return []
         self._now = now
-        if self.state is State.MANAGED and sm.NS_BYTES in data:
+        if self.state is State.MANAGED and data.endswith(b"/>"):
             self._receive_managed(data)
         else:
             self._receive(data)
@@ -286,24 +289,35 @@ class ServerStream:
         self._drain()
 
     def _receive_managed(self, data: bytes) -> None:
-        """``data`` with <r/> and <a/> in their usual spelling (``sm.SHORT_FORM``) read
-        without the parser where they begin between top-level elements: every client
-        sends them many times a second, and each would cost as much to parse as a short
-        stanza. The bytes around them go through the parser in order."""
-        fed = 0
-        search = sm.SHORT_FORM.search
-        short = search(data)
-        while short is not None and self.state is State.MANAGED:
-            start = short.start()
-            if start > fed:
-                self._receive(data[fed:start])
-                fed = start
-            if self.state is State.MANAGED and not self._backlog and self._parser.at_rest():
-                fed = short.end()
-                self._on_short_form(short[1] or short[2])
-            short = search(data, short.end())
-        if fed < len(data) and self.state is not State.CLOSED:
-            self._receive(data[fed:] if fed else data)
+        """``data`` with the <r/> and <a/> that end it, in their usual spelling
+        (``sm.SHORT_FORM``), read without the parser if they stand between top-level
+        elements: clients write them after their stanzas, many times a second, and each
+        would cost as much to parse as a short stanza. Looking only at the end of a read
+        costs a few comparisons; one elsewhere in a read goes through the parser."""
+        shorts = []
+        end = stop = len(data)
+        while data.endswith(b"/>", 0, stop):
+            start = data.rfind(b"<", max(0, stop - sm.SHORT_FORM_MAX_BYTES), stop)
+            short = sm.SHORT_FORM.fullmatch(data, start, stop) if start >= 0 else None
+            if short is None:
+                break
+            shorts.append(short)
+            end = stop = start
+            while stop and data[stop - 1] in _WHITESPACE:
+                stop -= 1
+        if not shorts:
+            self._receive(data)
+            return
+        if end:
+            self._receive(data[:end])
+        if self.state is not State.MANAGED or self._backlog or not self._parser.at_rest():
+            if self.state is not State.CLOSED:
+                self._receive(data[end:])  # in a stanza, or after one the stream waits on
+            return
+        for short in reversed(shorts):
+            self._on_short_form(short[1] or short[2])
+            if self.state is State.CLOSED:
+                return
 
     def _on_short_form(self, handled: bytes | None) -> None:
         """An <r/> (``handled`` None) or an <a h/> read in its usual spelling, whose h the

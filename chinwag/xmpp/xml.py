@@ -8,8 +8,9 @@ RFC 6120 forbids raises ``StreamError`` with the condition it names.
 ``XMLFrameParser`` is the same parser for RFC 7395 framing, where each
 WebSocket message is one whole element: ``feed_frame(bytes)`` returns it.
 
-With ``keep_wire``, each top-level element also gets the bytes it was parsed from
-as its ``wire`` (see ``Element``), when those bytes stand on their own: an
+With ``keep_wire``, each top-level element in the stream's default namespace (the
+stanzas; the rest are never written out as they came) also gets the bytes it was
+parsed from as its ``wire`` (see ``Element``), when those bytes stand on their own: an
 unprefixed top-level tag, and no prefix that only the stream header declares; an
 element that inherits its namespace from the header gets an ``xmlns`` of its own.
 Once ``stamp_wire`` is called, each wire form also carries that attribute (the
@@ -503,6 +504,13 @@ class XMLStreamParser:
         head = self._wire_heads.get(element.tag) or self._wire_head(element, tag.start)
         return head + buffer[after_name:stop]
 
+    def _pass_end_tag(self, end: int) -> None:
+        """Move the boundary past the end tag of the top-level element ending at ``end``
+        (already past an empty-element tag)."""
+        buffer, base = self._bytes_from(end)
+        if buffer.startswith(b"</", end - base):
+            self._boundary = base + buffer.find(b">", end - base) + 1
+
     def _wire_head(self, element: Element, start: bytes) -> bytes:
         """``<tag``, the stamp and `` xmlns="…"`` for the default namespace a top-level
         element inherits (the same for every element that declares none of its own)."""
@@ -573,7 +581,10 @@ class XMLStreamParser:
             raise self._too_large()
         self._boundary = end
         if self._keep_wire:
-            element.wire = self._wire(element, end)
+            if element.ns == self._default_ns:
+                element.wire = self._wire(element, end)
+            else:  # not a stanza (<r/>, <a/>, SASL): never written anywhere as it came
+                self._pass_end_tag(end)
             self._declares_default = False
         self._out.append(element)
 

@@ -176,12 +176,13 @@ def test_wire_form_is_the_bytes_each_element_arrived_as(
     parsed = feed_chunks(parser, chunked(stream_bytes(items, close=True), cuts))
     elements = [item for item in parsed if isinstance(item, Element)]
     assert [element.wire for element in elements] == [
-        stanza.serialize(parent_ns="").encode()  # the same bytes, with the header's xmlns
+        # the same bytes, with the header's xmlns; none outside the stream's namespace
+        stanza.serialize(parent_ns="").encode() if stanza.ns == ns.CLIENT else None
         for _space, stanza in items
     ]
     for element in elements:
-        assert element.wire is not None
-        assert parse_stanza_text(element.wire.decode()) == element
+        if element.wire is not None:
+            assert parse_stanza_text(element.wire.decode()) == element
 
 
 @PROPERTY

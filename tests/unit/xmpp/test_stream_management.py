@@ -198,9 +198,9 @@ def test_an_ack_without_a_count_ends_the_stream(attrs: str) -> None:
 
 
 # --- <r/> and <a/> read without the parser -------------------------------------------------
-# Their usual spellings (sm.SHORT_FORM) are read from the bytes where they begin between
-# top-level elements; every other spelling, and every other place, goes through the parser.
-# Both must give the same events.
+# Their usual spellings (sm.SHORT_FORM) are read from the bytes where they end a read and
+# stand between top-level elements; every other spelling, and every other place, goes
+# through the parser. Both must give the same events.
 
 A = f"<a xmlns='{SM}' h='%s'/>"
 REQUESTS = [
@@ -304,7 +304,9 @@ def test_requests_and_acks_read_in_any_chunks_give_the_same_events() -> None:
     assert described(one_by_one) == whole
 
 
-def test_the_usual_spellings_are_not_given_to_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_usual_spellings_that_end_a_read_are_not_given_to_the_parser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     client = managed()
     fed: list[bytes] = []
     feed = XMLStreamParser.feed
@@ -315,16 +317,35 @@ def test_the_usual_spellings_are_not_given_to_the_parser(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(XMLStreamParser, "feed", recording)
     spelled_out = f"<r xmlns='{SM}'></r>"
-    events = client.send(MESSAGE + R + MESSAGE + A % 0 + R + spelled_out)
+    reads = [MESSAGE + R, R + MESSAGE + R + A % 0 + "\n" + R, spelled_out, A % 0]
+    events = [event for data in reads for event in client.send(data)]
     assert [type(event) for event in events] == [
         StanzaReceived,
         AckRequested,
+        AckRequested,  # in mid-read: parsed
         StanzaReceived,
+        AckRequested,
         Acked,
         AckRequested,
-        AckRequested,
+        AckRequested,  # spelled out: parsed
+        Acked,
     ]
-    assert fed == [MESSAGE.encode(), MESSAGE.encode(), spelled_out.encode()]
+    assert fed == [MESSAGE.encode(), (R + MESSAGE).encode(), spelled_out.encode()]
+
+
+def test_a_usual_spelling_inside_an_unfinished_stanza_is_its_child() -> None:
+    client = managed()
+    assert client.send(f"<message to='romeo@{DOMAIN}'>" + R) == []
+    (event,) = client.send("</message>" + R)[:1]
+    assert isinstance(event, StanzaReceived)
+    assert event.stanza.find("r", SM) is not None
+    assert client.send(A % 0) == [Acked(0)]
+
+
+def test_a_spelled_out_request_is_read_to_its_end_tag() -> None:
+    client = managed()
+    assert client.send(f"<r xmlns='{SM}'></r  >" + MESSAGE)[0] == AckRequested(0)
+    assert client.send(R) == [AckRequested(1)]  # read without the parser: it was at rest
 
 
 def test_a_request_after_the_parser_was_released_needs_none() -> None:

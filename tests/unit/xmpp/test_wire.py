@@ -51,6 +51,18 @@ def test_an_element_that_declares_its_namespace_is_kept_as_it_came() -> None:
 
 
 @pytest.mark.parametrize(
+    "nonza", [b"<r xmlns='urn:xmpp:sm:3'/>", b"<r xmlns='urn:xmpp:sm:3'><x/></r  >"]
+)
+def test_an_element_outside_the_streams_namespace_has_none_and_ends_where_it_ends(
+    nonza: bytes,
+) -> None:
+    parser = header_parser()
+    assert wires(parser, nonza) == [None]
+    assert parser.at_rest()
+    assert wires(parser, nonza + MESSAGE) == [None, standalone(MESSAGE)]
+
+
+@pytest.mark.parametrize(
     "element",
     [b"<message/>", b"<message></message>", b"<message><a/></message>", b"<message a='/'/>"],
 )
