@@ -19,6 +19,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
+from chinwag.server import c2s
 from chinwag.server.session import Session, SessionState
 from chinwag.xmpp.errors import StreamCondition, StreamError
 from chinwag.xmpp.jid import JID
@@ -471,6 +474,30 @@ async def test_what_an_ack_leaves_unacknowledged_is_asked_about_with_the_next_wr
     await raw.next(f"{{{NS_SM}}}r")
     await raw.send(f"<a xmlns='{NS_SM}' h='{sm.sent}'/>")
     await eventually(lambda: not sm.unacked, "everything acknowledged")
+    await raw.stream.close()
+
+
+async def test_the_answer_to_a_request_waits_for_the_next_write_to_ride_in(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written at once, the answer to a client's <r/> would often be a write of its own:
+    it goes with what the client is sent next, or alone after ``ANSWER_HOLD_SECONDS``
+    (the other tests answer within the usual hold)."""
+    monkeypatch.setattr(c2s, "ANSWER_HOLD_SECONDS", TIMEOUT * 2)
+    server = await start_server(**PLAINTEXT)
+    raw, _ = await raw_managed(server)
+    sm = sm_of(session_of(server))
+    await raw.until(q("presence"))
+    await raw.next(f"{{{NS_SM}}}r")
+    request = f"<r xmlns='{NS_SM}'/>"
+    await raw.send(f"<a xmlns='{NS_SM}' h='{sm.sent}'/>{request}")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(raw.next(f"{{{NS_SM}}}a"), 0.3)
+    await raw.send(request)
+    await raw.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert (await raw.next(q("iq"))).get("id") == "p1"
+    for _request in range(2):  # each its own answer, counting the presence, not the ping
+        assert (await raw.next(f"{{{NS_SM}}}a")).get("h") == "1"
     await raw.stream.close()
 
 
