@@ -21,7 +21,8 @@ the first server starts and after the last one stops, and warns when it drifted.
 ``--sm`` has every client enable XEP-0198 stream management (the servers offer it
 then); ``--sm both`` runs each scenario without it and with it in turn, each on a fresh
 server, reports both (a server's column with stream management is named
-``<server>+sm``) and prints what it changed.
+``<server>+sm``) and prints what it changed; with ``--repeat``, also the change of each
+pair of runs (with it against the run without it just before) and their median.
 
 ``--archive`` has chinwag archive every message (XEP-0313, ``[archive] enabled``; off
 otherwise, as the other servers are configured); ``--archive both`` runs each scenario
@@ -118,6 +119,8 @@ class ServerReport:
     """Whether every client enabled stream management."""
     archive: bool = False
     """Whether the server archived messages (chinwag only)."""
+    runs: dict[str, list[Result]] = field(default_factory=dict)
+    """Each scenario's runs, in the order they ran (``results`` holds their medians)."""
 
     @property
     def label(self) -> str:
@@ -128,6 +131,7 @@ class ServerReport:
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data["results"] = {name: result.to_json() for name, result in self.results.items()}
+        data["runs"] = {name: [run.to_json() for run in runs] for name, runs in self.runs.items()}
         return data
 
 
@@ -276,6 +280,7 @@ def run_server(
                     report_runs.append(run_one(server, scenario, variant, log))
             for report, report_runs in zip(reports, runs, strict=True):
                 report.results[scenario] = combined(report_runs)
+                report.runs[scenario] = report_runs
     except ServerError as error:
         for report in reports:
             report.skipped = f"failed: {error}"
@@ -454,12 +459,16 @@ def sm_table(
 ) -> Table | None:
     """Each figure that has a better direction without and with the ``switch`` (stream
     management or archiving), and the change: in % for rates, in the figure's unit for
-    sizes."""
+    sizes. With repeated runs, also the change run by run, each run with the ``switch``
+    against the one without it just before, and their median: the machine's speed moves
+    between runs, and a pair shares more of it than the medians of each side do."""
     pairs = sm_pairs(reports, switch)
     if not pairs:
         return None
+    repeated = any(len(runs) > 1 for _, managed in pairs for runs in managed.runs.values())
     table = Table(title=f"{SWITCH_TITLES[switch]}: what it changed", show_lines=False)
-    for column in ("server", "scenario", "figure", "without", "with", "change"):
+    columns = ["server", "scenario", "figure", "without", "with", "change"]
+    for column in columns + (["pair by pair (median)"] if repeated else []):
         table.add_column(column, justify="right" if column in ("without", "with") else "left")
     for plain, managed in pairs:
         for scenario in scenarios:
@@ -467,15 +476,45 @@ def sm_table(
                 before, after = _value(plain, scenario, name), _value(managed, scenario, name)
                 if not better or before is None or after is None:
                     continue
-                table.add_row(
+                row = [
                     plain.label,
                     scenario,
                     f"{name} ({unit})",
                     _number(before),
                     _number(after),
                     _change(before, after, unit),
-                )
+                ]
+                if repeated:
+                    row.append(_pairwise(plain, managed, scenario, name, unit))
+                table.add_row(*row)
     return table
+
+
+def _pairwise(
+    plain: ServerReport, switched: ServerReport, scenario: str, figure: str, unit: str
+) -> str:
+    """The change of ``figure`` in each pair of runs (the n-th without and the n-th with,
+    which ran one after the other), and their median."""
+    size = unit in ("KiB", "MiB")
+    changes = []
+    runs = zip(plain.runs.get(scenario, []), switched.runs.get(scenario, []), strict=False)
+    for before, after in runs:  # a run that failed has no figures, and no change
+        was, now = _figure(before, figure), _figure(after, figure)
+        if was is None or now is None:
+            continue
+        if size:
+            changes.append(now - was)
+        elif was:
+            changes.append(100 * (now - was) / was)
+    if not changes:
+        return ""
+    places, suffix = (2, f" {unit}") if size else (1, " %")
+    listed = ", ".join(f"{change:+.{places}f}" for change in changes)
+    return f"{listed} ({statistics.median(changes):+.{places}f}{suffix})"
+
+
+def _figure(result: Result, name: str) -> float | None:
+    return next((figure.value for figure in result.figures if figure.name == name), None)
 
 
 def _change(before: float, after: float, unit: str) -> str:

@@ -59,3 +59,26 @@ def test_both_ways_print_the_change_of_each_figure() -> None:
     assert "100,000" in lines["delivered (msg/s)"] and "-8.0 %" in lines["delivered (msg/s)"]
     assert "+1.25 KiB" in lines["RSS per session (KiB)"]
     assert "vs chinwag+sm" in text
+
+
+def test_repeated_runs_print_the_change_of_each_pair_and_its_median() -> None:
+    plain, managed = report(False, 100_000, 10.5), report(True, 80_000, 11.0)
+    plain.runs = {"msg-sat": [report(False, v, 10.5).results["msg-sat"] for v in (100, 90, 120)]}
+    managed.runs = {"msg-sat": [report(True, v, 11.0).results["msg-sat"] for v in (80, 81, 90)]}
+    plain.runs["idle"] = [report(False, 1, v).results["idle"] for v in (10.5, 11.0)]
+    managed.runs["idle"] = [report(True, 1, v).results["idle"] for v in (11.0, 11.25)]
+
+    text = printed([plain, managed])
+
+    lines = {line.split("│")[3].strip(): line for line in text.splitlines() if "│" in line}
+    assert "pair by pair (median)" in text
+    assert "-20.0, -10.0, -25.0 (-20.0 %)" in lines["delivered (msg/s)"]
+    assert "+0.50, +0.25 (+0.38 KiB)" in lines["RSS per session (KiB)"]
+
+
+def test_single_runs_print_no_pairs() -> None:
+    plain, managed = report(False, 100_000, 10.5), report(True, 80_000, 11.0)
+    plain.runs = {"msg-sat": [plain.results["msg-sat"]]}
+    managed.runs = {"msg-sat": [managed.results["msg-sat"]]}
+
+    assert "pair by pair" not in printed([plain, managed])
