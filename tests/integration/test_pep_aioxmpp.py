@@ -48,12 +48,31 @@ async def test_aioxmpp_publishes_and_reads_avatars(
             [{"id": plugin.generate_id(other), "type": "image/png", "bytes": len(other)}],
             timeout=TIMEOUT,
         )
+        # The server then announces the new photo in bob's presence (XEP-0398): one that
+        # came while the query below waited would take its place in aioxmpp's cache.
+        await photo_announced(alice.client, server.jid("bob"), plugin.generate_id(other))
         metadata = await asyncio.wait_for(
             avatars.get_avatar_metadata(aioxmpp.JID.fromstr(server.jid("bob")), require_fresh=True),
             TIMEOUT,
         )
         assert [d.nbytes for d in metadata] == [len(other)]
         assert await asyncio.wait_for(metadata[0].get_image_bytes(), TIMEOUT) == other
+
+
+async def photo_announced(client: aioxmpp.Client, jid: str, photo: str) -> None:
+    """Wait, bounded, until ``client`` has had ``jid``'s presence carry ``photo`` as its
+    XEP-0153 hash."""
+    presences = client.summon(aioxmpp.PresenceClient)
+    contact = aioxmpp.JID.fromstr(jid)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while True:
+        stanza = presences.get_most_available_stanza(contact)
+        update = getattr(stanza, "xep0153_x", None)
+        if update is not None and update.photo == photo:
+            return
+        assert loop.time() < deadline, f"{jid}'s presence never announced photo {photo}"
+        await asyncio.sleep(0.01)
 
 
 async def test_aioxmpp_bookmarks_and_xep_0402_are_one_list(
