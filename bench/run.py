@@ -391,10 +391,11 @@ def _figure_rows(scenario: str, reports: Sequence[ServerReport]) -> list[tuple[s
 
 def _value(report: ServerReport, scenario: str, figure: str) -> float | None:
     result = report.results.get(scenario)
-    for candidate in result.figures if result else ():
-        if candidate.name == figure:
-            return candidate.value
-    return None
+    return _figure(result, figure) if result else None
+
+
+def _figure(result: Result, name: str) -> float | None:
+    return next((figure.value for figure in result.figures if figure.name == name), None)
 
 
 def _ratio(mine: float | None, theirs: float | None) -> str:
@@ -452,6 +453,8 @@ def sm_pairs(
 
 
 SWITCH_TITLES = {"sm": "stream management", "archive": "archiving"}
+SIZE_UNITS = ("KiB", "MiB")
+"""Figures whose change is told in their unit; the others' in %."""
 
 
 def sm_table(
@@ -495,7 +498,7 @@ def _pairwise(
 ) -> str:
     """The change of ``figure`` in each pair of runs (the n-th without and the n-th with,
     which ran one after the other), and their median."""
-    size = unit in ("KiB", "MiB")
+    size = unit in SIZE_UNITS
     changes = []
     runs = zip(plain.runs.get(scenario, []), switched.runs.get(scenario, []), strict=False)
     for before, after in runs:  # a run that failed has no figures, and no change
@@ -513,12 +516,8 @@ def _pairwise(
     return f"{listed} ({statistics.median(changes):+.{places}f}{suffix})"
 
 
-def _figure(result: Result, name: str) -> float | None:
-    return next((figure.value for figure in result.figures if figure.name == name), None)
-
-
 def _change(before: float, after: float, unit: str) -> str:
-    if unit in ("KiB", "MiB"):
+    if unit in SIZE_UNITS:
         return f"{after - before:+.2f} {unit}"
     if before == 0:
         return ""
