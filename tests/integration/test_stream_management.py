@@ -501,6 +501,19 @@ async def test_the_answer_to_a_request_waits_for_the_next_write_to_ride_in(
     await raw.stream.close()
 
 
+async def test_a_request_the_client_sends_before_closing_is_not_answered_after_the_end(
+    start_server: StartServer,
+) -> None:
+    """The stream's closing tag is the last thing written: an answer still held then is
+    dropped, not written after it."""
+    server = await start_server(**PLAINTEXT)
+    raw, _ = await raw_managed(server)
+    await raw.until(q("presence"))
+    await raw.send(f"<r xmlns='{NS_SM}'/></stream:stream>")
+    tail = await raw.stream.read_until_closed()
+    assert tail.rstrip().endswith(b"</stream:stream>"), tail
+
+
 # --- how a stream ends decides what becomes of its session ------------------------------
 
 
