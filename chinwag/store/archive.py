@@ -14,8 +14,8 @@ the driver that finds each account's id itself (on SQLite one insert from a JSON
 of the rows, on PostgreSQL one insert of arrays), through :meth:`Database.write`;
 messages for accounts that do not exist (any more) are left out. A query is a range of
 the account's ids narrowed by peer, read a page at a time through the primary key or
-the ``(account, peer, id)`` index, and counted up to ``COUNT_LIMIT``. Rows go with their account (ON DELETE
-CASCADE) and with ``purge``.
+the ``(account, peer, id)`` index, and counted up to ``COUNT_LIMIT``. Rows go with
+their account (ON DELETE CASCADE) and with ``purge``.
 """
 
 from __future__ import annotations

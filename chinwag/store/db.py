@@ -127,7 +127,8 @@ class Database:
         if engine.dialect.name != "sqlite":
             return cls(engine)
         _prepare_sqlite(engine.sync_engine)
-        return cls(engine, _sqlite_reader(engine), _sqlite_writer(engine))
+        reader = _sqlite_side_engine(engine, isolation_level="AUTOCOMMIT")
+        return cls(engine, reader, _sqlite_side_engine(engine, pool_size=1, max_overflow=0))
 
     async def write(self, work: Callable[[Connection], _T]) -> _T:
         """What ``work`` returns, run with a connection in a transaction of its own that
@@ -397,28 +398,15 @@ def _private_database_file(path: Path) -> None:
                 log.warning("others may read %s, and it cannot be made private: %s", each, error)
 
 
-def _sqlite_reader(engine: AsyncEngine) -> Engine | None:
-    """A synchronous engine on the same SQLite file (none for an in-memory database,
-    which another engine could not see)."""
+def _sqlite_side_engine(engine: AsyncEngine, **options: Any) -> Engine | None:
+    """A synchronous engine on the same SQLite file, with ``options`` (none for an
+    in-memory database, which another engine could not see): the prepared reads' (in
+    autocommit) and :meth:`Database.write`'s (one connection)."""
     if not _on_disk(engine.url):
         return None
-    reader = create_engine(
-        engine.url.set(drivername="sqlite+pysqlite"), isolation_level="AUTOCOMMIT"
-    )
-    _prepare_sqlite(reader)
-    return reader
-
-
-def _sqlite_writer(engine: AsyncEngine) -> Engine | None:
-    """A synchronous engine on the same SQLite file for :meth:`Database.write`, with one
-    connection (none for an in-memory database)."""
-    if not _on_disk(engine.url):
-        return None
-    writer = create_engine(
-        engine.url.set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0
-    )
-    _prepare_sqlite(writer)
-    return writer
+    side = create_engine(engine.url.set(drivername="sqlite+pysqlite"), **options)
+    _prepare_sqlite(side)
+    return side
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
