@@ -94,6 +94,11 @@ stop) can lose of the archive, never of delivery."""
 BATCH_ROWS = 20_000
 """Messages that make a batch stored at once."""
 QUERY_FIELDS = ("with", "start", "end", "before-id", "after-id", "ids")
+MAX_STAMPS = 100_000
+"""Users whose <stanza-id/> start is kept between messages, at most (some 200 bytes each)."""
+MESSAGE_END = b"</message>"
+MESSAGE_END_BYTES = len(MESSAGE_END)
+STAMP_END = b'"/></message>'
 
 
 def examine(message: Element) -> tuple[bool, bool]:
@@ -134,15 +139,6 @@ def stamped_for(message: Element, owner: str) -> bool:
         child.ns == ns.STANZA_ID and child.tag == "stanza-id" and child.attrs.get("by") == owner
         for child in message.elements()
     )
-
-
-def add_stanza_id(message: Element, owner: str, archive_id: str) -> None:
-    """Stamp the id; a received stanza keeps its wire form, with the id spliced in."""
-    wire = message.wire
-    message.add("stanza-id", ns.STANZA_ID, {"by": owner, "id": archive_id})
-    if wire is not None and wire.endswith(b"</message>"):
-        sid = f'<stanza-id xmlns="{ns.STANZA_ID}" by="{escape_attr(owner)}" id="{archive_id}"/>'
-        message.wire = b"".join((wire[: -len(b"</message>")], sid.encode(), b"</message>"))
 
 
 def listed(prefs: Prefs, peer: str) -> bool | None:
@@ -195,21 +191,20 @@ class Writer:
         self._held_logged = 0
         self._held_logged_at = -HELD_LOG_EVERY_SECONDS
 
-    def __len__(self) -> int:
-        return len(self._queue.messages)
-
-    def add(self, message: ArchiveRow, decided: bool) -> None:
+    def add(self, message: ArchiveRow, decided: bool) -> int:
         """Queue ``message``; ``decided``: its owner's preferences kept it (else the
-        writer applies their stored ones)."""
+        writer applies their stored ones). How many messages are queued now."""
         queued = self._queue.messages
         if not decided:
             self._queue.undecided.append(len(queued))
         queued.append(message)
-        if len(queued) >= BATCH_ROWS:
+        count = len(queued)
+        if count >= BATCH_ROWS:
             self._wake.set()
         if not self._running:
             self._running = True
             self._archive.api.spawn(self._run())
+        return count
 
     def stored(self) -> Awaitable[None]:
         """Resolves once everything queued so far is stored (or failed)."""
@@ -286,6 +281,8 @@ class Archive:
         which may have read them before a change, is not applied."""
         self.writer = Writer(self)
         self.new_id = ArchiveIds()
+        self._stamps: dict[str, tuple[str, bytes]] = {}
+        """By username: the bare JID of the user's archive and the start of its stamp."""
 
     # --- archiving --------------------------------------------------------------------------
 
@@ -300,26 +297,52 @@ class Archive:
         if not archived:
             return False
         to = routed.to
-        if to.domain != self.domain or to.local is None:
+        recipient = to.local
+        if recipient is None or to.domain != self.domain:
             return False  # no federation: it is bounced
-        owner = to.bare.text
+        owner, stamp_head = self._stamps.get(recipient) or self._new_stamp(recipient)
         if has_id and origin is None and stamped_for(message, owner):
             return False  # archived when it was first routed
-        text = message.encoded().decode()
+        wire = message.wire
+        text = (wire if wire is not None else message.serialize().encode()).decode()
         # The two archives are apart in the key (account, id): one id serves both.
         archive_id = self.new_id()
+        queued = 0
         if origin is not None:
-            jid = origin.jid
-            if jid.local != to.local:
-                self.archive(origin.username, owner, to.resource, True, text, archive_id)
-            peer: tuple[str, str | None] | None = (jid.bare.text, jid.resource)
+            sender = origin.jid
+            peer, peer_resource = sender.bare.text, sender.resource
+            if sender.local != recipient and sender.local is not None:
+                queued = self.archive(sender.local, owner, to.resource, True, text, archive_id)
+        elif (found := _bare_and_resource(message.attrs.get("from", ""))) is not None:
+            peer, peer_resource = found
         else:
-            peer = _bare_and_resource(message.attrs.get("from", ""))
-        if peer is not None and self.archive(to.local, peer[0], peer[1], False, text, archive_id):
-            add_stanza_id(message, owner, visible_id(archive_id))
-        if origin is not None and len(self.writer) > MAX_QUEUED:
+            return False
+        if kept := self.archive(recipient, peer, peer_resource, False, text, archive_id):
+            queued = kept
+            stanza_id = visible_id(archive_id)
+            message.children.append(
+                Element("stanza-id", ns.STANZA_ID, {"by": owner, "id": stanza_id})
+            )
+            message.wire = (
+                None
+                if wire is None or not wire.endswith(MESSAGE_END)
+                else b"".join(
+                    (wire[:-MESSAGE_END_BYTES], stamp_head, stanza_id.encode(), STAMP_END)
+                )
+            )
+        if queued > MAX_QUEUED and origin is not None:
             self.writer.hold(origin)
         return False
+
+    def _new_stamp(self, username: str) -> tuple[str, bytes]:
+        """The bare JID of ``username``'s archive, and the start of the <stanza-id/> that
+        it stamps (kept for the next message, for as many users as ``MAX_STAMPS``)."""
+        owner = f"{username}@{self.domain}"
+        head = f'<stanza-id xmlns="{ns.STANZA_ID}" by="{escape_attr(owner)}" id="'.encode()
+        if len(self._stamps) >= MAX_STAMPS:
+            self._stamps.clear()
+        stamp = self._stamps[username] = owner, head
+        return stamp
 
     def archive(
         self,
@@ -329,18 +352,18 @@ class Archive:
         outgoing: bool,
         text: str,
         archive_id: int,
-    ) -> bool:
+    ) -> int:
         """Queue a message for ``username``'s archive if their preferences (or, when they
-        are not known here, the default) keep it; whether it was queued."""
+        are not known here, the default) keep it: how many messages are queued then, 0 if
+        this one was not."""
         prefs = self.prefs.get(username)
-        kept = listed(prefs or self.default, peer)
-        if kept is None:
-            kept = self.is_contact(username, peer)
-        if kept:
-            self.writer.add(
-                (username, archive_id, peer, resource, outgoing, text), prefs is not None
-            )
-        return kept
+        if not (prefs or self.default).keeps_everything:
+            kept = listed(prefs or self.default, peer)
+            if not (self.is_contact(username, peer) if kept is None else kept):
+                return 0
+        return self.writer.add(
+            (username, archive_id, peer, resource, outgoing, text), prefs is not None
+        )
 
     def is_contact(self, username: str, peer: str) -> bool:
         local, _, domain = peer.rpartition("@")

@@ -155,9 +155,11 @@ class ArchiveIds:
         self._last = 0
 
     def __call__(self) -> int:
-        candidate = time.time_ns() // 1000 << LOW_BITS | random.getrandbits(LOW_BITS)
-        self._last = max(candidate, self._last + 1)
-        return self._last
+        archive_id = time.time_ns() // 1000 << LOW_BITS | random.getrandbits(LOW_BITS)
+        if archive_id <= self._last:
+            archive_id = self._last + 1
+        self._last = archive_id
+        return archive_id
 
 
 # --- what is kept ---------------------------------------------------------------------------
@@ -234,6 +236,11 @@ class Prefs:
     default: str
     always: frozenset[str] = field(default_factory=frozenset)
     never: frozenset[str] = field(default_factory=frozenset)
+    keeps_everything: bool = field(init=False, repr=False, compare=False)
+    """Every message is archived, whoever the peer: looked at for each message routed."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keeps_everything", self.default == "always" and not self.never)
 
 
 class ArchiveRepository(Protocol):
