@@ -247,3 +247,20 @@ async def test_a_batch_keeps_every_field_as_given(network: Network) -> None:
         ("bob@localhost", None, True, stanza),
     ]
     assert page.items[1].archive_id == visible_id(archive_store.MAX_ID)
+
+
+async def test_a_batch_larger_than_a_statement_is_kept_whole(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a batch goes in statements of ``SQLITE_STATEMENT_ROWS``, one transaction:
+    every row is kept, in order, but those of an account that does not exist."""
+    monkeypatch.setattr(archive_store, "SQLITE_STATEMENT_ROWS", 2)
+    await network.add_users("alice")
+    repo = SqlArchiveRepository(network.db)
+    batch = [message(n) for n in range(1, 4)]
+    batch.insert(1, message(9, username="nobody"))
+    batch += [message(n) for n in range(4, 8)]
+
+    assert await repo.append(batch) == 7
+    page = await repo.query("alice", ArchiveQuery(max=50))
+    assert ids(page) == [f"id{n}" for n in range(1, 8)]
