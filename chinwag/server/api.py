@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chinwag.config import Settings
-from chinwag.server.dispatch import Dispatcher, IQHandler
+from chinwag.server.dispatch import Dispatch, Dispatcher, IQHandler
 from chinwag.server.hooks import Channel, Handler, Hooks
 from chinwag.server.rosters import RosterCache
 from chinwag.server.routing import Router
@@ -51,6 +51,9 @@ class ModuleHost:
     rosters: RosterCache
     hooks: Hooks
     dispatcher: Dispatcher
+    dispatch: Dispatch
+    """What dispatches a stanza as a client sent it: the dispatcher's, which a cluster
+    wraps so that a stream-managed sender waits for what went to another node."""
     router: Router
     sessions: SessionManager
     spawn: Callable[[Coroutine[Any, Any, None]], object]
@@ -210,7 +213,7 @@ class ModuleAPI:
         """Dispatch ``stanza`` again as ``origin`` sent it (None: the server): a
         ``route/before`` handler that took it to wait for storage sends it on so, and
         presence ``to`` None is the session's broadcast presence sent again."""
-        self._host.dispatcher.dispatch(stanza, to, origin)
+        self._host.dispatch(stanza, to, origin)
 
 
 def load_module(host: ModuleHost, name: str) -> ModuleAPI:

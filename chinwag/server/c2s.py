@@ -605,7 +605,13 @@ class C2SConnection:
         return events
 
     async def _continue_after(self, work: asyncio.Task[None], events: list[Event]) -> None:
-        await asyncio.wait([work])  # its failure is the server's to log, not this stream's
+        """The rest of what was read, once ``work`` is done, and any work held while it
+        ran (a stanza it dispatched that holds the stream in turn)."""
+        while True:
+            await asyncio.wait([work])  # its failure is the server's to log, not this stream's
+            if self._held is None:
+                break
+            work, self._held = self._held, None
         if not self.closed:
             self._defer([])
             self._handle(events)

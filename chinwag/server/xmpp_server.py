@@ -151,6 +151,7 @@ class XMPPServer:
             rosters=self.rosters,
             hooks=self.hooks,
             dispatcher=self.dispatcher,
+            dispatch=self.dispatch,
             router=self.router,
             sessions=self.sessions,
             spawn=self.spawn,

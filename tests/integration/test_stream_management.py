@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from chinwag.server import c2s
+from chinwag.server.dispatch import Routed
+from chinwag.server.hooks import ROUTE_BEFORE
 from chinwag.server.session import Session, SessionState
+from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StreamCondition, StreamError
 from chinwag.xmpp.jid import JID
 
@@ -498,6 +501,49 @@ async def test_the_answer_to_a_request_waits_for_the_next_write_to_ride_in(
     assert (await raw.next(q("iq"))).get("id") == "p1"
     for _request in range(2):  # each its own answer, counting the presence, not the ping
         assert (await raw.next(f"{{{NS_SM}}}a")).get("h") == "1"
+    await raw.stream.close()
+
+
+async def test_what_a_held_stanza_s_dispatch_holds_in_turn_is_waited_for_too(
+    start_server: StartServer,
+) -> None:
+    """A module that holds a stanza and dispatches it later (a block list being read)
+    may have the stream held again by that dispatch (in a cluster, a stanza for another
+    node waits for its XADD): the <r/> the client sent after it is answered only once
+    that is done too, so that the <a/> never counts a stanza not yet handed on."""
+    server = await start_server(**PLAINTEXT)
+    assert server.app is not None
+    api = server.app.xmpp.modules["message"]
+    handed_on = asyncio.Event()
+    taken: list[Element] = []
+
+    def hold_twice(routed: Routed) -> bool:
+        stanza, origin = routed.stanza, routed.origin
+        text = stanza.find("body")
+        if origin is None or text is None or text.text != "held":
+            return False
+        if any(stanza is held for held in taken):
+            origin.connection.hold(handed_on.wait())
+            return False
+        taken.append(stanza)
+        origin.connection.hold(dispatch_again(routed))
+        return True
+
+    async def dispatch_again(routed: Routed) -> None:
+        await asyncio.sleep(0)
+        api.dispatch(routed.stanza, routed.to, routed.origin)
+
+    api.hook(ROUTE_BEFORE, hold_twice, 200)
+    raw, _ = await raw_managed(server)
+    await raw.until(q("presence"))
+    await raw.send(
+        "<message to='alice@localhost/phone' type='chat'><body>held</body></message>"
+        f"<r xmlns='{NS_SM}'/>"
+    )
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(raw.until(f"{{{NS_SM}}}a"), 0.5)
+    handed_on.set()
+    assert (await raw.until(f"{{{NS_SM}}}a")).get("h") == "2"  # the presence and the message
     await raw.stream.close()
 
 

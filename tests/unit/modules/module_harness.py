@@ -132,6 +132,7 @@ class Harness:
             rosters=rosters,
             hooks=self.hooks,
             dispatcher=self.dispatcher,
+            dispatch=self.dispatcher.dispatch,
             router=router,
             sessions=self.sessions,
             spawn=self.spawn,

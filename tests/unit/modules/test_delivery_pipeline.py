@@ -3,13 +3,17 @@ delivery to a session, on falling to offline storage and on a bounce."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from module_harness import Harness, MakeHarness
 
+from chinwag.server.api import ModuleAPI
 from chinwag.server.dispatch import Routed
 from chinwag.server.hooks import DELIVER_BOUNCED, DELIVER_OFFLINE, DELIVER_SESSION, ROUTE_BEFORE
 from chinwag.server.session import Session
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaError
+from chinwag.xmpp.jid import JID
 
 
 def chat(to: str, body: str = "hi") -> str:
@@ -88,3 +92,24 @@ async def test_a_bounce_is_announced_and_answered(harness: MakeHarness) -> None:
     assert error.condition.value == "remote-server-not-found"
     [answer] = host.received(alice)
     assert 'type="error"' in answer and "remote-server-not-found" in answer
+
+
+async def test_a_module_dispatches_again_through_the_server_s_dispatch(
+    harness: MakeHarness,
+) -> None:
+    """What a module dispatches again (a stanza it held) goes through the server's own
+    dispatch, which a cluster node wraps to hold a stream-managed sender until a stanza
+    for another node is written there, not around it to the dispatcher."""
+    host = await contacts(harness)
+    seen: list[tuple[Element, JID | None, Session | None]] = []
+
+    def dispatch(stanza: Element, to: JID | None, origin: Session | None) -> None:
+        seen.append((stanza, to, origin))
+
+    wrapped = replace(host.host, dispatch=dispatch)
+    api = ModuleAPI(wrapped, "message")
+    stanza = Element("message", attrs={"to": "bob@localhost"})
+
+    api.dispatch(stanza, None, None)
+
+    assert seen == [(stanza, None, None)]
