@@ -22,12 +22,14 @@ the first server starts and after the last one stops, and warns when it drifted.
 then); ``--sm both`` runs each scenario without it and with it in turn, each on a fresh
 server, reports both (a server's column with stream management is named
 ``<server>+sm``) and prints what it changed; with ``--repeat``, also the change of each
-pair of runs (with it against the run without it just before) and their median.
+pair of runs (with it against the run without it of the same repetition) and their
+median. Every other repetition runs the two in the reverse order (without, with, with,
+without, ...): a machine that slows down during a run then weighs on each side in turn.
 
 ``--archive`` has chinwag archive every message (XEP-0313, ``[archive] enabled``; off
 otherwise, as the other servers are configured); ``--archive both`` runs each scenario
-on chinwag without and with it in turn, interleaved, reports both (``chinwag+archive``)
-and prints what it changed.
+on chinwag without and with it in turn, interleaved as ``--sm both``, reports both
+(``chinwag+archive``) and prints what it changed.
 
 ``--cluster`` runs msg-sat (or ``--scenarios``) on chinwag as one node, as two nodes
 whose every message crosses between them (``chinwag-cluster``), with ``serve --workers
@@ -274,10 +276,9 @@ def run_server(
         log.print(f"{name}: provisioned in {time.monotonic() - began:.1f} s")
         for scenario in scenarios:
             runs: list[list[Result]] = [[] for _ in reports]
-            for _ in range(repeat):
-                for report, report_runs in zip(reports, runs, strict=True):
-                    variant = replace(params, sm=report.sm, archive=report.archive)
-                    report_runs.append(run_one(server, scenario, variant, log))
+            for index in turns(len(reports), repeat):
+                variant = replace(params, sm=reports[index].sm, archive=reports[index].archive)
+                runs[index].append(run_one(server, scenario, variant, log))
             for report, report_runs in zip(reports, runs, strict=True):
                 report.results[scenario] = combined(report_runs)
                 report.runs[scenario] = report_runs
@@ -298,6 +299,18 @@ def run_server(
             report.version = version
             report.warnings.extend(warnings)
     return reports
+
+
+def turns(variants: int, repeat: int) -> list[int]:
+    """The order in which a scenario's variants run, by index: each repetition runs every
+    variant once, every other repetition in reverse order, so that a machine that slows
+    down over minutes does not always weigh on the same variant of a pair."""
+    forwards = list(range(variants))
+    return [
+        index
+        for repetition in range(repeat)
+        for index in (forwards if repetition % 2 == 0 else forwards[::-1])
+    ]
 
 
 def run_one(server: BenchServer, scenario: str, params: Params, log: Console) -> Result:

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from bench.loadgen import HIGHER, LOWER, Result
-from bench.run import SM_MODES, MachineSpeed, ServerReport, parse_args, print_report
+from bench.run import SM_MODES, MachineSpeed, ServerReport, parse_args, print_report, turns
 
 
 def report(sm: bool, delivered: float, per_session: float) -> ServerReport:
@@ -82,3 +82,20 @@ def test_single_runs_print_no_pairs() -> None:
     managed.runs = {"msg-sat": [managed.results["msg-sat"]]}
 
     assert "pair by pair" not in printed([plain, managed])
+
+
+@pytest.mark.parametrize(
+    ("variants", "repeat", "order"),
+    [
+        (2, 1, [0, 1]),
+        (2, 4, [0, 1, 1, 0, 0, 1, 1, 0]),
+        (1, 3, [0, 0, 0]),
+        (3, 2, [0, 1, 2, 2, 1, 0]),
+    ],
+)
+def test_every_other_repetition_runs_the_variants_in_reverse(
+    variants: int, repeat: int, order: list[int]
+) -> None:
+    """Without, with, with, without: a machine that slows down over a run's minutes
+    weighs on each side of the pairs in turn, not always on the one run second."""
+    assert turns(variants, repeat) == order
