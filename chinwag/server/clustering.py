@@ -8,7 +8,10 @@ session gone meanwhile is routed again (another resource, offline storage, a bou
 a dead node's sessions are announced (``session/gone``: the presence module sends
 their contacts unavailable presence) and what waited in its inbox is routed again; a
 session bound again on another node ends with ``<conflict/>``; and a node that lost
-its lease ends its streams, so that their clients connect again, and joins again.
+its lease ends its streams, so that their clients connect again, and joins again. A
+resumable session is left to the cluster then, as after the node's death: its copy in
+Redis, not what this node held, is the session, which the cleanup of the node's remains
+parks for its client to resume on any node (or routes once its window closes).
 
 It is also the session manager's ``Resumer`` and each resumable session's ``Mirror``:
 what such a session is sent goes to Redis (``chinwag.cluster.resumption``) before its
@@ -88,6 +91,9 @@ class ClusterMember:
         self._handled_kept: dict[str, int] = {}
         """Per resumable session: the count of its client's stanzas handled, as last
         written to Redis."""
+        self._lease_lost = False
+        """While the sessions of a node that lost its lease end: their copies in Redis
+        are left to the cleanup."""
 
     async def start(
         self,
@@ -165,13 +171,18 @@ class ClusterMember:
         assert sm is not None and sm.id is not None
         self.node.resumption.restart(sm.id)
 
-    def ended(self, session: Session, reroute: Callable[[], None]) -> None:
+    def ended(
+        self, session: Session, held: list[Sent], reroute: Callable[[list[Sent]], None]
+    ) -> None:
         sm = session.stream_management
         assert sm is not None and sm.id is not None
         sm_id = sm.id
         sm.mirror = None
         self._handled_kept.pop(sm_id, None)
-        self._after(reroute, lambda: self.node.resumption.forget(sm_id))
+        if self._lease_lost:
+            reroute(_unwritten(held, sm.unrecorded))
+            return
+        self._after(lambda: reroute(held), lambda: self.node.resumption.forget(sm_id))
 
     def released(
         self, session: Session, first: int, unacked: list[Sent], waited: list[Sent]
@@ -227,7 +238,8 @@ class ClusterMember:
 
     def parked(self, sm: StreamManagement, stanza: Element, since: float) -> None:
         assert sm.id is not None
-        self.node.resumption.append(sm.id, item(None, since, stanza.encoded()))
+        sm.unrecorded += 1
+        self.node.resumption.append(sm.id, item(None, since, stanza.encoded()), sm.recorded)
 
     def acknowledged(self, sm: StreamManagement, count: int) -> None:
         assert sm.id is not None
@@ -400,8 +412,18 @@ class ClusterMember:
         rejoining = StreamError(
             StreamCondition.RESET, "the server lost its place in the cluster: connect again"
         )
-        for session in list(sessions):
-            manager.end(session, rejoining, reason=EndReason.LEASE_LOST)
+        self._lease_lost = True
+        try:
+            for session in list(sessions):
+                manager.end(session, rejoining, reason=EndReason.LEASE_LOST)
+        finally:
+            self._lease_lost = False
+
+
+def _unwritten(held: list[Sent], unrecorded: int) -> list[Sent]:
+    """Of what a resumable session held (oldest first), what its copy in Redis lacks: the
+    ``unrecorded`` last, whose writes had not come back (they are written in order)."""
+    return held[max(0, len(held) - unrecorded) :] if unrecorded else []
 
 
 async def _landing(landed: asyncio.Future[None]) -> None:

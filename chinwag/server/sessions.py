@@ -162,9 +162,12 @@ class Resumer(Protocol):
         acknowledged: what was kept of it is replaced by that."""
         ...
 
-    def ended(self, session: Session, reroute: Callable[[], None]) -> None:
-        """The resumable ``session`` ended: run ``reroute`` (what its client had not
-        acknowledged is routed again) and forget it once what that started is done."""
+    def ended(
+        self, session: Session, held: list[Sent], reroute: Callable[[list[Sent]], None]
+    ) -> None:
+        """The resumable ``session`` ended holding ``held`` (what its client had not
+        acknowledged, then what waited for it, in order): route it again with ``reroute``
+        and forget the session once what that started is done."""
         ...
 
     def released(
@@ -403,18 +406,19 @@ class SessionManager:
         self._rosters.release(session.username)
         failed = self._failed
 
-        def reroute() -> None:
-            for stanza, since in [*unacked, *waited]:
+        def reroute(stanzas: list[Sent]) -> None:
+            for stanza, since in stanzas:
                 if failed.handlers and failed.vetoes(session, stanza):
                     continue  # a module has it: a copy dropped, a message delivered elsewhere
                 to = stanza.attrs.get("to")
                 if to is not None:
                     self._reroute(late(stanza, since, self._domain), JID.parse(to))
 
+        held = [*unacked, *waited]
         if mirrored and self._resumer is not None:
-            self._resumer.ended(session, reroute)
+            self._resumer.ended(session, held, reroute)
         else:
-            reroute()
+            reroute(held)
 
     # --- stream management (XEP-0198) ----------------------------------------------------
 

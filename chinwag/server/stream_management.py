@@ -48,7 +48,7 @@ class Mirror(Protocol):
 
     def parked(self, sm: StreamManagement, stanza: Element, since: float) -> None:
         """``stanza``, routed at ``since``, waits for the detached session (it has no
-        number yet)."""
+        number yet); it counts in ``sm.unrecorded`` until written."""
         ...
 
     def acknowledged(self, sm: StreamManagement, count: int) -> None:
@@ -109,8 +109,9 @@ class StreamManagement:
         self.mirror: Mirror | None = None
         """In a cluster, for a resumable session: where a copy of ``unacked`` is kept."""
         self.unrecorded = 0
-        """Stanzas queued for the client that ``mirror`` has not written yet: the
-        connection writes nothing until it has (``held_flush``)."""
+        """Stanzas queued for the client, or kept for it while it is away, that ``mirror``
+        has not written yet (the last ones: they are written in order). The connection
+        writes nothing until it has (``held_flush``)."""
         self.held_flush: Callable[[], None] | None = None
         """The connection's flush, held back while ``unrecorded``."""
 
@@ -158,7 +159,8 @@ class StreamManagement:
         return True
 
     def recorded(self) -> None:
-        """``mirror`` has written a stanza queued: once all are, the connection may write."""
+        """``mirror`` has written a stanza queued or kept: once all are, the connection may
+        write."""
         self.unrecorded -= 1
         if self.unrecorded:
             return

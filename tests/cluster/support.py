@@ -121,13 +121,16 @@ class Host:
 
 
 class FreezableProxy:
-    """A TCP proxy to Redis that can stop passing bytes, as a network partition would."""
+    """A TCP proxy to Redis that can stop passing bytes, as a network partition would, or
+    cut every connection and refuse new ones, as a partition that resets them would."""
 
     def __init__(self) -> None:
         self._flowing = asyncio.Event()
         self._flowing.set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._cut = False
         self.port = 0
 
     async def start(self) -> str:
@@ -142,8 +145,24 @@ class FreezableProxy:
         """Pass bytes again, what waited first."""
         self._flowing.set()
 
+    def cut(self) -> None:
+        """Drop every connection, and what is in flight on it, until ``restore``."""
+        self._cut = True
+        for task in list(self._tasks):
+            task.cancel()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    def restore(self) -> None:
+        self._cut = False
+
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._cut:
+            writer.transport.abort()
+            return
         upstream_reader, upstream_writer = await asyncio.open_connection(REDIS_HOST, REDIS_PORT)
+        self._writers.update((writer, upstream_writer))
         for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
             task = asyncio.get_running_loop().create_task(self._pump(source, sink))
             self._tasks.add(task)

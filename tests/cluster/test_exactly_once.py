@@ -30,7 +30,7 @@ from .nodes import (
     clients,
     unique,
 )
-from .support import eventually
+from .support import FreezableProxy, eventually
 from .test_node_death import assert_no_record_names
 from .test_node_state import contact
 
@@ -55,9 +55,7 @@ async def test_an_inbox_entry_is_acknowledged_only_after_its_offline_commit(
     killed before the commit, ``a`` routes it again and the message is stored once."""
     a = processes.nodes["a"]
     b = await asyncio.to_thread(processes.start, "commit-b")
-    user = unique()
-    alice, bob = user("alice"), user("bob")
-    await processes.prepare([alice, bob], [(alice, bob)])
+    alice, bob = await two_contacts(processes)
     inbox = f"{processes.prefix}inbox:{b.name}"
     stanza = (
         f"<message from='{bob}@{DOMAIN}/x' to='{alice}@{DOMAIN}/gone' type='chat' id='m1'>"
@@ -123,14 +121,62 @@ def counted(*clients: Client) -> Counter[str]:
     return Counter(body for client in clients for body in client.bodies())
 
 
+async def two_contacts(processes: NodeProcesses) -> tuple[str, str]:
+    """Two new users, alice and bob, contacts of each other."""
+    user = unique()
+    alice, bob = user("alice"), user("bob")
+    await processes.prepare([alice, bob], [(alice, bob)])
+    return alice, bob
+
+
+async def away_while_messages_wait(
+    processes: NodeProcesses, sender: Client, phone: Client, waiting: range
+) -> None:
+    """Messages 1 to 20 reach ``phone``, which then drops its connection without closing
+    its stream, so that its session waits on its node for it to resume; then those of
+    ``waiting`` are sent, and wait there with it."""
+    send_numbered(sender, phone.jid, range(1, 21))
+    await eventually(lambda: len(phone.bodies()) == 20)
+    phone.xmpp.abort()
+    await eventually(phone.disconnected.is_set)
+    send_numbered(sender, phone.jid, waiting)
+    await processes.settle()
+
+
+async def lose_lease(processes: NodeProcesses, node: Node) -> None:
+    """``node``'s lease goes, as if it had expired unseen by the node, which ends its
+    streams and joins again."""
+    joined = node.output.count("joined again")
+    redis = connect(processes.redis_url)
+    try:
+        await redis.delete(f"{processes.prefix}lease:{node.name}")
+    finally:
+        await redis.aclose()
+    await eventually(lambda: node.output.count("joined again") == joined + 1, 30)
+
+
+async def window_closed(processes: NodeProcesses, sm_id: str) -> None:
+    """Wait for the resumption window of session ``sm_id`` to close, and for the sweep
+    that routes what the session left; then Redis keeps nothing of it."""
+    redis = connect(processes.redis_url)
+    kept = f"{processes.prefix}resumable:{sm_id}"
+    try:
+        await asyncio.sleep(RESUME_SECONDS)
+        for _ in range(200):
+            if not await redis.exists(kept):
+                break
+            await asyncio.sleep(0.1)
+        assert not await redis.exists(kept, f"{processes.prefix}unacked:{sm_id}")
+    finally:
+        await redis.aclose()
+
+
 async def test_a_session_is_resumed_on_another_node_after_its_node_is_killed(
     processes: NodeProcesses,
 ) -> None:
     a = processes.nodes["a"]
     victim = await asyncio.to_thread(processes.start, "killed-r")
-    user = unique()
-    alice, bob = user("alice"), user("bob")
-    await processes.prepare([alice, bob], [(alice, bob)])
+    alice, bob = await two_contacts(processes)
     async with clients() as opened:
         phone = await managed(opened, victim, alice, "phone")
         sender = await opened.connect(a, bob, "desk")
@@ -152,19 +198,12 @@ async def test_a_session_is_handed_over_by_a_live_node_to_the_node_it_resumes_on
 ) -> None:
     a = processes.nodes["a"]
     other = await asyncio.to_thread(processes.start, "hands-over")
-    user = unique()
-    alice, bob = user("alice"), user("bob")
-    await processes.prepare([alice, bob], [(alice, bob)])
+    alice, bob = await two_contacts(processes)
     try:
         async with clients() as opened:
             phone = await managed(opened, other, alice, "phone")
             sender = await opened.connect(a, bob, "desk")
-            send_numbered(sender, phone.jid, range(1, 21))
-            await eventually(lambda: len(phone.bodies()) == 20)
-            phone.xmpp.abort()  # no closing tag: the session waits on its node
-            await eventually(phone.disconnected.is_set)
-            send_numbered(sender, phone.jid, range(21, 41))  # they wait there
-            await processes.settle()
+            await away_while_messages_wait(processes, sender, phone, range(21, 41))
             await resume(phone, a)
             await eventually(lambda: len(phone.bodies()) >= 40, timeout=30)
             await processes.settle()
@@ -181,37 +220,31 @@ async def test_a_session_is_handed_over_by_a_live_node_to_the_node_it_resumes_on
         other.stop()
 
 
-async def test_what_a_dead_nodes_session_left_goes_offline_once_when_its_window_closes(
-    processes: NodeProcesses,
+@pytest.mark.parametrize("goes", ["killed", "loses its lease"])
+async def test_what_a_session_left_goes_offline_once_when_its_window_closes(
+    processes: NodeProcesses, goes: str
 ) -> None:
+    """The node of a session waiting for its client dies, or loses its lease (then the
+    session is left to the cluster as after its death, not ended on the node too); the
+    client never comes back: once the window closes, what waited for the session goes to
+    offline storage once, neither lost nor stored twice."""
     a = processes.nodes["a"]
-    victim = await asyncio.to_thread(processes.start, "killed-w")
-    user = unique()
-    alice, bob = user("alice"), user("bob")
-    await processes.prepare([alice, bob], [(alice, bob)])
+    node = await asyncio.to_thread(processes.start, f"gone-w-{goes.split()[0]}")
+    alice, bob = await two_contacts(processes)
     async with clients() as opened:
-        phone = await managed(opened, victim, alice, "phone")
+        phone = await managed(opened, node, alice, "phone")
         sm_id = phone.xmpp.plugin["xep_0198"].sm_id
         sender = await opened.connect(a, bob, "desk")
-        send_numbered(sender, phone.jid, range(1, 21))
-        await eventually(lambda: len(phone.bodies()) == 20)
-        phone.xmpp.abort()  # the session waits on its node for the client to resume
-        await eventually(phone.disconnected.is_set)
-        send_numbered(sender, phone.jid, range(21, 26))  # they wait there with it
-        await processes.settle()
-        victim.kill()
-        send_numbered(sender, phone.jid, range(26, 31))  # while it is dead
-        redis = connect(processes.redis_url)
-        kept = f"{processes.prefix}resumable:{sm_id}"
+        await away_while_messages_wait(processes, sender, phone, range(21, 26))
         try:
-            await asyncio.sleep(RESUME_SECONDS)
-            for _ in range(200):  # the window, then a sweep
-                if not await redis.exists(kept):
-                    break
-                await asyncio.sleep(0.1)
-            assert not await redis.exists(kept, f"{processes.prefix}unacked:{sm_id}")
+            if goes == "killed":
+                node.kill()
+            else:
+                await lose_lease(processes, node)
+            send_numbered(sender, phone.jid, range(26, 31))  # after it went
+            await window_closed(processes, sm_id)
         finally:
-            await redis.aclose()
+            node.stop()
         later = await opened.connect(a, alice, "later")
         later.xmpp.send_presence()
         await eventually(lambda: set(later.bodies()) >= {str(n) for n in range(21, 31)}, 20)
@@ -229,9 +262,7 @@ async def test_a_session_still_open_on_a_live_node_is_resumed_on_another(
     load balancer): the node closes it with <conflict/> and hands the session over."""
     a = processes.nodes["a"]
     other = await asyncio.to_thread(processes.start, "still-open")
-    user = unique()
-    alice, bob = user("alice"), user("bob")
-    await processes.prepare([alice, bob], [(alice, bob)])
+    alice, bob = await two_contacts(processes)
     try:
         async with clients() as opened:
             old = await managed(opened, other, alice, "phone")
@@ -297,3 +328,73 @@ async def test_directed_presence_travels_with_a_session_handed_over(
             assert kinds.count("unavailable") == 1, kinds
     finally:
         other.stop()
+
+
+async def test_a_session_is_resumed_after_its_node_lost_its_lease(
+    processes: NodeProcesses,
+) -> None:
+    """A node that lost its lease ends its streams and joins again; a resumable session
+    is left to the cluster as after the node's death, not ended there too: its client
+    resumes it on another node with nothing lost, and no copy of what waited for it
+    goes to offline storage besides."""
+    a = processes.nodes["a"]
+    other = await asyncio.to_thread(processes.start, "lost-lease")
+    alice, bob = await two_contacts(processes)
+    try:
+        async with clients() as opened:
+            phone = await managed(opened, other, alice, "phone")
+            sender = await opened.connect(a, bob, "desk")
+            await away_while_messages_wait(processes, sender, phone, range(21, 31))
+            await lose_lease(processes, other)
+            send_numbered(sender, phone.jid, range(31, 41))
+            await resume(phone, a)
+            everything = {str(n) for n in range(1, 41)}
+            await eventually(lambda: set(phone.bodies()) >= everything, timeout=30)
+            later = await opened.connect(a, alice, "later")
+            later.xmpp.send_presence()
+            await processes.settle()
+            await asyncio.sleep(1.0)  # long enough for offline messages to arrive
+            assert counted(phone) == Counter(everything)
+            assert later.bodies() == []
+    finally:
+        other.stop()
+
+
+async def test_what_a_node_cut_off_from_redis_held_for_a_resumable_session_is_not_lost(
+    processes: NodeProcesses,
+) -> None:
+    """Redis out of reach: what a node routes to a resumable session of its own cannot be
+    copied to Redis, so its client gets none of it. When the node loses its lease, that is
+    routed again on the node (to offline storage here), the session left to the cluster:
+    every message reaches the account once, by resumption or from offline storage."""
+    a = processes.nodes["a"]
+    proxy = FreezableProxy()
+    processes.options["cluster"] = {"redis_url": await proxy.start()}
+    try:
+        other = await asyncio.to_thread(processes.start, "lost-lease-c")
+    finally:
+        del processes.options["cluster"]
+    alice, bob = await two_contacts(processes)
+    try:
+        async with clients() as opened:
+            phone = await managed(opened, other, alice, "phone")
+            sender = await opened.connect(other, bob, "desk")
+            send_numbered(sender, phone.jid, range(1, 11))
+            await eventually(lambda: len(phone.bodies()) == 10)
+            joined = other.output.count("joined again")
+            proxy.cut()
+            send_numbered(sender, phone.jid, range(11, 21))  # routed on the node, held there
+            await eventually(phone.disconnected.is_set, 30)  # its lease lost
+            assert len(phone.bodies()) == 10
+            proxy.restore()
+            await eventually(lambda: other.output.count("joined again") == joined + 1, 30)
+            await resume(phone, a)
+            later = await opened.connect(a, alice, "later")
+            later.xmpp.send_presence()
+            everything = {str(n) for n in range(1, 21)}
+            await eventually(lambda: set(counted(phone, later)) >= everything, 20)
+            await processes.settle()
+            assert counted(phone, later) == Counter(everything)
+    finally:
+        other.stop()
+        await proxy.close()
