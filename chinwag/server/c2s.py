@@ -25,8 +25,9 @@ dispatched. A transport that drops without a closing stream (or
 a stream closed for <connection-timeout/>) leaves its session to the session manager
 to keep for resumption; a stream that ends otherwise ends its session. In a cluster, a
 resumable session's output waits to be written until the node has copied it to Redis
-(``StreamManagement.unrecorded``), and a resumption this node cannot answer from its
-own sessions is asked of the cluster (``SessionManager.take_over``).
+(``StreamManagement.unrecorded``); a stream that ends meanwhile writes its end without
+what is not copied yet, which the session keeps. A resumption this node cannot answer
+from its own sessions is asked of the cluster (``SessionManager.take_over``).
 """
 
 from __future__ import annotations
@@ -460,8 +461,10 @@ class C2SConnection:
         sm = session.stream_management if session is not None else None
         if sm is not None:
             if sm.unrecorded:  # a cluster keeps a copy in Redis before the client gets it
-                sm.held_flush = self._flush_soon
-                return
+                if self.stream.state is not State.CLOSED:
+                    sm.held_flush = self._flush_soon
+                    return
+                self._drop_unrecorded(sm)  # the stream's last words go out without it
             if sm.written() and self.stream.state is not State.CLOSED:
                 self._pending.append(REQUEST)
         waiting = self.transport.writelines(self._pending)
@@ -474,6 +477,12 @@ class C2SConnection:
             self.close_stream(
                 StreamError(StreamCondition.POLICY_VIOLATION, "the client is not reading")
             )
+
+    def _drop_unrecorded(self, sm: StreamManagement) -> None:
+        """Take out of what is pending the stanzas whose copies Redis does not hold yet:
+        the session keeps them, to be sent again on resumption or routed again."""
+        unrecorded = {id(data) for data in sm.unacked[-sm.unrecorded :]}
+        self._pending = [data for data in self._pending if id(data) not in unrecorded]
 
     def answer_held(self) -> None:
         """Write the answers held for the client's requests, if no write has carried them."""
