@@ -86,6 +86,9 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._leave_seconds = handoff_seconds + 4 * lease_seconds
         self.running = False
+        self.redis_run_id: str | None = None
+        """The run id of the Redis server the node joined (``INFO server``): another one
+        later means Redis restarted, and what it held is gone."""
 
     @classmethod
     def from_settings(cls, settings: ClusterSettings, host: ClusterHost) -> ClusterNode:
@@ -104,6 +107,7 @@ class ClusterNode:
         an earlier process of this name, open the inbox, mirror the registry, then keep
         all of that going in the background."""
         await scripts.load_all(self.redis)
+        self.redis_run_id = (await self.redis.info("server")).get("run_id")
         await self.lease.acquire()
         try:
             await self.cleaner.clean_own_remains()

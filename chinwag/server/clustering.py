@@ -11,7 +11,8 @@ session bound again on another node ends with ``<conflict/>``; and a node that l
 its lease ends its streams, so that their clients connect again, and joins again. A
 resumable session is left to the cluster then, as after the node's death: its copy in
 Redis, not what this node held, is the session, which the cleanup of the node's remains
-parks for its client to resume on any node (or routes once its window closes).
+parks for its client to resume on any node (or routes once its window closes). What
+the copy lacks is routed again here, and the rest too if Redis restarted meanwhile.
 
 It is also the session manager's ``Resumer`` and each resumable session's ``Mirror``:
 what such a session is sent goes to Redis (``chinwag.cluster.resumption``) before its
@@ -94,6 +95,10 @@ class ClusterMember:
         self._lease_lost = False
         """While the sessions of a node that lost its lease end: their copies in Redis
         are left to the cleanup."""
+        self._left: list[tuple[list[Sent], Callable[[list[Sent]], None]]] = []
+        """What the resumable sessions left to the cleanup held that their copies hold
+        too, with what routes it again: routed again if Redis has restarted meanwhile
+        (the copies went with it)."""
 
     async def start(
         self,
@@ -180,7 +185,9 @@ class ClusterMember:
         sm.mirror = None
         self._handled_kept.pop(sm_id, None)
         if self._lease_lost:
-            reroute(_unwritten(held, sm.unrecorded))
+            copied = len(held) - min(sm.unrecorded, len(held))
+            reroute(held[copied:])  # the writes that had not come back: the copy lacks them
+            self._left.append((held[:copied], reroute))
             return
         self._after(lambda: reroute(held), lambda: self.node.resumption.forget(sm_id))
 
@@ -403,7 +410,23 @@ class ClusterMember:
                 self.rejoins += 1
                 log.info("cluster: node %s joined again", self.settings.node)
                 self._announce_gone()
+                self._route_left(restarted=self.node.redis_run_id != lost.redis_run_id)
                 return
+
+    def _route_left(self, *, restarted: bool) -> None:
+        """Once joined again: if Redis restarted, the copies of the sessions left to the
+        cleanup went with it, so what they held is routed again here."""
+        left, self._left = self._left, []
+        if not (restarted and left):
+            return
+        log.warning(
+            "cluster: Redis restarted while node %s was out: %d resumable sessions could "
+            "not be kept, what they held is routed again",
+            self.settings.node,
+            len(left),
+        )
+        for held, reroute in left:
+            reroute(held)
 
     def _end_sessions(self, sessions: Sequence[Session]) -> None:
         manager = self._sessions
@@ -418,12 +441,6 @@ class ClusterMember:
                 manager.end(session, rejoining, reason=EndReason.LEASE_LOST)
         finally:
             self._lease_lost = False
-
-
-def _unwritten(held: list[Sent], unrecorded: int) -> list[Sent]:
-    """Of what a resumable session held (oldest first), what its copy in Redis lacks: the
-    ``unrecorded`` last, whose writes had not come back (they are written in order)."""
-    return held[max(0, len(held) - unrecorded) :] if unrecorded else []
 
 
 async def _landing(landed: asyncio.Future[None]) -> None:

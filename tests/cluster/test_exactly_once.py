@@ -10,14 +10,20 @@ Node ``a`` lives through the module; each test starts the nodes it kills or stop
 from __future__ import annotations
 
 import asyncio
+import shutil
+import socket
+import subprocess
+import time
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from chinwag.cluster.connection import connect
 from chinwag.store.contacts import RosterChange
-from tests.integration.support import make_client, watch
+from tests.integration.support import free_port, make_client, watch
 
 from .nodes import (
     DOMAIN,
@@ -330,15 +336,16 @@ async def test_directed_presence_travels_with_a_session_handed_over(
         other.stop()
 
 
+@pytest.mark.parametrize("on", ["another node", "the same node"])
 async def test_a_session_is_resumed_after_its_node_lost_its_lease(
-    processes: NodeProcesses,
+    processes: NodeProcesses, on: str
 ) -> None:
     """A node that lost its lease ends its streams and joins again; a resumable session
     is left to the cluster as after the node's death, not ended there too: its client
-    resumes it on another node with nothing lost, and no copy of what waited for it
-    goes to offline storage besides."""
+    resumes it on another node, or on that one once it has joined again, with nothing
+    lost, and no copy of what waited for it goes to offline storage besides."""
     a = processes.nodes["a"]
-    other = await asyncio.to_thread(processes.start, "lost-lease")
+    other = await asyncio.to_thread(processes.start, f"lost-lease-{on.split()[1]}")
     alice, bob = await two_contacts(processes)
     try:
         async with clients() as opened:
@@ -346,8 +353,9 @@ async def test_a_session_is_resumed_after_its_node_lost_its_lease(
             sender = await opened.connect(a, bob, "desk")
             await away_while_messages_wait(processes, sender, phone, range(21, 31))
             await lose_lease(processes, other)
-            send_numbered(sender, phone.jid, range(31, 41))
-            await resume(phone, a)
+            send_numbered(sender, phone.jid, range(31, 41))  # stored for it meanwhile
+            await processes.settle()
+            await resume(phone, a if on == "another node" else other)
             everything = {str(n) for n in range(1, 41)}
             await eventually(lambda: set(phone.bodies()) >= everything, timeout=30)
             later = await opened.connect(a, alice, "later")
@@ -398,3 +406,78 @@ async def test_what_a_node_cut_off_from_redis_held_for_a_resumable_session_is_no
     finally:
         other.stop()
         await proxy.close()
+
+
+class PrivateRedis:
+    """A Redis server of the test's own on a free loopback port, keeping nothing on disk,
+    that can be restarted: the new process has another run id and is empty."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://{HOST}:{self.port}/0"
+        self._directory = directory
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it, and wait until it accepts connections."""
+        options = ("--save", "", "--appendonly", "no", "--dir", str(self._directory))
+        command = ["redis-server", "--bind", HOST, "--port", str(self.port), *options]
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection((HOST, self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(10)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
+
+
+async def test_what_a_resumable_session_held_is_routed_again_when_redis_restarted(
+    processes: NodeProcesses, private_redis: PrivateRedis
+) -> None:
+    """Redis restarts, empty, and the node loses its lease: the copies of its resumable
+    sessions went with Redis, so once the node has joined again it routes what they held
+    itself (to offline storage here) rather than leave it to a cleanup with nothing to
+    clean up."""
+    processes.options["cluster"] = {"redis_url": private_redis.url}
+    try:
+        node = await asyncio.to_thread(processes.start, "own-redis")
+    finally:
+        del processes.options["cluster"]
+    alice, bob = await two_contacts(processes)
+    try:
+        async with clients() as opened:
+            phone = await managed(opened, node, alice, "phone")
+            sender = await opened.connect(node, bob, "desk")
+            await away_while_messages_wait(processes, sender, phone, range(21, 31))
+            joined = node.output.count("joined again")
+            private_redis.stop()
+            private_redis.start()
+            await eventually(lambda: node.output.count("joined again") == joined + 1, 30)
+            later = await opened.connect(node, alice, "later")
+            later.xmpp.send_presence()
+            await eventually(lambda: set(later.bodies()) >= {str(n) for n in range(21, 31)}, 20)
+            await processes.settle()
+    finally:
+        node.stop()
+    assert max(counted(later).values()) == 1, counted(later)
+    assert counted(phone, later).keys() == {str(n) for n in range(1, 31)}
