@@ -125,6 +125,13 @@ class ClusterMember:
     async def stop(self) -> None:
         """Leave the cluster (the server has ended its sessions)."""
         self._stopping = True
+        if self._left:  # stopping before it could join again: Redis may still keep them
+            log.warning(
+                "cluster: node %s stops before joining again: %d resumable sessions are "
+                "left to Redis as they were, lost if it restarted meanwhile",
+                self.settings.node,
+                len(self._left),
+            )
         await self.node.stop()
         await self.node.redis.aclose()
 
