@@ -1,8 +1,10 @@
 """Exactly once across a node's death, with real ``chinwag serve`` processes: an inbox
 entry is acknowledged only after the offline commit it led to, and a client with
-XEP-0198 resumption resumes its session on another node (after its node was killed, or
-while that node is alive) with nothing lost or duplicated, or, when it does not come
-back, what it had not acknowledged goes to offline storage once its window closes.
+XEP-0198 resumption resumes its session on another node (after its node was killed or
+lost its lease, or while that node is alive) with nothing lost or duplicated, or, when
+it does not come back, what it had not acknowledged goes to offline storage once its
+window closes; a node cut off from Redis, or under a Redis that restarted empty, loses
+nothing it held for such a session.
 
 Node ``a`` lives through the module; each test starts the nodes it kills or stops.
 """
