@@ -25,6 +25,7 @@ import pytest
 
 from chinwag.cluster.connection import connect
 from chinwag.store.contacts import RosterChange
+from chinwag.xmpp import ns
 from tests.integration.support import free_port, make_client, watch
 
 from .nodes import (
@@ -481,6 +482,10 @@ async def test_what_a_resumable_session_held_is_routed_again_when_redis_restarte
             later = await opened.connect(node, alice, "later")
             later.xmpp.send_presence()
             await eventually(lambda: set(later.bodies()) >= {str(n) for n in range(21, 31)}, 20)
+            refused = watch(phone.xmpp, "sm_failed")  # its copy went with Redis
+            phone.xmpp.connect(HOST, node.port)
+            failed = await asyncio.wait_for(refused, 30)
+            assert failed.xml.find(f"{{{ns.STANZA_ERRORS}}}item-not-found") is not None
             await processes.settle()
     finally:
         node.stop()
