@@ -133,6 +133,17 @@ def counted(*clients: Client) -> Counter[str]:
     return Counter(body for client in clients for body in client.bodies())
 
 
+async def start_on_own_redis(processes: NodeProcesses, name: str, redis_url: str) -> Node:
+    """Node ``name``, set up as the module's nodes but reaching Redis at ``redis_url`` (a
+    proxy that this busy process runs, or a server of the test's own), with a longer
+    lease (``OWN_LEASE_SECONDS``)."""
+    processes.options["cluster"] = {"redis_url": redis_url, "lease_seconds": OWN_LEASE_SECONDS}
+    try:
+        return await asyncio.to_thread(processes.start, name)
+    finally:
+        del processes.options["cluster"]
+
+
 async def two_contacts(processes: NodeProcesses) -> tuple[str, str]:
     """Two new users, alice and bob, contacts of each other."""
     user = unique()
@@ -383,12 +394,7 @@ async def test_what_a_node_cut_off_from_redis_held_for_a_resumable_session_is_no
     every message reaches the account once, by resumption or from offline storage."""
     a = processes.nodes["a"]
     proxy = FreezableProxy()
-    url = await proxy.start()  # the proxy runs in this busy process: a lease of its own
-    processes.options["cluster"] = {"redis_url": url, "lease_seconds": OWN_LEASE_SECONDS}
-    try:
-        other = await asyncio.to_thread(processes.start, "lost-lease-c")
-    finally:
-        del processes.options["cluster"]
+    other = await start_on_own_redis(processes, "lost-lease-c", await proxy.start())
     alice, bob = await two_contacts(processes)
     try:
         async with clients() as opened:
@@ -463,12 +469,7 @@ async def test_what_a_resumable_session_held_is_routed_again_when_redis_restarte
     sessions went with Redis, so once the node has joined again it routes what they held
     itself (to offline storage here) rather than leave it to a cleanup with nothing to
     clean up."""
-    own = {"redis_url": private_redis.url, "lease_seconds": OWN_LEASE_SECONDS}
-    processes.options["cluster"] = own
-    try:
-        node = await asyncio.to_thread(processes.start, "own-redis")
-    finally:
-        del processes.options["cluster"]
+    node = await start_on_own_redis(processes, "own-redis", private_redis.url)
     alice, bob = await two_contacts(processes)
     try:
         async with clients() as opened:
