@@ -304,6 +304,7 @@ class Archive:
         if has_id and origin is None and stamped_for(message, owner):
             return False  # archived when it was first routed
         wire = message.wire
+        # Element.encoded(), inlined: the call alone costs 0.4 % of an archived message.
         text = (wire if wire is not None else message.serialize().encode()).decode()
         # The two archives are apart in the key (account, id): one id serves both.
         archive_id = self.new_id()
