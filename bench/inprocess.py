@@ -23,13 +23,14 @@ is: ``bench.instructions`` counts sign-ins that way.
 
 With ``--sm`` every user enables XEP-0198 stream management after binding, as the
 generator's clients do with ``--sm``: the sender asks for an acknowledgement after
-every fifth message, and the recipient acknowledges what it was sent once per
-event-loop turn, when the server, which asks at most once per turn, has asked.
+every fifth message, and the recipient acknowledges what it was sent at the end of an
+event-loop turn when the server has asked (it asks at most once per turn, and once
+``stream_management.request_ack_after`` stanzas wait), as the generator's clients do.
 
 ``--reads-per-turn 1`` ends an event-loop turn after every read instead of every
 hundred: with ``--sm``, the server then asks the recipient for an acknowledgement about
-once per read, and the recipient answers each request, as the generator's clients do
-under load (a request and an answer for every five to seven messages each way).
+once per ten messages, and the recipient answers each request, as the generator's
+clients do under load.
 
 With ``--archive`` chinwag archives every message (XEP-0313), as ``bench.run
 --archive`` has it do; otherwise archiving is off, as in the benchmark.
@@ -241,7 +242,7 @@ async def measure(
                 sender.data_received(data)
                 if index % reads_per_turn == 0:
                     await asyncio.sleep(0)
-                    if (managed := _managed(recipient)) is not None:
+                    if (managed := _managed(recipient)) is not None and managed.awaiting:
                         recipient.data_received(SM_ACK % managed.sent)
             await asyncio.sleep(0)
             elapsed = time.perf_counter() - started

@@ -318,9 +318,10 @@ class StreamManagementSettings(_Section):
     max_unacked_stanzas: int = Field(default=5000, ge=1)
     """Stanzas sent to a client and not yet acknowledged beyond which its stream is
     closed with <policy-violation/>."""
-    request_ack_after: int = Field(default=1, ge=1)
-    """Unacknowledged stanzas after which the server asks for an acknowledgement (<r/>),
-    at the end of the event-loop turn, with one request outstanding at a time."""
+    request_ack_after: int = Field(default=10, ge=1)
+    """Unacknowledged stanzas after which the server asks for an acknowledgement (<r/>)
+    with what it writes, one request outstanding at a time. Fewer are asked about with a
+    write a second after the last request, or by the ping sweep (1: every write asks)."""
 
     @model_validator(mode="after")
     def _timeout_within_maximum(self) -> StreamManagementSettings:

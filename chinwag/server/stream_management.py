@@ -35,6 +35,13 @@ from chinwag.xmpp.xml import parse_stanza
 Sent = tuple[Element, float]
 """A stanza sent (or routed) to a session, and when (seconds since the epoch)."""
 
+REQUEST_SPACING_SECONDS = 1.0
+"""Fewer than ``request_ack_after`` unacknowledged stanzas are asked about with a write
+only this long after the last request. A stream that is sent a stanza now and then asks
+with each write, so that a dead connection is noticed soon, while a busy one asks once
+per ``request_ack_after`` stanzas: each request and its answer cost as much to handle
+as a short stanza. What a burst leaves unasked about is asked about by the ping sweep."""
+
 
 class Mirror(Protocol):
     """Where a cluster node keeps, in Redis, a copy of a resumable session's output that
@@ -62,6 +69,7 @@ class Mirror(Protocol):
 
 class StreamManagement:
     __slots__ = (
+        "_asked_at",
         "_dropped",
         "_stamped",
         "_stamps",
@@ -104,6 +112,8 @@ class StreamManagement:
         for held work or the stanza rate): not handled, should the stream go."""
         self.awaiting = False
         """An <r/> is out and no <a/> has come since."""
+        self._asked_at = -REQUEST_SPACING_SECONDS
+        """When the last <r/> was written (``time()``)."""
         self.max_unacked = settings.max_unacked_stanzas
         self.request_after = settings.request_ack_after
         self.mirror: Mirror | None = None
@@ -122,17 +132,34 @@ class StreamManagement:
 
     def written(self) -> bool:
         """The stanzas queued since the last call are being written now. Returns whether to
-        request an acknowledgement with them: once enough are unacknowledged and no request
-        is out (then one is taken to be out). One call per write, as this is on the path of
-        every message."""
+        request an acknowledgement with them (then one is taken to be out): when no request
+        is out and ``request_after`` stanzas are unacknowledged, or fewer than that but the
+        last request is ``REQUEST_SPACING_SECONDS`` old. One call per write, as this is on
+        the path of every message."""
         unacked = len(self.unacked)
         end = self._dropped + unacked
+        now = 0.0
         if end > self._stamped:
-            self._stamps.append((max(self._stamped, self._dropped), time()))
+            now = time()
+            self._stamps.append((max(self._stamped, self._dropped), now))
             self._stamped = end
-        if self.awaiting or unacked < self.request_after:
+        if self.awaiting or not unacked:
+            return False
+        now = now or time()
+        if unacked < self.request_after and now - self._asked_at < REQUEST_SPACING_SECONDS:
             return False
         self.awaiting = True
+        self._asked_at = now
+        return True
+
+    def ask(self) -> bool:
+        """Whether to request an acknowledgement now, outside a write (the ping sweep asks
+        about what a burst left): stanzas are unacknowledged and no request is out. Then
+        one is taken to be out."""
+        if self.awaiting or not self.unacked:
+            return False
+        self.awaiting = True
+        self._asked_at = time()
         return True
 
     def acknowledge(self, handled: int) -> bool:

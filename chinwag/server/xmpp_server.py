@@ -45,6 +45,7 @@ from chinwag.xmpp.errors import StreamCondition, StreamError
 from chinwag.xmpp.ids import random_hex
 from chinwag.xmpp.jid import JID
 from chinwag.xmpp.sasl.oauth import RAW_MECHANISMS
+from chinwag.xmpp.sm import REQUEST
 from chinwag.xmpp.stream import StreamConfig
 
 if TYPE_CHECKING:
@@ -521,7 +522,9 @@ class XMPPServer:
         """Ping the bound streams silent since ``silent_since``. A stream with an <r/> out
         (XEP-0198) needs no ping: the request is taken for one, as ejabberd's ack timeout
         does, so that a dead connection that messages are written to is noticed as soon
-        as one that is idle."""
+        as one that is idle. A stream left with stanzas unacknowledged and no request out
+        (the end of a burst: ``stream_management.REQUEST_SPACING_SECONDS``) is asked now,
+        the same way."""
         pinged = self._pinged
         for connection in list(self.connections):
             session = connection.session
@@ -529,6 +532,9 @@ class XMPPServer:
                 continue
             sm = session.stream_management
             if sm is not None and sm.awaiting:
+                pinged[connection] = now
+            elif sm is not None and sm.ask():
+                connection.write(REQUEST)
                 pinged[connection] = now
             elif connection.heard_at <= silent_since:
                 connection.send(self._ping(session.jid))

@@ -170,6 +170,10 @@ class Raw:
         assert element.tag == tag, f"expected {tag}, got {ET.tostring(element)!r}"
         return element
 
+    async def take(self) -> ET.Element:
+        """The next top-level element, whatever it is."""
+        return await self._take("an element")
+
     async def until(self, tag: str) -> ET.Element:
         """The next ``tag``, skipping the top-level elements before it."""
         while (element := await self._take(tag)).tag != tag:
@@ -459,8 +463,9 @@ async def test_what_an_ack_leaves_unacknowledged_is_asked_about_with_the_next_wr
     start_server: StartServer,
 ) -> None:
     """A request written alone would cost a write, and the client's answer a read, of
-    their own: the server asks with what it writes next instead."""
-    server = await start_server(**PLAINTEXT)
+    their own: the server asks with what it writes next instead (every write may ask,
+    with ``request_ack_after = 1``)."""
+    server = await start_server(**PLAINTEXT, stream_management={"request_ack_after": 1})
     raw, _ = await raw_managed(server)
     sm = sm_of(session_of(server))
     await raw.until(q("presence"))  # its own presence, and a request after it
@@ -476,6 +481,43 @@ async def test_what_an_ack_leaves_unacknowledged_is_asked_about_with_the_next_wr
     assert (await raw.next(q("iq"))).get("id") == "p2"
     await raw.next(f"{{{NS_SM}}}r")
     await raw.send(f"<a xmlns='{NS_SM}' h='{sm.sent}'/>")
+    await eventually(lambda: not sm.unacked, "everything acknowledged")
+    await raw.stream.close()
+
+
+async def test_a_busy_stream_is_asked_once_per_request_ack_after_stanzas(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    """A request and its answer cost the server about what a short stanza does: a client
+    sent stanza after stanza is asked once per ``request_ack_after`` (10) of them, or a
+    second after the last request, not with every write; what the burst leaves is asked
+    about by the ping sweep, in a request of its own."""
+    server = await start_server(
+        **PLAINTEXT, limits={"ping_after_seconds": 1, "ping_timeout_seconds": 5}
+    )
+    raw, _ = await raw_managed(server)
+    sm = sm_of(session_of(server))
+    await raw.until(q("presence"))
+    await raw.next(f"{{{NS_SM}}}r")  # the first request: none before it
+    await raw.send(f"<a xmlns='{NS_SM}' h='{sm.sent}'/>")
+    handled = sm.sent
+    bob = await login(new_client, server, "bob", "desk")
+    loop = asyncio.get_running_loop()
+    started, requests = loop.time(), 0
+    for number in range(25):  # one at a time: each goes out in a write of its own
+        bob.send(numbered(ALICE, number))
+        while (element := await raw.take()).tag != q("message"):
+            if element.tag == f"{{{NS_SM}}}r":
+                requests += 1
+                await raw.send(f"<a xmlns='{NS_SM}' h='{handled}'/>")
+            else:  # bob's presence
+                handled += 1
+        handled += 1
+    seconds = loop.time() - started
+    assert 1 <= requests <= 25 // 10 + 1 + int(seconds), (requests, seconds)
+    assert sm.unacked and not sm.awaiting  # the last few, asked about by nobody yet
+    await raw.next(f"{{{NS_SM}}}r")  # the sweep's
+    await raw.send(f"<a xmlns='{NS_SM}' h='{handled}'/>")
     await eventually(lambda: not sm.unacked, "everything acknowledged")
     await raw.stream.close()
 

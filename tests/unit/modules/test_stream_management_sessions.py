@@ -17,7 +17,7 @@ from chinwag.server.auth import Grant
 from chinwag.server.hooks import SESSION_CLOSED
 from chinwag.server.session import Session, SessionState
 from chinwag.server.sessions import Parking, ResumeRefused
-from chinwag.server.stream_management import StreamManagement, late
+from chinwag.server.stream_management import REQUEST_SPACING_SECONDS, StreamManagement, late
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StreamCondition
@@ -348,17 +348,45 @@ def test_acknowledging_counts_modulo_two_to_the_32() -> None:
     assert sm.acknowledge(2) and sm.sent == 2 and not sm.unacked
 
 
-def test_one_request_for_an_ack_is_out_at_a_time() -> None:
-    """A write asks once enough are unacknowledged, and not while a request is out."""
-    sm = StreamManagement(None, 0, StreamManagementSettings(request_ack_after=2))
+def test_a_write_asks_once_enough_wait_or_a_second_after_the_last_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A write asks once ``request_ack_after`` stanzas are unacknowledged, or fewer when the
+    last request is ``REQUEST_SPACING_SECONDS`` old; never while a request is out."""
+    now = [100.0]
+    monkeypatch.setattr("chinwag.server.stream_management.time", lambda: now[0])
+    sm = StreamManagement(None, 0, StreamManagementSettings(request_ack_after=3))
     queue(sm, 1)
-    assert not sm.written()
+    assert sm.written()  # the first request: none before it
     queue(sm, 1)
-    assert sm.written() and not sm.written()
+    assert not sm.written()  # one is out
     assert sm.acknowledge(1)
-    assert not sm.written()  # one left
     queue(sm, 1)
-    assert sm.written()
+    assert not sm.written()  # two wait, and the last request is new
+    queue(sm, 1)
+    assert sm.written() and not sm.written()  # three
+    assert sm.acknowledge(4)
+    now[0] += REQUEST_SPACING_SECONDS
+    queue(sm, 1)
+    assert sm.written()  # the last request is old enough: one is asked about
+
+
+def test_every_write_asks_with_a_count_of_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("chinwag.server.stream_management.time", lambda: 100.0)
+    sm = StreamManagement(None, 0, StreamManagementSettings(request_ack_after=1))
+    for count in range(1, 4):
+        queue(sm, 1)
+        assert sm.written()
+        assert sm.acknowledge(count)
+
+
+def test_the_sweep_asks_about_what_no_request_covers() -> None:
+    sm = StreamManagement(None, 0, StreamManagementSettings())
+    assert not sm.ask()  # nothing unacknowledged
+    queue(sm, 1)
+    assert sm.ask() and not sm.ask()
+    assert not sm.written()  # the sweep's request is out
+    assert sm.acknowledge(1) and not sm.ask()
 
 
 def test_taking_what_was_not_acknowledged_keeps_the_count() -> None:
