@@ -36,6 +36,10 @@ SHORT_FORM_MAX_BYTES = len(b"<a xmlns='%s'  h='4294967295' />" % NS_BYTES)
 """The longest short form a stream looks for at the end of a read: longer spellings
 (more whitespace) are parsed."""
 
+SHORT_FORM_AT_END = re.compile(SHORT_FORM.pattern + rb"\Z")
+"""A short form that ends the bytes searched (``search(data, pos, endpos)``): one search
+of the last ``SHORT_FORM_MAX_BYTES`` finds it, the only '<' it can begin at being its own."""
+
 
 def ack(handled: int) -> bytes:
     """<a h='…'/>: the stanzas handled of those the peer sent."""

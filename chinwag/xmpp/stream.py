@@ -293,18 +293,21 @@ class ServerStream:
         (``sm.SHORT_FORM``), read without the parser if they stand between top-level
         elements: clients write them after their stanzas, many times a second, and each
         would cost as much to parse as a short stanza. Looking only at the end of a read
-        costs a few comparisons; one elsewhere in a read goes through the parser."""
+        costs one search of its last bytes; one elsewhere in a read goes through the
+        parser."""
         shorts = []
         end = stop = len(data)
-        while data.endswith(b"/>", 0, stop):
-            start = data.rfind(b"<", max(0, stop - sm.SHORT_FORM_MAX_BYTES), stop)
-            short = sm.SHORT_FORM.fullmatch(data, start, stop) if start >= 0 else None
+        while True:  # data[:stop] ends with "/>"
+            window = stop - sm.SHORT_FORM_MAX_BYTES
+            short = sm.SHORT_FORM_AT_END.search(data, window if window > 0 else 0, stop)
             if short is None:
                 break
             shorts.append(short)
-            end = stop = start
+            end = stop = short.start()
             while stop and data[stop - 1] in _WHITESPACE:
                 stop -= 1
+            if not data.endswith(b"/>", 0, stop):
+                break
         if not shorts:
             self._receive(data)
             return
