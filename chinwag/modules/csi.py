@@ -27,6 +27,11 @@ releases everything, to wait with the rest, at the first stanza routed to it. Wh
 session ends, held messages are routed again, as what waited for a detached session
 is (``deliver/failed`` handlers first); held presence, chat states and carbon copies
 are dropped.
+
+While inactive, a session with stream management (XEP-0198) is asked for an
+acknowledgement with every write, not once per ``request_ack_after`` stanzas: what an
+inactive client is sent is seldom, and a request written alone later, for what a burst
+left, could wake a phone's radio again.
 """
 
 from __future__ import annotations
@@ -203,6 +208,8 @@ def go_inactive(limit: int, session: Session, _element: Element) -> None:
         inactive = InactiveOutput(session, limit)
         session.put(INACTIVE, inactive)
         session.add_filter(inactive)
+        if session.stream_management is not None:
+            session.stream_management.ask_with_every_write(True)
 
 
 def stop(session: Session) -> None:
@@ -212,6 +219,8 @@ def stop(session: Session) -> None:
         inactive.release()
         session.remove_filter(inactive)
         session.pop(INACTIVE)
+        if session.stream_management is not None:
+            session.stream_management.ask_with_every_write(False)
 
 
 def go_active(session: Session, _element: Element) -> None:

@@ -71,6 +71,7 @@ class StreamManagement:
     __slots__ = (
         "_asked_at",
         "_dropped",
+        "_request_after",
         "_stamped",
         "_stamps",
         "acked",
@@ -115,7 +116,9 @@ class StreamManagement:
         self._asked_at = -REQUEST_SPACING_SECONDS
         """When the last <r/> was written (``time()``)."""
         self.max_unacked = settings.max_unacked_stanzas
-        self.request_after = settings.request_ack_after
+        self._request_after = settings.request_ack_after
+        self.request_after = self._request_after
+        """Unacknowledged stanzas that a write asks about whenever no request is out."""
         self.mirror: Mirror | None = None
         """In a cluster, for a resumable session: where a copy of ``unacked`` is kept."""
         self.unrecorded = 0
@@ -151,6 +154,13 @@ class StreamManagement:
         self.awaiting = True
         self._asked_at = now
         return True
+
+    def ask_with_every_write(self, every: bool) -> None:
+        """While ``every``, each write asks (no request being out), as with
+        ``request_ack_after = 1``: the client said it is inactive (XEP-0352), so what it
+        is sent is seldom and a request written alone later could wake a phone's radio
+        again; otherwise as configured."""
+        self.request_after = 1 if every else self._request_after
 
     def ask(self) -> bool:
         """Whether to request an acknowledgement now, outside a write (the ping sweep asks

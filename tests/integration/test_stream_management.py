@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from chinwag.server import c2s
+from chinwag.server import c2s, stream_management
 from chinwag.server.dispatch import Routed
 from chinwag.server.hooks import ROUTE_BEFORE
 from chinwag.server.session import Session, SessionState
@@ -52,6 +52,7 @@ NS_SM = "urn:xmpp:sm:3"
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 ALICE = "alice@localhost/phone"
+NS_CSI = "urn:xmpp:csi:0"
 PLAINTEXT = {"c2s": {"require_tls": False}}
 """For the clients driven by hand over TCP: SASL without STARTTLS, on the loopback."""
 
@@ -519,6 +520,33 @@ async def test_a_busy_stream_is_asked_once_per_request_ack_after_stanzas(
     await raw.next(f"{{{NS_SM}}}r")  # the sweep's
     await raw.send(f"<a xmlns='{NS_SM}' h='{handled}'/>")
     await eventually(lambda: not sm.unacked, "everything acknowledged")
+    await raw.stream.close()
+
+
+async def test_an_inactive_client_is_asked_with_every_write(
+    start_server: StartServer, new_client: NewClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """XEP-0352: what an inactive client is sent is seldom, and a request written alone
+    later could wake its radio again, so each write asks until it is active again."""
+    monkeypatch.setattr(stream_management, "REQUEST_SPACING_SECONDS", 3600.0)
+    server = await start_server(**PLAINTEXT)
+    raw, _ = await raw_managed(server)
+    sm = sm_of(session_of(server))
+    await raw.until(q("presence"))
+    await raw.next(f"{{{NS_SM}}}r")  # the first request: none before it
+    await raw.send(f"<a xmlns='{NS_SM}' h='{sm.sent}'/><inactive xmlns='{NS_CSI}'/>")
+    await eventually(lambda: sm.request_after == 1, "inactive")
+    bob = await login(new_client, server, "bob", "desk")
+    for number in range(3):
+        bob.send(numbered(ALICE, number))
+        assert body(await raw.until(q("message"))) == str(number)
+        await raw.next(f"{{{NS_SM}}}r")
+        await raw.send(f"<a xmlns='{NS_SM}' h='{sm.sent}'/>")
+    await raw.send(f"<active xmlns='{NS_CSI}'/>")
+    await eventually(lambda: sm.request_after == 10, "active")
+    bob.send(numbered(ALICE, 3))
+    assert body(await raw.next(q("message"))) == "3"
+    assert sm.unacked and not sm.awaiting  # fewer than ten, and the last request is new
     await raw.stream.close()
 
 
