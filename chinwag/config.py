@@ -321,7 +321,8 @@ class StreamManagementSettings(_Section):
     request_ack_after: int = Field(default=10, ge=1)
     """Unacknowledged stanzas after which the server asks for an acknowledgement (<r/>)
     with what it writes, one request outstanding at a time. Fewer are asked about with a
-    write a second after the last request, or by the ping sweep (1: every write asks)."""
+    write a second after the last request, or by the ping sweep when pings are on
+    (``limits.ping_after_seconds``); 1: every write asks."""
 
     @model_validator(mode="after")
     def _timeout_within_maximum(self) -> StreamManagementSettings:
