@@ -13,6 +13,11 @@ have been, the entry is acknowledged and deleted (in the turn's pipeline). An en
 a node read and never acknowledged, because it died, is routed again by whoever cleans
 up after it (``cleanup.py``).
 
+An event for sessions of another node (``Router.signal``: stored messages wait for a
+session that came online while they were being stored, say) goes the same way, in an
+entry of its own that names the event and the full JIDs; the node fires it for those of
+its sessions that are still there.
+
 ``landed()`` tells when the stanzas queued so far have been written (or handed back to
 the host): a stream-managed sender's stream waits for it before it counts the stanza
 handled, so that an acknowledgement never covers a stanza still in this process.
@@ -65,6 +70,10 @@ resources that got copies (no JID contains it)."""
 HANDOVER = b"h"
 """The field of an inbox entry that asks the node to hand over a resumable session (by
 its id) to another node, instead of carrying stanzas."""
+SIGNAL = b"e"
+"""The field of an inbox entry that names an event to fire for sessions of the node (their
+full JIDs in field ``t``), instead of carrying stanzas."""
+CONTROL = (HANDOVER, SIGNAL)
 
 
 class InboxGone(Exception):
@@ -79,6 +88,10 @@ class BusHost(Protocol):
     def hand_over(self, sm_id: str) -> None:
         """Another node resumes this node's session ``sm_id``: let it go
         (``resumption.py``)."""
+        ...
+
+    def signalled(self, event: str, sessions: list[JID]) -> None:
+        """Another node fires ``event`` for these sessions of this node (those still here)."""
         ...
 
     def undeliverable(self, node: str, stanzas: Stanzas, node_gone: bool) -> None:
@@ -133,7 +146,7 @@ class Decoder:
     ) -> Entry:
         items: Stanzas = []
         copies: Copies = {}
-        if fields is not None and HANDOVER not in fields:
+        if fields is not None and not any(field in fields for field in CONTROL):
             items = self._items(fields, copies)
             if not items:
                 log.error("cluster: inbox entry %s of %s is not stanzas; dropped", entry_id, stream)
@@ -192,6 +205,8 @@ class Bus:
         self._copies: dict[str, dict[int, list[str]]] = {}
         """Per node, by index in its outbox: every resource a stanza went to, when it
         went to several (filled in until the end of the turn)."""
+        self._signals: dict[tuple[str, str], list[JID]] = {}
+        """Per node and event: the sessions it is to be fired for."""
         self._acks: dict[str, list[bytes]] = {}
         self._queued = 0
         self.sent = 0
@@ -223,6 +238,12 @@ class Bus:
         if not self._marked:
             self._mark()
 
+    def signal(self, node: str, to: JID, event: str) -> None:
+        """Have ``node`` fire ``event`` for its session ``to``, at the end of this turn."""
+        self._signals.setdefault((node, event), []).append(to)
+        if not self._marked:
+            self._mark()
+
     def landed(self) -> asyncio.Future[None]:
         """Done once every stanza queued so far has been written to its node's inbox, or
         handed back to the host (its node gone, Redis refusing it, this node stopping)."""
@@ -248,6 +269,7 @@ class Bus:
         outbox, self._outbox = self._outbox, {}
         all_copies, self._copies = self._copies, {}
         acks, self._acks = self._acks, {}
+        signals, self._signals = self._signals, {}
         landing, self._landing = self._landing, []
         sent: list[tuple[str, list[JID], list[bytes]]] = []
         for node, (targets, stanzas) in outbox.items():
@@ -266,15 +288,23 @@ class Bus:
                     "XADD", inbox, "NOMKSTREAM", "*", "t", to, "s", b"".join(part[1])
                 )
                 sent.append((node, *part))
+        for (node, event), sessions in signals.items():
+            to = "\n".join(jid.text for jid in sessions)
+            pipe.execute_command(
+                "XADD", self._keys.inbox(node), "NOMKSTREAM", "*", "e", event, "t", to
+            )
         for stream, ids in acks.items():
             pipe.xack(stream, GROUP, *ids)
             pipe.xdel(stream, *ids)
 
         def take(results: Results) -> None:
             if isinstance(results, BaseException):
-                self._retry(sent, acks, landing)
+                self._retry(sent, signals, acks, landing)
                 return
-            for result in results[len(sent) :]:
+            for result in results[len(sent) : len(sent) + len(signals)]:
+                if isinstance(result, Exception):  # None: the node is gone, and its sessions
+                    log.error("cluster: writing an event to another node failed: %s", result)
+            for result in results[len(sent) + len(signals) :]:
                 if isinstance(result, Exception):
                     log.error("cluster: acknowledging inbox entries failed: %s", result)
             for (node, targets, stanzas), result in zip(sent, results, strict=False):
@@ -292,11 +322,14 @@ class Bus:
     def _retry(
         self,
         sent: list[tuple[str, list[JID], list[bytes]]],
+        signals: dict[tuple[str, str], list[JID]],
         acks: dict[str, list[bytes]],
         landing: list[asyncio.Future[None]],
     ) -> None:
         """Queue again, ahead of what was queued since, what a failed round trip carried."""
         self._landing[:0] = landing
+        for key, sessions in signals.items():
+            self._signals.setdefault(key, [])[:0] = sessions
         outbox, self._outbox = self._outbox, {}
         for node, targets, stanzas in sent:
             batch = self._outbox.setdefault(node, ([], []))
@@ -311,7 +344,7 @@ class Bus:
             batch[1].extend(stanzas)
         for stream, ids in acks.items():
             self._acks.setdefault(stream, []).extend(ids)
-        if (self._outbox or self._acks) and not self._marked:
+        if (self._outbox or self._signals or self._acks) and not self._marked:
             self._mark()
 
     def take_queued(self) -> dict[str, Stanzas]:
@@ -319,6 +352,7 @@ class Bus:
         is stopping)."""
         outbox, self._outbox = self._outbox, {}
         self._copies = {}
+        self._signals = {}  # the sessions they were for end with this node
         self._queued = 0
         landing, self._landing = self._landing, []
         _settle(landing)
@@ -351,13 +385,26 @@ class Bus:
             return
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
-                if fields and HANDOVER in fields:
-                    self._host.hand_over(fields[HANDOVER].decode())
-                    self.acknowledge(Entry(self.inbox, entry_id, [], self.acknowledge))
-                    continue
-                self._host.inbound(
-                    self._decoder.entry(self.inbox, entry_id, fields, self.acknowledge)
-                )
+                if fields and any(field in fields for field in CONTROL):
+                    self._control(fields)
+                    Entry(self.inbox, entry_id, [], self.acknowledge)  # no stanzas: done
+                else:
+                    self._host.inbound(
+                        self._decoder.entry(self.inbox, entry_id, fields, self.acknowledge)
+                    )
+
+    def _control(self, fields: dict[bytes, bytes]) -> None:
+        """An entry that asks something of this node instead of carrying stanzas."""
+        if HANDOVER in fields:
+            self._host.hand_over(fields[HANDOVER].decode())
+            return
+        try:
+            event = fields[SIGNAL].decode()
+            sessions = [JID.parse(text) for text in fields[b"t"].decode().split("\n")]
+        except (KeyError, UnicodeDecodeError, ValueError):
+            log.error("cluster: an event entry in the inbox of %s is malformed; dropped", self.node)
+            return
+        self._host.signalled(event, sessions)
 
 
 def _settle(landing: list[asyncio.Future[None]]) -> None:

@@ -24,8 +24,10 @@ event-loop turn, or while a transaction is in flight, share the next transaction
 and each sender is held until the one holding its message has committed. A batch
 that fails is stored again one message at a time, so only a message that cannot be
 stored on its own is bounced. A message still being stored when its recipient sends
-initial presence may commit after that presence's delivery read the storage; it is
-delivered once it has committed. A mailbox found full is remembered
+initial presence may commit after that presence's delivery read the storage: once the
+last message being stored for an account has committed, each of its resources that
+became available meanwhile, on this node or another, is told (``offline/stored``,
+through ``Router.signal``) and gets what is stored. A mailbox found full is remembered
 (:class:`FullMailboxes`), so a flood past the quota is refused without a transaction.
 """
 
@@ -53,6 +55,10 @@ from chinwag.xmpp.jid import JID, InvalidJID
 from chinwag.xmpp.stanza import delayed_by
 from chinwag.xmpp.times import format_datetime
 from chinwag.xmpp.xml import parse_stanza
+
+STORED = "offline/stored"
+"""Fired, on its own node, for a session that became available while messages for its
+account were being stored: ``handler(session)``, answers ignored."""
 
 SPEC = Spec(
     "XEP-0160, XEP-0203",
@@ -236,8 +242,9 @@ class Offline:
         self.full = FullMailboxes()
         self.storing: Counter[str] = Counter()
         """Messages per user queued for storage and not yet committed (or refused)."""
-        self.missed: dict[str, Session] = {}
-        """Sessions whose initial presence came while messages for them were being stored."""
+        self.available_before: dict[str, set[JID]] = {}
+        """Per user with messages being stored: its resources that were available when
+        the first of them was queued."""
         self.delivering: dict[str, list[Session]] = {}
         """Users whose stored messages are being delivered, with the sessions that asked
         meanwhile, each still holding its live output until its turn."""
@@ -260,6 +267,8 @@ class Offline:
         """Queue the message for storage now, in order of arrival; the work returned
         waits for its commit and bounces it if it was not stored."""
         username = routed.to.local or ""
+        if not self.storing[username]:
+            self.available_before[username] = self.available_resources(username)
         self.storing[username] += 1
         text = routed.stanza.encoded().decode()
         message = NewOfflineMessage(username, text, datetime.now(UTC), sender_forms(routed))
@@ -284,15 +293,20 @@ class Offline:
         self.api.bounce(message, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, MAILBOX_FULL))
 
     def settled(self, username: str) -> None:
-        """One message for ``username`` is out of the queue; with the last one, deliver
-        what an initial presence meanwhile may have missed."""
+        """One message for ``username`` is out of the queue; with the last one, tell each
+        resource that became available meanwhile, whose initial presence may have read
+        the storage before the commit."""
         self.storing[username] -= 1
         if self.storing[username]:
             return
         del self.storing[username]
-        missed = self.missed.pop(username, None)
-        if missed is not None:
-            self.start_delivery(missed)
+        before = self.available_before.pop(username)
+        for record in self.api.router.resources(self.api.jid(username)):
+            if record.available and record.jid not in before:
+                self.api.router.signal(record, STORED)
+
+    def available_resources(self, username: str) -> set[JID]:
+        return {r.jid for r in self.api.router.resources(self.api.jid(username)) if r.available}
 
     async def drop_or_refuse(self, routed: Routed) -> None:
         """Unstored messages vanish quietly, unless the account does not exist (§8.5.2)."""
@@ -300,10 +314,15 @@ class Offline:
             self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
 
     def on_initial_presence(self, session: Session) -> None:
-        if session.username in self.storing:
-            self.missed[session.username] = session
         hold_output(session)  # live messages wait until the stored ones are out
         self.start_delivery(session)
+
+    def on_stored(self, session: Session) -> None:
+        """Messages committed after ``session``'s initial presence may have read the
+        storage: deliver them too (after that delivery, if it is still running)."""
+        if self.reachable(session):
+            hold_output(session)
+            self.start_delivery(session)
 
     def start_delivery(self, session: Session) -> None:
         """Deliver the user's stored messages to ``session``; when a delivery to the
@@ -399,3 +418,4 @@ def setup(api: ModuleAPI) -> None:
     api.add_feature(ns.OFFLINE)
     api.hook(DELIVER_OFFLINE, offline.on_offline)
     api.hook("presence/initial", offline.on_initial_presence)
+    api.hook(STORED, offline.on_stored)

@@ -292,6 +292,9 @@ class ClusterMember:
         if unrouted:
             self._route_again(unrouted, entry.copies, lambda: entry.handed_on(len(unrouted)))
 
+    def signalled(self, event: str, sessions: list[JID]) -> None:
+        self.router.signalled(event, sessions)
+
     def orphaned(self, entry: Entry) -> None:
         if entry.items:
             self._route_again(entry.items, entry.copies, lambda: entry.handed_on(len(entry.items)))

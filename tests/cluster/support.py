@@ -69,6 +69,7 @@ class Host:
         self.lost = 0
         self.handed_over: list[str] = []
         self.expired_sessions: list[Kept] = []
+        self.signals: list[tuple[str, list[JID]]] = []
 
     def lease_lost(self) -> None:
         self.lost += 1
@@ -93,6 +94,9 @@ class Host:
 
     def hand_over(self, sm_id: str) -> None:
         self.handed_over.append(sm_id)
+
+    def signalled(self, event: str, sessions: list[JID]) -> None:
+        self.signals.append((event, sessions))
 
     def expired(self, sessions: list[Kept]) -> None:
         self.expired_sessions.extend(sessions)

@@ -149,6 +149,62 @@ async def test_landed_is_done_once_the_round_trip_carrying_the_stanzas_has_come_
         await proxy.close()
 
 
+async def test_an_event_entry_for_another_node_goes_in_the_turns_round_trip(cluster, redis) -> None:
+    a, _ = await cluster.start("a")
+    _, b_host = await cluster.start("b")
+    before = a.writer.round_trips
+
+    a.bus.send("b", BOB, message(BOB.text, "a stanza"))
+    a.bus.signal("b", BOB, "test/event")
+    a.bus.signal("b", BOB.bare.with_resource("phone"), "test/event")
+    a.bus.signal("b", BOB, "test/other")
+    await a.writer.drain()
+
+    assert a.writer.round_trips - before == 1
+    await eventually(lambda: len(b_host.signals) == 2)
+    assert b_host.signals == [
+        ("test/event", [BOB, JID.parse("bob@localhost/phone")]),
+        ("test/other", [BOB]),
+    ]
+    assert b_host.received() == [(BOB.text, "a stanza")]
+
+
+async def test_a_malformed_event_entry_is_dropped_and_acknowledged(cluster, redis) -> None:
+    _, b_host = await cluster.start("b")
+    inbox = cluster.prefix + "inbox:b"
+    await redis.xadd(inbox, {"e": "test/event", "t": "not a jid@"})
+    await redis.xadd(inbox, {"e": "test/event", "t": BOB.text})
+
+    await eventually(lambda: len(b_host.signals) == 1)
+    assert b_host.signals == [("test/event", [BOB])]
+    await eventually_empty(redis, inbox)  # both acknowledged and deleted
+
+
+async def test_an_event_whose_round_trip_failed_is_written_again(cluster) -> None:
+    proxy = FreezableProxy()
+    a, _ = cluster.make("a", url=await proxy.start())
+    await a.start()
+    _, b_host = await cluster.start("b")
+    try:
+        proxy.cut()
+        failed = a.writer.round_trips
+        a.bus.signal("b", BOB, "test/event")
+        await eventually(lambda: a.writer.round_trips > failed)  # sent, and cut off
+        await asyncio.sleep(0.1)
+        proxy.restore()
+        await eventually(lambda: b_host.signals == [("test/event", [BOB])])
+    finally:
+        await proxy.close()
+
+
+async def eventually_empty(redis, stream: str) -> None:
+    for _ in range(200):
+        if await redis.xlen(stream) == 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{stream} still holds entries")
+
+
 def test_an_entry_that_is_not_stanzas_is_dropped_without_spoiling_the_next() -> None:
     decoder = Decoder()
     done: list[bytes] = []

@@ -8,6 +8,7 @@ import asyncio
 import json
 from typing import Any
 
+import asyncpg
 import pytest
 from redis import Redis
 from websockets.asyncio.client import connect
@@ -84,6 +85,49 @@ async def test_messages_follow_rfc_6121_across_nodes(nodes: NodeProcesses) -> No
     [stored] = tablet.messages
     assert str(stored["body"]) == "no resource takes it: offline storage"
     assert "urn:xmpp:delay" in str(stored)  # kept offline, and marked as such
+
+
+async def test_a_message_committed_after_initial_presence_on_another_node_arrives(
+    nodes: NodeProcesses,
+) -> None:
+    """Node b stores a message for alice while her tablet signs in on node a, whose initial
+    presence reads the storage before b's commit (the table locked against writes, not
+    reads): once b has committed, it tells a, and the tablet gets the message, once."""
+    alice, bob, a, b = await contacts(nodes)
+    database = await asyncpg.connect(nodes.database_url.replace("+asyncpg", ""))
+    try:
+        async with clients() as opened:
+            sender = await opened.connect(b, bob, "pc")
+            sender.xmpp.send_presence()
+            lock = database.transaction()
+            await lock.start()
+            await database.execute("LOCK TABLE offline_messages IN EXCLUSIVE MODE")
+            sender.send(f"{alice}@{DOMAIN}", "committed after the tablet's presence")
+            await waiting_to_store(database)
+            tablet = await opened.connect(a, alice, "tablet")
+            tablet.xmpp.send_presence()
+            await eventually(lambda: available(sender, tablet.jid))
+            await asyncio.sleep(0.5)  # the tablet's delivery has read the storage
+            assert tablet.bodies() == []
+            await lock.commit()
+            await eventually(lambda: len(tablet.bodies()) == 1)
+            await nodes.settle()
+            assert tablet.bodies() == ["committed after the tablet's presence"]
+            assert "urn:xmpp:delay" in str(tablet.messages[0])
+    finally:
+        await database.close()
+
+
+async def waiting_to_store(database: asyncpg.Connection) -> None:
+    """Return once a transaction waits for the lock on the offline messages' table."""
+    for _ in range(500):
+        if await database.fetchval(
+            "SELECT count(*) FROM pg_locks"
+            " WHERE NOT granted AND relation = 'offline_messages'::regclass"
+        ):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no store waits for the offline messages' table")
 
 
 async def test_presence_crosses_nodes_and_probes_are_answered_from_the_mirror(

@@ -56,11 +56,17 @@ class RoutingHost(Host):
         if unrouted:
             entry.handed_on(len(unrouted))
 
+    def signalled(self, event: str, sessions: list[JID]) -> None:
+        super().signalled(event, sessions)
+        self.router.signalled(event, sessions)
 
-async def node_with_router(cluster, name: str) -> tuple[Any, RoutingHost, ClusterRouter]:
+
+async def node_with_router(
+    cluster, name: str, hooks: Hooks | None = None
+) -> tuple[Any, RoutingHost, ClusterRouter]:
     host = RoutingHost()
     node, _ = await cluster.start(name, host=host)
-    host.router = ClusterRouter(LocalRouter(Hooks(), node=name), node.registry, node.bus)
+    host.router = ClusterRouter(LocalRouter(hooks or Hooks(), node=name), node.registry, node.bus)
     return node, host, host.router
 
 
@@ -126,3 +132,34 @@ async def test_what_arrives_for_a_session_that_has_gone_is_left_to_the_server(
     assert len(phone.sent) == 1
     await b.writer.drain()  # the host handed the rest on: the entry is done
     assert await redis.xlen(cluster.prefix + "inbox:b") == 0
+
+
+async def test_an_event_signalled_for_a_session_fires_on_the_node_it_lives_on(
+    cluster, redis
+) -> None:
+    a_hooks, b_hooks = Hooks(), Hooks()
+    fired: list[tuple[str, JID]] = []
+    a_hooks.add("test/event", lambda session: fired.append(("a", session.jid)))
+    b_hooks.add("test/event", lambda session: fired.append(("b", session.jid)))
+    a, _, a_router = await node_with_router(cluster, "a", a_hooks)
+    b, b_host, b_router = await node_with_router(cluster, "b", b_hooks)
+    bind(a_router, ALICE)
+    bind(b_router, BOB_DESK)
+    for jid in (BOB_DESK, BOB_PHONE):  # bob's phone has gone from b, its record not yet
+        b.registry.publish(Record(jid, available=True))
+    await eventually(lambda: len(a_router.resources(BOB_DESK.bare)) == 2)
+    round_trips = a.writer.round_trips
+
+    [local] = a_router.resources(ALICE.bare)
+    a_router.signal(local, "test/event")
+    assert fired == [("a", ALICE)]  # at once, without Redis
+    await a.writer.drain()
+    assert a.writer.round_trips == round_trips
+    for record in a_router.resources(BOB_DESK.bare):
+        a_router.signal(record, "test/event")
+    await eventually(lambda: len(fired) == 2)
+
+    assert fired == [("a", ALICE), ("b", BOB_DESK)]
+    assert b_host.signals == [("test/event", [BOB_DESK, BOB_PHONE])]  # one entry
+    await b.writer.drain()
+    assert await redis.xlen(cluster.prefix + "inbox:b") == 0  # acknowledged and deleted

@@ -4,7 +4,8 @@ The registry holds one record per bound resource. Modules read records (who is
 online, how available, whether they asked for the roster, which PEP nodes they
 want) and hand stanzas to the
 router — ``route(to, stanza)`` for a full JID, ``deliver(record, stanza)`` for a
-record they chose — never to a session object of another user. One process keeps
+record they chose — never to a session object of another user; ``signal(record,
+event)`` has the session's own process act on it. One process keeps
 its sessions in memory (``local.py``), where a record is the session itself; a
 cluster shares the registry and carries stanzas for another node's records there.
 """
@@ -79,4 +80,9 @@ class Router(Protocol):
 
     def deliver(self, record: SessionRecord, stanza: Element) -> None:
         """Hand ``stanza`` to the session ``record`` stands for."""
+        ...
+
+    def signal(self, record: SessionRecord, event: str) -> None:
+        """Fire ``event`` with the session ``record`` stands for as its argument, on the
+        process that session lives on (the modules' own events, not the core's)."""
         ...

@@ -37,6 +37,7 @@ class ClusterRouter:
         joined again after losing its lease."""
         self._registry = registry
         self._send = bus.send
+        self._signal = bus.signal
 
     # --- the Router protocol ----------------------------------------------------------
 
@@ -69,6 +70,12 @@ class ClusterRouter:
         else:
             self._local_deliver(record, stanza)
 
+    def signal(self, record: SessionRecord, event: str) -> None:
+        if type(record) is RemoteRecord:
+            self._signal(record.node, record.jid, event)
+        else:
+            self.local.signal(record, event)
+
     def remote_records(self) -> list[RemoteRecord]:
         """Every other node's sessions, as this node mirrors them."""
         return list(self._registry.records())
@@ -92,3 +99,10 @@ class ClusterRouter:
         if delivered:
             entry.handed_on(delivered)
         return unrouted
+
+    def signalled(self, event: str, sessions: list[JID]) -> None:
+        """Fire ``event`` for each of ``sessions`` still on this node."""
+        for jid in sessions:
+            session = self.local.session(jid)
+            if session is not None:
+                self.local.signal(session, event)

@@ -57,6 +57,9 @@ class LocalRouter:
         if self._delivered.handlers:
             self._hooks.notify(DELIVER_SESSION, record, stanza)
 
+    def signal(self, record: SessionRecord, event: str) -> None:
+        self._hooks.notify(event, record)
+
     # --- this process's sessions, for the session manager -------------------------------
 
     def session(self, full: JID) -> Session | None:
