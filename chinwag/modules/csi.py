@@ -39,7 +39,12 @@ from __future__ import annotations
 from functools import partial
 
 from chinwag.server.api import ModuleAPI, Spec
-from chinwag.server.hooks import DELIVER_FAILED, SESSION_CLOSED, SESSION_RESUMED
+from chinwag.server.hooks import (
+    DELIVER_FAILED,
+    SESSION_CLOSED,
+    SESSION_MANAGED,
+    SESSION_RESUMED,
+)
 from chinwag.server.session import Connection, Session, SessionKey
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
@@ -208,8 +213,7 @@ def go_inactive(limit: int, session: Session, _element: Element) -> None:
         inactive = InactiveOutput(session, limit)
         session.put(INACTIVE, inactive)
         session.add_filter(inactive)
-        if session.stream_management is not None:
-            session.stream_management.ask_with_every_write(True)
+        ask_with_every_write_while_inactive(session)
 
 
 def stop(session: Session) -> None:
@@ -221,6 +225,13 @@ def stop(session: Session) -> None:
         session.pop(INACTIVE)
         if session.stream_management is not None:
             session.stream_management.ask_with_every_write(False)
+
+
+def ask_with_every_write_while_inactive(session: Session) -> None:
+    """With stream management (XEP-0198), whenever the client went inactive first or
+    enabled it first: each write asks, so that no request alone wakes its radio later."""
+    if session.get(INACTIVE) is not None and session.stream_management is not None:
+        session.stream_management.ask_with_every_write(True)
 
 
 def go_active(session: Session, _element: Element) -> None:
@@ -244,3 +255,4 @@ def setup(api: ModuleAPI) -> None:
     api.stream_element(CSI, "active", go_active)
     api.hook(SESSION_CLOSED, route_held_messages)
     api.hook(SESSION_RESUMED, stop)
+    api.hook(SESSION_MANAGED, ask_with_every_write_while_inactive)

@@ -58,6 +58,10 @@ SESSION_RESUMED = "session/resumed"
 """``SessionManager.reattach``, once a detached session is carried on a new stream and
 what its client had not acknowledged is written again, before what waited for it:
 ``handler(session)`` (client state indication starts the new stream active)."""
+SESSION_MANAGED = "session/managed"
+"""``SessionManager.enable``, once a session has stream management (XEP-0198), before
+``<enabled/>`` is written: ``handler(session)`` (client state indication tells it how
+often to ask an inactive client for acknowledgements)."""
 DELIVER_FAILED = "deliver/failed"
 """``SessionManager.end`` (and ``modules/csi.py``, for the messages it held), for each
 stanza an ended session leaves behind: written to its client and not acknowledged, or

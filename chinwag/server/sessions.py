@@ -46,6 +46,7 @@ from chinwag.server.hooks import (
     DELIVER_FAILED,
     SESSION_BOUND,
     SESSION_CLOSED,
+    SESSION_MANAGED,
     SESSION_RESUMED,
     Hooks,
 )
@@ -439,6 +440,7 @@ class SessionManager:
         session.stream_management = sm
         if sm_id is not None and self._resumer is not None:
             self._resumer.resumable(session)
+        self._hooks.notify(SESSION_MANAGED, session)
         return sm
 
     @property

@@ -543,16 +543,37 @@ async def test_an_inactive_client_is_asked_with_every_write(
     await raw.send(f"<a xmlns='{NS_SM}' h='{sm.sent}'/><inactive xmlns='{NS_CSI}'/>")
     await eventually(lambda: sm.request_after == 1, "inactive")
     bob = await login(new_client, server, "bob", "desk")
-    for number in range(3):
-        bob.send(numbered(ALICE, number))
-        assert body(await raw.until(q("message"))) == str(number)
-        await raw.next(f"{{{NS_SM}}}r")
-        await raw.send(f"<a xmlns='{NS_SM}' h='{sm.sent}'/>")
+    await each_write_asks(raw, bob, sm, 3)
     await raw.send(f"<active xmlns='{NS_CSI}'/>")
     await eventually(lambda: sm.request_after == 10, "active")
     bob.send(numbered(ALICE, 3))
     assert body(await raw.next(q("message"))) == "3"
     assert sm.unacked and not sm.awaiting  # fewer than ten, and the last request is new
+    await raw.stream.close()
+
+
+async def each_write_asks(raw: Raw, sender: Peer, sm: StreamManagement, count: int) -> None:
+    """``count`` messages from ``sender``, one at a time, each followed by a request."""
+    for number in range(count):
+        sender.send(numbered(ALICE, number))
+        assert body(await raw.until(q("message"))) == str(number)
+        await raw.next(f"{{{NS_SM}}}r")
+        await raw.send(f"<a xmlns='{NS_SM}' h='{sm.sent}'/>")
+
+
+async def test_a_client_inactive_before_it_enables_stream_management_is_asked_with_every_write(
+    start_server: StartServer, new_client: NewClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_management, "REQUEST_SPACING_SECONDS", 3600.0)
+    server = await start_server(**PLAINTEXT, limits={"ping_after_seconds": 0})  # no sweep
+    raw = await Raw.signed_in(server)
+    await raw.bind()
+    await raw.send(f"<inactive xmlns='{NS_CSI}'/><enable xmlns='{NS_SM}'/><presence/>")
+    await raw.next(f"{{{NS_SM}}}enabled")
+    sm = sm_of(session_of(server))
+    assert sm.request_after == 1
+    bob = await login(new_client, server, "bob", "desk")
+    await each_write_asks(raw, bob, sm, 3)
     await raw.stream.close()
 
 
