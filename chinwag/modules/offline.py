@@ -314,6 +314,9 @@ class Offline:
             self.api.bounce(routed.stanza, StanzaError(StanzaCondition.SERVICE_UNAVAILABLE))
 
     def on_initial_presence(self, session: Session) -> None:
+        before = self.available_before.get(session.username)
+        if before is not None:  # available again (unavailable since): told at the commit too
+            before.discard(session.jid)
         hold_output(session)  # live messages wait until the stored ones are out
         self.start_delivery(session)
 

@@ -401,6 +401,51 @@ async def test_a_message_committed_after_initial_presence_still_arrives_once(
     bob.assert_none(message())
 
 
+async def test_a_resource_available_again_while_a_message_is_stored_gets_it_once_committed(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    """Bob's only resource, at a negative priority, leaves the message to storage; it goes
+    unavailable and comes back while the message is being stored, and its new initial
+    presence reads the storage before the commit: it is told once the message is there."""
+    assert server.app is not None
+    offline = server.app.services.offline
+    original_store, original_fetch = offline.store_many, offline.fetch
+    storing, commit, fetched_again = (asyncio.Event() for _ in range(3))
+    fetches = 0
+
+    async def gated_store_many(messages: list[NewOfflineMessage], quota: int) -> object:
+        storing.set()
+        await commit.wait()
+        return await original_store(messages, quota)
+
+    async def watched_fetch(username: str) -> object:
+        nonlocal fetches
+        stored = await original_fetch(username)
+        if username == "bob":
+            fetches += 1
+            if fetches == 2:  # the first: bob's first initial presence
+                fetched_again.set()
+        return stored
+
+    offline.fetch = watched_fetch  # type: ignore[method-assign]
+    alice = await login(new_client, server, "alice", "desk")
+    bob = await login(new_client, server, "bob", "phone", priority=-1)
+    offline.store_many = gated_store_many  # type: ignore[method-assign]
+    try:
+        alice.send(chat("late"))
+        await asyncio.wait_for(storing.wait(), TIMEOUT)
+        bob.send("<presence type='unavailable'/>")
+        bob.send("<presence/>")
+        await asyncio.wait_for(fetched_again.wait(), TIMEOUT)  # before the message is there
+        commit.set()
+        await alice.sync()  # committed
+        delay_stamp(await bob.next(message(id="late")))
+    finally:
+        offline.store_many, offline.fetch = original_store, original_fetch  # type: ignore[method-assign]
+    await settle(bob)
+    bob.assert_none(message())
+
+
 async def test_stored_messages_arrive_before_those_sent_after_initial_presence(
     server: ServerHandle, new_client: NewClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
