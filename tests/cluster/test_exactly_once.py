@@ -42,6 +42,7 @@ from .nodes import (
 from .support import FreezableProxy, eventually
 from .test_node_death import assert_no_record_names
 from .test_node_state import contact
+from .test_nodes import waiting_to_store
 
 pytestmark = pytest.mark.postgres
 
@@ -214,6 +215,50 @@ async def test_a_session_is_resumed_on_another_node_after_its_node_is_killed(
         await processes.settle()
         assert counted(phone) == Counter(everything)
         assert_no_record_names(processes.prefix, victim.name)
+
+
+async def test_a_message_stored_on_one_node_while_another_takes_over_its_session_arrives(
+    processes: NodeProcesses,
+) -> None:
+    """The session's node is killed and cleaned up after; a message for the account is
+    being stored on node ``b`` (the table locked against writes, not reads) while the
+    client resumes on ``a``, whose delivery of what was stored meanwhile reads the storage
+    before ``b`` commits. Once ``b`` has, it tells ``a``, and the client gets the message
+    once."""
+    a = processes.nodes["a"]
+    victim = await asyncio.to_thread(processes.start, "killed-t")
+    b = await asyncio.to_thread(processes.start, "stores-t")
+    alice, bob = await two_contacts(processes)
+    redis = connect(processes.redis_url)
+    database = await asyncpg.connect(processes.database_url.replace("+asyncpg", ""))
+    try:
+        async with clients() as opened:
+            phone = await managed(opened, victim, alice, "phone")
+            sender = await opened.connect(b, bob, "desk")
+            victim.kill()
+            record = f"{processes.prefix}sessions:{alice}@{DOMAIN}"
+            for _ in range(500):  # cleaned up after: the session waits in Redis alone
+                if not await redis.hexists(record, "phone"):
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the killed node's record is still there")
+            lock = database.transaction()
+            await lock.start()
+            await database.execute("LOCK TABLE offline_messages IN EXCLUSIVE MODE")
+            sender.send(f"{alice}@{DOMAIN}", "stored during the take-over")
+            await waiting_to_store(database)
+            await resume(phone, a)
+            await asyncio.sleep(0.5)  # the resumed session's delivery has read the storage
+            assert phone.bodies() == []
+            await lock.commit()
+            await eventually(lambda: phone.bodies() == ["stored during the take-over"])
+            await processes.settle()
+            assert phone.bodies() == ["stored during the take-over"]
+    finally:
+        await database.close()
+        await redis.aclose()
+        b.stop()
 
 
 async def test_a_session_is_handed_over_by_a_live_node_to_the_node_it_resumes_on(
