@@ -21,7 +21,9 @@ under way, the queue): its messages are still delivered and archived, none is dr
 and the next batch is stored while the senders go on. Each wait is counted
 (``Writer.held``) and logged at most once a minute. A query first waits for what was
 queued before it, so a client finds the message it has just sent, and the server's
-stop waits for the queue to be stored.
+stop waits for the queue to be stored. What ``urn:xmpp:mam:2#extended`` promises is
+here too: the ``before-id``, ``after-id`` and ``ids`` fields, flipped pages, and the
+archive's metadata (its first and last messages).
 
 Preferences of online users are kept in memory, read when their first resource binds
 and read again when any process (another node of a cluster) changes them
@@ -50,6 +52,7 @@ from chinwag.store.archive import (
     ARCHIVE_PREFS_CHANGED,
     POLICIES,
     ArchivedItem,
+    ArchiveEnd,
     ArchiveIds,
     ArchivePage,
     ArchiveQuery,
@@ -73,8 +76,9 @@ SPEC = Spec(
     "supported",
     "chat and normal messages with a body, sent and received, each stamped with "
     "<stanza-id/>; queries by with, start, end, before-id, after-id and ids, paged with "
-    "RSM max (capped at `archive.max_page`), after and before; preferences always, never "
-    "and roster; `[archive]` retention",
+    "RSM max (capped at `archive.max_page`), after and before, pages flipped on request; "
+    "archive metadata (`urn:xmpp:mam:2#extended`); preferences always, never and roster; "
+    "`[archive]` retention",
 )
 
 log = logging.getLogger(__name__)
@@ -460,9 +464,24 @@ class Archive:
         reply = make_reply(iq)
         form = reply.add("query", ns.MAM).add("x", ns.DATA_FORMS, {"type": "form"})
         form.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"}).add("value").append(ns.MAM)
-        kinds = {"with": "jid-single", "ids": "text-multi"}
+        kinds = {"with": "jid-single", "ids": "list-multi"}
         for var in QUERY_FIELDS:
-            form.add("field", attrs={"var": var, "type": kinds.get(var, "text-single")})
+            field = form.add("field", attrs={"var": var, "type": kinds.get(var, "text-single")})
+            if var == "ids":  # any ids, not a choice among options listed (§4.1.5)
+                validate = field.add("validate", ns.DATA_VALIDATE, {"datatype": "xs:string"})
+                validate.add("open")
+        return reply
+
+    async def metadata(self, iq: Element) -> Element:
+        """XEP-0313 §7: the first and last messages of the account's archive."""
+        username = self.owner(iq)
+        await self.writer.stored()
+        ends = await self.repo.ends(username)
+        reply = make_reply(iq)
+        metadata = reply.add("metadata", ns.MAM)
+        if ends is not None:
+            for name, end in zip(("start", "end"), ends, strict=True):
+                metadata.add(name, attrs=end_attrs(end))
         return reply
 
     async def query(self, iq: Element) -> Element:
@@ -477,7 +496,8 @@ class Archive:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, str(error)) from None
         requester = JID.parse(iq.attrs["from"])
         query_id = payload.attrs.get("queryid")
-        for item in page.items:
+        flipped = payload.find("flip-page", ns.MAM) is not None  # newest first, same page
+        for item in reversed(page.items) if flipped else page.items:
             self.api.router.route(requester, result_message(item, requester, query_id))
         return fin_reply(iq, page)
 
@@ -510,9 +530,19 @@ def parse_query(query: Element, max_page: int) -> ArchiveQuery:
         end=parse_time(values, "end"),
         after_id=optional(values, "after-id"),
         before_id=optional(values, "before-id"),
-        ids=tuple(values["ids"]) if "ids" in values else None,
+        ids=parse_ids(values, max_page),
         **page,
     )
+
+
+def parse_ids(values: dict[str, list[str]], max_page: int) -> tuple[str, ...] | None:
+    """The 'ids' field: at most a page of them, each of which the archive must hold."""
+    if "ids" not in values:
+        return None
+    ids = tuple(values["ids"])
+    if not ids or len(ids) > max_page or not all(ids):
+        raise StanzaError(StanzaCondition.BAD_REQUEST, f"the field 'ids' takes 1 to {max_page} ids")
+    return ids
 
 
 def form_values(form: Element | None) -> dict[str, list[str]]:
@@ -604,6 +634,10 @@ def result_message(item: ArchivedItem, to: JID, query_id: str | None) -> Element
     return message
 
 
+def end_attrs(end: ArchiveEnd) -> dict[str, str]:
+    return {"id": end.archive_id, "timestamp": format_datetime(end.archived_at)}
+
+
 def fin_reply(iq: Element, page: ArchivePage) -> Element:
     reply = make_reply(iq)
     fin = reply.add("fin", ns.MAM)
@@ -656,5 +690,6 @@ def setup(api: ModuleAPI) -> None:
     api.hook(f"network/{ARCHIVE_PREFS_CHANGED}", archive.on_prefs_changed)
     api.iq_handler("set", ns.MAM, "query", archive.query, scope="account")
     api.iq_handler("get", ns.MAM, "query", archive.fields, scope="account")
+    api.iq_handler("get", ns.MAM, "metadata", archive.metadata, scope="account")
     api.iq_handler("get", ns.MAM, "prefs", archive.get_prefs, scope="account")
     api.iq_handler("set", ns.MAM, "prefs", archive.set_prefs, scope="account")

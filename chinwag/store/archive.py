@@ -15,7 +15,8 @@ id themselves (on SQLite inserts from JSON arrays of ``SQLITE_STATEMENT_ROWS`` r
 PostgreSQL one insert of arrays); messages for accounts that do not exist (any more)
 are left out. A query is a range of the account's ids narrowed by peer, read a page at
 a time through the primary key or the ``(account, peer, id)`` index, and counted up to
-``COUNT_LIMIT``. Rows go with their account (ON DELETE CASCADE) and with ``purge``.
+``COUNT_LIMIT``; an id it names that the account's archive does not hold fails it
+(``UnknownArchiveId``). ``ends`` reads each end of the account's primary-key range. Rows go with their account (ON DELETE CASCADE) and with ``purge``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ _PREFS_OF = (
 _HELD = select(_MESSAGE.c.id).where(
     _MESSAGE.c.account_id == bindparam("account_id"), _MESSAGE.c.id == bindparam("id")
 )
+_HELD_OF = select(_MESSAGE.c.id).where(
+    _MESSAGE.c.account_id == bindparam("account_id"),
+    _MESSAGE.c.id.in_(bindparam("ids", expanding=True)),
+)
+_FIRST = select(func.min(_MESSAGE.c.id)).where(_MESSAGE.c.account_id == bindparam("account_id"))
+_LAST = select(func.max(_MESSAGE.c.id)).where(_MESSAGE.c.account_id == bindparam("account_id"))
+"""Each alone, so that SQLite reads one end of the primary key for it (min and max in one
+statement would read every row of the account)."""
 ARCHIVE_PREFS_CHANGED = "archive.prefs_changed"
 """subject: the account whose archiving preferences (XEP-0313) were set."""
 _ACCOUNT_EXISTS = select(_ACCOUNT.c.id).where(_ACCOUNT.c.id == bindparam("id"))
@@ -201,6 +210,15 @@ class ArchivedItem:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveEnd:
+    """The first or last message of an archive (XEP-0313 §7, archive metadata)."""
+
+    archive_id: str
+    archived_at: datetime
+    """Timezone-aware, UTC."""
+
+
+@dataclass(frozen=True, slots=True)
 class ArchiveQuery:
     """What to read: the filters of XEP-0313 §4.1 and a page of XEP-0059.
 
@@ -255,6 +273,10 @@ class ArchiveRepository(Protocol):
     async def query(self, username: str, query: ArchiveQuery) -> ArchivePage:
         """A page of the account's archive (empty for no account); raises
         UnknownArchiveId for an id it does not hold."""
+
+    async def ends(self, username: str) -> tuple[ArchiveEnd, ArchiveEnd] | None:
+        """The account's first and last archived messages; None for an empty archive
+        (or no account)."""
 
     async def prefs(self, usernames: Iterable[str]) -> dict[str, Prefs]:
         """The stored preferences of those of ``usernames`` that have set any."""
@@ -344,6 +366,17 @@ class SqlArchiveRepository:
             page = await _page(connection, account_id, where, query)
         return ArchivePage(page.items, page.complete, count if count <= COUNT_LIMIT else None)
 
+    async def ends(self, username: str) -> tuple[ArchiveEnd, ArchiveEnd] | None:
+        async with self._db.engine.connect() as connection:
+            account_id = await connection.scalar(ACCOUNT_ID, {"username": username})
+            if account_id is None:
+                return None
+            first = await connection.scalar(_FIRST, {"account_id": account_id})
+            last = await connection.scalar(_LAST, {"account_id": account_id})
+        if first is None or last is None:
+            return None
+        return _end(first), _end(last)
+
     async def prefs(self, usernames: Iterable[str]) -> dict[str, Prefs]:
         found: dict[str, Prefs] = {}
         async with self._db.engine.connect() as connection:
@@ -429,9 +462,28 @@ async def _filters(
     if query.before_id is not None:
         where.append(c.id < await _held_id(connection, account_id, query.before_id))
     if query.ids is not None:
-        named = {parsed_id(text) for text in query.ids}
-        where.append(c.id.in_(sorted(found for found in named if found is not None)))
+        where.append(c.id.in_(await _held_ids(connection, account_id, query.ids)))
     return where
+
+
+async def _held_ids(
+    connection: AsyncConnection, account_id: int, texts: Sequence[str]
+) -> list[int]:
+    """The ids a client named, every one of which the account's archive must hold."""
+    named = {text: parsed_id(text) for text in texts}
+    wanted = sorted({found for found in named.values() if found is not None})
+    held: set[int] = set()
+    if wanted:
+        found = await connection.scalars(_HELD_OF, {"account_id": account_id, "ids": wanted})
+        held = set(found.all())
+    for text, archive_id in named.items():
+        if archive_id not in held:
+            raise UnknownArchiveId(text)
+    return sorted(held)
+
+
+def _end(archive_id: int) -> ArchiveEnd:
+    return ArchiveEnd(visible_id(archive_id), time_of(archive_id))
 
 
 async def _page(

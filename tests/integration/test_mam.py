@@ -48,9 +48,10 @@ async def archived(peer: Peer, **rsm: Any) -> list[Any]:
 
 
 async def raw_query(
-    peer: Peer, form: str = "", rsm: str = ""
+    peer: Peer, form: str = "", rsm: str = "", extra: str = ""
 ) -> tuple[ET.Element, list[ET.Element]]:
-    """A query written raw: the IQ's answer and the result messages that came before it."""
+    """A query written raw: the IQ's answer and the result messages that came before it;
+    ``extra`` goes into the query after the form and the RSM set."""
     fields = "".join(
         f"<field var='{var}'><value>{value}</value></field>" for var, value in _fields(form)
     )
@@ -63,7 +64,7 @@ async def raw_query(
     page = f"<set xmlns='{NS_RSM}'>{rsm}</set>" if rsm else ""
     query_id = f"q{next(_query_ids)}"
     reply = await peer.iq(
-        f"<iq type='set'><query xmlns='{NS_MAM}' queryid='{query_id}'>{x}{page}</query></iq>"
+        f"<iq type='set'><query xmlns='{NS_MAM}' queryid='{query_id}'>{x}{page}{extra}</query></iq>"
     )
     results = peer.take_all(
         lambda e: e.find(f"{{{NS_MAM}}}result[@queryid='{query_id}']") is not None
@@ -87,6 +88,11 @@ def bodies(results: list[ET.Element]) -> list[str]:
         r.findtext(f"{{{NS_MAM}}}result/{{{NS_FORWARD}}}forwarded/{q('message')}/{q('body')}") or ""
         for r in results
     ]
+
+
+def result_ids(results: list[ET.Element]) -> list[str]:
+    """The archive ids of result messages, in the order they came."""
+    return [r.find(f"{{{NS_MAM}}}result").get("id", "") for r in results]  # type: ignore[union-attr]
 
 
 def rsm_of(reply: ET.Element) -> dict[str, str | None]:
@@ -254,7 +260,7 @@ async def test_fin_first_last_count_and_complete(
     last_page = rsm_of(last_reply)
     assert bodies(last) == ["m4", "m5"]
     assert last_page["complete"] is None and last_page["count"] == "5"
-    ids = [r.find(f"{{{NS_MAM}}}result").get("id") for r in last]  # type: ignore[union-attr]
+    ids = result_ids(last)
     assert (last_page["first"], last_page["last"]) == (ids[0], ids[1])
 
     earlier_reply, earlier = await raw_query(alice, rsm=f"<max>2</max><before>{ids[0]}</before>")
@@ -284,7 +290,7 @@ async def test_filters_with_start_end_and_ids(server: ServerHandle, new_client: 
     alice.send(chat("bob@localhost", "reply1"))
     await bob.next(message(id="reply1"))
     _reply, everything = await raw_query(alice)
-    ids = [r.find(f"{{{NS_MAM}}}result").get("id") for r in everything]  # type: ignore[union-attr]
+    ids = result_ids(everything)
 
     plugin = alice.client.plugin["xep_0313"]
     by_full = await asyncio.wait_for(plugin.retrieve(with_jid=JID("bob@localhost/phone")), TIMEOUT)
@@ -317,6 +323,9 @@ async def test_filters_with_start_end_and_ids(server: ServerHandle, new_client: 
         ("", "<max>-1</max>", "bad-request"),
         ("", "<max>many</max>", "bad-request"),
         ("", "<index>2</index>", "feature-not-implemented"),
+        ("ids=0000000000000001", "", "item-not-found"),
+        ("ids=nope", "", "item-not-found"),
+        ("ids=", "", "bad-request"),
     ],
 )
 async def test_bad_queries_get_the_error_named(
@@ -363,6 +372,82 @@ async def test_query_fields_are_offered(server: ServerHandle, new_client: NewCli
     assert {"FORM_TYPE", "with", "start", "end", "before-id", "after-id", "ids"} <= set(
         form.get_fields()
     )
+    ids = form.get_fields()["ids"]
+    assert ids["type"] == "list-multi" and ids["options"] == []  # any ids (§4.1.5)
+    validate = ids.xml.find("{http://jabber.org/protocol/xdata-validate}validate")
+    assert (
+        validate is not None
+        and validate.find("{http://jabber.org/protocol/xdata-validate}open") is not None
+    )
+
+
+async def test_a_flipped_page_is_the_same_page_newest_first(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice = await login(new_client, server, "alice", "laptop")
+    bob = await login(new_client, server, "bob", "desk")
+    await exchange(bob, alice, 5)
+
+    plain_reply, plain = await raw_query(alice, rsm="<max>3</max><before/>")
+    flipped_reply, flipped = await raw_query(
+        alice, rsm="<max>3</max><before/>", extra="<flip-page/>"
+    )
+    forward_reply, forward = await raw_query(alice, rsm="<max>2</max>", extra="<flip-page/>")
+
+    assert bodies(plain) == ["m3", "m4", "m5"]
+    assert bodies(flipped) == ["m5", "m4", "m3"]
+    assert rsm_of(flipped_reply) == rsm_of(plain_reply)  # first is still the oldest
+    assert bodies(forward) == ["m2", "m1"]
+    assert rsm_of(forward_reply)["complete"] is None
+
+
+async def test_the_archive_metadata_names_its_first_and_last_messages_with_slixmpp(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    alice = await with_mam(await login(new_client, server, "alice", "laptop"))
+    bob = await login(new_client, server, "bob", "desk")
+    plugin = alice.client.plugin["xep_0313"]
+
+    empty = await asyncio.wait_for(plugin.get_archive_metadata(), TIMEOUT)
+    await exchange(bob, alice, 3)
+    full = await asyncio.wait_for(plugin.get_archive_metadata(), TIMEOUT)
+    _reply, everything = await raw_query(alice)
+
+    assert list(empty.xml.find(f"{{{NS_MAM}}}metadata")) == []  # an empty archive
+    ids = result_ids(everything)
+    stamps = [
+        r.find(f"{{{NS_MAM}}}result/{{{NS_FORWARD}}}forwarded/{{{NS_DELAY}}}delay").get("stamp")  # type: ignore[union-attr]
+        for r in everything
+    ]
+    start, end = full["mam_metadata"]["start"], full["mam_metadata"]["end"]
+    assert (start["id"], end["id"]) == (ids[0], ids[-1])
+    assert start["timestamp"] == datetime.fromisoformat(stamps[0])
+    assert end["timestamp"] == datetime.fromisoformat(stamps[-1])
+
+
+async def test_ids_name_at_most_a_page_of_messages(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    server = await start_server(archive={"max_page": 2})
+    alice = await login(new_client, server, "alice", "laptop")
+    bob = await login(new_client, server, "bob", "desk")
+    await exchange(bob, alice, 3)
+    _reply, everything = await raw_query(alice, rsm="<max>2</max>")
+    ids = result_ids(everything)
+
+    def named(*chosen: str) -> str:
+        values = "".join(f"<value>{archive_id}</value>" for archive_id in chosen)
+        return (
+            f"<iq type='set'><query xmlns='{NS_MAM}'><x xmlns='jabber:x:data' type='submit'>"
+            f"<field var='FORM_TYPE' type='hidden'><value>{NS_MAM}</value></field>"
+            f"<field var='ids'>{values}</field></x></query></iq>"
+        )
+
+    two = await alice.iq(named(*ids))
+    three = await alice.iq(named(*ids, ids[0]))
+
+    assert two.get("type") == "result" and rsm_of(two)["count"] == "2"
+    assert error_condition(three) == "bad-request"
 
 
 def prefs_xml(default: str, always: tuple[str, ...] = (), never: tuple[str, ...] = ()) -> str:

@@ -99,10 +99,10 @@ async def test_start_end_and_the_extended_fields(archive: SqlArchiveRepository) 
     assert (await archive.query("alice", ArchiveQuery(start=ancient, end=far))).count == 9
     ranged = ArchiveQuery(after_id=v(2), before_id=v(6))
     assert ids(await archive.query("alice", ranged)) == ["id3", "id4", "id5"]
-    assert ids(await archive.query("alice", ArchiveQuery(ids=(v(8), v(2), v(10))))) == [
+    assert ids(await archive.query("alice", ArchiveQuery(ids=(v(8), v(2), v(8))))) == [
         "id2",
         "id8",
-    ]  # id10 is bob's
+    ]
 
 
 async def test_pages_forwards_with_after(archive: SqlArchiveRepository) -> None:
@@ -144,6 +144,8 @@ async def test_an_exact_page_is_complete_and_max_zero_only_counts(
         ArchiveQuery(last_page=True, page_before=v(10)),
         ArchiveQuery(after_id="ffffffffffffffff"),  # more than a 64-bit column holds
         ArchiveQuery(before_id="ffffffffffffffffffff"),  # the first design's form, as large
+        ArchiveQuery(ids=(v(8), v(10))),  # XEP-0313 §4.1.3: any of them unknown
+        ArchiveQuery(ids=(v(2), "nope")),
     ],
 )
 async def test_an_unknown_id_is_refused(archive: SqlArchiveRepository, query: ArchiveQuery) -> None:
@@ -154,6 +156,19 @@ async def test_an_unknown_id_is_refused(archive: SqlArchiveRepository, query: Ar
 async def test_no_account_has_an_empty_archive(archive: SqlArchiveRepository) -> None:
     page = await archive.query("nobody", ArchiveQuery())
     assert (page.items, page.complete, page.count) == ([], True, 0)
+    assert await archive.ends("nobody") is None
+    assert await archive.ends("carol") is None  # an account with nothing archived
+
+
+async def test_the_ends_of_an_archive_are_its_first_and_last_messages(
+    archive: SqlArchiveRepository,
+) -> None:
+    ends = await archive.ends("alice")
+
+    assert ends is not None
+    first, last = ends
+    assert (NAMES[first.archive_id], first.archived_at) == ("id1", T0 + timedelta(minutes=1))
+    assert (NAMES[last.archive_id], last.archived_at) == ("id9", T0 + timedelta(minutes=9))
 
 
 async def test_preferences_are_stored_per_account(archive: SqlArchiveRepository) -> None:
