@@ -150,6 +150,9 @@ async def test_disco_on_bare_jid_lists_pep(server: ServerHandle, new_client: New
     features = info["disco_info"]["features"]
     assert "http://jabber.org/protocol/pubsub#publish-options" in features
     assert "urn:xmpp:pep-vcard-conversion:0" in features
+    for required in ("auto-create", "auto-subscribe", "filtered-notifications"):  # XEP-0163 §6
+        assert f"http://jabber.org/protocol/pubsub#{required}" in features
+    assert "http://jabber.org/protocol/pubsub#create-and-configure" in features
 
 
 async def test_avatar_between_two_clients_and_the_vcard(

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from slixmpp.exceptions import IqError
+from slixmpp.plugins.xep_0004 import Form
 
 from .support import TIMEOUT, NewClient, ServerHandle
 from .test_pep import NS_PUBSUB_ERRORS, error_of, options, payload, pep_client
@@ -49,6 +50,28 @@ async def test_purge_empties_the_node_and_tells_who_hears_of_it(
     with pytest.raises(IqError) as raised:
         await bob.plugin["xep_0060"].purge(me, NODE, timeout=TIMEOUT)
     assert raised.value.condition == "forbidden"
+
+
+async def test_a_node_is_created_with_its_configuration_in_one_request(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    """XEP-0060 §8.1.3 (create-and-configure): the configuration a client sends with
+    ``<create/>`` is the node's; creating it again is a conflict."""
+    alice, _ = await pep_client(new_client, server, "alice")
+    pubsub, me = alice.plugin["xep_0060"], server.jid("alice")
+    config = Form()
+    config["type"] = "submit"
+    config.add_field("pubsub#access_model", value="whitelist")
+    config.add_field("pubsub#max_items", value="3")
+
+    await pubsub.create_node(me, "urn:example:created", config=config, timeout=TIMEOUT)
+
+    shown = await pubsub.get_node_config(me, "urn:example:created", timeout=TIMEOUT)
+    values = shown["pubsub_owner"]["configure"]["form"].get_values()
+    assert (values["pubsub#access_model"], values["pubsub#max_items"]) == ("whitelist", "3")
+    with pytest.raises(IqError) as raised:
+        await pubsub.create_node(me, "urn:example:created", timeout=TIMEOUT)
+    assert raised.value.condition == "conflict"
 
 
 async def test_members_read_a_whitelisted_node_and_outcasts_read_nothing(
