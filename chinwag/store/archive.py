@@ -16,7 +16,8 @@ PostgreSQL one insert of arrays); messages for accounts that do not exist (any m
 are left out. A query is a range of the account's ids narrowed by peer, read a page at
 a time through the primary key or the ``(account, peer, id)`` index, and counted up to
 ``COUNT_LIMIT``; an id it names that the account's archive does not hold fails it
-(``UnknownArchiveId``). ``ends`` reads each end of the account's primary-key range. Rows go with their account (ON DELETE CASCADE) and with ``purge``.
+(``UnknownArchiveId``). ``ends`` reads each end of the account's primary-key range.
+Rows go with their account (ON DELETE CASCADE) and with ``purge``.
 """
 
 from __future__ import annotations
