@@ -122,8 +122,9 @@ async def waiting_to_store(database: asyncpg.Connection) -> None:
     """Return once a transaction waits for the lock on the offline messages' table."""
     for _ in range(500):
         if await database.fetchval(
-            "SELECT count(*) FROM pg_locks"
-            " WHERE NOT granted AND relation = 'offline_messages'::regclass"
+            "SELECT count(*) FROM pg_locks WHERE NOT granted"
+            " AND relation = 'offline_messages'::regclass"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ):
             return
         await asyncio.sleep(0.02)
