@@ -5,7 +5,9 @@ The lease is a key holding a random token that expires after ``seconds`` unless 
 renewal that succeeded, so it believes itself alive no longer than Redis does: when
 ``seconds`` pass without one (Redis unreachable, the process paused, the event loop
 stuck), or a renewal finds another token, the lease is lost, and the node must stop
-acting as a member (``on_lost``), since another node may be cleaning up after it.
+acting as a member (``on_lost``), since another node may be cleaning up after it. The
+node's writer asks before each round trip (``check``), so that what a stalled process
+queued is not written after its lease ran out, whichever task wakes first.
 """
 
 from __future__ import annotations
@@ -51,6 +53,18 @@ class Lease:
     @property
     def held(self) -> bool:
         return not self.lost and time.monotonic() < self._valid_until
+
+    def check(self) -> bool:
+        """Whether the node may still write as a member. Once this process's clock says
+        the lease has run out (a stall past it that the renewal task has not yet seen),
+        it is lost now, before anything more goes out; before it is first taken there
+        is nothing of the node's to protect."""
+        if self.lost:
+            return False
+        if self._valid_until and time.monotonic() >= self._valid_until:
+            self._lose("ran out before a write")
+            return False
+        return True
 
     async def acquire(self) -> None:
         """Take the lease and join the nodes set. A lease left by a dead process with

@@ -61,8 +61,8 @@ class ClusterNode:
         self.name = node
         self._host = host
         self.keys = keys = Keys(key_prefix)
-        self.writer = writer = Writer(redis)
         self.lease = Lease(redis, keys, node, lease_seconds, self._lease_lost)
+        self.writer = writer = Writer(redis, self.lease.check)
         token = self.lease.token
         self.registry = Registry(
             redis, keys, node, token, writer, host, changes_kept=changes_kept, block_ms=block_ms

@@ -44,8 +44,11 @@ class Source(Protocol):
 
 
 class Writer:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, may_write: Callable[[], bool] = lambda: True) -> None:
         self._redis = redis
+        self._may_write = may_write
+        """Asked before each round trip (the node's lease): when it says no, nothing is
+        sent, and what is marked waits for the node to close the writer."""
         self._marked: list[Source] = []
         self._scheduled = False
         self._task: asyncio.Task[None] | None = None
@@ -88,6 +91,8 @@ class Writer:
                 self._idle.set()
 
     async def _round_trip(self) -> bool:
+        if not self._may_write():
+            return False
         sources, self._marked = self._marked, []
         pipe = self._redis.pipeline(transaction=False)
         taken: list[tuple[Callable[[Results], None], int, int]] = []

@@ -9,8 +9,9 @@ import time
 import pytest
 
 from chinwag.cluster.lease import NodeNameInUse
+from chinwag.xmpp.jid import JID
 
-from .support import TIMEOUT, FreezableProxy, eventually
+from .support import TIMEOUT, FreezableProxy, eventually, message
 
 LEASE = 0.5
 
@@ -77,3 +78,27 @@ async def test_a_node_paused_longer_than_its_lease_notices_it_lost_it(cluster, r
 
     await eventually(lambda: host.lost == 1)
     assert not node.running
+
+
+async def test_nothing_is_written_once_the_lease_has_run_out_by_this_process_clock(
+    cluster, redis
+) -> None:
+    """Writes queued when the lease has run out by this process's clock (a stall past it
+    that the renewal task has not noticed yet) are not sent: another node may have
+    cleaned up after this one meanwhile (resumed its sessions elsewhere), and the writes
+    would land on state that is no longer its own. The lease is lost then and there."""
+    a, a_host = await cluster.start("a", lease_seconds=LEASE)
+    _, b_host = await cluster.start("b")
+    bob = JID.parse("bob@localhost/desk")
+    a.lease._valid_until = time.monotonic() - 0.01  # as the clock stands after a stall
+
+    a.bus.send("b", bob, message(bob.text, "queued after the lease ran out"))
+    a.resumption.update("stale", {"handled": 7})
+
+    await eventually(lambda: a_host.lost == 1)
+    await asyncio.sleep(0.3)  # long enough for a write to arrive
+    assert b_host.entries == []
+    assert not await redis.exists(cluster.prefix + "resumable:stale")
+    [(node, stanzas, node_gone)] = a_host.undelivered  # handed back, to be bounced
+    assert (node, len(stanzas), node_gone) == ("b", 1, False)
+    assert not a.running
