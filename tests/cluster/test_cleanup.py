@@ -92,12 +92,13 @@ async def test_a_cleanup_whose_stanzas_were_not_handed_on_in_time_is_done_again(
     survivor, host = await cluster.start(
         "a", host=Host(hand_on=False), lease_seconds=3, handoff_seconds=0.2
     )
-    dead, _ = await cluster.start("d", host=Host(hand_on=False), lease_seconds=DEAD_LEASE)
+    dead, _ = await cluster.start("d", host=Host(hand_on=False), lease_seconds=3)
     dead.registry.publish(Record(RESOURCES[0]))
+    await eventually(lambda: survivor.registry.record(RESOURCES[0]) is not None)
     survivor.bus.send("d", RESOURCES[0], message(RESOURCES[0].text, "slow"))
     await survivor.writer.drain()
     dead.halt()
-    await asyncio.sleep(DEAD_LEASE)
+    await redis.delete(cluster.prefix + "lease:d")  # as when it runs out, without the wait
 
     assert await survivor.cleaner.sweep() == []  # its host sat on the stanza
     assert [record.jid for record in host.gone] == [RESOURCES[0]]
