@@ -73,7 +73,11 @@ its id) to another node, instead of carrying stanzas."""
 SIGNAL = b"e"
 """The field of an inbox entry that names an event to fire for sessions of the node (their
 full JIDs in field ``t``), instead of carrying stanzas."""
-CONTROL = (HANDOVER, SIGNAL)
+
+
+def _control(fields: dict[bytes, bytes]) -> bool:
+    """Whether an inbox entry asks something of the node rather than carrying stanzas."""
+    return HANDOVER in fields or SIGNAL in fields
 
 
 class InboxGone(Exception):
@@ -146,7 +150,7 @@ class Decoder:
     ) -> Entry:
         items: Stanzas = []
         copies: Copies = {}
-        if fields is not None and not any(field in fields for field in CONTROL):
+        if fields is not None and not _control(fields):
             items = self._items(fields, copies)
             if not items:
                 log.error("cluster: inbox entry %s of %s is not stanzas; dropped", entry_id, stream)
@@ -385,15 +389,15 @@ class Bus:
             return
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
-                if fields and any(field in fields for field in CONTROL):
-                    self._control(fields)
+                if fields and _control(fields):
+                    self._act_on(fields)
                     Entry(self.inbox, entry_id, [], self.acknowledge)  # no stanzas: done
                 else:
                     self._host.inbound(
                         self._decoder.entry(self.inbox, entry_id, fields, self.acknowledge)
                     )
 
-    def _control(self, fields: dict[bytes, bytes]) -> None:
+    def _act_on(self, fields: dict[bytes, bytes]) -> None:
         """An entry that asks something of this node instead of carrying stanzas."""
         if HANDOVER in fields:
             self._host.hand_over(fields[HANDOVER].decode())

@@ -114,6 +114,14 @@ def stanza_id(element: ET.Element) -> ET.Element | None:
     return element.find(f"{{{NS_SID}}}stanza-id")
 
 
+async def alice_with_history(new_client: NewClient, server: ServerHandle, count: int) -> Peer:
+    """alice on her laptop, once bob on his desk has sent her messages m1 to m``count``."""
+    alice = await login(new_client, server, "alice", "laptop")
+    bob = await login(new_client, server, "bob", "desk")
+    await exchange(bob, alice, count)
+    return alice
+
+
 async def exchange(bob: Peer, alice: Peer, count: int, prefix: str = "m") -> None:
     for n in range(1, count + 1):
         bob.send(chat("alice@localhost", f"{prefix}{n}"))
@@ -252,9 +260,7 @@ async def test_paged_backwards_from_the_end_with_slixmpp(
 async def test_fin_first_last_count_and_complete(
     server: ServerHandle, new_client: NewClient
 ) -> None:
-    alice = await login(new_client, server, "alice", "laptop")
-    bob = await login(new_client, server, "bob", "desk")
-    await exchange(bob, alice, 5)
+    alice = await alice_with_history(new_client, server, 5)
 
     last_reply, last = await raw_query(alice, rsm="<max>2</max><before/>")
     last_page = rsm_of(last_reply)
@@ -342,9 +348,7 @@ async def test_a_page_is_capped_at_max_page(
     start_server: StartServer, new_client: NewClient
 ) -> None:
     server = await start_server(archive={"max_page": 3})
-    alice = await login(new_client, server, "alice", "laptop")
-    bob = await login(new_client, server, "bob", "desk")
-    await exchange(bob, alice, 4)
+    alice = await alice_with_history(new_client, server, 4)
 
     reply, results = await raw_query(alice, rsm="<max>1000000</max>")
 
@@ -384,9 +388,7 @@ async def test_query_fields_are_offered(server: ServerHandle, new_client: NewCli
 async def test_a_flipped_page_is_the_same_page_newest_first(
     server: ServerHandle, new_client: NewClient
 ) -> None:
-    alice = await login(new_client, server, "alice", "laptop")
-    bob = await login(new_client, server, "bob", "desk")
-    await exchange(bob, alice, 5)
+    alice = await alice_with_history(new_client, server, 5)
 
     plain_reply, plain = await raw_query(alice, rsm="<max>3</max><before/>")
     flipped_reply, flipped = await raw_query(
@@ -429,9 +431,7 @@ async def test_ids_name_at_most_a_page_of_messages(
     start_server: StartServer, new_client: NewClient
 ) -> None:
     server = await start_server(archive={"max_page": 2})
-    alice = await login(new_client, server, "alice", "laptop")
-    bob = await login(new_client, server, "bob", "desk")
-    await exchange(bob, alice, 3)
+    alice = await alice_with_history(new_client, server, 3)
     _reply, everything = await raw_query(alice, rsm="<max>2</max>")
     ids = result_ids(everything)
 
