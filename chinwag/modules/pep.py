@@ -4,15 +4,21 @@ and XEP-0402 ask of it.
 
 Each account's nodes live in storage (``store/pep.py``): publish (auto-create, with
 publish-options checked as preconditions), retract, items (all, by id, newest n),
-create, configure, delete, purge and affiliations. Who may read a node is its access
-model: ``presence`` (the default: the owner and contacts subscribed to the owner's
-presence), ``open``, or ``whitelist`` (the owner alone), and its affiliations: members
-read it whatever the model, outcasts never. Explicit subscriptions are refused with the
-feature they would need (XEP-0163 takes interest from caps).
+create, configure, delete, purge, affiliations and subscriptions. Who may read a node
+is its access model: ``presence`` (the default: the owner and contacts subscribed to
+the owner's presence), ``open``, ``roster`` (contacts in the owner's roster groups the
+node names) or ``whitelist`` (the owner alone), and its affiliations: members read it
+whatever the model, outcasts never.
 
 Who hears of an item is who wants it: a resource whose XEP-0115 capabilities list
 ``NODE+notify`` and that is the owner's, a member's or a subscribed contact's (for
-``presence`` and ``open`` nodes), never an outcast's. Capabilities are read from a
+``presence``, ``roster`` and ``open`` nodes), never an outcast's; and whoever
+subscribed to the node explicitly (XEP-0060 §6.1) and may still read it: a full JID
+once, a bare JID at each of its resources that want the node, or at each of its
+available resources when none does (XEP-0163 §4.3); no resource twice. A subscription
+ends when its JID can no longer read the node (a new configuration or affiliation, a
+roster change), as XEP-0163 §7.3 asks, and with the subscriber's account.
+Capabilities are read from a
 resource's broadcast presence; an unknown ``ver`` is asked of that client once
 (disco#info), its hash checked, and the answer cached by ``ver`` for every later
 presence of any client of this process (a ``ver`` that does not match its answer, as
@@ -49,10 +55,20 @@ from chinwag.modules.private import (
 )
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
+from chinwag.server.rosters import Roster
 from chinwag.server.routing import SessionRecord
 from chinwag.server.session import Session
 from chinwag.store.accounts import NoSuchAccount
-from chinwag.store.pep import MAX_AFFILIATIONS, NodeConfig, Replaced, StoredItem
+from chinwag.store.pep import (
+    ACCESS_MODELS,
+    MAX_AFFILIATIONS,
+    MAX_ROSTER_GROUPS,
+    MAX_SUBSCRIPTIONS,
+    NodeConfig,
+    Replaced,
+    StoredItem,
+    TooManySubscriptions,
+)
 from chinwag.xmpp import ns
 from chinwag.xmpp.caps import verification_string
 from chinwag.xmpp.element import Element
@@ -68,14 +84,16 @@ SPEC = Spec(
     "supported",
     "publish (auto-create, publish-options as preconditions), retract with notify, items "
     "(all, by id, max_items), create, configure, default, delete, purge, affiliations "
-    "(member, outcast); access models presence, open, whitelist; +notify from XEP-0115 "
-    "caps; last item on available presence and on new +notify; no subscriptions; items "
-    "kept in SQL, `[pep] max_items` per node and `max_payload_bytes` per item",
+    "(member, outcast), subscribe and unsubscribe (bare or full JID), subscriptions "
+    "(own, and the owner's view and changes); access models presence, open, roster, "
+    "whitelist; +notify from XEP-0115 caps; last item on available presence, on new "
+    "+notify and on subscription; no subscription options; items kept in SQL, "
+    "`[pep] max_items` per node and `max_payload_bytes` per item",
 )
 
 log = logging.getLogger(__name__)
 
-ACCESS_MODELS = ("presence", "open", "whitelist")
+ROSTER_GROUPS = "pubsub#roster_groups_allowed"
 NOTIFY_SUFFIX = "+notify"
 CAPS_QUERY_SECONDS = 10.0
 MAX_CACHED_VERS = 10_000
@@ -83,6 +101,7 @@ MAX_CACHED_VERS = 10_000
 NODE_FEATURES = (
     "access-open",
     "access-presence",
+    "access-roster",
     "access-whitelist",
     "auto-create",
     "auto-subscribe",
@@ -93,6 +112,7 @@ NODE_FEATURES = (
     "filtered-notifications",
     "item-ids",
     "last-published",
+    "manage-subscriptions",
     "member-affiliation",
     "modify-affiliations",
     "multi-items",
@@ -105,22 +125,23 @@ NODE_FEATURES = (
     "retrieve-affiliations",
     "retrieve-default",
     "retrieve-items",
+    "retrieve-subscriptions",
+    "subscribe",
 )
 PEP_FEATURES = (ns.PUBSUB, *(f"{ns.PUBSUB}#{name}" for name in NODE_FEATURES))
 UNSUPPORTED = {
-    (ns.PUBSUB, "subscribe"): "subscribe",
-    (ns.PUBSUB, "unsubscribe"): "subscribe",
     (ns.PUBSUB, "options"): "subscription-options",
     (ns.PUBSUB, "default"): "retrieve-default-sub",
-    (ns.PUBSUB, "subscriptions"): "retrieve-subscriptions",
-    (ns.PUBSUB_OWNER, "subscriptions"): "manage-subscriptions",
 }
 """Requests of XEP-0060 that PEP answers with ``<feature-not-implemented/>`` and the
-feature they would need: interest comes from XEP-0115 caps, not subscriptions."""
+feature they would need: a subscription has no options."""
+SUBSCRIBED = "subscribed"
 AFFILIATIONS = ("member", "outcast", "none")
 """What an owner may make a JID (``none`` removes it); the account is the only owner."""
 LEGACY_ITEM = "current"
 """The id of the one item of XEP-0048 bookmarks in PEP (XEP-0223 §3)."""
+OWNER_ONLY = NodeConfig("whitelist", 1)
+"""How XEP-0048 bookmarks in PEP are read and heard of: the owner's conferences."""
 
 
 def pubsub_error(condition: StanzaCondition, specific: str, text: str = "") -> StanzaError:
@@ -145,15 +166,27 @@ def request_of(iq: Element) -> Element:
     return request
 
 
-def form_values(form: Element | None) -> dict[str, str]:
-    """A submitted data form's single values by field name."""
+Form = dict[str, tuple[str, ...]]
+"""A submitted data form's values by field name."""
+
+
+def form_values(form: Element | None) -> Form:
     if form is None:
         return {}
-    values = {}
-    for field in form.find_all("field", ns.DATA_FORMS):
-        value = field.find("value", ns.DATA_FORMS)
-        values[field.get("var") or ""] = value.text.strip() if value is not None else ""
-    return values
+    return {
+        field.get("var") or "": tuple(
+            value.text.strip() for value in field.find_all("value", ns.DATA_FORMS)
+        )
+        for field in form.find_all("field", ns.DATA_FORMS)
+    }
+
+
+def single(options: Form, var: str) -> str | None:
+    """A single-valued field's value: its first, or "" when it has none."""
+    values = options.get(var)
+    if values is None:
+        return None
+    return values[0] if values else ""
 
 
 class Pep:
@@ -251,31 +284,57 @@ class Pep:
 
     # --- who may read, who hears -------------------------------------------------------------
 
-    def may_read(
-        self, requester: JID, owner: str, access_model: str, affiliation: str | None = None
+    async def may_read(
+        self,
+        requester: JID,
+        owner: str,
+        config: NodeConfig,
+        affiliation: str | None = None,
+        owner_roster: Roster | None = None,
     ) -> bool:
-        """The owner, members and, unless they are outcasts, those the access model lets in."""
+        """The owner, members and, unless they are outcasts, those the access model lets
+        in. ``presence`` is read from the requester's roster (cached: it is online) unless
+        the owner's is given; ``roster`` from the owner's, cached or stored."""
         if requester.local == owner and requester.domain == self.domain:
             return True
         if affiliation == "outcast":
             return False
-        if affiliation == "member" or access_model == "open":
+        if affiliation == "member" or config.access_model == "open":
             return True
-        if access_model == "presence":
-            roster = self.api.rosters.get(requester.local or "")
+        if requester.domain != self.domain or not requester.local:
+            return False
+        if config.access_model == "presence":
+            if owner_roster is not None:
+                item = owner_roster.items.get(requester.local)
+                return item is not None and item.subscription in ("from", "both")
+            roster = self.api.rosters.get(requester.local)
             item = roster.items.get(owner) if roster is not None else None
             return item is not None and item.subscription in ("to", "both")
+        if config.access_model == "roster":
+            if owner_roster is None:
+                owner_roster = self.api.rosters.get(owner)
+            if owner_roster is not None:
+                item = owner_roster.items.get(requester.local)
+            else:
+                item = await self.api.services.contacts.item(owner, requester.local)
+            return (
+                item is not None
+                and item.listed
+                and not set(item.groups).isdisjoint(config.roster_groups)
+            )
         return False
 
-    def check_read(
+    async def check_read(
         self, requester: JID, owner: str, config: NodeConfig, affiliation: str | None
     ) -> None:
-        if self.may_read(requester, owner, config.access_model, affiliation):
+        if await self.may_read(requester, owner, config, affiliation):
             return
         if affiliation == "outcast":
             raise StanzaError(StanzaCondition.FORBIDDEN, "an outcast of this node")
         if config.access_model == "presence":
             raise pubsub_error(StanzaCondition.NOT_AUTHORIZED, "presence-subscription-required")
+        if config.access_model == "roster":
+            raise pubsub_error(StanzaCondition.NOT_AUTHORIZED, "not-in-roster-group")
         raise pubsub_error(StanzaCondition.NOT_ALLOWED, "closed-node")
 
     async def affiliations_of(
@@ -285,41 +344,118 @@ class Pep:
         others = [owner for owner in owners if JID(owner, self.domain) != requester.bare]
         return await self.store.affiliations_of(str(requester.bare), others)
 
-    def audience(
-        self, owner: str, node: str, access_model: str, affiliations: dict[str, str]
+    async def roster_of(self, owner: str) -> Roster:
+        """The owner's roster: cached while the account is online, else read."""
+        roster = self.api.rosters.get(owner)
+        if roster is not None:
+            return roster
+        try:
+            version, contacts = await self.api.services.contacts.roster(owner)
+        except NoSuchAccount:
+            return Roster(0)
+        return Roster(version, {contact.username: contact for contact in contacts})
+
+    async def audience(
+        self, owner: str, node: str, config: NodeConfig, affiliations: dict[str, str]
     ) -> list[SessionRecord]:
-        """The available resources that hear of ``node``'s items: the owner's, contacts'
-        (unless whitelisted) and members', outcasts' never."""
+        """The available resources that want ``node`` and may read it: the owner's,
+        contacts' (unless whitelisted; for ``roster``, those in its groups) and members',
+        outcasts' never."""
         router = self.api.router
         users = [owner]
-        if access_model != "whitelist":
+        if config.access_model != "whitelist":
             roster = self.api.rosters.get(owner)
             if roster is not None:
                 users.extend(roster.subscribed_from())
-        for jid, affiliation in affiliations.items():
+        for jid, granted in affiliations.items():
             member = JID.parse(jid)
-            if affiliation == "member" and member.domain == self.domain and member.local:
+            if granted == "member" and member.domain == self.domain and member.local:
                 users.append(member.local)
         found = []
+        owner_roster = await self.roster_of(owner) if config.access_model == "roster" else None
         for user in dict.fromkeys(users):
-            if affiliations.get(str(self.api.jid(user))) == "outcast":
+            user_jid = self.api.jid(user)
+            affiliation = affiliations.get(str(user_jid))
+            if affiliation == "outcast":
                 continue
-            for record in router.resources(self.api.jid(user)):
-                if record.available and node in record.notify:
-                    found.append(record)
+            wanting = [
+                record
+                for record in router.resources(user_jid)
+                if record.available and node in record.notify
+            ]
+            if wanting and (
+                config.access_model != "roster"
+                or await self.may_read(user_jid, owner, config, affiliation, owner_roster)
+            ):
+                found.extend(wanting)
         return found
 
-    def notify(
+    async def subscribers(
         self,
         owner: str,
         node: str,
-        access_model: str,
+        config: NodeConfig,
+        affiliations: dict[str, str],
+        subscriptions: list[str],
+    ) -> list[SessionRecord | JID]:
+        """Where the explicit subscribers that may still read ``node`` hear of it
+        (``targets_of`` each)."""
+        if not subscriptions:
+            return []
+        owner_roster = await self.roster_of(owner)
+        targets: list[SessionRecord | JID] = []
+        for text in subscriptions:
+            jid = JID.parse(text)
+            affiliation = affiliations.get(str(jid.bare))
+            if await self.may_read(jid, owner, config, affiliation, owner_roster):
+                targets.extend(self.targets_of(jid, node))
+        return targets
+
+    def targets_of(self, subscriber: JID, node: str) -> list[SessionRecord | JID]:
+        """Where one subscriber hears of ``node``: a full JID as itself; a bare JID at
+        each available resource that wants the node, or, when none does, where RFC 6121
+        §8.5.2.1.1 routes a headline to the bare JID (each available resource of
+        non-negative priority), one by one so that none hears twice."""
+        if subscriber.resource is not None:
+            return [subscriber]
+        available = [record for record in self.api.router.resources(subscriber) if record.available]
+        wanting = [record for record in available if node in record.notify]
+        return list(wanting or [record for record in available if record.priority >= 0])
+
+    def send_event(
+        self, owner: str, targets: Iterable[SessionRecord | JID], event: Element, told: set[JID]
+    ) -> None:
+        """``event`` from ``owner`` to each target not ``told`` yet."""
+        sender = self.api.jid(owner)
+        for target in targets:
+            to = target if isinstance(target, JID) else target.jid
+            if to in told:
+                continue
+            told.add(to)
+            message = event_message(sender, to, event.copy())
+            if isinstance(target, JID):
+                self.api.deliver(message, to)
+            else:
+                self.api.router.deliver(target, message)
+
+    async def notify(
+        self,
+        owner: str,
+        node: str,
+        config: NodeConfig,
         event: Element,
         affiliations: dict[str, str] | None,
+        subscriptions: list[str] | None = None,
     ) -> None:
-        sender = self.api.jid(owner)
-        for record in self.audience(owner, node, access_model, affiliations or {}):
-            self.api.router.deliver(record, event_message(sender, record.jid, event.copy()))
+        """Send ``event`` to those who hear of ``node``, once each; ``subscriptions`` read
+        from storage when not given (a deleted node's are given, read before)."""
+        affiliations = affiliations or {}
+        if subscriptions is None:
+            subscriptions = await self.store.subscriptions(owner, node) or []
+        told: set[JID] = set()
+        self.send_event(owner, await self.audience(owner, node, config, affiliations), event, told)
+        subscribers = await self.subscribers(owner, node, config, affiliations, subscriptions)
+        self.send_event(owner, subscribers, event, told)
 
     async def send_last_items(self, session: Session, before: frozenset[str]) -> None:
         """The newest item of each node the session wants and did not want ``before``,
@@ -332,12 +468,35 @@ class Pep:
         affiliations = await self.affiliations_of(session.jid, owners)
         for last in await self.store.last_items(owners):
             affiliation = affiliations.get((last.owner, last.node))
-            if last.node in wanted and self.may_read(
-                session.jid, last.owner, last.access_model, affiliation
+            if last.node in wanted and await self.may_read(
+                session.jid, last.owner, last.config, affiliation
             ):
                 event = items_element(last.node, [last.item])
                 sender = self.api.jid(last.owner)
                 self.api.router.deliver(session, event_message(sender, session.jid, event))
+
+    async def prune_subscriptions(self, owner: str, node: str, config: NodeConfig) -> None:
+        """End the subscriptions to ``node`` of JIDs that may no longer read it."""
+        subscriptions = await self.store.subscriptions(owner, node)
+        if not subscriptions:
+            return
+        affiliations = await self.store.affiliations(owner, node) or {}
+        owner_roster = await self.roster_of(owner)
+        lost = []
+        for text in subscriptions:
+            jid = JID.parse(text)
+            affiliation = affiliations.get(str(jid.bare))
+            if not await self.may_read(jid, owner, config, affiliation, owner_roster):
+                lost.append(text)
+        await self.store.unsubscribe(owner, node, lost)
+
+    async def on_roster_changed(self, owner: str, contact: str) -> None:
+        """``contact`` may have lost access to ``owner``'s nodes it subscribed to."""
+        subscribed = await self.store.subscriptions_of(owner, str(self.api.jid(contact)))
+        for node in dict.fromkeys(node for node, _ in subscribed):
+            config = await self.store.node(owner, node)
+            if config is not None:
+                await self.prune_subscriptions(owner, node, config)
 
     # --- requests --------------------------------------------------------------------------
 
@@ -355,6 +514,8 @@ class Pep:
         request = request_of(iq)
         if request.tag == "affiliations":
             return self.own_affiliations(iq, requester, owner, request.get("node"))
+        if request.tag == "subscriptions":
+            return self.own_subscriptions(iq, requester, owner, request.get("node"))
         if request.tag != "items" or not request.get("node"):
             raise StanzaError(StanzaCondition.FEATURE_NOT_IMPLEMENTED, "only items are served")
         return self.get_items(iq, requester, owner, request)
@@ -365,7 +526,7 @@ class Pep:
         if config is None:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
         affiliations = await self.affiliations_of(requester, [owner])
-        self.check_read(requester, owner, config, affiliations.get((owner, node)))
+        await self.check_read(requester, owner, config, affiliations.get((owner, node)))
         ids = [i.get("id") or "" for i in items.find_all("item", ns.PUBSUB)] or None
         newest = None
         if items.get("max_items"):
@@ -396,6 +557,63 @@ class Pep:
                 listed.add("affiliation", attrs={"node": name, "affiliation": affiliation})
         return reply
 
+    async def own_subscriptions(
+        self, iq: Element, requester: JID, owner: str, node: str | None
+    ) -> Element:
+        """XEP-0060 §5.6: the requester's subscriptions to the account's nodes, by any
+        of its JIDs."""
+        found = await self.store.subscriptions_of(owner, str(requester.bare))
+        reply = make_reply(iq)
+        listed = reply.add("pubsub", ns.PUBSUB).add("subscriptions")
+        for name, jid in found:
+            if node is None or name == node:
+                listed.add(
+                    "subscription", attrs={"node": name, "jid": jid, "subscription": SUBSCRIBED}
+                )
+        return reply
+
+    async def subscribe(
+        self, iq: Element, requester: JID, owner: str, request: Element
+    ) -> Element | None:
+        """XEP-0060 §6.1: subscribe one of the requester's own JIDs, if it may read the
+        node; the node's last item follows the result (§6.1.7)."""
+        node, jid = own_subscriber(request, requester)
+        config = await self.store.node(owner, node)
+        if config is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
+        affiliations = await self.affiliations_of(requester, [owner])
+        await self.check_read(jid, owner, config, affiliations.get((owner, node)))
+        try:
+            subscribed = await self.store.subscribe(owner, node, str(jid))
+        except TooManySubscriptions:
+            raise pubsub_error(
+                StanzaCondition.POLICY_VIOLATION,
+                "too-many-subscriptions",
+                f"a node has at most {MAX_SUBSCRIPTIONS} subscribers",
+            ) from None
+        if not subscribed:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
+        reply = make_reply(iq)
+        reply.add("pubsub", ns.PUBSUB).add(
+            "subscription", attrs={"node": node, "jid": str(jid), "subscription": SUBSCRIBED}
+        )
+        last = await self.store.items(owner, node, None, 1)
+        self.api.deliver(reply, requester)
+        if last:
+            self.send_event(owner, self.targets_of(jid, node), items_element(node, last), set())
+        return None
+
+    async def unsubscribe(
+        self, iq: Element, requester: JID, owner: str, request: Element
+    ) -> Element:
+        """XEP-0060 §6.2: end a subscription of one of the requester's own JIDs."""
+        node, jid = own_subscriber(request, requester, mismatch=StanzaCondition.FORBIDDEN)
+        if await self.store.node(owner, node) is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
+        if not await self.store.unsubscribe(owner, node, [str(jid)]):
+            raise pubsub_error(StanzaCondition.UNEXPECTED_REQUEST, "not-subscribed")
+        return make_reply(iq)
+
     def owned(self, iq: Element) -> tuple[str, Element]:
         """The owner and the ``<pubsub/>`` of a request only the owner may make."""
         requester, owner = self.target(iq)
@@ -406,7 +624,13 @@ class Pep:
         assert pubsub is not None
         return owner, pubsub
 
-    def on_set(self, iq: Element) -> Awaitable[Element]:
+    def on_set(self, iq: Element) -> Awaitable[Element | None]:
+        requester, owner = self.target(iq)
+        request = request_of(iq)
+        if request.ns == ns.PUBSUB and request.tag == "subscribe":
+            return self.subscribe(iq, requester, owner, request)
+        if request.ns == ns.PUBSUB and request.tag == "unsubscribe":
+            return self.unsubscribe(iq, requester, owner, request)
         owner, pubsub = self.owned(iq)
         publish = pubsub.find("publish", ns.PUBSUB)
         if publish is not None:
@@ -421,12 +645,14 @@ class Pep:
             return self.create(iq, owner, create.get("node") or "", options)
         raise StanzaError(StanzaCondition.FEATURE_NOT_IMPLEMENTED, "not served on PEP")
 
-    def config_from(self, options: dict[str, str], base: NodeConfig | None = None) -> NodeConfig:
-        access = options.get("pubsub#access_model", base.access_model if base else "presence")
+    def config_from(self, options: Form, base: NodeConfig | None = None) -> NodeConfig:
+        access = single(options, "pubsub#access_model")
+        if access is None:
+            access = base.access_model if base else "presence"
         if access not in ACCESS_MODELS:
             raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, f"access model {access} unsupported")
         limit = self.settings.max_items
-        wanted = options.get("pubsub#max_items")
+        wanted = single(options, "pubsub#max_items")
         if wanted is None:
             max_items = base.max_items if base else limit
         elif wanted == "max":
@@ -438,11 +664,17 @@ class Pep:
                 raise StanzaError(
                     StanzaCondition.NOT_ACCEPTABLE, "max_items not a number"
                 ) from None
-        return NodeConfig(access, max_items)
+        groups = options.get(ROSTER_GROUPS)
+        if groups is None:
+            groups = base.roster_groups if base else ()
+        groups = tuple(dict.fromkeys(group for group in groups if group))
+        if len(groups) > MAX_ROSTER_GROUPS:
+            raise StanzaError(
+                StanzaCondition.NOT_ACCEPTABLE, f"at most {MAX_ROSTER_GROUPS} roster groups"
+            )
+        return NodeConfig(access, max_items, groups)
 
-    async def publish(
-        self, iq: Element, owner: str, publish: Element, options: dict[str, str]
-    ) -> Element:
+    async def publish(self, iq: Element, owner: str, publish: Element, options: Form) -> Element:
         node = publish.get("node") or ""
         if not node:
             raise pubsub_error(StanzaCondition.BAD_REQUEST, "nodeid-required")
@@ -469,8 +701,8 @@ class Pep:
         stored = Element("item", ns.PUBSUB_EVENT, {"id": item_id}, [payload])
         affiliations = await self.store.affiliations(owner, node)
         # XEP-0048 bookmarks in PEP hold the XEP-0402 node's conferences: the owner's alone.
-        access = "whitelist" if node == LEGACY_BOOKMARKS else config.access_model
-        self.notify(owner, node, access, _items(node, [stored]), affiliations)
+        heard = OWNER_ONLY if node == LEGACY_BOOKMARKS else config
+        await self.notify(owner, node, heard, _items(node, [stored]), affiliations)
         if node == ns.AVATAR_METADATA:
             await self.avatar_to_vcard(owner, payload)
         elif node == LEGACY_BOOKMARKS and payload.tag == "storage":
@@ -485,7 +717,7 @@ class Pep:
         published.add("item", attrs={"id": item_id})
         return reply
 
-    def check_preconditions(self, config: NodeConfig, options: dict[str, str]) -> None:
+    def check_preconditions(self, config: NodeConfig, options: Form) -> None:
         """XEP-0060 §7.1.5: each option given must match the node's configuration."""
         wanted = self.config_from(options, config)
         if wanted != config:
@@ -510,12 +742,12 @@ class Pep:
             event = Element("items", ns.PUBSUB_EVENT, {"node": node})
             event.add("retract", attrs={"id": item_id})
             affiliations = await self.store.affiliations(owner, node)
-            self.notify(owner, node, config.access_model, event, affiliations)
+            await self.notify(owner, node, config, event, affiliations)
         if node == BOOKMARKS:
             await self.notify_legacy_bookmarks(owner)
         return make_reply(iq)
 
-    async def create(self, iq: Element, owner: str, node: str, options: dict[str, str]) -> Element:
+    async def create(self, iq: Element, owner: str, node: str, options: Form) -> Element:
         try:
             created = await self.store.create(owner, node, self.config_from(options))
         except NoSuchAccount:
@@ -546,6 +778,12 @@ class Pep:
                 if not is_set
                 else self.affiliate(iq, owner, request)
             )
+        if request.tag == "subscriptions":
+            return (
+                self.node_subscriptions(iq, owner, node)
+                if not is_set
+                else self.manage_subscriptions(iq, owner, request)
+            )
         if request.tag == "delete" and is_set:
             return self.delete(iq, owner, node)
         if request.tag == "purge" and is_set:
@@ -560,6 +798,7 @@ class Pep:
         if iq.attrs.get("type") == "set":
             changed = self.config_from(form_values(_form(configure)), config)
             await self.store.configure(owner, node, changed)
+            await self.prune_subscriptions(owner, node, changed)
             return make_reply(iq)
         reply = make_reply(iq)
         shown = reply.add("pubsub", ns.PUBSUB_OWNER).add("configure", attrs={"node": node})
@@ -576,10 +815,11 @@ class Pep:
     async def delete(self, iq: Element, owner: str, node: str) -> Element:
         config = await self.store.node(owner, node)
         affiliations = await self.store.affiliations(owner, node)
+        subscriptions = await self.store.subscriptions(owner, node)
         if config is None or not await self.store.delete_node(owner, node):
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
         event = Element("delete", ns.PUBSUB_EVENT, {"node": node})
-        self.notify(owner, node, config.access_model, event, affiliations)
+        await self.notify(owner, node, config, event, affiliations, subscriptions or [])
         return make_reply(iq)
 
     async def purge(self, iq: Element, owner: str, node: str) -> Element:
@@ -589,7 +829,7 @@ class Pep:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
         affiliations = await self.store.affiliations(owner, node)
         event = Element("purge", ns.PUBSUB_EVENT, {"node": node})
-        self.notify(owner, node, config.access_model, event, affiliations)
+        await self.notify(owner, node, config, event, affiliations)
         if node == BOOKMARKS:
             await self.notify_legacy_bookmarks(owner)
         return make_reply(iq)
@@ -621,6 +861,55 @@ class Pep:
             )
         if not await self.store.set_affiliations(owner, node, changes):
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
+        config = await self.store.node(owner, node)
+        if config is not None:
+            await self.prune_subscriptions(owner, node, config)
+        return make_reply(iq)
+
+    async def node_subscriptions(self, iq: Element, owner: str, node: str) -> Element:
+        """XEP-0060 §8.8.1: every subscription to the node."""
+        found = await self.store.subscriptions(owner, node)
+        if found is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
+        reply = make_reply(iq)
+        listed = reply.add("pubsub", ns.PUBSUB_OWNER).add("subscriptions", attrs={"node": node})
+        for jid in found:
+            listed.add("subscription", attrs={"jid": jid, "subscription": SUBSCRIBED})
+        return reply
+
+    async def manage_subscriptions(self, iq: Element, owner: str, request: Element) -> Element:
+        """XEP-0060 §8.8.2: subscribe JIDs that may read the node (contacts only while
+        strangers are kept apart), or end subscriptions (``none``); nothing changes when
+        one of the JIDs may not be subscribed."""
+        node = request.get("node") or ""
+        config = await self.store.node(owner, node)
+        if config is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
+        changes = subscription_changes(request)
+        affiliations = await self.store.affiliations(owner, node) or {}
+        owner_roster = await self.roster_of(owner)
+        strangers_apart = not self.api.settings.messages.from_strangers
+        for jid, subscription in changes.items():
+            if subscription != SUBSCRIBED:
+                continue
+            known = jid.domain == self.domain and (
+                jid.local == owner or owner_roster.is_contact(jid.local or "")
+            )
+            if strangers_apart and not known:
+                raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, f"{jid} is not a contact")
+            affiliation = affiliations.get(str(jid.bare))
+            if not await self.may_read(jid, owner, config, affiliation, owner_roster):
+                raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, f"{jid} may not read {node}")
+        for jid, subscription in changes.items():
+            if subscription == SUBSCRIBED:
+                try:
+                    await self.store.subscribe(owner, node, str(jid))
+                except TooManySubscriptions:
+                    raise pubsub_error(
+                        StanzaCondition.POLICY_VIOLATION, "too-many-subscriptions"
+                    ) from None
+        ended = [str(jid) for jid, subscription in changes.items() if subscription != SUBSCRIBED]
+        await self.store.unsubscribe(owner, node, ended)
         return make_reply(iq)
 
     # --- disco#items on the account ---------------------------------------------------------
@@ -641,9 +930,7 @@ class Pep:
         for node in await self.store.node_names(owner):
             config = await self.node_config(owner, node)
             affiliation = affiliations.get((owner, node))
-            if config is not None and self.may_read(
-                requester, owner, config.access_model, affiliation
-            ):
+            if config is not None and await self.may_read(requester, owner, config, affiliation):
                 listed.add("item", attrs={"jid": bare, "node": node})
         return reply
 
@@ -651,7 +938,7 @@ class Pep:
 
     async def node_config(self, owner: str, node: str) -> NodeConfig | None:
         if node == LEGACY_BOOKMARKS and await self.store.node(owner, BOOKMARKS) is not None:
-            return NodeConfig("whitelist", 1)  # the owner's conferences: theirs alone
+            return OWNER_ONLY  # the owner's conferences: theirs alone
         config = await self.store.node(owner, node)
         if (
             config is None
@@ -695,8 +982,8 @@ class Pep:
         storage = await self.legacy_bookmarks(owner)
         if storage is not None:
             item = Element("item", ns.PUBSUB_EVENT, {"id": LEGACY_ITEM}, [storage])
-            self.notify(
-                owner, LEGACY_BOOKMARKS, "whitelist", _items(LEGACY_BOOKMARKS, [item]), None
+            await self.notify(
+                owner, LEGACY_BOOKMARKS, OWNER_ONLY, _items(LEGACY_BOOKMARKS, [item]), None
             )
 
     async def notify_bookmarks(self, owner: str, replaced: Replaced) -> None:
@@ -714,11 +1001,11 @@ class Pep:
                 published = Element("item", ns.PUBSUB_EVENT, {"id": item.item_id})
                 published.append(parse_stanza(item.payload))
                 event = _items(BOOKMARKS, [published])
-                self.notify(owner, BOOKMARKS, config.access_model, event, affiliations)
+                await self.notify(owner, BOOKMARKS, config, event, affiliations)
         for item_id in before:
             if item_id not in kept:
                 event = _items(BOOKMARKS, [Element("retract", ns.PUBSUB_EVENT, {"id": item_id})])
-                self.notify(owner, BOOKMARKS, config.access_model, event, affiliations)
+                await self.notify(owner, BOOKMARKS, config, event, affiliations)
 
     def on_bookmarks_converted(self, owner: str, replaced: Replaced) -> None:
         """XEP-0048 bookmarks stored in private storage: notified on both PEP nodes."""
@@ -801,6 +1088,42 @@ def affiliation_changes(request: Element, owner: JID) -> dict[str, str]:
     return changes
 
 
+def own_subscriber(
+    request: Element, requester: JID, mismatch: StanzaCondition = StanzaCondition.BAD_REQUEST
+) -> tuple[str, JID]:
+    """The node and JID of a ``<subscribe/>`` or ``<unsubscribe/>``: a JID of the
+    requester's own (XEP-0060 §6.1.3.1, §6.2.3.3)."""
+    node = request.get("node") or ""
+    if not node:
+        raise pubsub_error(StanzaCondition.BAD_REQUEST, "nodeid-required")
+    try:
+        jid = JID.parse(request.get("jid") or "")
+    except InvalidJID:
+        raise pubsub_error(StanzaCondition.BAD_REQUEST, "invalid-jid") from None
+    if jid.bare != requester.bare:
+        if mismatch is StanzaCondition.FORBIDDEN:
+            raise StanzaError(mismatch, "not a JID of yours")
+        raise pubsub_error(mismatch, "invalid-jid", "not a JID of yours")
+    return node, jid
+
+
+def subscription_changes(request: Element) -> dict[JID, str]:
+    """The subscriptions an owner's request sets (``subscribed`` or ``none``), by JID."""
+    changes = {}
+    for entry in request.find_all("subscription", ns.PUBSUB_OWNER):
+        subscription = entry.get("subscription") or ""
+        try:
+            jid = JID.parse(entry.get("jid") or "")
+        except InvalidJID:
+            raise StanzaError(StanzaCondition.JID_MALFORMED, "not a JID") from None
+        if subscription not in (SUBSCRIBED, "none"):
+            raise StanzaError(
+                StanzaCondition.NOT_ACCEPTABLE, f"subscriptions are {SUBSCRIBED} or none"
+            )
+        changes[jid] = subscription
+    return changes
+
+
 def notify_nodes(query: Element) -> frozenset[str]:
     """The nodes a disco#info answer asks notifications of (``NODE+notify`` features)."""
     return frozenset(
@@ -843,6 +1166,9 @@ def config_form(config: NodeConfig) -> Element:
         form.add("field", ns.DATA_FORMS, {"var": var, "type": kind}).add(
             "value", ns.DATA_FORMS
         ).append(value)
+    groups = form.add("field", ns.DATA_FORMS, {"var": ROSTER_GROUPS, "type": "list-multi"})
+    for group in config.roster_groups:
+        groups.add("value", ns.DATA_FORMS).append(group)
     return form
 
 
@@ -861,3 +1187,7 @@ def setup(api: ModuleAPI) -> None:
     api.hook("presence/broadcast", pep.on_presence, 20)
     api.hook("iq/host", pep.on_host_iq, 10)
     api.hook(BOOKMARKS_CONVERTED, pep.on_bookmarks_converted)
+    api.hook(
+        "network/roster.changed",
+        lambda event: api.spawn(pep.on_roster_changed(event.subject, event.object or "")),
+    )

@@ -6,9 +6,10 @@ server's domain, and a ``<user/>`` per account: its SCRAM verifiers (XEP-0227 1.
 and a ``<presence type='subscribe'/>`` for each request waiting for its answer), its
 profile as a ``vcard-temp`` vCard, its offline messages, each with the
 ``<delay/>`` of when it was stored, its PEP nodes (XEP-0227 1.1: the items of every
-node in one ``pubsub`` element; each node's access model and bound, and its
-affiliations as XEP-0060 §8.9 lists them, the account as ``owner`` first, in one
-``pubsub#owner`` element, where Prosody's ``mod_storage_xep0227`` looks) and its
+node in one ``pubsub`` element; each node's access model, bound and roster groups,
+its affiliations as XEP-0060 §8.9 lists them, the account as ``owner`` first, and its
+subscriptions as §8.8 lists them, in one ``pubsub#owner`` element, where Prosody's
+``mod_storage_xep0227`` looks) and its
 private XML storage (a ``jabber:iq:private`` query). :func:`export_users` writes one document;
 :func:`user_document` one document per user, the layout that Prosody's
 ``mod_storage_xep0227`` reads (``user@host.xml``).
@@ -25,8 +26,9 @@ a user's offline messages beyond ``messages.offline_quota`` and those larger tha
 ``limits.max_stanza_bytes``, PEP items beyond a node's ``[pep] max_items`` or
 larger than ``max_payload_bytes``, and node affiliations chinwag does not keep
 (``publisher``, ``publish-only``, another owner), whose JID is malformed, or beyond
-1,000 a node. An affiliated JID of the imported host becomes one of this server's
-domain, as contacts do. Block lists (XEP-0191) have no place in XEP-0227, and
+1,000 a node, and subscriptions other than ``subscribed``, whose JID is malformed, or
+beyond 1,000 a node. An affiliated or subscribed JID of the imported host becomes one
+of this server's domain, as contacts do. Block lists (XEP-0191) have no place in XEP-0227, and
 apps, tokens and app passwords are chinwag's own: neither is exported.
 """
 
@@ -56,7 +58,13 @@ from chinwag.network.portable_files import (
 from chinwag.network.profiles import MAX_PHOTO_BYTES, MAX_TEXT_LENGTH, vcard_element
 from chinwag.store.contacts import SUBSCRIPTIONS
 from chinwag.store.db import Database
-from chinwag.store.pep import MAX_AFFILIATIONS, StoredItem
+from chinwag.store.pep import (
+    ACCESS_MODELS,
+    MAX_AFFILIATIONS,
+    MAX_ROSTER_GROUPS,
+    MAX_SUBSCRIPTIONS,
+    StoredItem,
+)
 from chinwag.store.portable import (
     Loader,
     PortableAccount,
@@ -168,15 +176,22 @@ def _add_nodes(user: Element, nodes: Sequence[PortableNode], owner_jid: str) -> 
         form = owner.add("configure", attrs={"node": node.node}).add(
             "x", ns.DATA_FORMS, {"type": "submit"}
         )
-        for var, value in (
-            ("FORM_TYPE", ns.PUBSUB_NODE_CONFIG),
-            ("pubsub#access_model", node.access_model),
-            ("pubsub#max_items", str(node.max_items)),
+        for var, values in (
+            ("FORM_TYPE", (ns.PUBSUB_NODE_CONFIG,)),
+            ("pubsub#access_model", (node.access_model,)),
+            ("pubsub#max_items", (str(node.max_items),)),
+            ("pubsub#roster_groups_allowed", node.roster_groups),
         ):
-            form.add("field", attrs={"var": var}).add("value").append(value)
+            form_field = form.add("field", attrs={"var": var})
+            for value in values:
+                form_field.add("value").append(value)
         listed = owner.add("affiliations", attrs={"node": node.node})
         for jid, affiliation in ((owner_jid, "owner"), *node.affiliations):
             listed.add("affiliation", attrs={"jid": jid, "affiliation": affiliation})
+        if node.subscriptions:
+            subscribed = owner.add("subscriptions", attrs={"node": node.node})
+            for jid in node.subscriptions:
+                subscribed.add("subscription", attrs={"jid": jid, "subscription": "subscribed"})
         items = published.add("items", attrs={"node": node.node})
         for item in node.items:
             items.add("item", attrs={"id": item.item_id}).append(parse_stanza(item.payload))
@@ -314,13 +329,17 @@ class _UserReader:
     def _nodes(self, username: str, user: Element) -> tuple[PortableNode, ...]:
         configs = _node_configs(user)
         pep_items = _pep_items(user)
-        affiliations = _node_affiliations(user)
+        affiliations = _owner_lists(user, "affiliations", "affiliation")
+        subscriptions = _owner_lists(user, "subscriptions", "subscription")
         nodes = []
         for name in dict.fromkeys([*configs, *affiliations, *pep_items]):
             items = pep_items.get(name, [])
-            access_model, max_items = configs.get(name, ("presence", self.limits.pep_max_items))
-            if access_model not in ("presence", "open", "whitelist"):
-                self.report.left_out["PEP access models other than presence, open, whitelist"] += 1
+            default = ("presence", self.limits.pep_max_items, ())
+            access_model, max_items, groups = configs.get(name, default)
+            if access_model not in ACCESS_MODELS:
+                self.report.left_out[
+                    "PEP access models other than presence, open, roster, whitelist"
+                ] += 1
                 access_model = "whitelist"  # the closest to what the user chose
             max_items = min(max_items, self.limits.pep_max_items)
             kept = [stored for item in items if (stored := self._pep_item(item)) is not None]
@@ -329,8 +348,39 @@ class _UserReader:
                 kept = kept[-max_items:]
             if name and (kept or name in configs or name in affiliations):
                 affiliated = self._affiliations(username, affiliations.get(name, []))
-                nodes.append(PortableNode(name, access_model, max_items, tuple(kept), affiliated))
+                subscribed = self._subscriptions(subscriptions.get(name, []))
+                nodes.append(
+                    PortableNode(
+                        name,
+                        access_model,
+                        max_items,
+                        tuple(kept),
+                        affiliated,
+                        groups[:MAX_ROSTER_GROUPS],
+                        subscribed,
+                    )
+                )
         return tuple(nodes)
+
+    def _subscriptions(self, entries: list[Element]) -> tuple[str, ...]:
+        """The JIDs subscribed to a node, bare or full, in the file's order."""
+        kept: dict[str, None] = {}
+        for entry in entries:
+            try:
+                jid = JID.parse(entry.attrs.get("jid", ""))
+            except InvalidJID:
+                self.report.left_out["PEP subscriptions whose JID is malformed"] += 1
+                continue
+            if entry.attrs.get("subscription", "subscribed") != "subscribed":
+                self.report.left_out["PEP subscriptions other than subscribed"] += 1
+                continue
+            if jid.domain == self.host and jid.local:
+                jid = JID(jid.local, self.domain, jid.resource)
+            kept[str(jid)] = None
+        if len(kept) > MAX_SUBSCRIPTIONS:
+            dropped = len(kept) - MAX_SUBSCRIPTIONS
+            self.report.left_out[f"PEP subscriptions beyond {MAX_SUBSCRIPTIONS} a node"] += dropped
+        return tuple(kept)[:MAX_SUBSCRIPTIONS]
 
     def _affiliations(self, username: str, entries: list[Element]) -> tuple[tuple[str, str], ...]:
         """The members and outcasts of a node, by bare JID; the owner's own entry says
@@ -571,31 +621,39 @@ def _pep_items(user: Element) -> dict[str, list[Element]]:
     return nodes
 
 
-def _node_affiliations(user: Element) -> dict[str, list[Element]]:
-    """The ``<affiliation/>`` entries of each node the user's data lists (XEP-0060 §8.9)."""
+def _owner_lists(user: Element, listing: str, entry: str) -> dict[str, list[Element]]:
+    """The entries of each node's ``pubsub#owner`` list the user's data holds, by node:
+    ``affiliations`` of ``affiliation`` (XEP-0060 §8.9), ``subscriptions`` of
+    ``subscription`` (§8.8)."""
     nodes: dict[str, list[Element]] = {}
     for pubsub in user.find_all("pubsub", ns.PUBSUB_OWNER):
-        for listed in pubsub.find_all("affiliations", ns.PUBSUB_OWNER):
-            entries = listed.find_all("affiliation", ns.PUBSUB_OWNER)
+        for listed in pubsub.find_all(listing, ns.PUBSUB_OWNER):
+            entries = listed.find_all(entry, ns.PUBSUB_OWNER)
             nodes.setdefault(listed.attrs.get("node", ""), []).extend(entries)
     return nodes
 
 
-def _node_configs(user: Element) -> dict[str, tuple[str, int]]:
-    """The access model and item bound of each node configured in the user's data."""
-    configs: dict[str, tuple[str, int]] = {}
+def _node_configs(user: Element) -> dict[str, tuple[str, int, tuple[str, ...]]]:
+    """The access model, item bound and roster groups of each node configured in the
+    user's data."""
+    configs: dict[str, tuple[str, int, tuple[str, ...]]] = {}
     for pubsub in user.find_all("pubsub", ns.PUBSUB_OWNER):
         for configure in pubsub.find_all("configure", ns.PUBSUB_OWNER):
             form = configure.find("x", ns.DATA_FORMS)
-            values = {}
+            values: dict[str, list[str]] = {}
             for form_field in form.find_all("field", ns.DATA_FORMS) if form is not None else ():
-                value = form_field.find("value", ns.DATA_FORMS)
-                text = value.text.strip() if value is not None else ""
-                values[form_field.attrs.get("var", "")] = text
-            max_items = values.get("pubsub#max_items", "")
+                values[form_field.attrs.get("var", "")] = [
+                    value.text.strip() for value in form_field.find_all("value", ns.DATA_FORMS)
+                ]
+            max_items = (values.get("pubsub#max_items") or [""])[0]
             configs[configure.attrs.get("node", "")] = (
-                values.get("pubsub#access_model") or "presence",
+                (values.get("pubsub#access_model") or [""])[0] or "presence",
                 int(max_items) if max_items.isdigit() and int(max_items) > 0 else 1 << 30,
+                tuple(
+                    dict.fromkeys(
+                        group for group in values.get("pubsub#roster_groups_allowed", ()) if group
+                    )
+                ),
             )
     return configs
 

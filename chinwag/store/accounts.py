@@ -27,7 +27,14 @@ from chinwag.store.events import (
     NewEvent,
     record_events,
 )
-from chinwag.store.models import Account, Credential, PepAffiliation, Profile, RosterItem
+from chinwag.store.models import (
+    Account,
+    Credential,
+    PepAffiliation,
+    PepSubscription,
+    Profile,
+    RosterItem,
+)
 
 T = TypeVar("T")
 
@@ -218,13 +225,12 @@ class SqlAccountRepository:
                 return False  # deleted meanwhile
             watchers = await bump_roster_versions(session, holders)
             await session.execute(delete(Account).where(Account.id == account_id))
-            # Grants to the account on others' PEP nodes go too: a new account of the same
-            # name must not inherit them (no server-to-server: any domain is this one).
-            await session.execute(
-                delete(PepAffiliation).where(
-                    PepAffiliation.jid.like(_escaped_for_like(username) + "@%", escape="\\")
-                )
-            )
+            # Grants to the account on others' PEP nodes go too, and its subscriptions to
+            # them: a new account of the same name must not inherit them (no
+            # server-to-server: any domain is this one).
+            own_jids = _escaped_for_like(username) + "@%"
+            for model in (PepAffiliation, PepSubscription):
+                await session.execute(delete(model).where(model.jid.like(own_jids, escape="\\")))
             await record_events(
                 session,
                 [

@@ -271,8 +271,11 @@ class PepNode(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
     node: Mapped[str] = mapped_column(String(MAX_PEP_NODE_BYTES))
     access_model: Mapped[str] = mapped_column(String(16))
-    """``presence``, ``open`` or ``whitelist`` (the owner alone)."""
+    """``presence``, ``open``, ``roster`` or ``whitelist`` (the owner alone)."""
     max_items: Mapped[int] = mapped_column(Integer)
+    roster_groups: Mapped[str] = mapped_column(Text, server_default="[]")
+    """The owner's roster groups whose contacts may read the node under the ``roster``
+    access model, as a JSON array."""
 
 
 class PepItem(Base):
@@ -306,6 +309,20 @@ class PepAffiliation(Base):
     node_id: Mapped[int] = mapped_column(ForeignKey("pep_nodes.id", ondelete="CASCADE"), index=True)
     jid: Mapped[str] = mapped_column(Text)
     affiliation: Mapped[str] = mapped_column(String(16))
+
+
+class PepSubscription(Base):
+    """A JID subscribed to a PEP node (XEP-0060 §6.1): a bare JID or one resource's.
+
+    No unique index, as for affiliations: the repository keeps each JID once per node,
+    in the transaction that subscribes it.
+    """
+
+    __tablename__ = "pep_subscriptions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("pep_nodes.id", ondelete="CASCADE"), index=True)
+    jid: Mapped[str] = mapped_column(Text)
 
 
 class PrivateXml(Base):

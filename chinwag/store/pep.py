@@ -5,31 +5,48 @@ item is its id and its payload as XML text. Items are rows with growing ids, so 
 newest row of a node is its last published item; publishing an id again replaces the
 item and makes it the newest. Every write runs in one transaction; a node holds at
 most its ``max_items`` newest items. Bare JIDs other than the owner's may be
-affiliated with a node (``member`` or ``outcast``, XEP-0060 §8.9); their rows go with
-the node.
+affiliated with a node (``member`` or ``outcast``, XEP-0060 §8.9), and JIDs, bare or
+full, subscribed to it (§6.1); their rows go with the node.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chinwag.store.accounts import NoSuchAccount
 from chinwag.store.db import Database
-from chinwag.store.models import Account, PepAffiliation, PepItem, PepNode, PrivateXml
+from chinwag.store.models import (
+    Account,
+    PepAffiliation,
+    PepItem,
+    PepNode,
+    PepSubscription,
+    PrivateXml,
+)
 
 MAX_AFFILIATIONS = 1000
 """JIDs affiliated with one node at most."""
+MAX_SUBSCRIPTIONS = 1000
+"""JIDs subscribed to one node at most."""
+ACCESS_MODELS = ("presence", "open", "roster", "whitelist")
+"""Who may read a node (XEP-0060 §4.5): the owner's presence subscribers, anyone,
+contacts in some of the owner's roster groups, or the owner alone."""
+MAX_ROSTER_GROUPS = 100
+"""Roster groups a node's ``roster`` access model names at most."""
 
 
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     access_model: str
     max_items: int
+    roster_groups: tuple[str, ...] = ()
+    """For the ``roster`` access model: the owner's groups whose contacts may read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +70,7 @@ class LastItem:
 
     owner: str
     node: str
-    access_model: str
+    config: NodeConfig
     item: StoredItem
 
 
@@ -105,6 +122,21 @@ class PepRepository(Protocol):
     async def last_items(self, usernames: Sequence[str]) -> list[LastItem]:
         """The newest item of every node of ``usernames``."""
 
+    async def subscriptions(self, username: str, node: str) -> list[str] | None:
+        """The JIDs subscribed to the node, in the order they subscribed; None when
+        there is no such node."""
+
+    async def subscribe(self, username: str, node: str, jid: str) -> bool:
+        """Subscribe ``jid`` (kept once); False when there is no such node. Raises
+        TooManySubscriptions."""
+
+    async def unsubscribe(self, username: str, node: str, jids: Sequence[str]) -> int:
+        """End the subscriptions of ``jids`` to the node; how many there were."""
+
+    async def subscriptions_of(self, username: str, bare_jid: str) -> list[tuple[str, str]]:
+        """(node, JID) of each subscription of ``bare_jid`` or one of its full JIDs to
+        the nodes of ``username``."""
+
     async def private(self, username: str, namespace: str) -> str | None: ...
 
     async def set_private(self, username: str, namespace: str, payload: str) -> None:
@@ -122,7 +154,7 @@ class SqlPepRepository:
     async def node(self, username: str, node: str) -> NodeConfig | None:
         async with self._sessions() as session:
             row = await _node_row(session, username, node)
-        return None if row is None else NodeConfig(row.access_model, row.max_items)
+        return None if row is None else _config(row)
 
     async def publish(
         self, username: str, node: str, config: NodeConfig, item: StoredItem
@@ -138,7 +170,7 @@ class SqlPepRepository:
                 insert(PepItem).values(node_id=row.id, item_id=item.item_id, payload=item.payload)
             )
             await _trim(session, row.id, row.max_items)
-            return NodeConfig(row.access_model, row.max_items)
+            return _config(row)
 
     async def items(
         self, username: str, node: str, ids: Sequence[str] | None, newest: int | None
@@ -201,7 +233,11 @@ class SqlPepRepository:
             await session.execute(
                 update(PepNode)
                 .where(PepNode.id == row.id)
-                .values(access_model=config.access_model, max_items=config.max_items)
+                .values(
+                    access_model=config.access_model,
+                    max_items=config.max_items,
+                    roster_groups=json.dumps(config.roster_groups),
+                )
             )
             await _trim(session, row.id, config.max_items)
             return True
@@ -300,6 +336,8 @@ class SqlPepRepository:
                 Account.username,
                 PepNode.node,
                 PepNode.access_model,
+                PepNode.max_items,
+                PepNode.roster_groups,
                 PepItem.item_id,
                 PepItem.payload,
             )
@@ -310,7 +348,62 @@ class SqlPepRepository:
         )
         async with self._sessions() as session:
             rows = await session.execute(query)
-            return [LastItem(u, n, a, StoredItem(i, p)) for u, n, a, i, p in rows]
+            return [
+                LastItem(u, n, NodeConfig(a, m, tuple(json.loads(g))), StoredItem(i, p))
+                for u, n, a, m, g, i, p in rows
+            ]
+
+    async def subscriptions(self, username: str, node: str) -> list[str] | None:
+        async with self._sessions() as session:
+            row = await _node_row(session, username, node)
+            if row is None:
+                return None
+            return list(await session.scalars(_subscribed(row.id)))
+
+    async def subscribe(self, username: str, node: str, jid: str) -> bool:
+        async with self._sessions.begin() as session:
+            row = await _node_row(session, username, node)
+            if row is None:
+                return False
+            of_node = PepSubscription.node_id == row.id
+            if await session.scalar(
+                select(PepSubscription.id).where(of_node, PepSubscription.jid == jid)
+            ):
+                return True
+            count = await session.scalar(
+                select(func.count()).select_from(PepSubscription).where(of_node)
+            )
+            if (count or 0) >= MAX_SUBSCRIPTIONS:
+                raise TooManySubscriptions(node)
+            await session.execute(insert(PepSubscription).values(node_id=row.id, jid=jid))
+            return True
+
+    async def unsubscribe(self, username: str, node: str, jids: Sequence[str]) -> int:
+        async with self._sessions.begin() as session:
+            row = await _node_row(session, username, node)
+            if row is None or not jids:
+                return 0
+            result = await session.execute(
+                delete(PepSubscription).where(
+                    PepSubscription.node_id == row.id, PepSubscription.jid.in_(list(jids))
+                )
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def subscriptions_of(self, username: str, bare_jid: str) -> list[tuple[str, str]]:
+        query = (
+            select(PepNode.node, PepSubscription.jid)
+            .join(PepNode, PepNode.id == PepSubscription.node_id)
+            .join(Account, Account.id == PepNode.account_id)
+            .where(
+                Account.username == username,
+                (PepSubscription.jid == bare_jid)
+                | PepSubscription.jid.startswith(bare_jid + "/", autoescape=True),
+            )
+            .order_by(PepNode.node, PepSubscription.id)
+        )
+        async with self._sessions() as session:
+            return [(node, jid) for node, jid in await session.execute(query)]
 
     async def private(self, username: str, namespace: str) -> str | None:
         async with self._sessions() as session:
@@ -346,6 +439,22 @@ class SqlPepRepository:
             return list(payloads)
 
 
+class TooManySubscriptions(Exception):
+    """A node holds ``MAX_SUBSCRIPTIONS`` subscriptions already."""
+
+
+def _config(row: PepNode) -> NodeConfig:
+    return NodeConfig(row.access_model, row.max_items, tuple(json.loads(row.roster_groups)))
+
+
+def _subscribed(node_id: int) -> Select[str]:
+    return (
+        select(PepSubscription.jid)
+        .where(PepSubscription.node_id == node_id)
+        .order_by(PepSubscription.id)
+    )
+
+
 async def _account_id(session: AsyncSession, username: str) -> int:
     account_id: int | None = await session.scalar(
         select(Account.id).where(Account.username == username)
@@ -370,6 +479,7 @@ async def _new_node(session: AsyncSession, username: str, node: str, config: Nod
         node=node,
         access_model=config.access_model,
         max_items=config.max_items,
+        roster_groups=json.dumps(config.roster_groups),
     )
     session.add(row)
     await session.flush()

@@ -1,7 +1,8 @@
 """Whole accounts out of the store and into it, for XEP-0227 export and import.
 
 :func:`dump` reads every account with what it owns (SCRAM verifiers, profile, roster
-items, offline messages, PEP nodes with their items and affiliations, private XML), a
+items, offline messages, PEP nodes with their items, affiliations and subscriptions,
+private XML), a
 batch at a time, all from one snapshot of the database.
 :class:`Loader` adds new accounts with all of that inside one transaction, so that
 an import lands whole or not at all. Roster items wait until every account of the
@@ -32,6 +33,7 @@ from chinwag.store.models import (
     PepAffiliation,
     PepItem,
     PepNode,
+    PepSubscription,
     PrivateXml,
     Profile,
     RosterItem,
@@ -50,6 +52,7 @@ _MESSAGE = OfflineMessage.__table__
 _NODE = PepNode.__table__
 _PEP_ITEM = PepItem.__table__
 _AFFILIATION = PepAffiliation.__table__
+_SUBSCRIPTION = PepSubscription.__table__
 _PRIVATE = PrivateXml.__table__
 
 
@@ -79,7 +82,8 @@ class PortableMessage:
 
 @dataclass(frozen=True, slots=True)
 class PortableNode:
-    """A PEP node with its configuration, items (oldest first) and affiliations."""
+    """A PEP node with its configuration, items (oldest first), affiliations and
+    subscriptions."""
 
     node: str
     access_model: str
@@ -88,6 +92,10 @@ class PortableNode:
     affiliations: tuple[tuple[str, str], ...] = ()
     """(bare JID, ``member`` or ``outcast``) of each JID affiliated with the node, in the
     order they were set; the account, its owner, is not among them."""
+    roster_groups: tuple[str, ...] = ()
+    """The owner's roster groups that read the node under the ``roster`` access model."""
+    subscriptions: tuple[str, ...] = ()
+    """The JIDs, bare or full, subscribed to the node, in the order they subscribed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +200,7 @@ async def _read_nodes(connection: AsyncConnection, ids: list[int]) -> dict[int, 
     ).all()
     items: dict[int, list[StoredItem]] = {node.id: [] for node in nodes}
     affiliations: dict[int, list[tuple[str, str]]] = {node.id: [] for node in nodes}
+    subscriptions: dict[int, list[str]] = {node.id: [] for node in nodes}
     for chunk in in_chunks(list(items)):
         for item in await connection.execute(
             select(_PEP_ITEM.c.node_id, _PEP_ITEM.c.item_id, _PEP_ITEM.c.payload)
@@ -205,6 +214,12 @@ async def _read_nodes(connection: AsyncConnection, ids: list[int]) -> dict[int, 
             .order_by(_AFFILIATION.c.id)
         ):
             affiliations[row.node_id].append((row.jid, row.affiliation))
+        for subscribed in await connection.execute(
+            select(_SUBSCRIPTION.c.node_id, _SUBSCRIPTION.c.jid)
+            .where(_SUBSCRIPTION.c.node_id.in_(chunk))
+            .order_by(_SUBSCRIPTION.c.id)
+        ):
+            subscriptions[subscribed.node_id].append(subscribed.jid)
     found: dict[int, list[PortableNode]] = {account_id: [] for account_id in ids}
     for node in nodes:
         found[node.account_id].append(
@@ -214,6 +229,8 @@ async def _read_nodes(connection: AsyncConnection, ids: list[int]) -> dict[int, 
                 node.max_items,
                 tuple(items[node.id]),
                 tuple(affiliations[node.id]),
+                tuple(json.loads(node.roster_groups)),
+                tuple(subscriptions[node.id]),
             )
         )
     return found
@@ -314,6 +331,7 @@ class Loader:
                     "node": node.node,
                     "access_model": node.access_model,
                     "max_items": node.max_items,
+                    "roster_groups": json.dumps(node.roster_groups),
                 }
                 for node in nodes
             ],
@@ -333,6 +351,14 @@ class Loader:
                 {"node_id": node_ids[node.node], "jid": jid, "affiliation": affiliation}
                 for node in nodes
                 for jid, affiliation in node.affiliations
+            ],
+        )
+        await self._insert(
+            PepSubscription,
+            [
+                {"node_id": node_ids[node.node], "jid": jid}
+                for node in nodes
+                for jid in node.subscriptions
             ],
         )
 

@@ -90,6 +90,43 @@ async def test_pep_notifications_reach_interested_resources_on_other_nodes(
         assert event.find(".//{*}device").get("id") == "7"  # type: ignore[union-attr]
 
 
+async def test_explicit_subscribers_hear_of_items_published_on_another_node(
+    nodes: NodeProcesses,
+) -> None:
+    """XEP-0060 §6.1 subscriptions across nodes: bob's phone (no caps interest) on node a
+    subscribes with its full JID, his desk on node b with his bare JID; alice publishes
+    on node b. Each resource hears once: the bare JID's notification reaches the
+    resources on both nodes, the full JID's only the phone."""
+    alice, bob, a, b = await contacts(nodes)
+    node_name = "urn:example:subscribed"
+    async with clients() as opened:
+        alice_desk, _ = await pep_client(opened, b, alice, "desk")
+        bob_phone, phone_events = await pep_client(opened, a, bob, "phone")
+        bob_desk, desk_events = await pep_client(opened, b, bob, "desk")
+        service = f"{alice}@{DOMAIN}"
+        await alice_desk.xmpp.plugin["xep_0060"].publish(
+            None, node_name, id="i1", payload=payload(f"<n xmlns='{node_name}'/>"), timeout=TIMEOUT
+        )
+        await bob_phone.xmpp.plugin["xep_0060"].subscribe(
+            service, node_name, bare=False, timeout=TIMEOUT
+        )
+        await phone_events.next(node_name, service)  # the last item
+        await bob_desk.xmpp.plugin["xep_0060"].subscribe(service, node_name, timeout=TIMEOUT)
+        await phone_events.next(node_name, service)  # the last item, at the bare JID
+        await desk_events.next(node_name, service)
+        await nodes.settle()
+
+        await alice_desk.xmpp.plugin["xep_0060"].publish(
+            None, node_name, id="i2", payload=payload(f"<n xmlns='{node_name}'/>"), timeout=TIMEOUT
+        )
+
+        for events in (phone_events, desk_events):
+            event = await events.next(node_name, service)
+            assert event.find(".//{*}item").get("id") == "i2"  # type: ignore[union-attr]
+        await asyncio.sleep(0.5)
+        assert phone_events.queue.empty() and desk_events.queue.empty()
+
+
 # --- archiving preferences (XEP-0313) ----------------------------------------------------
 
 

@@ -56,10 +56,11 @@ async def pep_client(
     user: str,
     resource: str = "desk",
     interests: tuple[str, ...] = (),
+    password: str | None = None,
 ) -> tuple[ClientXMPP, Events]:
     """A signed-in client with the PEP plugins, available with caps naming ``interests``
     (and the avatar metadata, which xep_0084 asks for)."""
-    client = new_client(server, user, resource)
+    client = new_client(server, user, resource, password=password)
     for plugin in ("xep_0030", "xep_0004", "xep_0060", "xep_0115", "xep_0163", "xep_0084"):
         client.register_plugin(plugin)
     events = Events(client)

@@ -1,7 +1,7 @@
 """XEP-0060 owner requests on PEP with slixmpp's own xep_0060 plugin against a real
 chinwag: purge, the node's affiliations (members read a whitelisted node and hear of
 it, outcasts read nothing), one's own affiliations, the default configuration, and the
-exact errors for the subscription requests PEP does not serve.
+exact errors for the subscription options PEP does not serve.
 
 alice and bob are contacts with a subscription both ways (``add_mutual``).
 """
@@ -144,26 +144,25 @@ async def test_affiliations_pep_does_not_give_are_refused(
 
 
 @pytest.mark.parametrize(
-    ("request_name", "feature"),
-    [
-        ("subscribe", "subscribe"),
-        ("unsubscribe", "subscribe"),
-        ("get_subscriptions", "retrieve-subscriptions"),
-        ("get_node_subscriptions", "manage-subscriptions"),
-    ],
+    ("user_jid", "feature"),
+    [("bob@{domain}", "subscription-options"), (None, "retrieve-default-sub")],
 )
-async def test_subscription_requests_name_the_feature_pep_lacks(
-    server: ServerHandle, new_client: NewClient, request_name: str, feature: str
+async def test_subscription_options_name_the_feature_pep_lacks(
+    server: ServerHandle, new_client: NewClient, user_jid: str | None, feature: str
 ) -> None:
-    """XEP-0163 leaves explicit subscriptions out: interest comes from caps."""
+    """A subscription has no options: asking for them, or for their defaults, is
+    ``<feature-not-implemented/>`` naming the feature (XEP-0060 §6.3.2, §6.4)."""
     alice, _ = await pep_client(new_client, server, "alice")
     bob, _ = await pep_client(new_client, server, "bob")
     await alice.plugin["xep_0060"].publish(None, NODE, payload=payload(f"<n xmlns='{NODE}'/>"))
-    owner = alice if request_name == "get_node_subscriptions" else bob
+    await bob.plugin["xep_0060"].subscribe(server.jid("alice"), NODE, timeout=TIMEOUT)
 
     with pytest.raises(IqError) as raised:
-        await getattr(owner.plugin["xep_0060"], request_name)(
-            server.jid("alice"), NODE, timeout=TIMEOUT
+        await bob.plugin["xep_0060"].get_subscription_options(
+            server.jid("alice"),
+            NODE,
+            user_jid and user_jid.format(domain=server.domain),
+            timeout=TIMEOUT,
         )
 
     condition, _tags = error_of(raised)
@@ -178,7 +177,15 @@ async def test_disco_lists_the_owner_features_that_work(
     alice, _ = await pep_client(new_client, server, "alice")
     info = await alice.plugin["xep_0030"].get_info(jid=server.jid("alice"), timeout=TIMEOUT)
     features = set(info["disco_info"]["features"])
-    for name in ("purge-nodes", "modify-affiliations", "retrieve-affiliations"):
+    for name in (
+        "purge-nodes",
+        "modify-affiliations",
+        "retrieve-affiliations",
+        "subscribe",
+        "retrieve-subscriptions",
+        "manage-subscriptions",
+        "access-roster",
+    ):
         assert f"{PUBSUB}#{name}" in features
-    for name in ("subscribe", "retrieve-subscriptions", "manage-subscriptions"):
+    for name in ("subscription-options", "retrieve-default-sub"):
         assert f"{PUBSUB}#{name}" not in features

@@ -1,6 +1,7 @@
 """PEP nodes and items, and private XML storage, over SqlPepRepository on SQLite and
 PostgreSQL (``network`` fixture): auto-create, replacement, the bound on items, reads
-by id and newest, last items, configuration, and everything going with the account."""
+by id and newest, last items, configuration (with the ``roster`` model's groups),
+affiliations, subscriptions, and everything going with the account."""
 
 from __future__ import annotations
 
@@ -9,9 +10,16 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+import chinwag.store.pep
 from chinwag.store.accounts import NoSuchAccount
 from chinwag.store.models import PepItem, PepNode, PrivateXml
-from chinwag.store.pep import NodeConfig, Replaced, SqlPepRepository, StoredItem
+from chinwag.store.pep import (
+    NodeConfig,
+    Replaced,
+    SqlPepRepository,
+    StoredItem,
+    TooManySubscriptions,
+)
 
 Network = Any
 """The ``network`` fixture of ``conftest.py``."""
@@ -53,9 +61,9 @@ async def test_publishing_an_id_again_replaces_it_and_makes_it_the_last(
     await pep.publish("bob", "m", NodeConfig("open", 1), item(7))
 
     last = await pep.last_items(["alice", "bob"])
-    assert [(x.owner, x.node, x.access_model, x.item) for x in last] == [
-        ("alice", "n", "presence", StoredItem("i1", "<x xmlns='urn:x'/>")),
-        ("bob", "m", "open", item(7)),
+    assert [(x.owner, x.node, x.config, x.item) for x in last] == [
+        ("alice", "n", PRESENCE, StoredItem("i1", "<x xmlns='urn:x'/>")),
+        ("bob", "m", NodeConfig("open", 1), item(7)),
     ]
 
 
@@ -167,3 +175,72 @@ async def test_deleting_an_account_deletes_the_grants_others_gave_it(
     assert await network.accounts.delete_user("bob")
     assert await network.accounts.delete_user("b_b")
     assert await pep.affiliations("alice", "w") == {"bob_@x": "member"}
+
+
+async def test_a_roster_node_keeps_its_groups(pep: SqlPepRepository) -> None:
+    friends = NodeConfig("roster", 3, ("friends", "Ünïcode"))
+    await pep.publish("alice", "r", friends, item(1))
+    assert await pep.node("alice", "r") == friends
+    assert [last.config for last in await pep.last_items(["alice"])] == [friends]
+
+    work = NodeConfig("roster", 2, ("work",))
+    assert await pep.configure("alice", "r", work)
+    assert await pep.node("alice", "r") == work
+    assert await pep.configure("alice", "r", PRESENCE)
+    assert await pep.node("alice", "r") == PRESENCE
+
+
+async def test_subscriptions_are_kept_once_listed_ended_and_go_with_the_node(
+    pep: SqlPepRepository,
+) -> None:
+    await pep.create("alice", "n", PRESENCE)
+    await pep.create("alice", "m", PRESENCE)
+    assert await pep.subscriptions("alice", "n") == []
+    assert await pep.subscriptions("alice", "missing") is None
+    assert not await pep.subscribe("alice", "missing", "bob@x")
+
+    assert await pep.subscribe("alice", "n", "bob@x/phone")
+    assert await pep.subscribe("alice", "n", "bob@x")
+    assert await pep.subscribe("alice", "n", "bob@x")  # kept once
+    assert await pep.subscribe("alice", "n", "bobby@x")
+    assert await pep.subscribe("alice", "m", "bob@x")
+
+    assert await pep.subscriptions("alice", "n") == ["bob@x/phone", "bob@x", "bobby@x"]
+    assert await pep.subscriptions_of("alice", "bob@x") == [
+        ("m", "bob@x"),
+        ("n", "bob@x/phone"),
+        ("n", "bob@x"),
+    ]
+    assert await pep.subscriptions_of("bob", "bob@x") == []
+    assert await pep.unsubscribe("alice", "n", ["bob@x/phone", "nobody@x"]) == 1
+    assert await pep.unsubscribe("alice", "n", ["bob@x/phone"]) == 0
+    assert await pep.unsubscribe("alice", "missing", ["bob@x"]) == 0
+    assert await pep.subscriptions("alice", "n") == ["bob@x", "bobby@x"]
+    await pep.delete_node("alice", "m")
+    assert await pep.subscriptions_of("alice", "bob@x") == [("n", "bob@x")]
+
+
+async def test_a_node_takes_a_bounded_number_of_subscriptions(
+    pep: SqlPepRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chinwag.store.pep, "MAX_SUBSCRIPTIONS", 3)
+    await pep.create("alice", "n", PRESENCE)
+    for n in range(3):
+        assert await pep.subscribe("alice", "n", f"u{n}@x")
+
+    with pytest.raises(TooManySubscriptions):
+        await pep.subscribe("alice", "n", "one-more@x")
+    assert await pep.subscribe("alice", "n", "u0@x")  # one already there is no more
+
+
+async def test_deleting_an_account_ends_its_subscriptions(
+    pep: SqlPepRepository, network: Network
+) -> None:
+    await network.add_users("b_b", "bob_")
+    await pep.create("alice", "n", PRESENCE)
+    for jid in ("bob@x", "bob@x/phone", "b_b@x", "bob_@x/desk"):
+        await pep.subscribe("alice", "n", jid)
+
+    assert await network.accounts.delete_user("bob")
+    assert await network.accounts.delete_user("b_b")
+    assert await pep.subscriptions("alice", "n") == ["bob_@x/desk"]

@@ -127,11 +127,14 @@ async def test_existing_names_the_accounts_there_already(network, database):
         assert await loader.existing(["alice", "bob"]) == {"alice"}
 
 
-async def test_pep_nodes_go_out_and_in_with_their_affiliations(network, database):
+async def test_pep_nodes_go_out_and_in_with_their_affiliations_and_subscriptions(network, database):
     await network.add_users("alice")
     pep = SqlPepRepository(network.db)
     await pep.publish("alice", "n", NodeConfig("whitelist", 5), StoredItem("i", "<p xmlns='x'/>"))
     await pep.create("alice", "empty", NodeConfig("open", 2))
+    await pep.create("alice", "friends", NodeConfig("roster", 1, ("Friends", "Family")))
+    await pep.subscribe("alice", "friends", "bob@chat.example/phone")
+    await pep.subscribe("alice", "friends", "eve@elsewhere.example")
     await pep.set_affiliations(
         "alice", "n", {"bob@chat.example": "member", "eve@elsewhere.example": "outcast"}
     )
@@ -141,6 +144,15 @@ async def test_pep_nodes_go_out_and_in_with_their_affiliations(network, database
 
     assert alice.pep == (
         PortableNode("empty", "open", 2, (), (("carol@chat.example", "outcast"),)),
+        PortableNode(
+            "friends",
+            "roster",
+            1,
+            (),
+            (),
+            ("Friends", "Family"),
+            ("bob@chat.example/phone", "eve@elsewhere.example"),
+        ),
         PortableNode(
             "n",
             "whitelist",
@@ -159,3 +171,7 @@ async def test_pep_nodes_go_out_and_in_with_their_affiliations(network, database
         "bob@chat.example": "member",
         "eve@elsewhere.example": "outcast",
     }
+    assert await SqlPepRepository(database).subscriptions("alice2", "friends") == [
+        "bob@chat.example/phone",
+        "eve@elsewhere.example",
+    ]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import chinwag.network.portable
 from chinwag.cli import Network
 from chinwag.network.portable import (
     ImportLimits,
@@ -432,7 +433,7 @@ async def test_imported_pep_nodes_keep_to_the_bounds(db):
     assert (node.access_model, node.max_items) == ("whitelist", 3)
     assert [item.item_id for item in node.items] == ["i2", "i3", "i4"]
     assert report.left_out == {
-        "PEP access models other than presence, open, whitelist": 1,
+        "PEP access models other than presence, open, roster, whitelist": 1,
         "PEP items larger than pep.max_payload_bytes": 1,
         "PEP items beyond a node's max_items": 1,
     }
@@ -463,6 +464,70 @@ async def test_node_affiliations_go_out_as_xep_0060_lists_them_and_come_back(db,
         ((f"carol@{HOST}", "outcast"),),
     ]
     assert nodes_of(after["alice"]) == nodes_of(before["alice"])
+
+
+async def test_roster_groups_and_subscriptions_go_out_as_xep_0060_lists_them_and_come_back(
+    db, other
+):
+    await Network.over(db).accounts.add_user("alice", "alice-secret")
+    pep = SqlPepRepository(db)
+    friends = NodeConfig("roster", 5, ("Friends", "Family"))
+    await pep.publish("alice", "f", friends, StoredItem("i", "<p xmlns='urn:example'/>"))
+    await pep.subscribe("alice", "f", f"bob@{HOST}/phone")
+    await pep.subscribe("alice", "f", "eve@elsewhere.example")
+
+    text = await exported(db)
+    report = await load(other, text)
+
+    assert (
+        '<field var="pubsub#roster_groups_allowed"><value>Friends</value>'
+        "<value>Family</value></field>"
+    ) in text
+    assert (
+        '<subscriptions node="f">'
+        f'<subscription jid="bob@{HOST}/phone" subscription="subscribed"/>'
+        '<subscription jid="eve@elsewhere.example" subscription="subscribed"/></subscriptions>'
+    ) in text
+    assert not report.left_out
+    assert await SqlPepRepository(other).node("alice", "f") == friends
+    assert await SqlPepRepository(other).subscriptions("alice", "f") == [
+        f"bob@{HOST}/phone",
+        "eve@elsewhere.example",
+    ]
+
+
+async def test_imported_subscriptions_are_of_this_domain_within_bounds(db, monkeypatch):
+    monkeypatch.setattr(chinwag.network.portable, "MAX_SUBSCRIPTIONS", 2)
+    entries = "".join(
+        f"<subscription jid='{jid}' subscription='{subscription}'/>"
+        for jid, subscription in (
+            ("bob@old.example/phone", "subscribed"),
+            ("carol@old.example", "pending"),
+            ("@@", "subscribed"),
+            ("eve@elsewhere.example", "subscribed"),
+            ("dave@old.example", "subscribed"),
+        )
+    )
+    user = (
+        "<user name='alice'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>"
+        "<configure node='n'><x xmlns='jabber:x:data' type='submit'>"
+        "<field var='pubsub#access_model'><value>roster</value></field>"
+        "<field var='pubsub#roster_groups_allowed'><value>A</value><value>B</value></field>"
+        f"</x></configure><subscriptions node='n'>{entries}</subscriptions></pubsub></user>"
+    )
+
+    report = await import_users(
+        db, users_of(doc(user, "old.example"), "old.example"), "old.example", LIMITS, HOST
+    )
+
+    [node] = (await accounts(db))["alice"].pep
+    assert (node.access_model, node.roster_groups) == ("roster", ("A", "B"))
+    assert node.subscriptions == (f"bob@{HOST}/phone", "eve@elsewhere.example")
+    assert report.left_out == {
+        "PEP subscriptions other than subscribed": 1,
+        "PEP subscriptions whose JID is malformed": 1,
+        "PEP subscriptions beyond 2 a node": 1,
+    }
 
 
 async def test_imported_affiliations_are_bare_jids_of_this_domain_within_bounds(db):
