@@ -3,11 +3,12 @@ which checks the account's disco#info for the pubsub/pep identity first) publish
 avatar that a slixmpp contact is notified of and fetches, and reads the one the slixmpp
 contact publishes; aioxmpp's BookmarkClient (XEP-0048 in XEP-0049 private storage)
 shares one list of bookmarks with a slixmpp resource of the same user that uses
-XEP-0402."""
+XEP-0402; aioxmpp's PubSubClient subscribes to a contact's node explicitly."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aioxmpp
 import aioxmpp.avatar
@@ -16,7 +17,7 @@ from slixmpp.plugins.xep_0402.stanza import Conference
 
 from .support import TIMEOUT, NewClient, ServerHandle
 from .test_other_client import aioxmpp_client
-from .test_pep import PNG, pep_client
+from .test_pep import PNG, payload, pep_client
 
 METADATA = "urn:xmpp:avatar:metadata"
 BOOKMARKS2 = "urn:xmpp:bookmarks:1"
@@ -107,3 +108,38 @@ async def test_aioxmpp_bookmarks_and_xep_0402_are_one_list(
             ("room@conference.example", "Room"),
             ("other@conference.example", "Other"),
         }
+
+
+async def test_aioxmpp_subscribes_hears_of_items_and_unsubscribes(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    """aioxmpp's PubSubClient, which wants nothing by caps here: its explicit subscription
+    (XEP-0060 §6.1) alone brings the last item and each new one, until it ends."""
+    node = "urn:example:subscribed"
+    alice, _ = await pep_client(new_client, server, "alice")
+    publisher = alice.plugin["xep_0060"]
+    await publisher.publish(None, node, id="i1", payload=_item(node, 1), timeout=TIMEOUT)
+    service = aioxmpp.JID.fromstr(server.jid("alice"))
+    async with aioxmpp_client(server, "bob") as bob:
+        pubsub = bob.client.summon(aioxmpp.PubSubClient)
+        heard: asyncio.Queue[str] = asyncio.Queue()
+        pubsub.on_item_published.connect(
+            lambda jid, node_, item, **_: heard.put_nowait(f"{jid}/{node_}/{item.id_}")
+        )
+
+        response = await asyncio.wait_for(pubsub.subscribe(service, node), TIMEOUT)
+
+        assert response.payload.subscription == "subscribed"
+        assert await asyncio.wait_for(heard.get(), TIMEOUT) == f"{service}/{node}/i1"
+        await publisher.publish(None, node, id="i2", payload=_item(node, 2), timeout=TIMEOUT)
+        assert await asyncio.wait_for(heard.get(), TIMEOUT) == f"{service}/{node}/i2"
+        listed = await asyncio.wait_for(pubsub.get_subscriptions(service), TIMEOUT)
+        assert [(s.node, s.subscription) for s in listed.subscriptions] == [(node, "subscribed")]
+        await asyncio.wait_for(pubsub.unsubscribe(service, node), TIMEOUT)
+        await publisher.publish(None, node, id="i3", payload=_item(node, 3), timeout=TIMEOUT)
+        await asyncio.sleep(0.5)
+        assert heard.empty()
+
+
+def _item(node: str, n: int) -> Any:
+    return payload(f"<n xmlns='{node}'>{n}</n>")
