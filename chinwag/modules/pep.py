@@ -195,6 +195,7 @@ class Pep:
         self.store = api.services.pep
         self.settings = api.settings.pep
         self.domain = api.domain.domain
+        self.strangers_apart = not api.settings.messages.from_strangers
         self.caps: dict[str, frozenset[str]] = {}
         """Nodes a ``ver`` asks notifications of, by ``ver``: checked answers only."""
         self.asking: dict[str, asyncio.Future[Element]] = {}
@@ -359,20 +360,24 @@ class Pep:
         self, owner: str, node: str, config: NodeConfig, affiliations: dict[str, str]
     ) -> list[SessionRecord]:
         """The available resources that want ``node`` and may read it: the owner's,
-        contacts' (unless whitelisted; for ``roster``, those in its groups) and members',
-        outcasts' never."""
+        contacts' (unless whitelisted; for ``roster``, those in its groups) and members'
+        (contacts only while strangers are kept apart), outcasts' never."""
         router = self.api.router
         users = [owner]
         if config.access_model != "whitelist":
             roster = self.api.rosters.get(owner)
             if roster is not None:
                 users.extend(roster.subscribed_from())
-        for jid, granted in affiliations.items():
-            member = JID.parse(jid)
-            if granted == "member" and member.domain == self.domain and member.local:
-                users.append(member.local)
+        members = [JID.parse(jid) for jid, granted in affiliations.items() if granted == "member"]
+        owner_roster = None
+        if config.access_model == "roster" or (members and self.strangers_apart):
+            owner_roster = await self.roster_of(owner)
+        users.extend(
+            member.local
+            for member in members
+            if member.local and self.reachable(owner, member, owner_roster)
+        )
         found = []
-        owner_roster = await self.roster_of(owner) if config.access_model == "roster" else None
         for user in dict.fromkeys(users):
             user_jid = self.api.jid(user)
             affiliation = affiliations.get(str(user_jid))
@@ -407,9 +412,21 @@ class Pep:
         for text in subscriptions:
             jid = JID.parse(text)
             affiliation = affiliations.get(str(jid.bare))
-            if await self.may_read(jid, owner, config, affiliation, owner_roster):
+            if self.reachable(owner, jid, owner_roster) and await self.may_read(
+                jid, owner, config, affiliation, owner_roster
+            ):
                 targets.extend(self.targets_of(jid, node))
         return targets
+
+    def reachable(self, owner: str, jid: JID, owner_roster: Roster | None) -> bool:
+        """Whether ``owner``'s notifications may reach ``jid``: anyone of this server's
+        while strangers may reach each other, else the owner and its contacts
+        (``owner_roster`` is given then)."""
+        if jid.domain != self.domain:
+            return False
+        if not self.strangers_apart or jid.local == owner:
+            return True
+        return owner_roster is not None and owner_roster.is_contact(jid.local or "")
 
     def targets_of(self, subscriber: JID, node: str) -> list[SessionRecord | JID]:
         """Where one subscriber hears of ``node``: a full JID as itself; a bare JID at
@@ -888,14 +905,10 @@ class Pep:
         changes = subscription_changes(request)
         affiliations = await self.store.affiliations(owner, node) or {}
         owner_roster = await self.roster_of(owner)
-        strangers_apart = not self.api.settings.messages.from_strangers
         for jid, subscription in changes.items():
             if subscription != SUBSCRIBED:
                 continue
-            known = jid.domain == self.domain and (
-                jid.local == owner or owner_roster.is_contact(jid.local or "")
-            )
-            if strangers_apart and not known:
+            if not self.reachable(owner, jid, owner_roster):
                 raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, f"{jid} is not a contact")
             affiliation = affiliations.get(str(jid.bare))
             if not await self.may_read(jid, owner, config, affiliation, owner_roster):

@@ -384,3 +384,25 @@ async def test_the_owner_subscribes_no_stranger_while_strangers_are_kept_apart(
         (None, apart.jid("bob")),
         (None, apart.jid("alice", "phone")),
     ]
+
+
+async def test_a_stranger_made_a_member_hears_nothing_while_strangers_are_kept_apart(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    """Membership grants reading, which a stranger cannot ask for then: it must not
+    bring the owner's notifications either."""
+    apart = await start_server()
+    await apart.app.accounts.add_user("carol", CAROL)
+    alice, _ = await pep_client(new_client, apart, "alice")
+    _carol, carol_events = await pep_client(
+        new_client, apart, "carol", interests=(NODE,), password=CAROL
+    )
+    owner, service = alice.plugin["xep_0060"], apart.jid("alice")
+    await publish(alice, 1)
+    await owner.modify_affiliations(
+        service, NODE, [(apart.jid("carol"), "member")], timeout=TIMEOUT
+    )
+
+    await publish(alice, 2)
+
+    await nothing_heard(carol_events)
