@@ -13,9 +13,12 @@ resources; its recipient gets it from storage. A resource that got a ``<received
 copy holds the message as much as the one it was for: should that one end with the
 message unacknowledged, the message is not routed again (``modules/message.py``).
 
-Eligible (§6.1): type ``chat``; ``normal`` with a ``<body/>``; any other but
-``groupchat`` that carries chat states, receipts, chat markers or a direct invitation;
-an ``error`` that answers an eligible message. Never one that holds carbons' own
+Eligible (§6.1, all of whose rules are kept, as ``urn:xmpp:carbons:rules:0`` says):
+type ``chat``; ``normal`` with a ``<body/>``; any other but ``groupchat`` that carries
+chat states, receipts, chat markers, a direct invitation or a mediated one (a
+``muc#user`` ``<invite/>``); an ``error`` that answers an eligible message; but not a
+private message from a MUC participant (one received with a ``muc#user`` ``<x/>`` and
+no invitation from a full JID). Never one that holds carbons' own
 ``<private/>`` (left in the message as the XEP now says), the XEP-0334 ``<no-copy/>``
 hint, or a copy itself. A copy is written to the resource it names or to nothing: if
 that session ends before its client acknowledged the copy (a resumable session that
@@ -48,8 +51,8 @@ SPEC = Spec(
     "XEP-0280",
     "Message Carbons",
     "supported",
-    "chat, normal with a body, chat states, receipts, markers, and errors answering them; "
-    "<private/> and <no-copy/> respected",
+    "chat, normal with a body, chat states, receipts, markers, invitations, and errors "
+    "answering them; every rule of §6.1 (rules:0); <private/> and <no-copy/> respected",
 )
 
 REMEMBERED_IDS = 64
@@ -57,6 +60,8 @@ REMEMBERED_IDS = 64
 answering one of them is copied as well; past this the oldest is forgotten."""
 IM_PAYLOADS = frozenset({ns.CHATSTATES, ns.RECEIPTS, ns.CHAT_MARKERS, ns.CONFERENCE})
 """Namespaces of the payloads that make any message (but groupchat) eligible."""
+CARBONS_RULES = "urn:xmpp:carbons:rules:0"
+"""Advertised: every rule of §6.1 is followed, as §6.2 asks of a server that says so."""
 
 
 class Account:
@@ -150,14 +155,18 @@ class Carbons:
         message, peer = routed.stanza, routed.to.bare.text
         if origin is not None and origin.username == username:
             # Within one account, one copy for each resource that neither sent nor got it.
-            if sender is not None and eligible(message, sender, peer):
+            if sender is not None and eligible(message, sender, peer, received=False):
                 self.forward("sent", message, username, (origin, *records))
             return
-        if origin is not None and sender is not None and eligible(message, sender, peer):
+        if (
+            origin is not None
+            and sender is not None
+            and eligible(message, sender, peer, received=False)
+        ):
             self.forward("sent", message, origin.username, (origin,))
         if recipient is not None:
             peer = message.attrs.get("from", "").partition("/")[0]
-            if eligible(message, recipient, peer):
+            if eligible(message, recipient, peer, received=True):
                 copied = self.forward("received", message, username, records)
                 if copied:
                     share(message, [*records, *copied])
@@ -225,18 +234,27 @@ def drop_orphan(routed: Routed) -> bool:
     )
 
 
-def eligible(message: Element, account: Account, peer: str) -> bool:
-    """XEP-0280 §6.1 for a message ``account`` exchanged with ``peer``; an eligible one
-    with an id is remembered, for the error that may answer it."""
+def eligible(message: Element, account: Account, peer: str, *, received: bool) -> bool:
+    """XEP-0280 §6.1 for a message ``account`` exchanged with ``peer`` (``received`` by
+    it, or sent); an eligible one with an id is remembered, for the error that may
+    answer it."""
     message_type = message.attrs.get("type", "normal")
     if message_type == "error":
         return not barred(message) and account.answers(message, peer)
     if message_type == "groupchat" or barred(message):
         return False
-    if message_type != "chat" and not any(
-        child.ns in IM_PAYLOADS
-        or (child.tag == "body" and child.ns == ns.CLIENT and message_type == "normal")
-        for child in message.elements()
+    muc = message.find("x", ns.MUC_USER)
+    invited = muc is not None and muc.find("invite", ns.MUC_USER) is not None
+    if muc is not None and not invited and received and "/" in message.attrs.get("from", ""):
+        return False  # a MUC's private message: the MUC gives it to each joined client
+    if (
+        message_type != "chat"
+        and not invited
+        and not any(
+            child.ns in IM_PAYLOADS
+            or (child.tag == "body" and child.ns == ns.CLIENT and message_type == "normal")
+            for child in message.elements()
+        )
     ):
         return False
     message_id = message.attrs.get("id")
@@ -268,6 +286,7 @@ def wrap(wrapper: str, message: Element, to: JID) -> Element:
 def setup(api: ModuleAPI) -> None:
     carbons = Carbons(api)
     api.add_feature(ns.CARBONS)
+    api.add_feature(CARBONS_RULES)
     for scope in ("account", "host"):
         api.iq_handler("set", ns.CARBONS, "enable", carbons.enable, scope=scope)
         api.iq_handler("set", ns.CARBONS, "disable", carbons.disable, scope=scope)

@@ -252,6 +252,7 @@ EXPECTED_FEATURES = {
     "vcard-temp",
     "http://jabber.org/protocol/chatstates",
     "urn:xmpp:carbons:2",
+    "urn:xmpp:carbons:rules:0",
     "urn:xmpp:blocking",
     "jabber:iq:register",
     "msgoffline",

@@ -21,6 +21,9 @@ PRIVATE = f"<private xmlns='{CARBONS}'/>"
 NO_COPY = "<no-copy xmlns='urn:xmpp:hints'/>"
 RECEIPT_REQUEST = "<request xmlns='urn:xmpp:receipts'/>"
 COMPOSING = "<composing xmlns='http://jabber.org/protocol/chatstates'/>"
+MUC_USER = "http://jabber.org/protocol/muc#user"
+MEDIATED_INVITE = f"<x xmlns='{MUC_USER}'><invite from='carol@localhost'/></x>"
+OCCUPANT = f"<x xmlns='{MUC_USER}'/>"
 
 Alice = dict[str, MemoryConnection]
 
@@ -90,7 +93,7 @@ async def test_enabling_and_disabling_are_answered_and_announced(harness: MakeHa
             ("off", ""),
         )
     ]
-    assert CARBONS in host.modules["carbons"].features()
+    assert {CARBONS, "urn:xmpp:carbons:rules:0"} <= host.modules["carbons"].features()
 
 
 async def test_carbons_cannot_be_enabled_through_another_account(harness: MakeHarness) -> None:
@@ -214,6 +217,11 @@ async def test_a_message_between_two_resources_is_copied_once_to_the_third(
         (chat("alice@localhost/laptop", "p1", PRIVATE), False),
         (chat("alice@localhost/laptop", "p2", NO_COPY), False),
         (chat("alice@localhost/laptop", "p3", PRIVATE + NO_COPY), False),
+        # §6.1's MUC rules: a mediated invitation is copied; a MUC's private message
+        # (received from a full JID, with a muc#user <x/> and no invitation) is not.
+        (f"<message to='alice@localhost/laptop' id='m1'>{MEDIATED_INVITE}</message>", True),
+        (chat("alice@localhost/laptop", "m2", OCCUPANT), False),
+        (chat("alice@localhost/laptop", "m3", OCCUPANT, kind="groupchat"), False),
         (
             chat(
                 "alice@localhost/laptop",
@@ -233,6 +241,19 @@ async def test_which_messages_are_copied(harness: MakeHarness, message: str, cop
     [original] = host.received(alice["laptop"])
     expected = [copy("received", "phone", original, kind)] if copied else []
     assert host.received(alice["phone"]) == expected
+
+
+async def test_a_private_message_to_a_muc_occupant_is_copied_as_sent(
+    harness: MakeHarness,
+) -> None:
+    """§6.1: what a user sends to an occupant's full JID is copied; only what it receives
+    from one is left to the MUC."""
+    host, alice, _bob = await signed_in(harness)
+
+    host.send(alice["laptop"], chat("bob@localhost/desk", "m4", OCCUPANT))
+
+    [copied] = host.received(alice["phone"])
+    assert "<sent " in copied and 'id="m4"' in copied
 
 
 async def test_private_and_no_copy_messages_are_copied_on_neither_side(
