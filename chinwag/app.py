@@ -40,7 +40,7 @@ from chinwag.store.db import Database, MigrationError, redacted
 from chinwag.store.invitations import SqlInvitationRepository
 from chinwag.store.oauth import SqlOAuthRepository
 from chinwag.store.offline import SqlOfflineRepository
-from chinwag.store.pep import SqlPepRepository
+from chinwag.store.pep import Quota, SqlPepRepository
 from chinwag.store.profiles import SqlProfileRepository
 from chinwag.store.secret_files import PRIVATE_DIRECTORY_MODE, secret_file
 from chinwag.web.admin_token import ensure_admin_token
@@ -95,7 +95,9 @@ def build_services(settings: Settings, database: Database) -> tuple[Services, OA
         events=events,
         blocking=BlockingService(SqlBlockingRepository(database), events),
         archive=SqlArchiveRepository(database, events.origin),
-        pep=SqlPepRepository(database),
+        pep=SqlPepRepository(
+            database, Quota(settings.pep.max_nodes, settings.pep.max_account_bytes)
+        ),
     )
     return services, oauth
 

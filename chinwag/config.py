@@ -279,6 +279,11 @@ class PepSettings(_Section):
     more keeps this many, and publishing beyond it drops the oldest."""
     max_payload_bytes: int = Field(default=262_144, ge=256)
     """The largest item payload accepted, serialised; larger ones get not-acceptable."""
+    max_nodes: int = Field(default=1000, ge=1)
+    """Personal eventing nodes an account keeps at most; one more gets policy-violation."""
+    max_account_bytes: int = Field(default=67_108_864, ge=262_144)
+    """Bytes of PEP items and private XML (XEP-0049) one account keeps at most together;
+    a write that would keep more gets policy-violation, and nothing of it is kept."""
 
 
 class RosterSettings(_Section):

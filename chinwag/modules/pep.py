@@ -51,6 +51,7 @@ from chinwag.modules.private import (
     BOOKMARKS_CONVERTED,
     LEGACY_BOOKMARKS,
     legacy_bookmarks,
+    over_quota,
     store_legacy_bookmarks,
 )
 from chinwag.server.api import ModuleAPI, Spec
@@ -65,6 +66,7 @@ from chinwag.store.pep import (
     MAX_ROSTER_GROUPS,
     MAX_SUBSCRIPTIONS,
     NodeConfig,
+    QuotaExceeded,
     Replaced,
     StoredItem,
     TooManySubscriptions,
@@ -715,6 +717,8 @@ class Pep:
             config = await self.store.publish(owner, node, config, StoredItem(item_id, text))
         except NoSuchAccount:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND) from None
+        except QuotaExceeded as error:
+            raise over_quota(error) from None
         stored = Element("item", ns.PUBSUB_EVENT, {"id": item_id}, [payload])
         affiliations = await self.store.affiliations(owner, node)
         # XEP-0048 bookmarks in PEP hold the XEP-0402 node's conferences: the owner's alone.
@@ -723,9 +727,12 @@ class Pep:
         if node == ns.AVATAR_METADATA:
             await self.avatar_to_vcard(owner, payload)
         elif node == LEGACY_BOOKMARKS and payload.tag == "storage":
-            replaced = await store_legacy_bookmarks(
-                self.store, owner, payload, self.settings.max_items
-            )
+            try:
+                replaced = await store_legacy_bookmarks(
+                    self.store, owner, payload, self.settings.max_items
+                )
+            except QuotaExceeded as error:
+                raise over_quota(error) from None
             await self.notify_bookmarks(owner, replaced)
         elif node == BOOKMARKS:
             await self.notify_legacy_bookmarks(owner)
@@ -769,6 +776,8 @@ class Pep:
             created = await self.store.create(owner, node, self.config_from(options))
         except NoSuchAccount:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND) from None
+        except QuotaExceeded as error:
+            raise over_quota(error) from None
         if not created:
             raise StanzaError(StanzaCondition.CONFLICT, "the node exists")
         return make_reply(iq)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable
 
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.store.accounts import NoSuchAccount
-from chinwag.store.pep import NodeConfig, PepRepository, Replaced, StoredItem
+from chinwag.store.pep import NodeConfig, PepRepository, QuotaExceeded, Replaced, StoredItem
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
 from chinwag.xmpp.errors import StanzaCondition, StanzaError
@@ -113,7 +113,14 @@ class PrivateStorage:
                 self.api.notify(BOOKMARKS_CONVERTED, username, replaced)
         except NoSuchAccount:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND) from None
+        except QuotaExceeded as error:
+            raise over_quota(error) from None
         return make_reply(iq)
+
+
+def over_quota(error: QuotaExceeded) -> StanzaError:
+    """An account's storage is full (``[pep] max_nodes``, ``max_account_bytes``)."""
+    return StanzaError(StanzaCondition.POLICY_VIOLATION, str(error))
 
 
 async def legacy_bookmarks(

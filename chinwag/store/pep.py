@@ -6,7 +6,9 @@ newest row of a node is its last published item; publishing an id again replaces
 item and makes it the newest. Every write runs in one transaction; a node holds at
 most its ``max_items`` newest items. Bare JIDs other than the owner's may be
 affiliated with a node (``member`` or ``outcast``, XEP-0060 §8.9), and JIDs, bare or
-full, subscribed to it (§6.1); their rows go with the node.
+full, subscribed to it (§6.1); their rows go with the node. A ``Quota`` bounds what
+one account keeps (nodes, and the bytes of its items and private XML together): a
+write that would pass it is rolled back whole.
 """
 
 from __future__ import annotations
@@ -16,8 +18,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    LargeBinary,
+    Select,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from chinwag.store.accounts import NoSuchAccount
 from chinwag.store.db import Database
@@ -39,6 +52,19 @@ ACCESS_MODELS = ("presence", "open", "roster", "whitelist")
 contacts in some of the owner's roster groups, or the owner alone."""
 MAX_ROSTER_GROUPS = 100
 """Roster groups a node's ``roster`` access model names at most."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """What one account keeps at most in personal eventing and private XML storage."""
+
+    nodes: int
+    bytes: int
+    """Of item payloads and private XML together, as UTF-8."""
+
+
+class QuotaExceeded(Exception):
+    """A write would pass the account's quota; nothing of it was kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +174,10 @@ class PepRepository(Protocol):
 class SqlPepRepository:
     """PepRepository on SQLAlchemy; identical on SQLite and PostgreSQL."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, quota: Quota | None = None) -> None:
         self._sessions = db.sessions
+        self._quota = quota
+        self._postgres = db.engine.dialect.name == "postgresql"
 
     async def node(self, username: str, node: str) -> NodeConfig | None:
         async with self._sessions() as session:
@@ -170,6 +198,7 @@ class SqlPepRepository:
                 insert(PepItem).values(node_id=row.id, item_id=item.item_id, payload=item.payload)
             )
             await _trim(session, row.id, row.max_items)
+            await self._check_quota(session, row.account_id)
             return _config(row)
 
     async def items(
@@ -213,6 +242,7 @@ class SqlPepRepository:
                         node_id=row.id, item_id=item.item_id, payload=item.payload
                     )
                 )
+            await self._check_quota(session, row.account_id)
             return replaced
 
     async def retract(self, username: str, node: str, item_id: str) -> bool:
@@ -246,7 +276,8 @@ class SqlPepRepository:
         async with self._sessions.begin() as session:
             if await _node_row(session, username, node) is not None:
                 return False
-            await _new_node(session, username, node, config)
+            row = await _new_node(session, username, node, config)
+            await self._check_quota(session, row.account_id)
             return True
 
     async def delete_node(self, username: str, node: str) -> bool:
@@ -427,6 +458,7 @@ class SqlPepRepository:
                     account_id=account_id, namespace=namespace, payload=payload
                 )
             )
+            await self._check_quota(session, account_id)
 
     async def private_all(self, username: str) -> list[str]:
         async with self._sessions() as session:
@@ -437,6 +469,42 @@ class SqlPepRepository:
                 .order_by(PrivateXml.namespace)
             )
             return list(payloads)
+
+    async def _check_quota(self, session: AsyncSession, account_id: int) -> None:
+        """Raise QuotaExceeded (rolling the transaction back) when the account keeps more
+        than its quota."""
+        quota = self._quota
+        if quota is None:
+            return
+        nodes = await session.scalar(
+            select(func.count()).select_from(PepNode).where(PepNode.account_id == account_id)
+        )
+        if (nodes or 0) > quota.nodes:
+            raise QuotaExceeded(f"an account keeps at most {quota.nodes} PEP nodes")
+        if await self._kept_bytes(session, account_id) > quota.bytes:
+            raise QuotaExceeded(
+                f"an account keeps at most {quota.bytes} bytes of PEP items and private XML"
+            )
+
+    def _bytes(self, text: InstrumentedAttribute[str]) -> ColumnElement[int]:
+        """The UTF-8 length of ``text``: SQLite's length() of a text counts characters."""
+        if self._postgres:
+            return func.octet_length(text)
+        return func.length(cast(text, LargeBinary))
+
+    async def _kept_bytes(self, session: AsyncSession, account_id: int) -> int:
+        items = (
+            select(func.coalesce(func.sum(self._bytes(PepItem.payload)), 0))
+            .join(PepNode, PepNode.id == PepItem.node_id)
+            .where(PepNode.account_id == account_id)
+            .scalar_subquery()
+        )
+        private = (
+            select(func.coalesce(func.sum(self._bytes(PrivateXml.payload)), 0))
+            .where(PrivateXml.account_id == account_id)
+            .scalar_subquery()
+        )
+        return int(await session.scalar(select(items + private)) or 0)
 
 
 class TooManySubscriptions(Exception):

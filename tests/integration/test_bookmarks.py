@@ -15,12 +15,15 @@ from slixmpp.plugins.xep_0004 import Form
 from slixmpp.plugins.xep_0048.stanza import Bookmarks
 from slixmpp.plugins.xep_0402.stanza import Conference
 
+from .im_support import login, q
 from .support import TIMEOUT, NewClient, ServerHandle, StartServer
 from .test_pep import pep_client
 
 BOOKMARKS2 = "urn:xmpp:bookmarks:1"
 LEGACY = "storage:bookmarks"
 PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
+PUBSUB = "http://jabber.org/protocol/pubsub"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 
 def stored_bookmarks() -> Bookmarks:
@@ -293,3 +296,41 @@ async def test_xep_0048_changes_are_heard_by_xep_0402_resources_and_the_other_wa
         "private@conference.example"
     }:
         event = await legacy_events.next(LEGACY, me)
+
+
+async def test_an_account_keeps_a_bounded_amount_of_pep_and_private_data(
+    start_server: StartServer, new_client: NewClient
+) -> None:
+    """``[pep] max_nodes`` and ``max_account_bytes``: a client that fills its storage
+    gets ``<policy-violation/>`` and keeps what it had. Raw IQs: slixmpp's error stanza
+    does not know RFC 6120's ``policy-violation`` and fails to parse it."""
+    server = await start_server(pep={"max_nodes": 2, "max_account_bytes": 262_144})
+    alice = await login(new_client, server, "alice", "desk")
+
+    def publish(node: str, size: int) -> str:
+        return (
+            f"<iq type='set'><pubsub xmlns='{PUBSUB}'><publish node='{node}'><item id='i'>"
+            f"<blob xmlns='{node}'>{'x' * size}</blob></item></publish></pubsub></iq>"
+        )
+
+    def store(namespace: str, size: int) -> str:
+        return (
+            f"<iq type='set'><query xmlns='jabber:iq:private'><blob xmlns='{namespace}'>"
+            f"{'x' * size}</blob></query></iq>"
+        )
+
+    for request in (publish("urn:a", 10), publish("urn:b", 10), store("urn:p", 200_000)):
+        assert (await alice.iq(request)).get("type") == "result"
+    for request in (publish("urn:c", 10), publish("urn:a", 100_000), store("urn:q", 100_000)):
+        error = (await alice.iq(request)).find(q("error"))
+        assert error is not None and error.find(q("policy-violation", NS_STANZAS)) is not None
+
+    items = await alice.iq(
+        f"<iq type='get' to='alice@localhost'><pubsub xmlns='{PUBSUB}'>"
+        "<items node='urn:a'/></pubsub></iq>"
+    )
+    assert [len(b.text or "") for b in items.iter("{urn:a}blob")] == [10]
+    kept = await alice.iq(
+        "<iq type='get'><query xmlns='jabber:iq:private'><blob xmlns='urn:q'/></query></iq>"
+    )
+    assert [len(b.text or "") for b in kept.iter("{urn:q}blob")] == [0]

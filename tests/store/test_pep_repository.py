@@ -15,6 +15,8 @@ from chinwag.store.accounts import NoSuchAccount
 from chinwag.store.models import PepItem, PepNode, PrivateXml
 from chinwag.store.pep import (
     NodeConfig,
+    Quota,
+    QuotaExceeded,
     Replaced,
     SqlPepRepository,
     StoredItem,
@@ -244,3 +246,32 @@ async def test_deleting_an_account_ends_its_subscriptions(
     assert await network.accounts.delete_user("bob")
     assert await network.accounts.delete_user("b_b")
     assert await pep.subscriptions("alice", "n") == ["bob_@x/desk"]
+
+
+async def test_a_quota_bounds_an_accounts_nodes_and_bytes(network: Network) -> None:
+    """Every write that would keep more than the quota is rolled back whole; bytes are
+    UTF-8 bytes of items and private XML together, and other accounts are not counted."""
+    await network.add_users("alice", "bob")
+    pep = SqlPepRepository(network.db, Quota(nodes=2, bytes=100))
+    text = "<n xmlns='u'>{}</n>"  # 17 bytes and the content
+    await pep.publish("alice", "a", PRESENCE, StoredItem("i", text.format("x" * 30)))
+    await pep.create("alice", "b", PRESENCE)
+    await pep.publish("bob", "c", PRESENCE, StoredItem("i", text.format("x" * 80)))
+
+    with pytest.raises(QuotaExceeded):
+        await pep.create("alice", "c", PRESENCE)
+    with pytest.raises(QuotaExceeded):
+        await pep.publish("alice", "c", PRESENCE, StoredItem("i", text.format("")))
+    assert await pep.node_names("alice") == ["a", "b"]
+    with pytest.raises(QuotaExceeded):  # 47 + 17 + 2 * 19: "é" is two bytes
+        await pep.publish("alice", "b", PRESENCE, StoredItem("j", text.format("é" * 19)))
+    assert await pep.items("alice", "b", None, None) == []
+    await pep.publish("alice", "b", PRESENCE, StoredItem("j", text.format("é" * 18)))
+    await pep.publish("alice", "a", PRESENCE, StoredItem("i", text.format("")))  # replaced
+    with pytest.raises(QuotaExceeded):
+        await pep.set_private("alice", "p", "<p xmlns='p'>" + "x" * 40 + "</p>")
+    assert await pep.private("alice", "p") is None
+    await pep.set_private("alice", "p", "<p xmlns='p'/>")
+    with pytest.raises(QuotaExceeded):
+        await pep.replace_items("alice", "b", PRESENCE, [StoredItem("k", "x" * 70)])
+    assert [item.item_id for item in await pep.items("alice", "b", None, None)] == ["j"]
