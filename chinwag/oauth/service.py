@@ -84,6 +84,13 @@ log = logging.getLogger(__name__)
 _PLAIN_CHECK_MECHANISM = "SCRAM-SHA-256"
 
 
+MAX_APPS_PER_OWNER = 100
+"""Apps one user may own (registered in the developer portal, or for them with
+``--owner``); apps the operator registers for nobody are not counted."""
+MAX_APP_PASSWORDS = 100
+"""App passwords one account holds at most: each sign-in with a password checks them."""
+
+
 class InvalidRequest(ValueError):
     """A request the service cannot meet, said in one line."""
 
@@ -211,6 +218,11 @@ class OAuthService:
                 "a secret): register the app as public too"
             )
         _check_pkce(public, require_pkce)
+        owner = None if owner is None else normalize_username(owner)
+        if owner is not None and len(await self._repo.apps_of(owner)) >= MAX_APPS_PER_OWNER:
+            raise InvalidRegistration(
+                f"a user owns at most {MAX_APPS_PER_OWNER} apps: delete one first"
+            )
         secret = None if public else new_secret()
         record = await self._repo.add_app(
             NewApp(
@@ -220,7 +232,7 @@ class OAuthService:
                 redirect_uris=uris,
                 public=public,
                 allow_implicit=allow_implicit,
-                owner=None if owner is None else normalize_username(owner),
+                owner=owner,
                 require_pkce=require_pkce,
             )
         )
@@ -430,6 +442,10 @@ class OAuthService:
         user = normalize_username(username)
         await self._require_active_app(client_id)
         checked_label = _check_label(label)
+        if len(await self._repo.app_passwords(user)) >= MAX_APP_PASSWORDS:
+            raise InvalidRequest(
+                f"an account holds at most {MAX_APP_PASSWORDS} app passwords: revoke one first"
+            )
         password = new_app_password()
         models = [
             model

@@ -5,6 +5,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+import chinwag.oauth.service
 from chinwag.store.oauth import OAUTH_REVOKED
 from oauth.support import (
     ALICE,
@@ -221,6 +222,24 @@ async def test_app_passwords_are_made_listed_and_revoked(platform, browser, publ
 
     assert await platform.oauth.check_app_password(ALICE, password) is None
     assert "Kitchen tablet" not in (await browser.get("/account/apps")).text
+
+
+async def test_an_account_holds_a_bounded_number_of_app_passwords(
+    platform, browser, public_app, monkeypatch
+):
+    """Each sign-in with a password checks every app password of the account."""
+    monkeypatch.setattr(chinwag.oauth.service, "MAX_APP_PASSWORDS", 2)
+    page = await signed_in_apps_page(browser)
+    for label in ("one", "two"):
+        assert (
+            await submit(browser, form_to(page, "/account/app-passwords"), label=label)
+        ).status_code == 200
+
+    made = await submit(browser, form_to(page, "/account/app-passwords"), label="three")
+
+    assert made.status_code == 400
+    assert "at most 2 app passwords" in made.text
+    assert len(await platform.oauth.list_app_passwords(ALICE)) == 2
 
 
 async def test_an_app_password_needs_a_label(browser, public_app):

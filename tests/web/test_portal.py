@@ -8,6 +8,8 @@ import httpx
 import pytest
 from oauth.support import Form, form_to, forms, submit
 
+import chinwag.oauth.service
+
 from .conftest import PASSWORDS, Site, client_of
 
 CALLBACK = "https://pocket.example/oauth/callback"
@@ -133,6 +135,19 @@ async def test_a_bad_registration_shows_the_form_again(site: Site, browser, valu
     assert message in page.text
     assert form_to(page, "/developers/apps")  # the form, with what was entered
     assert await site.oauth.apps_of("alice") == []
+
+
+async def test_a_developer_owns_a_bounded_number_of_apps(site: Site, browser, monkeypatch):
+    monkeypatch.setattr(chinwag.oauth.service, "MAX_APPS_PER_OWNER", 2)
+    portal = await sign_in(browser, "alice")
+    for name in ("One", "Two"):
+        assert (await register(browser, portal, name=name)).status_code == 200
+
+    page = await register(browser, portal, name="Three")
+
+    assert page.status_code == 400
+    assert "owns at most 2 apps" in page.text
+    assert sorted(app.name for app in await site.oauth.apps_of("alice")) == ["One", "Two"]
 
 
 async def test_registering_answers_with_a_redirect_that_shows_the_secret_once(site: Site, browser):
