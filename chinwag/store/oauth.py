@@ -50,6 +50,8 @@ CODE_RETENTION = timedelta(days=1)
 
 WEB_SESSION_CREDENTIAL = "SCRAM-SHA-256"
 """The password verifier a web session depends on; every account with a password has one."""
+MAX_WEB_SESSIONS = 100
+"""Browsers signed in to one account at once: a new sign-in past this ends the oldest."""
 
 
 def app_password_credential(app_password_id: int) -> str:
@@ -766,6 +768,18 @@ class SqlOAuthRepository:
                     mechanism=WEB_SESSION_CREDENTIAL,
                     created_at=now,
                     expires_at=expires_at,
+                )
+            )
+            kept = (
+                select(WebSession.id)
+                .where(WebSession.account_id == account_id)
+                .order_by(WebSession.id.desc())
+                .limit(MAX_WEB_SESSIONS)
+                .scalar_subquery()
+            )
+            await session.execute(
+                delete(WebSession).where(
+                    WebSession.account_id == account_id, WebSession.id.not_in(kept)
                 )
             )
 

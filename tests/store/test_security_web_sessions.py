@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 
+import chinwag.store.oauth
 from chinwag.store.accounts import NoSuchAccount, SqlAccountRepository, StoredScram
 from chinwag.store.models import utc_now
 from chinwag.store.oauth import SqlOAuthRepository
@@ -60,6 +61,17 @@ async def test_an_expired_session_names_nobody_and_is_forgotten(repo):
     await repo.add_web_session("alice", OTHER, in_an_hour())
     await repo.add_web_session("alice", SESSION, in_an_hour())  # its old row is gone
     assert await repo.web_session_user(SESSION) == "alice"
+
+
+async def test_an_account_keeps_a_bounded_number_of_sessions_the_newest(repo, monkeypatch):
+    monkeypatch.setattr(chinwag.store.oauth, "MAX_WEB_SESSIONS", 3)
+    hashes = [bytes([n]) * 32 for n in range(5)]
+    await repo.add_web_session("bob", OTHER, in_an_hour())
+    for id_hash in hashes:
+        await repo.add_web_session("alice", id_hash, in_an_hour())
+
+    assert [await repo.web_session_user(h) for h in hashes] == [None, None, *["alice"] * 3]
+    assert await repo.web_session_user(OTHER) == "bob"
 
 
 async def test_a_new_password_ends_the_sessions_of_the_old_one(repo, accounts):
