@@ -949,10 +949,14 @@ class Pep:
         listed = reply.add("query", ns.DISCO_ITEMS)
         bare = str(self.api.jid(owner))
         affiliations = await self.affiliations_of(requester, [owner])
-        for node in await self.store.node_names(owner):
-            config = await self.node_config(owner, node)
+        nodes = await self.store.nodes(owner)
+        if LEGACY_BOOKMARKS in nodes and BOOKMARKS in nodes:
+            nodes[LEGACY_BOOKMARKS] = OWNER_ONLY  # as node_config says, in one read
+        roster_model = any(config.access_model == "roster" for config in nodes.values())
+        owner_roster = await self.roster_of(owner) if roster_model else None
+        for node, config in nodes.items():
             affiliation = affiliations.get((owner, node))
-            if config is not None and await self.may_read(requester, owner, config, affiliation):
+            if await self.may_read(requester, owner, config, affiliation, owner_roster):
                 listed.add("item", attrs={"jid": bare, "node": node})
         return reply
 

@@ -130,6 +130,9 @@ class PepRepository(Protocol):
 
     async def node_names(self, username: str) -> list[str]: ...
 
+    async def nodes(self, username: str) -> dict[str, NodeConfig]:
+        """Every node of the account with its configuration, by name, in name order."""
+
     async def purge(self, username: str, node: str) -> bool:
         """Remove every item of the node; False when there is no such node."""
 
@@ -291,6 +294,16 @@ class SqlPepRepository:
                 .where(Account.username == username)
             )
             return sorted(names)
+
+    async def nodes(self, username: str) -> dict[str, NodeConfig]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(PepNode)
+                .join(Account, Account.id == PepNode.account_id)
+                .where(Account.username == username)
+                .order_by(PepNode.node)
+            )
+            return {row.node: _config(row) for row in rows}
 
     async def purge(self, username: str, node: str) -> bool:
         return await self._empty(username, node, keep_node=True)

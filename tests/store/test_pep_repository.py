@@ -275,3 +275,16 @@ async def test_a_quota_bounds_an_accounts_nodes_and_bytes(network: Network) -> N
     with pytest.raises(QuotaExceeded):
         await pep.replace_items("alice", "b", PRESENCE, [StoredItem("k", "x" * 70)])
     assert [item.item_id for item in await pep.items("alice", "b", None, None)] == ["j"]
+
+
+async def test_the_nodes_of_an_account_come_with_their_configuration(
+    pep: SqlPepRepository,
+) -> None:
+    friends = NodeConfig("roster", 2, ("Friends",))
+    await pep.create("alice", "b", friends)
+    await pep.create("alice", "a", PRESENCE)
+    await pep.create("bob", "c", PRESENCE)
+
+    assert await pep.nodes("alice") == {"a": PRESENCE, "b": friends}
+    assert list(await pep.nodes("alice")) == ["a", "b"]
+    assert await pep.nodes("nobody") == {}
