@@ -182,6 +182,8 @@ def _add_nodes(user: Element, nodes: Sequence[PortableNode], owner_jid: str) -> 
             ("pubsub#max_items", (str(node.max_items),)),
             ("pubsub#roster_groups_allowed", node.roster_groups),
         ):
+            if not values:
+                continue  # no roster groups: the field says nothing
             form_field = form.add("field", attrs={"var": var})
             for value in values:
                 form_field.add("value").append(value)

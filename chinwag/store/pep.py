@@ -107,7 +107,7 @@ class PepRepository(Protocol):
         self, username: str, node: str, config: NodeConfig, item: StoredItem
     ) -> NodeConfig:
         """Store ``item`` as the newest of ``node``, made with ``config`` if absent; the
-        node's configuration. Raises NoSuchAccount."""
+        node's configuration. Raises NoSuchAccount, QuotaExceeded."""
 
     async def items(
         self, username: str, node: str, ids: Sequence[str] | None, newest: int | None
@@ -124,7 +124,8 @@ class PepRepository(Protocol):
     async def configure(self, username: str, node: str, config: NodeConfig) -> bool: ...
 
     async def create(self, username: str, node: str, config: NodeConfig) -> bool:
-        """Make the node; False when it exists. Raises NoSuchAccount."""
+        """Make the node; False when it exists. Raises NoSuchAccount,
+        QuotaExceeded."""
 
     async def delete_node(self, username: str, node: str) -> bool: ...
 
@@ -169,7 +170,7 @@ class PepRepository(Protocol):
     async def private(self, username: str, namespace: str) -> str | None: ...
 
     async def set_private(self, username: str, namespace: str, payload: str) -> None:
-        """Raises NoSuchAccount."""
+        """Raises NoSuchAccount, QuotaExceeded."""
 
     async def private_all(self, username: str) -> list[str]: ...
 
@@ -225,7 +226,7 @@ class SqlPepRepository:
         self, username: str, node: str, config: NodeConfig, items: Sequence[StoredItem]
     ) -> Replaced:
         """Make ``items`` all the node's items (made with ``config`` if absent; the newest
-        ``max_items`` kept), in one transaction. Raises NoSuchAccount."""
+        ``max_items`` kept), in one transaction. Raises NoSuchAccount, QuotaExceeded."""
         async with self._sessions.begin() as session:
             row = await _node_row(session, username, node)
             if row is None:
