@@ -47,6 +47,9 @@ SUSPENDED = "suspended"
 
 CODE_RETENTION = timedelta(days=1)
 """How long a used or expired authorization code is kept, to recognise a replay."""
+TOKEN_RETENTION = timedelta(days=7)
+"""How long an issuance is kept once none of its tokens works: a refresh token replayed
+meanwhile is still known as one (and revokes its family); later, it is only unknown."""
 
 WEB_SESSION_CREDENTIAL = "SCRAM-SHA-256"
 """The password verifier a web session depends on; every account with a password has one."""
@@ -508,6 +511,9 @@ class SqlOAuthRepository:
         async with self._sessions.begin() as session:
             app_id = await _app_id(session, token.client_id)
             account_id = await _account_id(session, token.username)
+            await session.execute(
+                delete(OAuthToken).where(OAuthToken.usable_until < utc_now() - TOKEN_RETENTION)
+            )
             token_id = await session.scalar(
                 insert(OAuthToken)
                 .values(
@@ -520,6 +526,7 @@ class SqlOAuthRepository:
                     issued_at=token.issued_at,
                     expires_at=token.expires_at,
                     refresh_expires_at=token.refresh_expires_at,
+                    usable_until=token.refresh_expires_at or token.expires_at,
                     revoked=False,
                     rotated=False,
                 )

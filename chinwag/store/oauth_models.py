@@ -96,6 +96,9 @@ class OAuthToken(Base):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     refresh_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    usable_until: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    """The refresh token's expiry, or the access token's without one: a while after it,
+    nothing needs the row (``TOKEN_RETENTION``)."""
     revoked: Mapped[bool] = mapped_column(Boolean)
     rotated: Mapped[bool] = mapped_column(Boolean)
     """Its refresh token was exchanged for a new one, so presenting it again is a replay."""

@@ -1,5 +1,6 @@
 """SqlOAuthRepository, run on SQLite and PostgreSQL by the ``database`` fixture."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from chinwag.store.models import utc_now
 from chinwag.store.oauth import (
     OAUTH_APP_SUSPENDED,
     OAUTH_REVOKED,
+    TOKEN_RETENTION,
     NewApp,
     NewCode,
     NewToken,
@@ -236,3 +238,31 @@ async def test_app_passwords(repo, events):
     assert await repo.app_passwords("alice") == []
     assert (await kinds(events))[-1] == (OAUTH_REVOKED, "alice", "app1", ORIGIN)
     assert (await details(events))[-1] == app_password_credential(password_id)
+
+
+async def test_an_issuance_goes_a_while_after_its_last_token_stopped_working(repo):
+    """Each new issuance deletes those past ``TOKEN_RETENTION`` since their last token
+    (the refresh token, or the access token without one) expired; the others stay, so
+    that a rotated refresh token replayed meanwhile is still recognised."""
+    long_ago = utc_now() - TOKEN_RETENTION - timedelta(days=2)
+    recently = utc_now() - TOKEN_RETENTION + timedelta(days=1)
+    old_refresh = replace(
+        new_token("old"), expires_at=long_ago, refresh_expires_at=long_ago + timedelta(days=1)
+    )
+    old_access_only = replace(
+        new_token("bare"), refresh_hash=None, expires_at=long_ago, refresh_expires_at=None
+    )
+    expired_access_live_refresh = replace(new_token("live"), expires_at=long_ago)
+    within_retention = replace(
+        new_token("recent"), expires_at=recently, refresh_expires_at=recently
+    )
+    for token in (old_refresh, old_access_only, expired_access_live_refresh, within_retention):
+        await repo.add_token(token)
+
+    await repo.add_token(new_token("new"))
+
+    assert await repo.token_by_refresh(b"r-old") is None
+    assert await repo.token_by_access(b"a-bare") is None
+    assert await repo.token_by_refresh(b"r-live") is not None
+    assert await repo.token_by_refresh(b"r-recent") is not None
+    assert await repo.token_by_refresh(b"r-new") is not None
