@@ -603,7 +603,7 @@ class Pep:
         affiliations = await self.affiliations_of(requester, [owner])
         await self.check_read(jid, owner, config, affiliations.get((owner, node)))
         try:
-            subscribed = await self.store.subscribe(owner, node, str(jid))
+            subscribed = await self.store.subscribe(owner, node, [str(jid)])
         except TooManySubscriptions:
             raise pubsub_error(
                 StanzaCondition.POLICY_VIOLATION,
@@ -922,14 +922,11 @@ class Pep:
             affiliation = affiliations.get(str(jid.bare))
             if not await self.may_read(jid, owner, config, affiliation, owner_roster):
                 raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, f"{jid} may not read {node}")
-        for jid, subscription in changes.items():
-            if subscription == SUBSCRIBED:
-                try:
-                    await self.store.subscribe(owner, node, str(jid))
-                except TooManySubscriptions:
-                    raise pubsub_error(
-                        StanzaCondition.POLICY_VIOLATION, "too-many-subscriptions"
-                    ) from None
+        added = [str(jid) for jid, subscription in changes.items() if subscription == SUBSCRIBED]
+        try:
+            await self.store.subscribe(owner, node, added)
+        except TooManySubscriptions:
+            raise pubsub_error(StanzaCondition.POLICY_VIOLATION, "too-many-subscriptions") from None
         ended = [str(jid) for jid, subscription in changes.items() if subscription != SUBSCRIBED]
         await self.store.unsubscribe(owner, node, ended)
         return make_reply(iq)

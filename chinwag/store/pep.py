@@ -156,9 +156,9 @@ class PepRepository(Protocol):
         """The JIDs subscribed to the node, in the order they subscribed; None when
         there is no such node."""
 
-    async def subscribe(self, username: str, node: str, jid: str) -> bool:
-        """Subscribe ``jid`` (kept once); False when there is no such node. Raises
-        TooManySubscriptions."""
+    async def subscribe(self, username: str, node: str, jids: Sequence[str]) -> bool:
+        """Subscribe each of ``jids`` (each kept once), all in one transaction; False
+        when there is no such node. Raises TooManySubscriptions, subscribing none."""
 
     async def unsubscribe(self, username: str, node: str, jids: Sequence[str]) -> int:
         """End the subscriptions of ``jids`` to the node; how many there were."""
@@ -405,22 +405,19 @@ class SqlPepRepository:
                 return None
             return list(await session.scalars(_subscribed(row.id)))
 
-    async def subscribe(self, username: str, node: str, jid: str) -> bool:
+    async def subscribe(self, username: str, node: str, jids: Sequence[str]) -> bool:
         async with self._sessions.begin() as session:
             row = await _node_row(session, username, node)
             if row is None:
                 return False
-            of_node = PepSubscription.node_id == row.id
-            if await session.scalar(
-                select(PepSubscription.id).where(of_node, PepSubscription.jid == jid)
-            ):
-                return True
-            count = await session.scalar(
-                select(func.count()).select_from(PepSubscription).where(of_node)
-            )
-            if (count or 0) >= MAX_SUBSCRIPTIONS:
+            subscribed = set(await session.scalars(_subscribed(row.id)))
+            new = [jid for jid in dict.fromkeys(jids) if jid not in subscribed]
+            if len(subscribed) + len(new) > MAX_SUBSCRIPTIONS:
                 raise TooManySubscriptions(node)
-            await session.execute(insert(PepSubscription).values(node_id=row.id, jid=jid))
+            if new:
+                await session.execute(
+                    insert(PepSubscription), [{"node_id": row.id, "jid": jid} for jid in new]
+                )
             return True
 
     async def unsubscribe(self, username: str, node: str, jids: Sequence[str]) -> int:

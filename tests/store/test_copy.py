@@ -117,7 +117,7 @@ async def fill(db: Database) -> None:
         item = StoredItem(f"i{n}", f"<n xmlns='urn:example'>{n}</n>")
         await pep.publish("alice", "urn:example", NodeConfig("open", 1), item)  # i0 goes
     await pep.set_affiliations("alice", "urn:example", {"bob@example.org": "member"})
-    await pep.subscribe("alice", "urn:example", "bob@example.org/phone")
+    await pep.subscribe("alice", "urn:example", ["bob@example.org/phone"])
     await pep.create("alice", "urn:example:friends", NodeConfig("roster", 1, ("Friends",)))
     await pep.set_private(
         "alice", "a:b", "<query xmlns='jabber:iq:private'><a xmlns='a:b'/></query>"

@@ -46,5 +46,5 @@ async def test_nodes_of_revision_0012_keep_their_configuration(
     pep = SqlPepRepository(database)
 
     assert await pep.node("alice", "n") == NodeConfig("open", 3)
-    assert await pep.subscribe("alice", "n", "bob@localhost")
+    assert await pep.subscribe("alice", "n", ["bob@localhost"])
     assert await pep.subscriptions("alice", "n") == ["bob@localhost"]

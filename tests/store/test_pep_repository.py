@@ -199,13 +199,13 @@ async def test_subscriptions_are_kept_once_listed_ended_and_go_with_the_node(
     await pep.create("alice", "m", PRESENCE)
     assert await pep.subscriptions("alice", "n") == []
     assert await pep.subscriptions("alice", "missing") is None
-    assert not await pep.subscribe("alice", "missing", "bob@x")
+    assert not await pep.subscribe("alice", "missing", ["bob@x"])
 
-    assert await pep.subscribe("alice", "n", "bob@x/phone")
-    assert await pep.subscribe("alice", "n", "bob@x")
-    assert await pep.subscribe("alice", "n", "bob@x")  # kept once
-    assert await pep.subscribe("alice", "n", "bobby@x")
-    assert await pep.subscribe("alice", "m", "bob@x")
+    assert await pep.subscribe("alice", "n", ["bob@x/phone"])
+    assert await pep.subscribe("alice", "n", ["bob@x"])
+    assert await pep.subscribe("alice", "n", ["bob@x"])  # kept once
+    assert await pep.subscribe("alice", "n", ["bobby@x"])
+    assert await pep.subscribe("alice", "m", ["bob@x"])
 
     assert await pep.subscriptions("alice", "n") == ["bob@x/phone", "bob@x", "bobby@x"]
     assert await pep.subscriptions_of("alice", "bob@x") == [
@@ -227,12 +227,16 @@ async def test_a_node_takes_a_bounded_number_of_subscriptions(
 ) -> None:
     monkeypatch.setattr(chinwag.store.pep, "MAX_SUBSCRIPTIONS", 3)
     await pep.create("alice", "n", PRESENCE)
-    for n in range(3):
-        assert await pep.subscribe("alice", "n", f"u{n}@x")
+    assert await pep.subscribe("alice", "n", ["u0@x"])
+    with pytest.raises(TooManySubscriptions):  # all or none
+        await pep.subscribe("alice", "n", ["u1@x", "u2@x", "u3@x"])
+    assert await pep.subscriptions("alice", "n") == ["u0@x"]
+    assert await pep.subscribe("alice", "n", ["u1@x", "u2@x", "u1@x", "u0@x"])
 
     with pytest.raises(TooManySubscriptions):
-        await pep.subscribe("alice", "n", "one-more@x")
-    assert await pep.subscribe("alice", "n", "u0@x")  # one already there is no more
+        await pep.subscribe("alice", "n", ["one-more@x"])
+    assert await pep.subscribe("alice", "n", ["u0@x"])  # one already there is no more
+    assert await pep.subscriptions("alice", "n") == ["u0@x", "u1@x", "u2@x"]
 
 
 async def test_deleting_an_account_ends_its_subscriptions(
@@ -241,7 +245,7 @@ async def test_deleting_an_account_ends_its_subscriptions(
     await network.add_users("b_b", "bob_")
     await pep.create("alice", "n", PRESENCE)
     for jid in ("bob@x", "bob@x/phone", "b_b@x", "bob_@x/desk"):
-        await pep.subscribe("alice", "n", jid)
+        await pep.subscribe("alice", "n", [jid])
 
     assert await network.accounts.delete_user("bob")
     assert await network.accounts.delete_user("b_b")

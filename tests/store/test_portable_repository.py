@@ -133,8 +133,8 @@ async def test_pep_nodes_go_out_and_in_with_their_affiliations_and_subscriptions
     await pep.publish("alice", "n", NodeConfig("whitelist", 5), StoredItem("i", "<p xmlns='x'/>"))
     await pep.create("alice", "empty", NodeConfig("open", 2))
     await pep.create("alice", "friends", NodeConfig("roster", 1, ("Friends", "Family")))
-    await pep.subscribe("alice", "friends", "bob@chat.example/phone")
-    await pep.subscribe("alice", "friends", "eve@elsewhere.example")
+    await pep.subscribe("alice", "friends", ["bob@chat.example/phone"])
+    await pep.subscribe("alice", "friends", ["eve@elsewhere.example"])
     await pep.set_affiliations(
         "alice", "n", {"bob@chat.example": "member", "eve@elsewhere.example": "outcast"}
     )

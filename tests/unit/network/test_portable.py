@@ -473,8 +473,8 @@ async def test_roster_groups_and_subscriptions_go_out_as_xep_0060_lists_them_and
     pep = SqlPepRepository(db)
     friends = NodeConfig("roster", 5, ("Friends", "Family"))
     await pep.publish("alice", "f", friends, StoredItem("i", "<p xmlns='urn:example'/>"))
-    await pep.subscribe("alice", "f", f"bob@{HOST}/phone")
-    await pep.subscribe("alice", "f", "eve@elsewhere.example")
+    await pep.subscribe("alice", "f", [f"bob@{HOST}/phone"])
+    await pep.subscribe("alice", "f", ["eve@elsewhere.example"])
 
     text = await exported(db)
     report = await load(other, text)
