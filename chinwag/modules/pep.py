@@ -64,12 +64,14 @@ from chinwag.store.pep import (
     ACCESS_MODELS,
     MAX_AFFILIATIONS,
     MAX_ROSTER_GROUPS,
+    MAX_ROSTER_GROUPS_BYTES,
     MAX_SUBSCRIPTIONS,
     NodeConfig,
     QuotaExceeded,
     Replaced,
     StoredItem,
     TooManySubscriptions,
+    fitting_roster_groups,
 )
 from chinwag.xmpp import ns
 from chinwag.xmpp.caps import verification_string
@@ -687,9 +689,11 @@ class Pep:
         if groups is None:
             groups = base.roster_groups if base else ()
         groups = tuple(dict.fromkeys(group for group in groups if group))
-        if len(groups) > MAX_ROSTER_GROUPS:
+        if fitting_roster_groups(groups) != groups:
             raise StanzaError(
-                StanzaCondition.NOT_ACCEPTABLE, f"at most {MAX_ROSTER_GROUPS} roster groups"
+                StanzaCondition.NOT_ACCEPTABLE,
+                f"at most {MAX_ROSTER_GROUPS} roster groups, "
+                f"of {MAX_ROSTER_GROUPS_BYTES} bytes in all",
             )
         return NodeConfig(access, max_items, groups)
 

@@ -61,9 +61,9 @@ from chinwag.store.db import Database
 from chinwag.store.pep import (
     ACCESS_MODELS,
     MAX_AFFILIATIONS,
-    MAX_ROSTER_GROUPS,
     MAX_SUBSCRIPTIONS,
     StoredItem,
+    fitting_roster_groups,
 )
 from chinwag.store.portable import (
     Loader,
@@ -351,6 +351,9 @@ class _UserReader:
             if name and (kept or name in configs or name in affiliations):
                 affiliated = self._affiliations(username, affiliations.get(name, []))
                 subscribed = self._subscriptions(subscriptions.get(name, []))
+                fitting = fitting_roster_groups(groups)
+                if dropped := len(groups) - len(fitting):
+                    self.report.left_out["PEP roster groups beyond a node's bounds"] += dropped
                 nodes.append(
                     PortableNode(
                         name,
@@ -358,7 +361,7 @@ class _UserReader:
                         max_items,
                         tuple(kept),
                         affiliated,
-                        groups[:MAX_ROSTER_GROUPS],
+                        fitting,
                         subscribed,
                     )
                 )

@@ -52,6 +52,20 @@ ACCESS_MODELS = ("presence", "open", "roster", "whitelist")
 contacts in some of the owner's roster groups, or the owner alone."""
 MAX_ROSTER_GROUPS = 100
 """Roster groups a node's ``roster`` access model names at most."""
+MAX_ROSTER_GROUPS_BYTES = 4096
+"""Their names' UTF-8 bytes at most, together: kept in the node's row, outside the quota."""
+
+
+def fitting_roster_groups(groups: Sequence[str]) -> tuple[str, ...]:
+    """The first of ``groups`` that fit ``MAX_ROSTER_GROUPS`` and ``MAX_ROSTER_GROUPS_BYTES``."""
+    kept: list[str] = []
+    size = 0
+    for group in groups[:MAX_ROSTER_GROUPS]:
+        size += len(group.encode())
+        if size > MAX_ROSTER_GROUPS_BYTES:
+            break
+        kept.append(group)
+    return tuple(kept)
 
 
 @dataclass(frozen=True, slots=True)

@@ -330,6 +330,9 @@ async def test_a_roster_node_is_read_by_contacts_in_its_groups_alone(
     values = shown["pubsub_owner"]["configure"]["form"].get_values()
     assert values["pubsub#access_model"] == "roster"
     assert values["pubsub#roster_groups_allowed"] == ["friends", "family"]
+    with pytest.raises(IqError) as raised:  # 4 KiB of group names at most
+        await owner.set_node_config(service, NODE, roster_access("x" * 5000), timeout=TIMEOUT)
+    assert raised.value.condition == "not-acceptable"
     items = await bob.plugin["xep_0060"].get_items(service, NODE, timeout=TIMEOUT)
     assert [i.get("id") for i in items.xml.iter(f"{{{PUBSUB}}}item")] == ["i1"]
     await bob.plugin["xep_0060"].subscribe(service, NODE, bare=False, timeout=TIMEOUT)
