@@ -60,6 +60,7 @@ from chinwag.server.rosters import Roster
 from chinwag.server.routing import SessionRecord
 from chinwag.server.session import Session
 from chinwag.store.accounts import NoSuchAccount
+from chinwag.store.models import MAX_PEP_NODE_BYTES as MAX_PEP_NAME
 from chinwag.store.pep import (
     ACCESS_MODELS,
     MAX_AFFILIATIONS,
@@ -663,7 +664,8 @@ class Pep:
         create = pubsub.find("create", ns.PUBSUB)
         if create is not None and create.get("node"):
             options = form_values(_form(pubsub.find("configure", ns.PUBSUB)))
-            return self.create(iq, owner, create.get("node") or "", options)
+            node = checked_name(create.get("node") or "", "a node name")
+            return self.create(iq, owner, node, options)
         raise StanzaError(StanzaCondition.FEATURE_NOT_IMPLEMENTED, "not served on PEP")
 
     def config_from(self, options: Form, base: NodeConfig | None = None) -> NodeConfig:
@@ -698,7 +700,7 @@ class Pep:
         return NodeConfig(access, max_items, groups)
 
     async def publish(self, iq: Element, owner: str, publish: Element, options: Form) -> Element:
-        node = publish.get("node") or ""
+        node = checked_name(publish.get("node") or "", "a node name")
         if not node:
             raise pubsub_error(StanzaCondition.BAD_REQUEST, "nodeid-required")
         item = publish.find("item", ns.PUBSUB)
@@ -712,7 +714,9 @@ class Pep:
                 "payload-too-big",
                 f"an item holds at most {self.settings.max_payload_bytes} bytes",
             )
-        item_id = (item.get("id") if item is not None else None) or random_hex(8)
+        item_id = checked_name(
+            (item.get("id") if item is not None else None) or random_hex(8), "an item id"
+        )
         existing = await self.store.node(owner, node)
         if existing is not None:
             self.check_preconditions(existing, options)
@@ -1113,6 +1117,15 @@ def affiliation_changes(request: Element, owner: JID) -> dict[str, str]:
             raise StanzaError(StanzaCondition.BAD_REQUEST, f"no affiliation {affiliation!r}")
         changes[str(jid)] = affiliation
     return changes
+
+
+def checked_name(name: str, what: str) -> str:
+    """A node name or item id that storage keeps whole (``MAX_PEP_NAME``)."""
+    if len(name) > MAX_PEP_NAME:
+        raise StanzaError(
+            StanzaCondition.NOT_ACCEPTABLE, f"{what} is at most {MAX_PEP_NAME} characters"
+        )
+    return name
 
 
 def own_subscriber(

@@ -14,6 +14,7 @@ from collections.abc import Awaitable
 
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.store.accounts import NoSuchAccount
+from chinwag.store.models import MAX_PEP_NODE_BYTES
 from chinwag.store.pep import NodeConfig, PepRepository, QuotaExceeded, Replaced, StoredItem
 from chinwag.xmpp import ns
 from chinwag.xmpp.element import Element
@@ -47,6 +48,11 @@ def checked_namespace(element: Element) -> str:
     namespace = element.ns
     if not namespace or namespace in RESERVED or namespace.startswith(RESERVED_PREFIXES):
         raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, f"namespace {namespace!r} is reserved")
+    if len(namespace) > MAX_PEP_NODE_BYTES:
+        raise StanzaError(
+            StanzaCondition.NOT_ACCEPTABLE,
+            f"a namespace is at most {MAX_PEP_NODE_BYTES} characters here",
+        )
     return namespace
 
 

@@ -189,3 +189,33 @@ async def test_disco_lists_the_owner_features_that_work(
         assert f"{PUBSUB}#{name}" in features
     for name in ("subscription-options", "retrieve-default-sub"):
         assert f"{PUBSUB}#{name}" not in features
+
+
+async def test_names_that_storage_cannot_keep_whole_are_refused(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    """Node names, item ids and private storage namespaces of more than 1,023
+    characters get <not-acceptable/> on every engine (PostgreSQL's columns hold no more;
+    SQLite's would have kept them)."""
+    alice, _ = await pep_client(new_client, server, "alice")
+    alice.register_plugin("xep_0049")
+    pubsub, long = alice.plugin["xep_0060"], "urn:example:" + "x" * 1012
+
+    for request in (
+        pubsub.publish(None, long, payload=payload(f"<n xmlns='{NODE}'/>"), timeout=TIMEOUT),
+        pubsub.publish(
+            None, NODE, id="i" * 1024, payload=payload(f"<n xmlns='{NODE}'/>"), timeout=TIMEOUT
+        ),
+        pubsub.create_node(server.jid("alice"), long, timeout=TIMEOUT),
+        alice.plugin["xep_0049"].store(payload(f"<n xmlns='{long}'/>"), timeout=TIMEOUT),
+    ):
+        with pytest.raises(IqError) as raised:
+            await request
+        assert raised.value.condition == "not-acceptable"
+
+    fitting = long[:1023]
+    await pubsub.publish(None, fitting, payload=payload(f"<n xmlns='{NODE}'/>"), timeout=TIMEOUT)
+    assert fitting in [
+        item["node"]
+        for item in (await alice.plugin["xep_0030"].get_items(server.jid("alice")))["disco_items"]
+    ]
