@@ -1070,13 +1070,20 @@ class Pep:
 
     async def avatar_to_vcard(self, owner: str, metadata: Element) -> None:
         """XEP-0398 §4: a published avatar becomes the vCard photo (an empty metadata
-        element, no avatar, clears it)."""
-        info = metadata.find("info", ns.AVATAR_METADATA)
+        element, no avatar, clears it). The avatar is the first ``<info/>`` kept here (not
+        at a URL), copied only if its data hashes to its id (§4 SHOULD) and the data node
+        shows it to as many as the vCard does (§7)."""
+        infos = metadata.find_all("info", ns.AVATAR_METADATA)
         profiles = self.api.services.profiles
-        if info is None:
+        if not infos:
             await profiles.set_fields(owner, photo=None)
             return
-        found = await self.store.items(owner, ns.AVATAR_DATA, [info.get("id") or ""], None)
+        info = next((info for info in infos if not info.get("url")), None)
+        config = await self.store.node(owner, ns.AVATAR_DATA)
+        if info is None or config is None or not self.vcard_may_show(config):
+            return
+        avatar_id = info.get("id") or ""
+        found = await self.store.items(owner, ns.AVATAR_DATA, [avatar_id], None)
         if not found:
             return
         data = parse_stanza(found[0].payload)
@@ -1084,12 +1091,24 @@ class Pep:
             photo = base64.b64decode("".join(data.text.split()), validate=True)
         except ValueError:
             return
+        if hashlib.sha1(photo, usedforsecurity=False).hexdigest() != avatar_id.lower():
+            log.info(
+                "avatar of %s not copied to the vCard: its data does not hash to its id", owner
+            )
+            return
         try:
             await profiles.set_fields(
                 owner, photo=photo, photo_type=info.get("type") or "image/png"
             )
         except ValueError as error:  # a photo the profile does not take (too large)
             log.info("avatar of %s not copied to the vCard: %s", owner, error)
+
+    def vcard_may_show(self, data_node: NodeConfig) -> bool:
+        """Whether the avatar data node lets read it whoever may read the vCard: anyone
+        who may reach the account, so its contacts while strangers are kept apart."""
+        return data_node.access_model == "open" or (
+            data_node.access_model == "presence" and self.strangers_apart
+        )
 
 
 def event_message(sender: JID, to: JID, event: Element) -> Element:

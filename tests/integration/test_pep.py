@@ -186,6 +186,57 @@ async def test_avatar_between_two_clients_and_the_vcard(
     assert not card["vcard_temp"]["PHOTO"]["BINVAL"]
 
 
+async def publish_avatar_data(client: ClientXMPP, data: bytes, item_id: str, **fields: str) -> None:
+    payload_element = ET.fromstring(
+        f"<data xmlns='urn:xmpp:avatar:data'>{base64.b64encode(data).decode()}</data>"
+    )
+    await client.plugin["xep_0060"].publish(
+        None,
+        "urn:xmpp:avatar:data",
+        id=item_id,
+        payload=payload_element,
+        options=options(**fields) if fields else None,
+        timeout=TIMEOUT,
+    )
+
+
+async def vcard_photo(client: ClientXMPP, jid: str) -> bytes:
+    client.register_plugin("xep_0054")
+    card = await client.plugin["xep_0054"].get_vcard(jid, timeout=TIMEOUT)
+    return bytes(card["vcard_temp"]["PHOTO"]["BINVAL"] or b"")
+
+
+@pytest.mark.parametrize(
+    ("case", "copied"),
+    [
+        ("the local avatar after one at a URL", True),
+        ("data that does not hash to its id", False),
+        ("a whitelisted data node", False),
+    ],
+)
+async def test_which_published_avatar_becomes_the_vcard_photo(
+    server: ServerHandle, new_client: NewClient, case: str, copied: bool
+) -> None:
+    """XEP-0398 §4: the first <info/> not at a URL (MUST), its data checked against its
+    id (SHOULD); §7: not from a data node closer than the vCard."""
+    alice, _ = await pep_client(new_client, server, "alice")
+    bob, bob_events = await pep_client(new_client, server, "bob")
+    avatar_id = hashlib.sha1(PNG).hexdigest()
+    if case.startswith("data that"):
+        avatar_id = "0" * 40
+    fields = {"access_model": "whitelist"} if case.startswith("a whitelisted") else {}
+    await publish_avatar_data(bob, PNG, avatar_id, **fields)
+    infos = [{"id": avatar_id, "type": "image/png", "bytes": len(PNG)}]
+    if case.startswith("the local"):
+        elsewhere = {"id": "1" * 40, "type": "image/png", "bytes": 9, "url": "https://x.example/a"}
+        infos.insert(0, elsewhere)
+
+    await bob.plugin["xep_0084"].publish_avatar_metadata(infos, timeout=TIMEOUT)
+
+    await bob_events.next("urn:xmpp:avatar:metadata", server.jid("bob"))  # published
+    assert await vcard_photo(alice, server.jid("bob")) == (PNG if copied else b"")
+
+
 async def test_vcard_photo_is_offered_as_avatar(
     server: ServerHandle, new_client: NewClient
 ) -> None:
