@@ -56,6 +56,7 @@ from chinwag.modules.private import (
 )
 from chinwag.server.api import ModuleAPI, Spec
 from chinwag.server.dispatch import Routed
+from chinwag.server.hooks import DELIVER_SCREEN
 from chinwag.server.rosters import Roster
 from chinwag.server.routing import SessionRecord
 from chinwag.server.session import Session
@@ -201,6 +202,8 @@ class Pep:
         self.settings = api.settings.pep
         self.domain = api.domain.domain
         self.strangers_apart = not api.settings.messages.from_strangers
+        self.screen = api.channel(DELIVER_SCREEN)
+        """Block lists (XEP-0191), while anyone online has one: notifications pass them."""
         self.caps: dict[str, frozenset[str]] = {}
         """Nodes a ``ver`` asks notifications of, by ``ver``: checked answers only."""
         self.asking: dict[str, asyncio.Future[Element]] = {}
@@ -447,13 +450,17 @@ class Pep:
     def send_event(
         self, owner: str, targets: Iterable[SessionRecord | JID], event: Element, told: set[JID]
     ) -> None:
-        """``event`` from ``owner`` to each target not ``told`` yet."""
+        """``event`` from ``owner`` to each target not ``told`` yet that no block list
+        keeps it from (XEP-0163 §4.3, XEP-0191)."""
         sender = self.api.jid(owner)
+        screen = self.screen
         for target in targets:
             to = target if isinstance(target, JID) else target.jid
             if to in told:
                 continue
             told.add(to)
+            if screen.handlers and screen.vetoes(sender, to):
+                continue
             message = event_message(sender, to, event.copy())
             if isinstance(target, JID):
                 self.api.deliver(message, to)
@@ -493,9 +500,7 @@ class Pep:
             if last.node in wanted and await self.may_read(
                 session.jid, last.owner, last.config, affiliation
             ):
-                event = items_element(last.node, [last.item])
-                sender = self.api.jid(last.owner)
-                self.api.router.deliver(session, event_message(sender, session.jid, event))
+                self.send_event(last.owner, [session], items_element(last.node, [last.item]), set())
 
     async def prune_subscriptions(self, owner: str, node: str, config: NodeConfig) -> None:
         """End the subscriptions to ``node`` of JIDs that may no longer read it."""

@@ -45,8 +45,8 @@ block list hides two users' presence from each other). Callers test the channel 
 with no handler it costs nothing."""
 DELIVER_SCREEN = "deliver/screen"
 """``modules/message.py``, for each resource of an account that a message to its bare JID
-may be handed to, and ``modules/offline.py``, for the session a stored message is about
-to be written to: ``handler(sender, recipient)`` with both JIDs; true keeps the message
+may be handed to, ``modules/offline.py``, for the session a stored message is about
+to be written to, and ``modules/pep.py``, for each JID a notification is about to go to: ``handler(sender, recipient)`` with both JIDs; true keeps the message
 from that resource (a block list that names one resource). Callers test the channel
 first: with no handler it costs nothing."""
 SESSION_BOUND = "session/bound"

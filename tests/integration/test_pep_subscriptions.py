@@ -409,3 +409,29 @@ async def test_a_stranger_made_a_member_hears_nothing_while_strangers_are_kept_a
     await publish(alice, 2)
 
     await nothing_heard(carol_events)
+
+
+async def test_a_blocked_contact_hears_of_no_item(
+    server: ServerHandle, new_client: NewClient
+) -> None:
+    """XEP-0163 §4.3 (and XEP-0191): no notification to whom the owner blocks, whether it
+    wants the node by caps or subscribed, nor the last item when it comes online; after
+    the unblock, again."""
+    alice, _ = await pep_client(new_client, server, "alice")
+    alice.register_plugin("xep_0191")
+    await publish(alice, 1, access="presence")
+    bob, bob_events = await pep_client(new_client, server, "bob", interests=(NODE,))
+    service = server.jid("alice")
+    assert await ids_heard(bob_events, service, 1) == ["i1"]
+    await bob.plugin["xep_0060"].subscribe(service, NODE, bare=False, timeout=TIMEOUT)
+    assert await ids_heard(bob_events, service, 1) == ["i1"]
+    await alice.plugin["xep_0191"].block(server.jid("bob"), timeout=TIMEOUT)
+
+    await publish(alice, 2, access="presence")
+    _phone, phone_events = await pep_client(new_client, server, "bob", "phone", interests=(NODE,))
+
+    await nothing_heard(bob_events)
+    await nothing_heard(phone_events)
+    await alice.plugin["xep_0191"].unblock(server.jid("bob"), timeout=TIMEOUT)
+    await publish(alice, 3, access="presence")
+    assert await ids_heard(bob_events, service, 1) == ["i3"]
