@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import deque
 from collections.abc import Awaitable, Coroutine, MutableSet
 from typing import Any, Protocol
 
@@ -178,7 +179,8 @@ class OutputBatch:
 
     def __init__(self) -> None:
         self._waiting: list[C2SConnection] = []
-        self._holding: list[C2SConnection] = []
+        self._holding: deque[tuple[float, C2SConnection]] = deque()
+        """Connections holding answers, with when each stops waiting, in that order."""
 
     def add(self, connection: C2SConnection) -> None:
         if not self._waiting:
@@ -186,11 +188,12 @@ class OutputBatch:
         self._waiting.append(connection)
 
     def hold_answer(self, connection: C2SConnection) -> None:
-        """``connection`` holds answers: written with its next write, or within
-        ``ANSWER_HOLD_SECONDS`` (one timer for every answer held meanwhile)."""
+        """``connection`` holds answers: written with its next write, or after
+        ``ANSWER_HOLD_SECONDS`` (one timer at a time, for the earliest)."""
+        loop = asyncio.get_running_loop()
         if not self._holding:
-            asyncio.get_running_loop().call_later(ANSWER_HOLD_SECONDS, self._answer_held)
-        self._holding.append(connection)
+            loop.call_later(ANSWER_HOLD_SECONDS, self._answer_held)
+        self._holding.append((loop.time() + ANSWER_HOLD_SECONDS, connection))
 
     def _flush(self) -> None:
         waiting, self._waiting = self._waiting, []
@@ -198,9 +201,13 @@ class OutputBatch:
             connection.flush()
 
     def _answer_held(self) -> None:
-        holding, self._holding = self._holding, []
-        for connection in holding:
-            connection.answer_held()
+        """Write the answers whose time is up; wait again for the others."""
+        loop = asyncio.get_running_loop()
+        holding, now = self._holding, loop.time()
+        while holding and holding[0][0] <= now:
+            holding.popleft()[1].answer_held()
+        if holding:
+            loop.call_at(holding[0][0], self._answer_held)
 
 
 class C2SConnection:
