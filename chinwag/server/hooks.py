@@ -46,9 +46,10 @@ with no handler it costs nothing."""
 DELIVER_SCREEN = "deliver/screen"
 """``modules/message.py``, for each resource of an account that a message to its bare JID
 may be handed to, ``modules/offline.py``, for the session a stored message is about
-to be written to, and ``modules/pep.py``, for each JID a notification is about to go to: ``handler(sender, recipient)`` with both JIDs; true keeps the message
-from that resource (a block list that names one resource). Callers test the channel
-first: with no handler it costs nothing."""
+to be written to, and ``modules/pep.py``, for each JID a notification is about to go
+to: ``handler(sender, recipient)`` with both JIDs; true keeps the message from that
+resource (a block list that names one resource). Callers test the channel first: with
+no handler it costs nothing."""
 SESSION_BOUND = "session/bound"
 """``SessionManager.bind``, once a resource is bound: ``handler(session)``."""
 SESSION_CLOSED = "session/closed"
